@@ -1,0 +1,26 @@
+"""twin_uq: patient digital twins with honest uncertainty."""
+
+from twin_uq._config import configure_host_devices as _configure_host_devices
+
+_configure_host_devices()
+
+from twin_uq._config import configure_precision as _configure_precision  # noqa: E402
+
+_configure_precision()
+
+from twin_uq.model.base import (  # noqa: E402
+    Allometric as Allometric,
+    Model as Model,
+    ModelCard as ModelCard,
+    Output as Output,
+    Parameter as Parameter,
+    SolverSettings as SolverSettings,
+)
+from twin_uq.simulate.schedule import (  # noqa: E402
+    Bolus as Bolus,
+    Infusion as Infusion,
+    Schedule as Schedule,
+    Signal as Signal,
+)
+
+__version__ = "0.1.0"

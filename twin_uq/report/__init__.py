@@ -1,0 +1,1 @@
+"""twin_uq.report."""
