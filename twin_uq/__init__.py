@@ -4,11 +4,11 @@ from twin_uq._config import configure_host_devices as _configure_host_devices
 
 _configure_host_devices()
 
-from twin_uq._config import configure_precision as _configure_precision  # noqa: E402
+from twin_uq._config import configure_precision as _configure_precision
 
 _configure_precision()
 
-from twin_uq.model.base import (  # noqa: E402
+from twin_uq.model.base import (
     Allometric as Allometric,
     Model as Model,
     ModelCard as ModelCard,
@@ -16,7 +16,8 @@ from twin_uq.model.base import (  # noqa: E402
     Parameter as Parameter,
     SolverSettings as SolverSettings,
 )
-from twin_uq.simulate.schedule import (  # noqa: E402
+from twin_uq.model.load import list_models as list_models, load_model as load_model
+from twin_uq.simulate.schedule import (
     Bolus as Bolus,
     Infusion as Infusion,
     Schedule as Schedule,

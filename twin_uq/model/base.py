@@ -101,9 +101,7 @@ class Output:
     name: str
     unit: str
     description: str = ""
-    error: Literal["additive", "proportional", "combined", "lognormal", "student_t"] = (
-        "combined"
-    )
+    error: Literal["additive", "proportional", "combined", "lognormal", "student_t"] = "combined"
     clinical_range: tuple[float, float] | None = None
     sigma_prior_scale: tuple[float, float] = (1.0, 0.2)
 
@@ -250,7 +248,9 @@ class Model:
         for p in self.parameters:
             if p.name == name:
                 return p
-        raise KeyError(f"Model {self.name!r} has no parameter {name!r}; it has {self.parameter_names}.")
+        raise KeyError(
+            f"Model {self.name!r} has no parameter {name!r}; it has {self.parameter_names}."
+        )
 
     def output_index(self, name: str) -> int:
         """Position of output ``name``."""

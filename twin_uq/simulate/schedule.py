@@ -227,7 +227,7 @@ class Schedule(eqx.Module):
         return self.signal_time.shape[-1]
 
     def boluses(self) -> list[Bolus]:
-        """The unpadded boluses of a single (unbatched) schedule."""
+        """Return the unpadded boluses of a single (unbatched) schedule."""
         m = np.asarray(self.bolus_mask)
         return [
             Bolus(float(t), float(a), int(c))
@@ -240,7 +240,7 @@ class Schedule(eqx.Module):
         ]
 
     def infusions(self) -> list[Infusion]:
-        """The unpadded infusions of a single (unbatched) schedule."""
+        """Return the unpadded infusions of a single (unbatched) schedule."""
         m = np.asarray(self.infusion_mask)
         return [
             Infusion(float(s), float(r), float(e - s), int(c))
@@ -271,7 +271,9 @@ class Schedule(eqx.Module):
             infusion_start=grow(self.infusion_start, n_infusion, z),
             infusion_stop=grow(self.infusion_stop, n_infusion, z),
             infusion_rate=grow(self.infusion_rate, n_infusion, z),
-            infusion_cmt=grow(self.infusion_cmt, n_infusion, jnp.asarray(0, self.infusion_cmt.dtype)),
+            infusion_cmt=grow(
+                self.infusion_cmt, n_infusion, jnp.asarray(0, self.infusion_cmt.dtype)
+            ),
             infusion_mask=grow(self.infusion_mask, n_infusion, jnp.asarray(False)),
             signal_time=grow(self.signal_time, n_knots, self.signal_time[-1]),
             signal_value=grow(self.signal_value, n_knots, self.signal_value[-1]),
