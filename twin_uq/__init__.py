@@ -17,6 +17,7 @@ from twin_uq.model.base import (
     SolverSettings as SolverSettings,
 )
 from twin_uq.model.load import list_models as list_models, load_model as load_model
+from twin_uq.simulate import Trajectory as Trajectory, simulate as simulate
 from twin_uq.simulate.schedule import (
     Bolus as Bolus,
     Infusion as Infusion,

@@ -1,1 +1,15 @@
-"""twin_uq.simulate."""
+"""Simulation engine: schedules in, trajectories out (ODE solvers or exact linear solutions)."""
+
+from twin_uq.simulate.result import Trajectory as Trajectory
+from twin_uq.simulate.schedule import (
+    Bolus as Bolus,
+    Infusion as Infusion,
+    Schedule as Schedule,
+    Signal as Signal,
+    stack_schedules as stack_schedules,
+)
+from twin_uq.simulate.solve import (
+    simulate as simulate,
+    simulate_cohort_outputs as simulate_cohort_outputs,
+    solve_outputs as solve_outputs,
+)

@@ -1,0 +1,169 @@
+"""ODE path: diffrax integration split at dose events.
+
+Time ``[0, t_end]`` (``t_end`` = the latest requested time) is cut at every event time
+(boluses, infusion starts and stops). Segment ``k`` runs from ``b_k`` to ``b_{k+1}`` with
+a constant infusion rate; the bolus of event ``k`` is added at its start. Events are
+sorted and clipped into ``[0, t_end]`` so the number of segments is static
+(``1 + n_bolus + 2 n_infusion``) and a ``lax.scan`` runs them; empty segments
+(``t0 == t1``, from padding, events after ``t_end`` or simultaneous events) are handled by
+diffrax, which returns the initial state at all save points without stepping.
+
+Each segment saves at all observation times, sorted and clipped into the segment
+(``SaveAt(ts)`` must be sorted and inside ``[t0, t1]``); an observation keeps the value of
+the segment it belongs to: the last ``k`` with ``b_k <= t``. That makes an observation at
+a dose time see the post-dose state.
+
+Measured-signal knots are declared to the step-size controller as jump times, so steps
+never straddle a kink of the interpolated input.
+
+Gradients: solved with ``adjoint=diffrax.ForwardMode()`` so the solve is forward-mode
+differentiable; :mod:`twin_uq.simulate.solve` wraps it in a ``custom_vjp`` (reverse mode
+through the diffrax loop is never traced).
+"""
+
+from __future__ import annotations
+
+import diffrax
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from twin_uq.model.base import Model, SolverSettings
+from twin_uq.simulate.events import bolus_jumps, infusion_rate_vectors, signal_inputs
+from twin_uq.simulate.schedule import Schedule
+
+__all__ = ["STATUS_NONFINITE", "STATUS_OK", "STATUS_SOLVER_FAILED", "solve_ode"]
+
+STATUS_OK = 0
+"""Status code: solved and all values finite."""
+STATUS_SOLVER_FAILED = 1
+"""Status code: the ODE solver did not succeed (step budget exhausted, step size collapse)."""
+STATUS_NONFINITE = 2
+"""Status code: the solver reported success but some state or output is NaN/inf."""
+
+_SOLVERS = {
+    "tsit5": diffrax.Tsit5,
+    "dopri5": diffrax.Dopri5,
+    "kvaerno5": diffrax.Kvaerno5,
+}
+
+
+def _controller(
+    model: Model, settings: SolverSettings, schedule: Schedule
+) -> diffrax.AbstractStepSizeController:
+    pid = diffrax.PIDController(rtol=settings.rtol, atol=settings.atol)
+    if model.signals:
+        return diffrax.ClipStepSizeController(pid, jump_ts=schedule.signal_time)
+    return pid
+
+
+def solve_ode(
+    model: Model,
+    settings: SolverSettings,
+    theta: Float[Array, " K"],
+    covariates: Float[Array, " C"],
+    schedule: Schedule,
+    times: Float[Array, " T"],
+) -> tuple[Float[Array, "T n_states"], Int[Array, ""]]:
+    """Integrate one patient and return states at ``times`` and a status code.
+
+    Parameters
+    ----------
+    model, settings
+        The model and how to integrate it (``settings.method`` a diffrax solver name).
+    theta
+        Individual parameters in ``model.parameter_names`` order, natural scale, ``(K,)``.
+    covariates
+        Covariates in ``model.covariates`` order, ``(C,)``.
+    schedule
+        One patient's (unbatched) schedule.
+    times
+        Observation times ``>= 0``, shape ``(T,)``, any order, padding allowed.
+
+    Returns
+    -------
+    states
+        ``(T, n_states)``.
+    status
+        ``STATUS_OK`` or ``STATUS_SOLVER_FAILED`` (``int32`` scalar); non-finite values are
+        checked by the caller after the observation function.
+    """
+    if settings.method not in _SOLVERS:
+        raise ValueError(
+            f"Unknown ODE solver {settings.method!r} for model {model.name!r}; use one of "
+            f"{sorted(_SOLVERS)} or 'exact'."
+        )
+    th = model.theta_dict(theta)
+    cov = dict(zip(model.covariates, covariates, strict=True))
+    n = len(model.states)
+    dtype = jnp.result_type(theta.dtype, float)
+    times = jnp.asarray(times, dtype)
+    y0 = jnp.asarray(model.y0(th, cov), dtype)
+    t_end = jnp.max(times)
+    nb, ni = schedule.n_bolus, schedule.n_infusion
+
+    # Events (clipped into [0, t_end]) and the jump each applies at its time.
+    event_t = jnp.clip(
+        jnp.concatenate([schedule.bolus_time, schedule.infusion_start, schedule.infusion_stop]),
+        0.0,
+        t_end,
+    ).astype(dtype)
+    event_jump = jnp.concatenate(
+        [bolus_jumps(model, schedule, t_end).astype(dtype), jnp.zeros((2 * ni, n), dtype)]
+    )
+    order = jnp.argsort(event_t, stable=True)
+    bounds = jnp.concatenate([jnp.zeros((1,), dtype), event_t[order], t_end[None]])
+    seg_jump = jnp.concatenate([jnp.zeros((1, n), dtype), event_jump[order]])
+    n_seg = 1 + nb + 2 * ni
+
+    # Constant infusion input of each segment: infusions running at the segment start.
+    rates = infusion_rate_vectors(model, schedule).astype(dtype)
+    start = bounds[:-1, None]
+    running = (schedule.infusion_start[None, :] <= start) & (
+        start < schedule.infusion_stop[None, :]
+    )
+    seg_rate = running.astype(dtype) @ rates
+
+    # Observation -> segment membership, on sorted times.
+    t_order = jnp.argsort(times)
+    t_sorted = times[t_order]
+    seg_of_t = jnp.searchsorted(bounds[:-1], t_sorted, side="right") - 1
+
+    def vector_field(t, y, args):
+        rate = args
+        return jnp.asarray(model.rhs(t, y, th, signal_inputs(model, schedule, t)), dtype) + rate
+
+    term = diffrax.ODETerm(vector_field)
+    solver = _SOLVERS[settings.method]()
+    controller = _controller(model, settings, schedule)
+
+    def segment(carry, xs):
+        y, status, saved = carry
+        k, t0, t1, jump, rate = xs
+        y = y + jump
+        sol = diffrax.diffeqsolve(
+            term,
+            solver,
+            t0=t0,
+            t1=t1,
+            dt0=settings.dt0,
+            y0=y,
+            args=rate,
+            saveat=diffrax.SaveAt(ts=jnp.clip(t_sorted, t0, t1), t1=True),
+            stepsize_controller=controller,
+            adjoint=diffrax.ForwardMode(),
+            max_steps=settings.max_steps,
+            throw=False,
+        )
+        ys = sol.ys
+        ts_part, y_end = ys[:-1], ys[-1]
+        saved = jnp.where((seg_of_t == k)[:, None], ts_part, saved)
+        failed = sol.result != diffrax.RESULTS.successful
+        status = jnp.where(failed, jnp.int32(STATUS_SOLVER_FAILED), status)
+        return (y_end, status, saved), None
+
+    init = (y0, jnp.int32(STATUS_OK), jnp.zeros((times.shape[0], n), dtype))
+    xs = (jnp.arange(n_seg), bounds[:-1], bounds[1:], seg_jump, seg_rate)
+    (_, status, saved), _ = jax.lax.scan(segment, init, xs)
+    states = saved[jnp.argsort(t_order)]
+    return states, status
