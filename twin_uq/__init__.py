@@ -8,6 +8,7 @@ from twin_uq._config import configure_precision as _configure_precision
 
 _configure_precision()
 
+from twin_uq.data import Cohort as Cohort, CohortError as CohortError, read_cohort as read_cohort
 from twin_uq.model.base import (
     Allometric as Allometric,
     Model as Model,

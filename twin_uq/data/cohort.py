@@ -1,0 +1,598 @@
+"""The validated cohort: padded observation arrays, dose lists, covariates and the table.
+
+A :class:`Cohort` is built from the normalised table that
+:func:`twin_uq.data.validate.normalise` returns (``read_cohort`` does both). Everything in
+it is derived from that table, so sub-cohorts (:meth:`Cohort.select`,
+:meth:`Cohort.split_at`) are built by filtering the table and building again.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from twin_uq.data.validate import STANDARD_COLUMNS, CohortError, Problem
+from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from twin_uq.data.arrays import CohortArrays
+    from twin_uq.model.base import Model
+
+__all__ = ["Cohort", "CohortSummary", "build_cohort"]
+
+_OBS_FIELDS = ("obs_time", "obs_value", "obs_output", "obs_mask", "obs_censored", "obs_lloq")
+
+
+@dataclass(frozen=True)
+class CohortSummary:
+    """A few numbers describing a cohort (``str()`` gives a readable block)."""
+
+    source: str
+    patients: int
+    obs_per_patient: tuple[int, float, int]
+    doses: int
+    censored: int
+    excluded: int
+    outputs: tuple[str, ...]
+    covariates: tuple[str, ...]
+    time_varying: tuple[str, ...]
+
+    def __str__(self) -> str:
+        lo, med, hi = self.obs_per_patient
+        tv = f" (time-varying: {', '.join(self.time_varying)})" if self.time_varying else ""
+        return "\n".join(
+            [
+                f"Cohort from {self.source}",
+                f"  patients:              {self.patients}",
+                f"  observations/patient:  min {lo}, median {med:g}, max {hi}",
+                f"  doses:                 {self.doses}",
+                f"  censored (BLQ) obs:    {self.censored}",
+                f"  excluded rows:         {self.excluded}",
+                f"  outputs:               {', '.join(self.outputs) or '(model default)'}",
+                f"  covariates:            {', '.join(self.covariates) or '(none)'}{tv}",
+            ]
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Cohort:
+    """A validated cohort of patients: padded observations, doses and covariates.
+
+    Build it with :func:`twin_uq.read_cohort`. Arrays are numpy, shape ``(P, N)`` with
+    ``P`` patients (in order of first appearance in the table) and ``N`` the largest number
+    of observations of one patient (at least 1). Padding entries have ``obs_mask`` False,
+    ``obs_value`` 0, ``obs_lloq`` -inf and ``obs_time`` equal to the patient's last
+    observation time (0 without observations) so that time grids stay non-decreasing.
+
+    Attributes
+    ----------
+    ids
+        Patient ids (strings).
+    outputs
+        Output names found in the ``output`` column; ``()`` when there is none, meaning
+        every observation is of the model's first output.
+    obs_time, obs_value
+        Observation time and value; ``obs_value`` is 0 for a censored observation without a
+        value.
+    obs_output
+        Index into :attr:`outputs` (0 when there are none).
+    obs_mask
+        True for a real observation (censored ones included).
+    obs_censored
+        True for an observation below the lower limit of quantification (the likelihood
+        uses ``P(Y < lloq)``).
+    obs_lloq
+        Lower limit of quantification, -inf where none.
+    boluses, infusions
+        Per patient (aligned with :attr:`ids`), the doses in time order, ``ADDL``
+        expanded; ``cmt`` is the CMT column (1-based) or 0 without one.
+    covariates
+        Baseline covariates (first non-missing value in time), index = ids; float or
+        categorical columns.
+    covariate_series
+        Long table ``id, time, covariate, value`` of every recorded value of the covariates
+        that change within some patient.
+    table
+        Normalised long table (standard columns lower case, covariates as spelled; index =
+        row labels: CSV line number with the header as line 1, Parquet 1-based row,
+        DataFrame index label).
+    source
+        File name or ``"DataFrame"``.
+    excluded
+        Rows of :attr:`table` that are neither an observation nor a dose, with a
+        ``reason`` column.
+    row_word
+        How row labels are named in messages (``"line"``, ``"row"``, ``"index"``).
+    """
+
+    ids: tuple[str, ...]
+    outputs: tuple[str, ...]
+    obs_time: np.ndarray
+    obs_value: np.ndarray
+    obs_output: np.ndarray
+    obs_mask: np.ndarray
+    obs_censored: np.ndarray
+    obs_lloq: np.ndarray
+    boluses: tuple[tuple[Bolus, ...], ...]
+    infusions: tuple[tuple[Infusion, ...], ...]
+    covariates: pd.DataFrame
+    covariate_series: pd.DataFrame
+    table: pd.DataFrame
+    source: str
+    excluded: pd.DataFrame
+    row_word: str = "line"
+
+    # ---- basic views -------------------------------------------------------------------
+    @property
+    def n_patients(self) -> int:
+        """Number of patients ``P``."""
+        return len(self.ids)
+
+    @property
+    def n_obs(self) -> np.ndarray:
+        """Number of observations of each patient, shape ``(P,)``."""
+        return self.obs_mask.sum(axis=1)
+
+    @property
+    def covariate_names(self) -> tuple[str, ...]:
+        """Covariate column names, as spelled in the input."""
+        return tuple(self.covariates.columns)
+
+    @property
+    def time_varying(self) -> tuple[str, ...]:
+        """Covariates whose value changes within at least one patient."""
+        return tuple(dict.fromkeys(self.covariate_series["covariate"]))
+
+    def index(self, patient_id: object) -> int:
+        """Position of a patient; unknown ids raise :class:`CohortError` with close matches."""
+        pid = _id_text(patient_id)
+        try:
+            return self.ids.index(pid)
+        except ValueError:
+            raise self._unknown([pid]) from None
+
+    def _unknown(self, unknown: Sequence[str]) -> CohortError:
+        parts = []
+        for u in unknown:
+            close = difflib.get_close_matches(u, self.ids, n=3, cutoff=0.5)
+            hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+            parts.append(f"{u!r}{hint}")
+        return CohortError(
+            f"Cohort {self.source!r} has no patient {'; '.join(parts)}. "
+            f"It has {len(self.ids)} patients, e.g. {', '.join(map(repr, self.ids[:5]))}.",
+            [Problem(None, "id", u, "unknown patient id") for u in unknown],
+            self.source,
+        )
+
+    def summary(self) -> CohortSummary:
+        """Counts of patients, observations, doses, censored and excluded rows."""
+        n = self.n_obs
+        return CohortSummary(
+            source=self.source,
+            patients=self.n_patients,
+            obs_per_patient=(
+                int(n.min()) if n.size else 0,
+                float(np.median(n)) if n.size else 0.0,
+                int(n.max()) if n.size else 0,
+            ),
+            doses=sum(len(b) for b in self.boluses) + sum(len(i) for i in self.infusions),
+            censored=int(self.obs_censored.sum()),
+            excluded=len(self.excluded),
+            outputs=self.outputs,
+            covariates=self.covariate_names,
+            time_varying=self.time_varying,
+        )
+
+    def __str__(self) -> str:
+        return str(self.summary())
+
+    def __repr__(self) -> str:
+        return (
+            f"<Cohort {self.source!r}: {self.n_patients} patients, "
+            f"{int(self.obs_mask.sum())} observations>"
+        )
+
+    # ---- conversions -------------------------------------------------------------------
+    def to_dataframe(self) -> pd.DataFrame:
+        """The normalised long table with a plain ``0..n-1`` index.
+
+        ``read_cohort(cohort.to_dataframe())`` gives an equal cohort (see :meth:`equals`).
+        """
+        return self.table.reset_index(drop=True)
+
+    def to_xarray(self) -> xr.Dataset:
+        """An ``xarray.Dataset`` with dims ``(patient, obs)``; covariates on ``patient``."""
+        import xarray as xr
+
+        dims = ("patient", "obs")
+        data = {f: (dims, getattr(self, f)) for f in _OBS_FIELDS}
+        data["n_bolus"] = ("patient", np.array([len(b) for b in self.boluses], dtype=np.int64))
+        data["n_infusion"] = (
+            "patient",
+            np.array([len(i) for i in self.infusions], dtype=np.int64),
+        )
+        for name in self.covariates.columns:
+            col = self.covariates[name]
+            vals = (
+                col.astype(object).to_numpy()
+                if isinstance(col.dtype, pd.CategoricalDtype)
+                else col.to_numpy(dtype=float)
+            )
+            data[str(name)] = ("patient", vals)
+        return xr.Dataset(
+            data,
+            coords={
+                "patient": np.array(self.ids, dtype=object),
+                "obs": np.arange(self.obs_time.shape[1]),
+            },
+            attrs={"source": self.source, "outputs": list(self.outputs)},
+        )
+
+    # ---- sub-cohorts -------------------------------------------------------------------
+    def _rebuild(self, table: pd.DataFrame) -> Cohort:
+        return build_cohort(table, source=self.source, row_word=self.row_word)
+
+    def select(self, ids: Sequence[object]) -> Cohort:
+        """The cohort of the given patients, in the order given.
+
+        Raises
+        ------
+        CohortError
+            For unknown ids (with close matches) or ids given twice.
+        """
+        wanted = [_id_text(i) for i in ids]
+        unknown = [i for i in wanted if i not in self.ids]
+        if unknown:
+            raise self._unknown(unknown)
+        twice = sorted({i for i in wanted if wanted.count(i) > 1})
+        if twice:
+            raise CohortError(f"select(): patient id(s) given twice: {twice}.", [], self.source)
+        if not wanted:
+            raise CohortError("select() needs at least one patient id.", [], self.source)
+        parts = [self.table[self.table["id"] == i] for i in wanted]
+        return self._rebuild(pd.concat(parts))
+
+    def split_at(self, time: float) -> tuple[Cohort, Cohort]:
+        """Split observations at ``time`` for held-out forecasting.
+
+        Returns
+        -------
+        train, holdout
+            Both keep every patient, every dose and every non-observation row; ``train``
+            keeps the observations with time ``<= time``, ``holdout`` those with time
+            ``> time`` (so a forecast can be simulated with the full dosing history).
+        """
+        t = self.table
+        used = _used_obs(t)
+        late = t["time"].to_numpy() > time
+        return self._rebuild(t[~(used & late)]), self._rebuild(t[~(used & ~late)])
+
+    # ---- inputs for simulation ---------------------------------------------------------
+    def signal(self, patient_id: object, name: str) -> Signal:
+        """The measured signal ``name`` of one patient, built from its covariate column.
+
+        Knots are the times where the column has a value; repeated identical values at one
+        time count once.
+        """
+        col = self._covariate_column(name, what="signal")
+        pid = self.ids[self.index(patient_id)]
+        if isinstance(self.table[col].dtype, pd.CategoricalDtype):
+            raise CohortError(
+                f"Signal {name!r} (column {col!r}) is not numeric.", [], self.source
+            )
+        rows = self.table[(self.table["id"] == pid) & self.table[col].notna()]
+        pairs = rows[["time", col]].drop_duplicates()
+        if pairs.empty:
+            raise CohortError(
+                f"Patient {pid!r} has no value of signal {name!r} (column {col!r}).",
+                [Problem(None, col, pid, f"no value of signal {name!r}")],
+                self.source,
+            )
+        times = pairs["time"].to_numpy(dtype=float)
+        dup = pairs["time"].duplicated(keep=False).to_numpy()
+        if dup.any():
+            labels = list(pairs.index[dup])
+            raise CohortError(
+                f"Patient {pid!r}: signal {name!r} (column {col!r}) has different values at "
+                f"the same time {times[dup][0]:g} ({self.row_word}s {labels}).",
+                [Problem(lab, col, pid, "two values at one time") for lab in labels],
+                self.source,
+            )
+        return Signal(name, tuple(times), tuple(pairs[col].to_numpy(dtype=float)))
+
+    def schedule(
+        self,
+        patient_id: object,
+        signals: Sequence[str] = (),
+        *,
+        n_bolus: int | None = None,
+        n_infusion: int | None = None,
+        n_knots: int | None = None,
+    ) -> Schedule:
+        """An unbatched :class:`Schedule` of one patient's doses and measured signals.
+
+        Parameters
+        ----------
+        patient_id
+            The patient.
+        signals
+            Names of (time-varying) covariate columns to pass as measured signals, in the
+            order of the schedule's signal axis. When several signals have different knot
+            times, every signal is evaluated (linear interpolation, constant outside its
+            knots) on the union of the knot times, which leaves each piecewise-linear
+            signal unchanged.
+        n_bolus, n_infusion, n_knots
+            Optional padded sizes (see :meth:`Schedule.build`).
+        """
+        k = self.index(patient_id)
+        sigs = [self.signal(self.ids[k], s) for s in signals]
+        if len(sigs) > 1:
+            knots = np.unique(np.concatenate([np.asarray(s.times) for s in sigs]))
+            sigs = [
+                Signal(s.name, tuple(knots), tuple(np.interp(knots, s.times, s.values)))
+                for s in sigs
+            ]
+        return Schedule.build(
+            self.boluses[k],
+            self.infusions[k],
+            sigs,
+            signal_names=list(signals),
+            n_bolus=n_bolus,
+            n_infusion=n_infusion,
+            n_knots=n_knots,
+        )
+
+    def for_model(self, model: Model) -> CohortArrays:
+        """Padded JAX arrays of this cohort for ``model`` (see :class:`CohortArrays`)."""
+        from twin_uq.data.arrays import cohort_arrays
+
+        return cohort_arrays(self, model)
+
+    def _covariate_column(self, name: str, what: str = "covariate") -> str:
+        """The covariate column called ``name`` (exact, else case-insensitive match)."""
+        cols = [str(c) for c in self.table.columns if str(c) not in STANDARD_COLUMNS]
+        if name in cols:
+            return name
+        matches = [c for c in cols if c.lower() == name.lower()]
+        if len(matches) == 1:
+            return matches[0]
+        raise CohortError(
+            f"Cohort {self.source!r} has no {what} column {name!r}; its covariate columns "
+            f"are {cols or 'none'}.",
+            [Problem(None, name, None, f"{what} column missing")],
+            self.source,
+        )
+
+    # ---- comparison --------------------------------------------------------------------
+    def equals(self, other: object) -> bool:
+        """Same patients, observations, doses, covariates, table and exclusions.
+
+        The source name and row labels are ignored, so a cohort equals the one read back
+        from its :meth:`to_dataframe`.
+        """
+        if not isinstance(other, Cohort):
+            return False
+        if self.ids != other.ids or self.outputs != other.outputs:
+            return False
+        for f in _OBS_FIELDS:
+            a, b = getattr(self, f), getattr(other, f)
+            if a.shape != b.shape or a.dtype != b.dtype or not np.array_equal(a, b):
+                return False
+        if self.boluses != other.boluses or self.infusions != other.infusions:
+            return False
+        frames = ("covariates", "covariate_series", "table", "excluded")
+        for f in frames:
+            a, b = getattr(self, f), getattr(other, f)
+            if f in ("table", "excluded"):
+                a, b = a.reset_index(drop=True), b.reset_index(drop=True)
+            if not _frames_equal(a, b):
+                return False
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        return self.equals(other)
+
+    __hash__ = None  # type: ignore[assignment]  # holds arrays and DataFrames
+
+
+def _frames_equal(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    try:
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    except AssertionError:
+        return False
+    return True
+
+
+def _id_text(v: object) -> str:
+    from twin_uq.data.validate import as_text
+
+    t = as_text(v)
+    return str(v) if isinstance(t, float) else str(t)
+
+
+def _used_obs(t: pd.DataFrame) -> np.ndarray:
+    """Rows that are observations entering the likelihood (censored included)."""
+    obs = (t["evid"].to_numpy() == 0) & (t["mdv"].to_numpy() == 0)
+    has_dv = t["dv"].notna().to_numpy() if "dv" in t else np.zeros(len(t), bool)
+    return obs & (has_dv | _censored(t))
+
+
+def _censored(t: pd.DataFrame) -> np.ndarray:
+    if "lloq" not in t:
+        return np.zeros(len(t), bool)
+    lloq = t["lloq"].to_numpy(dtype=float)
+    dv = t["dv"].to_numpy(dtype=float) if "dv" in t else np.full(len(t), np.nan)
+    blq = t["blq"].to_numpy() == 1 if "blq" in t else np.zeros(len(t), bool)
+    obs = (t["evid"].to_numpy() == 0) & (t["mdv"].to_numpy() == 0)
+    with np.errstate(invalid="ignore"):
+        below = dv < lloq
+    return obs & np.isfinite(lloq) & (below | np.isnan(dv) | blq)
+
+
+def _exclusion_reasons(t: pd.DataFrame) -> list[str | None]:
+    evid = t["evid"].to_numpy()
+    mdv = t["mdv"].to_numpy()
+    used = _used_obs(t)
+    reasons: list[str | None] = []
+    for i in range(len(t)):
+        if evid[i] == 1 or used[i]:
+            reasons.append(None)
+        elif evid[i] == 2:
+            reasons.append("EVID=2: other/covariate-only row, neither observation nor dose")
+        elif mdv[i] == 1:
+            reasons.append("MDV=1: observation row marked missing")
+        elif "dv" not in t:
+            reasons.append("no DV column: nothing observed")
+        else:
+            reasons.append("DV missing and no LLOQ: nothing observed")
+    return reasons
+
+
+def _doses(rows: pd.DataFrame) -> tuple[tuple[Bolus, ...], tuple[Infusion, ...]]:
+    bol: list[Bolus] = []
+    inf: list[Infusion] = []
+    has = rows.columns
+    for _, r in rows.iterrows():
+        cmt = int(r["cmt"]) if "cmt" in has else 0
+        rate = float(r["rate"]) if "rate" in has else 0.0
+        addl = int(r["addl"]) if "addl" in has else 0
+        ii = float(r["ii"]) if "ii" in has else 0.0
+        amt = float(r["amt"])
+        for k in range(addl + 1):
+            t = float(r["time"]) + k * ii
+            if rate > 0:
+                inf.append(Infusion(t, rate, amt / rate, cmt))
+            elif rate == -2:
+                inf.append(Infusion.from_amount(t, amt, float(r["dur"]), cmt))
+            else:
+                bol.append(Bolus(t, amt, cmt))
+    bol.sort(key=lambda b: b.time)
+    inf.sort(key=lambda i: i.start)
+    return tuple(bol), tuple(inf)
+
+
+def build_cohort(table: pd.DataFrame, *, source: str, row_word: str = "line") -> Cohort:
+    """Build a :class:`Cohort` from a normalised, validated table (see ``normalise``)."""
+    t = table
+    ids = tuple(str(i) for i in pd.unique(t["id"]))
+    pos = {p: k for k, p in enumerate(ids)}
+    patient_of = np.array([pos[i] for i in t["id"]], dtype=np.int64)
+    used = _used_obs(t)
+    cens = _censored(t)
+    time = t["time"].to_numpy(dtype=float)
+    dv = t["dv"].to_numpy(dtype=float) if "dv" in t else np.full(len(t), np.nan)
+    lloq = t["lloq"].to_numpy(dtype=float) if "lloq" in t else np.full(len(t), np.nan)
+
+    outputs: tuple[str, ...] = ()
+    out_idx = np.zeros(len(t), dtype=np.int64)
+    if "output" in t:
+        names = t["output"].to_numpy()[used]
+        outputs = tuple(str(o) for o in dict.fromkeys(names))
+        lookup = {o: k for k, o in enumerate(outputs)}
+        out_idx[used] = [lookup[str(o)] for o in names]
+
+    P = len(ids)
+    counts = np.bincount(patient_of[used], minlength=P)
+    N = max(int(counts.max()) if P else 0, 1)
+    obs_time = np.zeros((P, N))
+    obs_value = np.zeros((P, N))
+    obs_output = np.zeros((P, N), dtype=np.int64)
+    obs_mask = np.zeros((P, N), dtype=bool)
+    obs_cens = np.zeros((P, N), dtype=bool)
+    obs_lloq = np.full((P, N), -np.inf)
+    fill = np.zeros(P, dtype=np.int64)
+    for i in np.flatnonzero(used):
+        p = patient_of[i]
+        j = fill[p]
+        fill[p] += 1
+        obs_time[p, j] = time[i]
+        obs_value[p, j] = 0.0 if np.isnan(dv[i]) else dv[i]
+        obs_output[p, j] = out_idx[i]
+        obs_mask[p, j] = True
+        obs_cens[p, j] = cens[i]
+        obs_lloq[p, j] = lloq[i] if np.isfinite(lloq[i]) else -np.inf
+    for p in range(P):  # padding repeats the last time so time grids never decrease
+        obs_time[p, fill[p] :] = obs_time[p, fill[p] - 1] if fill[p] else 0.0
+
+    dose_rows = t[t["evid"].to_numpy() == 1]
+    per_patient = {p: _doses(g) for p, g in dose_rows.groupby("id", sort=False)}
+    empty: tuple[tuple[Bolus, ...], tuple[Infusion, ...]] = ((), ())
+    boluses = tuple(per_patient.get(p, empty)[0] for p in ids)
+    infusions = tuple(per_patient.get(p, empty)[1] for p in ids)
+
+    cov_names = [c for c in t.columns if c not in STANDARD_COLUMNS]
+    covariates = pd.DataFrame(index=pd.Index(list(ids), name="id", dtype=object))
+    series_parts = []
+    for c in cov_names:
+        col = t[c]
+        present = col.notna().to_numpy()
+        first: dict[str, Hashable] = {}
+        nvals: dict[str, set] = {}
+        for pid, v, ok in zip(t["id"], col.to_numpy(), present, strict=True):
+            if ok:
+                first.setdefault(pid, v)
+                nvals.setdefault(pid, set()).add(v)
+        base = [first.get(p, np.nan) for p in ids]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            covariates[c] = pd.Categorical(base, categories=col.cat.categories)
+        else:
+            covariates[c] = np.asarray(base, dtype=float)
+        if any(len(v) > 1 for v in nvals.values()):
+            part = pd.DataFrame(
+                {
+                    "id": t["id"].to_numpy()[present],
+                    "time": time[present],
+                    "covariate": c,
+                    "value": col.to_numpy()[present],
+                }
+            ).drop_duplicates()
+            series_parts.append(part)
+    if series_parts:
+        series = pd.concat(series_parts, ignore_index=True)
+        if all(pd.api.types.is_numeric_dtype(p["value"]) for p in series_parts):
+            series["value"] = series["value"].astype(float)
+        else:
+            series["value"] = series["value"].astype(object)
+    else:
+        series = pd.DataFrame(
+            {
+                "id": pd.Series([], dtype=object),
+                "time": pd.Series([], dtype=float),
+                "covariate": pd.Series([], dtype=object),
+                "value": pd.Series([], dtype=float),
+            }
+        )
+    series["id"] = series["id"].astype(object)
+    series["covariate"] = series["covariate"].astype(object)
+
+    reasons = _exclusion_reasons(t)
+    keep = np.array([r is not None for r in reasons], dtype=bool)
+    excluded = t[keep].copy()
+    excluded["reason"] = pd.Series([r for r in reasons if r is not None], dtype=object).to_numpy()
+    excluded["reason"] = excluded["reason"].astype(object)
+
+    return Cohort(
+        ids=ids,
+        outputs=outputs,
+        obs_time=obs_time,
+        obs_value=obs_value,
+        obs_output=obs_output,
+        obs_mask=obs_mask,
+        obs_censored=obs_cens,
+        obs_lloq=obs_lloq,
+        boluses=boluses,
+        infusions=infusions,
+        covariates=covariates,
+        covariate_series=series,
+        table=t,
+        source=source,
+        excluded=excluded,
+        row_word=row_word,
+    )
