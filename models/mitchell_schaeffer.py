@@ -214,7 +214,9 @@ def restitution_theory(
     """Closed-form APD restitution curve of Mitchell & Schaeffer (2003).
 
     ``APD(DI) = tau_close·ln[(1 - (1 - h_min)·exp(-DI/tau_open))/h_min]`` with
-    ``h_min = 4·tau_in/tau_out``; asymptotically exact for ``tau_in ≪ tau_out``.
+    ``h_min = 4·tau_in/tau_out``; asymptotically exact for ``tau_in ≪ tau_out``. At the
+    typical values (``tau_in/tau_out = 0.05``) it underestimates the simulated APD90 by
+    about 15-20%: use it for the shape of the curve, not for numbers.
 
     Parameters
     ----------
