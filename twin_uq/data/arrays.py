@@ -136,7 +136,7 @@ def _covariates(cohort: Cohort, model: Model) -> np.ndarray:
                 )
             )
             continue
-        x = vals.to_numpy(dtype=float)
+        x = np.array(vals.to_numpy(dtype=float), copy=True)
         for p in np.flatnonzero(np.isnan(x)):
             if name in defaults:
                 x[p] = defaults[name]
@@ -169,7 +169,12 @@ def cohort_arrays(cohort: Cohort, model: Model) -> CohortArrays:
     out_idx = _output_index(cohort, model)
     _check_cmt(cohort, model)
     for s in model.signals:
-        cohort._covariate_column(s, what=f"signal (needed by model {model.name!r})")
+        try:
+            cohort._covariate_column(s, what="signal")
+        except CohortError as e:
+            raise CohortError(
+                f"Model {model.name!r} needs the measured signal {s!r}: {e}", e.problems, e.source
+            ) from None
     schedules = [cohort.schedule(p, model.signals) for p in cohort.ids]
     cov = _covariates(cohort, model)
     return CohortArrays(
