@@ -108,12 +108,17 @@ def test_model_signals_from_time_varying_covariates(hospital):
     a = hospital.for_model(NeedsWeightSignal())
     k = hospital.index("H-0213")
     m = np.asarray(a.schedule.signal_mask[k])
-    np.testing.assert_array_equal(np.asarray(a.schedule.signal_value[k, m, 0]), [55, 55, 57, 57, 57])
+    np.testing.assert_array_equal(
+        np.asarray(a.schedule.signal_value[k, m, 0]), [55, 55, 57, 57, 57]
+    )
     assert a.schedule.signal_value.shape[-1] == 1
 
 
 def test_missing_signal_named(hospital):
-    with pytest.raises(CohortError, match="Model 'needs_signal' needs the measured signal 'insulin'.*no signal column"):
+    with pytest.raises(
+        CohortError,
+        match=r"Model 'needs_signal' needs the measured signal 'insulin'.*no signal column",
+    ):
         hospital.for_model(NeedsSignal())
 
 

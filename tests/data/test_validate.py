@@ -67,7 +67,11 @@ def test_missing_dv_and_amt(tmp_path):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("abc", "TIME is not a number ('abc')"), ("inf", "TIME must be finite"), ("", "TIME is missing")],
+    [
+        ("abc", "TIME is not a number ('abc')"),
+        ("inf", "TIME must be finite"),
+        ("", "TIME is missing"),
+    ],
 )
 def test_bad_time(tmp_path, value, expected):
     err = error_for(tmp_path, replace_line(GOOD, 3, f"A,{value},5.0,.,0"))
@@ -104,9 +108,7 @@ def test_dose_with_non_positive_amount(tmp_path, amt):
 
 def test_dose_row_without_amt_column(tmp_path):
     err = error_for(tmp_path, "ID,TIME,DV,EVID\nA,0,.,1\nA,1,2.0,0\n")
-    assert "line 2, column AMT, patient 'A': dose row (EVID=1) but the table has no AMT" in str(
-        err
-    )
+    assert "line 2, column AMT, patient 'A': dose row (EVID=1) but the table has no AMT" in str(err)
 
 
 INFUSION = """ID,TIME,DV,AMT,EVID,RATE,DUR

@@ -284,9 +284,7 @@ class Cohort:
         col = self._covariate_column(name, what="signal")
         pid = self.ids[self.index(patient_id)]
         if isinstance(self.table[col].dtype, pd.CategoricalDtype):
-            raise CohortError(
-                f"Signal {name!r} (column {col!r}) is not numeric.", [], self.source
-            )
+            raise CohortError(f"Signal {name!r} (column {col!r}) is not numeric.", [], self.source)
         rows = self.table[(self.table["id"] == pid) & self.table[col].notna()]
         pairs = rows[["time", col]].drop_duplicates()
         if pairs.empty:

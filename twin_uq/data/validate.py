@@ -245,7 +245,9 @@ def normalise(
         name = str(col).strip()
         key = name.lower()
         if key in seen:
-            log.add(None, name, None, f"column {name!r} appears twice (names are case-insensitive).")
+            log.add(
+                None, name, None, f"column {name!r} appears twice (names are case-insensitive)."
+            )
             continue
         seen.add(key)
         if key in _RESERVED:
