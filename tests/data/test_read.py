@@ -235,3 +235,9 @@ def test_string_and_numeric_covariates(tmp_path):
     assert c.covariates["CRCL"].tolist() == [80.0, 95.0]  # first non-missing value
     assert c.time_varying == ()
     assert c.covariate_series.empty
+
+
+def test_table_to_cohort_to_table(hospital):
+    table = hospital.to_dataframe()
+    pd.testing.assert_frame_equal(read_cohort(table).to_dataframe(), table)
+    assert table.columns[:4].tolist() == ["id", "time", "dv", "amt"]
