@@ -23,9 +23,7 @@ class OralWithSink(tq.Model):
     def linear_system(self, theta):
         ka, k = theta["ka"], theta["CL"] / theta["V"]
         z = jnp.zeros_like(ka)
-        return jnp.stack(
-            [jnp.stack([-ka, z, z]), jnp.stack([ka, -k, z]), jnp.stack([z, k, z])]
-        )
+        return jnp.stack([jnp.stack([-ka, z, z]), jnp.stack([ka, -k, z]), jnp.stack([z, k, z])])
 
     def observe(self, y, theta):
         return jnp.stack([y[1] / theta["V"], y.sum()])

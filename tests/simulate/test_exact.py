@@ -42,12 +42,10 @@ def test_transition_blocks_even_for_singular_A():
 def test_mass_balance_exact_and_ode(sink_model):
     sched = schedule()
     for settings in (SolverSettings("exact"), TIGHT_ODE):
-        states, outputs, ok = solve(sink_model, THETA, NOCOV, sched, TIMES, settings)
+        _, outputs, ok = solve(sink_model, THETA, NOCOV, sched, TIMES, settings)
         t = np.asarray(TIMES)
         dosed = (
-            100.0 * (t >= 0)
-            + 75.0 * (t >= 8)
-            + 20.0 * np.clip(t - 3.0, 0.0, 2.5)  # infused so far
+            100.0 * (t >= 0) + 75.0 * (t >= 8) + 20.0 * np.clip(t - 3.0, 0.0, 2.5)  # infused so far
         )
         assert bool(ok)
         np.testing.assert_allclose(outputs[:, 1], dosed, rtol=1e-9)
@@ -96,5 +94,7 @@ def test_exact_gradient_matches_central_differences(oral):
 
     g = jax.grad(f)(THETA)
     h = 1e-5 * THETA
-    fd = jnp.stack([(f(THETA.at[k].add(h[k])) - f(THETA.at[k].add(-h[k]))) / (2 * h[k]) for k in range(3)])
+    fd = jnp.stack(
+        [(f(THETA.at[k].add(h[k])) - f(THETA.at[k].add(-h[k]))) / (2 * h[k]) for k in range(3)]
+    )
     np.testing.assert_allclose(g, fd, rtol=1e-7)
