@@ -84,8 +84,16 @@ def load_model(name_or_path: str | Path | Model | type[Model]) -> Model:
     return _load_file(files[text])
 
 
+_LOADED: dict[tuple[str, str], Model] = {}
+
+
 def _load_file(path: Path) -> Model:
     source = path.read_text(encoding="utf-8")
+    # Loading the same source twice must give the *same* model: compiled functions are
+    # cached by model, and a fresh class per load would recompile every fit.
+    cache_key = (str(path.resolve()), hashlib.sha256(source.encode()).hexdigest())
+    if cache_key in _LOADED:
+        return _LOADED[cache_key]
     try:
         ast.parse(source, filename=str(path))
     except SyntaxError as err:
@@ -126,6 +134,7 @@ def _load_file(path: Path) -> Model:
     model = chosen() if isinstance(chosen, type) else chosen
     _check_declaration(model, path)
     model._source_path = str(path)  # type: ignore[attr-defined]
+    _LOADED[cache_key] = model
     return model
 
 

@@ -1,0 +1,193 @@
+"""``tq.fit``: the one front door to fitting a cohort."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+
+from twin_uq.data import Cohort, read_cohort
+from twin_uq.inference.backends import BackendResult, run_laplace, run_nuts, run_svi
+from twin_uq.inference.idata import build_idata
+from twin_uq.inference.numpyro_model import cohort_program
+from twin_uq.inference.population import PopulationModel
+from twin_uq.inference.posterior import CohortPosterior
+from twin_uq.inference.postprocess import derive_draw_quantities
+from twin_uq.inference.prepare import prepare_fit
+from twin_uq.model.base import Model, SolverSettings
+from twin_uq.model.load import load_model
+
+__all__ = ["FitSettings", "fit"]
+
+METHODS = ("nuts", "svi", "laplace")
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Settings of a fit, stored with the result for reproducibility."""
+
+    method: str = "nuts"
+    chains: int = 4
+    warmup: int = 1000
+    draws: int = 1000
+    seed: int = 0
+    target_accept: float = 0.85
+    max_tree_depth: int = 10
+    dense_mass: bool = False
+    svi_steps: int = 3000
+    learning_rate: float = 0.01
+    guide: str = "lowrank"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"Unknown method {self.method!r}; choose one of {METHODS}.")
+        for name in ("chains", "draws", "svi_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
+        if int(self.warmup) < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}.")
+        if not 0.0 < self.target_accept < 1.0:
+            raise ValueError(f"target_accept must lie in (0, 1), got {self.target_accept}.")
+
+
+def fit(
+    model: str | Path | Model,
+    cohort: Cohort | str | Path | pd.DataFrame,
+    *,
+    method: str = "nuts",
+    chains: int = 4,
+    warmup: int = 1000,
+    draws: int = 1000,
+    seed: int = 0,
+    covariate_effects: Mapping[str, Sequence[str]] | None = None,
+    correlation: str = "diagonal",
+    centering: float | str = "auto",
+    error: Mapping[str, str] | None = None,
+    priors: Mapping[str, object] | None = None,
+    solver: SolverSettings | None = None,
+    target_accept: float = 0.85,
+    max_tree_depth: int = 10,
+    dense_mass: bool = False,
+    svi_steps: int = 3000,
+    learning_rate: float = 0.01,
+    guide: str = "lowrank",
+    progress: bool | None = None,
+) -> CohortPosterior:
+    """Fit a hierarchical Bayesian model to every patient of a cohort at once.
+
+    Parameters
+    ----------
+    model
+        A built-in model name, a path to a model file, or a :class:`Model`.
+    cohort
+        A :class:`Cohort`, or anything :func:`twin_uq.read_cohort` reads.
+    method
+        ``"nuts"`` (exact MCMC, default), ``"svi"`` (variational, approximate) or
+        ``"laplace"`` (MAP + Hessian, approximate). Approximate methods are labelled so in
+        every output.
+    chains, warmup, draws, seed
+        MCMC settings; chains run in parallel on CPU cores. For SVI/Laplace, ``draws`` is
+        the number of draws from the approximation (one "chain").
+    covariate_effects, correlation, centering, error, priors
+        The population model, see :class:`PopulationModel`.
+
+    Rarely needed
+    -------------
+    solver
+        Override the model's ODE solver settings.
+    target_accept, max_tree_depth, dense_mass
+        NUTS tuning.
+    svi_steps, learning_rate, guide
+        Optimisation settings of SVI/Laplace; ``guide`` is ``"lowrank"`` or ``"mvn"``.
+    progress
+        Show a progress bar (default: when running in a terminal).
+
+    Returns
+    -------
+    CohortPosterior
+    """
+    settings = FitSettings(
+        method=method,
+        chains=chains,
+        warmup=warmup,
+        draws=draws,
+        seed=seed,
+        target_accept=target_accept,
+        max_tree_depth=max_tree_depth,
+        dense_mass=dense_mass,
+        svi_steps=svi_steps,
+        learning_rate=learning_rate,
+        guide=guide,
+    )
+    model = load_model(model)
+    if not isinstance(cohort, Cohort):
+        cohort = read_cohort(cohort)
+    spec = PopulationModel(
+        model=model,
+        covariate_effects=dict(covariate_effects or {}),
+        correlation=correlation,
+        centering=centering,
+        error=dict(error or {}),
+        priors=dict(priors or {}),
+    )
+    if progress is None:
+        progress = os.isatty(2) if hasattr(os, "isatty") else False
+    prepared = prepare_fit(spec, cohort, solver)
+    program = partial(cohort_program, prepared.structure)
+    args = (prepared.data, prepared.priors)
+    init = prepared.init_values()
+    key = jax.random.key(seed)
+    k_fit, k_post = jax.random.split(key)
+    result: BackendResult
+    if method == "nuts":
+        result = run_nuts(
+            program,
+            args,
+            init,
+            key=k_fit,
+            chains=chains,
+            warmup=warmup,
+            draws=draws,
+            target_accept=target_accept,
+            max_tree_depth=max_tree_depth,
+            dense_mass=dense_mass,
+            progress=progress,
+            cache_key=(
+                prepared.structure,
+                jax.tree.structure(args),
+                tuple(np.shape(x) for x in jax.tree.leaves(args)),
+            ),
+        )
+    elif method == "svi":
+        result = run_svi(
+            program,
+            args,
+            init,
+            key=k_fit,
+            draws=draws,
+            steps=svi_steps,
+            learning_rate=learning_rate,
+            guide=guide,
+            progress=progress,
+        )
+    else:
+        result = run_laplace(
+            program,
+            args,
+            init,
+            key=k_fit,
+            draws=draws,
+            steps=svi_steps,
+            learning_rate=learning_rate,
+            progress=progress,
+        )
+    derived = derive_draw_quantities(prepared.structure, result.samples, prepared.data, k_post)
+    idata = build_idata(prepared, result, derived, settings_json=json.dumps(asdict(settings)))
+    return CohortPosterior(idata=idata, model=model, cohort=cohort, prepared=prepared)

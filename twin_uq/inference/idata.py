@@ -1,0 +1,192 @@
+"""Build the ArviZ ``DataTree`` of a fit: named dimensions, derived groups, provenance."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib.metadata as md
+import json
+import platform
+
+import arviz_base as azb
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from twin_uq.inference.backends import BackendResult
+from twin_uq.inference.postprocess import DrawQuantities
+from twin_uq.inference.prepare import PreparedFit
+from twin_uq.model.load import model_source_hash
+
+__all__ = ["APPROXIMATE_METHODS", "build_idata", "cohort_table_dataset", "data_hash", "provenance"]
+
+APPROXIMATE_METHODS = ("svi", "laplace")
+_PACKAGES = (
+    "twin-uq",
+    "jax",
+    "jaxlib",
+    "numpyro",
+    "diffrax",
+    "equinox",
+    "arviz-base",
+    "arviz-stats",
+    "xarray",
+    "pandas",
+    "numpy",
+)
+
+
+def data_hash(table: pd.DataFrame) -> str:
+    """SHA-256 of a cohort table in a canonical CSV form."""
+    return hashlib.sha256(table.to_csv(index=False).encode()).hexdigest()
+
+
+def provenance(prepared: PreparedFit, settings_json: str, info: dict) -> dict[str, str]:
+    """Attributes that let anyone trace and reproduce a result."""
+    spec = prepared.spec
+    model = spec.model
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = "unknown"
+    settings = json.loads(settings_json)
+    return {
+        "twin_uq_version": versions["twin-uq"],
+        "package_versions": json.dumps(versions),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "model_name": model.name,
+        "model_source_hash": model_source_hash(model),
+        "data_hash": data_hash(prepared.cohort.to_dataframe()),
+        "data_source": str(prepared.cohort.source),
+        "method": settings["method"],
+        "approximate": str(settings["method"] in APPROXIMATE_METHODS).lower(),
+        "settings": settings_json,
+        "seed": str(settings["seed"]),
+        "population_model": json.dumps(
+            {
+                "covariate_effects": {k: list(v) for k, v in spec.covariate_effects.items()},
+                "correlation": spec.correlation,
+                "centering": spec.centering,
+                "error": dict(zip(model.output_names, spec.error_kinds(), strict=True)),
+                "priors": {
+                    k: v if isinstance(v, int | float | str) else list(v)
+                    for k, v in spec.priors.items()
+                },
+            }
+        ),
+        "solver": json.dumps(prepared.structure.settings.__dict__),
+        "backend_info": json.dumps(info, default=str),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def cohort_table_dataset(table: pd.DataFrame) -> xr.Dataset:
+    """The cohort's long table as a Dataset (dim ``row``), storable in netCDF/zarr."""
+    frame = table.reset_index(drop=True).copy()
+    for col in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]):
+            frame[col] = frame[col].astype(object).where(frame[col].notna(), "").astype(str)
+    ds = xr.Dataset({c: ("row", frame[c].to_numpy()) for c in frame.columns})
+    ds.attrs["columns"] = json.dumps(list(frame.columns))
+    return ds
+
+
+def build_idata(
+    prepared: PreparedFit, result: BackendResult, derived: DrawQuantities, settings_json: str
+):
+    """Assemble the InferenceData (an ``xarray.DataTree``) of a fit."""
+    model = prepared.spec.model
+    structure = prepared.structure
+    cohort = prepared.cohort
+    arrays = prepared.data.arrays
+    samples = result.samples
+    param = list(model.parameter_names)
+    posterior = {
+        "mu": samples["mu"],
+        "typical": np.exp(samples["mu"]),
+        "omega": samples["omega"],
+        "theta": derived["theta"],
+        "eta": derived["eta"],
+    }
+    dims = {
+        "mu": ["parameter"],
+        "typical": ["parameter"],
+        "omega": ["parameter"],
+        "theta": ["patient", "parameter"],
+        "eta": ["patient", "parameter"],
+    }
+    coords: dict[str, list] = {
+        "parameter": param,
+        "patient": list(cohort.ids),
+        "obs": list(range(arrays.obs_time.shape[1])),
+        "output": list(model.output_names),
+    }
+    if structure.n_effects:
+        posterior["beta"] = samples["beta"]
+        dims["beta"] = ["effect"]
+        coords["effect"] = list(prepared.design.effect_labels)
+    if structure.add_outputs:
+        posterior["sigma_add"] = samples["sigma_add"]
+        dims["sigma_add"] = ["add_output"]
+        coords["add_output"] = [model.output_names[i] for i in structure.add_outputs]
+    if structure.prop_outputs:
+        posterior["sigma_prop"] = samples["sigma_prop"]
+        dims["sigma_prop"] = ["prop_output"]
+        coords["prop_output"] = [model.output_names[i] for i in structure.prop_outputs]
+    if structure.student_t:
+        posterior["nu"] = samples["nu"]
+    if structure.correlated:
+        chol = samples["corr_chol"]
+        posterior["corr"] = np.einsum("cdij,cdkj->cdik", chol, chol)
+        dims["corr"] = ["parameter", "parameter_"]
+        coords["parameter_"] = param
+    mask = np.asarray(arrays.obs_mask)
+    observed = np.where(
+        mask & ~np.asarray(arrays.obs_censored), np.asarray(arrays.obs_value), np.nan
+    )
+    groups = {
+        "posterior": posterior,
+        "posterior_predictive": {"y": derived["y_rep"], "f": derived["f"]},
+        "log_likelihood": {"y": derived["loglik_obs"].sum(axis=-1)},
+        "observed_data": {"y": observed},
+        "constant_data": {
+            "obs_time": np.where(mask, np.asarray(arrays.obs_time), np.nan),
+            "obs_output": np.asarray(arrays.obs_output),
+            "obs_mask": mask,
+            "obs_censored": np.asarray(arrays.obs_censored),
+            "obs_lloq": np.asarray(arrays.obs_lloq),
+            "solver_ok_rate": derived["solver_ok"].mean(axis=(0, 1)),
+        },
+    }
+    dims.update(
+        {
+            "y": ["patient", "obs"],
+            "f": ["patient", "obs"],
+            "obs_time": ["patient", "obs"],
+            "obs_output": ["patient", "obs"],
+            "obs_mask": ["patient", "obs"],
+            "obs_censored": ["patient", "obs"],
+            "obs_lloq": ["patient", "obs"],
+            "solver_ok_rate": ["patient"],
+        }
+    )
+    if result.sample_stats:
+        groups["sample_stats"] = dict(result.sample_stats)
+    attrs = provenance(prepared, settings_json, {**result.info, "timings": result.timings})
+    # The log-likelihood group is per patient (leave-one-patient-out), so its dims differ.
+    ll_dims = {"y": ["patient"]}
+    tree = azb.from_dict(
+        {k: v for k, v in groups.items() if k != "log_likelihood"},
+        coords=coords,
+        dims=dims,
+    )
+    ll = azb.from_dict({"log_likelihood": groups["log_likelihood"]}, coords=coords, dims=ll_dims)
+    tree["log_likelihood"] = ll["log_likelihood"]
+    tree["cohort_table"] = xr.DataTree(cohort_table_dataset(cohort.to_dataframe()))
+    solver_fail = int((~derived["solver_ok"]).sum())
+    tree.attrs.update(attrs)
+    tree.attrs["solver_failures_at_draws"] = str(solver_fail)
+    return tree

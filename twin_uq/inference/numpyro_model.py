@@ -1,0 +1,158 @@
+"""The population model as a NumPyro program (used by NUTS, SVI and Laplace).
+
+The program is built from a hashable :class:`ProgramStructure` (model, solver, sizes, which
+residual parameters exist) and receives every number — data *and* prior constants — as a
+pytree argument. Two fits with the same structure and array shapes therefore share one
+compiled sampler (NumPyro's ``jit_model_args``): only the first pays for compilation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from jaxtyping import Array, Float
+
+from twin_uq.inference.likelihood import FitData, ResidualParams, cohort_loglik
+from twin_uq.inference.population import PopulationModel
+from twin_uq.inference.residual import ERROR_CODES
+from twin_uq.model.base import Model, SolverSettings
+
+__all__ = ["PriorArrays", "ProgramStructure", "cohort_program", "individual_log_theta"]
+
+_NEEDS_ADD = {ERROR_CODES[k] for k in ("additive", "combined", "student_t")}
+_NEEDS_PROP = {ERROR_CODES[k] for k in ("proportional", "combined", "lognormal", "student_t")}
+
+
+@dataclass(frozen=True)
+class ProgramStructure:
+    """Static (shape- and branch-determining) facts of a population model."""
+
+    model: Model
+    settings: SolverSettings
+    n_params: int
+    n_effects: int
+    add_outputs: tuple[int, ...]
+    prop_outputs: tuple[int, ...]
+    correlated: bool
+    student_t: bool
+
+    @classmethod
+    def from_spec(
+        cls, spec: PopulationModel, n_effects: int, settings: SolverSettings
+    ) -> ProgramStructure:
+        """Derive the structure of a population model."""
+        codes = spec.error_codes()
+        return cls(
+            model=spec.model,
+            settings=settings,
+            n_params=len(spec.model.parameters),
+            n_effects=n_effects,
+            add_outputs=tuple(int(i) for i, c in enumerate(codes) if c in _NEEDS_ADD),
+            prop_outputs=tuple(int(i) for i, c in enumerate(codes) if c in _NEEDS_PROP),
+            correlated=spec.correlation == "lkj",
+            student_t=spec.uses_student_t(),
+        )
+
+
+class PriorArrays(eqx.Module):
+    """Prior constants as arrays (so they are arguments, not compiled-in constants)."""
+
+    mu_loc: Float[Array, " K"]
+    mu_scale: Float[Array, " K"]
+    omega_scale: Float[Array, " K"]
+    beta_scale: Float[Array, " E"]
+    add_scale: Float[Array, " A"]
+    prop_scale: Float[Array, " B"]
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: PopulationModel,
+        structure: ProgramStructure,
+        effects: tuple[tuple[str, str], ...],
+    ) -> PriorArrays:
+        """Collect the prior constants of a population model."""
+        mu_loc, mu_scale = spec.mu_prior()
+        add, prop = spec.sigma_prior()
+        beta = np.array([float(spec.priors.get(f"beta.{p}.{t}", 1.0)) for p, t in effects])
+        return cls(
+            mu_loc=jnp.asarray(mu_loc),
+            mu_scale=jnp.asarray(mu_scale),
+            omega_scale=jnp.asarray(spec.omega_prior()),
+            beta_scale=jnp.asarray(beta, dtype=float).reshape(-1),
+            add_scale=jnp.asarray(add[list(structure.add_outputs)]).reshape(-1),
+            prop_scale=jnp.asarray(prop[list(structure.prop_outputs)]).reshape(-1),
+        )
+
+
+def population_mean(
+    mu: Float[Array, " K"],
+    beta: Float[Array, " E"],
+    data: FitData,
+    n_params: int,
+) -> Float[Array, "P K"]:
+    """Each patient's expected log parameters given covariates: ``mu + X beta + allometric``."""
+    shift = data.allometric + mu
+    if beta.shape[0]:
+        contrib = data.design[:, data.effect_term] * beta  # (P, E)
+        onehot = jnp.eye(n_params)[data.effect_param]  # (E, K)
+        shift = shift + contrib @ onehot
+    return shift
+
+
+def individual_log_theta(
+    mean: Float[Array, "P K"],
+    omega: Float[Array, " K"],
+    z: Float[Array, "P K"],
+    centering: Float[Array, "P K"],
+) -> Float[Array, "P K"]:
+    """Map partially centred latent ``z`` to ``log theta`` (see PopulationModel.centering)."""
+    return mean + omega ** (1.0 - centering) * (z - centering * mean)
+
+
+def cohort_program(structure: ProgramStructure, data: FitData, priors: PriorArrays) -> None:
+    """NumPyro model of the cohort: priors, random effects, ODE likelihood."""
+    K, P = structure.n_params, data.n_patients
+    mu = numpyro.sample("mu", dist.Normal(priors.mu_loc, priors.mu_scale).to_event(1))
+    omega = numpyro.sample("omega", dist.HalfNormal(priors.omega_scale).to_event(1))
+    if structure.n_effects:
+        beta = numpyro.sample("beta", dist.Normal(0.0, priors.beta_scale).to_event(1))
+    else:
+        beta = jnp.zeros(0)
+    mean = population_mean(mu, beta, data, K)
+    if structure.correlated:
+        chol = numpyro.sample("corr_chol", dist.LKJCholesky(K, concentration=2.0))
+        with numpyro.plate("patient", P, dim=-1):
+            z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([K]).to_event(1))
+        log_theta = mean + (z @ chol.T) * omega
+        numpyro.deterministic("corr", chol @ chol.T)
+    else:
+        w = data.centering
+        with numpyro.plate("patient", P, dim=-1):
+            z = numpyro.sample("z", dist.Normal(w * mean, omega**w).to_event(1))
+        log_theta = individual_log_theta(mean, omega, z, w)
+    theta = numpyro.deterministic("theta", jnp.exp(log_theta))
+    residual = residual_params(structure, priors, data.error_code.shape[0])
+    ll, _ = cohort_loglik(structure.model, structure.settings, theta, data, residual)
+    numpyro.factor("loglik", jnp.sum(ll))
+
+
+def residual_params(
+    structure: ProgramStructure, priors: PriorArrays, n_outputs: int
+) -> ResidualParams:
+    """Sample the residual error parameters and scatter them into per-output vectors."""
+    add = jnp.zeros(n_outputs)
+    prop = jnp.zeros(n_outputs)
+    if structure.add_outputs:
+        s = numpyro.sample("sigma_add", dist.HalfNormal(priors.add_scale).to_event(1))
+        add = add.at[jnp.asarray(structure.add_outputs)].set(s)
+    if structure.prop_outputs:
+        s = numpyro.sample("sigma_prop", dist.HalfNormal(priors.prop_scale).to_event(1))
+        prop = prop.at[jnp.asarray(structure.prop_outputs)].set(s)
+    nu = numpyro.sample("nu", dist.Gamma(2.0, 0.1)) if structure.student_t else jnp.asarray(1e6)
+    return ResidualParams(add=add, prop=prop, nu=nu)

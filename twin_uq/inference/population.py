@@ -1,0 +1,258 @@
+"""The statistical specification of a cohort fit, independent of any inference backend.
+
+``PopulationModel`` describes *what* is assumed: log-normal individual parameters, the
+population typical values and their covariate effects, between-patient variability
+(diagonal or correlated), the parameterisation of the random effects, the residual error
+model of each output and the priors. Backends (NumPyro, PyMC) compile the same description.
+
+Individual parameters, for patient i and parameter k::
+
+    log theta_ik = mu_k + sum_j beta_kj x_ij + allometric_ik + omega_k * eta_ik
+
+with ``x_ij`` the patient's covariates (continuous ones centred on the cohort median and
+scaled by their SD; categorical ones as indicators against the most frequent level),
+``allometric_ik`` the model's fixed allometric terms, and ``eta ~ Normal(0, R)`` with
+``R`` the identity or an LKJ-distributed correlation matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from twin_uq.data import Cohort
+from twin_uq.inference.residual import ERROR_CODES, ERROR_KINDS
+from twin_uq.model.base import Model
+
+__all__ = ["CovariateDesign", "PopulationModel", "build_covariate_design"]
+
+
+@dataclass(frozen=True)
+class PopulationModel:
+    """What a cohort fit assumes.
+
+    Parameters
+    ----------
+    model
+        The physiological model.
+    covariate_effects
+        Estimated covariate effects on log parameters: ``{"CL": ["AGE", "SEX"]}``.
+        Continuous covariates are standardised; categorical ones get one coefficient per
+        non-reference level.
+    correlation
+        ``"diagonal"`` (independent random effects) or ``"lkj"`` (correlated, LKJ(eta=2)
+        prior on the correlation matrix).
+    centering
+        Parameterisation of the random effects: 0 is non-centred, 1 centred, values in
+        between partially centred (Papaspiliopoulos et al. 2007). ``"auto"`` sets, for each
+        patient, ``n_i / (n_i + 2 K)`` with ``n_i`` that patient's observations and ``K``
+        the number of parameters: data-poor patients (whose posterior is close to the
+        population) get the non-centred form, well-observed ones the centred form, which
+        is where each samples best. Only ``0`` is allowed with ``correlation="lkj"``.
+    error
+        Residual error model per output name (defaults to each ``Output.error``).
+    priors
+        Overrides: ``{"mu.CL": (mean_log, sd_log), "omega.CL": scale, "sigma_add.conc":
+        scale, "sigma_prop.conc": scale, "beta.CL.AGE": sd, "nu": (shape, rate)}``.
+    estimate_bsv
+        Parameters with between-patient variability (default: all).
+    """
+
+    model: Model
+    covariate_effects: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    correlation: str = "diagonal"
+    centering: float | str = 0.0
+    error: Mapping[str, str] = field(default_factory=dict)
+    priors: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = self.model.parameter_names
+        for p in self.covariate_effects:
+            if p not in names:
+                raise ValueError(
+                    f"covariate_effects names parameter {p!r}, which model {self.model.name!r} "
+                    f"does not have; its parameters are {names}."
+                )
+        if self.correlation not in ("diagonal", "lkj"):
+            raise ValueError(f"correlation must be 'diagonal' or 'lkj', got {self.correlation!r}.")
+        if isinstance(self.centering, str):
+            if self.centering != "auto":
+                raise ValueError(
+                    f"centering must be a number in [0, 1] or 'auto', got {self.centering!r}."
+                )
+        elif not 0.0 <= float(self.centering) <= 1.0:
+            raise ValueError(f"centering must lie in [0, 1], got {self.centering}.")
+        if self.correlation == "lkj" and self.centering not in (0, 0.0):
+            raise ValueError(
+                "Correlated random effects (lkj) use the non-centred form: centering=0."
+            )
+        for out, kind in self.error.items():
+            if out not in self.model.output_names:
+                raise ValueError(
+                    f"error model given for unknown output {out!r}; outputs are {self.model.output_names}."
+                )
+            if kind not in ERROR_KINDS:
+                raise ValueError(
+                    f"Unknown error model {kind!r} for output {out!r}; choose from {ERROR_KINDS}."
+                )
+        known_prefixes = ("mu.", "omega.", "sigma_add.", "sigma_prop.", "beta.", "nu")
+        for key in self.priors:
+            if not key.startswith(known_prefixes):
+                raise ValueError(
+                    f"Unknown prior override {key!r}; keys start with {known_prefixes}."
+                )
+
+    # ---- derived settings ------------------------------------------------------------
+    def error_kinds(self) -> tuple[str, ...]:
+        """Error model per model output, in output order."""
+        return tuple(self.error.get(o.name, o.error) for o in self.model.outputs)
+
+    def error_codes(self) -> np.ndarray:
+        """Integer error-model code per model output."""
+        return np.array([ERROR_CODES[k] for k in self.error_kinds()], dtype=np.int32)
+
+    def mu_prior(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and SD of the Normal priors on ``mu`` (log typical values)."""
+        loc, scale = [], []
+        for p in self.model.parameters:
+            m, s = self.priors.get(f"mu.{p.name}", (np.log(p.typical), p.prior_sd))
+            loc.append(float(m))
+            scale.append(float(s))
+        return np.array(loc), np.array(scale)
+
+    def omega_prior(self) -> np.ndarray:
+        """Scales of the HalfNormal priors on the between-patient SDs ``omega``."""
+        return np.array(
+            [
+                float(self.priors.get(f"omega.{p.name}", p.bsv_prior_scale))
+                for p in self.model.parameters
+            ]
+        )
+
+    def sigma_prior(self) -> tuple[np.ndarray, np.ndarray]:
+        """HalfNormal scales of the additive and proportional residual SDs per output."""
+        add, prop = [], []
+        for o in self.model.outputs:
+            add.append(float(self.priors.get(f"sigma_add.{o.name}", o.sigma_prior_scale[0])))
+            prop.append(float(self.priors.get(f"sigma_prop.{o.name}", o.sigma_prior_scale[1])))
+        return np.array(add), np.array(prop)
+
+    def uses_student_t(self) -> bool:
+        """Whether any output uses the Student-t error model."""
+        return "student_t" in self.error_kinds()
+
+
+@dataclass(frozen=True)
+class CovariateDesign:
+    """Covariate design matrix of a cohort for a population model.
+
+    Attributes
+    ----------
+    matrix
+        ``(P, Q)`` float array of standardised covariates / indicators.
+    terms
+        ``Q`` labels such as ``"AGE"`` or ``"SEX[F]"``.
+    effects
+        ``(parameter, term)`` pairs, one per estimated coefficient ``beta``.
+    mask
+        ``(K, Q)`` 0/1 matrix: which term acts on which parameter.
+    allometric
+        ``(P, K)`` fixed allometric offsets on the log scale.
+    centre, scale
+        Per-term centring and scaling used (for reporting effects on the natural scale).
+    """
+
+    matrix: np.ndarray
+    terms: tuple[str, ...]
+    effects: tuple[tuple[str, str], ...]
+    mask: np.ndarray
+    allometric: np.ndarray
+    centre: np.ndarray
+    scale: np.ndarray
+
+    @property
+    def effect_labels(self) -> tuple[str, ...]:
+        """``"CL~AGE"`` style labels of the estimated coefficients."""
+        return tuple(f"{p}~{t}" for p, t in self.effects)
+
+
+def build_covariate_design(spec: PopulationModel, cohort: Cohort) -> CovariateDesign:
+    """Standardise the cohort's baseline covariates into the fit's design matrix.
+
+    Raises
+    ------
+    ValueError
+        A named covariate is absent from the cohort, or a patient lacks its value.
+    """
+    model = spec.model
+    cov = cohort.covariates
+    columns: list[np.ndarray] = []
+    terms: list[str] = []
+    centres: list[float] = []
+    scales: list[float] = []
+    term_of: dict[str, list[str]] = {}
+    for name in dict.fromkeys(c for cs in spec.covariate_effects.values() for c in cs):
+        if name not in cov.columns:
+            raise ValueError(
+                f"Covariate {name!r} requested in covariate_effects is not in the cohort "
+                f"(covariates: {list(cov.columns)})."
+            )
+        col = cov[name]
+        if col.isna().any():
+            missing = list(col.index[col.isna()])[:5]
+            raise ValueError(f"Covariate {name!r} is missing for patient(s) {missing}.")
+        if pd.api.types.is_numeric_dtype(col) and col.nunique() > 2:
+            x = col.to_numpy(dtype=float)
+            c, s = float(np.median(x)), float(np.std(x)) or 1.0
+            columns.append((x - c) / s)
+            terms.append(name)
+            centres.append(c)
+            scales.append(s)
+            term_of[name] = [name]
+        else:
+            levels = col.astype(str)
+            reference = levels.value_counts().index[0]
+            term_of[name] = []
+            for level in sorted(set(levels) - {reference}):
+                columns.append((levels == level).to_numpy(dtype=float))
+                label = f"{name}[{level}]"
+                terms.append(label)
+                centres.append(0.0)
+                scales.append(1.0)
+                term_of[name].append(label)
+    P, K = cohort.n_patients, len(model.parameters)
+    matrix = np.stack(columns, axis=1) if columns else np.zeros((P, 0))
+    mask = np.zeros((K, len(terms)))
+    effects: list[tuple[str, str]] = []
+    for k, p in enumerate(model.parameter_names):
+        for c in spec.covariate_effects.get(p, ()):
+            for t in term_of[c]:
+                mask[k, terms.index(t)] = 1.0
+                effects.append((p, t))
+    allometric = np.zeros((P, K))
+    for allo in model.allometric:
+        k = model.parameter_names.index(allo.parameter)
+        if allo.covariate in cov.columns and not cov[allo.covariate].isna().all():
+            x = cov[allo.covariate].astype(float)
+            default = model.covariate_defaults.get(allo.covariate, allo.reference)
+            x = x.fillna(default).to_numpy()
+        else:
+            x = np.full(P, model.covariate_defaults.get(allo.covariate, allo.reference))
+        if np.any(x <= 0):
+            bad = list(cohort.covariates.index[x <= 0])[:5]
+            raise ValueError(
+                f"Allometric covariate {allo.covariate!r} must be > 0; patients {bad}."
+            )
+        allometric[:, k] += allo.exponent * np.log(x / allo.reference)
+    return CovariateDesign(
+        matrix=matrix,
+        terms=tuple(terms),
+        effects=tuple(effects),
+        mask=mask,
+        allometric=allometric,
+        centre=np.array(centres),
+        scale=np.array(scales),
+    )

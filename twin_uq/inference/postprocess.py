@@ -1,0 +1,109 @@
+"""Derived quantities of every posterior draw.
+
+Individual parameters, log-likelihood, posterior predictive replicates and solver status.
+
+All computations are vmapped over draws in blocks (``lax.map`` with a batch size) so that
+memory stays bounded for large cohorts.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from twin_uq.inference.likelihood import FitData, ResidualParams, cohort_loglik, patient_predictions
+from twin_uq.inference.numpyro_model import ProgramStructure, individual_log_theta, population_mean
+from twin_uq.inference.residual import residual_sd
+
+__all__ = ["DrawQuantities", "derive_draw_quantities"]
+
+
+class DrawQuantities(dict):
+    """Name → array with leading ``(chain, draw)`` axes."""
+
+
+def _residual_from(structure: ProgramStructure, draw: dict, n_outputs: int) -> ResidualParams:
+    add = jnp.zeros(n_outputs)
+    prop = jnp.zeros(n_outputs)
+    if structure.add_outputs:
+        add = add.at[jnp.asarray(structure.add_outputs)].set(draw["sigma_add"])
+    if structure.prop_outputs:
+        prop = prop.at[jnp.asarray(structure.prop_outputs)].set(draw["sigma_prop"])
+    nu = draw["nu"] if structure.student_t else jnp.asarray(1e6)
+    return ResidualParams(add=add, prop=prop, nu=nu)
+
+
+def log_theta_from_latents(structure: ProgramStructure, draw: dict, data: FitData) -> jax.Array:
+    """``(P, K)`` log individual parameters of one draw of the latent sites."""
+    beta = draw["beta"] if structure.n_effects else jnp.zeros(0)
+    mean = population_mean(draw["mu"], beta, data, structure.n_params)
+    if structure.correlated:
+        return mean + (draw["z"] @ draw["corr_chol"].T) * draw["omega"]
+    return individual_log_theta(mean, draw["omega"], draw["z"], data.centering)
+
+
+def derive_draw_quantities(
+    structure: ProgramStructure,
+    samples: dict[str, np.ndarray],
+    data: FitData,
+    key: jax.Array,
+    batch_size: int = 64,
+) -> DrawQuantities:
+    """Compute theta, eta, per-patient log-likelihood, replicates and solver status.
+
+    Parameters
+    ----------
+    samples
+        Latent sites with leading ``(chains, draws)`` axes.
+
+    Returns
+    -------
+    DrawQuantities with ``theta`` (C, D, P, K), ``eta`` (C, D, P, K), ``loglik_obs``
+    (C, D, P, N), ``y_rep`` (C, D, P, N), ``f`` (C, D, P, N) noise-free predictions at the
+    observation times, and ``solver_ok`` (C, D, P).
+    """
+    chains, draws = next(iter(samples.values())).shape[:2]
+    flat = {k: jnp.asarray(v).reshape(chains * draws, *v.shape[2:]) for k, v in samples.items()}
+    n_out = data.error_code.shape[0]
+    keys = jax.random.split(key, chains * draws)
+    model, settings = structure.model, structure.settings
+
+    def one(args):
+        draw, k = args
+        log_theta = log_theta_from_latents(structure, draw, data)
+        theta = jnp.exp(log_theta)
+        beta = draw["beta"] if structure.n_effects else jnp.zeros(0)
+        mean = population_mean(draw["mu"], beta, data, structure.n_params)
+        eta = (log_theta - mean) / draw["omega"]
+        residual = _residual_from(structure, draw, n_out)
+        ll, ok = cohort_loglik(model, settings, theta, data, residual)
+        arr = data.arrays
+        f, _ = jax.vmap(
+            lambda th, cov, a: patient_predictions(
+                model, settings, th, cov, a.schedule, a.obs_time, a.obs_output
+            )
+        )(theta, arr.covariates, arr)
+        y_rep = _replicate(k, data, f, residual)
+        return theta, eta, ll, y_rep, f, ok
+
+    out = jax.lax.map(one, (flat, keys), batch_size=batch_size)
+    names = ("theta", "eta", "loglik_obs", "y_rep", "f", "solver_ok")
+    result = DrawQuantities()
+    for name, value in zip(names, out, strict=True):
+        value = np.asarray(value)
+        result[name] = value.reshape(chains, draws, *value.shape[1:])
+    return result
+
+
+def _replicate(key: jax.Array, data: FitData, f: jax.Array, residual: ResidualParams) -> jax.Array:
+    """One noisy replicate of every observation under the residual error model."""
+    out = data.arrays.obs_output
+    code = data.error_code[out]
+    sd = residual_sd(code, f, residual.add[out], residual.prop[out])
+    k1, k2 = jax.random.split(key)
+    normal = jax.random.normal(k1, f.shape)
+    student = jax.random.t(k2, residual.nu, f.shape)
+    noise = jnp.where(code == 4, student, normal) * sd
+    y = jnp.where(code == 3, jnp.maximum(f, 1e-12) * jnp.exp(noise), f + noise)
+    return jnp.where(data.arrays.obs_mask, y, jnp.nan)
