@@ -27,3 +27,14 @@ from twin_uq.simulate.schedule import (
 )
 
 __version__ = "0.1.0"
+from twin_uq.inference import (
+    CohortPosterior as CohortPosterior,
+    PopulationModel as PopulationModel,
+    fit as fit,
+    load_posterior as load_posterior,
+)
+from twin_uq.simulate.synthetic import (
+    Design as Design,
+    SimulatedCohort as SimulatedCohort,
+    simulate_cohort as simulate_cohort,
+)
