@@ -1,3 +1,35 @@
-"""Shared test configuration: float64, fixed seeds, shared compiled fixtures."""
+"""Shared test configuration: float64, fixed seeds, shared compiled fixtures.
 
-import twin_uq  # noqa: F401  (applies float64 and host-device settings before JAX starts)
+Fitting compiles a sampler (tens of seconds on 2 cores); the fixtures below fit each
+reference problem once per test session and every test module reuses them.
+"""
+
+import pytest
+
+import twin_uq as tq  # applies float64 and host-device settings before JAX starts
+
+ORAL_DESIGN = tq.Design(
+    times=[0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 24.0],
+    doses=[tq.Bolus(0.0, 100.0, 1)],
+    sparse_fraction=0.25,
+    sparse_times=[2.0, 24.0],
+    covariates={
+        "WT": ("lognormal", 70.0, 0.2),
+        "AGE": ("uniform", 20.0, 85.0),
+        "SEX": ("categorical", ("F", "M"), (0.5, 0.5)),
+    },
+)
+
+
+@pytest.fixture(scope="session")
+def oral_sim():
+    """A 16-patient one-compartment oral cohort with known truth (4 data-poor patients)."""
+    return tq.simulate_cohort("one_compartment_oral", 16, ORAL_DESIGN, seed=11)
+
+
+@pytest.fixture(scope="session")
+def oral_fit(oral_sim):
+    """NUTS fit of ``oral_sim`` (2 chains x 400 draws), shared by all test modules."""
+    return tq.fit(
+        "one_compartment_oral", oral_sim.cohort, chains=2, warmup=400, draws=400, seed=0, progress=False
+    )
