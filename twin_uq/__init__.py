@@ -38,3 +38,17 @@ from twin_uq.simulate.synthetic import (
     SimulatedCohort as SimulatedCohort,
     simulate_cohort as simulate_cohort,
 )
+from twin_uq.trust import (
+    TrustAssessment as TrustAssessment,
+    TrustReport as TrustReport,
+    TrustThresholds as TrustThresholds,
+    assess_cohort as assess_cohort,
+    assess_patient as assess_patient,
+    assess_prediction as assess_prediction,
+)
+from twin_uq.twin import (
+    Criterion as Criterion,
+    Event as Event,
+    PosteriorTwin as PosteriorTwin,
+    simulate_patient as simulate_patient,
+)

@@ -306,6 +306,18 @@ class CohortPosterior:
             tuple(reasons),
         )
 
+    def trust(self, thresholds=None):
+        """Trust status of every patient's twin (see :func:`twin_uq.trust.assess_cohort`)."""
+        from twin_uq.trust import assess_cohort
+
+        return assess_cohort(self, thresholds)
+
+    def twin(self, patient_id):
+        """The posterior twin of one patient (see :class:`twin_uq.twin.PosteriorTwin`)."""
+        from twin_uq.twin import PosteriorTwin
+
+        return PosteriorTwin.from_posterior(self, patient_id)
+
     # ---- storage -----------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write the fit to netCDF (``.nc``) or zarr (``.zarr``), atomically.

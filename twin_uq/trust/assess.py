@@ -1,0 +1,413 @@
+"""Trust status of every patient's twin: status, plain-language reasons, the numbers behind.
+
+The rules (thresholds and their rationale in :class:`TrustThresholds` and docs/trust.md):
+
+1. **unreliable** — the fit did not converge globally (population R-hat / ESS,
+   divergences, a single chain) or for this patient (R-hat / ESS of its parameters), or
+   the model could not be solved at some of its posterior draws;
+2. **insufficient** — no uncensored observation, or median posterior contraction below
+   ``contraction_insufficient``;
+3. **limited** — moderate contraction, fewer observations than parameters, observations
+   bunched in a short window, misfit of its own observations, covariates outside the
+   cohort's support, or an approximate fit (``approximate_cap``);
+4. **trustworthy** — none of the above.
+
+The status is the most severe that applies; every rule that applies adds a reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+import pandas as pd
+
+from twin_uq.trust.metrics import (
+    CohortMetrics,
+    covariate_support,
+    global_fit_quality,
+    information_metrics,
+    patient_convergence,
+    ppc_metrics,
+)
+from twin_uq.trust.thresholds import TrustThresholds
+
+__all__ = ["Status", "TrustAssessment", "TrustReport", "assess_cohort", "assess_patient"]
+
+
+class Status(StrEnum):
+    """Trust status of a twin, ordered from best to worst (compare with ``severity``)."""
+
+    TRUSTWORTHY = "trustworthy"
+    LIMITED = "limited"
+    INSUFFICIENT = "insufficient"
+    UNRELIABLE = "unreliable"
+
+    @property
+    def severity(self) -> int:
+        """0 (trustworthy) … 3 (unreliable)."""
+        return _ORDER.index(self)
+
+    def worst(self, other: Status | str) -> Status:
+        """The more severe of two statuses."""
+        other = Status(other)
+        return other if other.severity > self.severity else self
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_ORDER = (Status.TRUSTWORTHY, Status.LIMITED, Status.INSUFFICIENT, Status.UNRELIABLE)
+
+#: One-line meaning of each status, for reports.
+STATUS_MEANING = {
+    Status.TRUSTWORTHY: "The twin is informed by enough of the patient's own data and the fit is sound.",
+    Status.LIMITED: "Usable with caution: see the reasons.",
+    Status.INSUFFICIENT: (
+        "The patient's data carry almost no information: simulations show the population "
+        "average, not this patient."
+    ),
+    Status.UNRELIABLE: "Do not use: the fit itself cannot be relied on.",
+}
+
+
+@dataclass(frozen=True)
+class TrustAssessment:
+    """Trust in one patient's twin.
+
+    Attributes
+    ----------
+    patient_id
+        The patient.
+    status
+        :class:`Status`; ``str(status)`` gives ``"trustworthy"`` etc.
+    reasons
+        Plain-language sentences for clinicians, most severe first; empty when trustworthy
+        and nothing is worth saying.
+    metrics
+        The numbers behind the status (contraction per parameter, observation counts,
+        R-hat, PPC, covariate distances...), by name.
+    thresholds
+        The :class:`TrustThresholds` used.
+    """
+
+    patient_id: str
+    status: Status
+    reasons: tuple[str, ...]
+    metrics: dict[str, float]
+    thresholds: TrustThresholds = field(default_factory=TrustThresholds, repr=False)
+
+    @property
+    def flagged(self) -> bool:
+        """True unless trustworthy."""
+        return self.status is not Status.TRUSTWORTHY
+
+    @property
+    def meaning(self) -> str:
+        """One-line meaning of the status."""
+        return STATUS_MEANING[self.status]
+
+    def __str__(self) -> str:
+        lines = [f"{self.patient_id}: {self.status.value} — {self.meaning}"]
+        lines += [f"  - {r}" for r in self.reasons]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class TrustReport:
+    """Trust assessments of every patient of a fit.
+
+    Attributes
+    ----------
+    assessments
+        By patient id, in fit order.
+    thresholds
+        The :class:`TrustThresholds` used (also in ``provenance["thresholds"]`` as JSON).
+    provenance
+        Where the report comes from: the fit's model, data hash, method, seed, creation
+        time, and the thresholds as JSON.
+    """
+
+    assessments: Mapping[str, TrustAssessment]
+    thresholds: TrustThresholds
+    provenance: dict[str, str]
+
+    def __getitem__(self, patient_id: str) -> TrustAssessment:
+        return self.assessments[str(patient_id)]
+
+    def __iter__(self):
+        return iter(self.assessments.values())
+
+    def __len__(self) -> int:
+        return len(self.assessments)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """One row per patient: ``status``, ``reasons`` (joined by " | "), metric columns.
+
+        ``table.attrs`` holds the provenance (thresholds as JSON included).
+        """
+        rows = []
+        for a in self.assessments.values():
+            rows.append(
+                {"patient": a.patient_id, "status": a.status.value, "reasons": " | ".join(a.reasons)}
+                | a.metrics
+            )
+        frame = pd.DataFrame(rows).set_index("patient")
+        frame.attrs.update(self.provenance)
+        return frame
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """Same as :attr:`table`."""
+        return self.table
+
+    def counts(self) -> pd.Series:
+        """Number of patients per status (all four statuses, in order of severity)."""
+        s = pd.Series([a.status.value for a in self.assessments.values()], dtype=object)
+        return s.value_counts().reindex([x.value for x in _ORDER], fill_value=0).rename("patients")
+
+    def flagged(self) -> list[str]:
+        """Patients whose status is not trustworthy."""
+        return [a.patient_id for a in self.assessments.values() if a.flagged]
+
+    def __str__(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in self.counts().items())
+        return f"TrustReport: {len(self)} patients ({counts})"
+
+
+# ---- rules -------------------------------------------------------------------------------
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _patient_rules(
+    pid: str,
+    row: Mapping[str, float],
+    contraction: Mapping[str, float],
+    cov_flags: tuple[str, ...],
+    post,
+    th: TrustThresholds,
+    fit_reasons: tuple[str, ...],
+) -> tuple[Status, list[str]]:
+    status = Status.TRUSTWORTHY
+    reasons: list[str] = []
+
+    def add(level: Status, text: str) -> None:
+        nonlocal status
+        status = status.worst(level)
+        reasons.append(text)
+
+    # 1. unreliable --------------------------------------------------------------------------
+    for r in fit_reasons:
+        add(Status.UNRELIABLE, r)
+    rhat = row.get("rhat_max", np.nan)
+    if np.isfinite(rhat) and rhat > th.rhat_max:
+        add(
+            Status.UNRELIABLE,
+            f"The fit did not converge for this patient (R-hat {rhat:.2f}, should be at most {th.rhat_max}).",
+        )
+    ess = min(row.get("ess_bulk_min", np.nan), row.get("ess_tail_min", np.nan))
+    needed = min(th.ess_min, th.ess_per_chain * row.get("chains", 1))
+    if np.isfinite(ess) and ess < needed:
+        add(
+            Status.UNRELIABLE,
+            f"Too few effective posterior draws for this patient (ESS {ess:.0f}, need {needed:.0f}).",
+        )
+    ok = row.get("solver_ok_rate", 1.0)
+    if ok < th.min_solver_ok:
+        add(
+            Status.UNRELIABLE,
+            f"The model could not be solved for {100 * (1 - ok):.1f}% of this patient's posterior draws.",
+        )
+
+    # 2. insufficient ------------------------------------------------------------------------
+    n_obs = int(row["n_obs"])
+    n_cens = int(row["n_censored"])
+    c_med = row["contraction_median"]
+    n_params = len(contraction)
+    min_obs = th.min_observations if th.min_observations is not None else n_params
+    if n_obs == 0:
+        extra = f" ({n_cens} below the quantification limit)" if n_cens else ""
+        add(
+            Status.INSUFFICIENT,
+            f"No measurements{extra}: the twin shows the population average for a patient "
+            "with these covariates, not this patient.",
+        )
+    elif np.isfinite(c_med) and c_med < th.contraction_insufficient:
+        add(
+            Status.INSUFFICIENT,
+            f"The patient's {n_obs} measurement(s) barely narrowed the parameters (median "
+            f"contraction {c_med:.2f}); the simulation relies almost entirely on the population average.",
+        )
+    elif np.isfinite(c_med) and c_med < th.contraction_limited:
+        weak = [k for k, v in contraction.items() if np.isfinite(v) and v < th.contraction_limited]
+        add(
+            Status.LIMITED,
+            f"The measurements inform the parameters only moderately (median contraction {c_med:.2f}; "
+            f"weakly informed: {', '.join(weak)}); the population average still weighs heavily.",
+        )
+    # 3. limited -----------------------------------------------------------------------------
+    if 0 < n_obs < min_obs:
+        add(
+            Status.LIMITED,
+            f"Only {n_obs} measurement(s) for {n_params} parameters; the simulation relies partly "
+            "on the population average.",
+        )
+    span_fraction = row.get("span_fraction", np.nan)
+    if n_obs > 1 and np.isfinite(span_fraction) and span_fraction < th.min_span_fraction:
+        add(
+            Status.LIMITED,
+            f"The measurements cover only {_fmt(row['obs_span'])} {_time_unit(post)} "
+            f"({100 * span_fraction:.0f}% of the cohort's typical sampling period); "
+            "other phases of the response are not informed.",
+        )
+    if row.get("ppc_pvalue", 1.0) < th.ppc_outside_pvalue:
+        add(
+            Status.LIMITED,
+            f"{int(row['ppc_outside95'])} of {int(row['ppc_n'])} measurements fall outside the "
+            "twin's 95% predictive range: the model may not describe this patient well.",
+        )
+    elif row.get("ppc_extreme", 0) > 0:
+        add(
+            Status.LIMITED,
+            f"A measurement (around t = {_fmt(row['ppc_worst_time'])} {_time_unit(post)}) lies beyond "
+            "anything the twin predicts: check it for errors or an unmodelled event.",
+        )
+    for text in cov_flags:
+        add(Status.LIMITED, f"Covariate outside the cohort's range: {text}")
+    if post.approximate:
+        cap = Status(th.approximate_cap)
+        if cap.severity > status.severity:
+            status = cap
+        reasons.append(
+            f"Fitted with an approximate method ({post.method}): no convergence check is possible "
+            "and uncertainty may be understated; confirm with method='nuts'."
+        )
+    return status, reasons
+
+
+def _time_unit(post) -> str:
+    card = getattr(post.model, "card", None)
+    return getattr(card, "time_unit", "") or "time units"
+
+
+def cohort_metrics(post, thresholds: TrustThresholds | None = None) -> CohortMetrics:
+    """All metric tables of a fit (the input of the rules)."""
+    th = thresholds or TrustThresholds()
+    info, ctab = information_metrics(post, th)
+    covtab, covflags = covariate_support(post, th)
+    return CohortMetrics(
+        information=info,
+        contraction=ctab,
+        convergence=patient_convergence(post),
+        ppc=ppc_metrics(post),
+        covariates=covtab,
+        covariate_flags=covflags,
+        fit=global_fit_quality(post, th),
+    )
+
+
+def _assess_all(post, th: TrustThresholds) -> dict[str, TrustAssessment]:
+    m = cohort_metrics(post, th)
+    merged = pd.concat([m.information, m.convergence, m.ppc, m.covariates], axis=1)
+    out: dict[str, TrustAssessment] = {}
+    for pid in post.patient_ids:
+        row = merged.loc[pid].to_dict() | m.fit.metrics
+        contraction = m.contraction.loc[pid].to_dict()
+        status, reasons = _patient_rules(
+            pid, row, contraction, m.covariate_flags[pid], post, th, m.fit.reasons
+        )
+        metrics = {k: _num(v) for k, v in row.items()}
+        metrics |= {f"contraction_{k}": _num(v) for k, v in contraction.items()}
+        metrics["approximate"] = float(post.approximate)
+        out[pid] = TrustAssessment(pid, status, tuple(reasons), metrics, th)
+    return out
+
+
+def _num(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _provenance(post, th: TrustThresholds) -> dict[str, str]:
+    attrs = post.idata.attrs
+    return {
+        "kind": "twin_uq trust report",
+        "model_name": str(attrs.get("model_name", post.model.name)),
+        "model_source_hash": str(attrs.get("model_source_hash", "")),
+        "data_hash": str(attrs.get("data_hash", "")),
+        "method": str(post.method),
+        "seed": str(attrs.get("seed", "")),
+        "fit_created_at": str(attrs.get("created_at", "")),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "thresholds": th.to_json(),
+    }
+
+
+def assess_cohort(post, thresholds: TrustThresholds | Mapping | None = None) -> TrustReport:
+    """Assess the trustworthiness of every patient's twin in a fit.
+
+    Parameters
+    ----------
+    post
+        A :class:`~twin_uq.inference.CohortPosterior`.
+    thresholds
+        :class:`TrustThresholds`, a dict of its fields, or ``None`` for the defaults.
+
+    Returns
+    -------
+    TrustReport
+    """
+    th = _as_thresholds(thresholds)
+    return TrustReport(_assess_all(post, th), th, _provenance(post, th))
+
+
+def assess_patient(
+    post, patient_id: str, thresholds: TrustThresholds | Mapping | None = None
+) -> TrustAssessment:
+    """Trust assessment of one patient (covariate support is judged against the cohort).
+
+    Raises
+    ------
+    twin_uq.CohortError
+        Unknown patient id (with close matches).
+    """
+    post.cohort.index(patient_id)  # clear error for unknown ids
+    pid = post.patient_ids[post.cohort.index(patient_id)]
+    return assess_cohort(post, thresholds).assessments[pid]
+
+
+def _as_thresholds(thresholds) -> TrustThresholds:
+    if thresholds is None:
+        return TrustThresholds()
+    if isinstance(thresholds, TrustThresholds):
+        return thresholds
+    if isinstance(thresholds, str):
+        return TrustThresholds.from_json(thresholds)
+    if isinstance(thresholds, Mapping):
+        return TrustThresholds(**dict(thresholds))
+    raise TypeError(f"thresholds must be TrustThresholds, a dict or None, got {type(thresholds).__name__}.")
+
+
+def report_json(report: TrustReport) -> str:
+    """The report as JSON (statuses, reasons, metrics, provenance)."""
+    return json.dumps(
+        {
+            "provenance": report.provenance,
+            "patients": [
+                {
+                    "patient": a.patient_id,
+                    "status": a.status.value,
+                    "reasons": list(a.reasons),
+                    "metrics": {k: (None if not np.isfinite(v) else v) for k, v in a.metrics.items()},
+                }
+                for a in report
+            ],
+        }
+    )

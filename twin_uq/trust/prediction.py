@@ -1,0 +1,166 @@
+"""Trust in one prediction: extrapolation past the data and interval width vs clinical range.
+
+A twin can be trustworthy and a particular request still not: asking for next week from
+a day of data, or for a concentration interval wider than the whole therapeutic window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import xarray as xr
+
+from twin_uq.trust.assess import Status, TrustAssessment, _as_thresholds
+from twin_uq.trust.thresholds import TrustThresholds
+
+__all__ = ["assess_prediction"]
+
+
+def _clinical_ranges(
+    prediction: xr.Dataset,
+    clinical_range: Mapping[str, tuple[float, float]] | tuple[float, float] | None,
+    th: TrustThresholds,
+    model,
+) -> dict[str, tuple[float, float]]:
+    outputs = (
+        [str(o) for o in prediction["output"].values] if "output" in prediction.coords else ["output"]
+    )
+    ranges: dict[str, tuple[float, float]] = {}
+    if model is not None:
+        for o in model.outputs:
+            if o.clinical_range is not None:
+                ranges[o.name] = tuple(map(float, o.clinical_range))
+    ranges |= {k: tuple(map(float, v)) for k, v in th.clinical_range.items()}
+    if clinical_range is not None:
+        if isinstance(clinical_range, Mapping):
+            ranges |= {k: tuple(map(float, v)) for k, v in clinical_range.items()}
+        else:
+            lo, hi = map(float, clinical_range)
+            ranges |= {o: (lo, hi) for o in outputs}
+    for o, (lo, hi) in ranges.items():
+        if not hi > lo:
+            raise ValueError(f"clinical range of {o!r} must have high > low, got ({lo}, {hi}).")
+    return {o: ranges[o] for o in outputs if o in ranges}
+
+
+def assess_prediction(
+    assessment: TrustAssessment,
+    prediction: xr.Dataset,
+    clinical_range: Mapping[str, tuple[float, float]] | tuple[float, float] | None = None,
+    thresholds: TrustThresholds | Mapping | None = None,
+    model=None,
+) -> TrustAssessment:
+    """Trust in a prediction of a twin: the patient's status, downgraded for this request.
+
+    Parameters
+    ----------
+    assessment
+        The patient's :class:`TrustAssessment` (from :func:`assess_patient`).
+    prediction
+        The Dataset of ``PosteriorTwin.predict``: ``median``, ``lower``, ``upper`` with
+        dims including ``time`` (and ``output``), attribute ``last_observation_time``
+        (NaN or absent without observations) and optionally ``interval``.
+    clinical_range
+        ``(low, high)`` for every output, or ``{output: (low, high)}``; default: the
+        thresholds' ``clinical_range``, then ``Output.clinical_range`` of ``model`` (or of
+        ``prediction.attrs["model_name"]`` when it names a built-in model).
+    thresholds
+        Default: the thresholds of ``assessment``.
+    model
+        The model, for ``Output.clinical_range``.
+
+    Returns
+    -------
+    TrustAssessment
+        Same patient; ``status`` is the worse of the patient's and the prediction's;
+        ``reasons`` extended; ``metrics`` gain ``horizon``, ``extrapolation_ratio`` and
+        ``interval_width_fraction[_<output>]``.
+
+    Rules
+    -----
+    * horizon beyond the last observation above ``extrapolation_limited`` times the
+      observed period → limited;
+    * widest interval above ``interval_width_limited`` of the clinical range → limited,
+      above ``interval_width_insufficient`` → insufficient.
+    """
+    th = _as_thresholds(thresholds) if thresholds is not None else assessment.thresholds
+    for v in ("median", "lower", "upper"):
+        if v not in prediction:
+            raise ValueError(
+                f"assess_prediction: the prediction has no variable {v!r}; pass the Dataset "
+                "returned by PosteriorTwin.predict (median, lower, upper)."
+            )
+    if model is None and "model_name" in prediction.attrs:
+        try:
+            from twin_uq.model.load import load_model
+
+            model = load_model(prediction.attrs["model_name"])
+        except Exception:  # a user's model file: ranges must then be given
+            model = None
+    status = assessment.status
+    reasons = list(assessment.reasons)
+    metrics = dict(assessment.metrics)
+
+    def add(level: Status, text: str) -> None:
+        nonlocal status
+        status = status.worst(level)
+        reasons.append(text)
+
+    # Extrapolation ------------------------------------------------------------------------
+    times = np.asarray(prediction["time"].values, float) if "time" in prediction.coords else np.array([])
+    last = float(prediction.attrs.get("last_observation_time", metrics.get("last_obs_time", np.nan)))
+    first = metrics.get("first_obs_time", np.nan)
+    if not np.isfinite(first):
+        first = 0.0
+    if times.size and np.isfinite(last):
+        horizon = max(float(times.max()) - last, 0.0)
+        # The observed period runs from the start of the record (time 0, where simulation
+        # starts) to the last observation, or between first and last observation when the
+        # patient was first seen later.
+        period = last - first if last - first > 0 else last
+        ratio = horizon / period if period > 0 else (np.inf if horizon > 0 else 0.0)
+        metrics |= {"horizon": horizon, "extrapolation_ratio": ratio}
+        outputs = [str(o) for o in prediction["output"].values] if "output" in prediction.coords else []
+        limit = min([th.for_output(o).extrapolation_limited for o in outputs] or [th.extrapolation_limited])
+        if ratio > limit:
+            add(
+                Status.LIMITED,
+                f"The prediction reaches {horizon:.3g} time units past the last measurement, "
+                f"{ratio:.1f} times the observed period: a long extrapolation.",
+            )
+    elif times.size:
+        metrics |= {"horizon": float(times.max()), "extrapolation_ratio": np.inf}
+
+    # Interval width vs clinical range -----------------------------------------------------
+    ranges = _clinical_ranges(prediction, clinical_range, th, model)
+    width = prediction["upper"] - prediction["lower"]
+    level = float(prediction.attrs.get("interval", np.nan))
+    level_text = f"{100 * level:.0f}% " if np.isfinite(level) else ""
+    worst_fraction = np.nan
+    for out, (lo, hi) in ranges.items():
+        w = width.sel(output=out) if "output" in width.dims else width
+        wmax = float(np.nanmax(np.asarray(w.values, float))) if w.size else np.nan
+        frac = wmax / (hi - lo)
+        metrics[f"interval_width_fraction_{out}"] = frac
+        worst_fraction = np.nanmax([worst_fraction, frac])
+        tho = th.for_output(out)
+        if frac > tho.interval_width_insufficient:
+            add(
+                Status.INSUFFICIENT,
+                f"The {level_text}prediction interval for {out} is wider than the whole clinically "
+                f"meaningful range {lo:g}–{hi:g} ({100 * frac:.0f}% of it): it cannot guide a decision.",
+            )
+        elif frac > tho.interval_width_limited:
+            add(
+                Status.LIMITED,
+                f"The {level_text}prediction interval for {out} spans {100 * frac:.0f}% of the clinically "
+                f"meaningful range {lo:g}–{hi:g}.",
+            )
+    metrics["interval_width_fraction"] = worst_fraction
+    if not ranges:
+        reasons.append(
+            "No clinically meaningful range is known for the predicted output(s): interval widths "
+            "were not judged."
+        )
+    return TrustAssessment(assessment.patient_id, status, tuple(reasons), metrics, th)

@@ -1,0 +1,271 @@
+"""Does the trust flag mean something? Held-out error and coverage by status.
+
+Used by ``tests/trust/test_validation.py`` (fast) and ``benchmarks/trust_validation.py``
+(full study). Predictions at held-out times come straight from the posterior draws of
+each patient's parameters (``solve_outputs`` vmapped over draws and patients) plus the
+residual error of the same draw, so they are exactly the twin's posterior predictive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from twin_uq.simulate.solve import solve_outputs
+
+__all__ = [
+    "auc",
+    "bootstrap_difference",
+    "flag_performance",
+    "heldout_predictive",
+    "patient_heldout_summary",
+]
+
+
+def _residual_arrays(post) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per draw ``(S, O)`` additive and proportional SDs and ``(S,)`` Student-t dof."""
+    ds = post.posterior
+    S = ds.sizes["chain"] * ds.sizes["draw"]
+    outs = list(post.model.output_names)
+    add = np.zeros((S, len(outs)))
+    prop = np.zeros((S, len(outs)))
+    for var, dim, arr in (("sigma_add", "add_output", add), ("sigma_prop", "prop_output", prop)):
+        if var in ds:
+            vals = np.asarray(ds[var].values, float).reshape(S, -1)
+            for j, o in enumerate(ds[dim].values):
+                arr[:, outs.index(str(o))] = vals[:, j]
+    nu = np.asarray(ds["nu"].values, float).reshape(S) if "nu" in ds else np.full(S, 1e6)
+    return add, prop, nu
+
+
+@jax.jit
+def _noisy(key, f, code, a, b, nu):
+    from twin_uq.inference.residual import residual_sd
+
+    sd = residual_sd(code, f, a, b)
+    k1, k2 = jax.random.split(key)
+    z = jax.random.normal(k1, f.shape)
+    t = jax.random.t(k2, nu, f.shape)
+    noise = jnp.where(code == 4, t, z) * sd
+    return jnp.where(code == 3, jnp.maximum(f, 1e-12) * jnp.exp(noise), f + noise)
+
+
+def heldout_predictive(
+    post,
+    times: np.ndarray,
+    outputs: np.ndarray,
+    seed: int = 0,
+    max_draws: int | None = 1000,
+) -> np.ndarray:
+    """Posterior-predictive draws of new observations of every patient.
+
+    Parameters
+    ----------
+    post
+        A :class:`CohortPosterior`.
+    times, outputs
+        ``(P, T)`` times and output indices of the held-out observations (pad with any
+        valid time; padded entries are ignored by the caller).
+    seed
+        Seed of the residual noise.
+    max_draws
+        Thin the posterior to at most this many draws.
+
+    Returns
+    -------
+    ``(S, P, T)`` replicate observations.
+    """
+    ds = post.posterior
+    theta = np.asarray(ds["theta"].values, float)
+    theta = theta.reshape(-1, *theta.shape[2:])  # (S, P, K)
+    idx = np.arange(theta.shape[0])
+    if max_draws is not None and theta.shape[0] > max_draws:
+        idx = np.linspace(0, theta.shape[0] - 1, max_draws).round().astype(int)
+    theta = theta[idx]
+    arrays = post.prepared.data.arrays
+    model, settings = post.model, post.prepared.structure.settings
+    times = jnp.asarray(times, float)
+    outputs = np.asarray(outputs, int)
+
+    def one_patient(th_s, cov, sched, t):
+        return jax.vmap(lambda th: solve_outputs(model, th, cov, sched, t, settings)[1])(th_s)
+
+    f_all = jax.jit(jax.vmap(one_patient, in_axes=(1, 0, 0, 0), out_axes=1))(
+        jnp.asarray(theta), arrays.covariates, arrays.schedule, times
+    )  # (S, P, T, O)
+    f = np.take_along_axis(np.asarray(f_all), outputs[None, :, :, None], axis=-1)[..., 0]
+    add, prop, nu = _residual_arrays(post)
+    add, prop, nu = add[idx], prop[idx], nu[idx]
+    code = np.asarray(post.prepared.data.error_code)[outputs]  # (P, T)
+    a = add[:, outputs]  # (S, P, T)
+    b = prop[:, outputs]
+    y = _noisy(
+        jax.random.PRNGKey(seed),
+        jnp.asarray(f),
+        jnp.asarray(code)[None],
+        jnp.asarray(a),
+        jnp.asarray(b),
+        jnp.asarray(nu)[:, None, None],
+    )
+    return np.asarray(y)
+
+
+def patient_heldout_summary(
+    post,
+    heldout: pd.DataFrame,
+    interval: float = 0.9,
+    error_threshold: float | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per patient: held-out absolute error, interval coverage and width.
+
+    Parameters
+    ----------
+    heldout
+        Long table with columns ``id``, ``time``, ``dv`` and optionally ``output`` (name).
+    interval
+        Central predictive interval judged for coverage.
+    error_threshold
+        Absolute error (output units) counted as clinically relevant; column
+        ``any_large_error``.
+
+    Returns
+    -------
+    DataFrame indexed by patient: ``n_heldout``, ``mae`` (posterior-median error),
+    ``coverage`` (fraction inside the interval), ``any_miss`` (an observation outside),
+    ``width`` (mean interval width), ``any_large_error``.
+    """
+    ids = list(post.patient_ids)
+    h = heldout[heldout["id"].astype(str).isin(ids)].copy()
+    h["id"] = h["id"].astype(str)
+    groups = {pid: g for pid, g in h.groupby("id")}
+    T = max((len(g) for g in groups.values()), default=1)
+    P = len(ids)
+    times = np.ones((P, T))
+    outs = np.zeros((P, T), int)
+    values = np.full((P, T), np.nan)
+    names = list(post.model.output_names)
+    for i, pid in enumerate(ids):
+        g = groups.get(pid)
+        if g is None or g.empty:
+            continue
+        n = len(g)
+        times[i, :n] = g["time"].to_numpy(float)
+        times[i, n:] = times[i, n - 1]
+        if "output" in g:
+            outs[i, :n] = [names.index(str(o)) for o in g["output"]]
+        values[i, :n] = g["dv"].to_numpy(float)
+    y = heldout_predictive(post, times, outs, seed=seed)
+    lo, hi = np.quantile(y, [(1 - interval) / 2, 1 - (1 - interval) / 2], axis=0)
+    med = np.median(y, axis=0)
+    valid = np.isfinite(values)
+    err = np.where(valid, np.abs(med - values), np.nan)
+    inside = np.where(valid, (values >= lo) & (values <= hi), np.nan)
+    with np.errstate(all="ignore"):
+        frame = pd.DataFrame(
+            {
+                "n_heldout": valid.sum(axis=1),
+                "mae": np.nanmean(err, axis=1),
+                "coverage": np.nanmean(inside, axis=1),
+                "any_miss": np.nansum(1 - np.nan_to_num(inside, nan=1.0), axis=1) > 0,
+                "width": np.nanmean(np.where(valid, hi - lo, np.nan), axis=1),
+            },
+            index=pd.Index(ids, name="patient"),
+        )
+    if error_threshold is not None:
+        frame["any_large_error"] = np.nanmax(np.where(valid, err, -np.inf), axis=1) > error_threshold
+    frame.loc[frame["n_heldout"] == 0, ["mae", "coverage", "width"]] = np.nan
+    return frame
+
+
+def auc(score: np.ndarray, outcome: np.ndarray) -> float:
+    """ROC AUC (Mann-Whitney): probability a positive outcome scores above a negative one."""
+    score = np.asarray(score, float)
+    outcome = np.asarray(outcome, bool)
+    pos, neg = score[outcome], score[~outcome]
+    if pos.size == 0 or neg.size == 0:
+        return np.nan
+    diff = pos[:, None] - neg[None, :]
+    return float(((diff > 0) + 0.5 * (diff == 0)).mean())
+
+
+def bootstrap_difference(
+    values: np.ndarray, flagged: np.ndarray, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean(flagged) − mean(not flagged) with a 95 % percentile bootstrap interval over patients.
+
+    Resamples patients within each group (stratified), so both groups keep their size.
+    """
+    values = np.asarray(values, float)
+    flagged = np.asarray(flagged, bool)
+    ok = np.isfinite(values)
+    a, b = values[ok & flagged], values[ok & ~flagged]
+    if a.size == 0 or b.size == 0:
+        return np.nan, np.nan, np.nan
+    rng = np.random.default_rng(seed)
+    da = rng.choice(a, (n_boot, a.size)).mean(axis=1)
+    db = rng.choice(b, (n_boot, b.size)).mean(axis=1)
+    d = da - db
+    return float(a.mean() - b.mean()), float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))
+
+
+def flag_performance(
+    status: pd.Series,
+    heldout: pd.DataFrame,
+    flag_statuses: Sequence[str] = ("limited", "insufficient"),
+    score: pd.Series | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Held-out error and coverage of flagged vs trustworthy patients, with uncertainty.
+
+    Parameters
+    ----------
+    status
+        Status per patient (index = patient id).
+    heldout
+        Output of :func:`patient_heldout_summary`.
+    flag_statuses
+        Statuses counted as flagged (unreliable patients are left out: their fit is broken,
+        not their data).
+    score
+        Optional continuous flag score (e.g. ``1 - contraction_median``) for a second AUC.
+
+    Returns
+    -------
+    One row per metric (``mae``, ``coverage``, ``width``, ``any_miss``, ``any_large_error``):
+    mean among flagged and trustworthy patients, the difference with a 95 % bootstrap
+    interval, and the ROC AUC of the flag (and of ``score``) for the binary outcomes.
+    """
+    keep = status.isin([*flag_statuses, "trustworthy"])
+    st = status[keep]
+    h = heldout.loc[st.index]
+    h = h[h["n_heldout"] > 0]
+    st = st.loc[h.index]
+    flagged = st.isin(flag_statuses).to_numpy()
+    rows = []
+    for col in ("mae", "coverage", "width", "any_miss", "any_large_error"):
+        if col not in h:
+            continue
+        v = h[col].to_numpy(float)
+        d, lo, hi = bootstrap_difference(v, flagged, n_boot=n_boot, seed=seed)
+        row = {
+            "metric": col,
+            "n_flagged": int(flagged.sum()),
+            "n_trustworthy": int((~flagged).sum()),
+            "flagged_mean": float(np.nanmean(v[flagged])) if flagged.any() else np.nan,
+            "trustworthy_mean": float(np.nanmean(v[~flagged])) if (~flagged).any() else np.nan,
+            "difference": d,
+            "diff_lower95": lo,
+            "diff_upper95": hi,
+        }
+        if col in ("any_miss", "any_large_error"):
+            row["auc_flag"] = auc(flagged.astype(float), v.astype(bool))
+            if score is not None:
+                row["auc_score"] = auc(score.loc[h.index].to_numpy(float), v.astype(bool))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("metric")
