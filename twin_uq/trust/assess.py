@@ -154,7 +154,11 @@ class TrustReport:
         rows = []
         for a in self.assessments.values():
             rows.append(
-                {"patient": a.patient_id, "status": a.status.value, "reasons": " | ".join(a.reasons)}
+                {
+                    "patient": a.patient_id,
+                    "status": a.status.value,
+                    "reasons": " | ".join(a.reasons),
+                }
                 | a.metrics
             )
         frame = pd.DataFrame(rows).set_index("patient")
@@ -392,7 +396,9 @@ def _as_thresholds(thresholds) -> TrustThresholds:
         return TrustThresholds.from_json(thresholds)
     if isinstance(thresholds, Mapping):
         return TrustThresholds(**dict(thresholds))
-    raise TypeError(f"thresholds must be TrustThresholds, a dict or None, got {type(thresholds).__name__}.")
+    raise TypeError(
+        f"thresholds must be TrustThresholds, a dict or None, got {type(thresholds).__name__}."
+    )
 
 
 def report_json(report: TrustReport) -> str:
@@ -405,7 +411,9 @@ def report_json(report: TrustReport) -> str:
                     "patient": a.patient_id,
                     "status": a.status.value,
                     "reasons": list(a.reasons),
-                    "metrics": {k: (None if not np.isfinite(v) else v) for k, v in a.metrics.items()},
+                    "metrics": {
+                        k: (None if not np.isfinite(v) else v) for k, v in a.metrics.items()
+                    },
                 }
                 for a in report
             ],

@@ -100,8 +100,12 @@ def global_fit_quality(post, th: TrustThresholds) -> GlobalFitQuality:
 
     max_rhat = worst(rhat, np.max)
     min_ess = min(worst(ess_b, np.min), worst(ess_t, np.min))
-    stats_ = post.idata["sample_stats"].to_dataset() if "sample_stats" in post.idata.children else None
-    divergences = int(stats_["diverging"].sum()) if stats_ is not None and "diverging" in stats_ else 0
+    stats_ = (
+        post.idata["sample_stats"].to_dataset() if "sample_stats" in post.idata.children else None
+    )
+    divergences = (
+        int(stats_["diverging"].sum()) if stats_ is not None and "diverging" in stats_ else 0
+    )
     metrics |= {
         "max_rhat_population": max_rhat,
         "min_ess_population": min_ess,
@@ -206,14 +210,20 @@ def information_metrics(post, th: TrustThresholds) -> tuple[pd.DataFrame, pd.Dat
     last = np.where(mask.any(1), last, np.nan)
     span = last - first
     cohort_span = np.nanmedian(span) if np.isfinite(span).any() else np.nan
-    span_fraction = span / cohort_span if cohort_span and cohort_span > 0 else np.full_like(span, np.nan)
+    span_fraction = (
+        span / cohort_span if cohort_span and cohort_span > 0 else np.full_like(span, np.nan)
+    )
     with np.errstate(all="ignore"):
         info = pd.DataFrame(
             {
-                "contraction_median": np.nanmedian(np.where(np.isnan(contraction), np.nan, contraction), axis=1)
+                "contraction_median": np.nanmedian(
+                    np.where(np.isnan(contraction), np.nan, contraction), axis=1
+                )
                 if np.isfinite(contraction).any()
                 else np.nan,
-                "contraction_min": np.nanmin(contraction, axis=1) if np.isfinite(contraction).any() else np.nan,
+                "contraction_min": np.nanmin(contraction, axis=1)
+                if np.isfinite(contraction).any()
+                else np.nan,
                 "eta_abs_mean_max": np.abs(eta.mean(axis=0)).max(axis=1),
                 "eta_sd_median": np.median(eta.std(axis=0, ddof=1), axis=1),
                 "n_obs": n_obs.astype(int),
@@ -314,7 +324,9 @@ def covariate_support(post, th: TrustThresholds) -> tuple[pd.DataFrame, dict[str
         and cov[c].nunique() > 2
     ]
     categorical = [
-        c for c in cov.columns if c not in skip and c not in numeric and not pd.api.types.is_numeric_dtype(cov[c])
+        c
+        for c in cov.columns
+        if c not in skip and c not in numeric and not pd.api.types.is_numeric_dtype(cov[c])
     ]
     flags: dict[str, list[str]] = {pid: [] for pid in ids}
     table = pd.DataFrame(index=pd.Index(ids, name="patient"))

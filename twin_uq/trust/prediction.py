@@ -24,7 +24,9 @@ def _clinical_ranges(
     model,
 ) -> dict[str, tuple[float, float]]:
     outputs = (
-        [str(o) for o in prediction["output"].values] if "output" in prediction.coords else ["output"]
+        [str(o) for o in prediction["output"].values]
+        if "output" in prediction.coords
+        else ["output"]
     )
     ranges: dict[str, tuple[float, float]] = {}
     if model is not None:
@@ -98,6 +100,12 @@ def assess_prediction(
             model = load_model(prediction.attrs["model_name"])
         except Exception:  # a user's model file: ranges must then be given
             model = None
+    pid = prediction.attrs.get("patient_id")
+    if pid is not None and str(pid) != str(assessment.patient_id):
+        raise ValueError(
+            f"assess_prediction: the prediction is for patient {pid!r} but the assessment is "
+            f"for {assessment.patient_id!r}."
+        )
     status = assessment.status
     reasons = list(assessment.reasons)
     metrics = dict(assessment.metrics)
@@ -107,9 +115,28 @@ def assess_prediction(
         status = status.worst(level)
         reasons.append(text)
 
+    # Solver failures at the prediction's draws (excluded there, not imputed) ---------------
+    n_failed = int(prediction.attrs.get("n_failed_draws", 0))
+    n_ok = int(prediction.attrs.get("n_draws", 0))
+    if n_failed:
+        ok_rate = n_ok / (n_ok + n_failed) if n_ok + n_failed else 0.0
+        metrics["prediction_solver_ok_rate"] = ok_rate
+        if ok_rate < th.min_solver_ok:
+            add(
+                Status.UNRELIABLE,
+                f"The model could not be solved for {n_failed} of {n_ok + n_failed} posterior draws "
+                "of this prediction; the interval leaves them out and may be too narrow.",
+            )
+
     # Extrapolation ------------------------------------------------------------------------
-    times = np.asarray(prediction["time"].values, float) if "time" in prediction.coords else np.array([])
-    last = float(prediction.attrs.get("last_observation_time", metrics.get("last_obs_time", np.nan)))
+    times = (
+        np.asarray(prediction["time"].values, float)
+        if "time" in prediction.coords
+        else np.array([])
+    )
+    last = float(
+        prediction.attrs.get("last_observation_time", metrics.get("last_obs_time", np.nan))
+    )
     first = metrics.get("first_obs_time", np.nan)
     if not np.isfinite(first):
         first = 0.0
@@ -121,8 +148,12 @@ def assess_prediction(
         period = last - first if last - first > 0 else last
         ratio = horizon / period if period > 0 else (np.inf if horizon > 0 else 0.0)
         metrics |= {"horizon": horizon, "extrapolation_ratio": ratio}
-        outputs = [str(o) for o in prediction["output"].values] if "output" in prediction.coords else []
-        limit = min([th.for_output(o).extrapolation_limited for o in outputs] or [th.extrapolation_limited])
+        outputs = (
+            [str(o) for o in prediction["output"].values] if "output" in prediction.coords else []
+        )
+        limit = min(
+            [th.for_output(o).extrapolation_limited for o in outputs] or [th.extrapolation_limited]
+        )
         if ratio > limit:
             add(
                 Status.LIMITED,

@@ -177,7 +177,9 @@ def patient_heldout_summary(
             index=pd.Index(ids, name="patient"),
         )
     if error_threshold is not None:
-        frame["any_large_error"] = np.nanmax(np.where(valid, err, -np.inf), axis=1) > error_threshold
+        frame["any_large_error"] = (
+            np.nanmax(np.where(valid, err, -np.inf), axis=1) > error_threshold
+        )
     frame.loc[frame["n_heldout"] == 0, ["mae", "coverage", "width"]] = np.nan
     return frame
 
