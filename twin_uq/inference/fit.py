@@ -79,6 +79,8 @@ def fit(
     learning_rate: float = 0.01,
     guide: str = "lowrank",
     progress: bool | None = None,
+    backend: str = "numpyro",
+    sampler: str = "pymc",
 ) -> CohortPosterior:
     """Fit a hierarchical Bayesian model to every patient of a cohort at once.
 
@@ -108,6 +110,10 @@ def fit(
         Optimisation settings of SVI/Laplace; ``guide`` is ``"lowrank"`` or ``"mvn"``.
     progress
         Show a progress bar (default: when running in a terminal).
+    backend, sampler
+        ``backend="pymc"`` compiles the same population model to PyMC and samples it with
+        ``sampler`` = ``"pymc"``, ``"nutpie"``, ``"numpyro"`` or ``"blackjax"`` (NUTS only;
+        see :mod:`twin_uq.inference.pymc_backend`).
 
     Returns
     -------
@@ -146,7 +152,18 @@ def fit(
     key = jax.random.key(seed)
     k_fit, k_post = jax.random.split(key)
     result: BackendResult
-    if method == "nuts":
+    if backend not in ("numpyro", "pymc"):
+        raise ValueError(f"Unknown backend {backend!r}; choose 'numpyro' or 'pymc'.")
+    if backend == "pymc":
+        if method != "nuts":
+            raise ValueError(f"backend='pymc' supports method='nuts' only, got {method!r}.")
+        from twin_uq.inference.pymc_backend import run_pymc
+
+        result = run_pymc(
+            prepared, sampler=sampler, chains=chains, warmup=warmup, draws=draws, seed=seed,
+            target_accept=target_accept, max_tree_depth=max_tree_depth, progress=progress,
+        )  # fmt: skip
+    elif method == "nuts":
         result = run_nuts(
             program,
             args,

@@ -318,6 +318,12 @@ class CohortPosterior:
 
         return PosteriorTwin.from_posterior(self, patient_id)
 
+    def to_pymc_model(self):
+        """The fit's population model as a ``pm.Model`` to extend by hand (needs ``twin-uq[pymc]``)."""
+        from twin_uq.inference.pymc_backend import build_pymc_model
+
+        return build_pymc_model(self.prepared)
+
     # ---- storage -----------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write the fit to netCDF (``.nc``) or zarr (``.zarr``), atomically.

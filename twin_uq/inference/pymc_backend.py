@@ -1,0 +1,342 @@
+"""PyMC backend: the same population model, compiled to a PyMC model around the JAX likelihood.
+
+:func:`build_pymc_model` writes the :class:`~twin_uq.inference.population.PopulationModel`
+of a :class:`~twin_uq.inference.prepare.PreparedFit` as a ``pm.Model`` with exactly the
+priors and parameterisation of the NumPyro program
+(:func:`twin_uq.inference.numpyro_model.cohort_program`):
+
+* ``mu ~ Normal(mu_loc, mu_scale)``, ``omega ~ HalfNormal(omega_scale)``,
+  ``beta ~ Normal(0, beta_scale)``;
+* diagonal random effects, partially centred with weights ``w = data.centering``:
+  ``z ~ Normal(w·mean, omega**w)``, ``log theta = mean + omega**(1-w)·(z - w·mean)``;
+* correlated random effects: ``corr_chol ~ LKJCorr(K, eta=2)`` (a Cholesky factor),
+  ``z ~ Normal(0, 1)``, ``log theta = mean + (z @ corr_chol.T)·omega``;
+* ``sigma_add``, ``sigma_prop ~ HalfNormal``, ``nu ~ Gamma(2, 0.1)`` (Student-t);
+* the ODE likelihood, covariates' allometric offsets, residual models and censoring as
+  one PyTensor Op wrapping the JAX cohort log-likelihood
+  (:mod:`twin_uq.inference.pymc_op`), added as ``pm.Potential("loglik", ...)``.
+
+:func:`run_pymc` samples it with PyMC's NUTS, nutpie, or PyMC's JAX samplers and returns
+a :class:`~twin_uq.inference.backends.BackendResult` with the same site names and shapes
+as the NumPyro backend, so :func:`twin_uq.fit` post-processes it unchanged.
+
+Samplers
+--------
+``"pymc"``
+    ``pm.sample`` (NUTS) with PyTensor's C/VM linker (``mode="CVM"``; its default Numba
+    linker would run the Op in object mode), chains in worker processes (``forkserver``:
+    JAX is not fork-safe); the Op runs its jitted JAX value and VJP functions.
+``"nutpie"``
+    ``nutpie.compile_pymc_model(model, backend="jax", gradient_backend="jax")``: the Op is
+    translated to its JAX function, so the log density and its gradient are one JAX
+    program. (nutpie's default Numba backend would run the Op in Numba's object mode,
+    slowly and with a warning; it is not used.)
+``"numpyro"``, ``"blackjax"``
+    ``pm.sample(nuts_sampler=...)``: PyTensor's JAX linker translates the Op to its JAX
+    function (no Python callback); ``blackjax`` needs the ``blackjax`` package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from twin_uq.inference.backends import BackendResult
+from twin_uq.inference.prepare import PreparedFit
+
+__all__ = ["PYMC_SAMPLERS", "build_pymc_model", "require_pymc", "run_pymc"]
+
+PYMC_SAMPLERS = ("pymc", "nutpie", "numpyro", "blackjax")
+_INSTALL = "pip install 'twin-uq[pymc]'"
+
+
+def require_pymc(module: str = "pymc"):
+    """Import an optional dependency of the PyMC backend or say how to install it.
+
+    Raises
+    ------
+    ImportError
+        Naming the extra ``twin-uq[pymc]``.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(
+            f"The PyMC backend needs {module!r}, which is not installed. "
+            f"Install the optional extra: {_INSTALL} (pymc, pytensor, nutpie)."
+        ) from err
+
+
+def build_pymc_model(prepared: PreparedFit):
+    """The population model of a prepared fit as a ``pm.Model`` (extend it by hand).
+
+    Coordinates: ``parameter``, ``patient`` and, where present, ``effect``,
+    ``add_output``, ``prop_output``. Free variables: ``mu``, ``omega``, ``beta``, ``z``,
+    ``corr_chol``, ``sigma_add``, ``sigma_prop``, ``nu`` (as in the NumPyro program);
+    deterministic ``theta`` (patient, parameter); potential ``loglik``.
+
+    Returns
+    -------
+    pymc.Model
+    """
+    pm = require_pymc("pymc")
+    pt = require_pymc("pytensor.tensor")
+    from twin_uq.inference.pymc_op import CohortLoglikOp
+
+    s = prepared.structure
+    data = prepared.data
+    priors = prepared.priors
+    model = s.model
+    K, P = s.n_params, data.n_patients
+    n_out = int(data.error_code.shape[0])
+    coords: dict[str, list] = {
+        "parameter": list(model.parameter_names),
+        "patient": list(prepared.cohort.ids),
+    }
+    if s.n_effects:
+        coords["effect"] = list(prepared.design.effect_labels)
+    if s.add_outputs:
+        coords["add_output"] = [model.output_names[i] for i in s.add_outputs]
+    if s.prop_outputs:
+        coords["prop_output"] = [model.output_names[i] for i in s.prop_outputs]
+    init = prepared.init_values()
+    allometric = np.asarray(data.allometric)
+    with pm.Model(coords=coords) as pmodel:
+        mu = pm.Normal(
+            "mu",
+            np.asarray(priors.mu_loc),
+            np.asarray(priors.mu_scale),
+            dims="parameter",
+            initval=init["mu"],
+        )
+        omega = pm.HalfNormal(
+            "omega", np.asarray(priors.omega_scale), dims="parameter", initval=init["omega"]
+        )
+        mean = pt.as_tensor_variable(allometric) + mu
+        if s.n_effects:
+            beta = pm.Normal(
+                "beta", 0.0, np.asarray(priors.beta_scale), dims="effect", initval=init["beta"]
+            )
+            contrib = np.asarray(data.design)[:, np.asarray(data.effect_term)] * beta  # (P, E)
+            onehot = np.eye(K)[np.asarray(data.effect_param)]  # (E, K)
+            mean = mean + pt.dot(contrib, onehot)
+        if s.correlated:
+            chol = pm.LKJCorr("corr_chol", n=K, eta=2.0, initval=init["corr_chol"])
+            z = pm.Normal("z", 0.0, 1.0, dims=("patient", "parameter"), initval=init["z"])
+            log_theta = mean + pt.dot(z, chol.T) * omega
+        else:
+            w = np.asarray(data.centering)
+            z = pm.Normal("z", w * mean, omega**w, dims=("patient", "parameter"), initval=init["z"])
+            log_theta = mean + omega ** (1.0 - w) * (z - w * mean)
+        theta = pm.Deterministic("theta", pt.exp(log_theta), dims=("patient", "parameter"))
+        add = pt.zeros(n_out)
+        prop = pt.zeros(n_out)
+        if s.add_outputs:
+            sa = pm.HalfNormal(
+                "sigma_add",
+                np.asarray(priors.add_scale),
+                dims="add_output",
+                initval=init["sigma_add"],
+            )
+            add = pt.set_subtensor(add[list(s.add_outputs)], sa)
+        if s.prop_outputs:
+            sp = pm.HalfNormal(
+                "sigma_prop",
+                np.asarray(priors.prop_scale),
+                dims="prop_output",
+                initval=init["sigma_prop"],
+            )
+            prop = pt.set_subtensor(prop[list(s.prop_outputs)], sp)
+        if s.student_t:
+            nu = pm.Gamma("nu", alpha=2.0, beta=0.1, initval=init["nu"])
+        else:
+            nu = pt.constant(1e6, dtype="float64")
+        op = CohortLoglikOp(s, data)
+        pm.Potential("loglik", op(theta, add, prop, nu))
+    del P
+    return pmodel
+
+
+def _latent_names(prepared: PreparedFit) -> list[str]:
+    s = prepared.structure
+    names = ["mu", "omega", "z"]
+    if s.n_effects:
+        names.append("beta")
+    if s.correlated:
+        names.append("corr_chol")
+    if s.add_outputs:
+        names.append("sigma_add")
+    if s.prop_outputs:
+        names.append("sigma_prop")
+    if s.student_t:
+        names.append("nu")
+    return names
+
+
+def _group(trace, name: str):
+    # PyMC 6 returns an xarray.DataTree; nutpie may return an arviz InferenceData.
+    try:
+        return trace[name]
+    except (KeyError, TypeError):
+        return getattr(trace, name)
+
+
+def _stats(trace, sampler: str) -> dict[str, np.ndarray]:
+    """Map each sampler's sample_stats onto the NumPyro backend's names and signs."""
+    ss = _group(trace, "sample_stats")
+    have = set(ss.data_vars) if hasattr(ss, "data_vars") else set(ss.keys())
+
+    def get(*names):
+        for n in names:
+            if n in have:
+                return np.asarray(ss[n].values)
+        return None
+
+    out: dict[str, np.ndarray] = {}
+    out["diverging"] = get("diverging")
+    out["energy"] = get("energy")
+    out["n_steps"] = get("n_steps")
+    out["tree_depth"] = get("tree_depth", "depth")
+    out["acceptance_rate"] = get("acceptance_rate", "mean_tree_accept")
+    out["step_size"] = get("step_size")
+    lp = get("lp", "logp")
+    if lp is not None and sampler in ("numpyro", "blackjax"):
+        # PyMC's JAX samplers store the potential energy (-log density) under "lp".
+        lp = -lp
+    out["lp"] = lp
+    missing = [k for k, v in out.items() if v is None]
+    if missing:
+        raise RuntimeError(
+            f"Sampler {sampler!r} returned no {missing} in sample_stats (have {sorted(have)})."
+        )
+    out["diverging"] = out["diverging"].astype(bool)
+    out["n_steps"] = out["n_steps"].astype(int)
+    out["tree_depth"] = out["tree_depth"].astype(int)
+    return out
+
+
+def _sampling_seconds(trace, sampler: str, total: float, warmup: int, draws: int) -> float:
+    """Seconds spent drawing post-warm-up samples (chains in parallel: the slowest chain)."""
+    ss = _group(trace, "sample_stats")
+    if sampler == "pymc" and "perf_counter_diff" in ss.data_vars:
+        return float(np.asarray(ss["perf_counter_diff"].values).sum(axis=1).max())
+    # Other samplers report no per-draw time: share the wall time pro rata by iterations.
+    return total * draws / max(warmup + draws, 1)
+
+
+def run_pymc(
+    prepared: PreparedFit,
+    *,
+    sampler: str = "pymc",
+    chains: int = 4,
+    warmup: int = 1000,
+    draws: int = 1000,
+    seed: int = 0,
+    target_accept: float = 0.85,
+    max_tree_depth: int = 10,
+    progress: bool = False,
+    cores: int | None = None,
+) -> BackendResult:
+    """Sample the PyMC model of a prepared fit; latent draws named as the NumPyro backend's.
+
+    Parameters
+    ----------
+    sampler
+        ``"pymc"`` (PyMC NUTS), ``"nutpie"``, ``"numpyro"`` or ``"blackjax"`` (PyMC's JAX
+        samplers). See the module docstring for how each runs the JAX likelihood.
+    cores
+        Worker processes for ``sampler="pymc"`` (default: ``min(chains, cpu count)``).
+
+    Returns
+    -------
+    BackendResult
+        ``samples`` with ``(chain, draw, ...)`` arrays of ``mu``, ``omega``, ``z``, and
+        ``beta``, ``corr_chol``, ``sigma_add``, ``sigma_prop``, ``nu`` where the model has
+        them; NUTS ``sample_stats``; ``info`` with ``backend="pymc"`` and the sampler.
+    """
+    if sampler not in PYMC_SAMPLERS:
+        raise ValueError(f"Unknown PyMC sampler {sampler!r}; choose one of {PYMC_SAMPLERS}.")
+    pm = require_pymc("pymc")
+    pmodel = build_pymc_model(prepared)
+    names = _latent_names(prepared)
+    # All chains start at the population median (as the NumPyro backend does); the
+    # initial values are set on the variables (initval) in build_pymc_model.
+    t0 = time.perf_counter()
+    info: dict[str, Any] = {"backend": "pymc", "sampler": sampler}
+    if sampler == "pymc":
+        n_cores = cores or min(chains, os.cpu_count() or 1)
+        with pmodel:
+            trace = pm.sample(
+                draws=draws,
+                tune=warmup,
+                chains=chains,
+                cores=n_cores,
+                random_seed=seed,
+                init="adapt_diag",
+                target_accept=target_accept,
+                max_treedepth=max_tree_depth,
+                progressbar=progress,
+                compute_convergence_checks=False,
+                mp_ctx="forkserver" if n_cores > 1 else None,
+                var_names=names,
+                # PyTensor's default Numba linker would run the Op in object mode.
+                compile_kwargs={"mode": "CVM"},
+            )
+        info.update(
+            cores=n_cores, mp_ctx="forkserver" if n_cores > 1 else "none", pytensor_mode="CVM"
+        )
+    elif sampler == "nutpie":
+        nutpie = require_pymc("nutpie")
+        compiled = nutpie.compile_pymc_model(
+            pmodel, backend="jax", gradient_backend="jax", var_names=names
+        )
+        trace = nutpie.sample(
+            compiled,
+            draws=draws,
+            tune=warmup,
+            chains=chains,
+            seed=seed,
+            target_accept=target_accept,
+            maxdepth=max_tree_depth,
+            progress_bar=progress,
+        )
+        info.update(nutpie_backend="jax", gradient_backend="jax")
+    else:
+        if sampler == "blackjax":
+            require_pymc("blackjax")
+        import jax
+        from pymc.sampling.jax import sample_jax_nuts
+
+        chain_method = "parallel" if chains <= jax.local_device_count() else "vectorized"
+        trace = sample_jax_nuts(
+            draws=draws,
+            tune=warmup,
+            chains=chains,
+            target_accept=target_accept,
+            random_seed=seed,
+            jitter=False,
+            model=pmodel,
+            var_names=names,
+            nuts_kwargs={"max_tree_depth": max_tree_depth},
+            progressbar=progress,
+            chain_method=chain_method,
+            compute_convergence_checks=False,
+            nuts_sampler=sampler,
+        )
+        info.update(chain_method=chain_method)
+        info.update(pytensor_linker="jax")
+    total = time.perf_counter() - t0
+    posterior = _group(trace, "posterior")
+    samples = {n: np.asarray(posterior[n].values, dtype=np.float64) for n in names}
+    stats = _stats(trace, sampler)
+    sampling = _sampling_seconds(trace, sampler, total, warmup, draws)
+    return BackendResult(
+        samples=samples,
+        sample_stats=stats,
+        timings={"compile_and_warmup": total - sampling, "sampling": sampling, "total": total},
+        info=info,
+    )
