@@ -1,0 +1,93 @@
+"""Fast validation of the flag on the shared oral fit (full study: benchmarks/trust_validation.py).
+
+New measurements of the same 16 patients are simulated from their *true* parameters at
+times the fit never saw (3, 10, 16 h); the twins predict them from their posterior draws.
+Flagged (data-poor) twins must predict worse than trustworthy ones, and the intervals
+must stay calibrated for everyone (honest uncertainty, not only a flag).
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from twin_uq.simulate.solve import solve_outputs
+from twin_uq.trust import TrustThresholds, assess_cohort
+from twin_uq.trust.validation import (
+    auc,
+    bootstrap_difference,
+    flag_performance,
+    patient_heldout_summary,
+)
+
+NEW_TIMES = np.array([3.0, 10.0, 16.0])
+# The shared fixture is a short run (2 x 400 draws): judge convergence as for a short run,
+# so that the data-driven flags can be validated on it (the default, strict thresholds are
+# checked in test_default_thresholds_match_the_fit_diagnostics).
+SHORT_RUN = TrustThresholds(rhat_max=1.05, ess_per_chain=50.0)
+
+
+@pytest.fixture(scope="module")
+def new_observations(oral_sim, oral_fit):
+    rng = np.random.default_rng(2024)
+    model, truth = oral_fit.model, oral_sim.truth
+    arrays = oral_fit.prepared.data.arrays
+    out = model.output_names[0]
+    rows = []
+    for i, pid in enumerate(oral_fit.patient_ids):
+        sched = oral_fit.cohort.schedule(pid, signals=model.signals)
+        theta = truth.theta.loc[pid, list(model.parameter_names)].to_numpy(float)
+        _, f, ok = solve_outputs(model, theta, arrays.covariates[i], sched, NEW_TIMES)
+        assert bool(ok)
+        f = np.asarray(f)[:, 0]
+        sd = np.sqrt(truth.sigma_add[out] ** 2 + (truth.sigma_prop[out] * f) ** 2)  # combined
+        for t, y in zip(NEW_TIMES, f + sd * rng.standard_normal(f.size), strict=True):
+            rows.append(dict(id=pid, time=t, dv=y))
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def heldout(oral_fit, new_observations):
+    return patient_heldout_summary(oral_fit, new_observations, interval=0.9, error_threshold=0.25)
+
+
+def test_default_thresholds_match_the_fit_diagnostics(oral_fit):
+    rep = assess_cohort(oral_fit)
+    if oral_fit.diagnostics().converged:
+        assert rep.counts()["unreliable"] < 16
+    else:  # a short run that misses the Vehtari et al. criteria: nobody may look trustworthy
+        assert rep.counts()["unreliable"] == 16
+
+
+def test_flagged_twins_predict_worse_and_know_it(oral_sim, oral_fit, heldout):
+    rep = assess_cohort(oral_fit, SHORT_RUN)
+    sampling = oral_sim.table.groupby("id")["sampling"].first()
+    status = rep.table["status"]
+    assert (status[sampling == "sparse"] != "trustworthy").all()
+    assert rep.counts()["unreliable"] == 0
+    flagged = status.isin(["limited", "insufficient"]).to_numpy()
+    perf = flag_performance(status, heldout, n_boot=2000, seed=0)
+    # Less information: wider predictive intervals (bootstrap interval excludes 0) and a
+    # larger median error.
+    assert perf.loc["width", "diff_lower95"] > 0, perf
+    assert perf.loc["mae", "difference"] > 0, perf
+    assert flagged.sum() >= 4
+
+
+def test_intervals_stay_calibrated_for_everyone(heldout):
+    # 48 new observations; 90 % intervals: coverage >= 0.9 - 3 sd (binomial) = 0.77.
+    n = heldout["n_heldout"].sum()
+    coverage = (heldout["coverage"] * heldout["n_heldout"]).sum() / n
+    assert n == 48
+    assert coverage >= 0.9 - 3 * np.sqrt(0.09 / n)
+
+
+def test_auc_and_bootstrap_on_known_cases():
+    assert auc(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0, 0, 1, 1])) == 1.0
+    assert auc(np.array([1.0, 1.0]), np.array([0, 1])) == 0.5
+    rng = np.random.default_rng(0)
+    a = rng.normal(1.0, 1.0, 400)
+    b = rng.normal(0.0, 1.0, 400)
+    d, lo, hi = bootstrap_difference(np.r_[a, b], np.r_[np.ones(400, bool), np.zeros(400, bool)])
+    # the true difference 1 lies in the 95 % interval; its width ~ 4 * sqrt(2 / 400) = 0.28
+    assert lo < 1.0 < hi and 0.2 < hi - lo < 0.4
+    assert d == pytest.approx(a.mean() - b.mean())
