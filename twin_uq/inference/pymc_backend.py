@@ -103,7 +103,6 @@ def build_pymc_model(prepared: PreparedFit):
         coords["add_output"] = [model.output_names[i] for i in s.add_outputs]
     if s.prop_outputs:
         coords["prop_output"] = [model.output_names[i] for i in s.prop_outputs]
-    init = prepared.init_values()
     allometric = np.asarray(data.allometric)
     with pm.Model(coords=coords) as pmodel:
         mu = pm.Normal(
@@ -111,26 +110,21 @@ def build_pymc_model(prepared: PreparedFit):
             np.asarray(priors.mu_loc),
             np.asarray(priors.mu_scale),
             dims="parameter",
-            initval=init["mu"],
         )
-        omega = pm.HalfNormal(
-            "omega", np.asarray(priors.omega_scale), dims="parameter", initval=init["omega"]
-        )
+        omega = pm.HalfNormal("omega", np.asarray(priors.omega_scale), dims="parameter")
         mean = pt.as_tensor_variable(allometric) + mu
         if s.n_effects:
-            beta = pm.Normal(
-                "beta", 0.0, np.asarray(priors.beta_scale), dims="effect", initval=init["beta"]
-            )
+            beta = pm.Normal("beta", 0.0, np.asarray(priors.beta_scale), dims="effect")
             contrib = np.asarray(data.design)[:, np.asarray(data.effect_term)] * beta  # (P, E)
             onehot = np.eye(K)[np.asarray(data.effect_param)]  # (E, K)
             mean = mean + pt.dot(contrib, onehot)
         if s.correlated:
-            chol = pm.LKJCorr("corr_chol", n=K, eta=2.0, initval=init["corr_chol"])
-            z = pm.Normal("z", 0.0, 1.0, dims=("patient", "parameter"), initval=init["z"])
+            chol = pm.LKJCorr("corr_chol", n=K, eta=2.0)
+            z = pm.Normal("z", 0.0, 1.0, dims=("patient", "parameter"))
             log_theta = mean + pt.dot(z, chol.T) * omega
         else:
             w = np.asarray(data.centering)
-            z = pm.Normal("z", w * mean, omega**w, dims=("patient", "parameter"), initval=init["z"])
+            z = pm.Normal("z", w * mean, omega**w, dims=("patient", "parameter"))
             log_theta = mean + omega ** (1.0 - w) * (z - w * mean)
         theta = pm.Deterministic("theta", pt.exp(log_theta), dims=("patient", "parameter"))
         add = pt.zeros(n_out)
@@ -140,7 +134,6 @@ def build_pymc_model(prepared: PreparedFit):
                 "sigma_add",
                 np.asarray(priors.add_scale),
                 dims="add_output",
-                initval=init["sigma_add"],
             )
             add = pt.set_subtensor(add[list(s.add_outputs)], sa)
         if s.prop_outputs:
@@ -148,11 +141,10 @@ def build_pymc_model(prepared: PreparedFit):
                 "sigma_prop",
                 np.asarray(priors.prop_scale),
                 dims="prop_output",
-                initval=init["sigma_prop"],
             )
             prop = pt.set_subtensor(prop[list(s.prop_outputs)], sp)
         if s.student_t:
-            nu = pm.Gamma("nu", alpha=2.0, beta=0.1, initval=init["nu"])
+            nu = pm.Gamma("nu", alpha=2.0, beta=0.1)
         else:
             nu = pt.constant(1e6, dtype="float64")
         op = CohortLoglikOp(s, data)
@@ -263,8 +255,10 @@ def run_pymc(
     pm = require_pymc("pymc")
     pmodel = build_pymc_model(prepared)
     names = _latent_names(prepared)
-    # All chains start at the population median (as the NumPyro backend does); the
-    # initial values are set on the variables (initval) in build_pymc_model.
+    # All chains start at the population median, without jitter (as the NumPyro backend).
+    # They are passed to the samplers, not set on the variables: a model with initvals
+    # cannot be transformed by PyMC (do, observe, remove_value_transforms).
+    init = prepared.init_values()
     t0 = time.perf_counter()
     info: dict[str, Any] = {"backend": "pymc", "sampler": sampler}
     if sampler == "pymc":
@@ -277,6 +271,7 @@ def run_pymc(
                 cores=n_cores,
                 random_seed=seed,
                 init="adapt_diag",
+                initvals=init,
                 target_accept=target_accept,
                 max_treedepth=max_tree_depth,
                 progressbar=progress,
@@ -292,7 +287,12 @@ def run_pymc(
     elif sampler == "nutpie":
         nutpie = require_pymc("nutpie")
         compiled = nutpie.compile_pymc_model(
-            pmodel, backend="jax", gradient_backend="jax", var_names=names
+            pmodel,
+            backend="jax",
+            gradient_backend="jax",
+            var_names=names,
+            initial_points=init,
+            jitter_rvs=set(),
         )
         trace = nutpie.sample(
             compiled,
@@ -319,6 +319,7 @@ def run_pymc(
             target_accept=target_accept,
             random_seed=seed,
             jitter=False,
+            initvals=init,
             model=pmodel,
             var_names=names,
             nuts_kwargs={"max_tree_depth": max_tree_depth},

@@ -157,7 +157,7 @@ class CohortLoglikOp(_JaxCohortOp):
         value = _value(self.structure, self.data, theta, add, prop, nu)
         output_storage[0][0] = np.asarray(value, dtype=np.float64)
 
-    def infer_shape(self, fgraph, node, input_shapes):
+    def infer_shape(self, node, input_shapes):
         return [()]
 
     def pullback(self, inputs, outputs, cotangents):
@@ -179,7 +179,7 @@ class CohortLoglikGradOp(_JaxCohortOp):
         for store, gr, x in zip(output_storage, grads, inputs[:4], strict=True):
             store[0] = np.asarray(gr, dtype=np.float64).reshape(np.shape(x))
 
-    def infer_shape(self, fgraph, node, input_shapes):
+    def infer_shape(self, node, input_shapes):
         return list(input_shapes[:4])
 
 
