@@ -75,6 +75,13 @@ class OneCompartmentIV(tq.Model):
     def linear_system(self, theta):
         return jnp.reshape(-theta["CL"] / theta["V"], (1, 1))
 
+    def transition(self, theta, dt):
+        """Closed form of ``exp(A dt)`` and its integral (replaces the matrix exponential)."""
+        k = theta["CL"] / theta["V"]
+        phi = jnp.exp(-k * dt).reshape(1, 1)
+        psi = (-jnp.expm1(-k * dt) / k).reshape(1, 1)
+        return phi, psi
+
     def rhs(self, t, y, theta, inputs):
         return self.linear_system(theta) @ y
 

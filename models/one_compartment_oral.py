@@ -88,6 +88,28 @@ class OneCompartmentOral(tq.Model):
         zero = jnp.zeros_like(ka)
         return jnp.stack([jnp.stack([-ka, zero]), jnp.stack([ka, -k])])
 
+    def transition(self, theta, dt):
+        """Closed-form ``Φ(dt) = exp(A dt)`` and ``Ψ(dt) = ∫_0^dt exp(A s) ds``.
+
+        Replaces the generic matrix exponential (about 10x cheaper, and what the sampler
+        evaluates most). The Bateman term is written as ``dt·exp(-k·dt)·g((ka-k)·dt)`` with
+        ``g(x) = (1 - exp(-x))/x`` so that ``ka == k`` is not a 0/0.
+        """
+        ka, k = theta["ka"], theta["CL"] / theta["V"]
+        x = (ka - k) * dt
+        x_safe = jnp.where(jnp.abs(x) < 1e-8, 1.0, x)
+        g = jnp.where(jnp.abs(x) < 1e-8, 1.0 - 0.5 * x, -jnp.expm1(-x_safe) / x_safe)
+        e_a, e_k = jnp.exp(-ka * dt), jnp.exp(-k * dt)
+        phi21 = ka * dt * e_k * g
+        zero = jnp.zeros_like(e_a)
+        phi = jnp.stack([jnp.stack([e_a, zero]), jnp.stack([phi21, e_k])])
+        # Ψ = A⁻¹(Φ − I), with A⁻¹ = [[-1/ka, 0], [-1/k, -1/k]].
+        psi11 = -jnp.expm1(-ka * dt) / ka
+        psi21 = (-jnp.expm1(-ka * dt) - phi21) / k
+        psi22 = -jnp.expm1(-k * dt) / k
+        psi = jnp.stack([jnp.stack([psi11, zero]), jnp.stack([psi21, psi22])])
+        return phi, psi
+
     def rhs(self, t, y, theta, inputs):
         return self.linear_system(theta) @ y
 

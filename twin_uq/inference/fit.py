@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -205,6 +206,8 @@ def fit(
             learning_rate=learning_rate,
             progress=progress,
         )
+    t0 = time.perf_counter()
     derived = derive_draw_quantities(prepared.structure, result.samples, prepared.data, k_post)
+    result.timings["postprocess"] = time.perf_counter() - t0
     idata = build_idata(prepared, result, derived, settings_json=json.dumps(asdict(settings)))
     return CohortPosterior(idata=idata, model=model, cohort=cohort, prepared=prepared)

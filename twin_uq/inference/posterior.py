@@ -341,7 +341,7 @@ class CohortPosterior:
             if suffix == ".nc":
                 self.idata.to_netcdf(tmp, engine="h5netcdf")
             else:
-                self.idata.to_zarr(tmp)
+                self.idata.to_zarr(tmp, consolidated=False)
             if path.is_dir() and suffix == ".zarr":
                 import shutil
 
@@ -394,8 +394,10 @@ def load_posterior(path: str | Path, model: str | Path | Model | None = None) ->
     if not path.exists():
         raise PosteriorLoadError(f"Fit file not found: {path}")
     try:
-        engine = "zarr" if path.suffix.lower() == ".zarr" else "h5netcdf"
-        tree = xr.open_datatree(path, engine=engine)
+        if path.suffix.lower() == ".zarr":
+            tree = xr.open_datatree(path, engine="zarr", consolidated=False)
+        else:
+            tree = xr.open_datatree(path, engine="h5netcdf")
         tree = tree.load()
     except Exception as err:
         raise PosteriorLoadError(

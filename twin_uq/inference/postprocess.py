@@ -8,13 +8,15 @@ memory stays bounded for large cohorts.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from twin_uq.inference.likelihood import FitData, ResidualParams, cohort_loglik, patient_predictions
+from twin_uq.inference.likelihood import FitData, ResidualParams, patient_predictions
 from twin_uq.inference.numpyro_model import ProgramStructure, individual_log_theta, population_mean
-from twin_uq.inference.residual import residual_sd
+from twin_uq.inference.residual import observation_loglik, residual_sd
 
 __all__ = ["DrawQuantities", "derive_draw_quantities"]
 
@@ -50,7 +52,7 @@ def derive_draw_quantities(
     key: jax.Array,
     batch_size: int = 64,
 ) -> DrawQuantities:
-    """Compute theta, eta, per-patient log-likelihood, replicates and solver status.
+    """Compute theta, eta, per-observation log-likelihood, replicates and solver status.
 
     Parameters
     ----------
@@ -65,9 +67,22 @@ def derive_draw_quantities(
     """
     chains, draws = next(iter(samples.values())).shape[:2]
     flat = {k: jnp.asarray(v).reshape(chains * draws, *v.shape[2:]) for k, v in samples.items()}
-    n_out = data.error_code.shape[0]
     keys = jax.random.split(key, chains * draws)
+    out = _derive_all(structure, batch_size, flat, keys, data)
+    names = ("theta", "eta", "loglik_obs", "y_rep", "f", "solver_ok")
+    result = DrawQuantities()
+    for name, value in zip(names, out, strict=True):
+        value = np.asarray(value)
+        result[name] = value.reshape(chains, draws, *value.shape[1:])
+    return result
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _derive_all(structure: ProgramStructure, batch_size: int, flat: dict, keys: jax.Array, data: FitData):
+    # Jitted with the structure static so that later fits of the same shapes reuse it.
     model, settings = structure.model, structure.settings
+    n_out = data.error_code.shape[0]
+    arr = data.arrays
 
     def one(args):
         draw, k = args
@@ -77,23 +92,20 @@ def derive_draw_quantities(
         mean = population_mean(draw["mu"], beta, data, structure.n_params)
         eta = (log_theta - mean) / draw["omega"]
         residual = _residual_from(structure, draw, n_out)
-        ll, ok = cohort_loglik(model, settings, theta, data, residual)
-        arr = data.arrays
-        f, _ = jax.vmap(
-            lambda th, cov, a: patient_predictions(
-                model, settings, th, cov, a.schedule, a.obs_time, a.obs_output
-            )
+        f, ok = jax.vmap(
+            lambda th, cov, a: patient_predictions(model, settings, th, cov, a.schedule, a.obs_time, a.obs_output)
         )(theta, arr.covariates, arr)
+        out = arr.obs_output
+        ll = observation_loglik(
+            data.error_code[out], arr.obs_value, f, residual.add[out], residual.prop[out],
+            residual.nu, arr.obs_censored, arr.obs_lloq,
+        )
+        ll = jnp.where(arr.obs_mask, ll, 0.0)
+        ll = jnp.where(ok[:, None], ll, -jnp.inf)
         y_rep = _replicate(k, data, f, residual)
         return theta, eta, ll, y_rep, f, ok
 
-    out = jax.lax.map(one, (flat, keys), batch_size=batch_size)
-    names = ("theta", "eta", "loglik_obs", "y_rep", "f", "solver_ok")
-    result = DrawQuantities()
-    for name, value in zip(names, out, strict=True):
-        value = np.asarray(value)
-        result[name] = value.reshape(chains, draws, *value.shape[1:])
-    return result
+    return jax.lax.map(one, (flat, keys), batch_size=batch_size)
 
 
 def _replicate(key: jax.Array, data: FitData, f: jax.Array, residual: ResidualParams) -> jax.Array:

@@ -1,0 +1,111 @@
+"""The NUTS fit of a simulated cohort: layout, provenance, recovery, storage, determinism."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import twin_uq as tq
+from twin_uq.inference import PosteriorLoadError
+
+
+def test_idata_has_named_dims_and_groups(oral_fit, oral_sim):
+    tree = oral_fit.idata
+    for group in ("posterior", "posterior_predictive", "log_likelihood", "observed_data", "constant_data", "sample_stats", "cohort_table"):
+        assert group in tree.children, group
+    post = tree["posterior"]
+    assert list(post["theta"].dims) == ["chain", "draw", "patient", "parameter"]
+    assert list(post["parameter"].values) == ["ka", "CL", "V"]
+    assert list(post["patient"].values) == list(oral_sim.cohort.ids)
+    assert post.sizes["chain"] == 2 and post.sizes["draw"] == 400
+    assert list(tree["log_likelihood"]["y"].dims) == ["chain", "draw", "patient"]
+    assert np.all(np.isfinite(tree["log_likelihood"]["y"].values))
+
+
+def test_provenance_attributes(oral_fit):
+    attrs = oral_fit.idata.attrs
+    for key in ("twin_uq_version", "package_versions", "model_name", "model_source_hash", "data_hash", "method", "settings", "seed", "created_at"):
+        assert attrs[key], key
+    assert attrs["model_name"] == "one_compartment_oral"
+    assert json.loads(attrs["settings"])["chains"] == 2
+    assert attrs["approximate"] == "false"
+    assert "jax" in json.loads(attrs["package_versions"])
+
+
+def test_population_summary_is_indexed_by_parameter_names(oral_fit):
+    table = oral_fit.population_summary()
+    assert {"ka", "CL", "V"} <= set(table.index)
+    assert {"median", "lower", "upper", "cv_percent"} <= set(table.columns)
+    assert (table["lower"] <= table["median"]).all() and (table["median"] <= table["upper"]).all()
+    with pytest.raises(ValueError, match="interval"):
+        oral_fit.population_summary(interval=1.5)
+
+
+def test_population_parameters_recovered(oral_fit, oral_sim):
+    # 99% intervals of the typical values must contain the truth (3 checks; a miss has
+    # probability ~3% if calibrated).
+    post = oral_fit.posterior
+    for name, true in oral_sim.truth.typical.items():
+        draws = post["typical"].sel(parameter=name).values.ravel()
+        lo, hi = np.quantile(draws, [0.005, 0.995])
+        assert lo < true < hi, (name, lo, true, hi)
+
+
+def test_patient_parameter_coverage_is_consistent_with_90_percent(oral_fit, oral_sim):
+    summary = oral_fit.patient_summary(interval=0.9)
+    truth = oral_sim.truth.theta.stack()
+    truth.index.names = ["patient", "parameter"]
+    joined = summary.join(truth.rename("true"))
+    inside = ((joined["lower"] <= joined["true"]) & (joined["true"] <= joined["upper"])).to_numpy()
+    n, k = inside.size, int(inside.sum())
+    # Two-sided binomial test at the 1% level; patients share population draws, so this is
+    # a lenient check of calibration, not a proof.
+    assert stats.binomtest(k, n, 0.9).pvalue > 0.01, f"{k}/{n} intervals cover the truth"
+
+
+def test_diagnostics_report(oral_fit):
+    diag = oral_fit.diagnostics()
+    assert diag.divergences == 0
+    assert diag.max_rhat < 1.05
+    assert "theta[" in " ".join(map(str, diag.table.index))
+    text = str(diag)
+    assert "R-hat" in text and "divergences" in text
+
+
+@pytest.mark.parametrize("suffix", [".nc", ".zarr"])
+def test_save_and_load_round_trip(oral_fit, tmp_path, suffix):
+    path = oral_fit.save(tmp_path / f"fit{suffix}")
+    back = tq.load_posterior(path)
+    np.testing.assert_array_equal(back.posterior["theta"].values, oral_fit.posterior["theta"].values)
+    assert back.cohort == oral_fit.cohort
+    assert back.idata.attrs["data_hash"] == oral_fit.idata.attrs["data_hash"]
+    assert back.population_summary().equals(oral_fit.population_summary())
+
+
+def test_load_refuses_truncated_and_foreign_files(oral_fit, tmp_path):
+    path = oral_fit.save(tmp_path / "fit.nc")
+    data = path.read_bytes()
+    broken = tmp_path / "broken.nc"
+    broken.write_bytes(data[: len(data) // 3])
+    with pytest.raises(PosteriorLoadError, match="corrupt, truncated"):
+        tq.load_posterior(broken)
+    with pytest.raises(PosteriorLoadError, match="was fitted with model"):
+        tq.load_posterior(path, model="one_compartment_iv")
+    with pytest.raises(PosteriorLoadError, match="not found"):
+        tq.load_posterior(tmp_path / "missing.nc")
+
+
+def test_save_is_atomic_and_refuses_unknown_suffix(oral_fit, tmp_path):
+    with pytest.raises(ValueError, match="Unknown fit file type"):
+        oral_fit.save(tmp_path / "fit.csv")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_settings_are_refused(oral_sim):
+    with pytest.raises(ValueError, match="Unknown method"):
+        tq.fit("one_compartment_oral", oral_sim.cohort, method="mcmc")
+    with pytest.raises(ValueError, match="draws must be a positive integer"):
+        tq.fit("one_compartment_oral", oral_sim.cohort, draws=-5)
+    with pytest.raises(ValueError, match="covariate_effects names parameter"):
+        tq.fit("one_compartment_oral", oral_sim.cohort, covariate_effects={"Vmax": ["AGE"]})
