@@ -212,7 +212,7 @@ def _patient_rules(
     if np.isfinite(rhat) and rhat > th.rhat_max:
         add(
             Status.UNRELIABLE,
-            f"The fit did not converge for this patient (R-hat {rhat:.2f}, should be at most {th.rhat_max}).",
+            f"The fit did not converge for this patient (R-hat {rhat:.3f}, should be at most {th.rhat_max}).",
         )
     ess = min(row.get("ess_bulk_min", np.nan), row.get("ess_tail_min", np.nan))
     needed = min(th.ess_min, th.ess_per_chain * row.get("chains", 1))

@@ -117,7 +117,7 @@ def global_fit_quality(post, th: TrustThresholds) -> GlobalFitQuality:
         )
     if np.isfinite(max_rhat) and max_rhat > th.rhat_max:
         reasons.append(
-            f"The population fit did not converge (R-hat {max_rhat:.2f}, should be at most {th.rhat_max})."
+            f"The population fit did not converge (R-hat {max_rhat:.3f}, should be at most {th.rhat_max})."
         )
     needed = _ess_needed(th, chains)
     if np.isfinite(min_ess) and min_ess < needed:
