@@ -211,3 +211,46 @@ def test_fit_backend_pymc_has_the_numpyro_layout(tiny):
     diag = post.diagnostics()
     assert diag.n_draws == 60
     assert post.to_pymc_model().named_vars.keys() >= {"mu", "omega", "z", "loglik"}
+
+
+def _agreement_rows(a, b, k=4.0):
+    import arviz_stats as azs
+
+    rows = []
+    stats = {
+        "mean": (lambda x: float(x.mean()), {"method": "mean"}),
+        "sd": (lambda x: float(x.std()), {"method": "sd"}),
+        "q05": (lambda x: float(x.quantile(0.05)), {"method": "quantile", "prob": 0.05}),
+        "q95": (lambda x: float(x.quantile(0.95)), {"method": "quantile", "prob": 0.95}),
+    }
+    for var in ("typical", "omega"):
+        for p in a[var].parameter.values:
+            xa, xb = a[var].sel(parameter=p), b[var].sel(parameter=p)
+            for name, (f, kw) in stats.items():
+                ma = float(azs.mcse(xa.to_dataset(name="x"), **kw)["x"])
+                mb = float(azs.mcse(xb.to_dataset(name="x"), **kw)["x"])
+                rows.append((f"{var}[{p}].{name}", f(xa), f(xb), k * np.hypot(ma, mb)))
+    return rows
+
+
+@pytest.mark.slow
+def test_pymc_and_numpyro_posteriors_agree():
+    """Same model, two independent samplers: summaries agree within Monte Carlo error.
+
+    Bound per statistic: |a - b| < 4 sqrt(mcse_a^2 + mcse_b^2) (arviz_stats.mcse; quantiles
+    with method="quantile"). With 24 statistics the chance of a false failure under exact
+    agreement is < 24 * 6.3e-5 (two-sided normal tail beyond 4 SD).
+    """
+    design = tq.Design(times=[0.5, 1, 2, 4, 6, 8, 12, 24], doses=[tq.Bolus(0.0, 100.0, 1)])
+    sim = tq.simulate_cohort("one_compartment_oral", 12, design, seed=2024)
+    kw = {"chains": 4, "warmup": 1000, "draws": 1000, "seed": 1, "progress": False}
+    a = tq.fit("one_compartment_oral", sim.cohort, **kw).posterior
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # PyTensor: no BLAS found
+        b = tq.fit("one_compartment_oral", sim.cohort, backend="pymc", sampler="pymc", **kw)
+    b = b.posterior
+    bad = [r for r in _agreement_rows(a, b) if abs(r[1] - r[2]) >= r[3]]
+    assert not bad, f"outside 4 combined MCSE: {bad}"
+    la = np.log(a["theta"].median(("chain", "draw")).values).ravel()
+    lb = np.log(b["theta"].median(("chain", "draw")).values).ravel()
+    assert np.corrcoef(la, lb)[0, 1] > 0.99
