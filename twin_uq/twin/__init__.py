@@ -1,1 +1,16 @@
-"""twin_uq.twin."""
+"""Posterior twins: one patient's posterior, its predictions, what-ifs, doses and updates."""
+
+from twin_uq.twin.criteria import Criterion as Criterion, Event as Event
+from twin_uq.twin.engine import trace_count as trace_count
+from twin_uq.twin.results import (
+    DoseRecommendation as DoseRecommendation,
+    ProbabilityResult as ProbabilityResult,
+    UpdateRecord as UpdateRecord,
+    WhatIfResult as WhatIfResult,
+)
+from twin_uq.twin.twin import (
+    PosteriorTwin as PosteriorTwin,
+    UnknownPatientError as UnknownPatientError,
+    new_patient_twin as new_patient_twin,
+    simulate_patient as simulate_patient,
+)

@@ -1,0 +1,189 @@
+"""The population posterior as seen by one patient: per-draw prior mean, scale and residuals.
+
+Extracted once from a :class:`~twin_uq.inference.CohortPosterior` so that twins can
+predict, be updated with new data, or be created for a brand-new patient without touching
+the cohort fit again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from twin_uq.inference.numpyro_model import population_mean
+from twin_uq.inference.postprocess import _residual_from
+
+if TYPE_CHECKING:
+    from twin_uq.inference.posterior import CohortPosterior
+
+__all__ = ["PopulationDraws", "flat_draws", "patient_population", "population_for_covariates"]
+
+_POP_VARS = ("mu", "omega", "beta", "sigma_add", "sigma_prop", "nu", "corr")
+
+
+def _frozen(x: np.ndarray) -> np.ndarray:
+    x = np.array(x, copy=True)
+    x.setflags(write=False)
+    return x
+
+
+@dataclass(frozen=True, eq=False)
+class PopulationDraws:
+    """The population distribution of one patient's log parameters, draw by draw.
+
+    At posterior draw ``s``: ``log theta ~ Normal(mean[s], chol[s] @ chol[s].T)``; the
+    residual error parameters of that draw are ``add[s]``, ``prop[s]``, ``nu[s]``.
+
+    Attributes
+    ----------
+    mean
+        ``(S, K)`` population mean of log theta for this patient (typical values, covariate
+        effects, allometry).
+    chol
+        ``(S, K, K)`` Cholesky factor of the between-patient covariance of log theta.
+    add, prop
+        ``(S, O)`` additive and proportional residual SDs per output (0 where unused).
+    nu
+        ``(S,)`` Student-t degrees of freedom (1e6 when unused).
+    """
+
+    mean: np.ndarray
+    chol: np.ndarray
+    add: np.ndarray
+    prop: np.ndarray
+    nu: np.ndarray
+
+    @property
+    def n_draws(self) -> int:
+        """Number of population posterior draws ``S``."""
+        return self.mean.shape[0]
+
+    def sample_log_theta(self, seed: int) -> np.ndarray:
+        """One log-theta per draw from the population distribution, ``(S, K)``."""
+        z = np.random.default_rng(seed).standard_normal(self.mean.shape)
+        return self.mean + np.einsum("skl,sl->sk", self.chol, z)
+
+
+def flat_draws(post: CohortPosterior) -> dict[str, np.ndarray]:
+    """Population variables with (chain, draw) flattened to one leading draw axis."""
+    ds = post.posterior
+    out = {}
+    for name in _POP_VARS:
+        if name in ds:
+            v = ds[name]
+            rest = [d for d in v.dims if d not in ("chain", "draw")]
+            v = v.transpose("chain", "draw", *rest).values
+            out[name] = v.reshape(-1, *v.shape[2:])
+    return out
+
+
+def _residuals(post: CohortPosterior, draws: Mapping[str, np.ndarray]):
+    structure = post.prepared.structure
+    n_out = len(post.model.outputs)
+    site = {k: jnp.asarray(v) for k, v in draws.items() if k in ("sigma_add", "sigma_prop", "nu")}
+    if not site:  # no residual site at all: zeros of the right length
+        S = next(iter(draws.values())).shape[0]
+        z = np.zeros((S, n_out))
+        return z, z, np.full(S, 1e6)
+    r = jax.vmap(lambda d: _residual_from(structure, d, n_out))(site)
+    return np.asarray(r.add), np.asarray(r.prop), np.asarray(r.nu)
+
+
+def _chol(draws: Mapping[str, np.ndarray]) -> np.ndarray:
+    omega = draws["omega"]
+    if "corr" in draws:
+        return np.linalg.cholesky(draws["corr"]) * omega[:, :, None]
+    return np.einsum("sk,kl->skl", omega, np.eye(omega.shape[1]))
+
+
+def patient_population(post: CohortPosterior, index: int) -> PopulationDraws:
+    """The population distribution of fitted patient ``index`` at every posterior draw."""
+    draws = flat_draws(post)
+    data = post.prepared.data
+    K = len(post.model.parameters)
+    mu = jnp.asarray(draws["mu"])
+    beta = jnp.asarray(draws["beta"]) if "beta" in draws else jnp.zeros((mu.shape[0], 0))
+    mean = jax.vmap(lambda m, b: population_mean(m, b, data, K)[index])(mu, beta)
+    add, prop, nu = _residuals(post, draws)
+    return PopulationDraws(
+        mean=_frozen(mean),
+        chol=_frozen(_chol(draws)),
+        add=_frozen(add),
+        prop=_frozen(prop),
+        nu=_frozen(nu),
+    )
+
+
+def design_row(
+    post: CohortPosterior, covariates: Mapping[str, object]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Design-matrix row and allometric offsets of a new patient's covariates.
+
+    Uses the cohort's centring and scaling (continuous) and reference levels (categorical),
+    so the new patient is placed on the fit's covariate scale.
+    """
+    design = post.prepared.design
+    model = post.model
+    row = np.zeros(len(design.terms))
+    for j, term in enumerate(design.terms):
+        name, _, level = term.partition("[")
+        if name not in covariates:
+            raise ValueError(
+                f"The fit uses covariate {name!r} (effect {term}); give it for the new patient."
+            )
+        value = covariates[name]
+        if level:
+            row[j] = float(str(value) == level[:-1])
+        else:
+            row[j] = (float(value) - design.centre[j]) / design.scale[j]  # type: ignore[arg-type]
+    allo = np.zeros(len(model.parameters))
+    for a in model.allometric:
+        x = float(
+            covariates.get(a.covariate, model.covariate_defaults.get(a.covariate, a.reference))
+        )  # type: ignore[arg-type]
+        if x <= 0:
+            raise ValueError(f"Allometric covariate {a.covariate!r} must be > 0, got {x}.")
+        allo[model.parameter_names.index(a.parameter)] += a.exponent * np.log(x / a.reference)
+    return row, allo
+
+
+def population_for_covariates(
+    post: CohortPosterior, covariates: Mapping[str, object]
+) -> PopulationDraws:
+    """The population distribution of a new patient with the given covariates."""
+    draws = flat_draws(post)
+    row, allo = design_row(post, covariates)
+    mean = draws["mu"] + allo[None, :]
+    if "beta" in draws:
+        design = post.prepared.design
+        names = post.model.parameter_names
+        for e, (par, term) in enumerate(design.effects):
+            mean[:, names.index(par)] += draws["beta"][:, e] * row[design.terms.index(term)]
+    add, prop, nu = _residuals(post, draws)
+    return PopulationDraws(
+        mean=_frozen(mean),
+        chol=_frozen(_chol(draws)),
+        add=_frozen(add),
+        prop=_frozen(prop),
+        nu=_frozen(nu),
+    )
+
+
+def model_covariates(post: CohortPosterior, covariates: Mapping[str, object]) -> np.ndarray:
+    """The model's own covariate vector (``model.covariates`` order) with defaults."""
+    model = post.model
+    out = []
+    for name in model.covariates:
+        if name in covariates and not pd.isna(covariates[name]):  # type: ignore[call-overload]
+            out.append(float(covariates[name]))  # type: ignore[arg-type]
+        elif name in model.covariate_defaults:
+            out.append(float(model.covariate_defaults[name]))
+        else:
+            raise ValueError(f"Model {model.name!r} needs covariate {name!r} for the new patient.")
+    return np.asarray(out, dtype=float)
