@@ -27,6 +27,7 @@ from twin_uq.simulate.schedule import (
 )
 
 __version__ = "0.1.0"
+from twin_uq import report as report
 from twin_uq.audit import audit as audit
 from twin_uq.inference import (
     CohortPosterior as CohortPosterior,
