@@ -1,0 +1,135 @@
+"""Reading the CLI's input files (fits, schedules, new rows) and writing its outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from twin_uq.cli._errors import CLIError
+from twin_uq.cli._options import existing_file
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import xarray as xr
+
+    from twin_uq.data import Cohort
+    from twin_uq.inference import CohortPosterior
+
+__all__ = ["load_fit", "read_patient_rows", "read_schedule", "write_dataset"]
+
+_SCHEDULE_ID = "__schedule__"
+
+
+def load_fit(path: Path, model: str | None = None) -> CohortPosterior:
+    """Load a fit file written by ``twin-uq fit`` (or ``post.save``)."""
+    from twin_uq.inference import load_posterior
+
+    existing_file(path, "Fit file")
+    return load_posterior(path, model=model)
+
+
+def _read_table(path: Path, what: str) -> pd.DataFrame:
+    import pandas as pd
+
+    existing_file(path, what)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame = pd.read_parquet(path)
+        frame.index = range(1, len(frame) + 1)
+    else:
+        try:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=True)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise CLIError(f"{path}: cannot read as CSV ({' '.join(str(err).split())}).") from None
+        # Line numbers as a text editor shows them (header = line 1), like read_cohort.
+        frame.index = range(2, len(frame) + 2)
+    return frame
+
+
+def read_schedule(path: Path) -> list:
+    """A dosing schedule from a CSV of NONMEM dose rows (``time, amt[, cmt, rate, dur]``).
+
+    The rows are validated by :func:`twin_uq.read_cohort` (every row is a dose, ``EVID=1``),
+    so problems are reported with file, line and column.
+
+    Returns
+    -------
+    list of Bolus and Infusion
+    """
+    from twin_uq.data import read_cohort
+
+    frame = _read_table(Path(path), "Schedule file")
+    if frame.empty:
+        raise CLIError(f"Schedule file {path} has no dose rows.")
+    lower = {str(c).lower(): c for c in frame.columns}
+    if "time" not in lower or "amt" not in lower:
+        raise CLIError(f"Schedule file {path}: needs columns time and amt (and optionally cmt, rate, dur).")
+    if "evid" in lower:
+        evid = frame[lower["evid"]].astype(str).str.strip()
+        bad = [i for i, v in evid.items() if v not in ("1", "1.0")]
+        if bad:
+            raise CLIError(
+                f"{path} line {bad[0]}, column {lower['evid']}: a schedule holds dose rows only (EVID=1)."
+            )
+    else:
+        frame["evid"] = "1"
+    if "id" in lower:
+        frame = frame.drop(columns=[lower["id"]])
+    frame.insert(0, "id", _SCHEDULE_ID)
+    cohort = read_cohort(frame, name=str(path))
+    sched = cohort.schedule(_SCHEDULE_ID)
+    return [*sched.boluses(), *sched.infusions()]
+
+
+def read_patient_rows(path: Path, patient_id: str) -> Cohort:
+    """New rows of one patient (cohort table format; ``id`` optional), validated."""
+    from twin_uq.data import read_cohort
+
+    frame = _read_table(Path(path), "Data file")
+    if frame.empty:
+        raise CLIError(f"Data file {path} has no rows.")
+    lower = {str(c).lower(): c for c in frame.columns}
+    if "id" in lower:
+        ids = frame[lower["id"]].astype(str).str.strip()
+        others = sorted(set(ids) - {str(patient_id)})
+        if others:
+            raise CLIError(
+                f"{path}: rows of other patients {others[:3]}; --data must hold only patient {patient_id}."
+            )
+    else:
+        frame.insert(0, "id", str(patient_id))
+    return read_cohort(frame, name=str(path))
+
+
+def _netcdf_attrs(attrs: dict) -> dict:
+    """Attributes netCDF can store: booleans and None as text, containers as JSON."""
+    out = {}
+    for k, v in attrs.items():
+        if isinstance(v, bool) or v is None:
+            out[k] = json.dumps(v)
+        elif isinstance(v, dict | list | tuple):
+            out[k] = json.dumps(v, default=str)
+        else:
+            out[k] = v
+    return out
+
+
+def write_dataset(ds: xr.Dataset, path: Path) -> Path:
+    """Write an xarray Dataset to netCDF (h5netcdf), making attributes storable."""
+    ds = ds.copy()
+    ds.attrs = _netcdf_attrs(dict(ds.attrs))
+    for name in ds.variables:
+        ds[name].attrs = _netcdf_attrs(dict(ds[name].attrs))
+        if ds[name].dtype == bool:
+            ds[name] = ds[name].astype("int8")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.to_netcdf(path, engine="h5netcdf")
+    return path
+
+
+def ensure_parent(path: Path) -> Path:
+    """Create the folder of an output file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

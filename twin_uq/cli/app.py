@@ -1,0 +1,32 @@
+"""The typer application: registers one command per subcommand module."""
+
+from __future__ import annotations
+
+import typer
+
+from twin_uq.cli import demo, fit, models, predict, report, trust, update, validate
+
+app = typer.Typer(
+    name="twin-uq",
+    help="Patient digital twins with honest uncertainty: fit, predict, assess trust, report, audit.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+app.command("models")(models.models)
+app.command("demo")(demo.demo)
+app.command("fit")(fit.fit)
+app.command("predict")(predict.predict)
+app.command("whatif")(predict.whatif)
+app.command("update")(update.update)
+app.command("trust")(trust.trust)
+app.command("report")(report.report)
+app.command("audit")(report.audit)
+app.command("validate")(validate.validate)
+
+
+def main() -> None:
+    """Entry point of the ``twin-uq`` console script."""
+    app()
