@@ -46,9 +46,7 @@ def test_nan_values_are_dropped_and_empty_groups_give_nan():
     assert np.all((d >= 1.0) & (d <= 3.0))
 
 
-@pytest.mark.parametrize(
-    ("stat", "binary"), [("mean", False), ("median", False), ("mean", True)]
-)
+@pytest.mark.parametrize(("stat", "binary"), [("mean", False), ("median", False), ("mean", True)])
 def test_interval_covers_a_known_difference(stat, binary):
     # Two groups of 40 and 60 patients with a known difference of their population mean /
     # median / share. A 95 % interval should cover it in 95 % of repeated studies; the

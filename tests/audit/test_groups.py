@@ -45,7 +45,7 @@ def test_intersections_and_errors():
     gs = make_groupings(_cov(), ["SEX", "STAGE"], intersections=True)
     assert [g.name for g in gs] == ["SEX", "STAGE", "SEX × STAGE"]
     assert gs[2].labels.iloc[0].count(" & ") == 1 and gs[2].sizes().sum() == 40
-    with pytest.raises(ValueError, match="Unknown covariate column.*'WT'"):
+    with pytest.raises(ValueError, match=r"Unknown covariate column.*'WT'"):
         make_groupings(_cov(), "WT")
     with pytest.raises(ValueError, match="increasing edges"):
         make_groupings(_cov(), "AGE", bins={"AGE": [65, 0]})
