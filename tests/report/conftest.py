@@ -69,3 +69,80 @@ def browser():
         b = p.chromium.launch(executable_path=exe, args=BROWSER_ARGS)
         yield b
         b.close()
+
+
+HOSTILE_ID = "<script>alert(1)</script>"
+
+#: Relaxed convergence thresholds: the data-free patient must read "insufficient" whatever
+#: the short shared fit's R-hat, ESS or a few divergences (a fit-level "unreliable" would
+#: otherwise take precedence).
+RELAXED = {
+    "rhat_max": 1.1,
+    "ess_min": 50.0,
+    "ess_per_chain": 25.0,
+    "max_divergence_fraction": 0.02,
+}
+
+
+@pytest.fixture(scope="session")
+def reports(oral_fit, tmp_path_factory):
+    """Every report the tests look at, rendered once: paths by name (sizes printed)."""
+    import twin_uq as tq
+
+    out = tmp_path_factory.mktemp("reports")
+    hostile = doctored(oral_fit, rename={"P03": HOSTILE_ID}, drop_observations=["P05"])
+    paths = {
+        "patient": tq.report.patient(
+            oral_fit,
+            "P01",
+            out / "p01.html",
+            forecast_times=[14.0, 30.0],
+            schedules={"current": None, "double": [tq.Bolus(0.0, 200.0, 1)]},
+            dose_target=tq.Event("concentration", above=0.5, below=3.0, at=12.0),
+            draws=200,
+        ),
+        "no_data": tq.report.patient(
+            hostile, "P05", out / "p05.html", thresholds=RELAXED, draws=200
+        ),
+        "hostile_patient": tq.report.patient(hostile, HOSTILE_ID, out / "hostile.html", draws=200),
+        "cohort": tq.report.cohort(hostile, out / "cohort.html"),
+    }
+    for name, p in paths.items():
+        print(f"report {name}: {p.stat().st_size / 1024:.0f} KiB")
+    paths["hostile_fit"] = hostile
+    return paths
+
+
+def load_in_browser(browser, path, screenshot):
+    """Open ``path`` from disk; returns page text, HTML, console errors, requests, dialogs."""
+    page = browser.new_page(viewport={"width": 1000, "height": 1300})
+    errors, requests, dialogs = [], [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    url = path.resolve().as_uri()
+    page.goto(url, wait_until="load")
+    page.screenshot(path=str(screenshot), full_page=True)
+    result = dict(
+        text=page.inner_text("body"),
+        html=page.content(),
+        errors=errors,
+        requests=requests,
+        dialogs=dialogs,
+        url=url,
+        lang=page.get_attribute("html", "lang"),
+    )
+    page.close()
+    return result
+
+
+def assert_not_blank(png):
+    """The screenshot shows something: many distinct grey levels, not one flat colour."""
+    from PIL import Image
+
+    img = np.asarray(Image.open(png).convert("L"), dtype=float)
+    assert img.shape[0] > 800
+    assert img.std() > 15.0, f"screenshot {png} looks blank (std {img.std():.1f})"
+    dark = (img < 128).mean()
+    assert 0.01 < dark < 0.6, f"screenshot {png}: {100 * dark:.1f}% dark pixels"

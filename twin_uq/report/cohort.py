@@ -102,7 +102,7 @@ def _vpc(post, interval: float) -> list[str]:
         centers = np.asarray(centers)
         obs_q = np.asarray(obs_q)  # (B, 3)
         pred_q = np.asarray(pred_q)  # (B, 3 band, 3 q)
-        with figure(figsize=(7.0, 3.4)) as (fig, ax):
+        with figure(figsize=(7.0, 4.0)) as (fig, ax):
             for j, (q, c) in enumerate(zip(qs, (PALETTE[0], PALETTE[1], PALETTE[0]), strict=True)):
                 ax.fill_between(
                     centers,
@@ -128,7 +128,7 @@ def _vpc(post, interval: float) -> list[str]:
             ax.set_xlabel(f"time ({post.model.card.time_unit})")
             ax.set_ylabel(f"{o.name} ({o.unit})")
             handles, labels = ax.get_legend_handles_labels()
-            fig.legend(handles, labels, loc="outside right center", fontsize=7)
+            fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=7)
         desc = (
             f"Visual predictive check of {o.name}: the observed 10th, 50th and 90th percentiles per "
             f"time bin (lines with dots) against the {percent(interval)} intervals of the same percentiles "
@@ -237,7 +237,7 @@ def _population(
     return params, effects, residual, dist_svg, eff_svg
 
 
-def _trust(post, thresholds) -> tuple[list[dict], dict[str, int]]:
+def _trust(post, thresholds) -> tuple[list[dict], dict[str, int], list[str]]:
     report = post.trust(thresholds)
     ok_rate = post.idata["constant_data"]["solver_ok_rate"].to_series()
     rows = []
@@ -253,7 +253,12 @@ def _trust(post, thresholds) -> tuple[list[dict], dict[str, int]]:
                 reasons=list(a.reasons),
             )
         )
-    return rows, {str(k): int(v) for k, v in report.counts().items()}
+    # Reasons every patient shares (a fit-level problem) are stated once, above the table.
+    common = set.intersection(*(set(r["reasons"]) for r in rows)) if rows else set()
+    shared = [r for r in rows[0]["reasons"] if r in common] if rows else []
+    for r in rows:
+        r["reasons"] = [x for x in r["reasons"] if x not in common]
+    return rows, {str(k): int(v) for k, v in report.counts().items()}, shared
 
 
 def _sbc(sbc) -> dict | None:
@@ -396,7 +401,7 @@ def cohort(
     if not 0.0 < interval < 1.0:
         raise ValueError(f"interval must lie strictly between 0 and 1, got {interval}.")
     params, effects, residual, dist_svg, eff_svg = _population(post, interval)
-    trust_rows, counts = _trust(post, thresholds)
+    trust_rows, counts, shared = _trust(post, thresholds)
     ok_rate = post.idata["constant_data"]["solver_ok_rate"].to_series()
     failures = [(str(p), _f(100 * (1 - float(r)), 1)) for p, r in ok_rate.items() if r < 1.0]
     html = render(
@@ -419,6 +424,7 @@ def cohort(
         eff_svg=eff_svg,
         trust=trust_rows,
         counts=counts,
+        shared_reasons=shared,
         failures=failures,
         limitations=list(post.model.card.limitations),
         provenance=provenance(post),

@@ -565,7 +565,7 @@ def _forecast_row(
         interval=iv,
         measurement=miv,
         unit=out.unit,
-        extrapolated=bool(np.isfinite(last) and t > last),
+        extrapolated=bool(not np.isfinite(last) or t > last),
     )
 
 

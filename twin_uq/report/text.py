@@ -32,8 +32,8 @@ def format_number(x: float, sig: int = 2) -> str:
     mag = math.floor(math.log10(abs(x)))
     if mag < -4 or mag >= 6:
         return f"{x:.{sig - 1}e}"
-    decimals = max(sig - 1 - mag, 0)
-    return f"{round(x, decimals):,.{decimals}f}"
+    digits = sig - 1 - mag
+    return f"{round(x, digits):,.{max(digits, 0)}f}"
 
 
 def _sig_needed(lower: float, upper: float, sig: int = 2) -> int:
