@@ -29,7 +29,7 @@ def oral_sim():
 
 @pytest.fixture(scope="session")
 def oral_fit(oral_sim):
-    """NUTS fit of ``oral_sim`` (2 chains x 400 draws), shared by all test modules."""
+    """NUTS fit of ``oral_sim`` (4 chains x 500 draws), shared by all test modules."""
     return tq.fit(
-        "one_compartment_oral", oral_sim.cohort, chains=2, warmup=400, draws=400, seed=0, progress=False
+        "one_compartment_oral", oral_sim.cohort, chains=4, warmup=500, draws=500, seed=0, progress=False
     )

@@ -18,7 +18,7 @@ def test_idata_has_named_dims_and_groups(oral_fit, oral_sim):
     assert list(post["theta"].dims) == ["chain", "draw", "patient", "parameter"]
     assert list(post["parameter"].values) == ["ka", "CL", "V"]
     assert list(post["patient"].values) == list(oral_sim.cohort.ids)
-    assert post.sizes["chain"] == 2 and post.sizes["draw"] == 400
+    assert post.sizes["chain"] == 4 and post.sizes["draw"] == 500
     assert list(tree["log_likelihood"]["y"].dims) == ["chain", "draw", "patient"]
     assert np.all(np.isfinite(tree["log_likelihood"]["y"].values))
 
@@ -28,7 +28,7 @@ def test_provenance_attributes(oral_fit):
     for key in ("twin_uq_version", "package_versions", "model_name", "model_source_hash", "data_hash", "method", "settings", "seed", "created_at"):
         assert attrs[key], key
     assert attrs["model_name"] == "one_compartment_oral"
-    assert json.loads(attrs["settings"])["chains"] == 2
+    assert json.loads(attrs["settings"])["chains"] == 4
     assert attrs["approximate"] == "false"
     assert "jax" in json.loads(attrs["package_versions"])
 

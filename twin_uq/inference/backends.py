@@ -15,12 +15,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, init_to_value
+from numpyro.infer import SVI, Trace_ELBO, init_to_value
 from numpyro.infer.autoguide import (
     AutoLaplaceApproximation,
     AutoLowRankMultivariateNormal,
     AutoMultivariateNormal,
 )
+
+from twin_uq.inference.nuts_kernel import NutsSettings, sample_nuts
 
 __all__ = ["BackendResult", "run_laplace", "run_nuts", "run_svi"]
 
@@ -47,12 +49,10 @@ class BackendResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-_NUTS_CACHE: dict[tuple, MCMC] = {}
-
-
 def run_nuts(
-    program,
-    args: tuple,
+    structure,
+    data,
+    priors,
     init_values: dict[str, Any],
     *,
     key: jax.Array,
@@ -62,86 +62,32 @@ def run_nuts(
     target_accept: float,
     max_tree_depth: int,
     dense_mass: bool,
-    progress: bool,
-    cache_key: tuple | None = None,
 ) -> BackendResult:
-    """Run NUTS with chains in parallel on the available devices.
+    """Run NUTS chains in parallel on the available devices (see :mod:`nuts_kernel`).
 
-    Chains run with ``chain_method="parallel"`` (one XLA host device per chain; see
-    ``twin_uq._config``) when there are enough devices, otherwise sequentially. Starting
-    values are the population medians (``init_values``): random initial values sent
-    solvers into their step limit in early tests. A compiled sampler is reused by later
-    fits of the same structure and shapes (``cache_key``).
+    Starting values are the population medians (``init_values``): random initial values
+    sent ODE solvers into their step limit in early tests. Compiled code is reused by every
+    later fit with the same structure, settings and shapes.
     """
-    chain_method = "parallel" if chains <= jax.local_device_count() else "sequential"
-    cache = (
-        None
-        if cache_key is None
-        else (
-            *cache_key,
-            chains,
-            warmup,
-            draws,
-            target_accept,
-            max_tree_depth,
-            dense_mass,
-            chain_method,
-        )
-    )
-    mcmc = _NUTS_CACHE.get(cache) if cache is not None else None
-    if mcmc is None:
-        kernel = NUTS(
-            program,
-            init_strategy=init_to_value(values=init_values),
-            target_accept_prob=target_accept,
-            max_tree_depth=max_tree_depth,
-            dense_mass=dense_mass,
-        )
-        mcmc = MCMC(
-            kernel,
-            num_warmup=warmup,
-            num_samples=draws,
-            num_chains=chains,
-            chain_method=chain_method,
-            progress_bar=progress,
-            jit_model_args=True,
-        )
-        if cache is not None:
-            _NUTS_CACHE[cache] = mcmc
-    else:
-        mcmc.sampler._init_strategy = init_to_value(values=init_values)
+    settings = NutsSettings(warmup, draws, target_accept, max_tree_depth, dense_mass)
     t0 = time.perf_counter()
-    mcmc.warmup(key, *args, extra_fields=("diverging",), collect_warmup=False)
+    samples, stats, warm_div, method = sample_nuts(structure, settings, data, priors, init_values, key, chains)
     t1 = time.perf_counter()
-    mcmc.run(
-        mcmc.post_warmup_state.rng_key,
-        *args,
-        extra_fields=(
-            "diverging",
-            "energy",
-            "num_steps",
-            "accept_prob",
-            "adapt_state.step_size",
-            "potential_energy",
-        ),
-    )
-    t2 = time.perf_counter()
-    samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-    extra = mcmc.get_extra_fields(group_by_chain=True)
-    stats = {
-        "diverging": np.asarray(extra["diverging"]),
-        "energy": np.asarray(extra["energy"]),
-        "n_steps": np.asarray(extra["num_steps"]),
-        "tree_depth": np.floor(np.log2(np.maximum(np.asarray(extra["num_steps"]), 1))).astype(int),
-        "acceptance_rate": np.asarray(extra["accept_prob"]),
-        "step_size": np.asarray(extra["adapt_state.step_size"]),
-        "lp": -np.asarray(extra["potential_energy"]),
+    n_steps = stats["n_steps"]
+    sample_stats = {
+        "diverging": stats["diverging"].astype(bool),
+        "energy": stats["energy"],
+        "n_steps": n_steps,
+        "tree_depth": np.floor(np.log2(np.maximum(n_steps, 1))).astype(int),
+        "acceptance_rate": stats["acceptance_rate"],
+        "step_size": stats["step_size"],
+        "lp": -stats["potential_energy"],
     }
     return BackendResult(
         samples=samples,
-        sample_stats=stats,
-        timings={"compile_and_warmup": t1 - t0, "sampling": t2 - t1},
-        info={"chain_method": chain_method},
+        sample_stats=sample_stats,
+        timings={"warmup_and_sampling": t1 - t0},
+        info={"chain_method": method, "warmup_divergences": warm_div},
     )
 
 
@@ -245,6 +191,3 @@ def run_laplace(
     )
 
 
-def clear_compiled_cache() -> None:
-    """Forget compiled samplers kept for reuse across fits."""
-    _NUTS_CACHE.clear()

@@ -11,7 +11,6 @@ from functools import partial
 from pathlib import Path
 
 import jax
-import numpy as np
 import pandas as pd
 
 from twin_uq.data import Cohort, read_cohort
@@ -39,7 +38,7 @@ class FitSettings:
     warmup: int = 1000
     draws: int = 1000
     seed: int = 0
-    target_accept: float = 0.85
+    target_accept: float = 0.9
     max_tree_depth: int = 10
     dense_mass: bool = False
     svi_steps: int = 3000
@@ -73,7 +72,7 @@ def fit(
     error: Mapping[str, str] | None = None,
     priors: Mapping[str, object] | None = None,
     solver: SolverSettings | None = None,
-    target_accept: float = 0.85,
+    target_accept: float = 0.9,
     max_tree_depth: int = 10,
     dense_mass: bool = False,
     svi_steps: int = 3000,
@@ -166,23 +165,10 @@ def fit(
         )  # fmt: skip
     elif method == "nuts":
         result = run_nuts(
-            program,
-            args,
-            init,
-            key=k_fit,
-            chains=chains,
-            warmup=warmup,
-            draws=draws,
-            target_accept=target_accept,
-            max_tree_depth=max_tree_depth,
-            dense_mass=dense_mass,
-            progress=progress,
-            cache_key=(
-                prepared.structure,
-                jax.tree.structure(args),
-                tuple(np.shape(x) for x in jax.tree.leaves(args)),
-            ),
-        )
+            prepared.structure, prepared.data, prepared.priors, init, key=k_fit, chains=chains,
+            warmup=warmup, draws=draws, target_accept=target_accept,
+            max_tree_depth=max_tree_depth, dense_mass=dense_mass,
+        )  # fmt: skip
     elif method == "svi":
         result = run_svi(
             program,

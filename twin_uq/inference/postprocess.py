@@ -66,13 +66,23 @@ def derive_draw_quantities(
     observation times, and ``solver_ok`` (C, D, P).
     """
     chains, draws = next(iter(samples.values())).shape[:2]
-    flat = {k: jnp.asarray(v).reshape(chains * draws, *v.shape[2:]) for k, v in samples.items()}
-    keys = jax.random.split(key, chains * draws)
+    total = chains * draws
+    # Pad to a whole number of batches: lax.map compiles its body a second time for a
+    # remainder batch, which doubled the compile time of this step.
+    batch_size = min(batch_size, total)
+    padded = -(-total // batch_size) * batch_size
+
+    def flatten(v):
+        v = np.asarray(v).reshape(total, *v.shape[2:])
+        return jnp.asarray(np.concatenate([v, np.repeat(v[-1:], padded - total, axis=0)]))
+
+    flat = {k: flatten(v) for k, v in samples.items()}
+    keys = jax.random.split(key, padded)
     out = _derive_all(structure, batch_size, flat, keys, data)
     names = ("theta", "eta", "loglik_obs", "y_rep", "f", "solver_ok")
     result = DrawQuantities()
     for name, value in zip(names, out, strict=True):
-        value = np.asarray(value)
+        value = np.asarray(value)[:total]
         result[name] = value.reshape(chains, draws, *value.shape[1:])
     return result
 

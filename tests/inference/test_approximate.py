@@ -1,0 +1,35 @@
+"""SVI and Laplace agree with NUTS on population means of an easy problem, and say so."""
+
+import pytest
+
+
+@pytest.fixture(scope="module", params=["svi", "laplace"])
+def approximate_fit(request, oral_sim):
+    import twin_uq as tq
+
+    return tq.fit(
+        "one_compartment_oral", oral_sim.cohort, method=request.param, draws=1000, svi_steps=3000,
+        learning_rate=0.02, seed=3, progress=False,
+    )
+
+
+def test_labelled_approximate(approximate_fit):
+    assert approximate_fit.approximate
+    assert approximate_fit.idata.attrs["approximate"] == "true"
+    diag = approximate_fit.diagnostics()
+    assert not diag.converged
+    assert "approximate" in diag.reasons[0]
+    assert approximate_fit.population_summary().attrs["approximate"] is True
+
+
+def test_population_means_agree_with_nuts(approximate_fit, oral_fit):
+    # Tolerance: the NUTS posterior SD of log typical values. A Gaussian approximation of a
+    # well-identified, nearly Gaussian posterior must put its mean within that distance;
+    # Monte Carlo error of both (<= 0.1 SD here) is small against it.
+    nuts = oral_fit.posterior["mu"]
+    approx = approximate_fit.posterior["mu"]
+    for name in ("ka", "CL", "V"):
+        a = approx.sel(parameter=name).values.ravel()
+        b = nuts.sel(parameter=name).values.ravel()
+        assert abs(a.mean() - b.mean()) < b.std(), (name, a.mean(), b.mean(), b.std())
+        assert 0.3 < a.std() / b.std() < 2.0, (name, a.std(), b.std())
