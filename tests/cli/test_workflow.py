@@ -76,7 +76,7 @@ def test_bad_schedule_file(cli, fit_file, tmp_path):
     bad = tmp_path / "sched.csv"
     bad.write_text("time,amt,cmt,rate\n0,100,1,0\n12,-100,1,0\n")
     line = one_error_line(cli("predict", fit_file, "--patient", "P01", "--times", "0:4:1", "--schedule", bad, "--out", tmp_path / "p.csv"))
-    assert f"{bad} line 3, column amt" in line and "AMT > 0" in line
+    assert f"{bad} line 3, column amt: dose row (EVID=1) needs AMT > 0" in line
     bad.write_text("time,dose\n0,100\n")
     line = one_error_line(cli("predict", fit_file, "--patient", "P01", "--times", "0:4:1", "--schedule", bad, "--out", tmp_path / "p.csv"))
     assert "needs columns time and amt" in line
@@ -117,14 +117,29 @@ def test_audit_unknown_column(cli, fit_file, tmp_path):
     assert "SHOE_SIZE" in line
 
 
-def test_report(cli, fit_file, tmp_path, oral_fit):
-    import twin_uq.report as rep
-
+def test_patient_and_cohort_reports(cli, fit_file, tmp_path, oral_fit, schedules):
+    pid = oral_fit.patient_ids[0]
     out = tmp_path / "patient.html"
-    result = cli("report", fit_file, "--patient", oral_fit.patient_ids[0], "--out", out)
-    if hasattr(rep, "patient"):
-        assert result.exit_code == 0, result.output
-        assert oral_fit.patient_ids[0] in out.read_text()
-    else:  # not in this install yet: a clear one-line refusal, no file
-        assert "twin_uq.report.patient is not available" in one_error_line(result)
-        assert not out.exists()
+    result = cli("report", fit_file, "--patient", pid, "--schedule", f"low={schedules['low']}", "--schedule", "own=own", "--out", out)
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert pid in text and "low" in text
+    cohort = tmp_path / "cohort.html"
+    assert cli("report", fit_file, "--cohort", "--out", cohort).exit_code == 0
+    assert cohort.read_text().lstrip().lower().startswith("<!doctype html")
+
+
+def test_update_writes_the_twin_draws(cli, fit_file, tmp_path, oral_fit):
+    pid = oral_fit.patient_ids[0]
+    new = tmp_path / "new.csv"
+    new.write_text("time,dv\n30,0.8\n36,0.5\n")
+    out = tmp_path / "twin.nc"
+    result = cli("update", fit_file, "--patient", pid, "--data", new, "--out", out, "--chains", "2", "--warmup", "100", "--draws", "100")
+    assert result.exit_code == 0, result.output
+    assert "not a fit that predict/trust can read" in result.stderr
+    ds = xr.open_dataset(out)
+    assert ds["theta"].shape == (200, len(oral_fit.model.parameter_names))
+    assert ds.attrs["patient_id"] == pid
+    assert ds["obs_time"].values.max() == 36.0
+    line = one_error_line(cli("update", fit_file, "--patient", pid, "--data", new, "--out", tmp_path / "t.csv"))
+    assert "unsupported file type '.csv'" in line

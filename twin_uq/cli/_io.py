@@ -56,8 +56,6 @@ def read_schedule(path: Path) -> list:
     -------
     list of Bolus and Infusion
     """
-    from twin_uq.data import read_cohort
-
     frame = _read_table(Path(path), "Schedule file")
     if frame.empty:
         raise CLIError(f"Schedule file {path} has no dose rows.")
@@ -76,15 +74,13 @@ def read_schedule(path: Path) -> list:
     if "id" in lower:
         frame = frame.drop(columns=[lower["id"]])
     frame.insert(0, "id", _SCHEDULE_ID)
-    cohort = read_cohort(frame, name=str(path))
+    cohort = _read_relabelled(frame, path, patient=False)
     sched = cohort.schedule(_SCHEDULE_ID)
     return [*sched.boluses(), *sched.infusions()]
 
 
 def read_patient_rows(path: Path, patient_id: str) -> Cohort:
     """New rows of one patient (cohort table format; ``id`` optional), validated."""
-    from twin_uq.data import read_cohort
-
     frame = _read_table(Path(path), "Data file")
     if frame.empty:
         raise CLIError(f"Data file {path} has no rows.")
@@ -98,7 +94,23 @@ def read_patient_rows(path: Path, patient_id: str) -> Cohort:
             )
     else:
         frame.insert(0, "id", str(patient_id))
-    return read_cohort(frame, name=str(path))
+    return _read_relabelled(frame, path, patient=True)
+
+
+def _read_relabelled(frame: pd.DataFrame, path: Path, *, patient: bool) -> Cohort:
+    """``read_cohort`` of a frame read here, with problems named by file line (not index)."""
+    from twin_uq.data import CohortError, Problem, read_cohort
+
+    try:
+        return read_cohort(frame, name=str(path))
+    except CohortError as err:
+        if not err.problems:
+            raise
+        problems = [
+            Problem(p.row, p.column, p.patient if patient else None, p.message)
+            for p in err.problems
+        ]
+        raise CohortError.from_problems(str(path), problems, row_word="line") from err
 
 
 def _netcdf_attrs(attrs: dict) -> dict:

@@ -1,8 +1,7 @@
 """``twin-uq demo``: the whole workflow on a built-in synthetic cohort, end to end.
 
-Each step is one function (simulate, fit, twins, trust, reports, audit) so that the demo
-stays a readable script of the public API. Steps whose module is not in this install are
-reported as skipped, never imitated.
+Each step is one function (simulate, fit, trust, twins, reports, audit) so that the demo
+stays a readable script of the public API.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from twin_uq.cli._console import err_console, out_console, spinner
+from twin_uq.cli._console import out_console, spinner
 from twin_uq.cli._errors import handle_errors
 from twin_uq.cli._options import Verbose
 
@@ -26,12 +25,11 @@ SPARSE_TIMES = (2.0, 24.0)
 
 @dataclass
 class DemoRun:
-    """What the demo produced: files by label, numbers for the summary, skipped steps."""
+    """What the demo produced: files by label, numbers for the summary, step timings."""
 
     out: Path
     files: dict[str, Path] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -131,35 +129,23 @@ def step_twins(run: DemoRun, post, patients: tuple[str, ...]) -> None:
 def step_reports(run: DemoRun, post, patients: tuple[str, ...]) -> None:
     """Clinician reports of the chosen patients and the cohort report (HTML)."""
     from twin_uq import report as rep
-    from twin_uq.cli.report import write_html
 
-    if not (hasattr(rep, "patient") and hasattr(rep, "cohort")):
-        run.skipped.append("reports (twin_uq.report is not in this install yet)")
-        return
     for pid in patients:
-        run.files[f"clinician report, patient {pid}"] = write_html(
-            rep.patient(post, pid), run.out / f"report_{pid}.html"
-        )
-    run.files["cohort report"] = write_html(rep.cohort(post), run.out / "cohort_report.html")
+        path = rep.patient(post, pid, run.out / f"report_{pid}.html")
+        run.files[f"clinician report, patient {pid}"] = Path(path)
+    run.files["cohort report"] = Path(rep.cohort(post, run.out / "cohort_report.html"))
 
 
 def step_audit(run: DemoRun, post) -> None:
-    """Fairness audit by sampling density (HTML + CSV)."""
-    import twin_uq.audit as audit_module
-    from twin_uq.cli.report import write_html
+    """Fairness audit by sampling density and age band (HTML + CSV)."""
+    import twin_uq as tq
 
-    run_audit = getattr(audit_module, "audit", None)
-    if run_audit is None:
-        run.skipped.append("fairness audit (twin_uq.audit is not in this install yet)")
-        return
-    result = run_audit(post, by="sampling")
-    run.files["fairness audit"] = write_html(result, run.out / "audit.html")
-    path = run.out / "audit.csv"
-    result.table.to_csv(path, index=False)
-    run.files["audit table"] = path
-    summary = getattr(result, "summary", None)
-    if callable(summary):
-        run.notes["audit"] = summary()
+    result = tq.audit(post, by=["sampling", "AGE"], bins={"AGE": [0.0, 60.0, 120.0]})
+    path = run.out / "audit.html"
+    result.to_html(path)
+    run.files["fairness audit"] = path
+    run.files["audit table"] = result.to_csv(run.out / "audit.csv")
+    run.notes["audit"] = list(result.findings)
 
 
 def run_demo(
@@ -226,10 +212,9 @@ def print_summary(run: DemoRun, seconds: float) -> None:
         f"Twins: well-observed {rich} ({report[rich].status.value}), "
         f"data-poor {poor} ({report[poor].status.value})"
     )
-    if "audit" in run.notes:
-        out_console.print("Audit:", run.notes["audit"], markup=False)
-    for step in run.skipped:
-        out_console.print(f"[yellow]skipped[/yellow]: {step}")
+    out_console.print("Audit findings:")
+    for finding in run.notes["audit"][:6]:
+        out_console.print(f"  - {finding}", markup=False)
     out_console.print(f"Files in {run.out}:")
     for label, path in run.files.items():
         out_console.print(f"  {label:<34} {path}", markup=False)
@@ -260,5 +245,3 @@ def demo(
         out, n_patients=patients, chains=chains, warmup=warmup, draws=draws, seed=seed, cache=cache
     )
     print_summary(run, time.perf_counter() - start)
-    if run.skipped:
-        err_console.print("note: some steps were skipped; see above.")

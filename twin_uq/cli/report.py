@@ -9,32 +9,20 @@ import typer
 
 from twin_uq.cli._console import out_console, spinner
 from twin_uq.cli._errors import CLIError, handle_errors
-from twin_uq.cli._io import ensure_parent, load_fit
-from twin_uq.cli._options import FitModel, Verbose, check_suffix, existing_file
-
-
-def _require(module: str, name: str):
-    """``module.name``, or a clear error when this install does not have it yet."""
-    import importlib
-
-    mod = importlib.import_module(module)
-    func = getattr(mod, name, None)
-    if func is None:
-        raise CLIError(f"{module}.{name} is not available in this version of twin_uq.")
-    return func
+from twin_uq.cli._io import ensure_parent, load_fit, read_schedule
+from twin_uq.cli._options import (
+    FitModel,
+    Verbose,
+    check_suffix,
+    existing_file,
+    parse_assignments,
+)
 
 
 def write_html(result, path: Path) -> Path:
-    """Write a report object (HTML text, or an object with ``save``/``to_html``) to ``path``."""
+    """Write an object with ``to_html(path)`` (an audit result) as HTML."""
     ensure_parent(path)
-    if isinstance(result, str):
-        path.write_text(result, encoding="utf-8")
-    elif hasattr(result, "save"):
-        result.save(path)
-    elif hasattr(result, "to_html"):
-        path.write_text(result.to_html(), encoding="utf-8")
-    else:
-        raise TypeError(f"Cannot write a {type(result).__name__} as HTML.")
+    result.to_html(path)
     return path
 
 
@@ -46,6 +34,15 @@ def report(
         str | None, typer.Option("--patient", "-p", help="Clinician report of this patient.")
     ] = None,
     cohort: Annotated[bool, typer.Option("--cohort", help="Cohort report (statistician).")] = False,
+    schedule: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--schedule",
+            "-s",
+            help="What-if regimen for a patient report: NAME=schedule.csv (repeatable; NAME=own).",
+        ),
+    ] = None,
+    interval: Annotated[float, typer.Option(help="Central credible interval, in (0, 1).")] = 0.9,
     model: FitModel = None,
     verbose: Verbose = False,
 ) -> None:
@@ -53,16 +50,30 @@ def report(
     check_suffix(out, (".html",))
     if (patient is None) == (not cohort):
         raise CLIError("report needs exactly one of --patient ID or --cohort.")
+    named = parse_assignments(schedule, "--schedule")
+    regimens = {
+        name: (None if str(path) == "own" else read_schedule(Path(str(path))))
+        for name, path in named.items()
+    }
+    if regimens and cohort:
+        raise CLIError("--schedule belongs to a patient report (--patient), not --cohort.")
     post = load_fit(fit_file, model)
+    from twin_uq import report as rep
+
     if cohort:
-        make = _require("twin_uq.report", "cohort")
         with spinner("Writing the cohort report"):
-            write_html(make(post), out)
+            rep.cohort(post, out, interval=interval)
     else:
-        make = _require("twin_uq.report", "patient")
         with spinner(f"Writing the report of patient {patient}"):
-            write_html(make(post, patient), out)
+            rep.patient(post, patient, out, schedules=regimens or None, interval=interval)
     out_console.print(f"Report written to {out}")
+
+
+def _cuts(column: str, text: object) -> list[float]:
+    try:
+        return [float(x) for x in str(text).split(",")]
+    except ValueError:
+        raise CLIError(f"--bins {column}={text}: expected comma-separated numbers.") from None
 
 
 @handle_errors
@@ -75,6 +86,12 @@ def audit(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Write .html (audit report) or .csv (table).")
     ],
+    bins: Annotated[
+        list[str] | None,
+        typer.Option(help='Band edges of a numeric column, e.g. "AGE=0,65,120" (repeatable).'),
+    ] = None,
+    interval: Annotated[float, typer.Option(help="Predictive interval judged, in (0, 1).")] = 0.9,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap and predictive noise.")] = 0,
     holdout: Annotated[
         Path | None,
         typer.Option(help="Held-out later rows (cohort table) for coverage and error per group."),
@@ -90,14 +107,16 @@ def audit(
 
         rows = tq.read_cohort(existing_file(holdout, "Hold-out file"))
     post = load_fit(fit_file, model)
-    run = _require("twin_uq.audit", "audit")
+    from twin_uq.audit import audit as run_audit
+
+    cuts = {k: _cuts(k, v) for k, v in parse_assignments(bins, "--bins").items()}
     with spinner(f"Auditing by {', '.join(by)}"):
-        result = run(post, by=by[0] if len(by) == 1 else by, holdout=rows)
+        result = run_audit(
+            post, by=by, holdout=rows, bins=cuts or None, interval=interval, seed=seed
+        )
     if suffix == ".csv":
-        result.table.to_csv(ensure_parent(out), index=False)
+        result.to_csv(ensure_parent(out))
     else:
         write_html(result, out)
-    summary = getattr(result, "summary", None)
-    if callable(summary):
-        out_console.print(summary(), markup=False)
+    out_console.print(str(result), markup=False)
     out_console.print(f"Audit written to {out}")
