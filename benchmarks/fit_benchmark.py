@@ -1,0 +1,364 @@
+"""Fit benchmark: twin_uq ``tq.fit`` vs the same model hand-written in NumPyro + diffrax.
+
+Problems (cohorts generated once with fixed seeds, saved in ``benchmarks/data/`` as CSV with
+a ``*_truth.json`` of the true population values):
+
+* ``p1_oral_12``, ``p1_oral_100``: one-compartment oral PK, 100 mg single dose, 9 samples
+  per patient over 24 h, weight ~ lognormal(70 kg, 0.2), omega 0.3, combined error.
+* ``b1_bergman_20`` (and ``b1_bergman_100``): Bergman minimal model IVGTT, glucose observed
+  at 10 times (5-180 min), measured insulin as a per-patient signal (first- and
+  second-phase profile of tests/models/test_bergman_minimal.py, between-patient log-SD 0.3
+  of its excursion), proportional error.
+
+Each (problem, tool) runs in its own subprocess (isolated peak memory, ru_maxrss); tools
+alternate problem by problem in one invocation so that both see the same machine load.
+
+* ``twin_uq``: ``tq.fit(model, cohort, chains=2, warmup=W, draws=D)`` twice (seeds 1, 2):
+  the first fit includes compilation, the second reuses it; quality metrics from fit 2.
+* ``handwritten``: ``benchmarks/handwritten_numpyro.py``; compile time estimated by a
+  2+2-iteration run of the same MCMC (NumPyro recompiles per ``MCMC`` object).
+
+Metrics: min bulk-ESS over population (typical, omega) and patient (theta) parameters,
+ESS/s = min ESS / (warm-up + sampling seconds, compile excluded), max R-hat (typical,
+omega, theta), post-warm-up divergences, coverage of the true typical values and omegas by
+90% central intervals, peak RSS.
+
+Run:
+  .venv/bin/python benchmarks/fit_benchmark.py --make-data
+  .venv/bin/python benchmarks/fit_benchmark.py --problems p1_oral_12 p1_oral_100 b1_bergman_20
+  .venv/bin/python benchmarks/fit_benchmark.py --scaling        # twin_uq only, oral
+Results: benchmarks/out/fit_benchmark_*.json and a Markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from importlib import metadata as md
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+OUT = HERE / "out"
+PY = sys.executable
+
+ORAL_TIMES = [0.5, 1, 2, 3, 4, 6, 8, 12, 24]
+BERGMAN_KNOTS = [0, 2, 4, 6, 8, 10, 15, 20, 30, 40, 60, 80, 100, 120, 150, 180]
+BERGMAN_TIMES = [5, 10, 15, 20, 30, 45, 60, 90, 120, 180]
+
+PROBLEMS = {
+    "p1_oral_12": ("oral", 12, 2024),
+    "p1_oral_100": ("oral", 100, 2025),
+    "b1_bergman_20": ("bergman", 20, 3020),
+    "b1_bergman_100": ("bergman", 100, 3100),
+    "p1_oral_10": ("oral", 10, 4010),
+    "p1_oral_1000": ("oral", 1000, 4999),
+    "p1_oral_10000": ("oral", 10000, 5000),
+}
+MODELS = {"oral": "one_compartment_oral", "bergman": "bergman_minimal"}
+
+
+def insulin_profile(t):
+    """µU/mL: first-phase peak ~100 at 0-2 min, second phase, back to Ib = 10 by ~150 min."""
+    t = np.asarray(t, float)
+    return 10.0 + 90.0 * np.exp(-t / 8.0) + 20.0 * (t / 30.0) * np.exp(1.0 - t / 30.0)
+
+
+def make_data(names) -> None:
+    import twin_uq as tq
+
+    DATA.mkdir(exist_ok=True)
+    for name in names:
+        kind, n, seed = PROBLEMS[name]
+        if kind == "oral":
+            design = tq.Design(
+                times=ORAL_TIMES, doses=[tq.Bolus(0.0, 100.0, 1)],
+                covariates={"WT": ("lognormal", 70.0, 0.2)},
+            )  # fmt: skip
+        else:
+            design = tq.Design(
+                times=BERGMAN_TIMES,
+                signals={"insulin": (BERGMAN_KNOTS, insulin_profile(BERGMAN_KNOTS))},
+                signal_scale_sd=0.3,
+            )
+        sim = tq.simulate_cohort(MODELS[kind], n, design, seed=seed)
+        table = sim.table.drop(columns=["sampling"])
+        table.to_csv(DATA / f"{name}.csv", index=False, float_format="%.10g")
+        tr = sim.truth
+        truth = dict(
+            model=MODELS[kind], n_patients=n, seed=seed, typical=tr.typical, omega=tr.omega,
+            sigma_add=tr.sigma_add, sigma_prop=tr.sigma_prop, error=tr.error,
+            theta=tr.theta.to_dict(orient="index"),
+        )  # fmt: skip
+        (DATA / f"{name}_truth.json").write_text(json.dumps(truth, indent=1))
+        print(f"wrote {name}: {n} patients, {int((table['evid'] == 0).sum())} observations")
+
+
+def metrics(typical, omega, theta, diverging, names, truth) -> dict:
+    """Arrays are (chain, draw, ...); theta is (chain, draw, patient, parameter)."""
+    import arviz_stats as azs
+    import xarray as xr
+
+    dims = ("chain", "draw", "parameter")
+    ds = xr.Dataset(
+        {
+            "typical": (dims, typical),
+            "omega": (dims, omega),
+            "theta": (("chain", "draw", "patient", "parameter"), theta),
+        },
+        coords={"parameter": list(names)},
+    )
+    ess = azs.ess(ds, method="bulk")
+    rhat = azs.rhat(ds)
+    cover, total, missed = 0, 0, []
+    for var in ("typical", "omega"):
+        for k, p in enumerate(names):
+            x = ds[var].values[..., k].ravel()
+            lo, hi = np.quantile(x, [0.05, 0.95])
+            ok = lo <= truth[var][p] <= hi
+            cover += int(ok)
+            total += 1
+            if not ok:
+                missed.append(f"{var}[{p}]")
+    return dict(
+        ess_pop_min=float(min(ess["typical"].min(), ess["omega"].min())),
+        ess_patient_min=float(ess["theta"].min()),
+        rhat_max=float(max(float(rhat[v].max()) for v in rhat.data_vars)),
+        divergences=int(np.sum(diverging)),
+        coverage=f"{cover}/{total}",
+        missed=missed,
+    )
+
+
+def worker_twin(name: str, warmup: int, draws: int, method: str) -> dict:
+    import twin_uq as tq
+
+    kind = PROBLEMS[name][0]
+    truth = json.loads((DATA / f"{name}_truth.json").read_text())
+    cohort = tq.read_cohort(DATA / f"{name}.csv")
+    fits, walls = [], []
+    for seed in (1, 2):
+        t0 = time.perf_counter()
+        post = tq.fit(MODELS[kind], cohort, method=method, chains=2, warmup=warmup, draws=draws,
+                      seed=seed, progress=False)  # fmt: skip
+        walls.append(time.perf_counter() - t0)
+        fits.append(post)
+        if method != "nuts":
+            break
+    post = fits[-1]
+    info = json.loads(post.idata.attrs["backend_info"])
+    pos = post.posterior
+    names = list(pos["typical"].parameter.values)
+    theta = pos["theta"].transpose("chain", "draw", "patient", "parameter").values
+    div = post.idata["sample_stats"]["diverging"].values if method == "nuts" else np.zeros(1)
+    m = metrics(pos["typical"].transpose("chain", "draw", "parameter").values,
+                pos["omega"].transpose("chain", "draw", "parameter").values,
+                theta, div, names, truth)  # fmt: skip
+    first_info = json.loads(fits[0].idata.attrs["backend_info"])
+    inner = info["timings"].get("warmup_and_sampling", info["timings"].get("optimisation"))
+    return dict(
+        m,
+        tool="twin_uq",
+        first_fit_s=walls[0],
+        second_fit_s=walls[-1],
+        first_sampler_s=first_info["timings"].get("warmup_and_sampling"),
+        warmup_and_sampling_s=inner,
+        compile_s=walls[0] - walls[-1] if len(walls) > 1 else None,
+        chain_method=info.get("chain_method", method),
+        mean_n_steps=float(post.idata["sample_stats"]["n_steps"].mean()) if method == "nuts" else None,
+        crashes=[],
+    )
+
+
+def worker_hand(name: str, warmup: int, draws: int) -> dict:
+    import handwritten_numpyro as hw
+
+    kind = PROBLEMS[name][0]
+    truth = json.loads((DATA / f"{name}_truth.json").read_text())
+    r = hw.run(kind, DATA / f"{name}.csv", warmup=warmup, draws=draws)
+    m = metrics(r["typical"], r["omega"], r["theta"], r["diverging"], r["names"], truth)
+    t = r["timings"]
+    return dict(
+        m,
+        tool="handwritten NumPyro+diffrax",
+        first_fit_s=t["run_total"] + t["compile_estimate"],
+        second_fit_s=None,
+        warmup_and_sampling_s=t["warmup_and_sampling"],
+        compile_s=t["compile_estimate"],
+        chain_method=r["chain_method"],
+        mean_n_steps=float(np.mean(r["num_steps"])),
+        crashes=r["crashes"],
+    )
+
+
+def versions() -> dict:
+    out = {}
+    for p in ("twin-uq", "jax", "jaxlib", "numpyro", "diffrax", "equinox", "arviz-stats"):
+        try:
+            out[p] = md.version(p)
+        except md.PackageNotFoundError:
+            out[p] = "n/a"
+    out["python"] = platform.python_version()
+    return out
+
+
+def spawn(tool, name, warmup, draws, timeout, method="nuts") -> dict:
+    cmd = [PY, str(Path(__file__)), "--worker", tool, name, "--warmup", str(warmup),
+           "--draws", str(draws), "--method", method]  # fmt: skip
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=HERE)
+    except subprocess.TimeoutExpired:
+        return dict(tool=tool, problem=name, error=f"timed out after {timeout} s")
+    wall = time.perf_counter() - t0
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
+    if p.returncode or not lines:
+        return dict(tool=tool, problem=name, error=f"rc={p.returncode}: {p.stderr[-1500:]}")
+    res = json.loads(lines[-1][7:])
+    res.update(problem=name, process_wall_s=wall, stderr_tail=p.stderr[-800:])
+    return res
+
+
+def fmt(x, f="{:.1f}"):
+    return "–" if x is None else f.format(x)
+
+
+def table(results) -> str:
+    head = ("| problem | tool | chains | first fit s (compile incl.) | compile s | 2nd fit s "
+            "| warm-up+sampling s | min ESS pop | min ESS patient | ESS/s pop | ESS/s patient "
+            "| max R-hat | div. | 90% cover (typ+omega) | peak RSS MiB | crashes |")  # fmt: skip
+    rows = [head, "|" + "---|" * 16]
+    for r in results:
+        if "error" in r:
+            rows.append(f"| {r['problem']} | {r['tool']} | | **{r['error'][:120]}** |" + " |" * 12)
+            continue
+        ws = r["warmup_and_sampling_s"]
+        rows.append(
+            f"| {r['problem']} | {r['tool']} | {r['chain_method']} | {fmt(r['first_fit_s'])} "
+            f"| {fmt(r['compile_s'])} | {fmt(r['second_fit_s'])} | {fmt(ws)} "
+            f"| {r['ess_pop_min']:.0f} | {r['ess_patient_min']:.0f} | {r['ess_pop_min'] / ws:.1f} "
+            f"| {r['ess_patient_min'] / ws:.1f} | {r['rhat_max']:.3f} | {r['divergences']} "
+            f"| {r['coverage']} | {r['peak_rss_mib']:.0f} | {'; '.join(r['crashes']) or 'none'} |"
+        )
+    return "\n".join(rows)
+
+
+# (problem, method, warmup, draws): fewer NUTS iterations for 1000 patients (stated).
+SCALING = (
+    ("p1_oral_10", "nuts", 1000, 1000),
+    ("p1_oral_100", "nuts", 1000, 1000),
+    ("p1_oral_1000", "nuts", 300, 300),
+    ("p1_oral_10000", "svi", 0, 1000),
+)
+
+
+def scaling(timeout: int) -> None:
+    """twin_uq cost vs cohort size on the oral model; plot to benchmarks/fit_scaling.png."""
+    meta = dict(versions=versions(), machine=f"{platform.platform()}, {platform.processor()}",
+                command=" ".join(sys.argv), started=time.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
+    results = []
+    for name, method, warmup, draws in SCALING:
+        if not (DATA / f"{name}.csv").exists():
+            subprocess.run([PY, str(Path(__file__)), "--make-data", "--problems", name], check=True)
+        r = spawn("twin_uq", name, warmup, draws, timeout, method)
+        r.update(n_patients=PROBLEMS[name][1], method=method, warmup=warmup, draws=draws)
+        if "error" not in r and method == "nuts":
+            iters = 2 * (warmup + draws)  # 2 chains in parallel: per-chain iterations
+            r["s_per_iteration"] = r["warmup_and_sampling_s"] / (warmup + draws)
+            r["s_per_gradient"] = r["warmup_and_sampling_s"] / ((warmup + draws) * r["mean_n_steps"])
+            r["iterations_total"] = iters
+        results.append(r)
+        print(json.dumps({k: v for k, v in r.items() if k != "stderr_tail"}, default=str), flush=True)
+        (OUT / "fit_benchmark_scaling.json").write_text(
+            json.dumps(dict(meta=meta, results=results), indent=1, default=str)
+        )
+    plot_scaling(results)
+
+
+def plot_scaling(results) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in results if "error" not in r]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    nuts = [r for r in ok if r["method"] == "nuts"]
+    n = [r["n_patients"] for r in nuts]
+    ax[0].loglog(n, [r["s_per_iteration"] for r in nuts], "o-", label="NUTS s / iteration")
+    ax[0].loglog(n, [r["s_per_gradient"] * 1e3 for r in nuts], "s-", label="NUTS ms / gradient")
+    ref = np.array([min(n), max(n)], float)
+    if nuts:
+        y0 = nuts[0]["s_per_gradient"] * 1e3
+        ax[0].loglog(ref, y0 * ref / ref[0], "k:", label="linear in patients")
+    ax[0].set_xlabel("patients")
+    ax[0].set_title("twin_uq NUTS (warm-up+sampling, compile excluded)")
+    ax[0].legend(fontsize=8)
+    allr = sorted(ok, key=lambda r: r["n_patients"])
+    ax[1].loglog([r["n_patients"] for r in allr], [r["first_fit_s"] for r in allr], "o-",
+                 label="first fit wall s (compile incl.)")  # fmt: skip
+    for r in allr:
+        ax[1].annotate(f"{r['method']} {r['warmup']}+{r['draws']}",
+                       (r["n_patients"], r["first_fit_s"]), fontsize=7)  # fmt: skip
+    ax[1].set_xlabel("patients")
+    ax[1].set_title("wall time per fit (2 shared cores)")
+    ax[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(HERE / "fit_scaling.png", dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--make-data", action="store_true")
+    ap.add_argument("--worker", nargs=2)
+    ap.add_argument("--problems", nargs="*", default=["p1_oral_12", "p1_oral_100", "b1_bergman_20"])
+    ap.add_argument("--tools", nargs="*", default=["twin_uq", "handwritten"])
+    ap.add_argument("--warmup", type=int, default=1000)
+    ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument("--method", default="nuts")
+    ap.add_argument("--timeout", type=int, default=900)
+    ap.add_argument("--tag", default="main")
+    ap.add_argument("--scaling", action="store_true")
+    a = ap.parse_args()
+    if a.make_data:
+        make_data(a.problems)
+        return
+    if a.worker:
+        tool, name = a.worker
+        if tool == "twin_uq":
+            res = worker_twin(name, a.warmup, a.draws, a.method)
+        else:
+            sys.path.insert(0, str(HERE))
+            res = worker_hand(name, a.warmup, a.draws)
+        res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        res["settings"] = dict(chains=2, warmup=a.warmup, draws=a.draws, method=a.method)
+        print("RESULT " + json.dumps(res, default=str), flush=True)
+        return
+    OUT.mkdir(exist_ok=True)
+    if a.scaling:
+        scaling(a.timeout)
+        return
+    results = []
+    meta = dict(versions=versions(), machine=f"{platform.platform()}, {platform.processor()}",
+                command=" ".join(sys.argv), started=time.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
+    for name in a.problems:  # interleaved: both tools on one problem, then the next
+        for tool in a.tools:
+            r = spawn(tool, name, a.warmup, a.draws, a.timeout, a.method)
+            results.append(r)
+            print(json.dumps({k: v for k, v in r.items() if k != "stderr_tail"}, default=str),
+                  flush=True)  # fmt: skip
+            (OUT / f"fit_benchmark_{a.tag}.json").write_text(
+                json.dumps(dict(meta=meta, results=results), indent=1, default=str)
+            )
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
