@@ -129,6 +129,7 @@ def test_patient_and_cohort_reports(cli, fit_file, tmp_path, oral_fit, schedules
     assert cohort.read_text().lstrip().lower().startswith("<!doctype html")
 
 
+@pytest.mark.slow  # compiles the conditional sampler: ~90 s on 2 busy cores
 def test_update_writes_the_twin_draws(cli, fit_file, tmp_path, oral_fit):
     pid = oral_fit.patient_ids[0]
     new = tmp_path / "new.csv"

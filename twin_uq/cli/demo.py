@@ -184,7 +184,7 @@ def run_demo(
     run.notes["chosen"] = chosen
     timed("Building twins and predicting", step_twins, run, post, chosen)
     timed("Writing reports", step_reports, run, post, chosen)
-    timed("Auditing fairness by sampling density", step_audit, run, post)
+    timed("Auditing fairness by sampling and age band", step_audit, run, post)
     return run
 
 

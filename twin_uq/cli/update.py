@@ -87,6 +87,7 @@ def update(
     )
     err_console.print(
         "note: the update changes one patient's twin, not the cohort fit; the file holds that "
-        "twin's posterior draws (open with xarray), not a fit that predict/trust can read."
+        "twin's posterior draws (open with xarray), not a fit that predict/trust can read.",
+        soft_wrap=True,
     )
     out_console.print(f"Updated twin written to {out}")
