@@ -1,0 +1,211 @@
+"""Code that runs on Dask workers: one batch of patients' conditional posteriors.
+
+Payloads and results are plain dicts of numpy arrays / DataFrames so a worker needs only
+the installed package. Everything JAX is imported inside the task, and the samplers are
+the compiled functions of :mod:`twin_uq.twin.update` (one compilation per worker process
+and array shapes, reused for every patient of every batch the worker gets).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+#: Chaos-testing hook: if this environment variable names an existing file on a worker,
+#: the first batch that sees it deletes it and kills its worker process (``os._exit``),
+#: so tests can check that a lost worker still yields a complete result.
+FAULT_ENV = "TWIN_UQ_DISTRIBUTED_FAULT_MARKER"
+
+
+def _maybe_die() -> None:
+    marker = os.environ.get(FAULT_ENV)
+    if marker and os.path.exists(marker):
+        try:
+            os.remove(marker)
+        except FileNotFoundError:  # another worker got there first
+            return
+        os._exit(17)
+
+
+def resolve_model(ref: Any):
+    """A model from a built-in name or a (pickled) Model object."""
+    from twin_uq.model.load import load_model
+
+    return load_model(ref)
+
+
+def fixed_arrays(model, obs: dict[str, np.ndarray], schedule, covariates: np.ndarray, n: int):
+    """One patient's observation arrays padded to exactly ``n`` (one compiled shape).
+
+    Thin adapter over :func:`twin_uq.twin.update.patient_arrays`, which pads to a bucket
+    of the patient's own length; here every patient of a cohort shares one length.
+    """
+    import jax.numpy as jnp
+
+    from twin_uq.data import CohortArrays
+
+    k = int(obs["time"].size)
+    last = float(obs["time"][-1]) if k else 0.0
+
+    def pad(x, fill, dtype):
+        out = np.full(n, fill, dtype=dtype)
+        out[:k] = x
+        return jnp.asarray(out)
+
+    return CohortArrays(
+        obs_time=pad(obs["time"], last, np.float64),
+        obs_value=pad(obs["value"], 0.0, np.float64),
+        obs_output=pad(obs["output"], 0, np.int32),
+        obs_mask=pad(np.ones(k, bool), False, bool),
+        obs_censored=pad(obs["censored"], False, bool),
+        obs_lloq=pad(obs["lloq"], -np.inf, np.float64),
+        schedule=schedule,
+        covariates=jnp.asarray(covariates, dtype=jnp.float64),
+        ids=(),
+        output_names=model.output_names,
+        covariate_names=tuple(model.covariates),
+    )
+
+
+def batch_inputs(model, table, n_obs: int):
+    """Per-patient observations, schedules (padded to common sizes) and covariates."""
+    from twin_uq.data import read_cohort
+    from twin_uq.twin.engine import bucket_schedule
+
+    cohort = read_cohort(table)
+    arrays = cohort.for_model(model)
+    mask = np.asarray(arrays.obs_mask)
+    scheds = [bucket_schedule(cohort.schedule(p, signals=model.signals)) for p in cohort.ids]
+    nb = max(s.n_bolus for s in scheds)
+    ni = max(s.n_infusion for s in scheds)
+    nk = max(s.n_knots for s in scheds)
+    out = {}
+    for j, pid in enumerate(cohort.ids):
+        m = mask[j]
+        obs = {
+            "time": np.asarray(arrays.obs_time[j])[m],
+            "value": np.asarray(arrays.obs_value[j])[m],
+            "output": np.asarray(arrays.obs_output[j])[m],
+            "censored": np.asarray(arrays.obs_censored[j])[m],
+            "lloq": np.asarray(arrays.obs_lloq[j])[m],
+        }
+        sched = scheds[j].pad(nb, ni, nk)
+        cov = np.asarray(arrays.covariates[j])
+        out[pid] = (obs, fixed_arrays(model, obs, sched, cov, n_obs))
+    return out
+
+
+def _derive_fn():
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+
+    from twin_uq.inference.likelihood import patient_predictions
+    from twin_uq.inference.residual import observation_loglik, residual_sd
+
+    @functools.partial(jax.jit, static_argnums=(0, 1))
+    def derive(model, settings, theta, arr, error_code, add, prop, nu, key):
+        """f, per-observation log-likelihood, a noisy replicate and solver status per draw."""
+
+        def one(th, a, b, v, k):
+            f, ok = patient_predictions(
+                model, settings, th, arr.covariates, arr.schedule, arr.obs_time, arr.obs_output
+            )
+            code = error_code[arr.obs_output]
+            aa, bb = a[arr.obs_output], b[arr.obs_output]
+            ll = observation_loglik(
+                code, arr.obs_value, f, aa, bb, v, arr.obs_censored, arr.obs_lloq
+            )
+            ll = jnp.where(arr.obs_mask, ll, 0.0)
+            ll = jnp.where(ok, ll, -jnp.inf)
+            sd = residual_sd(code, f, aa, bb)
+            k1, k2 = jax.random.split(k)
+            noise = jnp.where(
+                code == 4, jax.random.t(k2, v, f.shape), jax.random.normal(k1, f.shape)
+            ) * sd
+            y = jnp.where(code == 3, jnp.maximum(f, 1e-12) * jnp.exp(noise), f + noise)
+            y = jnp.where(arr.obs_mask, y, jnp.nan)
+            return f, ll, y, ok
+
+        keys = jax.random.split(key, theta.shape[0])
+        return jax.vmap(one)(theta, add, prop, nu, keys)
+
+    return derive
+
+
+_DERIVE = None
+
+
+def conditional_batch(payload: dict[str, Any]) -> dict[str, Any]:
+    """Conditional posteriors of one batch of patients given the population draws.
+
+    Payload keys: ``model`` (name or Model), ``settings`` (SolverSettings), ``table``
+    (the batch's rows), ``ids``, ``mean`` (B, S, K) population mean of log theta per
+    patient and draw, ``chol`` (S, K, K), ``add``/``prop`` (S, O), ``nu`` (S,),
+    ``error_code`` (O,), ``n_obs``, ``seeds`` (B,), ``chains``, ``warmup``, ``draws``.
+
+    Returns per patient (leading axis B): ``theta`` (C, D, K), ``draw_index`` (C*D,)
+    into the S population draws, ``f``/``loglik``/``y_rep`` (C*D, N), ``ok`` (C*D,),
+    and ``r_hat``, ``ess_bulk``, ``divergences``, ``seconds``; plus the worker's pid.
+    """
+    global _DERIVE
+    _maybe_die()
+    import jax
+    import jax.numpy as jnp
+
+    import twin_uq  # noqa: F401  (float64 and host devices, as on the client)
+    from twin_uq.twin.update import UpdateData, run_update
+
+    t_start = time.perf_counter()
+    if _DERIVE is None:
+        _DERIVE = _derive_fn()
+    model = resolve_model(payload["model"])
+    settings = payload["settings"]
+    chains, warmup, draws = payload["chains"], payload["warmup"], payload["draws"]
+    chol = np.asarray(payload["chol"])
+    chol_inv = jnp.asarray(np.linalg.inv(chol))
+    logdet = jnp.asarray(np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1))
+    add, prop, nu = (np.asarray(payload[k]) for k in ("add", "prop", "nu"))
+    error_code = jnp.asarray(payload["error_code"])
+    inputs = batch_inputs(model, payload["table"], payload["n_obs"])
+    res: dict[str, list] = {k: [] for k in (
+        "theta", "draw_index", "f", "loglik", "y_rep", "ok",
+        "r_hat", "ess_bulk", "divergences", "seconds",
+    )}  # fmt: skip
+    for j, pid in enumerate(payload["ids"]):
+        _, arr = inputs[pid]
+        mean = np.asarray(payload["mean"][j])
+        data = UpdateData(
+            arrays=arr, error_code=error_code, mean=jnp.asarray(mean), chol_inv=chol_inv,
+            logdet=logdet, add=jnp.asarray(add), prop=jnp.asarray(prop), nu=jnp.asarray(nu),
+        )  # fmt: skip
+        seed = int(payload["seeds"][j])
+        up = run_update(
+            model, settings, data, mean.mean(axis=0),
+            chains=chains, warmup=warmup, draws=draws, seed=seed,
+        )  # fmt: skip
+        s = up.draw_index
+        f, ll, y, ok = _DERIVE(
+            model, settings, jnp.asarray(up.theta), arr, error_code,
+            jnp.asarray(add[s]), jnp.asarray(prop[s]), jnp.asarray(nu[s]),
+            jax.random.key(seed + 1),
+        )  # fmt: skip
+        res["theta"].append(up.theta.reshape(chains, draws, -1))
+        res["draw_index"].append(s)
+        res["f"].append(np.asarray(f))
+        res["loglik"].append(np.asarray(ll))
+        res["y_rep"].append(np.asarray(y))
+        res["ok"].append(np.asarray(ok))
+        res["r_hat"].append(up.r_hat)
+        res["ess_bulk"].append(up.ess_bulk)
+        res["divergences"].append(up.divergences)
+        res["seconds"].append(up.seconds)
+    out: dict[str, Any] = {k: np.asarray(v) for k, v in res.items()}
+    out["ids"] = list(payload["ids"])
+    out["pid"] = os.getpid()
+    out["seconds_total"] = time.perf_counter() - t_start
+    return out
