@@ -8,7 +8,7 @@ def approximate_fit(request, oral_sim):
     import twin_uq as tq
 
     return tq.fit(
-        "one_compartment_oral", oral_sim.cohort, method=request.param, draws=1000, svi_steps=3000,
+        "one_compartment_oral", oral_sim.cohort, method=request.param, draws=1000, svi_steps=2000,
         learning_rate=0.02, seed=3, progress=False,
     )
 

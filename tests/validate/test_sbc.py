@@ -19,11 +19,11 @@ def _check_uniform(result, alpha):
 
 def test_fast_sbc_one_compartment_iv():
     result = run_sbc(
-        "one_compartment_iv", DESIGN, n_patients=6, n_replicates=24, seed=1,
-        n_rank_draws=49, fit_kwargs={"chains": 1, "warmup": 250, "draws": 250},
+        "one_compartment_iv", DESIGN, n_patients=6, n_replicates=20, seed=1,
+        n_rank_draws=49, fit_kwargs={"chains": 1, "warmup": 200, "draws": 200},
     )
     assert not result.failed, result.failed
-    assert len(result.ranks) == 24
+    assert len(result.ranks) == 20
     _check_uniform(result, alpha=0.01)
     # Ranks are not degenerate (a sampler stuck at its initial value gives 0 or max).
     assert result.ranks.to_numpy().std() > 5
@@ -47,7 +47,7 @@ def test_uniformity_detects_miscalibration():
     from twin_uq.validate.sbc import SBCResult
 
     rng = np.random.default_rng(0)
-    ranks = pd.DataFrame({"q": np.minimum(49, rng.integers(40, 50, 24))})
+    ranks = pd.DataFrame({"q": np.minimum(49, rng.integers(40, 50, 20))})
     table = SBCResult(ranks, 49, ()).uniformity(bins=4)
     assert table.loc["q", "p_value"] < 1e-4
     assert stats.chisquare([6, 6, 6, 6]).pvalue == pytest.approx(1.0)

@@ -67,9 +67,7 @@ def derive_draw_quantities(
     """
     chains, draws = next(iter(samples.values())).shape[:2]
     total = chains * draws
-    # Pad to a whole number of batches: lax.map compiles its body a second time for a
-    # remainder batch, which doubled the compile time of this step.
-    batch_size = min(batch_size, total)
+    # Pad to a whole number of batches so that every call has the same shape.
     padded = -(-total // batch_size) * batch_size
 
     def flatten(v):
@@ -78,7 +76,13 @@ def derive_draw_quantities(
 
     flat = {k: flatten(v) for k, v in samples.items()}
     keys = jax.random.split(key, padded)
-    out = _derive_all(structure, batch_size, flat, keys, data)
+    # One compiled batch function, called batch by batch: its shape does not depend on the
+    # number of chains or draws, so NUTS, SVI and Laplace fits of any length share it.
+    batches = [
+        _derive_batch(structure, {k: v[i : i + batch_size] for k, v in flat.items()}, keys[i : i + batch_size], data)
+        for i in range(0, padded, batch_size)
+    ]
+    out = [np.concatenate([np.asarray(b[j]) for b in batches]) for j in range(len(batches[0]))]
     names = ("theta", "eta", "loglik_obs", "y_rep", "f", "solver_ok")
     result = DrawQuantities()
     for name, value in zip(names, out, strict=True):
@@ -87,8 +91,8 @@ def derive_draw_quantities(
     return result
 
 
-@partial(jax.jit, static_argnums=(0, 1))
-def _derive_all(structure: ProgramStructure, batch_size: int, flat: dict, keys: jax.Array, data: FitData):
+@partial(jax.jit, static_argnums=(0,))
+def _derive_batch(structure: ProgramStructure, flat: dict, keys: jax.Array, data: FitData):
     # Jitted with the structure static so that later fits of the same shapes reuse it.
     model, settings = structure.model, structure.settings
     n_out = data.error_code.shape[0]
@@ -115,7 +119,7 @@ def _derive_all(structure: ProgramStructure, batch_size: int, flat: dict, keys: 
         y_rep = _replicate(k, data, f, residual)
         return theta, eta, ll, y_rep, f, ok
 
-    return jax.lax.map(one, (flat, keys), batch_size=batch_size)
+    return jax.vmap(one)((flat, keys))
 
 
 def _replicate(key: jax.Array, data: FitData, f: jax.Array, residual: ResidualParams) -> jax.Array:
