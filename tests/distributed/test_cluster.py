@@ -1,0 +1,52 @@
+"""Fast checks of the cluster plumbing on a real LocalCluster (2 worker processes)."""
+
+import os
+
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from twin_uq.distributed import IncompleteResultError, get_client, map_replicates  # noqa: E402
+from twin_uq.distributed.twostage import check_complete  # noqa: E402
+
+
+def _square_or_fail(x):
+    if x == 3:
+        raise ValueError("replicate 3 is bad")
+    return x * x, os.getpid()
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+def test_map_replicates_keeps_order_reports_failures_and_uses_both_workers(client):
+    results, failed = map_replicates(_square_or_fail, list(range(8)), cluster=client, retries=1)
+    assert [r[0] if r else None for r in results] == [0, 1, 4, None, 16, 25, 36, 49]
+    assert list(failed) == [3] and "replicate 3 is bad" in failed[3]
+    assert len({r[1] for r in results if r}) == 2  # work really ran in two processes
+
+
+def test_get_client_accepts_address_and_client_and_rejects_other_things(client):
+    with get_client(client) as c:
+        assert c is client
+    with get_client(client.scheduler.address) as c:
+        assert len(c.scheduler_info()["workers"]) == 2
+    assert client.status == "running"  # a passed-in client is not closed
+    with pytest.raises(TypeError, match="scheduler address"), get_client(42):
+        pass
+
+
+def test_check_complete_names_missing_and_duplicated_patients():
+    ids = ["A", "B", "C", "D"]
+    batches = [[0, 1], [2, 3]]
+    check_complete(ids, {0: {"ids": ["A", "B"]}, 1: {"ids": ["C", "D"]}}, {}, batches)
+    with pytest.raises(IncompleteResultError, match="2 of 4 patients missing") as err:
+        check_complete(ids, {0: {"ids": ["A", "B"]}}, {1: "KilledWorker: x"}, batches)
+    assert err.value.missing == ["C", "D"] and err.value.failures["C"] == "KilledWorker: x"
+    with pytest.raises(IncompleteResultError, match="more than once"):
+        check_complete(ids, {0: {"ids": ["A", "B"]}, 1: {"ids": ["C", "D", "A"]}}, {}, batches)
