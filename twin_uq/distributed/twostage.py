@@ -402,3 +402,23 @@ def _assemble(model, cohort, prepared, stage1, flat, keep, done, failed, batches
     from twin_uq.inference.posterior import CohortPosterior
 
     return CohortPosterior(idata=tree, model=model, cohort=cohort, prepared=prepared)
+
+
+def fit_from_fit_args(args: Mapping[str, Any]):
+    """:func:`twin_uq.fit` with ``cluster=...``: the arguments of ``fit`` as a mapping.
+
+    The population model and ``chains/warmup/draws`` configure stage 1 on a subsample of
+    200 patients; stage 2 uses :func:`fit_two_stage`'s defaults.
+    """
+    a = dict(args)
+    if a.get("backend", "numpyro") != "numpyro":
+        raise ValueError("cluster= supports backend='numpyro' only.")
+    stage1 = {k: a[k] for k in (
+        "chains", "warmup", "draws", "covariate_effects", "correlation", "centering", "error",
+        "priors", "solver", "target_accept", "max_tree_depth", "dense_mass", "svi_steps",
+        "learning_rate", "guide",
+    ) if k in a}  # fmt: skip
+    return fit_two_stage(
+        a["model"], a["cohort"], population_method=a.get("method", "nuts"),
+        population_kwargs=stage1, cluster=a["cluster"], seed=a.get("seed", 0),
+    )  # fmt: skip

@@ -14,6 +14,7 @@ import jax
 import pandas as pd
 
 from twin_uq.data import Cohort, read_cohort
+from twin_uq.distributed.twostage import fit_from_fit_args
 from twin_uq.inference.backends import BackendResult, run_laplace, run_nuts, run_svi
 from twin_uq.inference.idata import build_idata
 from twin_uq.inference.numpyro_model import cohort_program
@@ -81,6 +82,7 @@ def fit(
     progress: bool | None = None,
     backend: str = "numpyro",
     sampler: str = "pymc",
+    cluster: object = None,
 ) -> CohortPosterior:
     """Fit a hierarchical Bayesian model to every patient of a cohort at once.
 
@@ -119,6 +121,8 @@ def fit(
     -------
     CohortPosterior
     """
+    if cluster is not None:  # two-stage fit on Dask workers (twin_uq.distributed)
+        return fit_from_fit_args(locals())
     settings = FitSettings(
         method=method,
         chains=chains,
