@@ -88,7 +88,13 @@ def main() -> None:
     pred = _timed(lambda: twin.predict(grid, seed=3), max(args.repeats, 20))
 
     rows = [
-        ("update (20 obs, 4x(300+250) NUTS)", update_first, statistics.median(upd), min(upd), 2.0),
+        (
+            f"update (20 obs, {rec.method}, {rec.n_draws} draws)",
+            update_first,
+            statistics.median(upd),
+            min(upd),
+            2.0,
+        ),
         (
             f"predict (100 times x {twin.n_draws} draws)",
             predict_first,
@@ -102,7 +108,8 @@ def main() -> None:
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
         f"cohort fit ({'loaded' if args.fit and Path(args.fit).exists() else 'fitted'}) {fit_s:.1f} s.",
-        f"Patient {pid} of a 16-patient one_compartment_oral NUTS fit (2 x 400 draws).",
+        f"Patient {pid} of a 16-patient one_compartment_oral NUTS fit "
+        f"({post.posterior.sizes['chain']} x {post.posterior.sizes['draw']} draws).",
         "Median and minimum over repeats after the first (compiling) call.",
         "",
         "| operation | first call (s) | median (s) | min (s) | goal (s) | met |",
@@ -112,10 +119,15 @@ def main() -> None:
         lines.append(
             f"| {name} | {first:.2f} | {med:.3f} | {mn:.3f} | < {goal:g} | {'yes' if med < goal else 'no'} |"
         )
+    nrec = twin.update(new, seed=5, method="nuts").history[-1]  # compiles
+    nuts = _timed(lambda: twin.update(new, seed=4, method="nuts"), 2)
+    lines.append(
+        f"| update, NUTS forced (4 x (200 + 250)) | - | {statistics.median(nuts):.3f} | {min(nuts):.3f} | < 2 | {'yes' if statistics.median(nuts) < 2 else 'no'} |"
+    )
     lines += [
         "",
-        f"Update diagnostics: max R-hat {rec.r_hat:.3f}, min bulk ESS {rec.ess_bulk:.0f}, "
-        f"divergences {rec.divergences}, {rec.n_draws} draws.",
+        f"NUTS update diagnostics: max R-hat {nrec.r_hat:.3f}, min bulk ESS {nrec.ess_bulk:.0f}, divergences {nrec.divergences}.",
+        f"Importance-sampling update: Pareto k-hat {rec.pareto_k:.2f}, ESS {rec.ess_bulk:.0f} of 2048 proposals.",
         "",
         f"Load average during the run: {os.getloadavg()[0]:.1f} (other work on the machine slows every number).",
     ]

@@ -24,11 +24,14 @@ from twin_uq.simulate.schedule import Schedule
 
 __all__ = ["bucket_schedule", "predict_draws", "trace_count"]
 
-_TRACES: dict[str, int] = {"predict": 0, "update": 0}
+_TRACES: dict[str, int] = {"predict": 0, "update": 0, "importance": 0}
 
 
 def trace_count(name: str = "predict") -> int:
-    """How many times the compiled function ``name`` (``predict``, ``update``) was traced."""
+    """How many times the compiled function ``name`` was traced.
+
+    Names: ``predict``, ``update`` (NUTS), ``importance`` (importance sampling).
+    """
     return _TRACES[name]
 
 

@@ -21,10 +21,17 @@ __all__ = [
 
 
 def beta_interval(k: float, n: int, interval: float) -> tuple[float, float]:
-    """Central interval of the Jeffreys Beta(k + 1/2, n - k + 1/2) posterior of a proportion."""
+    """Jeffreys interval: central interval of Beta(k + 1/2, n - k + 1/2).
+
+    With the usual boundary modification (Brown, Cai & DasGupta 2001): the lower limit is
+    0 when ``k = 0`` and the upper limit 1 when ``k = n``, so the interval always contains
+    the observed proportion.
+    """
     a = (1 - interval) / 2
     dist = st.beta(k + 0.5, n - k + 0.5)
-    return float(dist.ppf(a)), float(dist.ppf(1 - a))
+    lo = 0.0 if k <= 0 else float(dist.ppf(a))
+    hi = 1.0 if k >= n else float(dist.ppf(1 - a))
+    return lo, hi
 
 
 def _pct(p: float) -> str:
@@ -165,9 +172,13 @@ class UpdateRecord:
     rows_added
         Observations added.
     method
-        ``"nuts-conditional"``: NUTS on the patient's parameters given the population posterior.
+        ``"importance"`` (PSIS-checked importance sampling) or ``"nuts-conditional"`` (NUTS
+        on the patient's parameters), both given the population posterior.
     r_hat, ess_bulk, divergences
-        Diagnostics of the update's sampler (worst over parameters).
+        Diagnostics of the update's sampler (worst over parameters; for importance
+        sampling ``r_hat`` is NaN and ``ess_bulk`` is the importance-sampling ESS).
+    pareto_k
+        PSIS k-hat of importance sampling (NaN for NUTS); reliable below 0.7.
     seconds
         Wall time of the sampling.
     """
@@ -180,8 +191,11 @@ class UpdateRecord:
     divergences: int
     n_draws: int
     seconds: float
+    pareto_k: float = float("nan")
 
     @property
     def converged(self) -> bool:
-        """R-hat < 1.01, bulk ESS >= 400 and no divergences."""
+        """NUTS: R-hat < 1.01, bulk ESS >= 400, no divergences; importance: k-hat < 0.7, ESS >= 400."""
+        if self.method == "importance":
+            return bool(self.pareto_k < 0.7 and self.ess_bulk >= 400)
         return bool(self.r_hat < 1.01 and self.ess_bulk >= 400 and self.divergences == 0)

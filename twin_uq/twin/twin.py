@@ -26,7 +26,7 @@ from twin_uq.data import Cohort, read_cohort
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal
 from twin_uq.twin.criteria import Criterion, Event, event_grid
-from twin_uq.twin.engine import bucket_schedule, predict_draws
+from twin_uq.twin.engine import _bucket, bucket_schedule, predict_draws
 from twin_uq.twin.population import (
     PopulationDraws,
     _frozen,
@@ -41,7 +41,7 @@ from twin_uq.twin.results import (
     WhatIfResult,
     beta_interval,
 )
-from twin_uq.twin.update import UpdateData, patient_arrays, run_update
+from twin_uq.twin.update import UpdateData, patient_arrays, run_importance, run_update
 
 if TYPE_CHECKING:
     from twin_uq.inference.posterior import CohortPosterior
@@ -273,20 +273,25 @@ class PosteriorTwin:
     def _simulate(
         self, times: np.ndarray, schedule: Schedule, idx: np.ndarray, seed: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # Pad times and draws to power-of-two sizes (repeating the last one) so that a few
+        # compiled shapes serve every request; the padding is sliced off again.
+        T, D = times.size, idx.size
+        t_pad = np.concatenate([times, np.full(_bucket(T, 16) - T, times[-1])])
+        i_pad = np.concatenate([idx, np.full(_bucket(D, 16) - D, idx[-1])])
         f, y, ok = predict_draws(
             self.model,
             self.settings,
-            jnp.asarray(self.theta[idx]),
+            jnp.asarray(self.theta[i_pad]),
             jnp.asarray(self.covariates),
             schedule,
-            jnp.asarray(times),
+            jnp.asarray(t_pad),
             jnp.asarray(self.error_code),
-            jnp.asarray(self.add[idx]),
-            jnp.asarray(self.prop[idx]),
-            jnp.asarray(self.nu[idx]),
+            jnp.asarray(self.add[i_pad]),
+            jnp.asarray(self.prop[i_pad]),
+            jnp.asarray(self.nu[i_pad]),
             jax.random.key(seed),
         )
-        return np.asarray(f), np.asarray(y), np.asarray(ok)
+        return np.asarray(f)[:D, :T], np.asarray(y)[:D, :T], np.asarray(ok)[:D]
 
     def predict(
         self,
@@ -631,6 +636,7 @@ class PosteriorTwin:
         warmup: int = 200,
         draws: int = 250,
         population_draws: int = 256,
+        method: str = "auto",
         seed: int = 0,
     ) -> PosteriorTwin:
         """Condition on new observations of this patient; returns a new twin.
@@ -646,6 +652,10 @@ class PosteriorTwin:
             patient), or a :class:`Cohort` holding only this patient. Doses are allowed too.
         chains, warmup, draws, seed
             NUTS settings (chains run vectorised; ``chains x draws`` draws are kept).
+        method
+            ``"auto"`` (default): importance sampling from a proposal built on the current
+            posterior, accepted when its Pareto k-hat < 0.7 and its effective sample size
+            >= 400, otherwise NUTS; ``"nuts"``; ``"importance"`` (error when unreliable).
         population_draws
             How many population posterior draws (evenly thinned) represent the population
             prior; the update's cost grows linearly with it.
@@ -687,28 +697,48 @@ class PosteriorTwin:
             prop=jnp.asarray(pop.prop[keep]),
             nu=jnp.asarray(pop.nu[keep]),
         )
-        init = np.log(np.median(self.theta, axis=0))
-        res = run_update(
-            self.model,
-            self.settings,
-            data,
-            init,
-            chains=chains,
-            warmup=warmup,
-            draws=draws,
-            seed=seed,
-        )
+        if method not in ("auto", "nuts", "importance"):
+            raise ValueError(f"method must be 'auto', 'nuts' or 'importance', got {method!r}.")
+        log_theta = np.log(self.theta)
+        res = None
+        if method in ("auto", "importance"):
+            res = run_importance(
+                self.model,
+                self.settings,
+                data,
+                log_theta.mean(axis=0),
+                np.cov(log_theta, rowvar=False),
+                draws=chains * draws,
+                seed=seed,
+            )
+            if res is None and method == "importance":
+                raise RuntimeError(
+                    f"Patient {self.patient_id}: importance sampling is unreliable for these "
+                    "data (Pareto k-hat >= 0.7 or too few effective draws); use method='nuts'."
+                )
+        if res is None:
+            res = run_update(
+                self.model,
+                self.settings,
+                data,
+                np.median(log_theta, axis=0),
+                chains=chains,
+                warmup=warmup,
+                draws=draws,
+                seed=seed,
+            )
         s = keep[res.draw_index]
         n_added = int(np.asarray(arrays.obs_mask).sum()) - len(self.observations)
         record = UpdateRecord(
             time=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             rows_added=n_added,
-            method="nuts-conditional",
+            method=res.method,
             r_hat=res.r_hat,
             ess_bulk=res.ess_bulk,
             divergences=res.divergences,
             n_draws=int(res.theta.shape[0]),
             seconds=res.seconds,
+            pareto_k=res.pareto_k,
         )
         return replace(
             self,
