@@ -57,8 +57,6 @@ class PopulationModel:
     priors
         Overrides: ``{"mu.CL": (mean_log, sd_log), "omega.CL": scale, "sigma_add.conc":
         scale, "sigma_prop.conc": scale, "beta.CL.AGE": sd, "nu": (shape, rate)}``.
-    estimate_bsv
-        Parameters with between-patient variability (default: all).
     """
 
     model: Model
