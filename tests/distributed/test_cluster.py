@@ -50,3 +50,18 @@ def test_check_complete_names_missing_and_duplicated_patients():
     assert err.value.missing == ["C", "D"] and err.value.failures["C"] == "KilledWorker: x"
     with pytest.raises(IncompleteResultError, match="more than once"):
         check_complete(ids, {0: {"ids": ["A", "B"]}, 1: {"ids": ["C", "D", "A"]}}, {}, batches)
+
+
+def test_update_many_refuses_unknown_patients_and_rows_without_ids():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from twin_uq.distributed import update_many
+
+    post = SimpleNamespace(patient_ids=("P01", "P02"))
+    rows = pd.DataFrame({"id": ["P01", "P99"], "time": [30.0, 30.0], "dv": [0.1, 0.2]})
+    with pytest.raises(KeyError, match="P99"):
+        update_many(post, rows, cluster="tcp://never-contacted:1")
+    with pytest.raises(ValueError, match="'id' column"):
+        update_many(post, rows.drop(columns="id"), cluster="tcp://never-contacted:1")

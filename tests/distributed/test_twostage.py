@@ -8,6 +8,7 @@ Worker compilation takes minutes on 2 shared cores, so the module is marked slow
 """
 
 import numpy as np
+import pandas as pd
 import pytest
 
 distributed = pytest.importorskip("distributed")
@@ -117,3 +118,14 @@ def test_killed_worker_still_gives_the_complete_identical_result(two_stage, oral
     np.testing.assert_allclose(
         post.posterior["theta"].values, two_stage.posterior["theta"].values, rtol=1e-10
     )
+
+
+def test_update_many_updates_each_patient_once(oral_fit, client):
+    from twin_uq.distributed import update_many
+
+    rows = pd.DataFrame({"id": ["P02", "P05"], "time": [30.0, 30.0], "dv": [0.05, 0.08]})
+    out = update_many(oral_fit, rows, cluster=client, chains=2, warmup=100, draws=100, seed=1)
+    assert sorted(out) == ["P02", "P05"]
+    for res in out.values():
+        assert res["theta"].ndim == 2 and res["theta"].shape[1] == 3
+        assert np.isfinite(res["theta"]).all()
