@@ -71,7 +71,7 @@ def main() -> None:
     cache = {"JAX_COMPILATION_CACHE_DIR": str(Path(args.out).parent / "jax-cache")}
     for n in (1, 2):
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                          dashboard_address=None, env=cache) as cl, Client(cl) as client:  # fmt: skip
+                          dashboard_address=":0", env=cache) as cl, Client(cl) as client:  # fmt: skip
             _, first = _stage2(client, sim.cohort, ref)
             post, steady = _stage2(client, sim.cohort, ref)
             results["throughput"][n] = {

@@ -37,7 +37,7 @@ def client(tmp_path_factory, marker):
         "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax-cache")),
     }
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, env=env
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", env=env
     ) as cluster, distributed.Client(cluster) as c:
         yield c
 

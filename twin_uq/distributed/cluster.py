@@ -39,7 +39,7 @@ def get_client(cluster: Any = None, *, n_workers: int = 2) -> Iterator[Any]:
         return
     if cluster is None:
         local = LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
         )
         client = Client(local)
         try:
