@@ -706,8 +706,7 @@ class PosteriorTwin:
                 self.model,
                 self.settings,
                 data,
-                log_theta.mean(axis=0),
-                np.cov(log_theta, rowvar=False),
+                np.median(log_theta, axis=0),
                 draws=chains * draws,
                 seed=seed,
             )

@@ -328,7 +328,6 @@ def run_importance(
     settings: SolverSettings,
     data: UpdateData,
     loc: np.ndarray,
-    cov: np.ndarray,
     *,
     draws: int,
     proposals: int = 2048,
