@@ -633,7 +633,7 @@ class PosteriorTwin:
         new_rows: pd.DataFrame | Cohort,
         *,
         chains: int = 4,
-        warmup: int = 200,
+        warmup: int = 400,
         draws: int = 250,
         population_draws: int = 256,
         method: str = "auto",
