@@ -133,7 +133,7 @@ def main() -> None:
     nrec = twin.update(new, seed=5, method="nuts").history[-1]  # compiles
     nuts = _timed(lambda: twin.update(new, seed=4, method="nuts"), 2)
     lines.append(
-        f"| update, NUTS forced (4 x (400 + 250)) | - | {statistics.median(nuts):.3f} | {min(nuts):.3f} | "
+        f"| update, NUTS forced (4 x (400 + 500)) | - | {statistics.median(nuts):.3f} | {min(nuts):.3f} | "
         f"{statistics.median(_CPU[id(nuts)]):.3f} | < 2 | {'yes' if statistics.median(nuts) < 2 else 'no'} |"
     )
     lines += [

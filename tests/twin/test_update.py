@@ -56,7 +56,7 @@ def test_update_returns_a_new_conditioned_twin(twins, rich_id, updated):
     rec = updated.history[0]
     assert rec.rows_added == 3 and rec.method == "importance"  # the fast path applies here
     assert rec.converged and rec.pareto_k < 0.7 and rec.ess_bulk >= 400
-    assert updated.theta.shape == (1000, 3) and updated.add.shape == (1000, 1)
+    assert updated.theta.shape == (2000, 3) and updated.add.shape == (2000, 1)
     assert updated.last_observation_time == 48.0
     ds = updated.predict(np.linspace(0.0, 48.0, 100))
     assert not ds["extrapolation"].any() and ds.attrs["n_updates"] == 1

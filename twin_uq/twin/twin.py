@@ -634,7 +634,7 @@ class PosteriorTwin:
         *,
         chains: int = 4,
         warmup: int = 400,
-        draws: int = 250,
+        draws: int = 500,
         population_draws: int = 256,
         method: str = "auto",
         seed: int = 0,
