@@ -43,31 +43,9 @@ def fixed_arrays(model, obs: dict[str, np.ndarray], schedule, covariates: np.nda
     Thin adapter over :func:`twin_uq.twin.update.patient_arrays`, which pads to a bucket
     of the patient's own length; here every patient of a cohort shares one length.
     """
-    import jax.numpy as jnp
+    from twin_uq.twin.update import patient_arrays
 
-    from twin_uq.data import CohortArrays
-
-    k = int(obs["time"].size)
-    last = float(obs["time"][-1]) if k else 0.0
-
-    def pad(x, fill, dtype):
-        out = np.full(n, fill, dtype=dtype)
-        out[:k] = x
-        return jnp.asarray(out)
-
-    return CohortArrays(
-        obs_time=pad(obs["time"], last, np.float64),
-        obs_value=pad(obs["value"], 0.0, np.float64),
-        obs_output=pad(obs["output"], 0, np.int32),
-        obs_mask=pad(np.ones(k, bool), False, bool),
-        obs_censored=pad(obs["censored"], False, bool),
-        obs_lloq=pad(obs["lloq"], -np.inf, np.float64),
-        schedule=schedule,
-        covariates=jnp.asarray(covariates, dtype=jnp.float64),
-        ids=(),
-        output_names=model.output_names,
-        covariate_names=tuple(model.covariates),
-    )
+    return patient_arrays(model, obs, schedule, covariates, length=n)
 
 
 def batch_inputs(model, table, n_obs: int):

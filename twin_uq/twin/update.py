@@ -60,10 +60,11 @@ def patient_arrays(
     obs: dict[str, np.ndarray],
     schedule,
     covariates: np.ndarray,
+    length: int | None = None,
 ) -> CohortArrays:
-    """One patient's observation arrays, padded to a bucketed length (compile reuse)."""
+    """One patient's observation arrays, padded to ``length`` or a bucketed length (compile reuse)."""
     n = int(obs["time"].size)
-    N = _bucket(n, 16)
+    N = _bucket(n, 16) if length is None else length
     last = float(obs["time"][-1]) if n else 0.0
 
     def pad(x, fill, dtype):
