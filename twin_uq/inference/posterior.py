@@ -372,6 +372,46 @@ def _table_from_dataset(ds: xr.Dataset) -> pd.DataFrame:
     return frame
 
 
+#: What every fit file holds: provenance attributes, groups and posterior variables.
+_NEEDED_ATTRS = ("model_name", "model_source_hash", "population_model", "settings", "solver")
+_NEEDED_GROUPS = (
+    "posterior",
+    "posterior_predictive",
+    "log_likelihood",
+    "observed_data",
+    "constant_data",
+    "cohort_table",
+)
+_NEEDED_POSTERIOR = ("mu", "typical", "omega", "theta")
+
+
+def _check_contents(tree: xr.DataTree, path: Path) -> None:
+    """Refuse a file that is not a complete twin_uq fit, naming what is missing."""
+    attrs = [k for k in _NEEDED_ATTRS if k not in tree.attrs]
+    if len(attrs) == len(_NEEDED_ATTRS):
+        raise PosteriorLoadError(
+            f"{path} is not a twin_uq fit file: it has none of the provenance attributes "
+            f"({', '.join(_NEEDED_ATTRS)}) that twin_uq writes; groups found: "
+            f"{', '.join(tree.children) or '(none)'}."
+        )
+    groups = [g for g in _NEEDED_GROUPS if g not in tree.children]
+    variables = (
+        [v for v in _NEEDED_POSTERIOR if v not in tree["posterior"].data_vars]
+        if "posterior" in tree.children
+        else []
+    )
+    missing = (
+        [f"attribute {a!r}" for a in attrs]
+        + [f"group {g!r}" for g in groups]
+        + [f"posterior variable {v!r}" for v in variables]
+    )
+    if missing:
+        raise PosteriorLoadError(
+            f"{path} is an incomplete or damaged twin_uq fit file: missing {', '.join(missing)}. "
+            "Refit, or restore the file from a copy."
+        )
+
+
 def load_posterior(path: str | Path, model: str | Path | Model | None = None) -> CohortPosterior:
     """Read a fit written by :meth:`CohortPosterior.save`.
 
@@ -404,15 +444,7 @@ def load_posterior(path: str | Path, model: str | Path | Model | None = None) ->
             f"Cannot read fit file {path}: it is corrupt, truncated or not netCDF/zarr ({type(err).__name__}: {err})."
         ) from err
     attrs = tree.attrs
-    needed = ("model_name", "model_source_hash", "population_model", "settings")
-    if (
-        any(k not in attrs for k in needed)
-        or "posterior" not in tree.children
-        or "cohort_table" not in tree.children
-    ):
-        raise PosteriorLoadError(
-            f"{path} is not a twin_uq fit file (missing provenance or groups)."
-        )
+    _check_contents(tree, path)
     chosen = load_model(model if model is not None else attrs["model_name"])
     if (
         chosen.name != attrs["model_name"]
