@@ -106,8 +106,8 @@ def _read_file(path: Path, label: str) -> tuple[pd.DataFrame, str]:
     suffix = path.suffix.lower()
     try:
         if suffix in _PARQUET:
-            return pd.read_parquet(path), "row"
-        if suffix in _CSV:
+            raw = pd.read_parquet(path)
+        elif suffix in _CSV:
             raw = pd.read_csv(
                 path,
                 sep=_CSV[suffix],
@@ -116,13 +116,28 @@ def _read_file(path: Path, label: str) -> tuple[pd.DataFrame, str]:
                 skip_blank_lines=False,  # keeps row i on line i + 2
                 encoding="utf-8-sig",
             )
-            return raw, "line"
     except pd.errors.EmptyDataError:
         raise fail("the file is empty.") from None
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
         raise fail(f"{type(e).__name__}: {e}") from None
     except Exception as e:  # pyarrow raises its own error types for corrupt files
         raise fail(f"{type(e).__name__}: {e}") from None
+    if suffix in _PARQUET:
+        # A stored row index (e.g. of a filtered DataFrame) is not data; a named one is.
+        if not isinstance(raw.index, pd.RangeIndex):
+            named = any(n is not None for n in raw.index.names)
+            raw = raw.reset_index(drop=not named)
+        return raw.reset_index(drop=True), "row"
+    if suffix in _CSV:
+        if not isinstance(raw.index, pd.RangeIndex):
+            # pandas turns the surplus leading fields into a row index when the first data
+            # line has more fields than the header: refuse instead of misreading.
+            raise fail(
+                f"line 2 has more fields than the header (line 1, {raw.shape[1]} column(s)); "
+                "name every column in the header, and quote values that contain the "
+                f"separator {_CSV[suffix]!r}."
+            )
+        return raw, "line"
     raise fail(
         f"unknown file type {suffix or '(no extension)'!r}; use .csv, .tsv, .txt or .parquet, "
         "or pass a pandas DataFrame."

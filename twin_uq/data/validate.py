@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "MAX_ADDL",
     "MAX_PROBLEMS",
     "STANDARD_COLUMNS",
     "CohortError",
@@ -30,6 +31,10 @@ __all__ = [
 
 #: Most problems listed in one :class:`CohortError` (the rest are counted).
 MAX_PROBLEMS = 20
+
+#: Most additional doses (``ADDL``) one dose row may ask for: each is expanded into a dose,
+#: so a mistyped huge value would otherwise exhaust memory. 10,000 is 27 years of daily doses.
+MAX_ADDL = 10_000
 
 #: Recognised NONMEM-style columns (lower case), in the order the normalised table uses.
 STANDARD_COLUMNS = (
@@ -302,7 +307,8 @@ def normalise(
     def integer(std: str, allowed: str, ok: np.ndarray | None = None) -> np.ndarray:
         vals = numeric(std)
         present = ~np.isnan(vals)
-        good = _is_integer(vals) & (ok if ok is not None else True)
+        # |x| < 2**53: a whole number that float64 and int64 both hold exactly
+        good = _is_integer(vals) & (np.abs(vals) < 2**53) & (ok if ok is not None else True)
         for i in np.flatnonzero(present & ~good):
             add(i, std, f"{orig_of[std]} must be {allowed}, got {vals[i]:g}.")
         return np.where(present & good, vals, 0).astype(np.int64)
@@ -380,6 +386,13 @@ def normalise(
             add(i, "lloq", f"LLOQ must be > 0, got {lloq[i]:g}.")
         if addl[i] < 0:
             add(i, "addl", f"ADDL must be >= 0, got {addl[i]}.")
+        elif addl[i] > MAX_ADDL:
+            add(
+                i,
+                "addl",
+                f"ADDL={addl[i]} additional doses is more than {MAX_ADDL} (each is expanded "
+                "into its own dose); check the value, or split the regimen into several rows.",
+            )
         if ii[i] < 0:
             add(i, "ii", f"II must be >= 0, got {ii[i]:g}.")
         if is_dose[i]:
