@@ -14,10 +14,16 @@ from twin_uq.cli._options import Verbose, check_suffix, existing_file, parse_ass
 
 @handle_errors
 def fit(
-    data: Annotated[Path, typer.Argument(help="Cohort table (.csv or .parquet, NONMEM-style columns).")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Built-in model name or a model .py file.")],
+    data: Annotated[
+        Path, typer.Argument(help="Cohort table (.csv or .parquet, NONMEM-style columns).")
+    ],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Built-in model name or a model .py file.")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Fit file to write (.nc or .zarr).")],
-    method: Annotated[str, typer.Option(help="nuts (exact MCMC), svi or laplace (approximate).")] = "nuts",
+    method: Annotated[
+        str, typer.Option(help="nuts (exact MCMC), svi or laplace (approximate).")
+    ] = "nuts",
     chains: Annotated[int, typer.Option(help="MCMC chains (run in parallel on CPU cores).")] = 4,
     warmup: Annotated[int, typer.Option(help="Warm-up iterations per chain.")] = 1000,
     draws: Annotated[int, typer.Option(help="Posterior draws per chain.")] = 1000,
@@ -43,9 +49,27 @@ def fit(
     sort: Annotated[
         bool, typer.Option("--sort", help="Sort each patient's rows by time instead of refusing.")
     ] = False,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Fit in two stages on Dask: a scheduler address (tcp://host:8786), or "
+            "'local' / 'local:N' for a local cluster of N worker processes (default 2).",
+        ),
+    ] = None,
+    subsample: Annotated[
+        int, typer.Option(help="With --scheduler: patients whose joint fit gives the population.")
+    ] = 200,
+    batch_size: Annotated[
+        int, typer.Option(help="With --scheduler: patients per Dask task in stage 2.")
+    ] = 32,
     verbose: Verbose = False,
 ) -> None:
-    """Fit a hierarchical Bayesian model to every patient of a cohort at once."""
+    """Fit a hierarchical Bayesian model to every patient of a cohort at once.
+
+    With --scheduler the fit runs in two stages (docs: Scale): the population posterior
+    from a joint fit of --subsample patients, then every patient conditioned on it, in
+    batches on the Dask workers.
+    """
     check_suffix(out, (".nc", ".zarr"))
     existing_file(data, "Cohort file")
     effects = parse_assignments(covariate, "--covariate", split_values=True)
@@ -54,6 +78,9 @@ def fit(
         raise CLIError(f"--method {method!r}: choose nuts, svi or laplace.")
     if correlation not in ("diagonal", "lkj"):
         raise CLIError(f"--correlation {correlation!r}: choose diagonal or lkj.")
+    local_workers = parse_scheduler(scheduler)
+    if scheduler is not None and (subsample < 1 or batch_size < 1):
+        raise CLIError(f"--subsample {subsample} and --batch-size {batch_size} must be >= 1.")
 
     import twin_uq as tq
 
@@ -61,22 +88,74 @@ def fit(
         cohort = tq.read_cohort(data, sort=sort)
         chosen = tq.load_model(model)
     n_obs = int(cohort.n_obs.sum())
-    label = f"Fitting {chosen.name} to {cohort.n_patients} patients ({n_obs} observations), {method}"
-    with spinner(label):
-        post = tq.fit(
-            chosen,
-            cohort,
-            method=method,
-            chains=chains,
-            warmup=warmup,
-            draws=draws,
-            seed=seed,
-            covariate_effects=effects or None,
-            error=errors or None,
-            correlation=correlation,
-            progress=False,
-        )
+    label = (
+        f"Fitting {chosen.name} to {cohort.n_patients} patients ({n_obs} observations), {method}"
+    )
+    population = dict(
+        covariate_effects=effects or None, error=errors or None, correlation=correlation
+    )
+    if scheduler is None:
+        with spinner(label):
+            post = tq.fit(chosen, cohort, method=method, chains=chains, warmup=warmup,
+                          draws=draws, seed=seed, progress=False, **population)  # fmt: skip
+    else:
+        where = f"a local cluster of {local_workers} workers" if local_workers else scheduler
+        with spinner(f"{label}, two stages on {where}"), _cluster(scheduler, local_workers) as c:
+            stage1 = dict(chains=chains, warmup=warmup, draws=draws, **population)
+            post = _two_stage(chosen, cohort, c, population_method=method, seed=seed,
+                              subsample=subsample, batch_size=batch_size,
+                              population_kwargs=stage1)  # fmt: skip
     post.save(out)
     diag = post.diagnostics()
     out_console.print(str(diag), markup=False)
     out_console.print(f"Fit written to {out}")
+
+
+def parse_scheduler(scheduler: str | None) -> int | None:
+    """Workers of a local cluster for ``local`` / ``local:N`` (None for an address).
+
+    Raises
+    ------
+    CLIError
+        ``local:N`` with N not a positive integer, or an address without ``host:port``.
+    """
+    if scheduler is None:
+        return None
+    name, _, count = scheduler.partition(":")
+    if name == "local":
+        if not count:
+            return 2
+        if not count.isdigit() or int(count) < 1:
+            raise CLIError(f"--scheduler {scheduler!r}: write local:N with N >= 1 workers.")
+        return int(count)
+    if "://" not in scheduler and ":" not in scheduler:
+        raise CLIError(
+            f"--scheduler {scheduler!r}: give a scheduler address such as tcp://host:8786, "
+            "or 'local' for a local cluster."
+        )
+    return None
+
+
+def _cluster(scheduler: str, local_workers: int | None):
+    """A context manager yielding what ``cluster=`` accepts: a LocalCluster or the address."""
+    import contextlib
+
+    if local_workers is None:
+        return contextlib.nullcontext(scheduler)
+    try:
+        from distributed import LocalCluster
+    except ImportError as err:
+        raise CLIError("--scheduler needs Dask: pip install 'twin-uq[dask]'.") from err
+    return LocalCluster(n_workers=local_workers, threads_per_worker=1, processes=True,
+                        dashboard_address=":0")  # fmt: skip
+
+
+def _two_stage(model, cohort, cluster, **kwargs):
+    try:
+        from twin_uq.distributed import fit_two_stage
+    except ImportError as err:
+        raise CLIError("--scheduler needs Dask: pip install 'twin-uq[dask]'.") from err
+    try:
+        return fit_two_stage(model, cohort, cluster=cluster, **kwargs)
+    except OSError as err:  # distributed raises OSError when no scheduler answers
+        raise CLIError(f"--scheduler: could not use the Dask scheduler: {err}") from err
