@@ -1,56 +1,147 @@
-"""twin_uq: patient digital twins with honest uncertainty."""
+"""twin_uq: patient digital twins with honest uncertainty.
 
-from twin_uq._config import configure_host_devices as _configure_host_devices
+Public names are imported lazily (PEP 562): ``import twin_uq`` only sets the JAX
+configuration twin_uq needs (float64, host devices for parallel chains; see
+``twin_uq._config``), so that the command line starts fast. The first use of a name, e.g.
+``twin_uq.fit``, imports its module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+from twin_uq._config import (
+    configure_host_devices as _configure_host_devices,
+    configure_precision as _configure_precision,
+)
 
 _configure_host_devices()
-
-from twin_uq._config import configure_precision as _configure_precision
-
 _configure_precision()
 
-from twin_uq.data import Cohort as Cohort, CohortError as CohortError, read_cohort as read_cohort
-from twin_uq.model.base import (
-    Allometric as Allometric,
-    Model as Model,
-    ModelCard as ModelCard,
-    Output as Output,
-    Parameter as Parameter,
-    SolverSettings as SolverSettings,
-)
-from twin_uq.model.load import list_models as list_models, load_model as load_model
-from twin_uq.simulate import Trajectory as Trajectory, simulate as simulate
-from twin_uq.simulate.schedule import (
-    Bolus as Bolus,
-    Infusion as Infusion,
-    Schedule as Schedule,
-    Signal as Signal,
-)
-
 __version__ = "0.1.0"
-from twin_uq import report as report
-from twin_uq.audit import audit as audit
-from twin_uq.inference import (
-    CohortPosterior as CohortPosterior,
-    PopulationModel as PopulationModel,
-    fit as fit,
-    load_posterior as load_posterior,
-)
-from twin_uq.simulate.synthetic import (
-    Design as Design,
-    SimulatedCohort as SimulatedCohort,
-    simulate_cohort as simulate_cohort,
-)
-from twin_uq.trust import (
-    TrustAssessment as TrustAssessment,
-    TrustReport as TrustReport,
-    TrustThresholds as TrustThresholds,
-    assess_cohort as assess_cohort,
-    assess_patient as assess_patient,
-    assess_prediction as assess_prediction,
-)
-from twin_uq.twin import (
-    Criterion as Criterion,
-    Event as Event,
-    PosteriorTwin as PosteriorTwin,
-    simulate_patient as simulate_patient,
-)
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "Cohort": "twin_uq.data",
+    "CohortError": "twin_uq.data",
+    "read_cohort": "twin_uq.data",
+    "Allometric": "twin_uq.model.base",
+    "Model": "twin_uq.model.base",
+    "ModelCard": "twin_uq.model.base",
+    "Output": "twin_uq.model.base",
+    "Parameter": "twin_uq.model.base",
+    "SolverSettings": "twin_uq.model.base",
+    "list_models": "twin_uq.model.load",
+    "load_model": "twin_uq.model.load",
+    "Trajectory": "twin_uq.simulate",
+    "simulate": "twin_uq.simulate",
+    "Bolus": "twin_uq.simulate.schedule",
+    "Infusion": "twin_uq.simulate.schedule",
+    "Schedule": "twin_uq.simulate.schedule",
+    "Signal": "twin_uq.simulate.schedule",
+    "audit": "twin_uq.audit",
+    "CohortPosterior": "twin_uq.inference",
+    "PopulationModel": "twin_uq.inference",
+    "fit": "twin_uq.inference",
+    "load_posterior": "twin_uq.inference",
+    "Design": "twin_uq.simulate.synthetic",
+    "SimulatedCohort": "twin_uq.simulate.synthetic",
+    "simulate_cohort": "twin_uq.simulate.synthetic",
+    "TrustAssessment": "twin_uq.trust",
+    "TrustReport": "twin_uq.trust",
+    "TrustThresholds": "twin_uq.trust",
+    "assess_cohort": "twin_uq.trust",
+    "assess_patient": "twin_uq.trust",
+    "assess_prediction": "twin_uq.trust",
+    "Criterion": "twin_uq.twin",
+    "Event": "twin_uq.twin",
+    "PosteriorTwin": "twin_uq.twin",
+    "simulate_patient": "twin_uq.twin",
+}
+_SUBMODULES = ("report",)
+
+__all__ = sorted([*_LAZY, *_SUBMODULES])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"twin_uq.{name}")
+    else:
+        raise AttributeError(f"module 'twin_uq' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY, *_SUBMODULES])
+
+
+# Functions named like the subpackage that defines them: importing the subpackage makes
+# Python set ``twin_uq.<name> = <module>``, which must not hide the function.
+_SHADOWED = frozenset(n for n, m in _LAZY.items() if m == f"twin_uq.{n}")
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+if TYPE_CHECKING:  # what static tools and IDEs see
+    from twin_uq import report as report
+    from twin_uq.audit import audit as audit
+    from twin_uq.data import (
+        Cohort as Cohort,
+        CohortError as CohortError,
+        read_cohort as read_cohort,
+    )
+    from twin_uq.inference import (
+        CohortPosterior as CohortPosterior,
+        PopulationModel as PopulationModel,
+        fit as fit,
+        load_posterior as load_posterior,
+    )
+    from twin_uq.model.base import (
+        Allometric as Allometric,
+        Model as Model,
+        ModelCard as ModelCard,
+        Output as Output,
+        Parameter as Parameter,
+        SolverSettings as SolverSettings,
+    )
+    from twin_uq.model.load import list_models as list_models, load_model as load_model
+    from twin_uq.simulate import Trajectory as Trajectory, simulate as simulate
+    from twin_uq.simulate.schedule import (
+        Bolus as Bolus,
+        Infusion as Infusion,
+        Schedule as Schedule,
+        Signal as Signal,
+    )
+    from twin_uq.simulate.synthetic import (
+        Design as Design,
+        SimulatedCohort as SimulatedCohort,
+        simulate_cohort as simulate_cohort,
+    )
+    from twin_uq.trust import (
+        TrustAssessment as TrustAssessment,
+        TrustReport as TrustReport,
+        TrustThresholds as TrustThresholds,
+        assess_cohort as assess_cohort,
+        assess_patient as assess_patient,
+        assess_prediction as assess_prediction,
+    )
+    from twin_uq.twin import (
+        Criterion as Criterion,
+        Event as Event,
+        PosteriorTwin as PosteriorTwin,
+        simulate_patient as simulate_patient,
+    )

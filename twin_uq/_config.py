@@ -30,8 +30,15 @@ def configure_host_devices() -> None:
 
 
 def configure_precision() -> None:
-    """Enable float64 unless ``TWIN_UQ_X64=0``."""
-    import jax
+    """Enable float64 unless ``TWIN_UQ_X64=0``, without importing JAX.
 
-    if os.environ.get("TWIN_UQ_X64", "1") != "0":
-        jax.config.update("jax_enable_x64", True)
+    Before JAX is imported, its ``JAX_ENABLE_X64`` environment variable sets the default
+    (so ``import twin_uq`` stays fast: JAX loads when a submodule needs it); afterwards the
+    running configuration is updated.
+    """
+    if os.environ.get("TWIN_UQ_X64", "1") == "0":
+        return
+    if "jax" in sys.modules:
+        sys.modules["jax"].config.update("jax_enable_x64", True)
+    else:
+        os.environ["JAX_ENABLE_X64"] = "1"
