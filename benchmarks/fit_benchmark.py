@@ -151,9 +151,11 @@ def worker_twin(name: str, warmup: int, draws: int, method: str, n_fits: int = 2
 
     compile_events: dict[str, float] = {}
     jax.monitoring.register_event_duration_secs_listener(
-        lambda event, secs, **kw: compile_events.__setitem__(event, compile_events.get(event, 0.0) + secs)
-        if event.startswith("/jax/core/compile/")
-        else None
+        lambda event, secs, **kw: (
+            compile_events.__setitem__(event, compile_events.get(event, 0.0) + secs)
+            if event.startswith("/jax/core/compile/")
+            else None
+        )
     )
 
     fits, walls, comp = [], [], []
@@ -188,22 +190,33 @@ def worker_twin(name: str, warmup: int, draws: int, method: str, n_fits: int = 2
         compile_s=comp[0],
         compile_second_fit_s=comp[-1],
         chain_method=info.get("chain_method", method),
-        mean_n_steps=float(post.idata["sample_stats"]["n_steps"].mean()) if method == "nuts" else None,
+        mean_n_steps=float(post.idata["sample_stats"]["n_steps"].mean())
+        if method == "nuts"
+        else None,
         crashes=[],
     )
 
 
-def worker_hand(name: str, warmup: int, draws: int) -> dict:
-    import handwritten_numpyro as hw
+PEERS = {
+    "handwritten": ("handwritten_numpyro", "handwritten NumPyro+diffrax"),
+    "stan": ("stan_peer", "Stan (PyStan 3, ode_rk45)"),
+    "pymc": ("pymc_peer", "PyMC (RK4 in pytensor.scan, nutpie)"),
+}
 
+
+def worker_peer(tool: str, name: str, warmup: int, draws: int) -> dict:
+    import importlib
+
+    module, label = PEERS[tool]
+    peer = importlib.import_module(module)
     kind = PROBLEMS[name][0]
     truth = json.loads((DATA / f"{name}_truth.json").read_text())
-    r = hw.run(kind, DATA / f"{name}.csv", warmup=warmup, draws=draws)
+    r = peer.run(kind, DATA / f"{name}.csv", warmup=warmup, draws=draws)
     m = metrics(r["typical"], r["omega"], r["theta"], r["diverging"], r["names"], truth)
     t = r["timings"]
     return dict(
         m,
-        tool="handwritten NumPyro+diffrax",
+        tool=label,
         first_fit_s=t["run_total"],
         second_fit_s=None,
         warmup_and_sampling_s=t["warmup_and_sampling"],
@@ -216,7 +229,8 @@ def worker_hand(name: str, warmup: int, draws: int) -> dict:
 
 def versions() -> dict:
     out = {}
-    for p in ("twin-uq", "jax", "jaxlib", "numpyro", "diffrax", "equinox", "arviz-stats"):
+    for p in ("twin-uq", "jax", "jaxlib", "numpyro", "diffrax", "equinox", "arviz-stats",
+              "pystan", "httpstan", "pymc", "pytensor", "nutpie"):  # fmt: skip
         try:
             out[p] = md.version(p)
         except md.PackageNotFoundError:
@@ -226,19 +240,32 @@ def versions() -> dict:
 
 
 def spawn(tool, name, warmup, draws, timeout, method="nuts", fits=2) -> dict:
+    """Run one (tool, problem) in its own process group; on timeout kill the whole group
+    (PyStan's httpstan and the PyMC sampler start processes of their own)."""
+    import os
+    import signal
+
     cmd = [PY, str(Path(__file__)), "--worker", tool, name, "--warmup", str(warmup),
            "--draws", str(draws), "--method", method, "--fits", str(fits)]  # fmt: skip
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         cwd=HERE, start_new_session=True)  # fmt: skip
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=HERE)
+        stdout, stderr = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        return dict(tool=tool, problem=name, error=f"timed out after {timeout} s")
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        return dict(tool=tool, problem=name, error=f"timed out after {timeout} s",
+                    settings=dict(chains=2, warmup=warmup, draws=draws, method=method),
+                    load_avg_1min=[load0, os.getloadavg()[0]])  # fmt: skip
     wall = time.perf_counter() - t0
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")]
     if p.returncode or not lines:
-        return dict(tool=tool, problem=name, error=f"rc={p.returncode}: {p.stderr[-1500:]}")
+        return dict(tool=tool, problem=name, error=f"rc={p.returncode}: {stderr[-1500:]}")
     res = json.loads(lines[-1][7:])
-    res.update(problem=name, process_wall_s=wall, stderr_tail=p.stderr[-800:])
+    res.update(problem=name, process_wall_s=wall, stderr_tail=stderr[-800:],
+               load_avg_1min=[load0, os.getloadavg()[0]])  # fmt: skip
     return res
 
 
@@ -289,10 +316,14 @@ def scaling(timeout: int) -> None:
         if "error" not in r and method == "nuts":
             iters = 2 * (warmup + draws)  # 2 chains in parallel: per-chain iterations
             r["s_per_iteration"] = r["warmup_and_sampling_s"] / (warmup + draws)
-            r["s_per_gradient"] = r["warmup_and_sampling_s"] / ((warmup + draws) * r["mean_n_steps"])
+            r["s_per_gradient"] = r["warmup_and_sampling_s"] / (
+                (warmup + draws) * r["mean_n_steps"]
+            )
             r["iterations_total"] = iters
         results.append(r)
-        print(json.dumps({k: v for k, v in r.items() if k != "stderr_tail"}, default=str), flush=True)
+        print(
+            json.dumps({k: v for k, v in r.items() if k != "stderr_tail"}, default=str), flush=True
+        )
         (OUT / "fit_benchmark_scaling.json").write_text(
             json.dumps(dict(meta=meta, results=results), indent=1, default=str)
         )
@@ -358,7 +389,7 @@ def main() -> None:
             res = worker_twin(name, a.warmup, a.draws, a.method, a.fits)
         else:
             sys.path.insert(0, str(HERE))
-            res = worker_hand(name, a.warmup, a.draws)
+            res = worker_peer(tool, name, a.warmup, a.draws)
         res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         res["settings"] = dict(chains=2, warmup=a.warmup, draws=a.draws, method=a.method)
         print("RESULT " + json.dumps(res, default=str), flush=True)

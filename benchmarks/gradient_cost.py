@@ -39,13 +39,16 @@ def potentials(name):
     prog = partial(cohort_program, prep.structure)
     out = {}
     key = jax.random.key(0)
-    info = initialize_model(key, prog, model_args=(prep.data, prep.priors),
-                            init_strategy=init_to_median(num_samples=15))
+    info = initialize_model(
+        key, prog, model_args=(prep.data, prep.priors), init_strategy=init_to_median(num_samples=15)
+    )
     out["twin_uq"] = (info.potential_fn, info.param_info.z)
     data = (hw.load_oral if kind == "oral" else hw.load_bergman)(csv)
     data_j = {k: jnp.asarray(v) for k, v in data.items() if k != "ids"}
     m = hw.oral_model if kind == "oral" else hw.bergman_model
-    info = initialize_model(key, m, model_args=(data_j,), init_strategy=init_to_median(num_samples=15))
+    info = initialize_model(
+        key, m, model_args=(data_j,), init_strategy=init_to_median(num_samples=15)
+    )
     out["handwritten"] = (info.potential_fn, info.param_info.z)
     return out
 
@@ -67,8 +70,14 @@ def main(names):
                 t0 = time.perf_counter()
                 jax.block_until_ready(f(z))
                 times[tool].append(time.perf_counter() - t0)
-        res[name] = {t: dict(compile_s=comp[t], grad_ms_median=1e3 * float(np.median(v)),
-                             grad_ms_min=1e3 * float(np.min(v))) for t, v in times.items()}
+        res[name] = {
+            t: dict(
+                compile_s=comp[t],
+                grad_ms_median=1e3 * float(np.median(v)),
+                grad_ms_min=1e3 * float(np.min(v)),
+            )
+            for t, v in times.items()
+        }
         print(json.dumps({name: res[name]}), flush=True)
     (HERE / "out" / "gradient_cost.json").write_text(json.dumps(res, indent=1))
 

@@ -39,15 +39,16 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import numpyro.distributions as dist  # noqa: E402
-import pandas as pd  # noqa: E402
 from numpyro.infer import MCMC, NUTS, init_to_median  # noqa: E402
 
 # Seconds JAX spends tracing, lowering and compiling (JAX's own monitoring events).
 COMPILE: dict[str, float] = {}
 jax.monitoring.register_event_duration_secs_listener(
-    lambda event, secs, **kw: COMPILE.__setitem__(event, COMPILE.get(event, 0.0) + secs)
-    if event.startswith("/jax/core/compile/")
-    else None
+    lambda event, secs, **kw: (
+        COMPILE.__setitem__(event, COMPILE.get(event, 0.0) + secs)
+        if event.startswith("/jax/core/compile/")
+        else None
+    )
 )
 
 
@@ -55,62 +56,7 @@ def compile_seconds() -> float:
     return float(sum(COMPILE.values()))
 
 
-# twin_uq defaults (models/one_compartment_oral.py, models/bergman_minimal.py).
-ORAL = dict(
-    names=("ka", "CL", "V"),
-    mu_loc=np.log([1.0, 5.0, 50.0]),
-    mu_scale=np.array([0.7, 0.7, 0.7]),
-    omega_scale=np.array([0.5, 0.4, 0.3]),
-    allo_exp=np.array([0.0, 0.75, 1.0]),  # exponents on WT/70
-    sigma_add_scale=0.05,
-    sigma_prop_scale=0.2,
-)
-BERGMAN = dict(
-    names=("SG", "p2", "SI", "Gb", "G0"),
-    mu_loc=np.log([0.025, 0.025, 5e-4, 90.0, 280.0]),
-    mu_scale=np.array([0.7, 0.8, 1.0, 0.3, 0.3]),
-    omega_scale=np.array([0.5, 0.5, 0.7, 0.2, 0.2]),
-    sigma_prop_scale=0.05,
-)
-
-
-def _obs_arrays(df: pd.DataFrame):
-    """Observations per patient as padded (P, T) arrays with a mask."""
-    obs = df[df["evid"] == 0]
-    ids = list(dict.fromkeys(df["id"]))
-    groups = [obs[obs["id"] == i] for i in ids]
-    n_t = max(len(g) for g in groups)
-    times = np.zeros((len(ids), n_t))
-    y = np.zeros((len(ids), n_t))
-    mask = np.zeros((len(ids), n_t), bool)
-    for i, g in enumerate(groups):
-        t = g["time"].to_numpy(float)
-        times[i, : t.size], times[i, t.size :] = t, t[-1]
-        y[i, : t.size] = g["dv"].to_numpy(float)
-        mask[i, : t.size] = True
-    return ids, times, y, mask
-
-
-def load_oral(csv):
-    df = pd.read_csv(csv)
-    ids, times, y, mask = _obs_arrays(df)
-    doses = df[df["evid"] == 1].groupby("id", sort=False)["amt"].sum().reindex(ids).to_numpy(float)
-    wt = df.groupby("id", sort=False)["WT"].first().reindex(ids).to_numpy(float)
-    return dict(ids=ids, times=times, y=y, mask=mask, dose=doses, wt=wt)
-
-
-def load_bergman(csv):
-    df = pd.read_csv(csv)
-    ids, times, y, mask = _obs_arrays(df)
-    sig = df[df["evid"] == 2]
-    knots = np.stack([sig[sig["id"] == i]["time"].to_numpy(float) for i in ids])
-    ins = np.stack([sig[sig["id"] == i]["insulin"].to_numpy(float) for i in ids])
-    ib = (
-        df.groupby("id", sort=False)["Ib"].first().reindex(ids).to_numpy(float)
-        if "Ib" in df
-        else np.full(len(ids), 10.0)
-    )
-    return dict(ids=ids, times=times, y=y, mask=mask, knots=knots, insulin=ins, ib=ib)
+from peer_data import BERGMAN, ORAL, load_bergman, load_oral  # noqa: E402
 
 
 def _solve(rhs, y0, ts, args, dt0, rtol, atol):
@@ -160,7 +106,9 @@ def _bergman_rhs(t, y, args):
 
 
 def _bergman_patient(th, knots, ins, ib, ts):
-    ys, ok = _solve(_bergman_rhs, jnp.stack([th[4], 0.0]), ts, (th, knots, ins, ib), 0.5, 1e-6, 1e-10)
+    ys, ok = _solve(
+        _bergman_rhs, jnp.stack([th[4], 0.0]), ts, (th, knots, ins, ib), 0.5, 1e-6, 1e-10
+    )
     return ys[:, 0], ok
 
 
@@ -203,7 +151,9 @@ def run(kind: str, csv, *, chains=2, warmup=1000, draws=1000, seed=1) -> dict:
         tiny.run(jax.random.key(seed + 100), data_j)
         jax.block_until_ready(tiny.get_samples())
     except Exception as e:  # record whatever the user would hit
-        crashes.append(f"chain_method='parallel': {type(e).__name__}: {str(e).splitlines()[0][:300]}")
+        crashes.append(
+            f"chain_method='parallel': {type(e).__name__}: {str(e).splitlines()[0][:300]}"
+        )
         traceback.print_exc()
         method = "sequential"
     mcmc = make(method, warmup, draws)

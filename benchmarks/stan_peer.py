@@ -1,0 +1,198 @@
+"""The Stan peer: the same hierarchical models in Stan, run through PyStan 3.
+
+What a Stan user would write: one ``ode_rk45_tol`` solve per patient in a loop (the
+models are not stiff; Stan's manual recommends ``ode_rk45`` then, ``ode_bdf`` for stiff
+systems), non-centred random effects, the same priors as twin_uq's defaults (numbers from
+``handwritten_numpyro.py``), tolerances equal to twin_uq's (oral: rtol 1e-6, atol 1e-9;
+Bergman: rtol 1e-6, atol 1e-10), ``adapt_delta`` 0.9, chains started at the prior medians
+(``init``; twin_uq also starts there). The measured insulin of the Bergman problem is
+linearly interpolated inside the right-hand side, as ``jnp.interp`` does in the NumPyro
+peer.
+
+PyStan 3 is an optional benchmark dependency: ``uv sync --group bench``. Used by
+``fit_benchmark.py --worker stan PROBLEM``; build (C++ compilation) is timed apart from
+sampling. Chains run in parallel processes (httpstan).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from peer_data import BERGMAN, ORAL, load_bergman, load_oral
+
+ORAL_STAN = """
+functions {
+  vector rhs(real t, vector y, real ka, real k) {
+    vector[2] dy;
+    dy[1] = -ka * y[1];
+    dy[2] = ka * y[1] - k * y[2];
+    return dy;
+  }
+}
+data {
+  int<lower=1> P;
+  int<lower=1> T;
+  array[P] int<lower=1, upper=T> n_obs;
+  array[P, T] real times;
+  array[P, T] real y;
+  vector[P] dose;
+  vector[P] wt;
+  vector[3] mu_loc;
+  vector[3] mu_scale;
+  vector[3] omega_scale;
+  vector[3] allo_exp;
+  real sigma_add_scale;
+  real sigma_prop_scale;
+}
+parameters {
+  vector[3] mu;
+  vector<lower=0>[3] omega;
+  real<lower=0> sigma_add;
+  real<lower=0> sigma_prop;
+  array[P] vector[3] eta;
+}
+transformed parameters {
+  array[P] vector[3] theta;
+  for (i in 1:P) theta[i] = exp(mu + allo_exp * log(wt[i] / 70) + omega .* eta[i]);
+}
+model {
+  mu ~ normal(mu_loc, mu_scale);
+  omega ~ normal(0, omega_scale);
+  sigma_add ~ normal(0, sigma_add_scale);
+  sigma_prop ~ normal(0, sigma_prop_scale);
+  for (i in 1:P) {
+    eta[i] ~ std_normal();
+    array[n_obs[i]] vector[2] s = ode_rk45_tol(rhs, [dose[i], 0]', 0.0, times[i, 1:n_obs[i]],
+                                               1e-6, 1e-9, 100000, theta[i][1],
+                                               theta[i][2] / theta[i][3]);
+    for (j in 1:n_obs[i]) {
+      real f = s[j][2] / theta[i][3];
+      y[i, j] ~ normal(f, sqrt(square(sigma_add) + square(sigma_prop * f)));
+    }
+  }
+}
+"""
+
+BERGMAN_STAN = """
+functions {
+  real interp(real t, vector knots, vector v) {
+    int n = rows(knots);
+    if (t <= knots[1]) return v[1];
+    for (j in 2:n) {
+      if (t <= knots[j]) {
+        real w = (t - knots[j - 1]) / (knots[j] - knots[j - 1]);
+        return v[j - 1] + w * (v[j] - v[j - 1]);
+      }
+    }
+    return v[n];
+  }
+  vector rhs(real t, vector y, vector th, vector knots, vector ins, real ib) {
+    vector[2] dy;
+    real insulin = interp(t, knots, ins);
+    dy[1] = -(th[1] + y[2]) * y[1] + th[1] * th[4];
+    dy[2] = -th[2] * y[2] + th[2] * th[3] * (insulin - ib);
+    return dy;
+  }
+}
+data {
+  int<lower=1> P;
+  int<lower=1> T;
+  int<lower=2> K;
+  array[P] int<lower=1, upper=T> n_obs;
+  array[P, T] real times;
+  array[P, T] real y;
+  array[P] vector[K] knots;
+  array[P] vector[K] insulin;
+  vector[P] ib;
+  vector[5] mu_loc;
+  vector[5] mu_scale;
+  vector[5] omega_scale;
+  real sigma_prop_scale;
+}
+parameters {
+  vector[5] mu;
+  vector<lower=0>[5] omega;
+  real<lower=0> sigma_prop;
+  array[P] vector[5] eta;
+}
+transformed parameters {
+  array[P] vector[5] theta;
+  for (i in 1:P) theta[i] = exp(mu + omega .* eta[i]);
+}
+model {
+  mu ~ normal(mu_loc, mu_scale);
+  omega ~ normal(0, omega_scale);
+  sigma_prop ~ normal(0, sigma_prop_scale);
+  for (i in 1:P) {
+    eta[i] ~ std_normal();
+    array[n_obs[i]] vector[2] s = ode_rk45_tol(rhs, [theta[i][5], 0]', 0.0,
+                                               times[i, 1:n_obs[i]], 1e-6, 1e-10, 100000,
+                                               theta[i], knots[i], insulin[i], ib[i]);
+    for (j in 1:n_obs[i]) y[i, j] ~ normal(s[j][1], sigma_prop * abs(s[j][1]));
+  }
+}
+"""
+
+
+def _halfnormal_median(scale):
+    return 0.6745 * np.asarray(scale, float)
+
+
+def _data_and_init(kind: str, csv):
+    if kind == "oral":
+        d, p = load_oral(csv), ORAL
+        data = dict(dose=d["dose"], wt=d["wt"], allo_exp=p["allo_exp"],
+                    sigma_add_scale=p["sigma_add_scale"], sigma_prop_scale=p["sigma_prop_scale"])  # fmt: skip
+        init = dict(sigma_add=float(_halfnormal_median(p["sigma_add_scale"])),
+                    sigma_prop=float(_halfnormal_median(p["sigma_prop_scale"])))  # fmt: skip
+        code, k = ORAL_STAN, 3
+    else:
+        d, p = load_bergman(csv), BERGMAN
+        data = dict(K=d["knots"].shape[1], knots=d["knots"], insulin=d["insulin"], ib=d["ib"],
+                    sigma_prop_scale=p["sigma_prop_scale"])  # fmt: skip
+        init = dict(sigma_prop=float(_halfnormal_median(p["sigma_prop_scale"])))
+        code, k = BERGMAN_STAN, 5
+    n_pat, n_t = d["y"].shape
+    data.update(P=n_pat, T=n_t, n_obs=d["mask"].sum(1).astype(int), times=d["times"],
+                y=np.where(d["mask"], d["y"], 0.0), mu_loc=p["mu_loc"], mu_scale=p["mu_scale"],
+                omega_scale=p["omega_scale"])  # fmt: skip
+    init.update(mu=p["mu_loc"], omega=_halfnormal_median(p["omega_scale"]),
+                eta=np.zeros((n_pat, k)))  # fmt: skip
+    jsonable = {key: (v.tolist() if isinstance(v, np.ndarray) else v) for key, v in data.items()}
+    init = {key: (v.tolist() if isinstance(v, np.ndarray) else v) for key, v in init.items()}
+    return code, jsonable, init, p["names"]
+
+
+def _by_chain(fit, name: str, chains: int) -> np.ndarray:
+    """PyStan's ``fit[name]`` is (*dims, draw*chains) chain-fastest; return (chain, draw, *dims)."""
+    x = np.asarray(fit[name])
+    dims = x.shape[:-1]
+    x = x.reshape(*dims, -1, chains)
+    return np.moveaxis(x, (-1, -2), (0, 1))
+
+
+def run(kind: str, csv, *, chains=2, warmup=1000, draws=1000, seed=1) -> dict:
+    """Build and sample; returns draws (chain, draw, ...) of typical/omega/theta, stats, timings."""
+    import stan
+
+    code, data, init, names = _data_and_init(kind, csv)
+    t0 = time.perf_counter()
+    posterior = stan.build(code, data=data, random_seed=seed)
+    t_build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fit = posterior.sample(num_chains=chains, num_warmup=warmup, num_samples=draws,
+                           delta=0.9, init=[init] * chains)  # fmt: skip
+    t_sample = time.perf_counter() - t0
+    theta = _by_chain(fit, "theta", chains)  # (chain, draw, patient, parameter)
+    return dict(
+        names=names,
+        typical=np.exp(_by_chain(fit, "mu", chains)),
+        omega=_by_chain(fit, "omega", chains),
+        theta=theta,
+        diverging=_by_chain(fit, "divergent__", chains),
+        num_steps=_by_chain(fit, "n_leapfrog__", chains),
+        timings=dict(compile=t_build, run_total=t_build + t_sample, warmup_and_sampling=t_sample),
+        chain_method="parallel (httpstan processes)",
+        crashes=[],
+    )
