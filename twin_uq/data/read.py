@@ -79,6 +79,7 @@ def read_cohort(
     """
     if isinstance(source, pd.DataFrame):
         label = name or "DataFrame"
+        _check_column_labels(source, label)
         raw = source.reset_index(drop=True)
         labels = list(source.index)
         row_word = "index"
@@ -89,6 +90,18 @@ def read_cohort(
         labels = list(raw.index + 2) if row_word == "line" else list(raw.index + 1)
     table = normalise(raw, labels, source=label, row_word=row_word, sort=sort)
     return build_cohort(table, source=label, row_word=row_word)
+
+
+def _check_column_labels(frame: pd.DataFrame, label: str) -> None:
+    """Refuse column labels that cannot name a column (lists, dicts: pandas cannot index them)."""
+    for k, col in enumerate(frame.columns):
+        try:
+            hash(col)
+        except TypeError:
+            msg = f"column {k + 1} is labelled {col!r}, which is not a column name; use text."
+            raise CohortError(
+                f"Cohort table {label!r}: {msg}", [Problem(None, None, None, msg)], label
+            ) from None
 
 
 def _read_file(path: Path, label: str) -> tuple[pd.DataFrame, str]:
