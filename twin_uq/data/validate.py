@@ -21,6 +21,7 @@ import pandas as pd
 
 __all__ = [
     "MAX_ADDL",
+    "MAX_MAGNITUDE",
     "MAX_PROBLEMS",
     "STANDARD_COLUMNS",
     "CohortError",
@@ -35,6 +36,12 @@ MAX_PROBLEMS = 20
 #: Most additional doses (``ADDL``) one dose row may ask for: each is expanded into a dose,
 #: so a mistyped huge value would otherwise exhaust memory. 10,000 is 27 years of daily doses.
 MAX_ADDL = 10_000
+
+#: Largest magnitude accepted in a numeric cell (times, values, amounts, covariates). Larger
+#: finite numbers (up to 1.8e308) are refused: their squares, which a Gaussian likelihood and
+#: covariate standardisation compute, overflow double precision to inf, and no measurement
+#: in any unit comes near.
+MAX_MAGNITUDE = 1e150
 
 #: Recognised NONMEM-style columns (lower case), in the order the normalised table uses.
 STANDARD_COLUMNS = (
@@ -177,6 +184,16 @@ def as_text(v: object) -> object:
 
 
 def _text_series(s: pd.Series) -> pd.Series:
+    if pd.api.types.infer_dtype(s, skipna=True) == "string":
+        # Fast path (a CSV column read as text): the same as ``as_text`` cell by cell,
+        # vectorised, since a per-cell Python call dominates reading a million rows.
+        vals = s.to_numpy(dtype=object, na_value=np.nan)
+        present = ~pd.isna(vals)
+        text = np.char.strip(vals[present].astype(str)).astype(object)
+        text[(text == "") | (text == ".")] = np.nan
+        out = np.full(len(s), np.nan, dtype=object)
+        out[present] = text
+        return pd.Series(out, index=s.index, dtype=object)
     return pd.Series([as_text(v) for v in s], index=s.index, dtype=object)
 
 
@@ -301,6 +318,8 @@ def normalise(
         if finite:
             for i in np.flatnonzero(np.isinf(vals)):
                 add(i, std, f"{orig_of[std]} must be finite, got {vals[i]}.")
+            for i in np.flatnonzero(np.isfinite(vals) & (np.abs(vals) > MAX_MAGNITUDE)):
+                add(i, std, _too_large(orig_of[std], vals[i]))
         vals[bad] = np.nan
         return vals
 
@@ -325,7 +344,9 @@ def normalise(
             add(i, "time", f"{orig_of['time']} must be finite, got {time[i]}.")
         elif time[i] < 0:
             add(i, "time", f"{orig_of['time']} is negative ({time[i]:g}); times start at 0.")
-    time_ok = np.isfinite(time) & (time >= 0)
+        elif time[i] > MAX_MAGNITUDE:
+            add(i, "time", _too_large(orig_of["time"], time[i]))
+    time_ok = np.isfinite(time) & (time >= 0) & (time <= MAX_MAGNITUDE)
 
     dv = numeric("dv", finite=True)
     amt = numeric("amt", finite=True)
@@ -428,6 +449,12 @@ def normalise(
     for std, orig in spelled.items():
         if std not in STANDARD_COLUMNS:
             table[std] = _covariate(raw[orig], orig).array
+            if pd.api.types.is_float_dtype(table[std].dtype):
+                cov = table[std].to_numpy(dtype=float, na_value=np.nan)
+                for i in np.flatnonzero(np.isinf(cov)):
+                    log.add(labels[i], std, patient[i], f"{std} must be finite, got {cov[i]}.")
+                for i in np.flatnonzero(np.isfinite(cov) & (np.abs(cov) > MAX_MAGNITUDE)):
+                    log.add(labels[i], std, patient[i], _too_large(std, cov[i]))
     table["id"] = table["id"].astype(object)
     if "output" in table:
         table["output"] = table["output"].astype(object)
@@ -438,6 +465,13 @@ def normalise(
     )
     log.raise_if_any()
     return table
+
+
+def _too_large(name: str, value: float) -> str:
+    return (
+        f"{name} = {value:g} is too large (magnitude above {MAX_MAGNITUDE:g}, where "
+        "arithmetic on it overflows); check the value and its unit."
+    )
 
 
 def _check_dose(
