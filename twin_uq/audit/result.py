@@ -114,14 +114,17 @@ class AuditResult:
         return ds
 
     def to_csv(self, path: str | Path, which: str = "table") -> Path:
-        """Write ``table`` (default) or ``disparities`` as CSV; ``pd.read_csv`` reads it back."""
+        """Write ``table`` (default) or ``disparities`` as CSV; ``pd.read_csv`` reads it back.
+
+        Text cells a spreadsheet would run as formulas (group labels from covariate values
+        such as ``=cmd|...``) are written with a leading ``'``; the write is atomic.
+        """
         frames = {"table": self.table, "disparities": self.disparities}
         if which not in frames:
             raise ValueError(f"which must be 'table' or 'disparities', got {which!r}.")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frames[which].to_csv(path, index=False)
-        return path
+        from twin_uq._csv import write_csv
+
+        return write_csv(frames[which], path, index=False)
 
     def figures(self) -> dict[str, tuple[str, str]]:
         """Forest plots as SVG text, one per grouping: ``{grouping: (svg, alt text)}``."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -127,7 +129,7 @@ def _netcdf_attrs(attrs: dict) -> dict:
 
 
 def write_dataset(ds: xr.Dataset, path: Path) -> Path:
-    """Write an xarray Dataset to netCDF (h5netcdf), making attributes storable."""
+    """Write an xarray Dataset to netCDF (h5netcdf) atomically, making attributes storable."""
     ds = ds.copy()
     ds.attrs = _netcdf_attrs(dict(ds.attrs))
     for name in ds.variables:
@@ -136,7 +138,15 @@ def write_dataset(ds: xr.Dataset, path: Path) -> Path:
             ds[name] = ds[name].astype("int8")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds.to_netcdf(path, engine="h5netcdf")
+    # Written under a temporary name and renamed: a failed write leaves no half file.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from twin_uq._csv import write_csv
 from twin_uq.cli._console import out_console, spinner
 from twin_uq.cli._errors import handle_errors
 from twin_uq.cli._options import Verbose
@@ -97,7 +98,7 @@ def step_trust(run: DemoRun, post):
     """Assess every twin's trust status and write trust.csv."""
     report = post.trust()
     path = run.out / "trust.csv"
-    report.table.to_csv(path)
+    write_csv(report.table, path)
     run.files["trust table"] = path
     run.notes["trust"] = report
     return report
@@ -122,7 +123,7 @@ def step_twins(run: DemoRun, post, patients: tuple[str, ...]) -> None:
     for pid in patients:
         ds = post.twin(pid).predict(np.linspace(0.0, 48.0, 97), interval=0.9)
         path = run.out / f"prediction_{pid}.csv"
-        prediction_table(ds).to_csv(path, index=False)
+        write_csv(prediction_table(ds), path, index=False)
         run.files[f"prediction, patient {pid}"] = path
 
 

@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
+from twin_uq._csv import write_csv
 from twin_uq.cli._console import out_console, spinner
 from twin_uq.cli._errors import CLIError, handle_errors
-from twin_uq.cli._io import ensure_parent, load_fit, read_schedule, write_dataset
+from twin_uq.cli._io import load_fit, read_schedule, write_dataset
 from twin_uq.cli._options import FitModel, Verbose, check_suffix, parse_assignments, parse_times
 
 Patient = Annotated[str, typer.Option("--patient", "-p", help="Patient id.")]
@@ -60,7 +61,7 @@ def predict(
     with spinner(f"Simulating patient {patient} at {t.size} times"):
         ds = post.twin(patient).predict(t, schedule=sched, interval=interval, draws=draws, seed=seed)
     if suffix == ".csv":
-        prediction_table(ds).to_csv(ensure_parent(out), index=False)
+        write_csv(prediction_table(ds), out, index=False)
     else:
         write_dataset(ds, out)
     n_extra = int(ds["extrapolation"].sum())
@@ -119,7 +120,7 @@ def whatif(
             regimens, t, criterion, interval=interval, draws=draws, seed=seed
         )
     if suffix == ".csv":
-        result.table.to_csv(ensure_parent(out), index=False)
+        write_csv(result.table, out, index=False)
     else:
         import xarray as xr
 

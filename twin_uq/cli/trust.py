@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from twin_uq._csv import write_csv
 from twin_uq.cli._console import out_console, spinner
 from twin_uq.cli._errors import handle_errors
 from twin_uq.cli._io import ensure_parent, load_fit
@@ -36,7 +37,7 @@ def trust(
         report = post.trust()
     table = report.table
     if suffix == ".csv":
-        table.to_csv(ensure_parent(out))
+        write_csv(table, out)
     elif suffix == ".json":
         from twin_uq.trust import report_json
 

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
+from twin_uq._csv import write_csv
 from twin_uq.cli._console import err_console, out_console
 from twin_uq.cli._errors import handle_errors
-from twin_uq.cli._io import ensure_parent
 from twin_uq.cli._options import Verbose, check_suffix
 
 
@@ -78,5 +78,5 @@ def validate(
     for q, row in table.iterrows():
         out_console.print(f"  {q:<24} p = {row['p_value']:.3f}", markup=False)
     if suffix == ".csv":
-        result.ranks.to_csv(ensure_parent(out), index_label="replicate")
+        write_csv(result.ranks, out, index_label="replicate")
         out_console.print(f"Ranks written to {out}")
