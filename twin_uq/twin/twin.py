@@ -231,7 +231,7 @@ class PosteriorTwin:
         )
 
     # ---- simulation --------------------------------------------------------------------
-    def _as_schedule(self, schedule: ScheduleLike | None) -> Schedule:
+    def _as_schedule(self, schedule: ScheduleLike | None, label: str = "schedule") -> Schedule:
         if schedule is None:
             sched = self.schedule
         elif isinstance(schedule, Schedule):
@@ -243,14 +243,19 @@ class PosteriorTwin:
                 raise TypeError(
                     f"schedule must be a Schedule or a list of Bolus/Infusion; got {type(bad[0]).__name__}."
                 )
-            sched = Schedule.build(
-                [x for x in items if isinstance(x, Bolus)],
-                [x for x in items if isinstance(x, Infusion)],
-                self._signals(),
-                signal_names=list(self.model.signals),
-            )
+            try:
+                sched = Schedule.build(
+                    [x for x in items if isinstance(x, Bolus)],
+                    [x for x in items if isinstance(x, Infusion)],
+                    self._signals(),
+                    signal_names=list(self.model.signals),
+                )
+            except ValueError as err:
+                raise ValueError(f"{label}: {err}") from None
         if sched.bolus_time.ndim != 1:
             raise ValueError("A twin takes one patient's (unbatched) Schedule.")
+        if schedule is not None:
+            _check_doses(sched, self.model, label)
         return bucket_schedule(sched)
 
     def _signals(self) -> list[Signal]:
@@ -473,7 +478,9 @@ class PosteriorTwin:
         raw = {}
         ok_all = np.ones(idx.size, dtype=bool)
         for name, sched in regimens.items():
-            f, y, ok = self._simulate(times, self._as_schedule(sched), idx, seed)
+            f, y, ok = self._simulate(
+                times, self._as_schedule(sched, f"regimen {name!r}"), idx, seed
+            )
             raw[name] = (f, y, ok)
             ok_all &= ok
         if not ok_all.any():
@@ -665,8 +672,11 @@ class PosteriorTwin:
                 "This twin is a population-only prediction for a new patient; fit or update "
                 "requires a fitted patient (use post.twin(id))."
             )
-        new = _new_table(new_rows, self.patient_id)
+        new = _new_table(new_rows, self.patient_id, self.model)
         combined = pd.concat([self.table, new], ignore_index=True)
+        if "output" in combined and len(self.model.outputs) == 1:
+            # One side may name the single output and the other leave it implicit.
+            combined["output"] = combined["output"].fillna(self.model.output_names[0])
         combined = combined.sort_values("time", kind="stable").reset_index(drop=True)
         cohort = read_cohort(combined, name=f"patient {self.patient_id} (updated)")
         arrays = cohort.for_model(self.model)
@@ -753,6 +763,33 @@ class PosteriorTwin:
         )
 
 
+def _check_doses(schedule: Schedule, model: Model, label: str) -> None:
+    """Refuse doses a patient cannot receive: amounts, rates or times <= 0 / non-finite.
+
+    Names the regimen (``label``), the dose and the offending value; a negative dose would
+    otherwise be simulated as a removal of drug and reported as a prediction.
+    """
+    n_states = len(model.states)
+    for k, b in enumerate(schedule.boluses(), 1):
+        where = f"{label}, bolus {k} (time {b.time:g})"
+        if not (np.isfinite(b.amount) and b.amount > 0):
+            raise ValueError(f"{where}: dose amount must be finite and > 0, got {b.amount:g}.")
+        if not (np.isfinite(b.time) and b.time >= 0):
+            raise ValueError(f"{where}: dose time must be finite and >= 0, got {b.time:g}.")
+        if not 0 <= b.cmt <= n_states:
+            raise ValueError(f"{where}: compartment {b.cmt} outside 1..{n_states} (0 = default).")
+    for k, i in enumerate(schedule.infusions(), 1):
+        where = f"{label}, infusion {k} (start {i.start:g})"
+        if not (np.isfinite(i.rate) and i.rate > 0):
+            raise ValueError(f"{where}: infusion rate must be finite and > 0, got {i.rate:g}.")
+        if not (np.isfinite(i.duration) and i.duration > 0):
+            raise ValueError(f"{where}: duration must be finite and > 0, got {i.duration:g}.")
+        if not (np.isfinite(i.start) and i.start >= 0):
+            raise ValueError(f"{where}: start time must be finite and >= 0, got {i.start:g}.")
+        if not 0 <= i.cmt <= n_states:
+            raise ValueError(f"{where}: compartment {i.cmt} outside 1..{n_states} (0 = default).")
+
+
 def _scaled(schedule: Schedule, amount: float) -> Schedule:
     """The schedule with every dose's amount replaced by ``amount`` (signals kept)."""
     boluses = [Bolus(b.time, amount, b.cmt) for b in schedule.boluses()]
@@ -772,13 +809,13 @@ def _scaled(schedule: Schedule, amount: float) -> Schedule:
     )
 
 
-def _new_table(new_rows: pd.DataFrame | Cohort, pid: str) -> pd.DataFrame:
+def _new_table(new_rows: pd.DataFrame | Cohort, pid: str, model: Model) -> pd.DataFrame:
     if isinstance(new_rows, Cohort):
         if new_rows.ids != (pid,):
             raise ValueError(
                 f"update() of patient {pid!r} needs a Cohort with only that patient; got ids {list(new_rows.ids)[:5]}."
             )
-        return new_rows.table.reset_index(drop=True)
+        return _known_outputs(new_rows.table, pid, model).reset_index(drop=True)
     if not isinstance(new_rows, pd.DataFrame):
         raise TypeError(
             "new_rows must be a pandas DataFrame in the cohort table format, or a Cohort."
@@ -796,7 +833,23 @@ def _new_table(new_rows: pd.DataFrame | Cohort, pid: str) -> pd.DataFrame:
                 f"update() of patient {pid!r} got rows of patient(s) {sorted(ids - {pid})[:5]}."
             )
     # Normalise through the reader so column names and defaults match the stored table.
-    return read_cohort(frame, name=f"new rows of {pid}").table.reset_index(drop=True)
+    table = read_cohort(frame, name=f"new rows of {pid}").table
+    return _known_outputs(table, pid, model).reset_index(drop=True)
+
+
+def _known_outputs(table: pd.DataFrame, pid: str, model: Model) -> pd.DataFrame:
+    """``table`` if every observation names an output of ``model``; else a ValueError."""
+    if "output" not in table:
+        return table
+    obs = (table["evid"] == 0) & (table["mdv"] == 0) & table["output"].notna()
+    unknown = table[obs & ~table["output"].isin(model.output_names)]
+    if len(unknown):
+        row, name = unknown.index[0], unknown["output"].iloc[0]
+        raise ValueError(
+            f"update() of patient {pid!r}: new row {row} has output {name!r}, which model "
+            f"{model.name!r} does not define; its outputs are {list(model.output_names)}."
+        )
+    return table
 
 
 def simulate_patient(
