@@ -49,13 +49,24 @@ class FitSettings:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"Unknown method {self.method!r}; choose one of {METHODS}.")
-        for name in ("chains", "draws", "svi_steps"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
-        if int(self.warmup) < 0:
-            raise ValueError(f"warmup must be >= 0, got {self.warmup}.")
+        for name in ("chains", "draws", "svi_steps", "max_tree_depth"):
+            if not _whole(getattr(self, name), 1):
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
+        if not _whole(self.warmup, 0):
+            raise ValueError(f"warmup must be an integer >= 0, got {self.warmup!r}.")
         if not 0.0 < self.target_accept < 1.0:
             raise ValueError(f"target_accept must lie in (0, 1), got {self.target_accept}.")
+
+
+def _whole(value: object, low: int) -> bool:
+    """Whether ``value`` is a whole number >= ``low`` (``3`` and ``3.0``; not ``2.5``, ``True``)."""
+    if isinstance(value, bool):
+        return False
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return number.is_integer() and number >= low
 
 
 def fit(
