@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:  # pandas loads on first use: the CLI imports this module at start-up
+    import pandas as pd
 
 __all__ = ["FORMULA_PREFIXES", "neutralise", "neutralise_frame", "write_csv"]
 
@@ -40,6 +41,8 @@ def neutralise(value: object) -> object:
 
 
 def _neutralise_index(index: pd.Index) -> pd.Index:
+    import pandas as pd
+
     if isinstance(index, pd.MultiIndex):
         levels = [_neutralise_index(level) for level in index.levels]
         names = [neutralise(n) for n in index.names]
@@ -51,6 +54,9 @@ def _neutralise_index(index: pd.Index) -> pd.Index:
 
 def neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``frame`` whose text cells, column names and index labels are neutralised."""
+    import numpy as np
+    import pandas as pd
+
     out = frame.copy()
     for col in out.columns:
         s = out[col]
