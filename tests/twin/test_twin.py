@@ -7,6 +7,7 @@ prediction times keep one shape (``GRID``) so the compiled predictor is shared.
 import numpy as np
 import pytest
 import scipy.stats as st
+import xarray as xr
 
 import twin_uq as tq
 from twin_uq.twin import Criterion, Event, PosteriorTwin, UnknownPatientError, trace_count
@@ -43,6 +44,14 @@ def test_unknown_patient_lists_close_matches(oral_fit):
 
 
 # ---- predict --------------------------------------------------------------------------
+def test_predict_dataset_writes_to_netcdf_as_is(twins, rich_id, tmp_path):
+    ds = twins[rich_id].predict(GRID)
+    ds.to_netcdf(tmp_path / "p.nc", engine="h5netcdf")
+    back = xr.load_dataset(tmp_path / "p.nc", engine="h5netcdf")
+    assert back.attrs["approximate"] == 0 and back.attrs["patient_id"] == rich_id
+    np.testing.assert_array_equal(back["upper"].values, ds["upper"].values)
+
+
 def test_predict_dataset_layout(twins, rich_id):
     ds = twins[rich_id].predict(GRID, interval=0.8)
     assert ds["f"].dims == ("draw", "time", "output") and ds.sizes["draw"] == twins[rich_id].n_draws
@@ -50,7 +59,7 @@ def test_predict_dataset_layout(twins, rich_id):
     assert list(ds["output"].values) == ["concentration"]
     assert ds.attrs["interval"] == 0.8 and ds.attrs["patient_id"] == rich_id
     assert ds.attrs["model_name"] == "one_compartment_oral"
-    assert ds.attrs["approximate"] is False and ds.attrs["population_only"] is False
+    assert ds.attrs["approximate"] == 0 and ds.attrs["population_only"] == 0
     assert ds.attrs["n_failed_draws"] == 0 and ds.attrs["last_observation_time"] == 24.0
     np.testing.assert_array_equal(ds["extrapolation"].values, GRID > 24.0)
     np.testing.assert_allclose(ds["horizon"].values, np.maximum(GRID - 24.0, 0.0))
@@ -278,7 +287,7 @@ def test_recommend_dose_with_named_schedules_and_criterion(twins, rich_id):
 # ---- a new patient --------------------------------------------------------------------
 def test_simulate_patient_population_only(oral_fit):
     ds = tq.simulate_patient(oral_fit, {"WT": 70.0}, [tq.Bolus(0.0, 100.0, 1)], GRID)
-    assert ds.attrs["population_only"] is True
+    assert ds.attrs["population_only"] == 1
     assert ds["extrapolation"].all() and np.isnan(ds.attrs["last_observation_time"])
     # population intervals are wider than any well-observed patient's
     tw = oral_fit.twin("P01").predict(GRID)

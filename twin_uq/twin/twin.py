@@ -331,8 +331,8 @@ class PosteriorTwin:
             residual uncertainty); ``median``, ``lower``, ``upper`` (output, time) from
             ``y``; ``f_median``, ``f_lower``, ``f_upper`` from ``f``; ``extrapolation``
             (time): later than the last observation; ``horizon`` (time): how much later.
-            Attributes: ``patient_id``, ``model_name``, ``interval``, ``approximate``,
-            ``population_only``, ``last_observation_time``, ``n_draws``,
+            Attributes: ``patient_id``, ``model_name``, ``interval``, ``approximate`` and
+            ``population_only`` (0/1), ``last_observation_time``, ``n_draws``,
             ``n_failed_draws`` (draws whose solve failed: excluded, not imputed), ``seed``.
 
         Raises
@@ -387,8 +387,10 @@ class PosteriorTwin:
                 "patient_id": self.patient_id,
                 "model_name": self.model.name,
                 "interval": interval,
-                "approximate": bool(self.approximate),
-                "population_only": bool(self.population_only),
+                # 0/1, not bool: netCDF attributes cannot hold booleans, and the text
+                # "false" would be truthy in Python.
+                "approximate": int(bool(self.approximate)),
+                "population_only": int(bool(self.population_only)),
                 "last_observation_time": last,
                 "n_draws": int(ok.sum()),
                 "n_failed_draws": n_failed,
@@ -868,7 +870,7 @@ def simulate_patient(
     distribution given ``covariates`` (typical values, covariate effects, allometry,
     between-patient variability), so the intervals carry population, parameter and
     residual uncertainty. The Dataset has the layout of :meth:`PosteriorTwin.predict`
-    with ``attrs["population_only"] = True``.
+    with ``attrs["population_only"] = 1``.
     """
     twin = new_patient_twin(post, covariates, schedule, seed=seed, patient_id=patient_id)
     return twin.predict(times, interval=interval, seed=seed)
