@@ -136,6 +136,11 @@ def metrics(typical, omega, theta, diverging, names, truth) -> dict:
         ess_patient_min=float(ess["theta"].min()),
         rhat_max=float(max(float(rhat[v].max()) for v in rhat.data_vars)),
         divergences=int(np.sum(diverging)),
+        ess_pop_by_parameter={
+            f"{v}[{p}]": float(ess[v].values[k])
+            for v in ("typical", "omega")
+            for k, p in enumerate(names)
+        },
         coverage=f"{cover}/{total}",
         missed=missed,
     )
