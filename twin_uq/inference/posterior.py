@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pandas as pd
 import xarray as xr
 
 from twin_uq.data import Cohort, read_cohort
+from twin_uq.inference.atomic import atomic_write
 from twin_uq.inference.prepare import PreparedFit, prepare_fit
 from twin_uq.model.base import Model
 from twin_uq.model.load import load_model, model_source_hash
@@ -328,34 +327,18 @@ class CohortPosterior:
     def save(self, path: str | Path) -> Path:
         """Write the fit to netCDF (``.nc``) or zarr (``.zarr``), atomically.
 
-        The file is written next to its destination under a temporary name and renamed
-        into place, so an interrupted write leaves the previous file intact.
+        The file is written next to its destination under a temporary name, flushed to
+        disk and moved into place in one step (see :mod:`twin_uq.inference.atomic`), so an
+        interrupted or killed write leaves the previous file intact; temporaries left by a
+        killed writer are removed by the next save to the same path.
         """
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix not in (".nc", ".zarr"):
             raise ValueError(f"Unknown fit file type {path.name!r}: use .nc (netCDF) or .zarr.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
-        try:
-            if suffix == ".nc":
-                self.idata.to_netcdf(tmp, engine="h5netcdf")
-            else:
-                self.idata.to_zarr(tmp, consolidated=False)
-            if path.is_dir() and suffix == ".zarr":
-                import shutil
-
-                old = path.with_name(path.name + ".old")
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, path)
-        finally:
-            import shutil
-
-            shutil.rmtree(tmp.parent, ignore_errors=True)
-        return path
+        if suffix == ".nc":
+            return atomic_write(path, lambda tmp: self.idata.to_netcdf(tmp, engine="h5netcdf"))
+        return atomic_write(path, lambda tmp: self.idata.to_zarr(tmp, consolidated=False))
 
 
 def _check_interval(interval: float) -> None:
