@@ -146,7 +146,9 @@ def metrics(typical, omega, theta, diverging, names, truth) -> dict:
     )
 
 
-def worker_twin(name: str, warmup: int, draws: int, method: str, n_fits: int = 2) -> dict:
+def worker_twin(
+    name: str, warmup: int, draws: int, method: str, n_fits: int = 2, centering: str = "auto"
+) -> dict:
     import twin_uq as tq
 
     kind = PROBLEMS[name][0]
@@ -168,7 +170,8 @@ def worker_twin(name: str, warmup: int, draws: int, method: str, n_fits: int = 2
         compile_events.clear()
         t0 = time.perf_counter()
         post = tq.fit(MODELS[kind], cohort, method=method, chains=2, warmup=warmup, draws=draws,
-                      seed=seed, progress=False)  # fmt: skip
+                      seed=seed, progress=False,
+                      centering=centering if centering == "auto" else float(centering))  # fmt: skip
         walls.append(time.perf_counter() - t0)
         comp.append(sum(compile_events.values()))
         fits.append(post)
@@ -244,14 +247,15 @@ def versions() -> dict:
     return out
 
 
-def spawn(tool, name, warmup, draws, timeout, method="nuts", fits=2) -> dict:
+def spawn(tool, name, warmup, draws, timeout, method="nuts", fits=2, centering="auto") -> dict:
     """Run one (tool, problem) in its own process group; on timeout kill the whole group
     (PyStan's httpstan and the PyMC sampler start processes of their own)."""
     import os
     import signal
 
     cmd = [PY, str(Path(__file__)), "--worker", tool, name, "--warmup", str(warmup),
-           "--draws", str(draws), "--method", method, "--fits", str(fits)]  # fmt: skip
+           "--draws", str(draws), "--method", method, "--fits", str(fits),
+           "--centering", str(centering)]  # fmt: skip
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -380,6 +384,9 @@ def main() -> None:
     ap.add_argument("--tag", default="main")
     ap.add_argument("--scaling", action="store_true")
     ap.add_argument("--fits", type=int, default=2)
+    ap.add_argument(
+        "--centering", default="auto", help="twin_uq only: 'auto' or a weight in [0, 1]"
+    )
     ap.add_argument("--table", help="print the Markdown table of out/fit_benchmark_<TAG>.json")
     a = ap.parse_args()
     if a.table:
@@ -391,12 +398,13 @@ def main() -> None:
     if a.worker:
         tool, name = a.worker
         if tool == "twin_uq":
-            res = worker_twin(name, a.warmup, a.draws, a.method, a.fits)
+            res = worker_twin(name, a.warmup, a.draws, a.method, a.fits, a.centering)
         else:
             sys.path.insert(0, str(HERE))
             res = worker_peer(tool, name, a.warmup, a.draws)
         res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        res["settings"] = dict(chains=2, warmup=a.warmup, draws=a.draws, method=a.method)
+        res["settings"] = dict(chains=2, warmup=a.warmup, draws=a.draws, method=a.method,
+                               centering=a.centering)  # fmt: skip
         print("RESULT " + json.dumps(res, default=str), flush=True)
         return
     OUT.mkdir(exist_ok=True)
@@ -408,7 +416,7 @@ def main() -> None:
                 command=" ".join(sys.argv), started=time.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
     for name in a.problems:  # interleaved: both tools on one problem, then the next
         for tool in a.tools:
-            r = spawn(tool, name, a.warmup, a.draws, a.timeout, a.method)
+            r = spawn(tool, name, a.warmup, a.draws, a.timeout, a.method, a.fits, a.centering)
             results.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "stderr_tail"}, default=str),
                   flush=True)  # fmt: skip
