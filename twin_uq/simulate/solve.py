@@ -8,7 +8,12 @@
 
 Gradients
 ---------
-The exact path (linear models) is plain JAX and differentiates in any mode.
+The exact path (linear models) is plain JAX differentiated in reverse mode, wrapped in a
+``jax.custom_vjp`` only so that a failed solve (non-finite values, e.g. a matrix exponential
+overflowing for extreme parameters) gets a zero ``theta`` cotangent instead of NaN; its
+gradients with respect to ``theta``, ``covariates`` and ``times`` are exact. Forward mode
+(``jvp``, ``jacfwd``) through either path is not supported; Hessians are taken by finite
+differences of gradients (see :mod:`twin_uq.inference.backends`).
 
 The ODE path is solved with ``diffrax.ForwardMode()`` and wrapped in ``jax.custom_vjp``:
 the forward pass computes the solution *and* its Jacobian with respect to ``theta`` by
@@ -20,9 +25,9 @@ under ``pmap``, and makes gradients work under ``vmap``, ``pmap`` and ``jit`` al
 Consequences:
 
 * the cotangents of ``covariates``, ``schedule`` and ``times`` are **zero** (they are data);
-* when a solve fails (``ok`` is ``False``) the ``theta`` cotangent is zero, so a
-  likelihood that masks failed solves with ``jnp.where(ok, ll, -inf)`` gets finite
-  gradients;
+* when a solve fails (``ok`` is ``False``) the ``theta`` cotangent is zero — on both
+  paths — so a likelihood that masks failed solves with ``jnp.where(ok, ll, -inf)`` gets
+  finite gradients;
 * forward-over-reverse (Hessians) through the ODE path is not supported; use
   :func:`twin_uq.simulate.ode.solve_ode` directly for forward-mode-only derivatives.
 """
@@ -105,6 +110,34 @@ def _ode_bwd(model, settings, residuals, cotangents):
 _ode_with_vjp.defvjp(_ode_fwd, _ode_bwd)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _exact_with_vjp(model, settings, theta, covariates, schedule, times):
+    return _core(model, settings, theta, covariates, schedule, times)
+
+
+def _exact_fwd(model, settings, theta, covariates, schedule, times):
+    def f(th, cv, ts):
+        states, outputs, status = _core(model, settings, th, cv, schedule, ts)
+        return (states, outputs), status
+
+    (states, outputs), pullback, status = jax.vjp(f, theta, covariates, times, has_aux=True)
+    return (states, outputs, status), (pullback, status)
+
+
+def _exact_bwd(model, settings, residuals, cotangents):
+    pullback, status = residuals
+    g_states, g_outputs, _ = cotangents
+    ct_theta, ct_cov, ct_times = pullback((g_states, g_outputs))
+    # Plain reverse mode would multiply the zero cotangent of a masked failed solve by the
+    # solve's inf/NaN partial derivatives (0 * inf = NaN); the gate comes after instead.
+    ok = status == STATUS_OK
+    zero = lambda ct: jnp.where(ok, ct, 0.0)  # noqa: E731
+    return zero(ct_theta), zero(ct_cov), None, zero(ct_times)
+
+
+_exact_with_vjp.defvjp(_exact_fwd, _exact_bwd)
+
+
 def _solve(
     model: Model,
     settings: SolverSettings,
@@ -117,7 +150,7 @@ def _solve(
     covariates = jnp.asarray(covariates, dtype=float).reshape(len(model.covariates))
     times = jnp.asarray(times, dtype=theta.dtype)
     if settings.method == "exact":
-        return _core(model, settings, theta, covariates, schedule, times)
+        return _exact_with_vjp(model, settings, theta, covariates, schedule, times)
     return _ode_with_vjp(model, settings, theta, covariates, schedule, times)
 
 
