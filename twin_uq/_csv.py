@@ -13,9 +13,10 @@ failed write never leaves half a table behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from twin_uq._atomic import atomic_write
 
 if TYPE_CHECKING:  # pandas loads on first use: the CLI imports this module at start-up
     import pandas as pd
@@ -86,15 +87,10 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], **to_csv: objec
     Path
         ``path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     safe = neutralise_frame(frame)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
             safe.to_csv(fh, **to_csv)  # type: ignore[arg-type]
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write)

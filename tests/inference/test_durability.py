@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
-from twin_uq.inference.atomic import _host_tag, exchange, remove_stale_temporaries
+from twin_uq._atomic import _host_tag, exchange, remove_stale_temporaries
 from twin_uq.inference.posterior import CohortPosterior, load_posterior
 
 FORMATS = (".nc", ".zarr")

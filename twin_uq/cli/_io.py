@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from twin_uq._atomic import atomic_write
 from twin_uq.cli._errors import CLIError
 from twin_uq.cli._options import existing_file
 
@@ -63,7 +62,9 @@ def read_schedule(path: Path) -> list:
         raise CLIError(f"Schedule file {path} has no dose rows.")
     lower = {str(c).lower(): c for c in frame.columns}
     if "time" not in lower or "amt" not in lower:
-        raise CLIError(f"Schedule file {path}: needs columns time and amt (and optionally cmt, rate, dur).")
+        raise CLIError(
+            f"Schedule file {path}: needs columns time and amt (and optionally cmt, rate, dur)."
+        )
     if "evid" in lower:
         evid = frame[lower["evid"]].astype(str).str.strip()
         bad = [i for i, v in evid.items() if v not in ("1", "1.0")]
@@ -136,18 +137,8 @@ def write_dataset(ds: xr.Dataset, path: Path) -> Path:
         ds[name].attrs = _netcdf_attrs(dict(ds[name].attrs))
         if ds[name].dtype == bool:
             ds[name] = ds[name].astype("int8")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Written under a temporary name and renamed: a failed write leaves no half file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
 
 
 def ensure_parent(path: Path) -> Path:

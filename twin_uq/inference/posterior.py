@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from twin_uq._atomic import atomic_write
 from twin_uq.data import Cohort, read_cohort
-from twin_uq.inference.atomic import atomic_write
 from twin_uq.inference.prepare import PreparedFit, prepare_fit
 from twin_uq.model.base import Model
 from twin_uq.model.load import load_model, model_source_hash
@@ -328,7 +328,7 @@ class CohortPosterior:
         """Write the fit to netCDF (``.nc``) or zarr (``.zarr``), atomically.
 
         The file is written next to its destination under a temporary name, flushed to
-        disk and moved into place in one step (see :mod:`twin_uq.inference.atomic`), so an
+        disk and moved into place in one step (see :mod:`twin_uq._atomic`), so an
         interrupted or killed write leaves the previous file intact; temporaries left by a
         killed writer are removed by the next save to the same path.
         """

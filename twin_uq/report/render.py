@@ -20,6 +20,7 @@ from pathlib import Path
 
 import jinja2
 
+from twin_uq._atomic import atomic_write
 from twin_uq.report.text import format_interval, format_number, percent
 
 __all__ = ["PDFUnavailableWarning", "find_chromium", "provenance", "render", "write_pdf"]
@@ -102,16 +103,7 @@ def write(path: str | Path, html: str) -> Path:
         raise ValueError(
             f"A report is an HTML file: give a path ending in .html, got {path.name!r}."
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_text(html, encoding="utf-8"))
 
 
 def find_chromium() -> str | None:
