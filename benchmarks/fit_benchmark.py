@@ -389,6 +389,48 @@ def plot_scaling(results) -> None:
     fig.savefig(HERE / "fit_scaling.png", dpi=110)
 
 
+def plot_tags(tags: list[str]) -> None:
+    """Plot cost vs cohort size from several runs' JSON (twin_uq NUTS, one series per centring).
+
+    Left: ms per gradient (warm-up+sampling s / (iterations x mean leapfrog steps)) and wall
+    seconds of the first fit; right: population ESS per second. Points whose sampling time
+    is not positive (one-fit runs before compile-in-sampler accounting) are skipped.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list[tuple[int, float, float, float]]] = {}
+    for tag in tags:
+        for r in json.loads((OUT / f"fit_benchmark_{tag}.json").read_text())["results"]:
+            st = r.get("settings", {})
+            if "error" in r or r.get("tool") != "twin_uq" or st.get("method") != "nuts":
+                continue
+            ws, iters = r["warmup_and_sampling_s"], st["warmup"] + st["draws"]
+            if ws <= 0:
+                continue
+            key = f"centering={st.get('centering', 'auto')}"
+            n = PROBLEMS[r["problem"]][1]
+            grad_ms = 1e3 * ws / (iters * r["mean_n_steps"])
+            series.setdefault(key, []).append((n, grad_ms, r["first_fit_s"], r["ess_pop_min"] / ws))
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    for key, pts in series.items():
+        pts.sort()
+        n = [p[0] for p in pts]
+        ax[0].loglog(n, [p[1] for p in pts], "o-", label=f"ms / gradient, {key}")
+        ax[0].loglog(n, [p[2] for p in pts], "s--", label=f"first fit wall s, {key}")
+        ax[1].loglog(n, [p[3] for p in pts], "o-", label=key)
+    ax[0].set_xlabel("patients")
+    ax[0].set_title("twin_uq NUTS cost (2 chains, 2 shared cores)")
+    ax[0].legend(fontsize=7)
+    ax[1].set_xlabel("patients")
+    ax[1].set_title("population ESS per second of sampling")
+    ax[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(HERE / "fit_scaling.png", dpi=110)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--make-data", action="store_true")
@@ -402,6 +444,7 @@ def main() -> None:
     ap.add_argument("--tag", default="main")
     ap.add_argument("--scaling", action="store_true")
     ap.add_argument("--scaling-problems", nargs="*", help="only these problems of the series")
+    ap.add_argument("--plot-tags", nargs="*", help="plot fit_scaling.png from these runs' JSON")
     ap.add_argument("--fits", type=int, default=2)
     ap.add_argument(
         "--centering", default="auto", help="twin_uq only: 'auto' or a weight in [0, 1]"
@@ -410,6 +453,9 @@ def main() -> None:
     a = ap.parse_args()
     if a.table:
         print(table(json.loads((OUT / f"fit_benchmark_{a.table}.json").read_text())["results"]))
+        return
+    if a.plot_tags:
+        plot_tags(a.plot_tags)
         return
     if a.make_data:
         make_data(a.problems)
