@@ -33,3 +33,18 @@ def oral_fit(oral_sim):
     return tq.fit(
         "one_compartment_oral", oral_sim.cohort, chains=4, warmup=500, draws=500, seed=0, progress=False
     )
+
+
+@pytest.fixture
+def cli():
+    """Invoke the typer app in-process; returns a function ``cli(*args) -> Result``."""
+    from typer.testing import CliRunner
+
+    from twin_uq.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke

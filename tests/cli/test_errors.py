@@ -1,7 +1,7 @@
 """Bad input ends every command with exit status 1 and one clear line on stderr."""
 
 import pytest
-from conftest import one_error_line
+from cli_helpers import one_error_line
 
 GOOD = "ID,TIME,DV,AMT,EVID\nA,0,.,100,1\nA,1,5.0,.,0\nB,0,.,100,1\nB,2,3.0,.,0\n"
 

@@ -1,7 +1,7 @@
 """``twin-uq fit --scheduler``: two-stage fits on Dask from the command line."""
 
 import pytest
-from conftest import one_error_line
+from cli_helpers import one_error_line
 
 import twin_uq as tq
 from twin_uq.cli.fit import parse_scheduler

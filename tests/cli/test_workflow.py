@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import one_error_line
+from cli_helpers import one_error_line
 
 
 @pytest.fixture(scope="module")
