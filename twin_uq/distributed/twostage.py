@@ -59,15 +59,9 @@ class PopulationDraws(dict):
 
 def population_draws(post) -> PopulationDraws:
     """Population variables of a CohortPosterior with (chain, draw) flattened to S."""
-    ds = post.posterior
-    out = PopulationDraws()
-    for name in ("mu", "omega", "beta", "sigma_add", "sigma_prop", "nu", "corr"):
-        if name in ds:
-            v = ds[name]
-            rest = [d for d in v.dims if d not in ("chain", "draw")]
-            v = v.transpose("chain", "draw", *rest).values
-            out[name] = v.reshape(-1, *v.shape[2:])
-    return out
+    from twin_uq.twin.population import flat_draws  # here: twin -> inference -> this module
+
+    return PopulationDraws(flat_draws(post))
 
 
 def _model_ref(model: Model) -> Any:
