@@ -243,7 +243,10 @@ def fit_two_stage(
     timings["stage1"] = time.perf_counter() - t0
     spec = stage1.prepared.spec
     settings = stage1.prepared.structure.settings
-    prepared = prepare_fit(spec, cohort, settings)
+    # Stage 2 samples each patient on its own (no population latents to centre), so the
+    # cohort-wide Fisher information of "auto" centring would be wasted work here.
+    no_centering = np.zeros((cohort.n_patients, len(model.parameters)))
+    prepared = prepare_fit(spec, cohort, settings, centering=no_centering)
     flat = _restandardise(population_draws(stage1), stage1.prepared.design, prepared.design, model)
     S1 = flat["mu"].shape[0]
     keep = _thin(S1, population_draws_used)
@@ -410,7 +413,7 @@ def fit_from_fit_args(args: Mapping[str, Any]):
     stage1 = {k: a[k] for k in (
         "chains", "warmup", "draws", "covariate_effects", "correlation", "centering", "error",
         "priors", "solver", "target_accept", "max_tree_depth", "dense_mass", "svi_steps",
-        "learning_rate", "guide",
+        "learning_rate", "guide", "chain_method",
     ) if k in a}  # fmt: skip
     return fit_two_stage(
         a["model"], a["cohort"], population_method=a.get("method", "nuts"),

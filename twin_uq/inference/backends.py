@@ -62,6 +62,7 @@ def run_nuts(
     target_accept: float,
     max_tree_depth: int,
     dense_mass: bool,
+    chain_method: str = "auto",
 ) -> BackendResult:
     """Run NUTS chains in parallel on the available devices (see :mod:`nuts_kernel`).
 
@@ -71,7 +72,9 @@ def run_nuts(
     """
     settings = NutsSettings(warmup, draws, target_accept, max_tree_depth, dense_mass)
     t0 = time.perf_counter()
-    samples, stats, warm_div, method = sample_nuts(structure, settings, data, priors, init_values, key, chains)
+    samples, stats, warm_div, method = sample_nuts(
+        structure, settings, data, priors, init_values, key, chains, chain_method
+    )
     t1 = time.perf_counter()
     n_steps = stats["n_steps"]
     sample_stats = {

@@ -18,6 +18,7 @@ from twin_uq.distributed.twostage import fit_from_fit_args
 from twin_uq.inference.backends import BackendResult, run_laplace, run_nuts, run_svi
 from twin_uq.inference.idata import build_idata
 from twin_uq.inference.numpyro_model import cohort_program
+from twin_uq.inference.nuts_kernel import CHAIN_METHODS
 from twin_uq.inference.population import PopulationModel
 from twin_uq.inference.posterior import CohortPosterior
 from twin_uq.inference.postprocess import derive_draw_quantities
@@ -45,10 +46,15 @@ class FitSettings:
     svi_steps: int = 3000
     learning_rate: float = 0.01
     guide: str = "lowrank"
+    chain_method: str = "auto"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"Unknown method {self.method!r}; choose one of {METHODS}.")
+        if self.chain_method not in CHAIN_METHODS:
+            raise ValueError(
+                f"chain_method must be one of {CHAIN_METHODS}, got {self.chain_method!r}."
+            )
         for name in ("chains", "draws", "svi_steps", "max_tree_depth"):
             if not _whole(getattr(self, name), 1):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
@@ -90,6 +96,7 @@ def fit(
     svi_steps: int = 3000,
     learning_rate: float = 0.01,
     guide: str = "lowrank",
+    chain_method: str = "auto",
     progress: bool | None = None,
     backend: str = "numpyro",
     sampler: str = "pymc",
@@ -121,6 +128,10 @@ def fit(
         NUTS tuning.
     svi_steps, learning_rate, guide
         Optimisation settings of SVI/Laplace; ``guide`` is ``"lowrank"`` or ``"mvn"``.
+    chain_method
+        How NUTS chains share the hardware: ``"parallel"`` (one chain per device, the CPU
+        default), ``"vectorized"`` (all chains batched on one device, the default on a
+        single GPU) or ``"auto"``.
     progress
         Show a progress bar (default: when running in a terminal).
     backend, sampler
@@ -146,6 +157,7 @@ def fit(
         svi_steps=svi_steps,
         learning_rate=learning_rate,
         guide=guide,
+        chain_method=chain_method,
     )
     model = load_model(model)
     if not isinstance(cohort, Cohort):
@@ -182,7 +194,7 @@ def fit(
         result = run_nuts(
             prepared.structure, prepared.data, prepared.priors, init, key=k_fit, chains=chains,
             warmup=warmup, draws=draws, target_accept=target_accept,
-            max_tree_depth=max_tree_depth, dense_mass=dense_mass,
+            max_tree_depth=max_tree_depth, dense_mass=dense_mass, chain_method=chain_method,
         )  # fmt: skip
     elif method == "svi":
         result = run_svi(

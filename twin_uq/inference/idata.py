@@ -159,6 +159,7 @@ def build_idata(
             "obs_censored": np.asarray(arrays.obs_censored),
             "obs_lloq": np.asarray(arrays.obs_lloq),
             "solver_ok_rate": derived["solver_ok"].mean(axis=(0, 1)),
+            "centering_weight": np.asarray(prepared.data.centering),
         },
     }
     dims.update(
@@ -171,6 +172,7 @@ def build_idata(
             "obs_censored": ["patient", "obs"],
             "obs_lloq": ["patient", "obs"],
             "solver_ok_rate": ["patient"],
+            "centering_weight": ["patient", "parameter"],
         }
     )
     if result.sample_stats:

@@ -11,6 +11,12 @@ Chains run in parallel with ``pmap`` over the host devices (see ``twin_uq._confi
 chain per device; more chains than devices run in rounds. ``pmap`` over a solve whose
 reverse-mode gradient is a ``custom_vjp`` of forward sensitivities does not hit equinox's
 closure-conversion crash (see ``twin_uq.simulate.solve``).
+
+On a single accelerator (GPU/TPU) the chains are instead *vectorised* (``vmap`` of the
+whole chain): the device has the width to evaluate every chain's gradient at once, and
+the price of ``vmap`` — each chain's tree takes as many leapfrog steps as the longest in
+the batch — is paid in parallel lanes rather than in time. On CPU, vectorising would make
+every chain wait for the slowest one, so CPU chains stay one per device.
 """
 
 from __future__ import annotations
@@ -76,6 +82,25 @@ def _one_chain(statics, data, priors, init_values, key):
 
 
 _pmapped_chain = jax.pmap(_one_chain, in_axes=(None, None, None, 0, 0), static_broadcasted_argnums=(0,))
+_vmapped_chain = jax.jit(
+    jax.vmap(_one_chain, in_axes=(None, None, None, 0, 0)), static_argnums=(0,)
+)
+
+CHAIN_METHODS = ("auto", "parallel", "vectorized")
+
+
+def choose_chain_method(chains: int, requested: str = "auto") -> str:
+    """``"parallel"`` (pmap, one chain per device) or ``"vectorized"`` (vmap on one device).
+
+    ``"auto"`` vectorises only when there is a single accelerator device; see the module
+    docstring for why CPU chains are not vectorised.
+    """
+    if requested not in CHAIN_METHODS:
+        raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {requested!r}.")
+    if requested != "auto":
+        return requested
+    single_accelerator = jax.local_device_count() == 1 and jax.default_backend() != "cpu"
+    return "vectorized" if single_accelerator and chains > 1 else "parallel"
 
 
 def sample_nuts(
@@ -86,23 +111,36 @@ def sample_nuts(
     init_values: dict,
     key: jax.Array,
     chains: int,
+    chain_method: str = "auto",
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int, str]:
     """Run ``chains`` NUTS chains; returns samples, sample stats, warm-up divergences, method.
 
-    Samples have shape ``(chains, draws, ...)``.
+    Samples have shape ``(chains, draws, ...)``. ``chain_method`` is ``"auto"``,
+    ``"parallel"`` or ``"vectorized"`` (see :func:`choose_chain_method`); chain ``c`` uses
+    the same random key whichever is chosen.
     """
-    n_dev = jax.local_device_count()
-    per_round = max(1, min(chains, n_dev))
+    chosen = choose_chain_method(chains, chain_method)
     keys = jax.random.split(key, chains)
     init = {k: jnp.asarray(v) for k, v in init_values.items()}
+    if chosen == "vectorized":
+        batch_init = jax.tree.map(lambda v: jnp.broadcast_to(v, (chains, *v.shape)), init)
+        out = _vmapped_chain((structure, settings), data, priors, batch_init, keys)
+        return (*_collect([out]), "vectorized (vmap)")
+    n_dev = jax.local_device_count()
+    per_round = max(1, min(chains, n_dev))
     outs = []
     for start in range(0, chains, per_round):
         n = min(per_round, chains - start)
         batch_init = jax.tree.map(lambda v, n=n: jnp.broadcast_to(v, (n, *v.shape)), init)
         outs.append(_pmapped_chain((structure, settings), data, priors, batch_init, keys[start : start + n]))
+    method = "parallel (pmap)" if per_round > 1 else "sequential"
+    return (*_collect(outs), method)
+
+
+def _collect(outs: list) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
+    """Concatenate the chain batches' samples, stats and warm-up divergence counts."""
     samples = {k: np.concatenate([np.asarray(o[0][k]) for o in outs]) for k in outs[0][0]}
     names = ("diverging", "energy", "n_steps", "acceptance_rate", "step_size", "potential_energy")
     stats = {n: np.concatenate([np.asarray(o[1][i]) for o in outs]) for i, n in enumerate(names)}
     warm_div = int(sum(int(np.asarray(o[2]).sum()) for o in outs))
-    method = "parallel (pmap)" if per_round > 1 else "sequential"
-    return samples, stats, warm_div, method
+    return samples, stats, warm_div

@@ -47,11 +47,13 @@ class PopulationModel:
         prior on the correlation matrix).
     centering
         Parameterisation of the random effects: 0 is non-centred, 1 centred, values in
-        between partially centred (Papaspiliopoulos et al. 2007). ``"auto"`` sets, for each
-        patient, ``n_i / (n_i + 2 K)`` with ``n_i`` that patient's observations and ``K``
-        the number of parameters: data-poor patients (whose posterior is close to the
-        population) get the non-centred form, well-observed ones the centred form, which
-        is where each samples best. Only ``0`` is allowed with ``correlation="lkj"``.
+        between partially centred (Papaspiliopoulos et al. 2007). ``"auto"`` gives each
+        patient and parameter the shrinkage weight ``ω² I / (1 + ω² I)``, with ``I`` the
+        Fisher information of that patient's data about the log parameter at the fit's
+        starting point (:mod:`twin_uq.inference.centering`): data-poor patients (whose
+        posterior is close to the population) get the non-centred form, well-observed ones
+        the centred form, which is where each samples best. Only ``0`` is allowed with
+        ``correlation="lkj"``.
     error
         Residual error model per output name (defaults to each ``Output.error``).
     priors

@@ -452,5 +452,13 @@ def load_posterior(path: str | Path, model: str | Path | Model | None = None) ->
         error=pm["error"],
         priors={k: tuple(v) if isinstance(v, list) else v for k, v in pm["priors"].items()},
     )
-    prepared = prepare_fit(spec, cohort, SolverSettings(**json.loads(attrs["solver"])))
+    constant = tree["constant_data"] if "constant_data" in tree.children else None
+    weights = (
+        np.asarray(constant["centering_weight"].values)
+        if constant is not None and "centering_weight" in constant.data_vars
+        else None
+    )
+    prepared = prepare_fit(
+        spec, cohort, SolverSettings(**json.loads(attrs["solver"])), centering=weights
+    )
     return CohortPosterior(idata=tree, model=chosen, cohort=cohort, prepared=prepared)

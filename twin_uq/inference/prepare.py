@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
 from twin_uq.data import Cohort
+from twin_uq.inference.centering import fisher_information, shrinkage_weights
 from twin_uq.inference.likelihood import FitData
 from twin_uq.inference.numpyro_model import PriorArrays, ProgramStructure
 from twin_uq.inference.population import CovariateDesign, PopulationModel, build_covariate_design
@@ -39,7 +41,7 @@ class PreparedFit:
         s = self.structure
         P, K = self.data.n_patients, s.n_params
         mu = np.asarray(self.priors.mu_loc)
-        omega = np.minimum(0.5 * np.asarray(self.priors.omega_scale), 0.3)
+        omega = _initial_omega(self.priors)
         values: dict[str, np.ndarray] = {"mu": mu, "omega": omega}
         mean = np.asarray(self.data.allometric) + mu
         if s.n_effects:
@@ -50,33 +52,73 @@ class PreparedFit:
         else:
             values["z"] = np.asarray(self.data.centering) * mean
         if s.add_outputs:
-            values["sigma_add"] = 0.5 * np.asarray(self.priors.add_scale)
+            values["sigma_add"] = _initial_sigma(self.priors.add_scale)
         if s.prop_outputs:
-            values["sigma_prop"] = 0.5 * np.asarray(self.priors.prop_scale)
+            values["sigma_prop"] = _initial_sigma(self.priors.prop_scale)
         if s.student_t:
             values["nu"] = np.asarray(10.0)
         return values
 
 
-def centering_weights(spec: PopulationModel, n_obs: np.ndarray) -> np.ndarray:
-    """``(P, K)`` partial-centring weights (see :class:`PopulationModel`)."""
-    K = len(spec.model.parameters)
-    if spec.centering == "auto":
-        w = n_obs / (n_obs + 2.0 * K)
-    else:
-        w = np.full(n_obs.shape, float(spec.centering))
-    return np.repeat(w[:, None], K, axis=1)
+def _initial_omega(priors: PriorArrays) -> np.ndarray:
+    """Starting between-patient SD per parameter (log scale)."""
+    return np.minimum(0.5 * np.asarray(priors.omega_scale), 0.3)
+
+
+def _initial_sigma(scale: jnp.ndarray) -> np.ndarray:
+    """Starting residual SDs: half their HalfNormal prior scale."""
+    return 0.5 * np.asarray(scale)
+
+
+def centering_weights(
+    spec: PopulationModel,
+    structure: ProgramStructure,
+    data: FitData,
+    priors: PriorArrays,
+) -> np.ndarray:
+    """``(P, K)`` partial-centring weights (see :class:`PopulationModel`).
+
+    ``"auto"`` gives each patient and parameter the shrinkage weight of
+    :mod:`twin_uq.inference.centering`, evaluated at the starting point of the fit.
+    """
+    P, K = data.n_patients, structure.n_params
+    if spec.centering != "auto":
+        return np.full((P, K), float(spec.centering))
+    if structure.correlated:
+        return np.zeros((P, K))
+    n_out = data.error_code.shape[0]
+    add = np.zeros(n_out)
+    prop = np.zeros(n_out)
+    add[list(structure.add_outputs)] = _initial_sigma(priors.add_scale)
+    prop[list(structure.prop_outputs)] = _initial_sigma(priors.prop_scale)
+    log_theta = np.asarray(data.allometric) + np.asarray(priors.mu_loc)
+    info = fisher_information(
+        structure.model,
+        structure.settings,
+        jnp.asarray(log_theta),
+        data.arrays,
+        data.error_code,
+        jnp.asarray(add),
+        jnp.asarray(prop),
+    )
+    return shrinkage_weights(np.asarray(info), _initial_omega(priors))
 
 
 def prepare_fit(
-    spec: PopulationModel, cohort: Cohort, settings: SolverSettings | None = None
+    spec: PopulationModel,
+    cohort: Cohort,
+    settings: SolverSettings | None = None,
+    centering: np.ndarray | None = None,
 ) -> PreparedFit:
-    """Validate the cohort against the model and build every array the backends need."""
+    """Validate the cohort against the model and build every array the backends need.
+
+    ``centering`` gives the ``(P, K)`` centring weights directly (a reloaded fit passes the
+    ones it was fitted with); by default they follow ``spec.centering``.
+    """
     model = spec.model
     settings = settings or model.solver
     arrays = cohort.for_model(model)
     design = build_covariate_design(spec, cohort)
-    n_obs = np.asarray(arrays.obs_mask).sum(axis=1).astype(float)
     effect_param = np.array(
         [model.parameter_names.index(p) for p, _ in design.effects], dtype=np.int32
     )
@@ -88,10 +130,18 @@ def prepare_fit(
         effect_term=jnp.asarray(effect_term),
         allometric=jnp.asarray(design.allometric),
         error_code=jnp.asarray(spec.error_codes()),
-        centering=jnp.asarray(centering_weights(spec, n_obs)),
+        centering=jnp.zeros((cohort.n_patients, len(model.parameters))),
     )
     structure = ProgramStructure.from_spec(spec, len(design.effects), settings)
     priors = PriorArrays.from_spec(spec, structure, design.effects)
+    if centering is None:
+        centering = centering_weights(spec, structure, data, priors)
+    expected = (data.n_patients, structure.n_params)
+    if np.shape(centering) != expected:
+        raise ValueError(
+            f"centering weights have shape {np.shape(centering)}, expected {expected} (patients, parameters)."
+        )
+    data = eqx.tree_at(lambda d: d.centering, data, jnp.asarray(centering, dtype=float))
     return PreparedFit(
         spec=spec, cohort=cohort, design=design, structure=structure, data=data, priors=priors
     )

@@ -1,0 +1,114 @@
+"""Data-informed centring weights: Fisher information against its closed form, and use."""
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import twin_uq as tq
+from twin_uq.inference.centering import fisher_information, shrinkage_weights
+from twin_uq.inference.population import PopulationModel
+from twin_uq.inference.prepare import prepare_fit
+
+TIMES = [0.25, 1.0, 3.0, 8.0, 24.0]
+DOSE = 100.0
+
+
+@pytest.fixture(scope="module")
+def iv_cohort():
+    """Six IV patients; the last two keep only their first observation."""
+    design = tq.Design(times=TIMES, doses=[tq.Bolus(0.0, DOSE, 1)])
+    sim = tq.simulate_cohort("one_compartment_iv", 6, design, seed=4)
+    table = sim.cohort.to_dataframe()
+    sparse = table["id"].isin(sim.cohort.ids[-2:]) & (table["evid"] == 0) & (table["time"] > 0.3)
+    return tq.read_cohort(table[~sparse].reset_index(drop=True))
+
+
+def _analytic_information(log_theta, add, prop, times):
+    """Closed form for C(t) = D/V exp(-CL t / V) with combined error."""
+    cl, v = np.exp(log_theta)
+    t = np.asarray(times)
+    f = DOSE / v * np.exp(-cl / v * t)
+    d_cl = -f * cl * t / v
+    d_v = f * (cl * t / v - 1.0)
+    var = add**2 + (prop * f) ** 2
+    return np.array([np.sum(d_cl**2 / var), np.sum(d_v**2 / var)])
+
+
+def test_fisher_information_matches_closed_form(iv_cohort):
+    model = tq.load_model("one_compartment_iv")
+    prepared = prepare_fit(PopulationModel(model=model, centering=0.0), iv_cohort)
+    P = iv_cohort.n_patients
+    rng = np.random.default_rng(0)
+    log_theta = np.log([5.0, 50.0]) + rng.normal(0.0, 0.3, size=(P, 2))
+    add, prop = 0.05, 0.15
+    info = np.asarray(
+        fisher_information(
+            model,
+            model.solver,
+            jnp.asarray(log_theta),
+            prepared.data.arrays,
+            prepared.data.error_code,
+            jnp.asarray([add]),
+            jnp.asarray([prop]),
+        )
+    )
+    arrays = prepared.data.arrays
+    for i in range(P):
+        mask = np.asarray(arrays.obs_mask[i])
+        expected = _analytic_information(log_theta[i], add, prop, np.asarray(arrays.obs_time[i])[mask])
+        # Central differences with step 1e-3: relative error O(1e-6).
+        np.testing.assert_allclose(info[i], expected, rtol=1e-5)
+
+
+def test_censored_and_missing_observations_carry_no_information(iv_cohort):
+    model = tq.load_model("one_compartment_iv")
+    prepared = prepare_fit(PopulationModel(model=model, centering=0.0), iv_cohort)
+    arrays = prepared.data.arrays
+    censored = np.zeros(arrays.obs_censored.shape, dtype=bool)
+    censored[0] = True  # every observation of patient 0 below the limit
+    arrays = eqx.tree_at(lambda a: a.obs_censored, arrays, jnp.asarray(censored))
+    log_theta = jnp.tile(jnp.log(jnp.array([5.0, 50.0])), (iv_cohort.n_patients, 1))
+    sigmas = (jnp.asarray([0.05]), jnp.asarray([0.15]))
+    info = np.asarray(
+        fisher_information(model, model.solver, log_theta, arrays, prepared.data.error_code, *sigmas)
+    )
+    assert np.all(info[0] == 0.0)
+    assert np.all(info[1:] > 0.0)
+
+
+def test_shrinkage_weights_are_posterior_shrinkage():
+    info = np.array([[0.0, 1.0], [100.0, 1e9]])
+    w = shrinkage_weights(info, np.array([0.3, 0.3]))
+    np.testing.assert_allclose(w, 0.09 * info / (1.0 + 0.09 * info))
+    assert w[0, 0] == 0.0 and w[1, 1] > 0.999999
+
+
+def test_auto_weights_follow_the_data(iv_cohort):
+    spec = PopulationModel(model=tq.load_model("one_compartment_iv"), centering="auto")
+    w = np.asarray(prepare_fit(spec, iv_cohort).data.centering)
+    assert w.shape == (6, 2)
+    assert np.all((w >= 0.0) & (w < 1.0))
+    # Patients 4 and 5 kept one observation: less centred on every parameter than any rich one.
+    assert np.all(w[4:].max(axis=0) < w[:4].min(axis=0))
+    fixed = prepare_fit(PopulationModel(model=spec.model, centering=0.7), iv_cohort)
+    assert np.all(np.asarray(fixed.data.centering) == 0.7)
+
+
+def test_given_weights_are_used_and_checked(iv_cohort):
+    spec = PopulationModel(model=tq.load_model("one_compartment_iv"), centering="auto")
+    w = np.linspace(0.0, 1.0, 12).reshape(6, 2)
+    assert np.array_equal(np.asarray(prepare_fit(spec, iv_cohort, centering=w).data.centering), w)
+    with pytest.raises(ValueError, match=r"shape \(2, 6\), expected \(6, 2\)"):
+        prepare_fit(spec, iv_cohort, centering=w.T)
+
+
+def test_saved_fit_keeps_its_weights(oral_fit, tmp_path):
+    path = tmp_path / "fit.nc"
+    oral_fit.save(path)
+    loaded = tq.load_posterior(path)
+    np.testing.assert_array_equal(
+        np.asarray(loaded.prepared.data.centering), np.asarray(oral_fit.prepared.data.centering)
+    )
+    stored = oral_fit.idata["constant_data"]["centering_weight"]
+    assert stored.dims == ("patient", "parameter")
