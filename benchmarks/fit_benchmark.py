@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -50,7 +51,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
-OUT = HERE / "out"
+OUT = Path(os.environ.get("TWIN_UQ_BENCH_OUT", HERE / "out"))  # the GPU run writes to $OUT
 PY = sys.executable
 
 ORAL_TIMES = [0.5, 1, 2, 3, 4, 6, 8, 12, 24]
@@ -214,6 +215,7 @@ def worker_twin(
         compile_in_sampler_s=sampler_comp[0],
         compile_second_fit_s=comp[-1],
         chain_method=info.get("chain_method", method),
+        device=f"{jax.default_backend()}: {jax.devices()[0].device_kind}",
         mean_n_steps=float(post.idata["sample_stats"]["n_steps"].mean())
         if method == "nuts"
         else None,
@@ -266,7 +268,6 @@ def versions() -> dict:
 def spawn(tool, name, warmup, draws, timeout, method="nuts", fits=2, centering="auto") -> dict:
     """Run one (tool, problem) in its own process group; on timeout kill the whole group
     (PyStan's httpstan and the PyMC sampler start processes of their own)."""
-    import os
     import signal
 
     cmd = [PY, str(Path(__file__)), "--worker", tool, name, "--warmup", str(warmup),
