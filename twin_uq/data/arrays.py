@@ -175,7 +175,7 @@ def cohort_arrays(cohort: Cohort, model: Model) -> CohortArrays:
             raise CohortError(
                 f"Model {model.name!r} needs the measured signal {s!r}: {e}", e.problems, e.source
             ) from None
-    schedules = [cohort.schedule(p, model.signals) for p in cohort.ids]
+    schedules = [cohort.schedule_fields(k, model.signals) for k in range(cohort.n_patients)]
     cov = _covariates(cohort, model)
     return CohortArrays(
         obs_time=jnp.asarray(cohort.obs_time, dtype=jnp.float64),

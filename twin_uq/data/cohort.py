@@ -9,15 +9,17 @@ it is derived from that table, so sub-cohorts (:meth:`Cohort.select`,
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from twin_uq.data.validate import STANDARD_COLUMNS, CohortError, Problem
-from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal
+from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal, schedule_fields
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -154,9 +156,13 @@ class Cohort:
         """Position of a patient; unknown ids raise :class:`CohortError` with close matches."""
         pid = _id_text(patient_id)
         try:
-            return self.ids.index(pid)
-        except ValueError:
+            return self._positions[pid]
+        except KeyError:
             raise self._unknown([pid]) from None
+
+    @functools.cached_property
+    def _positions(self) -> dict[str, int]:
+        return {pid: k for k, pid in enumerate(self.ids)}
 
     def _unknown(self, unknown: Sequence[str]) -> CohortError:
         parts = []
@@ -329,7 +335,22 @@ class Cohort:
         n_bolus, n_infusion, n_knots
             Optional padded sizes (see :meth:`Schedule.build`).
         """
-        k = self.index(patient_id)
+        fields = self.schedule_fields(
+            self.index(patient_id), signals, n_bolus=n_bolus, n_infusion=n_infusion, n_knots=n_knots
+        )
+        return Schedule(**{k: jnp.asarray(v) for k, v in fields.items()})
+
+    def schedule_fields(
+        self,
+        position: int,
+        signals: Sequence[str] = (),
+        *,
+        n_bolus: int | None = None,
+        n_infusion: int | None = None,
+        n_knots: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """:meth:`schedule` of the patient at ``position`` as NumPy arrays by field name."""
+        k = position
         sigs = [self.signal(self.ids[k], s) for s in signals]
         if len(sigs) > 1:
             knots = np.unique(np.concatenate([np.asarray(s.times) for s in sigs]))
@@ -337,7 +358,7 @@ class Cohort:
                 Signal(s.name, tuple(knots), tuple(np.interp(knots, s.times, s.values)))
                 for s in sigs
             ]
-        return Schedule.build(
+        return schedule_fields(
             self.boluses[k],
             self.infusions[k],
             sigs,
