@@ -36,7 +36,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "exchange", "remove_stale_temporaries"]
+__all__ = ["atomic_write", "atomic_write_text", "exchange", "remove_stale_temporaries"]
 
 
 def _host_tag() -> str:
@@ -195,3 +195,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -141,5 +141,7 @@ class AuditResult:
 
         html = render_html(self, title)
         if path is not None:
-            Path(path).write_text(html, encoding="utf-8")
+            from twin_uq._atomic import atomic_write_text
+
+            atomic_write_text(path, html)
         return html

@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
+from twin_uq._atomic import atomic_write_text
+from twin_uq._csv import write_csv
 from twin_uq.cli._console import out_console
 from twin_uq.cli._errors import handle_errors
-from twin_uq.cli._io import ensure_parent
 from twin_uq.cli._options import Verbose, check_suffix
 
 
@@ -36,8 +37,7 @@ def models(
         import pandas as pd
 
         frame = pd.DataFrame({"model": list(catalogue), "description": list(catalogue.values())})
-        ensure_parent(out)
         if suffix == ".csv":
-            frame.to_csv(out, index=False)
+            write_csv(frame, out, index=False)
         else:
-            frame.to_json(out, orient="records", indent=1)
+            atomic_write_text(out, frame.to_json(orient="records", indent=1))

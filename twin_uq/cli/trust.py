@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
+from twin_uq._atomic import atomic_write_text
 from twin_uq._csv import write_csv
 from twin_uq.cli._console import out_console, spinner
 from twin_uq.cli._errors import handle_errors
-from twin_uq.cli._io import ensure_parent, load_fit
+from twin_uq.cli._io import load_fit
 from twin_uq.cli._options import FitModel, Verbose, check_suffix
 
 
@@ -41,7 +42,7 @@ def trust(
     elif suffix == ".json":
         from twin_uq.trust import report_json
 
-        ensure_parent(out).write_text(report_json(report))
+        atomic_write_text(out, report_json(report))
     print_counts(report)
     for pid in report.flagged():
         a = report[pid]

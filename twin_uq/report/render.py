@@ -20,7 +20,7 @@ from pathlib import Path
 
 import jinja2
 
-from twin_uq._atomic import atomic_write
+from twin_uq._atomic import atomic_write_text
 from twin_uq.report.text import format_interval, format_number, percent
 
 __all__ = ["PDFUnavailableWarning", "find_chromium", "provenance", "render", "write_pdf"]
@@ -103,7 +103,7 @@ def write(path: str | Path, html: str) -> Path:
         raise ValueError(
             f"A report is an HTML file: give a path ending in .html, got {path.name!r}."
         )
-    return atomic_write(path, lambda tmp: tmp.write_text(html, encoding="utf-8"))
+    return atomic_write_text(path, html)
 
 
 def find_chromium() -> str | None:
