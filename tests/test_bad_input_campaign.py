@@ -302,6 +302,18 @@ def test_model_returning_nan_is_a_reported_solver_failure(tmp_path):
     assert not bool(traj.ok) and int(traj.status) != 0
 
 
+@pytest.mark.parametrize("method", ["svi", pytest.param("laplace", marks=pytest.mark.slow)])
+def test_optimiser_that_cannot_start_names_the_patients(tmp_path, method):
+    path = tmp_path / "nan_model.py"
+    path.write_text(MODEL.format(tag="nan", params=K, rhs="y * jnp.nan"))
+    cohort = read_cohort(pd.read_csv(io.StringIO(GOOD), na_values="."))
+    with pytest.raises(RuntimeError) as err:
+        tq.fit(load_model(path), cohort, method=method, svi_steps=5, draws=5, progress=False)
+    text = str(err.value)
+    assert f"method={method!r} could not start" in text
+    assert "patients whose model solve fails or whose likelihood is not finite there: A, B (of 2)" in text
+
+
 # ---- impossible configurations ------------------------------------------------------------
 
 

@@ -125,17 +125,9 @@ def _chol(draws: PopulationDraws) -> np.ndarray:
 
 
 def _residuals(structure, draws: PopulationDraws, n_out: int):
-    import jax
-    import jax.numpy as jnp
+    from twin_uq.inference.postprocess import residuals_of_draws
 
-    from twin_uq.inference.postprocess import _residual_from
-
-    S = draws["mu"].shape[0]
-    site = {k: jnp.asarray(v) for k, v in draws.items() if k in ("sigma_add", "sigma_prop", "nu")}
-    if not site:
-        return np.zeros((S, n_out)), np.zeros((S, n_out)), np.full(S, 1e6)
-    r = jax.vmap(lambda d: _residual_from(structure, d, n_out))(site)
-    return np.asarray(r.add), np.asarray(r.prop), np.asarray(r.nu)
+    return residuals_of_draws(structure, draws, n_out)
 
 
 def _thin(n_from: int, n_to: int) -> np.ndarray:

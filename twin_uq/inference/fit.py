@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -197,30 +198,71 @@ def fit(
             max_tree_depth=max_tree_depth, dense_mass=dense_mass, chain_method=chain_method,
         )  # fmt: skip
     elif method == "svi":
-        result = run_svi(
-            program,
-            args,
-            init,
-            key=k_fit,
-            draws=draws,
-            steps=svi_steps,
-            learning_rate=learning_rate,
-            guide=guide,
-            progress=progress,
-        )
+        with _explained_invalid_start(prepared, init, method):
+            result = run_svi(
+                program,
+                args,
+                init,
+                key=k_fit,
+                draws=draws,
+                steps=svi_steps,
+                learning_rate=learning_rate,
+                guide=guide,
+                progress=progress,
+            )
     else:
-        result = run_laplace(
-            program,
-            args,
-            init,
-            key=k_fit,
-            draws=draws,
-            steps=svi_steps,
-            learning_rate=learning_rate,
-            progress=progress,
-        )
+        with _explained_invalid_start(prepared, init, method):
+            result = run_laplace(
+                program,
+                args,
+                init,
+                key=k_fit,
+                draws=draws,
+                steps=svi_steps,
+                learning_rate=learning_rate,
+                progress=progress,
+            )
     t0 = time.perf_counter()
     derived = derive_draw_quantities(prepared.structure, result.samples, prepared.data, k_post)
     result.timings["postprocess"] = time.perf_counter() - t0
     idata = build_idata(prepared, result, derived, settings_json=json.dumps(asdict(settings)))
     return CohortPosterior(idata=idata, model=model, cohort=cohort, prepared=prepared)
+
+
+@contextlib.contextmanager
+def _explained_invalid_start(prepared, init: Mapping[str, object], method: str):
+    """Turn NumPyro's bare "Cannot find valid initial parameters" into a diagnosis.
+
+    The optimisers start every patient at the population median; when the log density is
+    not finite there, the patients whose solve fails or whose likelihood is not finite at
+    that point are named (computed only on failure, so a good fit pays nothing).
+    """
+    try:
+        yield
+    except RuntimeError as err:
+        if "Cannot find valid initial parameters" not in str(err):
+            raise
+        import numpy as np
+
+        from twin_uq.inference.likelihood import cohort_loglik
+        from twin_uq.inference.postprocess import residual_from_draw
+
+        data, structure = prepared.data, prepared.structure
+        theta = np.exp(np.asarray(data.allometric) + np.asarray(init["mu"]))
+        residual = residual_from_draw(structure, dict(init), data.error_code.shape[0])
+        ll, ok = cohort_loglik(structure.model, structure.settings, theta, data, residual)
+        bad_mask = ~np.asarray(ok) | ~np.isfinite(np.asarray(ll).sum(axis=1))
+        ids = [pid for pid, b in zip(prepared.cohort.ids, bad_mask, strict=True) if b]
+        shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+        who = (
+            f"patients whose model solve fails or whose likelihood is not finite there: {shown} "
+            f"(of {len(bad_mask)})"
+            if ids
+            else "every patient's likelihood is finite there, so a prior or residual term is not"
+        )
+        raise RuntimeError(
+            f"method={method!r} could not start: the log density is not finite at the starting "
+            f"point (every patient at the population median of the priors); {who}. Check the "
+            "model's equations for NaN/inf (simulate one patient with tq.simulate) and the "
+            "priors' medians."
+        ) from err

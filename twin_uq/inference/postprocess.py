@@ -8,6 +8,7 @@ memory stays bounded for large cohorts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 
 import jax
@@ -25,7 +26,7 @@ class DrawQuantities(dict):
     """Name → array with leading ``(chain, draw)`` axes."""
 
 
-def _residual_from(structure: ProgramStructure, draw: dict, n_outputs: int) -> ResidualParams:
+def residual_from_draw(structure: ProgramStructure, draw: dict, n_outputs: int) -> ResidualParams:
     add = jnp.zeros(n_outputs)
     prop = jnp.zeros(n_outputs)
     if structure.add_outputs:
@@ -34,6 +35,22 @@ def _residual_from(structure: ProgramStructure, draw: dict, n_outputs: int) -> R
         prop = prop.at[jnp.asarray(structure.prop_outputs)].set(draw["sigma_prop"])
     nu = draw["nu"] if structure.student_t else jnp.asarray(1e6)
     return ResidualParams(add=add, prop=prop, nu=nu)
+
+
+def residuals_of_draws(
+    structure: ProgramStructure, draws: Mapping[str, np.ndarray], n_outputs: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Residual parameters of ``S`` flat posterior draws.
+
+    Returns per-output additive and proportional SDs ``(S, O)`` and Student-t ``nu``
+    ``(S,)``; zeros / 1e6 where the model has no such site.
+    """
+    site = {k: jnp.asarray(v) for k, v in draws.items() if k in ("sigma_add", "sigma_prop", "nu")}
+    S = next(iter(draws.values())).shape[0]
+    if not site:
+        return np.zeros((S, n_outputs)), np.zeros((S, n_outputs)), np.full(S, 1e6)
+    r = jax.vmap(lambda d: residual_from_draw(structure, d, n_outputs))(site)
+    return np.asarray(r.add), np.asarray(r.prop), np.asarray(r.nu)
 
 
 def log_theta_from_latents(structure: ProgramStructure, draw: dict, data: FitData) -> jax.Array:
@@ -105,7 +122,7 @@ def _derive_batch(structure: ProgramStructure, flat: dict, keys: jax.Array, data
         beta = draw["beta"] if structure.n_effects else jnp.zeros(0)
         mean = population_mean(draw["mu"], beta, data, structure.n_params)
         eta = (log_theta - mean) / draw["omega"]
-        residual = _residual_from(structure, draw, n_out)
+        residual = residual_from_draw(structure, draw, n_out)
         f, ok = jax.vmap(
             lambda th, cov, a: patient_predictions(model, settings, th, cov, a.schedule, a.obs_time, a.obs_output)
         )(theta, arr.covariates, arr)

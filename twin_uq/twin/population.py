@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from twin_uq.inference.numpyro_model import population_mean
-from twin_uq.inference.postprocess import _residual_from
+from twin_uq.inference.postprocess import residuals_of_draws
 
 if TYPE_CHECKING:
     from twin_uq.inference.posterior import CohortPosterior
@@ -84,15 +84,7 @@ def flat_draws(post: CohortPosterior) -> dict[str, np.ndarray]:
 
 
 def _residuals(post: CohortPosterior, draws: Mapping[str, np.ndarray]):
-    structure = post.prepared.structure
-    n_out = len(post.model.outputs)
-    site = {k: jnp.asarray(v) for k, v in draws.items() if k in ("sigma_add", "sigma_prop", "nu")}
-    if not site:  # no residual site at all: zeros of the right length
-        S = next(iter(draws.values())).shape[0]
-        z = np.zeros((S, n_out))
-        return z, z, np.full(S, 1e6)
-    r = jax.vmap(lambda d: _residual_from(structure, d, n_out))(site)
-    return np.asarray(r.add), np.asarray(r.prop), np.asarray(r.nu)
+    return residuals_of_draws(post.prepared.structure, draws, len(post.model.outputs))
 
 
 def _chol(draws: Mapping[str, np.ndarray]) -> np.ndarray:
