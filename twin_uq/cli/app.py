@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from twin_uq.cli import demo, fit, models, predict, report, trust, update, validate
+from twin_uq.cli import demo, fit, models, predict, report, trust, update, update_many, validate
 
 app = typer.Typer(
     name="twin-uq",
@@ -21,6 +21,7 @@ app.command("fit")(fit.fit)
 app.command("predict")(predict.predict)
 app.command("whatif")(predict.whatif)
 app.command("update")(update.update)
+app.command("update-many")(update_many.update_many)
 app.command("trust")(trust.trust)
 app.command("report")(report.report)
 app.command("audit")(report.audit)
