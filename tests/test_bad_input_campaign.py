@@ -411,13 +411,21 @@ def test_times_before_the_first_dose_are_the_pre_dose_state(oral_fit):
 
 def test_negative_dose_in_what_if_api(oral_fit):
     twin = oral_fit.twin("P01")
+    # A dose refuses itself where it is written ...
+    with pytest.raises(ValueError, match=r"Bolus amount must be >= 0, got -100.0 \(at time 0.0\)"):
+        tq.Bolus(0.0, -100.0)
+    with pytest.raises(ValueError, match=r"Infusion needs rate > 0 and duration > 0, got rate -5.0"):
+        tq.Infusion(1.0, -5.0, 2.0)
+    with pytest.raises(ValueError, match=r"Bolus amount must be finite, got nan"):
+        tq.Bolus(0.0, float("nan"))
+    with pytest.raises(ValueError, match=r"Bolus compartment must be a whole number >= 1"):
+        tq.Bolus(0.0, 10.0, -1)
+    # ... and a regimen whose doses are all zero is named by the twin.
     with pytest.raises(
         ValueError,
-        match=r"regimen 'B', bolus 1 \(time 0\): dose amount must be finite and > 0, got -100",
+        match=r"regimen 'B', bolus 1 \(time 0\): dose amount must be finite and > 0, got 0",
     ):
-        twin.what_if({"A": None, "B": [tq.Bolus(0.0, -100.0)]}, [1.0, 2.0])
-    with pytest.raises(ValueError, match=r"regimen 'late': Infusion 0 needs rate > 0"):
-        twin.what_if({"A": None, "late": [tq.Infusion(1.0, -5.0, 2.0)]}, [1.0, 2.0])
+        twin.what_if({"A": None, "B": [tq.Bolus(0.0, 0.0)]}, [1.0, 2.0])
     with pytest.raises(ValueError, match=r"regimen '-50'.*got -50"):
         twin.recommend_dose(tq.Event("concentration", above=1.0, at=24.0), [-50.0, 100.0])
 

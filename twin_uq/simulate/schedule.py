@@ -12,6 +12,7 @@ state of the model); ``cmt = 0`` means "the model's default dose compartment".
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -41,6 +42,29 @@ class Bolus:
     amount: float
     cmt: int = 0
 
+    def __post_init__(self) -> None:
+        _check_finite("Bolus", time=self.time, amount=self.amount)
+        if self.amount < 0:
+            raise ValueError(f"Bolus amount must be >= 0, got {self.amount} (at time {self.time}).")
+        _check_cmt("Bolus", self.cmt)
+
+
+def _check_finite(kind: str, **values: float) -> None:
+    for name, v in values.items():
+        try:
+            ok = math.isfinite(float(v))
+        except (TypeError, ValueError):
+            raise ValueError(f"{kind} {name} must be a number, got {v!r}.") from None
+        if not ok:
+            raise ValueError(f"{kind} {name} must be finite, got {v}.")
+
+
+def _check_cmt(kind: str, cmt: int) -> None:
+    if isinstance(cmt, bool) or int(cmt) != cmt or cmt < 0:
+        raise ValueError(
+            f"{kind} compartment must be a whole number >= 1 (or 0 for the model's default), got {cmt!r}."
+        )
+
 
 @dataclass(frozen=True)
 class Infusion:
@@ -62,6 +86,15 @@ class Infusion:
     rate: float
     duration: float
     cmt: int = 0
+
+    def __post_init__(self) -> None:
+        _check_finite("Infusion", start=self.start, rate=self.rate, duration=self.duration)
+        if self.rate <= 0 or self.duration <= 0:
+            raise ValueError(
+                f"Infusion needs rate > 0 and duration > 0, got rate {self.rate}, duration {self.duration} "
+                f"(starting at {self.start})."
+            )
+        _check_cmt("Infusion", self.cmt)
 
     @classmethod
     def from_amount(cls, start: float, amount: float, duration: float, cmt: int = 0) -> Infusion:

@@ -596,6 +596,11 @@ class PosteriorTwin:
             regimens = dict(candidates)
         else:
             base = self._as_schedule(template)
+            for a in candidates:
+                if not (np.isfinite(float(a)) and float(a) > 0):
+                    raise ValueError(
+                        f"regimen '{float(a):g}': dose amount must be finite and > 0, got {float(a):g}."
+                    )
             regimens = {f"{float(a):g}": _scaled(base, float(a)) for a in candidates}
         if not regimens:
             raise ValueError("recommend_dose needs at least one candidate.")
