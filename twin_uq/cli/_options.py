@@ -12,6 +12,10 @@ from twin_uq.cli._errors import CLIError
 
 __all__ = [
     "FitModel",
+    "UpdateChains",
+    "UpdateDraws",
+    "UpdateSeed",
+    "UpdateWarmup",
     "Verbose",
     "check_suffix",
     "existing_file",
@@ -29,6 +33,12 @@ FitModel = Annotated[
         help="The model file the fit used, if it is your own (built-in models are found by name).",
     ),
 ]
+
+# NUTS settings of a twin update (one patient conditioned on the population posterior).
+UpdateChains = Annotated[int, typer.Option("--chains", help="NUTS chains per patient.")]
+UpdateWarmup = Annotated[int, typer.Option("--warmup", help="Warm-up iterations per chain.")]
+UpdateDraws = Annotated[int, typer.Option("--draws", help="Draws per chain.")]
+UpdateSeed = Annotated[int, typer.Option("--seed", help="Random seed.")]
 
 
 def existing_file(path: Path, what: str) -> Path:

@@ -11,7 +11,15 @@ import typer
 from twin_uq.cli._console import err_console, out_console, spinner
 from twin_uq.cli._errors import handle_errors
 from twin_uq.cli._io import load_fit, read_patient_rows, write_dataset
-from twin_uq.cli._options import FitModel, Verbose, check_suffix
+from twin_uq.cli._options import (
+    FitModel,
+    UpdateChains,
+    UpdateDraws,
+    UpdateSeed,
+    UpdateWarmup,
+    Verbose,
+    check_suffix,
+)
 
 
 def twin_dataset(twin, fit_file: Path):
@@ -60,10 +68,10 @@ def update(
         Path, typer.Option("--data", "-d", help="New rows of this patient (cohort table format).")
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="netCDF file (.nc) of the updated twin.")],
-    chains: Annotated[int, typer.Option(help="NUTS chains.")] = 4,
-    warmup: Annotated[int, typer.Option(help="Warm-up iterations per chain.")] = 300,
-    draws: Annotated[int, typer.Option(help="Draws per chain.")] = 250,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    chains: UpdateChains = 4,
+    warmup: UpdateWarmup = 300,
+    draws: UpdateDraws = 250,
+    seed: UpdateSeed = 0,
     model: FitModel = None,
     verbose: Verbose = False,
 ) -> None:

@@ -10,7 +10,15 @@ import typer
 from twin_uq.cli._console import err_console, out_console, spinner
 from twin_uq.cli._errors import CLIError, handle_errors
 from twin_uq.cli._io import _read_relabelled, _read_table, load_fit, write_dataset
-from twin_uq.cli._options import FitModel, Verbose, check_suffix
+from twin_uq.cli._options import (
+    FitModel,
+    UpdateChains,
+    UpdateDraws,
+    UpdateSeed,
+    UpdateWarmup,
+    Verbose,
+    check_suffix,
+)
 from twin_uq.cli.fit import _cluster, parse_scheduler
 
 
@@ -69,10 +77,10 @@ def update_many(
             "local cluster of N worker processes (default 2)."
         ),
     ] = "local",
-    chains: Annotated[int, typer.Option(help="NUTS chains per patient.")] = 4,
-    warmup: Annotated[int, typer.Option(help="Warm-up iterations per chain.")] = 300,
-    draws: Annotated[int, typer.Option(help="Draws per chain.")] = 250,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    chains: UpdateChains = 4,
+    warmup: UpdateWarmup = 300,
+    draws: UpdateDraws = 250,
+    seed: UpdateSeed = 0,
     model: FitModel = None,
     verbose: Verbose = False,
 ) -> None:
