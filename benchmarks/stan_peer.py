@@ -196,3 +196,46 @@ def run(kind: str, csv, *, chains=2, warmup=1000, draws=1000, seed=1) -> dict:
         chain_method="parallel (httpstan processes)",
         crashes=[],
     )
+
+
+def gradient_seconds(kind: str, csv, *, repeats: int = 20) -> dict:
+    """Seconds of one log-density gradient of the Stan model at its starting point.
+
+    Through PyStan 3 every ``grad_log_prob`` call is an HTTP request to httpstan; its
+    overhead is measured on ``log_prob`` of the same point and reported beside it, so the
+    gradient's own cost is ``grad - overhead`` at most. Median of ``repeats``.
+    """
+    import stan
+
+    code, data, init, _ = _data_and_init(kind, csv)
+    t0 = time.perf_counter()
+    posterior = stan.build(code, data=data, random_seed=1)
+    build = time.perf_counter() - t0
+    x = posterior.unconstrain_pars(init)
+
+    def median_seconds(fn):
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn(x)
+            times.append(time.perf_counter() - t)
+        return float(np.median(times))
+
+    posterior.grad_log_prob(x)
+    return dict(
+        build_s=build,
+        grad_log_prob_s=median_seconds(posterior.grad_log_prob),
+        log_prob_s=median_seconds(posterior.log_prob),
+        n_unconstrained=len(x),
+    )
+
+
+if __name__ == "__main__":  # .venv/bin/python benchmarks/stan_peer.py p1_oral_100
+    import json
+    import sys
+    from pathlib import Path
+
+    name = sys.argv[1]
+    kind = "oral" if "oral" in name else "bergman"
+    csv = Path(__file__).resolve().parent / "data" / f"{name}.csv"
+    print(json.dumps(dict(problem=name, **gradient_seconds(kind, csv))))
