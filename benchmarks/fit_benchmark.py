@@ -167,6 +167,8 @@ def metrics(typical, omega, theta, diverging, names, truth) -> dict:
         ess_pop_min=float(min(ess["typical"].min(), ess["omega"].min())),
         ess_patient_min=float(ess["theta"].min()),
         rhat_max=float(max(float(rhat[v].max()) for v in rhat.data_vars)),
+        rhat_pop_max=float(max(float(rhat["typical"].max()), float(rhat["omega"].max()))),
+        rhat_patient_max=float(rhat["theta"].max()),
         divergences=int(np.sum(diverging)),
         ess_pop_by_parameter={
             f"{v}[{p}]": float(ess[v].values[k])
@@ -423,7 +425,8 @@ def plot_scaling(results) -> None:
 
 
 def plot_tags(tags: list[str]) -> None:
-    """Plot cost vs cohort size from several runs' JSON (twin_uq NUTS, one series per centring).
+    """Plot cost vs cohort size from several runs' JSON (twin_uq NUTS, one series per centring,
+    or per ``TAG=LABEL`` label).
 
     Left: ms per gradient (warm-up+sampling s / (iterations x mean leapfrog steps)) and wall
     seconds of the first fit; right: population ESS per second. Points whose sampling time
@@ -435,7 +438,8 @@ def plot_tags(tags: list[str]) -> None:
     import matplotlib.pyplot as plt
 
     series: dict[str, list[tuple[int, float, float, float]]] = {}
-    for tag in tags:
+    for item in tags:  # TAG or TAG=LABEL (the label names the series)
+        tag, _, label = item.partition("=")
         for r in json.loads((OUT / f"fit_benchmark_{tag}.json").read_text())["results"]:
             st = r.get("settings", {})
             if "error" in r or r.get("tool") != "twin_uq" or st.get("method") != "nuts":
@@ -443,7 +447,7 @@ def plot_tags(tags: list[str]) -> None:
             ws, iters = r["warmup_and_sampling_s"], st["warmup"] + st["draws"]
             if ws <= 0:
                 continue
-            key = f"centering={st.get('centering', 'auto')}"
+            key = label or f"centering={st.get('centering', 'auto')}"
             n = PROBLEMS[r["problem"]][1]
             grad_ms = 1e3 * ws / (iters * r["mean_n_steps"])
             series.setdefault(key, []).append((n, grad_ms, r["first_fit_s"], r["ess_pop_min"] / ws))
@@ -455,7 +459,7 @@ def plot_tags(tags: list[str]) -> None:
         ax[0].loglog(n, [p[2] for p in pts], "s--", label=f"first fit wall s, {key}")
         ax[1].loglog(n, [p[3] for p in pts], "o-", label=key)
     ax[0].set_xlabel("patients")
-    ax[0].set_title("twin_uq NUTS cost (2 chains, 2 shared cores)")
+    ax[0].set_title("twin_uq NUTS cost (2 chains; CPU: 2 shared cores)")
     ax[0].legend(fontsize=7)
     ax[1].set_xlabel("patients")
     ax[1].set_title("population ESS per second of sampling")
