@@ -8,8 +8,14 @@ weight is the posterior shrinkage
     w = ω² I / (1 + ω² I),
 
 0 for a patient without data (non-centred), close to 1 for a well-observed one (centred).
-``I`` is the expected Fisher information of the patient's observations about each log
-parameter, evaluated before the fit at a plausible point: the population median of the
+With several parameters per patient the same rule reads ``w_k = 1 - V_kk / ω_k²`` with
+``V = (F + diag(1/ω²))⁻¹`` the Gaussian approximation of the patient's posterior
+covariance and ``F`` the expected Fisher information matrix of the patient's observations
+about the log parameters. Using the whole matrix matters when parameters trade off
+against each other (``p2`` and ``SI`` of the Bergman model): each one alone looks well
+informed, together they are not, and the diagonal would over-centre them.
+
+``F`` is evaluated before the fit at a plausible point: the population median of the
 priors, the starting residual error, and the starting between-patient SD. It is a
 heuristic for the *parameterisation* only; the posterior does not depend on it.
 
@@ -48,8 +54,8 @@ def fisher_information(
     error_code: Float[Array, " O"],
     add: Float[Array, " O"],
     prop: Float[Array, " O"],
-) -> Float[Array, "P K"]:
-    """Diagonal expected Fisher information of each patient's data about ``log theta``.
+) -> Float[Array, "P K K"]:
+    """Expected Fisher information matrix of each patient's data about ``log theta``.
 
     Parameters
     ----------
@@ -63,7 +69,7 @@ def fisher_information(
 
     Returns
     -------
-    ``(P, K)`` information, in 1 / (log-parameter units)²; 0 for a patient whose solve
+    ``(P, K, K)`` information, in 1 / (log-parameter units)²; 0 for a patient whose solve
     failed or who has no uncensored observation.
     """
     K = log_theta.shape[1]
@@ -88,7 +94,8 @@ def fisher_information(
         sd = residual_sd(code, f, add[arr.obs_output], prop[arr.obs_output])
         scale = jnp.where(code == _LOGNORMAL, jnp.maximum(jnp.abs(f), 1e-12), 1.0)
         used = arr.obs_mask & ~arr.obs_censored
-        info = jnp.sum(jnp.where(used, (dfdlog / (scale * sd)) ** 2, 0.0), axis=1)
+        score = jnp.where(used, dfdlog / (scale * sd), 0.0)  # (K, N) whitened sensitivities
+        info = score @ score.T
         good = jnp.all(ok_all) & jnp.all(jnp.isfinite(info))
         return jnp.where(good, info, 0.0)
 
@@ -96,6 +103,14 @@ def fisher_information(
 
 
 def shrinkage_weights(information: np.ndarray, omega: np.ndarray) -> np.ndarray:
-    """``(P, K)`` centring weights ``ω² I / (1 + ω² I)`` from ``(P, K)`` information."""
-    r = np.asarray(omega) ** 2 * np.asarray(information)
-    return r / (1.0 + r)
+    """``(P, K)`` centring weights from ``(P, K, K)`` information matrices.
+
+    ``w_k = 1 - V_kk / ω_k²`` with ``V = (F + diag(1/ω²))⁻¹``; for a diagonal ``F`` this is
+    ``ω² F_kk / (1 + ω² F_kk)``.
+    """
+    F = np.asarray(information, dtype=float)
+    omega = np.asarray(omega, dtype=float)
+    precision = F + np.diag(1.0 / omega**2)
+    V = np.linalg.inv(precision)
+    w = 1.0 - np.diagonal(V, axis1=-2, axis2=-1) / omega**2
+    return np.clip(w, 0.0, 1.0)
