@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import twin_uq as tq
-from twin_uq.inference.centering import fisher_information, shrinkage_weights
+from twin_uq.inference.centering import centering_point, fisher_information, shrinkage_weights
 from twin_uq.inference.population import PopulationModel
 from twin_uq.inference.prepare import prepare_fit
 
@@ -77,6 +77,34 @@ def test_censored_and_missing_observations_carry_no_information(iv_cohort):
     )
     assert np.all(info[0] == 0.0)
     assert np.all(np.diagonal(info[1:], axis1=1, axis2=2) > 0.0)
+
+
+def test_centering_point_estimates_the_residual_sd_and_the_modes():
+    # 40 rich patients with proportional error 0.1; the search starts four times too small.
+    design = tq.Design(times=[0.25, 0.5, 1, 2, 3, 5, 8, 12, 24], doses=[tq.Bolus(0.0, DOSE, 1)])
+    error = {"concentration": "proportional"}
+    sim = tq.simulate_cohort("one_compartment_iv", 40, design, seed=7, error=error, sigma_prop={"concentration": 0.1})
+    model = tq.load_model("one_compartment_iv")
+    prepared = prepare_fit(PopulationModel(model=model, centering=0.0, error=error), sim.cohort)
+    arrays = prepared.data.arrays
+    censored = np.zeros(arrays.obs_censored.shape, dtype=bool)
+    censored[0] = True  # patient 0: every observation below the limit, so no information
+    arrays = eqx.tree_at(lambda a: a.obs_censored, arrays, jnp.asarray(censored))
+    typical = np.log([p.typical for p in model.parameters])
+    mean = np.tile(typical, (40, 1))
+    omega = np.array([0.3, 0.3])
+    point = centering_point(
+        model, model.solver, mean, omega, arrays, prepared.data.error_code, np.zeros(1), np.array([0.025])
+    )
+    # 351 used observations and 78 fitted parameters at most: the SD estimate has a
+    # relative standard error of about 1/sqrt(2 * 273) = 4.3 %; allow four of them.
+    assert abs(point.prop[0] - 0.1) < 4 * 0.1 / np.sqrt(2 * 273), point.prop
+    truth = np.log(sim.truth.theta.to_numpy())
+    rms = lambda x: np.sqrt(np.mean((x[1:] - truth[1:]) ** 2))  # noqa: E731
+    # Nine samples at 10 % error fix each log parameter to ~0.05; the population spread is 0.3.
+    assert rms(point.log_theta) < 0.4 * rms(mean), (rms(point.log_theta), rms(mean))
+    np.testing.assert_array_equal(point.log_theta[0], mean[0])
+    assert np.all(point.information[0] == 0.0)
 
 
 def test_shrinkage_weights_are_posterior_shrinkage():

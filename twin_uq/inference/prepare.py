@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from twin_uq.data import Cohort
-from twin_uq.inference.centering import fisher_information, shrinkage_weights
+from twin_uq.inference.centering import centering_point, shrinkage_weights
 from twin_uq.inference.likelihood import FitData
 from twin_uq.inference.numpyro_model import PriorArrays, ProgramStructure
 from twin_uq.inference.population import CovariateDesign, PopulationModel, build_covariate_design
@@ -79,7 +79,8 @@ def centering_weights(
     """``(P, K)`` partial-centring weights (see :class:`PopulationModel`).
 
     ``"auto"`` gives each patient and parameter the shrinkage weight of
-    :mod:`twin_uq.inference.centering`, evaluated at the starting point of the fit.
+    :mod:`twin_uq.inference.centering`, evaluated at the patient's approximate mode and a
+    residual SD estimated from the data.
     """
     P, K = data.n_patients, structure.n_params
     if spec.centering != "auto":
@@ -91,17 +92,12 @@ def centering_weights(
     prop = np.zeros(n_out)
     add[list(structure.add_outputs)] = _initial_sigma(priors.add_scale)
     prop[list(structure.prop_outputs)] = _initial_sigma(priors.prop_scale)
-    log_theta = np.asarray(data.allometric) + np.asarray(priors.mu_loc)
-    info = fisher_information(
-        structure.model,
-        structure.settings,
-        jnp.asarray(log_theta),
-        data.arrays,
-        data.error_code,
-        jnp.asarray(add),
-        jnp.asarray(prop),
+    mean = np.asarray(data.allometric) + np.asarray(priors.mu_loc)
+    omega = _initial_omega(priors)
+    point = centering_point(
+        structure.model, structure.settings, mean, omega, data.arrays, data.error_code, add, prop
     )
-    return shrinkage_weights(np.asarray(info), _initial_omega(priors))
+    return shrinkage_weights(point.information, omega)
 
 
 def prepare_fit(
