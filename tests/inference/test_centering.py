@@ -1,12 +1,20 @@
 """Data-informed centring weights: Fisher information against its closed form, and use."""
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import stats
 
 import twin_uq as tq
-from twin_uq.inference.centering import centering_point, fisher_information, shrinkage_weights
+from twin_uq.inference.centering import (
+    centering_point,
+    fisher_information,
+    shrinkage_weights,
+    weights_at,
+)
+from twin_uq.inference.numpyro_model import cohort_program
 from twin_uq.inference.population import PopulationModel
 from twin_uq.inference.prepare import prepare_fit
 
@@ -137,6 +145,41 @@ def test_auto_weights_follow_the_data(iv_cohort):
     assert np.all(np.asarray(fixed.data.centering) == 0.7)
 
 
+def test_auto_weights_follow_omega(iv_cohort):
+    spec = PopulationModel(model=tq.load_model("one_compartment_iv"), centering="auto")
+    prepared = prepare_fit(spec, iv_cohort)
+    data = prepared.data
+    assert data.auto_centering.information.shape == (6, 2, 2)
+    assert data.auto_centering.reference.shape == (6, 2)
+    start = np.asarray(prepared.init_values()["omega"])
+    np.testing.assert_allclose(weights_at(data, jnp.asarray(start)), data.centering, atol=1e-12)
+    small, large = (np.asarray(weights_at(data, jnp.asarray(f * start))) for f in (1e-3, 10.0))
+    w = np.asarray(data.centering)
+    # A vanishing between-patient SD makes every patient non-centred, a large one centred.
+    assert np.all(small < 1e-3) and np.all(large[:4] > w[:4]) and np.all(large[:4] > 0.99)
+    fixed = prepare_fit(PopulationModel(model=spec.model, centering=0.7), iv_cohort).data
+    assert fixed.auto_centering is None
+    np.testing.assert_array_equal(weights_at(fixed, jnp.asarray(1e-3 * start)), fixed.centering)
+
+
+def test_omega_dependent_weights_keep_the_population_distribution(iv_cohort):
+    # For any weight that depends on (mu, omega) only, z ~ N(w mean, omega^2w) must map to
+    # log theta ~ N(mean, omega^2): draw from the program's prior and standardise.
+    from numpyro.infer import Predictive
+
+    spec = PopulationModel(model=tq.load_model("one_compartment_iv"), centering="auto")
+    prepared = prepare_fit(spec, iv_cohort)
+    draws = Predictive(cohort_program, num_samples=4000)(
+        jax.random.key(3), prepared.structure, prepared.data, prepared.priors
+    )
+    mean = np.asarray(draws["mu"])[:, None, :] + np.asarray(prepared.data.allometric)[None]
+    standard = (np.log(np.asarray(draws["theta"])) - mean) / np.asarray(draws["omega"])[:, None, :]
+    for k in range(2):
+        for patient in (0, 5):  # a rich and a sparse patient: different weights
+            x = standard[:, patient, k]
+            assert stats.kstest(x, "norm").pvalue > 0.001, (patient, k)
+
+
 def test_given_weights_are_used_and_checked(iv_cohort):
     spec = PopulationModel(model=tq.load_model("one_compartment_iv"), centering="auto")
     w = np.linspace(0.0, 1.0, 12).reshape(6, 2)
@@ -152,5 +195,12 @@ def test_saved_fit_keeps_its_weights(oral_fit, tmp_path):
     np.testing.assert_array_equal(
         np.asarray(loaded.prepared.data.centering), np.asarray(oral_fit.prepared.data.centering)
     )
+    for part in ("information", "reference"):
+        np.testing.assert_array_equal(
+            np.asarray(getattr(loaded.prepared.data.auto_centering, part)),
+            np.asarray(getattr(oral_fit.prepared.data.auto_centering, part)),
+        )
     stored = oral_fit.idata["constant_data"]["centering_weight"]
     assert stored.dims == ("patient", "parameter")
+    info = oral_fit.idata["constant_data"]["centering_information"]
+    assert info.dims == ("patient", "parameter", "parameter_")

@@ -1,4 +1,5 @@
-"""Parameter recovery on a simulated Bergman minimal-model IVGTT cohort (ODE path, slow)."""
+"""Parameter recovery at the default settings on a simulated Bergman minimal-model IVGTT
+cohort (ODE path, slow): R-hat < 1.01, no divergences, truth covered."""
 
 import numpy as np
 import pytest
@@ -26,11 +27,13 @@ def test_bergman_population_and_patient_recovery():
     sim = tq.simulate_cohort(
         "bergman_minimal", 12, DESIGN, seed=5, omega={"SG": 0.2, "p2": 0.2, "SI": 0.3, "Gb": 0.1, "G0": 0.1}
     )
-    post = tq.fit("bergman_minimal", sim.cohort, chains=4, warmup=500, draws=500, seed=1, progress=False)
+    post = tq.fit("bergman_minimal", sim.cohort, seed=1, progress=False)  # 4 x (1000 + 1000)
     diag = post.diagnostics()
+    print(diag)
+    assert diag.n_draws == 4000
     assert diag.solver_failures == 0
-    assert diag.divergences <= 2, str(diag)
-    assert diag.max_rhat < 1.02, str(diag)
+    assert diag.divergences == 0, str(diag)
+    assert diag.max_rhat < 1.01, str(diag)
     table = post.population_summary(interval=0.99)
     for name, true in sim.truth.typical.items():
         assert table.loc[name, "lower"] < true < table.loc[name, "upper"], (name, table.loc[name], true)

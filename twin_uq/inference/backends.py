@@ -192,5 +192,3 @@ def run_laplace(
         timings={"optimisation": t1 - t0},
         info={"final_loss": float(np.asarray(result.losses)[-1]), "steps": steps},
     )
-
-

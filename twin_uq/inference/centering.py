@@ -15,6 +15,15 @@ about the log parameters. Using the whole matrix matters when parameters trade o
 against each other (``p2`` and ``SI`` of the Bergman model): each one alone looks well
 informed, together they are not, and the diagonal would over-centre them.
 
+The weights follow the sampled ``ω`` (:func:`weights_at`): where the sampler visits a
+small between-patient SD every patient becomes non-centred, so partial centring leaves no
+funnel behind (fixed weights did: on a 12-patient Bergman fit they gave 12 divergent
+transitions of 2000 at small ``omega[SI]``, the ω-dependent ones none). The centred part
+of each latent is measured from a reference point near the patient's posterior (its
+mode), so that moving the weights with ``ω`` hardly moves the patient: measured from 0,
+a weight change shifted ``log theta`` by ``Δw · mean`` (``mean`` ≈ 4 for a volume of
+50 L) and the smallest population ESS of a 100-patient oral fit fell from 640 to 120.
+
 ``F`` is evaluated before the fit, at each patient's approximate mode under the
 population prior (starting between-patient SD, population median of the priors) and at
 a residual SD estimated from the residuals there (:func:`centering_point`): ``F`` scales
@@ -39,11 +48,19 @@ import numpy as np
 from jaxtyping import Array, Bool, Float
 
 from twin_uq.data import CohortArrays
-from twin_uq.inference.likelihood import patient_predictions
+from twin_uq.inference.likelihood import FitData, patient_predictions
 from twin_uq.inference.residual import _TINY, ERROR_CODES, residual_sd
 from twin_uq.model.base import Model, SolverSettings
 
-__all__ = ["CenteringPoint", "centering_point", "fisher_information", "shrinkage_weights"]
+__all__ = [
+    "AutoCentering",
+    "CenteringPoint",
+    "centering_point",
+    "centering_reference",
+    "fisher_information",
+    "shrinkage_weights",
+    "weights_at",
+]
 
 _LOG_STEP = 1e-3
 _LOGNORMAL = ERROR_CODES["lognormal"]
@@ -106,6 +123,49 @@ def _whitened(
         return r, S, log_sd, ok, used
 
     return jax.vmap(one_patient)(log_theta, arrays.covariates, arrays)
+
+
+class AutoCentering(eqx.Module):
+    """What ``centering="auto"`` needs during sampling.
+
+    Attributes
+    ----------
+    information
+        ``(P, K, K)`` Fisher information of each patient's data about its log parameters.
+    reference
+        ``(P, K)`` a log-parameter point near each patient's posterior (the modes of
+        :func:`centering_point`). The centred part of a latent is measured from it, so
+        that when the weights move with ``omega`` they hardly move the patient.
+    """
+
+    information: Float[Array, "P K K"]
+    reference: Float[Array, "P K"]
+
+
+def weights_at(data: FitData, omega: Float[Array, " K"]) -> Float[Array, "P K"]:
+    """The centring weights of a fit at the between-patient SD ``omega``.
+
+    Fixed weights (``centering`` a number, or a fit saved before the weights followed
+    ``omega``) are returned as they are; with ``"auto"`` they are recomputed from the
+    stored information at the current ``omega``. Any weight that depends on the
+    population parameters only, not on ``z``, keeps the model intact: for fixed
+    ``(mean, ω)``, ``z ~ N(w (mean - r), ω^(2w))`` maps to ``log theta ~ N(mean, ω²)``.
+    Letting ``w`` follow ``ω`` removes the funnel that fixed weights leave where the
+    sampler visits small ``ω`` (seen on the Bergman model: divergences at small
+    ``omega[SI]``).
+    """
+    if data.auto_centering is None:
+        return data.centering
+    return shrinkage_weights(data.auto_centering.information, omega, xp=jnp)
+
+
+def centering_reference(data: FitData) -> Float[Array, "P K"] | float:
+    """The reference ``r`` of the partially centred latent ``z ~ N(w (mean - r), ω^(2w))``.
+
+    0 for fixed weights (a constant shift of ``z`` changes nothing then), the patients'
+    modes for ``"auto"``.
+    """
+    return 0.0 if data.auto_centering is None else data.auto_centering.reference
 
 
 def fisher_information(
@@ -263,15 +323,18 @@ def centering_point(
     return CenteringPoint(log_theta=mean + eta, add=add, prop=prop, information=information)
 
 
-def shrinkage_weights(information: np.ndarray, omega: np.ndarray) -> np.ndarray:
+def shrinkage_weights(information, omega, xp=np):
     """``(P, K)`` centring weights from ``(P, K, K)`` information matrices.
 
     ``w_k = 1 - V_kk / ω_k²`` with ``V = (F + diag(1/ω²))⁻¹``; for a diagonal ``F`` this is
-    ``ω² F_kk / (1 + ω² F_kk)``.
+    ``ω² F_kk / (1 + ω² F_kk)``. Computed as ``1 - diag((I + Ω F Ω)⁻¹)`` with
+    ``Ω = diag(ω)``, whose matrix has every eigenvalue ``>= 1``, so it stays well
+    conditioned as ``ω`` goes to 0 (where every weight goes to 0: non-centred).
+
+    ``xp`` is the array namespace: ``numpy``, ``jax.numpy`` inside a sampler (the weights
+    then follow the sampled ``ω``), or ``pytensor.tensor`` for the PyMC backend.
     """
-    F = np.asarray(information, dtype=float)
-    omega = np.asarray(omega, dtype=float)
-    precision = F + np.diag(1.0 / omega**2)
-    V = np.linalg.inv(precision)
-    w = 1.0 - np.diagonal(V, axis1=-2, axis2=-1) / omega**2
-    return np.clip(w, 0.0, 1.0)
+    K = information.shape[-1]
+    scaled = omega[..., :, None] * information * omega[..., None, :]
+    inverse = xp.linalg.inv(xp.eye(K) + scaled)
+    return xp.clip(1.0 - xp.diagonal(inverse, axis1=-2, axis2=-1), 0.0, 1.0)

@@ -162,6 +162,13 @@ def build_idata(
             "centering_weight": np.asarray(prepared.data.centering),
         },
     }
+    auto = prepared.data.auto_centering
+    if auto is not None:
+        groups["constant_data"]["centering_information"] = np.asarray(auto.information)
+        groups["constant_data"]["centering_reference"] = np.asarray(auto.reference)
+        dims["centering_information"] = ["patient", "parameter", "parameter_"]
+        dims["centering_reference"] = ["patient", "parameter"]
+        coords["parameter_"] = param
     dims.update(
         {
             "y": ["patient", "obs"],

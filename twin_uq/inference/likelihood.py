@@ -8,6 +8,8 @@ so no NaN reaches a gradient.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -15,6 +17,9 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from twin_uq.data import CohortArrays
+
+if TYPE_CHECKING:
+    from twin_uq.inference.centering import AutoCentering
 from twin_uq.inference.residual import observation_loglik
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate import solve_outputs
@@ -54,7 +59,13 @@ class FitData(eqx.Module):
     error_code
         ``(O,)`` residual error model per output.
     centering
-        ``(P, K)`` partial-centring weight of each random effect (0 non-centred, 1 centred).
+        ``(P, K)`` partial-centring weight of each random effect (0 non-centred, 1 centred);
+        with ``auto_centering`` the weights at the starting between-patient SD.
+    auto_centering
+        What ``"auto"`` weights follow during sampling
+        (:class:`twin_uq.inference.centering.AutoCentering`: information and reference
+        point; the weights then move with the sampled between-patient SD, see
+        :func:`twin_uq.inference.centering.weights_at`); ``None`` for fixed weights.
     """
 
     arrays: CohortArrays
@@ -64,6 +75,7 @@ class FitData(eqx.Module):
     allometric: Float[Array, "P K"]
     error_code: Int[Array, " O"]
     centering: Float[Array, "P K"]
+    auto_centering: AutoCentering | None = None
 
     @property
     def n_patients(self) -> int:

@@ -72,7 +72,14 @@ def _one_chain(statics, data, priors, init_values, key):
 
     def step(st, _):
         st = sample_kernel(st, model_args=args)
-        stats = (st.diverging, st.energy, st.num_steps, st.accept_prob, st.adapt_state.step_size, st.potential_energy)
+        stats = (
+            st.diverging,
+            st.energy,
+            st.num_steps,
+            st.accept_prob,
+            st.adapt_state.step_size,
+            st.potential_energy,
+        )
         return st, (st.z, stats)
 
     state, (_, (warm_div, *_)) = jax.lax.scan(step, state, None, length=settings.warmup)
@@ -81,7 +88,9 @@ def _one_chain(statics, data, priors, init_values, key):
     return samples, stats, jnp.sum(warm_div)
 
 
-_pmapped_chain = jax.pmap(_one_chain, in_axes=(None, None, None, 0, 0), static_broadcasted_argnums=(0,))
+_pmapped_chain = jax.pmap(
+    _one_chain, in_axes=(None, None, None, 0, 0), static_broadcasted_argnums=(0,)
+)
 _vmapped_chain = jax.jit(
     jax.vmap(_one_chain, in_axes=(None, None, None, 0, 0)), static_argnums=(0,)
 )
@@ -132,7 +141,9 @@ def sample_nuts(
     for start in range(0, chains, per_round):
         n = min(per_round, chains - start)
         batch_init = jax.tree.map(lambda v, n=n: jnp.broadcast_to(v, (n, *v.shape)), init)
-        outs.append(_pmapped_chain((structure, settings), data, priors, batch_init, keys[start : start + n]))
+        outs.append(
+            _pmapped_chain((structure, settings), data, priors, batch_init, keys[start : start + n])
+        )
     method = "parallel (pmap)" if per_round > 1 else "sequential"
     return (*_collect(outs), method)
 

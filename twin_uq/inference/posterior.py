@@ -287,8 +287,10 @@ class CohortPosterior:
                 f"effective sample size below {ess_needed:.0f} for {len(low_ess)} quantities (lowest {table['ess_bulk'].idxmin()}: {table['ess_bulk'].min():.0f})"
             )
         if divergences:
+            fixed = self.prepared.data.auto_centering is None
+            advice = "centering='auto', target_accept=0.95" if fixed else "target_accept=0.95"
             reasons.append(
-                f"{divergences} divergent transitions: the posterior geometry was not explored reliably (try centering='auto', target_accept=0.95)"
+                f"{divergences} divergent transitions: the posterior geometry was not explored reliably (try {advice})"
             )
         if np.any(bfmi < 0.3):
             reasons.append(f"E-BFMI below 0.3 in {int((bfmi < 0.3).sum())} chain(s)")
@@ -440,6 +442,9 @@ def load_posterior(path: str | Path, model: str | Path | Model | None = None) ->
     cohort = read_cohort(
         _table_from_dataset(tree["cohort_table"].to_dataset()), name=attrs.get("data_source")
     )
+    import jax.numpy as jnp
+
+    from twin_uq.inference.centering import AutoCentering
     from twin_uq.inference.population import PopulationModel
     from twin_uq.model.base import SolverSettings
 
@@ -458,7 +463,15 @@ def load_posterior(path: str | Path, model: str | Path | Model | None = None) ->
         if constant is not None and "centering_weight" in constant.data_vars
         else None
     )
+    auto = (
+        AutoCentering(
+            information=jnp.asarray(constant["centering_information"].values),
+            reference=jnp.asarray(constant["centering_reference"].values),
+        )
+        if weights is not None and "centering_information" in constant.data_vars
+        else None
+    )
     prepared = prepare_fit(
-        spec, cohort, SolverSettings(**json.loads(attrs["solver"])), centering=weights
+        spec, cohort, SolverSettings(**json.loads(attrs["solver"])), centering=weights, auto=auto
     )
     return CohortPosterior(idata=tree, model=chosen, cohort=cohort, prepared=prepared)

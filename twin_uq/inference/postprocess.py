@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from twin_uq.inference.centering import centering_reference, weights_at
 from twin_uq.inference.likelihood import FitData, ResidualParams, patient_predictions
 from twin_uq.inference.numpyro_model import ProgramStructure, individual_log_theta, population_mean
 from twin_uq.inference.residual import observation_loglik, residual_sd
@@ -59,7 +60,8 @@ def log_theta_from_latents(structure: ProgramStructure, draw: dict, data: FitDat
     mean = population_mean(draw["mu"], beta, data, structure.n_params)
     if structure.correlated:
         return mean + (draw["z"] @ draw["corr_chol"].T) * draw["omega"]
-    return individual_log_theta(mean, draw["omega"], draw["z"], data.centering)
+    w = weights_at(data, draw["omega"])
+    return individual_log_theta(mean, draw["omega"], draw["z"], w, centering_reference(data))
 
 
 def derive_draw_quantities(
@@ -96,7 +98,12 @@ def derive_draw_quantities(
     # One compiled batch function, called batch by batch: its shape does not depend on the
     # number of chains or draws, so NUTS, SVI and Laplace fits of any length share it.
     batches = [
-        _derive_batch(structure, {k: v[i : i + batch_size] for k, v in flat.items()}, keys[i : i + batch_size], data)
+        _derive_batch(
+            structure,
+            {k: v[i : i + batch_size] for k, v in flat.items()},
+            keys[i : i + batch_size],
+            data,
+        )
         for i in range(0, padded, batch_size)
     ]
     out = [np.concatenate([np.asarray(b[j]) for b in batches]) for j in range(len(batches[0]))]
@@ -124,12 +131,20 @@ def _derive_batch(structure: ProgramStructure, flat: dict, keys: jax.Array, data
         eta = (log_theta - mean) / draw["omega"]
         residual = residual_from_draw(structure, draw, n_out)
         f, ok = jax.vmap(
-            lambda th, cov, a: patient_predictions(model, settings, th, cov, a.schedule, a.obs_time, a.obs_output)
+            lambda th, cov, a: patient_predictions(
+                model, settings, th, cov, a.schedule, a.obs_time, a.obs_output
+            )
         )(theta, arr.covariates, arr)
         out = arr.obs_output
         ll = observation_loglik(
-            data.error_code[out], arr.obs_value, f, residual.add[out], residual.prop[out],
-            residual.nu, arr.obs_censored, arr.obs_lloq,
+            data.error_code[out],
+            arr.obs_value,
+            f,
+            residual.add[out],
+            residual.prop[out],
+            residual.nu,
+            arr.obs_censored,
+            arr.obs_lloq,
         )
         ll = jnp.where(arr.obs_mask, ll, 0.0)
         ll = jnp.where(ok[:, None], ll, -jnp.inf)

@@ -5,14 +5,19 @@ Shared by every backend and by reloading a saved fit.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
 from twin_uq.data import Cohort
-from twin_uq.inference.centering import centering_point, shrinkage_weights
+from twin_uq.inference.centering import (
+    AutoCentering,
+    centering_point,
+    centering_reference,
+    shrinkage_weights,
+)
 from twin_uq.inference.likelihood import FitData
 from twin_uq.inference.numpyro_model import PriorArrays, ProgramStructure
 from twin_uq.inference.population import CovariateDesign, PopulationModel, build_covariate_design
@@ -50,7 +55,8 @@ class PreparedFit:
             values["corr_chol"] = np.eye(K)
             values["z"] = np.zeros((P, K))
         else:
-            values["z"] = np.asarray(self.data.centering) * mean
+            ref = np.asarray(centering_reference(self.data))
+            values["z"] = np.asarray(self.data.centering) * (mean - ref)
         if s.add_outputs:
             values["sigma_add"] = _initial_sigma(self.priors.add_scale)
         if s.prop_outputs:
@@ -75,18 +81,21 @@ def centering_weights(
     structure: ProgramStructure,
     data: FitData,
     priors: PriorArrays,
-) -> np.ndarray:
-    """``(P, K)`` partial-centring weights (see :class:`PopulationModel`).
+) -> tuple[np.ndarray, AutoCentering | None]:
+    """Partial-centring weights ``(P, K)`` and, for ``"auto"``, what they follow.
 
-    ``"auto"`` gives each patient and parameter the shrinkage weight of
-    :mod:`twin_uq.inference.centering`, evaluated at the patient's approximate mode and a
-    residual SD estimated from the data.
+    ``"auto"`` (see :class:`PopulationModel`) gives each patient and parameter the
+    shrinkage weight of :mod:`twin_uq.inference.centering`, with the information
+    evaluated at the patient's approximate mode and a residual SD estimated from the data;
+    the weights returned are those at the starting between-patient SD, the
+    :class:`AutoCentering` makes them follow the sampled one. Fixed weights come with
+    ``None``.
     """
     P, K = data.n_patients, structure.n_params
     if spec.centering != "auto":
-        return np.full((P, K), float(spec.centering))
+        return np.full((P, K), float(spec.centering)), None
     if structure.correlated:
-        return np.zeros((P, K))
+        return np.zeros((P, K)), None
     n_out = data.error_code.shape[0]
     add = np.zeros(n_out)
     prop = np.zeros(n_out)
@@ -97,7 +106,10 @@ def centering_weights(
     point = centering_point(
         structure.model, structure.settings, mean, omega, data.arrays, data.error_code, add, prop
     )
-    return shrinkage_weights(point.information, omega)
+    auto = AutoCentering(
+        information=jnp.asarray(point.information), reference=jnp.asarray(point.log_theta)
+    )
+    return shrinkage_weights(point.information, omega), auto
 
 
 def prepare_fit(
@@ -105,11 +117,14 @@ def prepare_fit(
     cohort: Cohort,
     settings: SolverSettings | None = None,
     centering: np.ndarray | None = None,
+    auto: AutoCentering | None = None,
 ) -> PreparedFit:
     """Validate the cohort against the model and build every array the backends need.
 
-    ``centering`` gives the ``(P, K)`` centring weights directly (a reloaded fit passes the
-    ones it was fitted with); by default they follow ``spec.centering``.
+    ``centering`` gives the ``(P, K)`` centring weights directly and ``auto`` what makes
+    them follow the sampled between-patient SD (a reloaded fit passes the ones it was
+    fitted with; without ``auto`` the weights are fixed); by default both follow
+    ``spec.centering``.
     """
     model = spec.model
     settings = settings or model.solver
@@ -131,13 +146,23 @@ def prepare_fit(
     structure = ProgramStructure.from_spec(spec, len(design.effects), settings)
     priors = PriorArrays.from_spec(spec, structure, design.effects)
     if centering is None:
-        centering = centering_weights(spec, structure, data, priors)
+        centering, auto = centering_weights(spec, structure, data, priors)
     expected = (data.n_patients, structure.n_params)
     if np.shape(centering) != expected:
         raise ValueError(
             f"centering weights have shape {np.shape(centering)}, expected {expected} (patients, parameters)."
         )
-    data = eqx.tree_at(lambda d: d.centering, data, jnp.asarray(centering, dtype=float))
+    if auto is not None and (
+        np.shape(auto.information) != (*expected, expected[1])
+        or np.shape(auto.reference) != expected
+    ):
+        raise ValueError(
+            f"auto centring has information {np.shape(auto.information)} and reference "
+            f"{np.shape(auto.reference)}, expected {(*expected, expected[1])} and {expected}."
+        )
+    data = dataclasses.replace(
+        data, centering=jnp.asarray(centering, dtype=float), auto_centering=auto
+    )
     return PreparedFit(
         spec=spec, cohort=cohort, design=design, structure=structure, data=data, priors=priors
     )

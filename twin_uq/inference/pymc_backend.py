@@ -7,8 +7,10 @@ priors and parameterisation of the NumPyro program
 
 * ``mu ~ Normal(mu_loc, mu_scale)``, ``omega ~ HalfNormal(omega_scale)``,
   ``beta ~ Normal(0, beta_scale)``;
-* diagonal random effects, partially centred with weights ``w = data.centering``:
-  ``z ~ Normal(w·mean, omega**w)``, ``log theta = mean + omega**(1-w)·(z - w·mean)``;
+* diagonal random effects, partially centred with weights ``w`` (``data.centering``, or
+  with ``"auto"`` the shrinkage weights at the sampled ``omega``):
+  ``z ~ Normal(w·(mean - r), omega**w)``, ``log theta = mean + omega**(1-w)·(z - w·(mean - r))``
+  (``r`` the reference point of ``"auto"``, else 0);
 * correlated random effects: ``corr_chol ~ LKJCorr(K, eta=2)`` (a Cholesky factor),
   ``z ~ Normal(0, 1)``, ``log theta = mean + (z @ corr_chol.T)·omega``;
 * ``sigma_add``, ``sigma_prop ~ HalfNormal``, ``nu ~ Gamma(2, 0.1)`` (Student-t);
@@ -46,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from twin_uq.inference.backends import BackendResult
+from twin_uq.inference.centering import shrinkage_weights
 from twin_uq.inference.prepare import PreparedFit
 
 __all__ = ["PYMC_SAMPLERS", "build_pymc_model", "require_pymc", "run_pymc"]
@@ -123,9 +126,14 @@ def build_pymc_model(prepared: PreparedFit):
             z = pm.Normal("z", 0.0, 1.0, dims=("patient", "parameter"))
             log_theta = mean + pt.dot(z, chol.T) * omega
         else:
-            w = np.asarray(data.centering)
-            z = pm.Normal("z", w * mean, omega**w, dims=("patient", "parameter"))
-            log_theta = mean + omega ** (1.0 - w) * (z - w * mean)
+            auto = data.auto_centering
+            if auto is None:
+                w, ref = np.asarray(data.centering), 0.0
+            else:  # the weights follow the sampled omega, as in the NumPyro program
+                w = shrinkage_weights(np.asarray(auto.information), omega, xp=pt)
+                ref = np.asarray(auto.reference)
+            z = pm.Normal("z", w * (mean - ref), omega**w, dims=("patient", "parameter"))
+            log_theta = mean + omega ** (1.0 - w) * (z - w * (mean - ref))
         theta = pm.Deterministic("theta", pt.exp(log_theta), dims=("patient", "parameter"))
         add = pt.zeros(n_out)
         prop = pt.zeros(n_out)
