@@ -48,11 +48,13 @@ class PopulationModel:
     centering
         Parameterisation of the random effects: 0 is non-centred, 1 centred, values in
         between partially centred (Papaspiliopoulos et al. 2007). ``"auto"`` gives each
-        patient and parameter the shrinkage weight ``ω² I / (1 + ω² I)``, with ``I`` the
-        Fisher information of that patient's data about the log parameter at the fit's
-        starting point (:mod:`twin_uq.inference.centering`): data-poor patients (whose
-        posterior is close to the population) get the non-centred form, well-observed ones
-        the centred form, which is where each samples best. Only ``0`` is allowed with
+        patient and parameter the shrinkage weight ``1 - V_kk / ω_k²``,
+        ``V = (F + diag(1/ω²))⁻¹``, with ``F`` the Fisher information matrix of that
+        patient's data about the log parameters at the patient's approximate mode and a
+        residual SD estimated from the data (:mod:`twin_uq.inference.centering`):
+        data-poor patients (whose posterior is close to the population) get the
+        non-centred form, well-observed ones the centred form, which is where each
+        samples best. The weights follow the sampled ``ω``. Only ``0`` is allowed with
         ``correlation="lkj"``.
     error
         Residual error model per output name (defaults to each ``Output.error``).
