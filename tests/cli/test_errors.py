@@ -85,6 +85,10 @@ def test_bad_fit_options(cli, tmp_path):
     assert "expected KEY=VALUE" in one_error_line(cli(*args, "--out", tmp_path / "f.nc", "--covariate", "CL"))
     assert "choose diagonal or lkj" in one_error_line(cli(*args, "--out", tmp_path / "f.nc", "--correlation", "full"))
     assert "--method 'hmc': choose nuts, svi or laplace" in one_error_line(cli(*args, "--out", tmp_path / "f.nc", "--method", "hmc"))
+    for bad in ("1.5", "half"):
+        assert f"--centering {bad!r}: choose auto or a number from 0 to 1" in one_error_line(
+            cli(*args, "--out", tmp_path / "f.nc", "--centering", bad)
+        )
 
 
 def test_corrupt_fit_file(cli, tmp_path):

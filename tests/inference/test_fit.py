@@ -109,3 +109,17 @@ def test_bad_settings_are_refused(oral_sim):
         tq.fit("one_compartment_oral", oral_sim.cohort, draws=-5)
     with pytest.raises(ValueError, match="covariate_effects names parameter"):
         tq.fit("one_compartment_oral", oral_sim.cohort, covariate_effects={"Vmax": ["AGE"]})
+
+
+def test_correlated_random_effects_with_the_default_centering(oral_sim):
+    # "auto" (the default) means non-centred with LKJ; a fixed partial weight is refused.
+    post = tq.fit(
+        "one_compartment_oral", oral_sim.cohort, correlation="lkj", chains=2, warmup=150, draws=100, seed=2, progress=False
+    )
+    corr = post.posterior["corr"]
+    assert corr.dims == ("chain", "draw", "parameter", "parameter_")
+    np.testing.assert_allclose(np.einsum("cdkk->cdk", corr.values), 1.0, atol=1e-12)
+    assert post.prepared.data.auto_centering is None
+    assert np.all(np.asarray(post.prepared.data.centering) == 0.0)
+    with pytest.raises(ValueError, match=r"lkj.*non-centred form"):
+        tq.fit("one_compartment_oral", oral_sim.cohort, correlation="lkj", centering=0.5)

@@ -46,6 +46,13 @@ def fit(
     correlation: Annotated[
         str, typer.Option(help="Between-patient correlation: diagonal or lkj.")
     ] = "diagonal",
+    centering: Annotated[
+        str,
+        typer.Option(
+            help="Random-effect parameterisation: auto (per patient, from the data), or one "
+            "weight from 0 (non-centred) to 1 (centred) for everyone.",
+        ),
+    ] = "auto",
     sort: Annotated[
         bool, typer.Option("--sort", help="Sort each patient's rows by time instead of refusing.")
     ] = False,
@@ -78,6 +85,7 @@ def fit(
         raise CLIError(f"--method {method!r}: choose nuts, svi or laplace.")
     if correlation not in ("diagonal", "lkj"):
         raise CLIError(f"--correlation {correlation!r}: choose diagonal or lkj.")
+    weight = parse_centering(centering)
     local_workers = parse_scheduler(scheduler)
     if scheduler is not None and (subsample < 1 or batch_size < 1):
         raise CLIError(f"--subsample {subsample} and --batch-size {batch_size} must be >= 1.")
@@ -92,7 +100,10 @@ def fit(
         f"Fitting {chosen.name} to {cohort.n_patients} patients ({n_obs} observations), {method}"
     )
     population = dict(
-        covariate_effects=effects or None, error=errors or None, correlation=correlation
+        covariate_effects=effects or None,
+        error=errors or None,
+        correlation=correlation,
+        centering=weight,
     )
     if scheduler is None:
         with spinner(label):
@@ -109,6 +120,19 @@ def fit(
     diag = post.diagnostics()
     out_console.print(str(diag), markup=False)
     out_console.print(f"Fit written to {out}")
+
+
+def parse_centering(value: str) -> float | str:
+    """``--centering``: ``auto`` or a weight in [0, 1]."""
+    if value == "auto":
+        return value
+    try:
+        weight = float(value)
+    except ValueError:
+        weight = float("nan")
+    if not 0.0 <= weight <= 1.0:
+        raise CLIError(f"--centering {value!r}: choose auto or a number from 0 to 1.")
+    return weight
 
 
 def parse_scheduler(scheduler: str | None) -> int | None:

@@ -54,8 +54,8 @@ class PopulationModel:
         residual SD estimated from the data (:mod:`twin_uq.inference.centering`):
         data-poor patients (whose posterior is close to the population) get the
         non-centred form, well-observed ones the centred form, which is where each
-        samples best. The weights follow the sampled ``ω``. Only ``0`` is allowed with
-        ``correlation="lkj"``.
+        samples best. The weights follow the sampled ``ω``. With ``correlation="lkj"``
+        the random effects are non-centred: ``0`` or ``"auto"`` (which then means 0).
     error
         Residual error model per output name (defaults to each ``Output.error``).
     priors
@@ -87,9 +87,11 @@ class PopulationModel:
                 )
         elif not 0.0 <= float(self.centering) <= 1.0:
             raise ValueError(f"centering must lie in [0, 1], got {self.centering}.")
-        if self.correlation == "lkj" and self.centering not in (0, 0.0):
+        if self.correlation == "lkj" and self.centering not in (0, 0.0, "auto"):
+            # "auto" means non-centred there: the weights need independent random effects.
             raise ValueError(
-                "Correlated random effects (lkj) use the non-centred form: centering=0."
+                "Correlated random effects (lkj) use the non-centred form: centering=0 "
+                f"(or 'auto'), got {self.centering}."
             )
         for out, kind in self.error.items():
             if out not in self.model.output_names:
