@@ -195,7 +195,11 @@ def fisher_information(
     failed or who has no uncensored observation.
     """
     _, S, _, _, _ = _whitened(model, settings, log_theta, arrays, error_code, add, prop)
-    S = np.asarray(S)
+    return _information(np.asarray(S))
+
+
+def _information(S: np.ndarray) -> np.ndarray:
+    """``(P, K, K)`` information ``S Sᵀ`` from ``(P, K, N)`` whitened sensitivities."""
     return S @ np.swapaxes(S, 1, 2)
 
 
@@ -290,8 +294,7 @@ def centering_point(
             break
         damping = np.full(P, 1e-2)
         for _ in range(iterations):
-            F = S @ np.swapaxes(S, 1, 2)
-            H = F + prior_precision
+            H = _information(S) + prior_precision
             g = np.einsum("pkn,pn->pk", S, r) - eta / omega**2
             diag = np.einsum("pkk->pk", H)
             lhs = H + damping[:, None, None] * np.eye(K) * diag[:, :, None]
@@ -306,7 +309,7 @@ def centering_point(
             objective = np.where(better, obj_t, objective)
             damping = np.where(better, damping / 3.0, damping * 4.0)
         # Residual scale per output at the modes, net of the parameters fitted.
-        fitted = shrinkage_weights(S @ np.swapaxes(S, 1, 2), omega).sum(1)  # (P,)
+        fitted = shrinkage_weights(_information(S), omega).sum(1)  # (P,)
         n_used = used.sum(1)
         for o in range(n_out):
             in_o = used & (output == o)
@@ -319,8 +322,7 @@ def centering_point(
             c = min(max(c, 0.2), 5.0)  # one round moves the SD at most five-fold
             add[o] *= c
             prop[o] *= c
-    information = S @ np.swapaxes(S, 1, 2)
-    return CenteringPoint(log_theta=mean + eta, add=add, prop=prop, information=information)
+    return CenteringPoint(log_theta=mean + eta, add=add, prop=prop, information=_information(S))
 
 
 def shrinkage_weights(information, omega, xp=np):
