@@ -9,10 +9,13 @@ from scipy import stats
 
 import twin_uq as tq
 from twin_uq.inference.centering import (
+    AutoCentering,
     centering_point,
     fisher_information,
+    latent_prior,
     shrinkage_weights,
     weights_at,
+    whitened_log_theta,
 )
 from twin_uq.inference.numpyro_model import cohort_program
 from twin_uq.inference.population import PopulationModel
@@ -113,6 +116,34 @@ def test_centering_point_estimates_the_residual_sd_and_the_modes():
     assert rms(point.log_theta) < 0.4 * rms(mean), (rms(point.log_theta), rms(mean))
     np.testing.assert_array_equal(point.log_theta[0], mean[0])
     assert np.all(point.information[0] == 0.0)
+    assert np.all(point.information_vector[0] == 0.0)
+    # h = F θ̂: the linearised likelihood peaks at θ̂ = F⁻¹ h, one Gauss–Newton step from
+    # the mode for the weighted least-squares objective with the SDs held at the mode
+    # (sd = prop f(mode)). Against that objective's minimum from scipy (closed-form
+    # C = D/V exp(-CL t/V)), θ̂ must agree to a small fraction of its standard error: the
+    # step's error is second order in the distance from the mode (~0.05 here).
+    from scipy.optimize import minimize
+
+    F, h = point.information[1:], point.information_vector[1:]
+    theta_hat = np.linalg.solve(F, h[:, :, None])[:, :, 0]
+    se = np.sqrt(np.einsum("pkk->pk", np.linalg.inv(F)))
+    table = sim.cohort.to_dataframe()
+    obs = table[table["evid"] == 0]
+    for i, pid in enumerate(sim.cohort.ids[1:]):
+        rows = obs[obs["id"] == pid]
+        t, y = rows["time"].to_numpy(), rows["dv"].to_numpy()
+
+        def conc(lt, t=t):
+            cl, v = np.exp(lt)
+            return DOSE / v * np.exp(-cl / v * t)
+
+        sd = point.prop[0] * conc(point.log_theta[i + 1])
+
+        def nll(lt, y=y, sd=sd):
+            return 0.5 * np.sum(((y - conc(lt)) / sd) ** 2)
+
+        mle = minimize(nll, point.log_theta[i + 1], method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 4000}).x
+        assert np.all(np.abs(theta_hat[i] - mle) < 0.05 * se[i]), (pid, theta_hat[i], mle, se[i])
 
 
 def test_shrinkage_weights_are_posterior_shrinkage():
@@ -150,7 +181,7 @@ def test_auto_weights_follow_omega(iv_cohort):
     prepared = prepare_fit(spec, iv_cohort)
     data = prepared.data
     assert data.auto_centering.information.shape == (6, 2, 2)
-    assert data.auto_centering.reference.shape == (6, 2)
+    assert data.auto_centering.information_vector.shape == (6, 2)
     start = np.asarray(prepared.init_values()["omega"])
     np.testing.assert_allclose(weights_at(data, jnp.asarray(start)), data.centering, atol=1e-12)
     small, large = (np.asarray(weights_at(data, jnp.asarray(f * start))) for f in (1e-3, 10.0))
@@ -162,8 +193,38 @@ def test_auto_weights_follow_omega(iv_cohort):
     np.testing.assert_array_equal(weights_at(fixed, jnp.asarray(1e-3 * start)), fixed.centering)
 
 
+def test_whitened_latents_have_a_standard_normal_posterior_under_a_gaussian_likelihood():
+    # Likelihood exp(-θᵀFθ/2 + hᵀθ), prior N(m, Ω²): the posterior of θ is N(M, V) with
+    # V = (F + Ω⁻²)⁻¹ and M = V (h + Ω⁻² m) (textbook conjugacy). The inverse of
+    # θ = m + Ω U⁻ᵀ (z - loc) is z = loc + Uᵀ Ω⁻¹ (θ - m), so z must have mean 0 and
+    # covariance I, for every (m, ω), including ω far from where F was evaluated.
+    rng = np.random.default_rng(0)
+    P, K = 4, 3
+    A = rng.normal(size=(P, K, 6))
+    F = A @ np.swapaxes(A, 1, 2) * np.array([1.0, 30.0, 1e4, 0.0])[:, None, None]
+    h = np.einsum("pkl,pl->pk", F, rng.normal(size=(P, K)))
+    auto = AutoCentering(information=jnp.asarray(F), information_vector=jnp.asarray(h))
+    for scale in (0.05, 0.3, 2.0):
+        omega = scale * np.array([1.0, 0.5, 2.0])
+        m = rng.normal(size=(P, K))
+        loc, upper = (np.asarray(a) for a in latent_prior(auto, jnp.asarray(m), jnp.asarray(omega)))
+        assert np.allclose(np.tril(upper, -1), 0.0)
+        V = np.linalg.inv(F + np.diag(1 / omega**2))
+        M = np.einsum("pkl,pl->pk", V, h + m / omega**2)
+        to_z = np.swapaxes(upper, 1, 2) / omega[None, None, :]  # Uᵀ Ω⁻¹
+        z_mean = loc + np.einsum("pkl,pl->pk", to_z, M - m)
+        z_cov = to_z @ V @ np.swapaxes(to_z, 1, 2)
+        np.testing.assert_allclose(z_mean, 0.0, atol=1e-8)
+        np.testing.assert_allclose(z_cov, np.broadcast_to(np.eye(K), (P, K, K)), atol=1e-8)
+        # and the map is the inverse: z = 0 lands on the posterior mean
+        theta = whitened_log_theta(jnp.asarray(m), jnp.asarray(omega), jnp.zeros((P, K)), loc, upper)
+        np.testing.assert_allclose(np.asarray(theta), M, rtol=1e-8, atol=1e-8)
+    # A patient without data is non-centred: loc 0, U = I.
+    assert np.allclose(loc[3], 0.0) and np.allclose(upper[3], np.eye(K))
+
+
 def test_omega_dependent_weights_keep_the_population_distribution(iv_cohort):
-    # For any weight that depends on (mu, omega) only, z ~ N(w mean, omega^2w) must map to
+    # The latents' prior depends on (mu, omega) only, so z ~ N(loc, UᵀU) must map to
     # log theta ~ N(mean, omega^2): draw from the program's prior and standardise.
     from numpyro.infer import Predictive
 
@@ -195,7 +256,7 @@ def test_saved_fit_keeps_its_weights(oral_fit, tmp_path):
     np.testing.assert_array_equal(
         np.asarray(loaded.prepared.data.centering), np.asarray(oral_fit.prepared.data.centering)
     )
-    for part in ("information", "reference"):
+    for part in ("information", "information_vector"):
         np.testing.assert_array_equal(
             np.asarray(getattr(loaded.prepared.data.auto_centering, part)),
             np.asarray(getattr(oral_fit.prepared.data.auto_centering, part)),

@@ -42,11 +42,6 @@ def test_bergman_default_fit_has_no_divergences(bergman_fit):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="issue #4 target not reached yet: measured max R-hat 1.014 (omega[Gb], bulk ESS 313) "
-    "at 4 x (1000+1000), session 4",
-    strict=False,
-)
 def test_bergman_default_fit_reaches_rhat_below_1_01(bergman_fit):
     _, post = bergman_fit
     diag = post.diagnostics()

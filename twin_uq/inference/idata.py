@@ -165,9 +165,11 @@ def build_idata(
     auto = prepared.data.auto_centering
     if auto is not None:
         groups["constant_data"]["centering_information"] = np.asarray(auto.information)
-        groups["constant_data"]["centering_reference"] = np.asarray(auto.reference)
+        groups["constant_data"]["centering_information_vector"] = np.asarray(
+            auto.information_vector
+        )
         dims["centering_information"] = ["patient", "parameter", "parameter_"]
-        dims["centering_reference"] = ["patient", "parameter"]
+        dims["centering_information_vector"] = ["patient", "parameter"]
         coords["parameter_"] = param
     dims.update(
         {

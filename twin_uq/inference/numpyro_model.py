@@ -17,7 +17,7 @@ import numpyro
 import numpyro.distributions as dist
 from jaxtyping import Array, Float
 
-from twin_uq.inference.centering import centering_reference, weights_at
+from twin_uq.inference.centering import latent_prior, whitened_log_theta
 from twin_uq.inference.likelihood import FitData, ResidualParams, cohort_loglik
 from twin_uq.inference.population import PopulationModel
 from twin_uq.inference.residual import ERROR_CODES
@@ -111,14 +111,13 @@ def individual_log_theta(
     omega: Float[Array, " K"],
     z: Float[Array, "P K"],
     centering: Float[Array, "P K"],
-    reference: Float[Array, "P K"] | float = 0.0,
 ) -> Float[Array, "P K"]:
-    """Map partially centred latent ``z ~ N(w (mean - r), ω^(2w))`` to ``log theta``.
+    """Map the partially centred latent ``z ~ N(w mean, ω^(2w))`` to ``log theta``.
 
-    ``w`` is ``centering`` (see PopulationModel.centering), ``r`` the ``reference`` of
-    :func:`twin_uq.inference.centering.centering_reference`.
+    ``w`` is a fixed ``centering`` weight (see PopulationModel.centering); ``"auto"`` uses
+    :func:`twin_uq.inference.centering.whitened_log_theta` instead.
     """
-    return mean + omega ** (1.0 - centering) * (z - centering * (mean - reference))
+    return mean + omega ** (1.0 - centering) * (z - centering * mean)
 
 
 def cohort_program(structure: ProgramStructure, data: FitData, priors: PriorArrays) -> None:
@@ -137,12 +136,18 @@ def cohort_program(structure: ProgramStructure, data: FitData, priors: PriorArra
             z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([K]).to_event(1))
         log_theta = mean + (z @ chol.T) * omega
         numpyro.deterministic("corr", chol @ chol.T)
-    else:
-        w = weights_at(data, omega)
-        ref = centering_reference(data)
+    elif data.auto_centering is not None:
+        loc, upper = latent_prior(data.auto_centering, mean, omega)
         with numpyro.plate("patient", P, dim=-1):
-            z = numpyro.sample("z", dist.Normal(w * (mean - ref), omega**w).to_event(1))
-        log_theta = individual_log_theta(mean, omega, z, w, ref)
+            z = numpyro.sample(
+                "z", dist.MultivariateNormal(loc, scale_tril=jnp.swapaxes(upper, -1, -2))
+            )
+        log_theta = whitened_log_theta(mean, omega, z, loc, upper)
+    else:
+        w = data.centering
+        with numpyro.plate("patient", P, dim=-1):
+            z = numpyro.sample("z", dist.Normal(w * mean, omega**w).to_event(1))
+        log_theta = individual_log_theta(mean, omega, z, w)
     theta = numpyro.deterministic("theta", jnp.exp(log_theta))
     residual = residual_params(structure, priors, data.error_code.shape[0])
     ll, _ = cohort_loglik(structure.model, structure.settings, theta, data, residual)

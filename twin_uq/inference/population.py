@@ -47,15 +47,16 @@ class PopulationModel:
         prior on the correlation matrix).
     centering
         Parameterisation of the random effects: 0 is non-centred, 1 centred, values in
-        between partially centred (Papaspiliopoulos et al. 2007). ``"auto"`` gives each
-        patient and parameter the shrinkage weight ``1 - V_kk / ω_k²``,
-        ``V = (F + diag(1/ω²))⁻¹``, with ``F`` the Fisher information matrix of that
-        patient's data about the log parameters at the patient's approximate mode and a
-        residual SD estimated from the data (:mod:`twin_uq.inference.centering`):
-        data-poor patients (whose posterior is close to the population) get the
-        non-centred form, well-observed ones the centred form, which is where each
-        samples best. The weights follow the sampled ``ω``. With ``correlation="lkj"``
-        the random effects are non-centred: ``0`` or ``"auto"`` (which then means 0).
+        between partially centred (Papaspiliopoulos et al. 2007). ``"auto"`` whitens each
+        patient's random effects against a Gaussian approximation of its likelihood
+        (Fisher information ``F`` at the patient's approximate mode, a residual SD
+        estimated from the data, and the likelihood's centre ``h = F θ̂``;
+        :mod:`twin_uq.inference.centering`): data-poor patients are non-centred,
+        well-observed ones centred on their data, parameters that trade off are
+        decorrelated, and a small sampled ``ω`` makes everyone non-centred. The reported
+        weights are the shrinkage ``1 - V_kk / ω_k²``, ``V = (F + diag(1/ω²))⁻¹``. With
+        ``correlation="lkj"`` the random effects are non-centred: ``0`` or ``"auto"``
+        (which then means 0).
     error
         Residual error model per output name (defaults to each ``Output.error``).
     priors

@@ -463,12 +463,14 @@ def load_posterior(path: str | Path, model: str | Path | Model | None = None) ->
         if constant is not None and "centering_weight" in constant.data_vars
         else None
     )
+    # Fits saved before the whitened latents (no information vector) reload with the
+    # weights stored, fixed: ``z`` of those files is not a whitened latent.
     auto = (
         AutoCentering(
             information=jnp.asarray(constant["centering_information"].values),
-            reference=jnp.asarray(constant["centering_reference"].values),
+            information_vector=jnp.asarray(constant["centering_information_vector"].values),
         )
-        if weights is not None and "centering_information" in constant.data_vars
+        if weights is not None and "centering_information_vector" in constant.data_vars
         else None
     )
     prepared = prepare_fit(

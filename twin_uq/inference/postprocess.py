@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from twin_uq.inference.centering import centering_reference, weights_at
+from twin_uq.inference.centering import latent_prior, whitened_log_theta
 from twin_uq.inference.likelihood import FitData, ResidualParams, patient_predictions
 from twin_uq.inference.numpyro_model import ProgramStructure, individual_log_theta, population_mean
 from twin_uq.inference.residual import observation_loglik, residual_sd
@@ -60,8 +60,10 @@ def log_theta_from_latents(structure: ProgramStructure, draw: dict, data: FitDat
     mean = population_mean(draw["mu"], beta, data, structure.n_params)
     if structure.correlated:
         return mean + (draw["z"] @ draw["corr_chol"].T) * draw["omega"]
-    w = weights_at(data, draw["omega"])
-    return individual_log_theta(mean, draw["omega"], draw["z"], w, centering_reference(data))
+    if data.auto_centering is not None:
+        loc, upper = latent_prior(data.auto_centering, mean, draw["omega"])
+        return whitened_log_theta(mean, draw["omega"], draw["z"], loc, upper)
+    return individual_log_theta(mean, draw["omega"], draw["z"], data.centering)
 
 
 def derive_draw_quantities(

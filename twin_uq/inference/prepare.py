@@ -15,7 +15,7 @@ from twin_uq.data import Cohort
 from twin_uq.inference.centering import (
     AutoCentering,
     centering_point,
-    centering_reference,
+    latent_prior,
     shrinkage_weights,
 )
 from twin_uq.inference.likelihood import FitData
@@ -55,8 +55,7 @@ class PreparedFit:
             values["corr_chol"] = np.eye(K)
             values["z"] = np.zeros((P, K))
         else:
-            ref = np.asarray(centering_reference(self.data))
-            values["z"] = np.asarray(self.data.centering) * (mean - ref)
+            values["z"] = self._median_latents(mean, omega)
         if s.add_outputs:
             values["sigma_add"] = _initial_sigma(self.priors.add_scale)
         if s.prop_outputs:
@@ -64,6 +63,14 @@ class PreparedFit:
         if s.student_t:
             values["nu"] = np.asarray(10.0)
         return values
+
+    def _median_latents(self, mean: np.ndarray, omega: np.ndarray) -> np.ndarray:
+        """``(P, K)`` latents that put every patient at the population median ``mean``."""
+        auto = self.data.auto_centering
+        if auto is None:
+            return np.asarray(self.data.centering) * mean
+        loc, _ = latent_prior(auto, jnp.asarray(mean), jnp.asarray(omega))
+        return np.asarray(loc)
 
 
 def _initial_omega(priors: PriorArrays) -> np.ndarray:
@@ -107,7 +114,8 @@ def centering_weights(
         structure.model, structure.settings, mean, omega, data.arrays, data.error_code, add, prop
     )
     auto = AutoCentering(
-        information=jnp.asarray(point.information), reference=jnp.asarray(point.log_theta)
+        information=jnp.asarray(point.information),
+        information_vector=jnp.asarray(point.information_vector),
     )
     return shrinkage_weights(point.information, omega), auto
 
@@ -154,11 +162,11 @@ def prepare_fit(
         )
     if auto is not None and (
         np.shape(auto.information) != (*expected, expected[1])
-        or np.shape(auto.reference) != expected
+        or np.shape(auto.information_vector) != expected
     ):
         raise ValueError(
-            f"auto centring has information {np.shape(auto.information)} and reference "
-            f"{np.shape(auto.reference)}, expected {(*expected, expected[1])} and {expected}."
+            f"auto centring has information {np.shape(auto.information)} and information "
+            f"vector {np.shape(auto.information_vector)}, expected {(*expected, expected[1])} and {expected}."
         )
     data = dataclasses.replace(
         data, centering=jnp.asarray(centering, dtype=float), auto_centering=auto

@@ -43,12 +43,13 @@ from __future__ import annotations
 import importlib
 import os
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from twin_uq.inference.backends import BackendResult
-from twin_uq.inference.centering import shrinkage_weights
+from twin_uq.inference.centering import AutoCentering, latent_prior, whitened_log_theta
 from twin_uq.inference.prepare import PreparedFit
 
 __all__ = ["PYMC_SAMPLERS", "build_pymc_model", "require_pymc", "run_pymc"]
@@ -128,12 +129,20 @@ def build_pymc_model(prepared: PreparedFit):
         else:
             auto = data.auto_centering
             if auto is None:
-                w, ref = np.asarray(data.centering), 0.0
-            else:  # the weights follow the sampled omega, as in the NumPyro program
-                w = shrinkage_weights(np.asarray(auto.information), omega, xp=pt)
-                ref = np.asarray(auto.reference)
-            z = pm.Normal("z", w * (mean - ref), omega**w, dims=("patient", "parameter"))
-            log_theta = mean + omega ** (1.0 - w) * (z - w * (mean - ref))
+                w = np.asarray(data.centering)
+                z = pm.Normal("z", w * mean, omega**w, dims=("patient", "parameter"))
+                log_theta = mean + omega ** (1.0 - w) * (z - w * mean)
+            else:  # the whitened latents of the NumPyro program, in PyTensor
+                auto = AutoCentering(
+                    information=np.asarray(auto.information),
+                    information_vector=np.asarray(auto.information_vector),
+                )
+                solve = partial(pt.linalg.solve_triangular, b_ndim=2)
+                loc, upper = latent_prior(auto, mean, omega, xp=pt, solve_triangular=solve)
+                z = pm.MvNormal(
+                    "z", mu=loc, chol=upper.swapaxes(-1, -2), dims=("patient", "parameter")
+                )
+                log_theta = whitened_log_theta(mean, omega, z, loc, upper, solve_triangular=solve)
         theta = pm.Deterministic("theta", pt.exp(log_theta), dims=("patient", "parameter"))
         add = pt.zeros(n_out)
         prop = pt.zeros(n_out)
