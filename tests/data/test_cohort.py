@@ -181,7 +181,8 @@ def tables(draw):
                 "AMT": value if kind == "dose" else np.nan,
                 "EVID": 1 if kind == "dose" else 0,
                 "MDV": 1 if kind in ("dose", "mdv") else 0,
-                "LLOQ": 0.5 if kind == "blq" else np.nan,
+                # a BLQ row has no DV: its (unique) value goes into LLOQ to keep it unique
+                "LLOQ": value if kind == "blq" else np.nan,
             }
         )
     return pd.DataFrame.from_records(records), per_patient

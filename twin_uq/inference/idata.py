@@ -94,6 +94,20 @@ def cohort_table_dataset(table: pd.DataFrame) -> xr.Dataset:
     return ds
 
 
+#: The stored fields of :class:`twin_uq.inference.centering.AutoCentering` and their dims
+#: (its ``output`` is ``constant_data/obs_output``).
+CENTERING_FIELDS = {
+    "sensitivity": ("patient", "parameter", "obs"),
+    "residual": ("patient", "obs"),
+    "point": ("patient", "parameter"),
+    "var_add": ("patient", "obs"),
+    "var_prop": ("patient", "obs"),
+    "unused": ("patient", "obs"),
+    "add": ("output_",),
+    "prop": ("output_",),
+}
+
+
 def build_idata(
     prepared: PreparedFit, result: BackendResult, derived: DrawQuantities, settings_json: str
 ):
@@ -164,13 +178,19 @@ def build_idata(
     }
     auto = prepared.data.auto_centering
     if auto is not None:
-        groups["constant_data"]["centering_information"] = np.asarray(auto.information)
-        groups["constant_data"]["centering_information_vector"] = np.asarray(
-            auto.information_vector
-        )
+        # The linearised likelihood the random effects were whitened with (reloaded by
+        # load_posterior), and for readers F and h at the residual SDs estimated for it.
+        information, vector = auto.canonical(auto.add, auto.prop)
+        constant = groups["constant_data"]
+        constant["centering_information"] = np.asarray(information)
+        constant["centering_information_vector"] = np.asarray(vector)
         dims["centering_information"] = ["patient", "parameter", "parameter_"]
         dims["centering_information_vector"] = ["patient", "parameter"]
         coords["parameter_"] = param
+        for name, dim in CENTERING_FIELDS.items():
+            constant[f"centering_{name}"] = np.asarray(getattr(auto, name))
+            dims[f"centering_{name}"] = list(dim)
+        coords["output_"] = list(prepared.spec.model.output_names)
     dims.update(
         {
             "y": ["patient", "obs"],

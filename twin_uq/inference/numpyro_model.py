@@ -9,21 +9,29 @@ compiled sampler (NumPyro's ``jit_model_args``): only the first pays for compila
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from jax import random
 from jaxtyping import Array, Float
 
-from twin_uq.inference.centering import latent_prior, whitened_log_theta
+from twin_uq.inference.centering import solve_upper_transposed, whitened_log_theta
 from twin_uq.inference.likelihood import FitData, ResidualParams, cohort_loglik
 from twin_uq.inference.population import PopulationModel
 from twin_uq.inference.residual import ERROR_CODES
 from twin_uq.model.base import Model, SolverSettings
 
-__all__ = ["PriorArrays", "ProgramStructure", "cohort_program", "individual_log_theta"]
+__all__ = [
+    "PriorArrays",
+    "ProgramStructure",
+    "WhitenedNormal",
+    "cohort_program",
+    "individual_log_theta",
+]
 
 _NEEDS_ADD = {ERROR_CODES[k] for k in ("additive", "combined", "student_t")}
 _NEEDS_PROP = {ERROR_CODES[k] for k in ("proportional", "combined", "lognormal", "student_t")}
@@ -120,6 +128,36 @@ def individual_log_theta(
     return mean + omega ** (1.0 - centering) * (z - centering * mean)
 
 
+class WhitenedNormal(dist.Distribution):
+    """``N(loc, Uᵀ U)`` over the last axis, for an upper-triangular ``U`` (``scale_tril = Uᵀ``).
+
+    NumPyro's ``MultivariateNormal`` would do, but its batched triangular solves are LAPACK
+    calls per patient; this one uses the unrolled solves of
+    :mod:`twin_uq.inference.centering` (see there why).
+    """
+
+    arg_constraints: ClassVar[dict] = {"loc": dist.constraints.real_vector}
+    support = dist.constraints.real_vector
+    reparametrized_params: ClassVar[list[str]] = ["loc", "upper"]
+    pytree_data_fields = ("loc", "upper")
+
+    def __init__(self, loc, upper, *, validate_args=None):
+        self.loc, self.upper = loc, upper
+        super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=validate_args)
+
+    def sample(self, key, sample_shape=()):
+        """``loc + Uᵀ ε`` with standard normal ``ε``."""
+        eps = random.normal(key, sample_shape + self.batch_shape + self.event_shape)
+        return self.loc + jnp.einsum("...lk,...l->...k", self.upper, eps)
+
+    def log_prob(self, value):
+        """``-½ |U⁻ᵀ (value - loc)|² - Σ log U_kk - K/2 log 2π``."""
+        white = solve_upper_transposed(self.upper, value - self.loc)
+        log_det = jnp.sum(jnp.log(jnp.diagonal(self.upper, axis1=-2, axis2=-1)), -1)
+        K = self.event_shape[0]
+        return -0.5 * jnp.sum(white**2, -1) - log_det - 0.5 * K * jnp.log(2 * jnp.pi)
+
+
 def cohort_program(structure: ProgramStructure, data: FitData, priors: PriorArrays) -> None:
     """NumPyro model of the cohort: priors, random effects, ODE likelihood."""
     K, P = structure.n_params, data.n_patients
@@ -130,6 +168,7 @@ def cohort_program(structure: ProgramStructure, data: FitData, priors: PriorArra
     else:
         beta = jnp.zeros(0)
     mean = population_mean(mu, beta, data, K)
+    residual = residual_params(structure, priors, data.error_code.shape[0])
     if structure.correlated:
         chol = numpyro.sample("corr_chol", dist.LKJCholesky(K, concentration=2.0))
         with numpyro.plate("patient", P, dim=-1):
@@ -137,11 +176,9 @@ def cohort_program(structure: ProgramStructure, data: FitData, priors: PriorArra
         log_theta = mean + (z @ chol.T) * omega
         numpyro.deterministic("corr", chol @ chol.T)
     elif data.auto_centering is not None:
-        loc, upper = latent_prior(data.auto_centering, mean, omega)
+        loc, upper = data.auto_centering.latent_prior(mean, omega, residual.add, residual.prop)
         with numpyro.plate("patient", P, dim=-1):
-            z = numpyro.sample(
-                "z", dist.MultivariateNormal(loc, scale_tril=jnp.swapaxes(upper, -1, -2))
-            )
+            z = numpyro.sample("z", WhitenedNormal(loc, upper))
         log_theta = whitened_log_theta(mean, omega, z, loc, upper)
     else:
         w = data.centering
@@ -149,7 +186,6 @@ def cohort_program(structure: ProgramStructure, data: FitData, priors: PriorArra
             z = numpyro.sample("z", dist.Normal(w * mean, omega**w).to_event(1))
         log_theta = individual_log_theta(mean, omega, z, w)
     theta = numpyro.deterministic("theta", jnp.exp(log_theta))
-    residual = residual_params(structure, priors, data.error_code.shape[0])
     ll, _ = cohort_loglik(structure.model, structure.settings, theta, data, residual)
     numpyro.factor("loglik", jnp.sum(ll))
 

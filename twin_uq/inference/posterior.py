@@ -445,6 +445,7 @@ def load_posterior(path: str | Path, model: str | Path | Model | None = None) ->
     import jax.numpy as jnp
 
     from twin_uq.inference.centering import AutoCentering
+    from twin_uq.inference.idata import CENTERING_FIELDS
     from twin_uq.inference.population import PopulationModel
     from twin_uq.model.base import SolverSettings
 
@@ -463,16 +464,12 @@ def load_posterior(path: str | Path, model: str | Path | Model | None = None) ->
         if constant is not None and "centering_weight" in constant.data_vars
         else None
     )
-    # Fits saved before the whitened latents (no information vector) reload with the
+    # Fits saved before the whitened latents (no linearised likelihood) reload with the
     # weights stored, fixed: ``z`` of those files is not a whitened latent.
-    auto = (
-        AutoCentering(
-            information=jnp.asarray(constant["centering_information"].values),
-            information_vector=jnp.asarray(constant["centering_information_vector"].values),
-        )
-        if weights is not None and "centering_information_vector" in constant.data_vars
-        else None
-    )
+    auto = None
+    if weights is not None and "centering_sensitivity" in constant.data_vars:
+        fields = {n: jnp.asarray(constant[f"centering_{n}"].values) for n in CENTERING_FIELDS}
+        auto = AutoCentering(**fields, output=jnp.asarray(constant["obs_output"].values))
     prepared = prepare_fit(
         spec, cohort, SolverSettings(**json.loads(attrs["solver"])), centering=weights, auto=auto
     )

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from twin_uq.inference.centering import latent_prior, whitened_log_theta
+from twin_uq.inference.centering import whitened_log_theta
 from twin_uq.inference.likelihood import FitData, ResidualParams, patient_predictions
 from twin_uq.inference.numpyro_model import ProgramStructure, individual_log_theta, population_mean
 from twin_uq.inference.residual import observation_loglik, residual_sd
@@ -61,7 +61,10 @@ def log_theta_from_latents(structure: ProgramStructure, draw: dict, data: FitDat
     if structure.correlated:
         return mean + (draw["z"] @ draw["corr_chol"].T) * draw["omega"]
     if data.auto_centering is not None:
-        loc, upper = latent_prior(data.auto_centering, mean, draw["omega"])
+        residual = residual_from_draw(structure, draw, data.error_code.shape[0])
+        loc, upper = data.auto_centering.latent_prior(
+            mean, draw["omega"], residual.add, residual.prop
+        )
         return whitened_log_theta(mean, draw["omega"], draw["z"], loc, upper)
     return individual_log_theta(mean, draw["omega"], draw["z"], data.centering)
 

@@ -15,7 +15,6 @@ from twin_uq.data import Cohort
 from twin_uq.inference.centering import (
     AutoCentering,
     centering_point,
-    latent_prior,
     shrinkage_weights,
 )
 from twin_uq.inference.likelihood import FitData
@@ -54,22 +53,29 @@ class PreparedFit:
         if s.correlated:
             values["corr_chol"] = np.eye(K)
             values["z"] = np.zeros((P, K))
-        else:
-            values["z"] = self._median_latents(mean, omega)
         if s.add_outputs:
             values["sigma_add"] = _initial_sigma(self.priors.add_scale)
         if s.prop_outputs:
             values["sigma_prop"] = _initial_sigma(self.priors.prop_scale)
         if s.student_t:
             values["nu"] = np.asarray(10.0)
+        if not s.correlated:
+            values["z"] = self._median_latents(mean, omega, values)
         return values
 
-    def _median_latents(self, mean: np.ndarray, omega: np.ndarray) -> np.ndarray:
+    def _median_latents(self, mean: np.ndarray, omega: np.ndarray, values: dict) -> np.ndarray:
         """``(P, K)`` latents that put every patient at the population median ``mean``."""
         auto = self.data.auto_centering
         if auto is None:
             return np.asarray(self.data.centering) * mean
-        loc, _ = latent_prior(auto, jnp.asarray(mean), jnp.asarray(omega))
+        s = self.structure
+        n_out = self.data.error_code.shape[0]
+        add, prop = np.zeros(n_out), np.zeros(n_out)
+        add[list(s.add_outputs)] = values.get("sigma_add", [])
+        prop[list(s.prop_outputs)] = values.get("sigma_prop", [])
+        loc, _ = auto.latent_prior(
+            jnp.asarray(mean), jnp.asarray(omega), jnp.asarray(add), jnp.asarray(prop)
+        )
         return np.asarray(loc)
 
 
@@ -94,9 +100,9 @@ def centering_weights(
     ``"auto"`` (see :class:`PopulationModel`) gives each patient and parameter the
     shrinkage weight of :mod:`twin_uq.inference.centering`, with the information
     evaluated at the patient's approximate mode and a residual SD estimated from the data;
-    the weights returned are those at the starting between-patient SD, the
-    :class:`AutoCentering` makes them follow the sampled one. Fixed weights come with
-    ``None``.
+    the weights returned are those at the starting between-patient SD (what a fit
+    reports), the :class:`AutoCentering` (the likelihood linearised at the modes) is what
+    sampling whitens the random effects with. Fixed weights come with ``None``.
     """
     P, K = data.n_patients, structure.n_params
     if spec.centering != "auto":
@@ -113,10 +119,7 @@ def centering_weights(
     point = centering_point(
         structure.model, structure.settings, mean, omega, data.arrays, data.error_code, add, prop
     )
-    auto = AutoCentering(
-        information=jnp.asarray(point.information),
-        information_vector=jnp.asarray(point.information_vector),
-    )
+    auto = point.linearisation
     return shrinkage_weights(point.information, omega), auto
 
 
@@ -161,12 +164,13 @@ def prepare_fit(
             f"centering weights have shape {np.shape(centering)}, expected {expected} (patients, parameters)."
         )
     if auto is not None and (
-        np.shape(auto.information) != (*expected, expected[1])
-        or np.shape(auto.information_vector) != expected
+        np.shape(auto.point) != expected
+        or np.shape(auto.sensitivity) != (*expected, data.arrays.obs_time.shape[1])
     ):
         raise ValueError(
-            f"auto centring has information {np.shape(auto.information)} and information "
-            f"vector {np.shape(auto.information_vector)}, expected {(*expected, expected[1])} and {expected}."
+            f"auto centring is linearised at {np.shape(auto.point)} log parameters with "
+            f"sensitivities {np.shape(auto.sensitivity)}, expected {expected} and "
+            f"{(*expected, data.arrays.obs_time.shape[1])} (patients, parameters, observations)."
         )
     data = dataclasses.replace(
         data, centering=jnp.asarray(centering, dtype=float), auto_centering=auto

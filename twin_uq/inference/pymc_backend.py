@@ -43,13 +43,13 @@ from __future__ import annotations
 import importlib
 import os
 import time
-from functools import partial
 from typing import Any
 
+import jax
 import numpy as np
 
 from twin_uq.inference.backends import BackendResult
-from twin_uq.inference.centering import AutoCentering, latent_prior, whitened_log_theta
+from twin_uq.inference.centering import whitened_log_theta
 from twin_uq.inference.prepare import PreparedFit
 
 __all__ = ["PYMC_SAMPLERS", "build_pymc_model", "require_pymc", "run_pymc"]
@@ -122,28 +122,6 @@ def build_pymc_model(prepared: PreparedFit):
             contrib = np.asarray(data.design)[:, np.asarray(data.effect_term)] * beta  # (P, E)
             onehot = np.eye(K)[np.asarray(data.effect_param)]  # (E, K)
             mean = mean + pt.dot(contrib, onehot)
-        if s.correlated:
-            chol = pm.LKJCorr("corr_chol", n=K, eta=2.0)
-            z = pm.Normal("z", 0.0, 1.0, dims=("patient", "parameter"))
-            log_theta = mean + pt.dot(z, chol.T) * omega
-        else:
-            auto = data.auto_centering
-            if auto is None:
-                w = np.asarray(data.centering)
-                z = pm.Normal("z", w * mean, omega**w, dims=("patient", "parameter"))
-                log_theta = mean + omega ** (1.0 - w) * (z - w * mean)
-            else:  # the whitened latents of the NumPyro program, in PyTensor
-                auto = AutoCentering(
-                    information=np.asarray(auto.information),
-                    information_vector=np.asarray(auto.information_vector),
-                )
-                solve = partial(pt.linalg.solve_triangular, b_ndim=2)
-                loc, upper = latent_prior(auto, mean, omega, xp=pt, solve_triangular=solve)
-                z = pm.MvNormal(
-                    "z", mu=loc, chol=upper.swapaxes(-1, -2), dims=("patient", "parameter")
-                )
-                log_theta = whitened_log_theta(mean, omega, z, loc, upper, solve_triangular=solve)
-        theta = pm.Deterministic("theta", pt.exp(log_theta), dims=("patient", "parameter"))
         add = pt.zeros(n_out)
         prop = pt.zeros(n_out)
         if s.add_outputs:
@@ -164,6 +142,24 @@ def build_pymc_model(prepared: PreparedFit):
             nu = pm.Gamma("nu", alpha=2.0, beta=0.1)
         else:
             nu = pt.constant(1e6, dtype="float64")
+        if s.correlated:
+            chol = pm.LKJCorr("corr_chol", n=K, eta=2.0)
+            z = pm.Normal("z", 0.0, 1.0, dims=("patient", "parameter"))
+            log_theta = mean + pt.dot(z, chol.T) * omega
+        else:
+            auto = data.auto_centering
+            if auto is None:
+                w = np.asarray(data.centering)
+                z = pm.Normal("z", w * mean, omega**w, dims=("patient", "parameter"))
+                log_theta = mean + omega ** (1.0 - w) * (z - w * mean)
+            else:  # the whitened latents of the NumPyro program, in PyTensor
+                auto = jax.tree.map(np.asarray, auto)
+                loc, upper = auto.latent_prior(mean, omega, add, prop, xp=pt)
+                z = pm.MvNormal(
+                    "z", mu=loc, chol=upper.swapaxes(-1, -2), dims=("patient", "parameter")
+                )
+                log_theta = whitened_log_theta(mean, omega, z, loc, upper, xp=pt)
+        theta = pm.Deterministic("theta", pt.exp(log_theta), dims=("patient", "parameter"))
         op = CohortLoglikOp(s, data)
         pm.Potential("loglik", op(theta, add, prop, nu))
     del P
