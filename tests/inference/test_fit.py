@@ -66,14 +66,11 @@ def test_patient_parameter_coverage_is_consistent_with_90_percent(oral_fit, oral
 
 def test_diagnostics_report(oral_fit):
     diag = oral_fit.diagnostics()
-    # The count is the sampler's, and reported. This 16-patient fixture's combined error
-    # model has a ridge in (sigma_add, sigma_prop) where NUTS occasionally diverges: 0-5
-    # of 2000 transitions over seeds 0-3 (session 5, before and after the whitened
-    # latents); "no divergences at the defaults" is tested on the recovery cohorts.
+    # The count is the sampler's. This 16-patient fixture (combined error, 4 data-poor
+    # patients) gave 0-5 divergences of 2000 over seeds 0-3 with session 4's partial
+    # centring and 0 at each of them with the whitened latents (session 5).
     assert diag.divergences == int(oral_fit.idata["sample_stats"]["diverging"].values.sum())
-    assert diag.divergences < 0.01 * diag.n_draws
-    if diag.divergences:
-        assert not diag.converged and any("divergent" in r for r in diag.reasons)
+    assert diag.divergences == 0
     assert diag.max_rhat < 1.05
     assert "theta[" in " ".join(map(str, diag.table.index))
     text = str(diag)
