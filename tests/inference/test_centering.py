@@ -322,3 +322,20 @@ def test_linearised_likelihood_follows_the_residual_sd():
     np.testing.assert_allclose(F2, F0 / 4.0, rtol=1e-12)
     np.testing.assert_allclose(h2, h0 / 4.0, rtol=1e-12)
     assert np.all(np.linalg.eigvalsh(F0) > 0)  # five observations each inform both parameters
+
+
+def test_auto_fits_start_each_patient_at_its_mode(iv_cohort):
+    spec = PopulationModel(model=tq.load_model("one_compartment_iv"), centering="auto")
+    prepared = prepare_fit(spec, iv_cohort)
+    values = prepared.init_values()
+    auto = prepared.data.auto_centering
+    mean = np.asarray(prepared.data.allometric) + values["mu"]
+    n_out = prepared.data.error_code.shape[0]
+    add, prop = np.zeros(n_out), np.zeros(n_out)
+    add[list(prepared.structure.add_outputs)] = values["sigma_add"]
+    prop[list(prepared.structure.prop_outputs)] = values["sigma_prop"]
+    np.testing.assert_allclose(add, np.asarray(auto.add))  # residual SDs start at their estimates
+    loc, upper = auto.latent_prior(jnp.asarray(mean), jnp.asarray(values["omega"]), add, prop)
+    start = whitened_log_theta(jnp.asarray(mean), jnp.asarray(values["omega"]), jnp.asarray(values["z"]), loc, upper)
+    np.testing.assert_allclose(np.asarray(start), np.asarray(auto.point), rtol=1e-10, atol=1e-10)
+    assert not np.allclose(np.asarray(auto.point), mean)  # the modes are not the median

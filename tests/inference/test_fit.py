@@ -64,6 +64,22 @@ def test_patient_parameter_coverage_is_consistent_with_90_percent(oral_fit, oral
     assert stats.binomtest(k, n, 0.9).pvalue > 0.01, f"{k}/{n} intervals cover the truth"
 
 
+def test_diagnostics_rows_carry_their_own_patients_values(oral_fit):
+    # Against R-hat and ESS of theta computed alone (the labels of a joint summary of
+    # variables with different dimensions were permuted in arviz-stats 1.3.3).
+    import arviz_stats as azs
+
+    table = oral_fit.diagnostics().table
+    theta = oral_fit.posterior[["theta"]]
+    rhat = azs.rhat(theta)["theta"]
+    ess = azs.ess(theta, method="bulk")["theta"]
+    for patient in rhat["patient"].values:
+        for parameter in rhat["parameter"].values:
+            row = table.loc[f"theta[{patient}, {parameter}]"]
+            assert row["r_hat"] == pytest.approx(float(rhat.sel(patient=patient, parameter=parameter)), rel=1e-12)
+            assert row["ess_bulk"] == pytest.approx(float(ess.sel(patient=patient, parameter=parameter)), rel=1e-12)
+
+
 def test_diagnostics_report(oral_fit):
     diag = oral_fit.diagnostics()
     # The count is the sampler's. This 16-patient fixture (combined error, 4 data-poor

@@ -63,8 +63,12 @@ def run_nuts(
     max_tree_depth: int,
     dense_mass: bool,
     chain_method: str = "auto",
+    mass: dict[str, Any] | None = None,
 ) -> BackendResult:
     """Run NUTS chains in parallel on the available devices (see :mod:`nuts_kernel`).
+
+    ``mass`` holds guesses of the posterior variances of unconstrained sites, the start of
+    the diagonal mass-matrix adaptation (identity where absent).
 
     Starting values are the population medians (``init_values``): random initial values
     sent ODE solvers into their step limit in early tests. Compiled code is reused by every
@@ -73,7 +77,7 @@ def run_nuts(
     settings = NutsSettings(warmup, draws, target_accept, max_tree_depth, dense_mass)
     t0 = time.perf_counter()
     samples, stats, warm_div, method = sample_nuts(
-        structure, settings, data, priors, init_values, key, chains, chain_method
+        structure, settings, data, priors, init_values, key, chains, chain_method, mass
     )
     t1 = time.perf_counter()
     n_steps = stats["n_steps"]

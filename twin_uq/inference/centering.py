@@ -203,6 +203,13 @@ class AutoCentering(eqx.Module):
         ).sum(axis=-1)
         return F, h
 
+    def as_numpy(self) -> AutoCentering:
+        """The same arrays as NumPy arrays, for evaluating outside ``jit`` with ``xp=np``.
+
+        Run op by op in JAX, the unrolled algebra would compile every small operation.
+        """
+        return jax.tree.map(np.asarray, self)
+
     def latent_prior(self, mean, omega, add, prop, xp=jnp):
         """:func:`latent_prior` at the residual SDs ``(add, prop)``: ``(loc, U)``."""
         F, h = self.canonical(add, prop, xp)
@@ -492,7 +499,7 @@ def centering_point(
         add=jnp.asarray(add),
         prop=jnp.asarray(prop),
     )
-    information, vector = (np.asarray(a) for a in linear.canonical(add, prop))
+    information, vector = linear.as_numpy().canonical(add, prop, xp=np)
     return CenteringPoint(
         log_theta=log_theta,
         add=add,

@@ -180,7 +180,8 @@ def build_idata(
     if auto is not None:
         # The linearised likelihood the random effects were whitened with (reloaded by
         # load_posterior), and for readers F and h at the residual SDs estimated for it.
-        information, vector = auto.canonical(auto.add, auto.prop)
+        numpy_auto = auto.as_numpy()
+        information, vector = numpy_auto.canonical(numpy_auto.add, numpy_auto.prop, xp=np)
         constant = groups["constant_data"]
         constant["centering_information"] = np.asarray(information)
         constant["centering_information_vector"] = np.asarray(vector)

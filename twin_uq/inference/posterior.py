@@ -268,7 +268,14 @@ class CohortPosterior:
                     "confirm important results with method='nuts'.",
                 ),
             )
-        summ = azs.summary(self.idata, var_names=names, kind="diagnostics", round_to="none")
+        # One variable at a time: arviz-stats 1.3.3 summarising variables of different
+        # dimensions together attached theta's values to the wrong patients' labels.
+        summ = pd.concat(
+            [
+                azs.summary(self.idata, var_names=[n], kind="diagnostics", round_to="none")
+                for n in names
+            ]
+        )
         table = summ[["r_hat", "ess_bulk", "ess_tail"]].astype(float)
         ess_needed = min(ess_min, 100.0 * n_chains)
         stats = self.idata["sample_stats"].to_dataset()
