@@ -70,7 +70,8 @@ def run_nuts(
     ``mass`` holds guesses of the posterior variances of unconstrained sites, the start of
     the diagonal mass-matrix adaptation (identity where absent).
 
-    Starting values are the population medians (``init_values``): random initial values
+    Starting values are ``init_values`` (population medians, patients at their modes for
+    ``centering="auto"``; see :meth:`PreparedFit.init_values`): random initial values
     sent ODE solvers into their step limit in early tests. Compiled code is reused by every
     later fit with the same structure, settings and shapes.
     """
