@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from twin_uq.cli import demo, fit, models, predict, report, trust, update, update_many, validate
+from twin_uq.cli._cache import enable_compilation_cache
 
 app = typer.Typer(
     name="twin-uq",
@@ -29,5 +30,6 @@ app.command("validate")(validate.validate)
 
 
 def main() -> None:
-    """Entry point of the ``twin-uq`` console script."""
+    """Entry point of the ``twin-uq`` console script (with the compilation cache on)."""
+    enable_compilation_cache()
     app()

@@ -6,7 +6,6 @@ stays a readable script of the public API.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from twin_uq._csv import write_csv
+from twin_uq.cli._cache import enable_compilation_cache
 from twin_uq.cli._console import out_console, spinner
 from twin_uq.cli._errors import handle_errors
 from twin_uq.cli._options import Verbose
@@ -32,19 +32,6 @@ class DemoRun:
     files: dict[str, Path] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def enable_compilation_cache() -> None:
-    """Reuse compiled samplers across demo runs (JAX persistent cache under ~/.cache/twin_uq)."""
-    import jax
-
-    folder = Path(os.environ.get("TWIN_UQ_CACHE", Path.home() / ".cache" / "twin_uq")) / "jax"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return  # read-only home: the demo still runs, only slower
-    jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def design():

@@ -59,7 +59,8 @@ def _one_chain(statics, data, priors, init_values, mass, key):
     def potential_gen(d, p):
         return lambda z: potential_energy(program, (d, p), {}, z)
 
-    z0 = unconstrain_fn(program, args, {}, init_values)
+    supports_only = _program(structure.prior_only())  # no ODE solve traced for the maps
+    z0 = unconstrain_fn(supports_only, args, {}, init_values)
     # The diagonal mass-matrix adaptation starts at the expected posterior variances of
     # the unconstrained sites (``mass``; 1 for sites it does not name), not the identity.
     # (A dense block over the population sites was tried on the 20-patient Bergman
@@ -81,8 +82,19 @@ def _one_chain(statics, data, priors, init_values, mass, key):
         rng_key=key,
     )
 
-    def step(st, _):
+    # One scan over warm-up and sampling: NumPyro's kernel switches adaptation off by the
+    # iteration count, so one compiled loop body serves both phases (two scans compiled
+    # the NUTS kernel, and the ODE gradient inside it, twice). Draws are written into a
+    # buffer of ``draws`` rows; warm-up iterations write row 0, which sampling overwrites.
+    warmup, draws = settings.warmup, settings.draws
+    z_flat, unravel = ravel_pytree(z0)
+    buffer = jnp.zeros((draws, z_flat.shape[0]), z_flat.dtype)
+
+    def step(carry, i):
+        st, kept = carry
         st = sample_kernel(st, model_args=args)
+        row = jnp.maximum(i - warmup, 0)
+        kept = jax.lax.dynamic_update_slice(kept, ravel_pytree(st.z)[0][None], (row, 0))
         stats = (
             st.diverging,
             st.energy,
@@ -91,12 +103,13 @@ def _one_chain(statics, data, priors, init_values, mass, key):
             st.adapt_state.step_size,
             st.potential_energy,
         )
-        return st, (st.z, stats)
+        return (st, kept), stats
 
-    state, (_, (warm_div, *_)) = jax.lax.scan(step, state, None, length=settings.warmup)
-    _, (zs, stats) = jax.lax.scan(step, state, None, length=settings.draws)
-    samples = jax.vmap(lambda z: constrain_fn(program, args, {}, z))(zs)
-    return samples, stats, jnp.sum(warm_div)
+    (_, kept), stats = jax.lax.scan(step, (state, buffer), jnp.arange(warmup + draws))
+    warm_div = jnp.sum(stats[0][:warmup])
+    stats = tuple(s[warmup:] for s in stats)
+    samples = jax.vmap(lambda flat: constrain_fn(supports_only, args, {}, unravel(flat)))(kept)
+    return samples, stats, warm_div
 
 
 _pmapped_chain = jax.pmap(

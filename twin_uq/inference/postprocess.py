@@ -153,20 +153,23 @@ def _derive_batch(structure: ProgramStructure, flat: dict, keys: jax.Array, data
         )
         ll = jnp.where(arr.obs_mask, ll, 0.0)
         ll = jnp.where(ok[:, None], ll, -jnp.inf)
-        y_rep = _replicate(k, data, f, residual)
+        y_rep = _replicate(k, data, f, residual, structure.student_t)
         return theta, eta, ll, y_rep, f, ok
 
     return jax.vmap(one)((flat, keys))
 
 
-def _replicate(key: jax.Array, data: FitData, f: jax.Array, residual: ResidualParams) -> jax.Array:
+def _replicate(
+    key: jax.Array, data: FitData, f: jax.Array, residual: ResidualParams, student_t: bool
+) -> jax.Array:
     """One noisy replicate of every observation under the residual error model."""
     out = data.arrays.obs_output
     code = data.error_code[out]
     sd = residual_sd(code, f, residual.add[out], residual.prop[out])
     k1, k2 = jax.random.split(key)
-    normal = jax.random.normal(k1, f.shape)
-    student = jax.random.t(k2, residual.nu, f.shape)
-    noise = jnp.where(code == 4, student, normal) * sd
+    noise = jax.random.normal(k1, f.shape)
+    if student_t:  # static: the t sampler (a rejection loop) is compiled only when used
+        noise = jnp.where(code == 4, jax.random.t(k2, residual.nu, f.shape), noise)
+    noise = noise * sd
     y = jnp.where(code == 3, jnp.maximum(f, 1e-12) * jnp.exp(noise), f + noise)
     return jnp.where(data.arrays.obs_mask, y, jnp.nan)
