@@ -127,7 +127,7 @@ def run_svi(
     svi = SVI(program, g, optimiser, loss=Trace_ELBO())
     k_fit, k_draw = jax.random.split(key)
     t0 = time.perf_counter()
-    result = svi.run(k_fit, steps, *args, progress_bar=progress, stable_update=True)
+    result = _optimise(svi, k_fit, steps, args, progress)
     t1 = time.perf_counter()
     latent = g.sample_posterior(k_draw, result.params, *args, sample_shape=(draws,))
     samples = {k: np.asarray(v)[None] for k, v in latent.items()}
@@ -143,6 +143,44 @@ def run_svi(
             "steps": steps,
         },
     )
+
+
+@dataclass
+class _Optimised:
+    params: dict
+    losses: jax.Array
+
+
+def _optimise(svi: SVI, key: jax.Array, steps: int, args: tuple, progress: bool) -> _Optimised:
+    """``steps`` stable Adam updates of ``svi``, compiled with the data as an argument.
+
+    NumPyro's ``SVI.run`` closes over the model arguments, so the cohort's arrays were
+    compiled in as constants: at 1000 patients 58 s of XLA compilation against 18.5 s
+    with the data passed as an argument (same losses to the last digit; session 6). With
+    ``progress`` the updates run in 20 chunks with a bar between them.
+    """
+    state = svi.init(key, *args)
+
+    def chunk(st, a, n):
+        return jax.lax.scan(lambda s_, _: svi.stable_update(s_, *a), st, None, length=n)
+
+    compiled = jax.jit(chunk, static_argnums=2)
+    sizes = [steps] if not progress else [steps // 20] * 20 + [steps % 20]
+    losses = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc="SVI")
+    for n in (k for k in sizes if k):
+        state, part = compiled(state, args, n)
+        losses.append(part)
+        if bar is not None:
+            bar.update(n)
+            bar.set_postfix_str(f"loss {float(part[-1]):.4f}", refresh=False)
+    if bar is not None:
+        bar.close()
+    return _Optimised(params=svi.get_params(state), losses=jnp.concatenate(losses))
 
 
 def _fd_hessian(f, x: jax.Array, rel_step: float = 1e-5) -> jax.Array:
@@ -182,7 +220,7 @@ def run_laplace(
     svi = SVI(program, g, optimiser, loss=Trace_ELBO())
     k_fit, k_draw = jax.random.split(key)
     t0 = time.perf_counter()
-    result = svi.run(k_fit, steps, *args, progress_bar=progress, stable_update=True)
+    result = _optimise(svi, k_fit, steps, args, progress)
     t1 = time.perf_counter()
     latent = g.sample_posterior(k_draw, result.params, *args, sample_shape=(draws,))
     samples = {k: np.asarray(v)[None] for k, v in latent.items()}
