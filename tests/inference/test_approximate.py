@@ -1,5 +1,7 @@
 """SVI and Laplace agree with NUTS on population means of an easy problem, and say so."""
 
+import json
+
 import pytest
 
 
@@ -20,6 +22,10 @@ def test_labelled_approximate(approximate_fit):
     assert not diag.converged
     assert "approximate" in diag.reasons[0]
     assert approximate_fit.population_summary().attrs["approximate"] is True
+    info = json.loads(approximate_fit.idata.attrs["backend_info"])
+    if info.get("guide") == "lowrank":
+        # 16 patients x 3 parameters + 3 mu + 3 omega + 2 sigma = 56 latent dimensions.
+        assert info["guide_rank"] == min(round(56**0.5), 10) == 7
 
 
 def test_population_means_agree_with_nuts(approximate_fit, oral_fit):

@@ -8,7 +8,6 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 
 import jax
@@ -18,7 +17,6 @@ from twin_uq.data import Cohort, read_cohort
 from twin_uq.distributed.twostage import fit_from_fit_args
 from twin_uq.inference.backends import BackendResult, run_laplace, run_nuts, run_svi
 from twin_uq.inference.idata import build_idata
-from twin_uq.inference.numpyro_model import cohort_program
 from twin_uq.inference.nuts_kernel import CHAIN_METHODS
 from twin_uq.inference.population import PopulationModel
 from twin_uq.inference.posterior import CohortPosterior
@@ -174,7 +172,6 @@ def fit(
     if progress is None:
         progress = os.isatty(2) if hasattr(os, "isatty") else False
     prepared = prepare_fit(spec, cohort, solver)
-    program = partial(cohort_program, prepared.structure)
     args = (prepared.data, prepared.priors)
     init = prepared.init_values()
     key = jax.random.key(seed)
@@ -201,7 +198,7 @@ def fit(
     elif method == "svi":
         with _explained_invalid_start(prepared, init, method):
             result = run_svi(
-                program,
+                prepared.structure,
                 args,
                 init,
                 key=k_fit,
@@ -214,7 +211,7 @@ def fit(
     else:
         with _explained_invalid_start(prepared, init, method):
             result = run_laplace(
-                program,
+                prepared.structure,
                 args,
                 init,
                 key=k_fit,
