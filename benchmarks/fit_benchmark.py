@@ -389,7 +389,8 @@ def scaling(timeout: int, only: list[str] | None = None, tag: str = "scaling") -
         (OUT / f"fit_benchmark_{tag}.json").write_text(
             json.dumps(dict(meta=meta, results=results), indent=1, default=str)
         )
-    plot_scaling(results)
+    if not only:  # a partial series must not replace the plot of the whole one
+        plot_scaling(results)
 
 
 def plot_scaling(results) -> None:

@@ -15,10 +15,12 @@ gradients with respect to ``theta``, ``covariates`` and ``times`` are exact. For
 (``jvp``, ``jacfwd``) through either path is not supported; Hessians are taken by finite
 differences of gradients (see :mod:`twin_uq.inference.backends`).
 
-The ODE path is solved with ``diffrax.ForwardMode()`` and wrapped in ``jax.custom_vjp``:
-the forward pass computes the solution *and* its Jacobian with respect to ``theta`` by
-forward-mode AD (``jacfwd``: one tangent per parameter, cheap for the 3–6 parameters of a
-physiological model), the backward pass returns ``J^T g``. Reverse mode therefore never
+The ODE path is wrapped in ``jax.custom_vjp``: the forward pass integrates the solution
+*and* its forward sensitivities ``d y / d theta`` (the sensitivity equations solved
+alongside the states, one Jacobian-vector product per parameter and stage: cheap for the
+3–6 parameters of a physiological model; see
+:func:`twin_uq.simulate.ode.solve_ode_sensitivities`), the backward pass returns
+``J^T g``. Reverse mode therefore never
 traces through diffrax's loop; this avoids equinox's "Closure-converted function called
 with different dynamic arguments" crash seen with the default adjoint when NUTS chains run
 under ``pmap``, and makes gradients work under ``vmap``, ``pmap`` and ``jit`` alike.
@@ -43,7 +45,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate.exact import solve_exact
-from twin_uq.simulate.ode import STATUS_NONFINITE, STATUS_OK, solve_ode
+from twin_uq.simulate.ode import STATUS_NONFINITE, STATUS_OK, solve_ode, solve_ode_sensitivities
 from twin_uq.simulate.result import Trajectory
 from twin_uq.simulate.schedule import Schedule
 
@@ -88,12 +90,21 @@ def _ode_with_vjp(model, settings, theta, covariates, schedule, times):
 
 
 def _ode_fwd(model, settings, theta, covariates, schedule, times):
-    def f(th):
-        states, outputs, status = _core(model, settings, th, covariates, schedule, times)
-        return (states, outputs), (states, outputs, status)
+    states, jac_states, status = solve_ode_sensitivities(
+        model, settings, theta, covariates, schedule, times
+    )
 
-    (jac_states, jac_outputs), out = jax.jacfwd(f, has_aux=True)(theta)
-    return out, (jac_states, jac_outputs, out[2])
+    def observe(y, th):
+        return jnp.asarray(model.observe(y, model.theta_dict(th)))
+
+    def output_and_jacobian(y, S):
+        d_y, d_theta = jax.jacfwd(observe, argnums=(0, 1))(y, theta)
+        return observe(y, theta), d_y @ S + d_theta
+
+    outputs, jac_outputs = jax.vmap(output_and_jacobian)(states, jac_states)
+    finite = jnp.all(jnp.isfinite(states)) & jnp.all(jnp.isfinite(outputs))
+    status = jnp.where((status == STATUS_OK) & ~finite, jnp.int32(STATUS_NONFINITE), status)
+    return (states, outputs, status), (jac_states, jac_outputs, status)
 
 
 def _ode_bwd(model, settings, residuals, cotangents):
