@@ -115,19 +115,19 @@ def solve_ode_sensitivities(
     the states, are those of :func:`solve_ode`. Dose jumps, infusion rates and signals
     are data, so ``S`` is continuous across them. The sensitivities are those of the
     exact solution, accurate to about the solver tolerance (CVODES's and Stan's
-    approach), not the derivative of the discrete solver: differentiating through
-    diffrax's loop also carried the tangents through the controller and the dense
-    output, and cost 4.0x the primal solve on the 100-patient Bergman cohort (session 7).
+    approach), not the derivative of the discrete solver. Differentiating through
+    diffrax's loop instead (``jacfwd``) also carried the tangents through the controller
+    and the dense output: on the 100-patient Bergman cohort its gradient cost ~5x the
+    primal solve, this one ~4x (session 7, benchmarks/RESULTS.md).
 
     Returns ``(states (T, n), sensitivities (T, n, K), status)``.
     """
     return _integrate(model, settings, theta, covariates, schedule, times, True)
 
 
-def _rms_of_states(error) -> Float[Array, ""]:
+def _rms_of_states(error: tuple) -> Float[Array, ""]:
     # The controller's error norm over the states only (the sensitivities ride along).
-    y_error = error[0] if isinstance(error, tuple) else error
-    return jnp.sqrt(jnp.mean(y_error**2))
+    return jnp.sqrt(jnp.mean(error[0] ** 2))
 
 
 def _integrate(model, settings, theta, covariates, schedule, times, sensitivities: bool):

@@ -79,9 +79,13 @@ def _core(
         states, status = solve_ode(model, settings, theta, covariates, schedule, times)
     th = model.theta_dict(theta)
     outputs = jax.vmap(lambda y: jnp.asarray(model.observe(y, th)))(states)
+    return states, outputs, _flag_nonfinite(states, outputs, status)
+
+
+def _flag_nonfinite(states, outputs, status) -> Int[Array, ""]:
+    """``STATUS_NONFINITE`` where a solve reported success but gave NaN/inf values."""
     finite = jnp.all(jnp.isfinite(states)) & jnp.all(jnp.isfinite(outputs))
-    status = jnp.where((status == STATUS_OK) & ~finite, jnp.int32(STATUS_NONFINITE), status)
-    return states, outputs, status
+    return jnp.where((status == STATUS_OK) & ~finite, jnp.int32(STATUS_NONFINITE), status)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
@@ -95,15 +99,15 @@ def _ode_fwd(model, settings, theta, covariates, schedule, times):
     )
 
     def observe(y, th):
-        return jnp.asarray(model.observe(y, model.theta_dict(th)))
+        out = jnp.asarray(model.observe(y, model.theta_dict(th)))
+        return out, out  # the value rides along as jacfwd's aux: one evaluation
 
     def output_and_jacobian(y, S):
-        d_y, d_theta = jax.jacfwd(observe, argnums=(0, 1))(y, theta)
-        return observe(y, theta), d_y @ S + d_theta
+        (d_y, d_theta), out = jax.jacfwd(observe, argnums=(0, 1), has_aux=True)(y, theta)
+        return out, d_y @ S + d_theta
 
     outputs, jac_outputs = jax.vmap(output_and_jacobian)(states, jac_states)
-    finite = jnp.all(jnp.isfinite(states)) & jnp.all(jnp.isfinite(outputs))
-    status = jnp.where((status == STATUS_OK) & ~finite, jnp.int32(STATUS_NONFINITE), status)
+    status = _flag_nonfinite(states, outputs, status)
     return (states, outputs, status), (jac_states, jac_outputs, status)
 
 
