@@ -105,6 +105,12 @@ def render(model: tq.Model) -> str:
         "",
         f"`{s.method}`, rtol {s.rtol:g}, atol {s.atol:g}, max_steps {s.max_steps}"
         + ("" if s.dt0 is None else f", dt0 {s.dt0:g}")
+        + (
+            ""
+            if not s.is_fixed_step
+            else f", fixed step {s.fixed_step:g} {card.time_unit} (rtol/atol: the adaptive "
+            "Tsit5 reference every fit is checked against)"
+        )
         + (" (linear: exact matrix-exponential solution available)" if model.is_linear else "")
         + ".",
         "",

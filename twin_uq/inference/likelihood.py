@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 from twin_uq.inference.residual import observation_loglik
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate import solve_outputs
+from twin_uq.simulate.fixed_step import FixedGrid
 
 __all__ = ["FitData", "ResidualParams", "cohort_loglik", "patient_loglik", "patient_predictions"]
 
@@ -66,6 +67,10 @@ class FitData(eqx.Module):
         (:class:`twin_uq.inference.centering.AutoCentering`: information and reference
         point; the weights then move with the sampled between-patient SD, see
         :func:`twin_uq.inference.centering.weights_at`); ``None`` for fixed weights.
+    grids
+        Fixed-step solver (``method="rk4"``) only: every patient's
+        :class:`~twin_uq.simulate.fixed_step.FixedGrid` (leading axis ``P``), built once
+        so that no gradient rebuilds it; ``None`` otherwise.
     """
 
     arrays: CohortArrays
@@ -76,6 +81,7 @@ class FitData(eqx.Module):
     error_code: Int[Array, " O"]
     centering: Float[Array, "P K"]
     auto_centering: AutoCentering | None = None
+    grids: FixedGrid | None = None
 
     @property
     def n_patients(self) -> int:
@@ -96,9 +102,13 @@ def patient_predictions(
     schedule,
     times: Float[Array, " N"],
     output_index: Int[Array, " N"],
+    grid: FixedGrid | None = None,
 ) -> tuple[Float[Array, " N"], Bool[Array, ""]]:
-    """Noise-free prediction of each observation (its own output at its own time)."""
-    _, outputs, ok = solve_outputs(model, theta, covariates, schedule, times, settings)
+    """Noise-free prediction of each observation (its own output at its own time).
+
+    ``grid``: the patient's precomputed fixed grid for these times (``method="rk4"``).
+    """
+    _, outputs, ok = solve_outputs(model, theta, covariates, schedule, times, settings, grid)
     f = jnp.take_along_axis(outputs, output_index[:, None], axis=1)[:, 0]
     ok = ok & jnp.all(jnp.isfinite(f))
     return jnp.where(ok, f, 1.0), ok
@@ -112,6 +122,7 @@ def patient_loglik(
     arrays: CohortArrays,
     error_code: Int[Array, " O"],
     residual: ResidualParams,
+    grid: FixedGrid | None = None,
 ) -> tuple[Float[Array, " N"], Bool[Array, ""]]:
     """Pointwise log-likelihood of one patient's observations.
 
@@ -130,7 +141,14 @@ def patient_loglik(
         Whether the ODE solve succeeded.
     """
     f, ok = patient_predictions(
-        model, settings, theta, covariates, arrays.schedule, arrays.obs_time, arrays.obs_output
+        model,
+        settings,
+        theta,
+        covariates,
+        arrays.schedule,
+        arrays.obs_time,
+        arrays.obs_output,
+        grid,
     )
     out = arrays.obs_output
     ll = observation_loglik(
@@ -156,7 +174,7 @@ def cohort_loglik(
 ) -> tuple[Float[Array, "P N"], Bool[Array, " P"]]:
     """Pointwise log-likelihood of every patient, ``vmap``-ed over the cohort."""
     return jax.vmap(
-        lambda th, cov, arr: patient_loglik(
-            model, settings, th, cov, arr, data.error_code, residual
+        lambda th, cov, arr, grid: patient_loglik(
+            model, settings, th, cov, arr, data.error_code, residual, grid
         )
-    )(theta, data.arrays.covariates, data.arrays)
+    )(theta, data.arrays.covariates, data.arrays, data.grids)

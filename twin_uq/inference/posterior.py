@@ -251,6 +251,7 @@ class CohortPosterior:
         reasons: list[str] = []
         n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
         failures = int(self.idata.attrs.get("solver_failures_at_draws", "0"))
+        solver_reasons = self._fixed_step_reasons()
         if self.approximate:
             table = pd.DataFrame(
                 {"r_hat": np.nan, "ess_bulk": np.nan, "ess_tail": np.nan}, index=names
@@ -266,6 +267,7 @@ class CohortPosterior:
                 (
                     f"{self.method} is an approximate method: no MCMC convergence diagnostics; "
                     "confirm important results with method='nuts'.",
+                    *solver_reasons,
                 ),
             )
         # One variable at a time: arviz-stats 1.3.3 summarising variables of different
@@ -303,6 +305,7 @@ class CohortPosterior:
             reasons.append(f"E-BFMI below 0.3 in {int((bfmi < 0.3).sum())} chain(s)")
         if failures:
             reasons.append(f"{failures} ODE solve failures at posterior draws")
+        reasons += solver_reasons
         return Diagnostics(
             table,
             divergences,
@@ -313,6 +316,22 @@ class CohortPosterior:
             not reasons,
             tuple(reasons),
         )
+
+    def _fixed_step_reasons(self) -> list[str]:
+        # The check a fixed-step fit ran afterwards (twin_uq.inference.solver_check).
+        raw = self.idata.attrs.get("fixed_step_check")
+        if raw is None:
+            return []
+        check = json.loads(raw)
+        if check["passed"]:
+            return []
+        return [
+            f"fixed-step solver error up to {check['max_error_sd']:.3g} residual SDs against "
+            f"the adaptive reference at {check['draws_checked']} posterior draws (threshold "
+            f"{check['threshold_sd']:.3g}, worst patient {check['worst_patient']}, "
+            f"{check['disagreements']} solves failed in only one solver): use a smaller "
+            "fixed_step or an adaptive method"
+        ]
 
     def trust(self, thresholds=None):
         """Trust status of every patient's twin (see :func:`twin_uq.trust.assess_cohort`)."""

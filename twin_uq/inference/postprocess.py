@@ -136,10 +136,10 @@ def _derive_batch(structure: ProgramStructure, flat: dict, keys: jax.Array, data
         eta = (log_theta - mean) / draw["omega"]
         residual = residual_from_draw(structure, draw, n_out)
         f, ok = jax.vmap(
-            lambda th, cov, a: patient_predictions(
-                model, settings, th, cov, a.schedule, a.obs_time, a.obs_output
+            lambda th, cov, a, grid: patient_predictions(
+                model, settings, th, cov, a.schedule, a.obs_time, a.obs_output, grid
             )
-        )(theta, arr.covariates, arr)
+        )(theta, arr.covariates, arr, data.grids)
         out = arr.obs_output
         ll = observation_loglik(
             data.error_code[out],

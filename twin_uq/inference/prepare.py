@@ -21,6 +21,7 @@ from twin_uq.inference.likelihood import FitData
 from twin_uq.inference.numpyro_model import PriorArrays, ProgramStructure
 from twin_uq.inference.population import CovariateDesign, PopulationModel, build_covariate_design
 from twin_uq.model.base import SolverSettings
+from twin_uq.simulate.fixed_step import cohort_grids
 
 __all__ = ["PreparedFit", "centering_weights", "prepare_fit"]
 
@@ -173,8 +174,8 @@ def prepare_fit(
     ``spec.centering``.
     """
     model = spec.model
-    settings = settings or model.solver
     arrays = cohort.for_model(model)
+    settings = (settings or model.solver).covering(np.asarray(arrays.obs_time))
     design = build_covariate_design(spec, cohort)
     effect_param = np.array(
         [model.parameter_names.index(p) for p, _ in design.effects], dtype=np.int32
@@ -208,7 +209,10 @@ def prepare_fit(
             f"{(*expected, data.arrays.obs_time.shape[1])} (patients, parameters, observations)."
         )
     data = dataclasses.replace(
-        data, centering=jnp.asarray(centering, dtype=float), auto_centering=auto
+        data,
+        centering=jnp.asarray(centering, dtype=float),
+        auto_centering=auto,
+        grids=cohort_grids(model, settings, arrays) if settings.is_fixed_step else None,
     )
     return PreparedFit(
         spec=spec, cohort=cohort, design=design, structure=structure, data=data, priors=priors

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 __all__ = [
@@ -134,20 +135,85 @@ class SolverSettings:
     ----------
     method
         ``"tsit5"`` (explicit, non-stiff), ``"dopri5"``, ``"kvaerno5"`` (implicit, stiff)
-        or ``"exact"`` (linear models: matrix-exponential superposition, no ODE solver).
+        — adaptive diffrax solvers —, ``"rk4"`` (classical Runge–Kutta on a fixed grid, see
+        :mod:`twin_uq.simulate.fixed_step`) or ``"exact"`` (linear models:
+        matrix-exponential superposition, no ODE solver).
     rtol, atol
-        Step-size controller tolerances.
+        Step-size controller tolerances (adaptive methods). For ``"rk4"`` they are the
+        tolerances of the adaptive reference solve that checks a fit's fixed-step
+        predictions afterwards.
     max_steps
         Step budget per integration segment; exceeding it flags the solve as failed.
     dt0
         Initial step (model time unit); ``None`` lets diffrax choose.
+    fixed_step
+        ``"rk4"`` only: the largest step of the grid (model time unit). The grid also has a
+        point at every observation, dose and signal knot, so no step straddles one.
+    horizon
+        ``"rk4"`` only: the latest time the grid reaches (model time unit); it fixes the
+        number of steps, which compiled code needs to know. twin_uq's entry points set it
+        from the times they are asked for (:meth:`covering`); a solve asked for a later
+        time fails with status ``STATUS_BEYOND_HORIZON`` instead of stretching the steps.
     """
 
-    method: Literal["tsit5", "dopri5", "kvaerno5", "exact"] = "tsit5"
+    method: Literal["tsit5", "dopri5", "kvaerno5", "rk4", "exact"] = "tsit5"
     rtol: float = 1e-6
     atol: float = 1e-9
     max_steps: int = 4096
     dt0: float | None = None
+    fixed_step: float | None = None
+    horizon: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.method == "rk4":
+            if self.fixed_step is None or not self.fixed_step > 0:
+                raise ValueError(
+                    f"SolverSettings(method='rk4') needs fixed_step > 0 (the largest step, "
+                    f"model time unit); got fixed_step={self.fixed_step!r}."
+                )
+            if self.horizon is not None and not self.horizon >= 0:
+                raise ValueError(f"SolverSettings.horizon must be >= 0; got {self.horizon!r}.")
+        elif self.fixed_step is not None or self.horizon is not None:
+            raise ValueError(
+                f"fixed_step and horizon apply to method='rk4' only; method={self.method!r} "
+                "chooses its own steps."
+            )
+
+    @property
+    def is_fixed_step(self) -> bool:
+        """Whether the solve runs on a fixed grid (``"rk4"``)."""
+        return self.method == "rk4"
+
+    def adaptive_reference(self) -> SolverSettings:
+        """An adaptive solver at these tolerances: Tsit5 in place of ``"rk4"``, else self.
+
+        What a fixed-step fit is checked against afterwards and what synthetic cohorts are
+        simulated with, so that known-truth data do not share the fit's discretisation.
+        """
+        if not self.is_fixed_step:
+            return self
+        return SolverSettings(
+            method="tsit5", rtol=self.rtol, atol=self.atol, max_steps=self.max_steps
+        )
+
+    def covering(self, *times: object) -> SolverSettings:
+        """These settings with a fixed-step horizon reaching the latest of ``times``.
+
+        ``times`` are concrete arrays (numpy, lists, scalars; NaN ignored). The horizon is
+        rounded up to a whole number of ``fixed_step`` so that nearby requests share one
+        compiled solve, and never shrinks. Adaptive and exact settings are returned as
+        they are.
+        """
+        if not self.is_fixed_step:
+            return self
+        latest = max(
+            (float(np.nanmax(np.asarray(t, dtype=float))) for t in times if np.size(t)),
+            default=0.0,
+        )
+        needed = math.ceil(latest / self.fixed_step - 1e-9) * self.fixed_step
+        if self.horizon is not None and self.horizon >= needed:
+            return self
+        return replace(self, horizon=float(needed))
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from twin_uq.simulate.events import bolus_jumps, infusion_rate_vectors, signal_i
 from twin_uq.simulate.schedule import Schedule
 
 __all__ = [
+    "STATUS_BEYOND_HORIZON",
     "STATUS_NONFINITE",
     "STATUS_OK",
     "STATUS_SOLVER_FAILED",
@@ -46,6 +47,8 @@ STATUS_SOLVER_FAILED = 1
 """Status code: the ODE solver did not succeed (step budget exhausted, step size collapse)."""
 STATUS_NONFINITE = 2
 """Status code: the solver reported success but some state or output is NaN/inf."""
+STATUS_BEYOND_HORIZON = 3
+"""Status code: a fixed-step solve (``method="rk4"``) was asked for a time past its horizon."""
 
 _SOLVERS = {
     "tsit5": diffrax.Tsit5,

@@ -8,10 +8,13 @@
 
 Gradients
 ---------
-The exact path (linear models) is plain JAX differentiated in reverse mode, wrapped in a
-``jax.custom_vjp`` only so that a failed solve (non-finite values, e.g. a matrix exponential
-overflowing for extreme parameters) gets a zero ``theta`` cotangent instead of NaN; its
-gradients with respect to ``theta``, ``covariates`` and ``times`` are exact. Forward mode
+The exact path (linear models) and the fixed-grid RK4 path
+(:mod:`twin_uq.simulate.fixed_step`) are plain JAX differentiated in reverse mode, wrapped
+in a ``jax.custom_vjp`` only so that a failed solve (non-finite values, e.g. a matrix
+exponential overflowing for extreme parameters, or a time past the fixed grid's horizon)
+gets a zero ``theta`` cotangent instead of NaN; the exact path's gradients with respect to
+``theta``, ``covariates`` and ``times`` are exact, the RK4 path's are those of the discrete
+solution (``times`` carry none). Forward mode
 (``jvp``, ``jacfwd``) through either path is not supported; Hessians are taken by finite
 differences of gradients (see :mod:`twin_uq.inference.backends`).
 
@@ -45,6 +48,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate.exact import solve_exact
+from twin_uq.simulate.fixed_step import FixedGrid, integrate_on_grid, solve_fixed_step
 from twin_uq.simulate.ode import STATUS_NONFINITE, STATUS_OK, solve_ode, solve_ode_sensitivities
 from twin_uq.simulate.result import Trajectory
 from twin_uq.simulate.schedule import Schedule
@@ -66,6 +70,7 @@ def _core(
     covariates: Float[Array, " C"],
     schedule: Schedule,
     times: Float[Array, " T"],
+    grid: FixedGrid | None = None,
 ) -> tuple[Float[Array, "T n"], Float[Array, "T m"], Int[Array, ""]]:
     if settings.method == "exact":
         if not model.is_linear:
@@ -75,6 +80,10 @@ def _core(
             )
         states, _ = solve_exact(model, theta, covariates, schedule, times)
         status = jnp.int32(STATUS_OK)
+    elif settings.is_fixed_step and grid is not None:
+        states, status = integrate_on_grid(model, theta, covariates, grid)
+    elif settings.is_fixed_step:
+        states, status = solve_fixed_step(model, settings, theta, covariates, schedule, times)
     else:
         states, status = solve_ode(model, settings, theta, covariates, schedule, times)
     th = model.theta_dict(theta)
@@ -126,20 +135,20 @@ _ode_with_vjp.defvjp(_ode_fwd, _ode_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _exact_with_vjp(model, settings, theta, covariates, schedule, times):
-    return _core(model, settings, theta, covariates, schedule, times)
+def _reverse_with_vjp(model, settings, theta, covariates, schedule, times, grid):
+    return _core(model, settings, theta, covariates, schedule, times, grid)
 
 
-def _exact_fwd(model, settings, theta, covariates, schedule, times):
+def _reverse_fwd(model, settings, theta, covariates, schedule, times, grid):
     def f(th, cv, ts):
-        states, outputs, status = _core(model, settings, th, cv, schedule, ts)
+        states, outputs, status = _core(model, settings, th, cv, schedule, ts, grid)
         return (states, outputs), status
 
     (states, outputs), pullback, status = jax.vjp(f, theta, covariates, times, has_aux=True)
     return (states, outputs, status), (pullback, status)
 
 
-def _exact_bwd(model, settings, residuals, cotangents):
+def _reverse_bwd(model, settings, residuals, cotangents):
     pullback, status = residuals
     g_states, g_outputs, _ = cotangents
     ct_theta, ct_cov, ct_times = pullback((g_states, g_outputs))
@@ -147,10 +156,10 @@ def _exact_bwd(model, settings, residuals, cotangents):
     # solve's inf/NaN partial derivatives (0 * inf = NaN); the gate comes after instead.
     ok = status == STATUS_OK
     zero = lambda ct: jnp.where(ok, ct, 0.0)  # noqa: E731
-    return zero(ct_theta), zero(ct_cov), None, zero(ct_times)
+    return zero(ct_theta), zero(ct_cov), None, zero(ct_times), None
 
 
-_exact_with_vjp.defvjp(_exact_fwd, _exact_bwd)
+_reverse_with_vjp.defvjp(_reverse_fwd, _reverse_bwd)
 
 
 def _solve(
@@ -160,12 +169,13 @@ def _solve(
     covariates: ArrayLike,
     schedule: Schedule,
     times: ArrayLike,
+    grid: FixedGrid | None = None,
 ) -> tuple[Float[Array, "T n"], Float[Array, "T m"], Int[Array, ""]]:
     theta = jnp.asarray(theta, dtype=float)
     covariates = jnp.asarray(covariates, dtype=float).reshape(len(model.covariates))
     times = jnp.asarray(times, dtype=theta.dtype)
-    if settings.method == "exact":
-        return _exact_with_vjp(model, settings, theta, covariates, schedule, times)
+    if settings.method == "exact" or settings.is_fixed_step:
+        return _reverse_with_vjp(model, settings, theta, covariates, schedule, times, grid)
     return _ode_with_vjp(model, settings, theta, covariates, schedule, times)
 
 
@@ -176,6 +186,7 @@ def solve_outputs(
     schedule: Schedule,
     times: Float[ArrayLike, " T"],
     settings: SolverSettings | None = None,
+    grid: FixedGrid | None = None,
 ) -> tuple[Float[Array, "T n_states"], Float[Array, "T n_outputs"], Bool[Array, ""]]:
     """Simulate one patient: states and outputs at ``times``, and whether the solve is usable.
 
@@ -199,7 +210,13 @@ def solve_outputs(
         ``(T,)`` times ``>= 0`` in any order (padding allowed). Simulation starts at
         ``t = 0`` from ``model.y0``. Events after ``max(times)`` are ignored.
     settings
-        Solver settings; default ``model.solver``. ``method="exact"`` needs a linear model.
+        Solver settings; default ``model.solver``. ``method="exact"`` needs a linear model;
+        ``method="rk4"`` needs a horizon reaching ``times`` when they are traced
+        (:meth:`SolverSettings.covering`; set automatically for concrete times).
+    grid
+        ``method="rk4"`` only, optional: the patient's precomputed
+        :class:`~twin_uq.simulate.fixed_step.FixedGrid` for these ``schedule`` and
+        ``times`` (a fit builds it once instead of at every gradient).
 
     Returns
     -------
@@ -217,7 +234,9 @@ def solve_outputs(
     ``covariates``, ``schedule`` and ``times`` are zero on the ODE path.
     """
     settings = model.solver if settings is None else settings
-    states, outputs, status = _solve(model, settings, theta, covariates, schedule, times)
+    if settings.is_fixed_step and settings.horizon is None and not isinstance(times, jax.core.Tracer):
+        settings = settings.covering(times)
+    states, outputs, status = _solve(model, settings, theta, covariates, schedule, times, grid)
     return states, outputs, status == STATUS_OK
 
 
@@ -310,7 +329,7 @@ def simulate(
         raise ValueError("simulate takes one patient's (unbatched) Schedule.")
     return _simulate_compiled(
         model,
-        settings,
+        settings.covering(times_arr),
         _as_theta(model, params),
         _as_covariates(model, covariates),
         schedule,
@@ -342,6 +361,5 @@ def simulate_cohort_outputs(
     settings = model.solver if settings is None else settings
     theta = jnp.asarray(theta, dtype=float)
     covariates = jnp.asarray(covariates, dtype=float).reshape(theta.shape[0], len(model.covariates))
-    return _cohort_compiled(
-        model, theta, covariates, schedules, jnp.asarray(times, float), settings
-    )
+    times = jnp.asarray(times, float)
+    return _cohort_compiled(model, theta, covariates, schedules, times, settings.covering(times))

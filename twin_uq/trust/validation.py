@@ -88,6 +88,7 @@ def heldout_predictive(
     theta = theta[idx]
     arrays = post.prepared.data.arrays
     model, settings = post.model, post.prepared.structure.settings
+    settings = settings.covering(np.asarray(times, float))
     times = jnp.asarray(times, float)
     outputs = np.asarray(outputs, int)
 

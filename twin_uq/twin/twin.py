@@ -285,7 +285,7 @@ class PosteriorTwin:
         i_pad = np.concatenate([idx, np.full(_bucket(D, 16) - D, idx[-1])])
         f, y, ok = predict_draws(
             self.model,
-            self.settings,
+            self.settings.covering(t_pad),
             jnp.asarray(self.theta[i_pad]),
             jnp.asarray(self.covariates),
             schedule,
@@ -704,8 +704,10 @@ class PosteriorTwin:
         )
         keep = keep.astype(int)
         chol = pop.chol[keep]
+        update_arrays = patient_arrays(self.model, obs, schedule, self.covariates)
+        settings = self.settings.covering(np.asarray(update_arrays.obs_time))
         data = UpdateData(
-            arrays=patient_arrays(self.model, obs, schedule, self.covariates),
+            arrays=update_arrays,
             error_code=jnp.asarray(self.error_code),
             mean=jnp.asarray(pop.mean[keep]),
             chol_inv=jnp.asarray(np.linalg.inv(chol)),
@@ -721,7 +723,7 @@ class PosteriorTwin:
         if method in ("auto", "importance"):
             res = run_importance(
                 self.model,
-                self.settings,
+                settings,
                 data,
                 np.median(log_theta, axis=0),
                 draws=chains * draws,
@@ -735,7 +737,7 @@ class PosteriorTwin:
         if res is None:
             res = run_update(
                 self.model,
-                self.settings,
+                settings,
                 data,
                 np.median(log_theta, axis=0),
                 chains=chains,

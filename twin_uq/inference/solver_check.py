@@ -1,0 +1,129 @@
+"""After a fit on a fixed-step grid, measure the solver's error where the posterior is.
+
+A fixed-step solve (``method="rk4"``, :mod:`twin_uq.simulate.fixed_step`) has no error
+control while sampling, so its accuracy is checked once afterwards, the way Stan users
+are advised to check ODE tolerances: a subset of posterior draws is re-solved for every
+patient with an adaptive reference solver (diffrax Tsit5 at the settings' ``rtol`` and
+``atol``) and the predictions at the observation times are compared in units of the
+residual SD of each observation under that draw (log-scale difference over the log SD
+for the ``lognormal`` error model).
+
+Threshold
+---------
+An error of ``d`` residual SDs shared by all ``N`` observations of a cohort moves a
+population estimate by up to about ``d * sqrt(N)`` posterior SDs. The check passes when
+the largest error is below ``0.1 / sqrt(N)`` residual SDs, so that even a systematic error
+moves no estimate by more than a tenth of its posterior SD; otherwise
+:meth:`twin_uq.inference.posterior.CohortPosterior.diagnostics` says so and the fit is not
+"converged".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from twin_uq.inference.likelihood import FitData, patient_predictions
+from twin_uq.inference.numpyro_model import ProgramStructure
+from twin_uq.inference.residual import residual_sd
+from twin_uq.model.base import Model, SolverSettings
+
+__all__ = ["DRAWS_CHECKED", "check_fixed_step", "draws_to_check"]
+
+DRAWS_CHECKED = 32
+"""Posterior draws re-solved by the reference solver (evenly spaced over all chains)."""
+
+_LOGNORMAL = 3
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _reference_predictions(model: Model, settings: SolverSettings, theta, data: FitData):
+    arr = data.arrays
+
+    def one_draw(th):
+        return jax.vmap(
+            lambda t, cov, a: patient_predictions(
+                model, settings, t, cov, a.schedule, a.obs_time, a.obs_output
+            )
+        )(th, arr.covariates, arr)
+
+    return jax.lax.map(one_draw, theta)
+
+
+def check_fixed_step(
+    structure: ProgramStructure,
+    data: FitData,
+    theta: np.ndarray,
+    predictions: np.ndarray,
+    solver_ok: np.ndarray,
+    residual_add: np.ndarray,
+    residual_prop: np.ndarray,
+) -> dict[str, object]:
+    """Compare a fixed-step fit's predictions with the adaptive reference solver's.
+
+    Parameters
+    ----------
+    theta
+        ``(S, P, K)`` individual parameters of ``S`` posterior draws (natural scale).
+    predictions, solver_ok
+        ``(S, P, N)`` the fit's noise-free predictions at the observation times and
+        ``(S, P)`` whether its solves succeeded, at those draws.
+    residual_add, residual_prop
+        ``(S, O)`` the draws' residual SDs per output.
+
+    Returns
+    -------
+    dict
+        ``max_error_sd`` (largest error in residual SDs), ``threshold_sd``, ``passed``
+        (error within the threshold and no disagreements),
+        ``draws_checked``, ``worst_patient``, ``disagreements`` (patient × draw pairs where
+        exactly one of the two solvers failed), ``reference`` (the reference settings).
+    """
+    model = structure.model
+    reference = structure.settings.adaptive_reference()
+    arr = data.arrays
+    f_ref, ok_ref = _reference_predictions(model, reference, jnp.asarray(theta), data)
+    f_ref, ok_ref = np.asarray(f_ref), np.asarray(ok_ref)
+    out = np.asarray(arr.obs_output)
+    code = np.asarray(data.error_code)[out][None]
+    sd = np.asarray(
+        residual_sd(
+            jnp.asarray(code),
+            jnp.asarray(f_ref),
+            jnp.asarray(residual_add[:, out]),
+            jnp.asarray(residual_prop[:, out]),
+        )
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diff = np.where(
+            code == _LOGNORMAL,
+            np.log(np.abs(predictions)) - np.log(np.abs(f_ref)),
+            predictions - f_ref,
+        )
+    both = (solver_ok & ok_ref)[..., None] & np.asarray(arr.obs_mask)[None]
+    error = np.where(both, np.abs(diff) / sd, 0.0)
+    error = np.where(np.isfinite(error), error, np.inf)
+    n_obs = int(np.asarray(arr.obs_mask).sum())
+    threshold = 0.1 / math.sqrt(max(n_obs, 1))
+    worst = float(error.max()) if error.size else 0.0
+    worst_patient = arr.ids[int(np.unravel_index(np.argmax(error), error.shape)[1])] if error.size else ""
+    return {
+        "max_error_sd": worst,
+        "threshold_sd": threshold,
+        "passed": bool(worst <= threshold) and int((solver_ok != ok_ref).sum()) == 0,
+        "draws_checked": int(theta.shape[0]),
+        "worst_patient": worst_patient,
+        "disagreements": int((solver_ok != ok_ref).sum()),
+        "reference": dataclasses.asdict(reference),
+    }
+
+
+def draws_to_check(chains: int, draws: int, n: int = DRAWS_CHECKED) -> np.ndarray:
+    """Flat indices of ``n`` draws evenly spaced over ``chains × draws``."""
+    total = chains * draws
+    return np.unique(np.linspace(0, total - 1, min(n, total)).round().astype(int))
