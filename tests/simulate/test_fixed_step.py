@@ -189,3 +189,28 @@ def test_settings_validate_and_cover():
     assert s.covering([181.0]).horizon == 182.0
     adaptive = SolverSettings("tsit5")
     assert adaptive.covering([1e6]) is adaptive
+
+
+def test_cohort_grids_drop_what_is_zero_for_everyone_and_change_nothing(sink_model):
+    from types import SimpleNamespace
+
+    from twin_uq.simulate import stack_schedules
+
+    settings = rk4(0.5, horizon=30.0)
+    times = jnp.broadcast_to(TIMES, (2, TIMES.size))
+    no_doses = [Schedule.build(n_bolus=1, n_infusion=1) for _ in range(2)]
+    boluses = [Schedule.build([Bolus(0.0, 100.0)], n_infusion=1) for _ in range(2)]
+    infusion = [schedule(), Schedule.build([Bolus(0.0, 100.0)], n_bolus=4, n_infusion=1)]
+    # (a bolus at time 0 sits after the grid's other points at 0, so it is a later jump)
+    for scheds, no_rate, no_jump in ((no_doses, 1, 1), (boluses, 1, 0), (infusion, 0, 0)):
+        batched = stack_schedules(scheds)
+        grids = fixed_step.cohort_grids(
+            sink_model, settings, SimpleNamespace(schedule=batched, obs_time=times)
+        )
+        assert (grids.rate is None) == no_rate and (grids.jump is None) == no_jump
+        for p in range(2):
+            grid_p = jax.tree.map(lambda a, p=p: a[p], grids)
+            sched_p = jax.tree.map(lambda a, p=p: a[p], batched)
+            with_grid = solve_outputs(sink_model, THETA, NOCOV, sched_p, TIMES, settings, grid_p)
+            without = solve_outputs(sink_model, THETA, NOCOV, sched_p, TIMES, settings)
+            np.testing.assert_allclose(with_grid[1], without[1], rtol=1e-13)

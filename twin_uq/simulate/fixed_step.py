@@ -77,11 +77,13 @@ class FixedGrid(eqx.Module):
     t0, step
         ``(S,)`` start and length of every step (model time unit; length 0 past ``t_end``).
     rate
-        ``(S, n_states)`` infusion input ``dy/dt`` added during each step.
+        ``(S, n_states)`` infusion input ``dy/dt`` added during each step; ``None`` when
+        it is zero throughout (:func:`cohort_grids` drops it: a saved addition per stage).
     inputs
         Each signal at the start, middle and end of every step: three dicts of ``(S,)``.
-    jump
-        ``(S + 1, n_states)`` bolus jump applied at each grid point.
+    start_jump, jump
+        ``(n_states,)`` bolus jump at time 0 and ``(S, n_states)`` at the end of each
+        step; ``jump`` is ``None`` when there is none after time 0.
     read
         ``(T,)`` grid point of each requested time (the last one at or before it).
     status
@@ -90,9 +92,10 @@ class FixedGrid(eqx.Module):
 
     t0: Float[Array, "... S"]
     step: Float[Array, "... S"]
-    rate: Float[Array, "... S n"]
+    rate: Float[Array, "... S n"] | None
     inputs: tuple
-    jump: Float[Array, "... S1 n"]
+    start_jump: Float[Array, "... n"]
+    jump: Float[Array, "... S n"] | None
     read: Int[Array, "... T"]
     status: Int[Array, "*batch"]
 
@@ -146,7 +149,8 @@ def fixed_grid(
         step=step,
         rate=running.astype(dtype) @ rates,
         inputs=_signals_on_steps(model, schedule, t0, step, dtype),
-        jump=jump,
+        start_jump=jump[0],
+        jump=jump[1:],
         read=read,
         status=jnp.where(beyond, jnp.int32(STATUS_BEYOND_HORIZON), jnp.int32(STATUS_OK)),
     )
@@ -160,9 +164,16 @@ def _cohort_grids(model, settings, schedules, times):
 def cohort_grids(model: Model, settings: SolverSettings, arrays) -> FixedGrid:
     """Every patient's :class:`FixedGrid` for its observation times (leading axis ``P``).
 
-    ``arrays`` is a :class:`twin_uq.data.CohortArrays`.
+    ``arrays`` is a :class:`twin_uq.data.CohortArrays`. Infusion rates and later jumps
+    that are zero for the whole cohort are dropped (``None``), so that the compiled solve
+    does not add zeros at every stage.
     """
-    return _cohort_grids(model, settings, arrays.schedule, arrays.obs_time)
+    grids = _cohort_grids(model, settings, arrays.schedule, arrays.obs_time)
+    if not np.any(np.asarray(grids.rate)):
+        grids = eqx.tree_at(lambda g: g.rate, grids, None, is_leaf=lambda x: x is None)
+    if not np.any(np.asarray(grids.jump)):
+        grids = eqx.tree_at(lambda g: g.jump, grids, None, is_leaf=lambda x: x is None)
+    return grids
 
 
 def integrate_on_grid(
@@ -184,17 +195,20 @@ def integrate_on_grid(
         t, h, rate, (in0, in_half, in1), jump = xs
 
         def f(t_, y_, inputs):
-            return jnp.asarray(model.rhs(t_, y_, th, inputs), dtype) + rate
+            dy = jnp.asarray(model.rhs(t_, y_, th, inputs), dtype)
+            return dy if rate is None else dy + rate
 
         k1 = f(t, y, in0)
         k2 = f(t + 0.5 * h, y + 0.5 * h * k1, in_half)
         k3 = f(t + 0.5 * h, y + 0.5 * h * k2, in_half)
         k4 = f(t + h, y + h * k3, in1)
-        y_next = y + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4) + jump
+        y_next = y + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        if jump is not None:
+            y_next = y_next + jump
         return y_next, y_next
 
-    y0 = jnp.asarray(model.y0(th, cov), dtype) + grid.jump[0]
-    xs = (grid.t0, grid.step, grid.rate, grid.inputs, grid.jump[1:])
+    y0 = jnp.asarray(model.y0(th, cov), dtype) + grid.start_jump
+    xs = (grid.t0, grid.step, grid.rate, grid.inputs, grid.jump)
     _, ys = jax.lax.scan(rk4_step, y0, xs)
     path = jnp.concatenate([y0[None], ys])
     return path[grid.read], grid.status
