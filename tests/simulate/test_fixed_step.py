@@ -62,7 +62,7 @@ def test_observation_at_a_dose_time_sees_the_post_dose_state(sink_model):
     np.testing.assert_allclose(states, exact, rtol=1e-6, atol=1e-6)
 
 
-def test_signal_kinks_off_the_uniform_grid_keep_fourth_order():
+def test_signal_kinks_off_the_uniform_grid_are_integrated_exactly():
     # The integral of a piecewise-linear signal is piecewise quadratic: RK4 integrates it
     # exactly on every step that does not straddle a knot. Knots off the uniform grid
     # are grid points too, so the result is exact to rounding for any step.
