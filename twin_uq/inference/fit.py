@@ -247,9 +247,8 @@ def _fixed_step_check(prepared, samples, derived) -> dict | None:
         v = np.asarray(v)
         return v.reshape(chains * draws, *v.shape[2:])[pick]
 
-    add, prop, _ = residuals_of_draws(
-        structure, {k: flat(v) for k, v in samples.items()}, prepared.data.error_code.shape[0]
-    )
+    residual_sites = {k: flat(v) for k, v in samples.items() if k in ("sigma_add", "sigma_prop", "nu")}
+    add, prop, _ = residuals_of_draws(structure, residual_sites, prepared.data.error_code.shape[0])
     check = check_fixed_step(
         structure,
         prepared.data,

@@ -30,7 +30,7 @@ import numpy as np
 
 from twin_uq.inference.likelihood import FitData, patient_predictions
 from twin_uq.inference.numpyro_model import ProgramStructure
-from twin_uq.inference.residual import residual_sd
+from twin_uq.inference.residual import ERROR_CODES, residual_sd
 from twin_uq.model.base import Model, SolverSettings
 
 __all__ = ["DRAWS_CHECKED", "check_fixed_step", "draws_to_check"]
@@ -38,7 +38,7 @@ __all__ = ["DRAWS_CHECKED", "check_fixed_step", "draws_to_check"]
 DRAWS_CHECKED = 32
 """Posterior draws re-solved by the reference solver (evenly spaced over all chains)."""
 
-_LOGNORMAL = 3
+_LOGNORMAL = ERROR_CODES["lognormal"]
 
 
 @partial(jax.jit, static_argnums=(0, 1))
@@ -112,13 +112,14 @@ def check_fixed_step(
     threshold = 0.1 / math.sqrt(max(n_obs, 1))
     worst = float(error.max()) if error.size else 0.0
     worst_patient = arr.ids[int(np.unravel_index(np.argmax(error), error.shape)[1])] if error.size else ""
+    disagreements = int((solver_ok != ok_ref).sum())
     return {
         "max_error_sd": worst,
         "threshold_sd": threshold,
-        "passed": bool(worst <= threshold) and int((solver_ok != ok_ref).sum()) == 0,
+        "passed": bool(worst <= threshold) and disagreements == 0,
         "draws_checked": int(theta.shape[0]),
         "worst_patient": worst_patient,
-        "disagreements": int((solver_ok != ok_ref).sum()),
+        "disagreements": disagreements,
         "reference": dataclasses.asdict(reference),
     }
 

@@ -282,15 +282,14 @@ def _signals_on_steps(model: Model, schedule: Schedule, t0, step, dtype):
     knots = schedule.signal_time.astype(dtype)
     last = knots.shape[0] - 1
     i = jnp.clip(jnp.sum(knots[None, :] <= t0[:, None], axis=1) - 1, 0, max(last - 1, 0))
-    k0, k1 = knots[i], knots[jnp.minimum(i + 1, last)]
+    j = jnp.minimum(i + 1, last)
+    k0, k1 = knots[i], knots[j]
+    v0, v1 = schedule.signal_value[i], schedule.signal_value[j]  # (S, n_signals)
     width = k1 - k0
 
     def at(t):
         w = jnp.where(width > 0, (t - k0) / jnp.where(width > 0, width, 1.0), t >= k1)
-        w = jnp.clip(w, 0.0, 1.0)
-        return {
-            name: (v0 := schedule.signal_value[i, j]) + w * (schedule.signal_value[jnp.minimum(i + 1, last), j] - v0)
-            for j, name in enumerate(model.signals)
-        }
+        value = v0 + jnp.clip(w, 0.0, 1.0)[:, None] * (v1 - v0)
+        return {name: value[:, s] for s, name in enumerate(model.signals)}
 
     return at(t0), at(t0 + 0.5 * step), at(t0 + step)
