@@ -181,8 +181,11 @@ def metrics(typical, omega, theta, diverging, names, truth) -> dict:
 
 
 def worker_twin(
-    name: str, warmup: int, draws: int, method: str, n_fits: int = 2, centering: str = "auto"
+    name: str, warmup: int, draws: int, method: str, n_fits: int = 2, centering: str = "auto",
+    precision: str | None = None,
 ) -> dict:
+    import dataclasses
+
     import twin_uq as tq
 
     kind = PROBLEMS[name][0]
@@ -213,12 +216,16 @@ def worker_twin(
 
     be.sample_nuts = timed_sample_nuts
 
+    model = tq.load_model(MODELS[kind])
+    solver = model.solver
+    if precision is not None and solver.is_fixed_step:  # the model's default otherwise
+        solver = dataclasses.replace(solver, precision=precision)
     fits, walls, comp, sampler_comp = [], [], [], []
     for seed in (1, 2)[:n_fits]:
         compile_events.clear()
         t0 = time.perf_counter()
-        post = tq.fit(MODELS[kind], cohort, method=method, chains=2, warmup=warmup, draws=draws,
-                      seed=seed, progress=False,
+        post = tq.fit(model, cohort, method=method, chains=2, warmup=warmup, draws=draws,
+                      seed=seed, progress=False, solver=solver,
                       centering=centering if centering == "auto" else float(centering))  # fmt: skip
         walls.append(time.perf_counter() - t0)
         comp.append(sum(compile_events.values()))
@@ -253,6 +260,8 @@ def worker_twin(
         if method == "nuts"
         else None,
         crashes=[],
+        solver=json.loads(post.idata.attrs["solver"]),
+        fixed_step_check=json.loads(post.idata.attrs.get("fixed_step_check", "null")),
     )
 
 
@@ -298,7 +307,9 @@ def versions() -> dict:
     return out
 
 
-def spawn(tool, name, warmup, draws, timeout, method="nuts", fits=2, centering="auto") -> dict:
+def spawn(
+    tool, name, warmup, draws, timeout, method="nuts", fits=2, centering="auto", precision=None
+) -> dict:
     """Run one (tool, problem) in its own process group; on timeout kill the whole group
     (PyStan's httpstan and the PyMC sampler start processes of their own)."""
     import signal
@@ -306,6 +317,8 @@ def spawn(tool, name, warmup, draws, timeout, method="nuts", fits=2, centering="
     cmd = [PY, str(Path(__file__)), "--worker", tool, name, "--warmup", str(warmup),
            "--draws", str(draws), "--method", method, "--fits", str(fits),
            "--centering", str(centering)]  # fmt: skip
+    if precision is not None:
+        cmd += ["--precision", precision]
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -487,6 +500,10 @@ def main() -> None:
     ap.add_argument(
         "--centering", default="auto", help="twin_uq only: 'auto' or a weight in [0, 1]"
     )
+    ap.add_argument(
+        "--precision", choices=["float64", "float32"],
+        help="twin_uq, fixed-step models only: the solve's precision (default: the model's)",
+    )
     ap.add_argument("--table", help="print the Markdown table of out/fit_benchmark_<TAG>.json")
     a = ap.parse_args()
     if a.table:
@@ -501,13 +518,13 @@ def main() -> None:
     if a.worker:
         tool, name = a.worker
         if tool == "twin_uq":
-            res = worker_twin(name, a.warmup, a.draws, a.method, a.fits, a.centering)
+            res = worker_twin(name, a.warmup, a.draws, a.method, a.fits, a.centering, a.precision)
         else:
             sys.path.insert(0, str(HERE))
             res = worker_peer(tool, name, a.warmup, a.draws)
         res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         res["settings"] = dict(chains=2, warmup=a.warmup, draws=a.draws, method=a.method,
-                               centering=a.centering)  # fmt: skip
+                               centering=a.centering, precision=a.precision)  # fmt: skip
         print("RESULT " + json.dumps(res, default=str), flush=True)
         return
     OUT.mkdir(exist_ok=True)
@@ -519,7 +536,8 @@ def main() -> None:
                 command=" ".join(sys.argv), started=time.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
     for name in a.problems:  # interleaved: both tools on one problem, then the next
         for tool in a.tools:
-            r = spawn(tool, name, a.warmup, a.draws, a.timeout, a.method, a.fits, a.centering)
+            r = spawn(tool, name, a.warmup, a.draws, a.timeout, a.method, a.fits, a.centering,
+                      a.precision)
             results.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "stderr_tail"}, default=str),
                   flush=True)  # fmt: skip

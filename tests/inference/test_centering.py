@@ -339,3 +339,31 @@ def test_auto_fits_start_each_patient_at_its_mode(iv_cohort):
     start = whitened_log_theta(jnp.asarray(mean), jnp.asarray(values["omega"]), jnp.asarray(values["z"]), loc, upper)
     np.testing.assert_allclose(np.asarray(start), np.asarray(auto.point), rtol=1e-10, atol=1e-10)
     assert not np.allclose(np.asarray(auto.point), mean)  # the modes are not the median
+
+
+@pytest.mark.parametrize(
+    ("error", "fast"),
+    [
+        ({"concentration": "proportional", "effect": "additive"}, True),
+        ({"concentration": "lognormal", "effect": "proportional"}, True),
+        ({"concentration": "combined", "effect": "additive"}, False),
+    ],
+)
+def test_unit_scale_terms_equal_the_sum_over_observations(error, fast):
+    # The precomputed per-output terms must give F and h of the general formula at any
+    # residual SDs, with one output's SD moved and not the other's; combined error keeps
+    # the general formula.
+    design = tq.Design(times=[0.5, 2.0, 6.0, 12.0], doses=[tq.Bolus(0.0, 10.0, 1)])
+    sim = tq.simulate_cohort("pkpd_emax", 4, design, seed=3, error=error)
+    spec = PopulationModel(model=tq.load_model("pkpd_emax"), centering="auto", error=error)
+    auto = prepare_fit(spec, sim.cohort).data.auto_centering
+    assert (auto.unit_information is not None) == fast
+    general = eqx.tree_at(
+        lambda a: (a.unit_information, a.unit_vector), auto, (None, None),
+        is_leaf=lambda x: x is None,
+    )
+    for add, prop in ((auto.add, auto.prop), (auto.add * 3.0 + 0.1, auto.prop * 0.5 + 0.01)):
+        F1, h1 = auto.canonical(add, prop)
+        F0, h0 = general.canonical(add, prop)
+        np.testing.assert_allclose(F1, F0, rtol=1e-10, atol=1e-12 * float(jnp.max(jnp.abs(F0))))
+        np.testing.assert_allclose(h1, h0, rtol=1e-10, atol=1e-12 * float(jnp.max(jnp.abs(h0))))

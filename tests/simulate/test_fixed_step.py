@@ -214,3 +214,132 @@ def test_cohort_grids_drop_what_is_zero_for_everyone_and_change_nothing(sink_mod
             with_grid = solve_outputs(sink_model, THETA, NOCOV, sched_p, TIMES, settings, grid_p)
             without = solve_outputs(sink_model, THETA, NOCOV, sched_p, TIMES, settings)
             np.testing.assert_allclose(with_grid[1], without[1], rtol=1e-13)
+
+
+def _cohort(model, settings, schedules, times):
+    from types import SimpleNamespace
+
+    from twin_uq.simulate import stack_schedules
+
+    batched = stack_schedules(schedules)
+    grids = fixed_step.cohort_grids(
+        model, settings, SimpleNamespace(schedule=batched, obs_time=jnp.asarray(times))
+    )
+    return batched, grids
+
+
+def test_cohort_solve_equals_the_patient_solves_values_and_gradients(sink_model):
+    from twin_uq.simulate import solve_cohort_on_grid
+
+    settings = rk4(0.5, horizon=30.0)
+    scheds = [schedule(), Schedule.build([Bolus(1.1, 70.0)], n_bolus=4, n_infusion=1)]
+    times = jnp.stack([TIMES, TIMES[::-1] * 0.9])
+    theta = jnp.stack([THETA, THETA * jnp.array([0.7, 1.2, 0.9])])
+    batched, grids = _cohort(sink_model, settings, scheds, times)
+    assert grids.rate is not None and grids.jump is not None
+
+    def one(th, p):
+        sched = jax.tree.map(lambda a: a[p], batched)
+        grid = jax.tree.map(lambda a: a[p], grids)
+        return solve_outputs(sink_model, th, NOCOV, sched, times[p], settings, grid)
+
+    def total_cohort(th):
+        _, out, _ = solve_cohort_on_grid(sink_model, th, jnp.zeros((2, 0)), grids)
+        return jnp.sum(jnp.log(out[..., 0] + 1e-3) * jnp.arange(1, 13))
+
+    def total_patients(th):
+        return sum(
+            jnp.sum(jnp.log(one(th[p], p)[1][:, 0] + 1e-3) * jnp.arange(1, 13)) for p in range(2)
+        )
+
+    states, outputs, ok = solve_cohort_on_grid(sink_model, theta, jnp.zeros((2, 0)), grids)
+    assert states.shape == (2, 12, 3) and bool(jnp.all(ok))
+    for p in range(2):
+        s_p, o_p, _ = one(theta[p], p)
+        np.testing.assert_allclose(states[p], s_p, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(outputs[p], o_p, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        jax.grad(total_cohort)(theta), jax.grad(total_patients)(theta), rtol=1e-10
+    )
+
+
+def test_cohort_solve_with_signals_and_covariates_equals_the_patient_solves():
+    from twin_uq.simulate import solve_cohort_on_grid
+
+    model = tq.load_model("bergman_minimal")
+    knots = [0.0, 2.0, 4.5, 7.0, 13.0, 22.0, 45.0, 90.0, 180.0]
+    values = np.array([120.0, 100.0, 80.0, 60.0, 45.0, 30.0, 20.0, 12.0, 10.0])
+    scheds = [
+        Schedule.build(signals=[Signal("insulin", knots, values * c)], signal_names=model.signals)
+        for c in (1.0, 0.6, 1.5)
+    ]
+    times = jnp.array([[5.0, 10.0, 20.0, 60.0, 180.0], [3.0, 8.0, 30.0, 90.0, 120.0],
+                       [1.0, 15.0, 45.0, 100.0, 170.0]])
+    settings = model.solver.covering(times)
+    theta = jnp.array([[0.03, 0.02, 6e-4, 85.0, 300.0], [0.02, 0.04, 3e-4, 95.0, 250.0],
+                       [0.015, 0.01, 9e-4, 80.0, 320.0]])
+    cov = jnp.array([[9.0], [12.0], [6.0]])
+    _, grids = _cohort(model, settings, scheds, times)
+    _, out, ok = solve_cohort_on_grid(model, theta, cov, grids)
+    assert bool(jnp.all(ok))
+    for p in range(3):
+        _, o_p, _ = solve_outputs(model, theta[p], cov[p], scheds[p], times[p], settings)
+        np.testing.assert_allclose(out[p], o_p, rtol=1e-12)
+
+
+def test_a_failed_patient_leaves_the_others_values_and_gradients_alone():
+    from twin_uq.simulate import solve_cohort_on_grid
+
+    model = Explosive()  # blows up at t = 1/a: the second patient's a = 1 before t = 3
+    settings = rk4(0.25, horizon=3.0)
+    times = jnp.array([[0.5, 1.0, 3.0]] * 2)
+    _, grids = _cohort(model, settings, [Schedule.build()] * 2, times)
+
+    def ll(a):
+        _, out, ok = solve_cohort_on_grid(model, a, jnp.zeros((2, 0)), grids)
+        return jnp.sum(jnp.where(ok[:, None], jnp.log(jnp.abs(out[..., 0])), 0.0)), ok
+
+    (_, ok), grad = jax.value_and_grad(ll, has_aux=True)(jnp.array([[0.2], [1.0]]))
+    assert ok.tolist() == [True, False]
+    alone, _ = jax.grad(ll, has_aux=True)(jnp.array([[0.2], [0.2]]))
+    assert np.all(np.isfinite(grad)) and float(grad[1, 0]) == 0.0
+    np.testing.assert_allclose(grad[0], alone[0], rtol=1e-12)
+
+
+def test_float32_solve_is_float32_inside_and_close_to_float64():
+    from twin_uq.simulate import solve_cohort_on_grid
+
+    model = tq.load_model("bergman_minimal")
+    knots = [0.0, 2.0, 4.5, 7.0, 13.0, 22.0, 45.0, 90.0, 180.0]
+    values = [120.0, 100.0, 80.0, 60.0, 45.0, 30.0, 20.0, 12.0, 10.0]
+    sched = Schedule.build(signals=[Signal("insulin", knots, values)], signal_names=model.signals)
+    times = jnp.array([[5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0]])
+    theta = jnp.array([[0.03, 0.02, 6e-4, 85.0, 300.0]])
+    cov = jnp.array([[9.0]])
+    results = {}
+    for precision in ("float64", "float32"):
+        settings = SolverSettings(
+            "rk4", fixed_step=1.0, horizon=180.0, precision=precision
+        )
+        _, grids = _cohort(model, settings, [sched], times)
+        assert grids.t0.dtype == (jnp.float32 if precision == "float32" else jnp.float64)
+
+        def total(th, grids=grids):
+            return jnp.sum(jnp.log(solve_cohort_on_grid(model, th, cov, grids)[1]))
+
+        _, out, ok = solve_cohort_on_grid(model, theta, cov, grids)
+        assert bool(ok[0]) and out.dtype == jnp.float64
+        results[precision] = (out, jax.grad(total)(theta))
+    (o64, g64), (o32, g32) = results["float64"], results["float32"]
+    # float32 rounding over ~200 steps: relative ~1e-6 (eps 6e-8), well inside 1e-5 and
+    # distinguishable from float64's agreement (test above: 1e-12).
+    rel = float(jnp.max(jnp.abs(o32 - o64) / o64))
+    assert 1e-9 < rel < 1e-5, rel
+    np.testing.assert_allclose(g32, g64, rtol=1e-3)
+
+
+def test_float32_is_for_the_fixed_step_solver_only():
+    with pytest.raises(ValueError, match="method='rk4' only"):
+        SolverSettings("tsit5", precision="float32")
+    with pytest.raises(ValueError, match="'float64' or 'float32'"):
+        SolverSettings("rk4", fixed_step=1.0, precision="float16")

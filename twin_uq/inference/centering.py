@@ -54,6 +54,7 @@ population median gets ``F = 0, h = 0`` (non-centred).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import equinox as eqx
@@ -179,6 +180,12 @@ class AutoCentering(eqx.Module):
     add, prop
         ``(O,)`` the residual SDs estimated at the modes (where the reported centring
         weights are evaluated).
+    unit_information, unit_vector, unit_scale
+        Optional (:meth:`with_unit_scale`), derived from the fields above: when each
+        output's variance has one term (``add`` or ``prop``, not ``combined``), ``F`` and
+        the data part of ``h`` are sums over outputs of ``(P, O, K, K)`` and ``(P, O, K)``
+        terms at unit SD divided by that output's SD squared; ``unit_scale`` names the
+        term of each output (``""`` where an output has no used observation).
     """
 
     sensitivity: Float[Array, "P K N"]
@@ -190,9 +197,55 @@ class AutoCentering(eqx.Module):
     output: Array
     add: Float[Array, " O"]
     prop: Float[Array, " O"]
+    unit_information: Float[Array, "P O K K"] | None = None
+    unit_vector: Float[Array, "P O K"] | None = None
+    unit_scale: tuple[str, ...] = eqx.field(static=True, default=())
+
+    def with_unit_scale(self) -> AutoCentering:
+        """These arrays with the unit-SD terms of :meth:`canonical` precomputed, if exact.
+
+        Exact when no output has a combined error model (both variance terms used); the
+        canonical form at sampled SDs is then a weighted sum of ``O`` precomputed terms
+        instead of a sum over every observation (measured on the 100-patient Bergman
+        cohort: about a fifth of the whole NumPyro potential's gradient). Otherwise
+        returned unchanged.
+        """
+        var_add, var_prop = np.asarray(self.var_add), np.asarray(self.var_prop)
+        output = np.asarray(self.output)
+        n_out = int(np.shape(self.add)[0])
+        scale, coefficient = [], np.zeros_like(var_add)
+        for o in range(n_out):
+            here = output == o
+            has_add, has_prop = bool(np.any(var_add[here] > 0)), bool(np.any(var_prop[here] > 0))
+            if has_add and has_prop:
+                return self
+            scale.append("add" if has_add else "prop" if has_prop else "")
+            coefficient = np.where(here, var_add if has_add else var_prop, coefficient)
+        used = coefficient > 0
+        inv = np.where(used, 1.0 / np.where(used, coefficient, 1.0), 0.0)  # (P, N)
+        g = np.asarray(self.sensitivity)  # (P, K, N)
+        onehot = (output[..., None] == np.arange(n_out)) * inv[..., None]  # (P, N, O)
+        information = np.einsum("pkn,pln,pno->pokl", g, g, onehot)
+        vector = np.einsum("pkn,pn,pno->pok", g, np.asarray(self.residual), onehot)
+        return dataclasses.replace(
+            self,
+            unit_information=jnp.asarray(information),
+            unit_vector=jnp.asarray(vector),
+            unit_scale=tuple(scale),
+        )
 
     def canonical(self, add, prop, xp=jnp):
         """``(F, h)``: ``(P, K, K)`` information and ``(P, K)`` vector at residual SDs ``(O,)``."""
+        if self.unit_information is not None:
+            ones = xp.ones_like(add[0])
+            sd = [add[o] if c == "add" else prop[o] if c == "prop" else ones
+                  for o, c in enumerate(self.unit_scale)]
+            w = xp.stack(sd) ** -2  # (O,)
+            F = (self.unit_information * w[:, None, None]).sum(axis=1)
+            h = (F * self.point[:, None, :]).sum(axis=-1) + (
+                self.unit_vector * w[:, None]
+            ).sum(axis=1)
+            return F, h
         a = add[self.output]
         b = prop[self.output]
         inv_sd = (self.var_add * a**2 + self.var_prop * b**2 + self.unused) ** -0.5

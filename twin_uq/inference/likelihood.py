@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from twin_uq.inference.centering import AutoCentering
 from twin_uq.inference.residual import observation_loglik
 from twin_uq.model.base import Model, SolverSettings
-from twin_uq.simulate import solve_outputs
+from twin_uq.simulate import solve_cohort_on_grid, solve_outputs
 from twin_uq.simulate.fixed_step import FixedGrid
 
 __all__ = ["FitData", "ResidualParams", "cohort_loglik", "patient_loglik", "patient_predictions"]
@@ -94,6 +94,13 @@ class FitData(eqx.Module):
         return np.asarray(self.arrays.obs_mask).sum(axis=1)
 
 
+def _select_predictions(outputs, output_index, ok):
+    """Each observation's own output (``(N,)`` from ``(N, O)``), made harmless on failure."""
+    f = jnp.take_along_axis(outputs, output_index[:, None], axis=1)[:, 0]
+    ok = ok & jnp.all(jnp.isfinite(f))
+    return jnp.where(ok, f, 1.0), ok
+
+
 def patient_predictions(
     model: Model,
     settings: SolverSettings,
@@ -109,9 +116,24 @@ def patient_predictions(
     ``grid``: the patient's precomputed fixed grid for these times (``method="rk4"``).
     """
     _, outputs, ok = solve_outputs(model, theta, covariates, schedule, times, settings, grid)
-    f = jnp.take_along_axis(outputs, output_index[:, None], axis=1)[:, 0]
-    ok = ok & jnp.all(jnp.isfinite(f))
-    return jnp.where(ok, f, 1.0), ok
+    return _select_predictions(outputs, output_index, ok)
+
+
+def _score(arrays: CohortArrays, error_code, residual: ResidualParams, f, ok):
+    """Pointwise log-likelihood of one patient's observations given its predictions ``f``."""
+    out = arrays.obs_output
+    ll = observation_loglik(
+        error_code[out],
+        arrays.obs_value,
+        f,
+        residual.add[out],
+        residual.prop[out],
+        residual.nu,
+        arrays.obs_censored,
+        arrays.obs_lloq,
+    )
+    ll = jnp.where(arrays.obs_mask, ll, 0.0)
+    return jnp.where(ok, ll, -jnp.inf), ok
 
 
 def patient_loglik(
@@ -150,19 +172,7 @@ def patient_loglik(
         arrays.obs_output,
         grid,
     )
-    out = arrays.obs_output
-    ll = observation_loglik(
-        error_code[out],
-        arrays.obs_value,
-        f,
-        residual.add[out],
-        residual.prop[out],
-        residual.nu,
-        arrays.obs_censored,
-        arrays.obs_lloq,
-    )
-    ll = jnp.where(arrays.obs_mask, ll, 0.0)
-    return jnp.where(ok, ll, -jnp.inf), ok
+    return _score(arrays, error_code, residual, f, ok)
 
 
 def cohort_loglik(
@@ -172,7 +182,17 @@ def cohort_loglik(
     data: FitData,
     residual: ResidualParams,
 ) -> tuple[Float[Array, "P N"], Bool[Array, " P"]]:
-    """Pointwise log-likelihood of every patient, ``vmap``-ed over the cohort."""
+    """Pointwise log-likelihood of every patient.
+
+    ``vmap``-ed over the cohort; with precomputed fixed grids the solve is one cohort-wide
+    scan instead (:func:`twin_uq.simulate.solve_cohort_on_grid`, same values).
+    """
+    if settings.is_fixed_step and data.grids is not None:
+        _, outputs, ok = solve_cohort_on_grid(model, theta, data.arrays.covariates, data.grids)
+        f, ok = jax.vmap(_select_predictions)(outputs, data.arrays.obs_output, ok)
+        return jax.vmap(lambda arr, f_, ok_: _score(arr, data.error_code, residual, f_, ok_))(
+            data.arrays, f, ok
+        )
     return jax.vmap(
         lambda th, cov, arr, grid: patient_loglik(
             model, settings, th, cov, arr, data.error_code, residual, grid

@@ -211,7 +211,7 @@ def prepare_fit(
     data = dataclasses.replace(
         data,
         centering=jnp.asarray(centering, dtype=float),
-        auto_centering=auto,
+        auto_centering=None if auto is None else auto.with_unit_scale(),
         grids=cohort_grids(model, settings, arrays) if settings.is_fixed_step else None,
     )
     return PreparedFit(

@@ -11,5 +11,6 @@ from twin_uq.simulate.schedule import (
 from twin_uq.simulate.solve import (
     simulate as simulate,
     simulate_cohort_outputs as simulate_cohort_outputs,
+    solve_cohort_on_grid as solve_cohort_on_grid,
     solve_outputs as solve_outputs,
 )
