@@ -108,8 +108,8 @@ def render(model: tq.Model) -> str:
         + (
             ""
             if not s.is_fixed_step
-            else f", fixed step {s.fixed_step:g} {card.time_unit} (rtol/atol: the adaptive "
-            "Tsit5 reference every fit is checked against)"
+            else f", fixed step {s.fixed_step:g} {card.time_unit}, solved in {s.precision} "
+            "(rtol/atol: the adaptive float64 Tsit5 reference every fit is checked against)"
         )
         + (" (linear: exact matrix-exponential solution available)" if model.is_linear else "")
         + ".",

@@ -7,6 +7,8 @@ double-use of patient i's data in the population posterior, see twin_uq.twin.upd
 Worker compilation takes minutes on 2 shared cores, so the module is marked slow.
 """
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -129,3 +131,22 @@ def test_update_many_updates_each_patient_once(oral_fit, client):
     for res in out.values():
         assert res["theta"].ndim == 2 and res["theta"].shape[1] == 3
         assert np.isfinite(res["theta"]).all()
+
+
+def test_a_fixed_step_model_is_checked_against_the_adaptive_reference(client):
+    # The two-stage result must carry the same after-fit solver check as a joint fit.
+    knots = np.array([0, 2, 4, 6, 8, 10, 15, 20, 30, 40, 60, 80, 100, 120, 150, 180.0])
+    insulin = 10 + 90 * np.exp(-knots / 8) + 20 * (knots / 30) * np.exp(1 - knots / 30)
+    design = tq.Design(times=[5, 10, 15, 20, 30, 45, 60, 90, 120, 180],
+                       signals={"insulin": (knots, insulin)})  # fmt: skip
+    model = tq.load_model("bergman_minimal")
+    assert model.solver.is_fixed_step
+    sim = tq.simulate_cohort(model, 4, design, seed=2)
+    stage1 = tq.fit(model, sim.cohort, chains=2, warmup=150, draws=100, seed=3, progress=False)
+    post = fit_two_stage(model, sim.cohort, population=stage1, cluster=client, batch_size=2,
+                         chains=2, warmup=100, draws=100, population_draws_used=64, seed=1)  # fmt: skip
+    check = json.loads(post.idata.attrs["fixed_step_check"])
+    assert check["passed"] and check["draws_checked"] == 32
+    assert check["reference"]["method"] == "tsit5"
+    n_obs = int(np.asarray(post.prepared.data.arrays.obs_mask).sum())
+    assert check["threshold_sd"] == pytest.approx(0.1 / np.sqrt(n_obs))

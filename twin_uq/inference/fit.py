@@ -6,13 +6,11 @@ import contextlib
 import json
 import os
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import jax
-import numpy as np
 import pandas as pd
 
 from twin_uq.data import Cohort, read_cohort
@@ -22,9 +20,9 @@ from twin_uq.inference.idata import build_idata
 from twin_uq.inference.nuts_kernel import CHAIN_METHODS
 from twin_uq.inference.population import PopulationModel
 from twin_uq.inference.posterior import CohortPosterior
-from twin_uq.inference.postprocess import derive_draw_quantities, residuals_of_draws
+from twin_uq.inference.postprocess import derive_draw_quantities
 from twin_uq.inference.prepare import prepare_fit
-from twin_uq.inference.solver_check import check_fixed_step, draws_to_check
+from twin_uq.inference.solver_check import check_fit_draws
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.model.load import load_model
 
@@ -226,49 +224,11 @@ def fit(
     t0 = time.perf_counter()
     derived = derive_draw_quantities(prepared.structure, result.samples, prepared.data, k_post)
     result.timings["postprocess"] = time.perf_counter() - t0
-    check = _fixed_step_check(prepared, result.samples, derived)
+    check = check_fit_draws(prepared, result.samples, derived)
     idata = build_idata(prepared, result, derived, settings_json=json.dumps(asdict(settings)))
     if check is not None:
         idata.attrs["fixed_step_check"] = json.dumps(check)
     return CohortPosterior(idata=idata, model=model, cohort=cohort, prepared=prepared)
-
-
-def _fixed_step_check(prepared, samples, derived) -> dict | None:
-    """:func:`check_fixed_step` on evenly spaced draws of a fixed-step fit, with a warning."""
-    structure = prepared.structure
-    if not structure.settings.is_fixed_step:
-        return None
-    t0 = time.perf_counter()
-    theta = derived["theta"]
-    chains, draws = theta.shape[:2]
-    pick = draws_to_check(chains, draws)
-
-    def flat(v):
-        v = np.asarray(v)
-        return v.reshape(chains * draws, *v.shape[2:])[pick]
-
-    residual_sites = {k: flat(v) for k, v in samples.items() if k in ("sigma_add", "sigma_prop", "nu")}
-    add, prop, _ = residuals_of_draws(structure, residual_sites, prepared.data.error_code.shape[0])
-    check = check_fixed_step(
-        structure,
-        prepared.data,
-        flat(theta),
-        flat(derived["f"]),
-        flat(derived["solver_ok"]),
-        add,
-        prop,
-    )
-    check["seconds"] = time.perf_counter() - t0
-    if not check["passed"]:
-        warnings.warn(
-            f"The fixed-step solver (rk4, fixed_step={structure.settings.fixed_step}) differs "
-            f"from the adaptive reference by up to {check['max_error_sd']:.3g} residual SDs "
-            f"at the posterior draws (patient {check['worst_patient']}; threshold "
-            f"{check['threshold_sd']:.3g}; {check['disagreements']} solves failed in only one "
-            "of the two): use a smaller fixed_step or an adaptive method.",
-            stacklevel=3,
-        )
-    return check
 
 
 @contextlib.contextmanager

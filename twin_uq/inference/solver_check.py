@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
+import warnings
 from functools import partial
 
 import jax
@@ -30,10 +32,11 @@ import numpy as np
 
 from twin_uq.inference.likelihood import FitData, patient_predictions
 from twin_uq.inference.numpyro_model import ProgramStructure
+from twin_uq.inference.postprocess import residuals_of_draws
 from twin_uq.inference.residual import ERROR_CODES, residual_sd
 from twin_uq.model.base import Model, SolverSettings
 
-__all__ = ["DRAWS_CHECKED", "check_fixed_step", "draws_to_check"]
+__all__ = ["DRAWS_CHECKED", "check_fit_draws", "check_fixed_step", "draws_to_check"]
 
 DRAWS_CHECKED = 32
 """Posterior draws re-solved by the reference solver (evenly spaced over all chains)."""
@@ -128,3 +131,47 @@ def draws_to_check(chains: int, draws: int, n: int = DRAWS_CHECKED) -> np.ndarra
     """Flat indices of ``n`` draws evenly spaced over ``chains × draws``."""
     total = chains * draws
     return np.unique(np.linspace(0, total - 1, min(n, total)).round().astype(int))
+
+
+def check_fit_draws(prepared, samples: dict, derived) -> dict | None:
+    """:func:`check_fixed_step` on evenly spaced draws of a fixed-step fit, with a warning.
+
+    ``prepared`` is the fit's :class:`~twin_uq.inference.prepare.PreparedFit`, ``samples``
+    its ``(chain, draw, ...)`` site draws (the residual SDs are read from them) and
+    ``derived`` its :class:`~twin_uq.inference.postprocess.DrawQuantities`. ``None`` for
+    a model not on a fixed grid. Used by :func:`twin_uq.fit` and the two-stage fit.
+    """
+    structure = prepared.structure
+    if not structure.settings.is_fixed_step:
+        return None
+    t0 = time.perf_counter()
+    theta = derived["theta"]
+    chains, draws = theta.shape[:2]
+    pick = draws_to_check(chains, draws)
+
+    def flat(v):
+        v = np.asarray(v)
+        return v.reshape(chains * draws, *v.shape[2:])[pick]
+
+    residual_sites = {k: flat(v) for k, v in samples.items() if k in ("sigma_add", "sigma_prop", "nu")}
+    add, prop, _ = residuals_of_draws(structure, residual_sites, prepared.data.error_code.shape[0])
+    check = check_fixed_step(
+        structure,
+        prepared.data,
+        flat(theta),
+        flat(derived["f"]),
+        flat(derived["solver_ok"]),
+        add,
+        prop,
+    )
+    check["seconds"] = time.perf_counter() - t0
+    if not check["passed"]:
+        warnings.warn(
+            f"The fixed-step solver (rk4, fixed_step={structure.settings.fixed_step}) differs "
+            f"from the adaptive reference by up to {check['max_error_sd']:.3g} residual SDs "
+            f"at the posterior draws (patient {check['worst_patient']}; threshold "
+            f"{check['threshold_sd']:.3g}; {check['disagreements']} solves failed in only one "
+            "of the two): use a smaller fixed_step or an adaptive method.",
+            stacklevel=3,
+        )
+    return check

@@ -5,9 +5,19 @@ most of its time in the machinery around the arithmetic (the step-size controlle
 rejection, dense output, a ``while_loop`` that every patient runs as long as the hardest
 one) and its gradient needs forward sensitivities. A fixed grid has none of that: the
 number of steps is known when compiling, so the solve is one ``lax.scan`` that reverse
-mode differentiates directly, at about three times the cost of the solve (measured on
-the 100-patient Bergman cohort: one likelihood gradient 0.6 ms here against 7 ms with
-adaptive Tsit5 and sensitivities; ``benchmarks/RESULTS.md``, session 8).
+mode differentiates directly (measured on the 100-patient Bergman cohort: one
+likelihood gradient 1.9 ms here against 7 ms with adaptive Tsit5 and sensitivities,
+session 8; the solve's own share 1.44 ms, 0.94 ms in the cohort layout of
+:func:`integrate_cohort_on_grid` and 0.58 ms in float32, session 9,
+``benchmarks/RESULTS.md``).
+
+Precision
+---------
+``settings.precision="float32"`` stores the grid's floating arrays and runs the scan in
+float32; the grid itself is placed in float64 first (where each time falls is decided
+exactly), and parameters in and states out keep the caller's type, so a float64
+likelihood sees float64 predictions with float32 rounding (~1e-6 relative over a few
+hundred steps).
 
 The grid
 --------
