@@ -65,7 +65,6 @@ __all__ = [
     "integrate_cohort_on_grid",
     "integrate_on_grid",
     "n_uniform_steps",
-    "solve_dtype",
     "solve_fixed_step",
 ]
 
@@ -130,7 +129,7 @@ def fixed_grid(
     solve's, ``settings.precision``).
     """
     n = len(model.states)
-    out_dtype = solve_dtype(settings) if dtype is None else dtype
+    out_dtype = _solve_dtype(settings) if dtype is None else dtype
     dtype = jnp.result_type(float)
     times = jax.lax.stop_gradient(jnp.asarray(times, dtype))
     t_end = jnp.max(times)
@@ -180,7 +179,7 @@ def fixed_grid(
     return jax.tree.map(cast, grid)
 
 
-def solve_dtype(settings: SolverSettings):
+def _solve_dtype(settings: SolverSettings):
     """The floating type the fixed-step solve runs in (``settings.precision``)."""
     return jnp.float32 if settings.precision == "float32" else jnp.result_type(float)
 
@@ -227,6 +226,12 @@ def _rk4_step(f, y, xs):
     return y_next, y_next
 
 
+def _path(f, y0, xs):
+    """``(S + 1, ...)`` states at every grid point: ``y0`` then one RK4 step per row of ``xs``."""
+    _, ys = jax.lax.scan(functools.partial(_rk4_step, f), y0, xs)
+    return jnp.concatenate([y0[None], ys])
+
+
 def integrate_on_grid(
     model: Model,
     theta: Float[Array, " K"],
@@ -247,9 +252,7 @@ def integrate_on_grid(
         return jnp.asarray(model.rhs(t, y, th, inputs), dtype)
 
     y0 = jnp.asarray(model.y0(th, cov), dtype) + grid.start_jump
-    xs = (grid.t0, grid.step, grid.rate, grid.inputs, grid.jump)
-    _, ys = jax.lax.scan(functools.partial(_rk4_step, f), y0, xs)
-    path = jnp.concatenate([y0[None], ys])
+    path = _path(f, y0, (grid.t0, grid.step, grid.rate, grid.inputs, grid.jump))
     return path[grid.read].astype(theta.dtype), grid.status
 
 
@@ -293,8 +296,7 @@ def integrate_cohort_on_grid(
         jax.tree.map(time_major, grids.inputs),
         time_major(grids.jump),
     )
-    _, ys = jax.lax.scan(functools.partial(_rk4_step, f), y0, xs)
-    path = jnp.concatenate([y0[None], ys])  # (S + 1, n, P)
+    path = _path(f, y0, xs)  # (S + 1, n, P)
     patient = jnp.arange(theta.shape[0])[:, None]
     return path[grids.read, :, patient].astype(theta.dtype), grids.status
 

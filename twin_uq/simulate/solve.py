@@ -150,24 +150,40 @@ def _reverse_with_vjp(model, settings, theta, covariates, schedule, times, grid)
     return _core(model, settings, theta, covariates, schedule, times, grid)
 
 
-def _reverse_fwd(model, settings, theta, covariates, schedule, times, grid):
-    def f(th, cv, ts):
-        states, outputs, status = _core(model, settings, th, cv, schedule, ts, grid)
+def _vjp_with_status(core, *primals):
+    """``core(*primals) -> (states, outputs, status)`` and its pullback, for a gated VJP."""
+
+    def f(*args):
+        states, outputs, status = core(*args)
         return (states, outputs), status
 
-    (states, outputs), pullback, status = jax.vjp(f, theta, covariates, times, has_aux=True)
+    (states, outputs), pullback, status = jax.vjp(f, *primals, has_aux=True)
     return (states, outputs, status), (pullback, status)
 
 
-def _reverse_bwd(model, settings, residuals, cotangents):
+def _gated_cotangents(residuals, cotangents):
+    """The primals' cotangents, zero where a solve failed (``status`` broadcast per row).
+
+    Plain reverse mode would multiply the zero cotangent of a masked failed solve by the
+    solve's inf/NaN partial derivatives (0 * inf = NaN); the gate comes after instead.
+    """
     pullback, status = residuals
     g_states, g_outputs, _ = cotangents
-    ct_theta, ct_cov, ct_times = pullback((g_states, g_outputs))
-    # Plain reverse mode would multiply the zero cotangent of a masked failed solve by the
-    # solve's inf/NaN partial derivatives (0 * inf = NaN); the gate comes after instead.
     ok = status == STATUS_OK
-    zero = lambda ct: jnp.where(ok, ct, 0.0)  # noqa: E731
-    return zero(ct_theta), zero(ct_cov), None, zero(ct_times), None
+    return tuple(
+        jnp.where(ok.reshape(ok.shape + (1,) * (ct.ndim - ok.ndim)), ct, 0.0)
+        for ct in pullback((g_states, g_outputs))
+    )
+
+
+def _reverse_fwd(model, settings, theta, covariates, schedule, times, grid):
+    core = lambda th, cv, ts: _core(model, settings, th, cv, schedule, ts, grid)  # noqa: E731
+    return _vjp_with_status(core, theta, covariates, times)
+
+
+def _reverse_bwd(model, settings, residuals, cotangents):
+    ct_theta, ct_cov, ct_times = _gated_cotangents(residuals, cotangents)
+    return ct_theta, ct_cov, None, ct_times, None
 
 
 _reverse_with_vjp.defvjp(_reverse_fwd, _reverse_bwd)
@@ -187,22 +203,15 @@ def _cohort_with_vjp(model, theta, covariates, grids):
 
 
 def _cohort_fwd(model, theta, covariates, grids):
-    def f(th, cv):
-        states, outputs, status = _cohort_core(model, th, cv, grids)
-        return (states, outputs), status
-
-    (states, outputs), pullback, status = jax.vjp(f, theta, covariates, has_aux=True)
-    return (states, outputs, status), (pullback, status)
+    core = lambda th, cv: _cohort_core(model, th, cv, grids)  # noqa: E731
+    return _vjp_with_status(core, theta, covariates)
 
 
 def _cohort_bwd(model, residuals, cotangents):
-    pullback, status = residuals
-    g_states, g_outputs, _ = cotangents
-    ct_theta, ct_cov = pullback((g_states, g_outputs))
-    # As in _reverse_bwd, per patient: patients do not mix in the scan, so a failed
-    # patient's inf/NaN partials stay in its own row, which the gate zeroes.
-    ok = (status == STATUS_OK)[:, None]
-    return jnp.where(ok, ct_theta, 0.0), jnp.where(ok, ct_cov, 0.0), None
+    # Per patient: patients do not mix in the scan, so a failed patient's inf/NaN
+    # partials stay in its own row, which the gate zeroes.
+    ct_theta, ct_cov = _gated_cotangents(residuals, cotangents)
+    return ct_theta, ct_cov, None
 
 
 _cohort_with_vjp.defvjp(_cohort_fwd, _cohort_bwd)
