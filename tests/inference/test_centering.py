@@ -4,6 +4,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -367,3 +368,40 @@ def test_unit_scale_terms_equal_the_sum_over_observations(error, fast):
         F0, h0 = general.canonical(add, prop)
         np.testing.assert_allclose(F1, F0, rtol=1e-10, atol=1e-12 * float(jnp.max(jnp.abs(F0))))
         np.testing.assert_allclose(h1, h0, rtol=1e-10, atol=1e-12 * float(jnp.max(jnp.abs(h0))))
+
+
+def test_centering_point_on_the_precomputed_grids_equals_the_schedule_path():
+    # Fixed-step fits evaluate the centring point on the grids the sampler uses; building
+    # the grid from the schedule inside the solve must give the same point.
+    import dataclasses
+
+    from twin_uq.inference.prepare import centering_weights
+
+    model = tq.load_model("bergman_minimal")
+    settings = dataclasses.replace(model.solver, precision="float64")
+    # Two designs (different insulin profiles and sampling times), so the patients' grids differ.
+    tables = []
+    for k, (times, insulin) in enumerate(
+        [([5, 10, 20, 40, 90, 180], [90.0, 40.0, 15.0, 10.0]), ([3, 8, 30, 60, 120], [60.0, 50.0, 30.0, 12.0])]
+    ):
+        design = tq.Design(times=times, signals={"insulin": ([0, 10, 60, 180], insulin)})
+        table = tq.simulate_cohort(model, 3, design, seed=11 + k).cohort.to_dataframe()
+        tables.append(table.assign(id=table["id"] + f"-{k}"))
+    cohort = tq.read_cohort(pd.concat(tables, ignore_index=True))
+    spec = PopulationModel(model=model, centering="auto")
+    prepared = prepare_fit(spec, cohort, settings)
+    assert prepared.data.grids is not None
+    with_grids = centering_weights(
+        prepared.spec, prepared.structure, prepared.data, prepared.priors
+    )
+    without = centering_weights(
+        prepared.spec,
+        prepared.structure,
+        dataclasses.replace(prepared.data, grids=None),
+        prepared.priors,
+    )
+    np.testing.assert_allclose(with_grids[0], without[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(with_grids[1].point, without[1].point, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        with_grids[1].sensitivity, without[1].sensitivity, rtol=1e-8, atol=1e-10
+    )

@@ -67,6 +67,7 @@ from twin_uq.data import CohortArrays
 from twin_uq.inference.likelihood import FitData, patient_predictions
 from twin_uq.inference.residual import _TINY, ERROR_CODES, residual_sd
 from twin_uq.model.base import Model, SolverSettings
+from twin_uq.simulate.fixed_step import FixedGrid
 
 __all__ = [
     "AutoCentering",
@@ -95,6 +96,7 @@ def _whitened(
     error_code: Float[Array, " O"],
     add: Float[Array, " O"],
     prop: Float[Array, " O"],
+    grids: FixedGrid | None = None,
 ) -> tuple[
     Float[Array, "P N"],
     Float[Array, "P K N"],
@@ -111,11 +113,13 @@ def _whitened(
     failed solve); ``sum(log sd)`` over the used observations; whether the solve at the
     point and at every finite-difference neighbour succeeded; the ``(P, N)`` mask of
     used observations; the predictions ``f`` and the residual SDs ``sd`` at the point.
+    ``grids``: the patients' precomputed fixed-step grids (``method="rk4"``), shared by the
+    finite-difference neighbours (the grid does not depend on the parameters).
     """
     K = log_theta.shape[1]
     shifts = jnp.concatenate([jnp.zeros((1, K)), _LOG_STEP * jnp.eye(K), -_LOG_STEP * jnp.eye(K)])
 
-    def one_patient(lt, cov, arr):
+    def one_patient(lt, cov, arr, grid):
         def predict(shift):
             return patient_predictions(
                 model,
@@ -125,6 +129,7 @@ def _whitened(
                 arr.schedule,
                 arr.obs_time,
                 arr.obs_output,
+                grid,
             )
 
         f_all, ok_all = jax.vmap(predict)(shifts)  # (2K+1, N)
@@ -144,7 +149,7 @@ def _whitened(
         log_sd = jnp.sum(jnp.where(used, jnp.log(sd), 0.0))
         return r, S, log_sd, ok, used, f, sd
 
-    return jax.vmap(one_patient)(log_theta, arrays.covariates, arrays)
+    return jax.vmap(one_patient)(log_theta, arrays.covariates, arrays, grids)
 
 
 class AutoCentering(eqx.Module):
@@ -448,6 +453,7 @@ def centering_point(
     add: np.ndarray,
     prop: np.ndarray,
     *,
+    grids: FixedGrid | None = None,
     rounds: int = 3,
     iterations: int = 6,
 ) -> CenteringPoint:
@@ -474,6 +480,9 @@ def centering_point(
         ``(K,)`` between-patient SD (log scale).
     add, prop
         ``(O,)`` starting residual SDs.
+    grids
+        The patients' fixed-step grids (``method="rk4"``; built from the schedules when
+        omitted).
 
     Returns
     -------
@@ -497,6 +506,7 @@ def centering_point(
             error_code,
             jnp.asarray(add),
             jnp.asarray(prop),
+            grids,
         )
         r, S, log_sd, ok, used, f, sd = map(np.asarray, out)
         objective = 0.5 * np.sum(r**2, 1) + log_sd + 0.5 * np.sum((eta / omega) ** 2, 1)

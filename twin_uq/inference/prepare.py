@@ -153,8 +153,9 @@ def centering_weights(
     mean = np.asarray(data.allometric) + np.asarray(priors.mu_loc)
     omega = _initial_omega(priors)
     point = centering_point(
-        structure.model, structure.settings, mean, omega, data.arrays, data.error_code, add, prop
-    )
+        structure.model, structure.settings, mean, omega, data.arrays, data.error_code, add,
+        prop, grids=data.grids,
+    )  # fmt: skip
     auto = point.linearisation
     return shrinkage_weights(point.information, omega), auto
 
@@ -192,6 +193,8 @@ def prepare_fit(
     )
     structure = ProgramStructure.from_spec(spec, len(design.effects), settings)
     priors = PriorArrays.from_spec(spec, structure, design.effects)
+    if settings.is_fixed_step:  # before the centring point, which solves on them too
+        data = dataclasses.replace(data, grids=cohort_grids(model, settings, arrays))
     if centering is None:
         centering, auto = centering_weights(spec, structure, data, priors)
     expected = (data.n_patients, structure.n_params)
@@ -212,7 +215,6 @@ def prepare_fit(
         data,
         centering=jnp.asarray(centering, dtype=float),
         auto_centering=None if auto is None else auto.with_unit_scale(),
-        grids=cohort_grids(model, settings, arrays) if settings.is_fixed_step else None,
     )
     return PreparedFit(
         spec=spec, cohort=cohort, design=design, structure=structure, data=data, priors=priors
