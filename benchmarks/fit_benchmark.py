@@ -182,7 +182,7 @@ def metrics(typical, omega, theta, diverging, names, truth) -> dict:
 
 def worker_twin(
     name: str, warmup: int, draws: int, method: str, n_fits: int = 2, centering: str = "auto",
-    precision: str | None = None,
+    precision: str | None = None, target_accept: float | None = None,
 ) -> dict:
     import dataclasses
 
@@ -224,8 +224,9 @@ def worker_twin(
     for seed in (1, 2)[:n_fits]:
         compile_events.clear()
         t0 = time.perf_counter()
+        tuning = {} if target_accept is None else {"target_accept": target_accept}
         post = tq.fit(model, cohort, method=method, chains=2, warmup=warmup, draws=draws,
-                      seed=seed, progress=False, solver=solver,
+                      seed=seed, progress=False, solver=solver, **tuning,
                       centering=centering if centering == "auto" else float(centering))  # fmt: skip
         walls.append(time.perf_counter() - t0)
         comp.append(sum(compile_events.values()))
@@ -308,7 +309,8 @@ def versions() -> dict:
 
 
 def spawn(
-    tool, name, warmup, draws, timeout, method="nuts", fits=2, centering="auto", precision=None
+    tool, name, warmup, draws, timeout, method="nuts", fits=2, centering="auto", precision=None,
+    target_accept=None,
 ) -> dict:
     """Run one (tool, problem) in its own process group; on timeout kill the whole group
     (PyStan's httpstan and the PyMC sampler start processes of their own)."""
@@ -319,6 +321,8 @@ def spawn(
            "--centering", str(centering)]  # fmt: skip
     if precision is not None:
         cmd += ["--precision", precision]
+    if target_accept is not None:
+        cmd += ["--target-accept", str(target_accept)]
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -504,6 +508,10 @@ def main() -> None:
         "--precision", choices=["float64", "float32"],
         help="twin_uq, fixed-step models only: the solve's precision (default: the model's)",
     )
+    ap.add_argument(
+        "--target-accept", type=float,
+        help="twin_uq NUTS only: the step-size adaptation's target acceptance (default: tq.fit's)",
+    )  # fmt: skip
     ap.add_argument("--table", help="print the Markdown table of out/fit_benchmark_<TAG>.json")
     a = ap.parse_args()
     if a.table:
@@ -518,13 +526,15 @@ def main() -> None:
     if a.worker:
         tool, name = a.worker
         if tool == "twin_uq":
-            res = worker_twin(name, a.warmup, a.draws, a.method, a.fits, a.centering, a.precision)
+            res = worker_twin(name, a.warmup, a.draws, a.method, a.fits, a.centering, a.precision,
+                              a.target_accept)  # fmt: skip
         else:
             sys.path.insert(0, str(HERE))
             res = worker_peer(tool, name, a.warmup, a.draws)
         res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         res["settings"] = dict(chains=2, warmup=a.warmup, draws=a.draws, method=a.method,
-                               centering=a.centering, precision=a.precision)  # fmt: skip
+                               centering=a.centering, precision=a.precision,
+                               target_accept=a.target_accept)  # fmt: skip
         print("RESULT " + json.dumps(res, default=str), flush=True)
         return
     OUT.mkdir(exist_ok=True)
@@ -537,7 +547,7 @@ def main() -> None:
     for name in a.problems:  # interleaved: both tools on one problem, then the next
         for tool in a.tools:
             r = spawn(tool, name, a.warmup, a.draws, a.timeout, a.method, a.fits, a.centering,
-                      a.precision)
+                      a.precision, a.target_accept)
             results.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "stderr_tail"}, default=str),
                   flush=True)  # fmt: skip
