@@ -30,9 +30,9 @@ PHASES = ("prepare_fit", "run_nuts", "derive_draw_quantities", "check_fit_draws"
 def probe(problem: str, warmup: int, draws: int) -> dict:
     """One process: compile seconds per phase and event kind for a first and second fit."""
     import jax
+    from fit_benchmark import DATA, MODELS, PROBLEMS
 
     import twin_uq as tq
-    from fit_benchmark import DATA, MODELS, PROBLEMS
 
     fit_module = importlib.import_module("twin_uq.inference.fit")  # the name is the function
     current = {"phase": "other"}
