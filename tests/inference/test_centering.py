@@ -1,5 +1,7 @@
 """Data-informed centring weights: Fisher information against its closed form, and use."""
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -22,7 +24,7 @@ from twin_uq.inference.centering import (
 )
 from twin_uq.inference.numpyro_model import cohort_program
 from twin_uq.inference.population import PopulationModel
-from twin_uq.inference.prepare import prepare_fit
+from twin_uq.inference.prepare import centering_weights, prepare_fit
 
 TIMES = [0.25, 1.0, 3.0, 8.0, 24.0]
 DOSE = 100.0
@@ -372,11 +374,8 @@ def test_unit_scale_terms_equal_the_sum_over_observations(error, fast):
 
 def test_centering_point_on_the_precomputed_grids_equals_the_schedule_path():
     # Fixed-step fits evaluate the centring point on the grids the sampler uses; building
-    # the grid from the schedule inside the solve must give the same point.
-    import dataclasses
-
-    from twin_uq.inference.prepare import centering_weights
-
+    # the grid from the schedule inside the solve must give the same point (measured:
+    # bit-identical; 1e-10 leaves room for a different fusion order only).
     model = tq.load_model("bergman_minimal")
     settings = dataclasses.replace(model.solver, precision="float64")
     # Two designs (different insulin profiles and sampling times), so the patients' grids differ.
@@ -402,6 +401,4 @@ def test_centering_point_on_the_precomputed_grids_equals_the_schedule_path():
     )
     np.testing.assert_allclose(with_grids[0], without[0], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(with_grids[1].point, without[1].point, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(
-        with_grids[1].sensitivity, without[1].sensitivity, rtol=1e-8, atol=1e-10
-    )
+    np.testing.assert_allclose(with_grids[1].sensitivity, without[1].sensitivity, rtol=1e-10, atol=1e-12)
