@@ -182,7 +182,7 @@ def metrics(typical, omega, theta, diverging, names, truth) -> dict:
 
 def worker_twin(
     name: str, warmup: int, draws: int, method: str, n_fits: int = 2, centering: str = "auto",
-    precision: str | None = None, target_accept: float | None = None,
+    precision: str | None = None, target_accept: float | None = None, save_start: str | None = None,
 ) -> dict:
     import dataclasses
 
@@ -235,6 +235,8 @@ def worker_twin(
     post = fits[-1]
     info = json.loads(post.idata.attrs["backend_info"])
     pos = post.posterior
+    if save_start:
+        save_last_draws(pos, save_start)
     names = list(pos["typical"].parameter.values)
     theta = pos["theta"].transpose("chain", "draw", "patient", "parameter").values
     div = post.idata["sample_stats"]["diverging"].values if method == "nuts" else np.zeros(1)
@@ -266,6 +268,20 @@ def worker_twin(
     )
 
 
+def save_last_draws(pos, path: str) -> None:
+    """Each chain's last draw in the peers' natural parameters, for ``--stan-warm-start``."""
+    last = pos.isel(draw=-1)
+    arrays = dict(
+        mu=last["mu"].transpose("chain", "parameter").values,
+        omega=last["omega"].transpose("chain", "parameter").values,
+        theta=last["theta"].transpose("chain", "patient", "parameter").values,
+    )
+    for var in ("sigma_prop", "sigma_add"):
+        if var in last:
+            arrays[var] = last[var].values.reshape(last.sizes["chain"], -1)[:, 0]
+    np.savez(path, **arrays)
+
+
 PEERS = {
     "handwritten": ("handwritten_numpyro", "handwritten NumPyro+diffrax"),
     "stan": ("stan_peer", "Stan (PyStan 3, ode_rk45)"),
@@ -273,14 +289,22 @@ PEERS = {
 }
 
 
-def worker_peer(tool: str, name: str, warmup: int, draws: int) -> dict:
+def worker_peer(
+    tool: str, name: str, warmup: int, draws: int, warm_start: str | None = None,
+    adapt_windows: list[int] | None = None,
+) -> dict:
     import importlib
 
     module, label = PEERS[tool]
     peer = importlib.import_module(module)
     kind = PROBLEMS[name][0]
     truth = load_truth(name)
-    r = peer.run(kind, DATA / f"{name}.csv", warmup=warmup, draws=draws)
+    options = {}
+    if warm_start is not None:  # Stan only (argument parsing checks it)
+        options["warm_start"] = dict(np.load(warm_start))
+    if adapt_windows is not None:
+        options["adapt_windows"] = adapt_windows
+    r = peer.run(kind, DATA / f"{name}.csv", warmup=warmup, draws=draws, **options)
     m = metrics(r["typical"], r["omega"], r["theta"], r["diverging"], r["names"], truth)
     t = r["timings"]
     return dict(
@@ -293,6 +317,8 @@ def worker_peer(tool: str, name: str, warmup: int, draws: int) -> dict:
         chain_method=r["chain_method"],
         mean_n_steps=float(np.mean(r["num_steps"])),
         crashes=r["crashes"],
+        start=r.get("start", "prior medians"),
+        adapt_windows=r.get("adapt_windows"),
     )
 
 
@@ -310,7 +336,7 @@ def versions() -> dict:
 
 def spawn(
     tool, name, warmup, draws, timeout, method="nuts", fits=2, centering="auto", precision=None,
-    target_accept=None,
+    target_accept=None, extra=(),
 ) -> dict:
     """Run one (tool, problem) in its own process group; on timeout kill the whole group
     (PyStan's httpstan and the PyMC sampler start processes of their own)."""
@@ -323,6 +349,7 @@ def spawn(
         cmd += ["--precision", precision]
     if target_accept is not None:
         cmd += ["--target-accept", str(target_accept)]
+    cmd += list(extra)
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -360,11 +387,15 @@ def table(results) -> str:
             rows.append(f"| {r['problem']} | {r['tool']} | | **{r['error'][:120]}** |" + " |" * 14)
             continue
         ws = r["warmup_and_sampling_s"]
+        tool = r["tool"]
+        if r.get("start", "prior medians") != "prior medians":
+            st = r.get("settings", {})
+            tool += f" [{r['start']}; {st.get('warmup')}+{st.get('draws')}]"
         rows.append(
-            f"| {r['problem']} | {r['tool']} | {r['chain_method']} | {fmt(r['first_fit_s'])} "
+            f"| {r['problem']} | {tool} | {r['chain_method']} | {fmt(r['first_fit_s'])} "
             f"| {fmt(r['compile_s'])} | {fmt(r['second_fit_s'])} | {fmt(ws)} "
-            f"| {r['ess_pop_min']:.0f} | {r['ess_patient_min']:.0f} | {r['ess_pop_min'] / ws:.1f} "
-            f"| {r['ess_patient_min'] / ws:.1f} | {r['rhat_max']:.3f} | {r['divergences']} "
+            f"| {r['ess_pop_min']:.0f} | {r['ess_patient_min']:.0f} | {r['ess_pop_min'] / ws:.3g} "
+            f"| {r['ess_patient_min'] / ws:.3g} | {r['rhat_max']:.3f} | {r['divergences']} "
             f"| {fmt(r.get('mean_n_steps'))} | {r['coverage']}{' (missed ' + ', '.join(r['missed']) + ')' if r['missed'] else ''} | {r.get('omega_realised_coverage', '–')} | {r['peak_rss_mib']:.0f} | {'; '.join(r['crashes']) or 'none'} |"
         )
     return "\n".join(rows)
@@ -512,6 +543,21 @@ def main() -> None:
         "--target-accept", type=float,
         help="twin_uq NUTS only: the step-size adaptation's target acceptance (default: tq.fit's)",
     )  # fmt: skip
+    ap.add_argument(
+        "--stan-warm-start", action="store_true",
+        help="start Stan's chains at the last draws of twin_uq's fit of the same problem in this "
+        "run (twin_uq must come before stan in --tools); favours Stan, which skips its transient",
+    )
+    ap.add_argument(
+        "--stan-adapt", nargs=3, type=int, metavar=("INIT_BUFFER", "WINDOW", "TERM_BUFFER"),
+        help="Stan's warm-up adaptation windows (default 75 25 50), for a short warm-up",
+    )
+    ap.add_argument(
+        "--stan-length", nargs=2, type=int, metavar=("WARMUP", "DRAWS"),
+        help="Stan's own warm-up and draws per chain (default --warmup, --draws)",
+    )
+    ap.add_argument("--save-start", help=argparse.SUPPRESS)  # worker: twin_uq writes its last draws
+    ap.add_argument("--warm-start", help=argparse.SUPPRESS)  # worker: Stan reads them
     ap.add_argument("--table", help="print the Markdown table of out/fit_benchmark_<TAG>.json")
     a = ap.parse_args()
     if a.table:
@@ -527,10 +573,10 @@ def main() -> None:
         tool, name = a.worker
         if tool == "twin_uq":
             res = worker_twin(name, a.warmup, a.draws, a.method, a.fits, a.centering, a.precision,
-                              a.target_accept)  # fmt: skip
+                              a.target_accept, a.save_start)  # fmt: skip
         else:
             sys.path.insert(0, str(HERE))
-            res = worker_peer(tool, name, a.warmup, a.draws)
+            res = worker_peer(tool, name, a.warmup, a.draws, a.warm_start, a.stan_adapt)
         res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         res["settings"] = dict(chains=2, warmup=a.warmup, draws=a.draws, method=a.method,
                                centering=a.centering, precision=a.precision,
@@ -541,13 +587,30 @@ def main() -> None:
     if a.scaling:
         scaling(a.timeout, a.scaling_problems, a.tag if a.tag != "main" else "scaling")
         return
+    if a.stan_warm_start and not (
+        "stan" in a.tools and "twin_uq" in a.tools
+        and a.tools.index("twin_uq") < a.tools.index("stan")
+    ):  # fmt: skip
+        ap.error("--stan-warm-start needs --tools with twin_uq before stan")
     results = []
     meta = dict(versions=versions(), machine=f"{platform.platform()}, {platform.processor()}",
                 command=" ".join(sys.argv), started=time.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
     for name in a.problems:  # interleaved: both tools on one problem, then the next
+        start = OUT / f"warm_start_{a.tag}_{name}.npz"
         for tool in a.tools:
-            r = spawn(tool, name, a.warmup, a.draws, a.timeout, a.method, a.fits, a.centering,
-                      a.precision, a.target_accept)
+            extra = []
+            if a.stan_warm_start and tool == "twin_uq":
+                extra = ["--save-start", str(start)]
+            if tool == "stan":
+                if a.stan_warm_start:
+                    extra = ["--warm-start", str(start)]
+                if a.stan_adapt:
+                    extra += ["--stan-adapt", *map(str, a.stan_adapt)]
+            warmup, draws = a.warmup, a.draws
+            if tool == "stan" and a.stan_length:
+                warmup, draws = a.stan_length
+            r = spawn(tool, name, warmup, draws, a.timeout, a.method, a.fits, a.centering,
+                      a.precision, a.target_accept, extra)
             results.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "stderr_tail"}, default=str),
                   flush=True)  # fmt: skip
