@@ -5,6 +5,8 @@ a ``*_truth.json`` of the true population values):
 
 * ``p1_oral_12``, ``p1_oral_100``: one-compartment oral PK, 100 mg single dose, 9 samples
   per patient over 24 h, weight ~ lognormal(70 kg, 0.2), omega 0.3, combined error.
+* ``p1_oral_md_12``, ``p1_oral_md_100``: the same model and population, multiple dosing:
+  100 mg at 0, 12 and 24 h, 10 samples over 36 h (troughs at 11.5 and 23.5 h).
 * ``b1_bergman_20`` (and ``b1_bergman_100``): Bergman minimal model IVGTT, glucose observed
   at 10 times (5-180 min), measured insulin as a per-patient signal (first- and
   second-phase profile of tests/models/test_bergman_minimal.py, between-patient log-SD 0.3
@@ -55,12 +57,17 @@ OUT = Path(os.environ.get("TWIN_UQ_BENCH_OUT", HERE / "out"))  # the GPU run wri
 PY = sys.executable
 
 ORAL_TIMES = [0.5, 1, 2, 3, 4, 6, 8, 12, 24]
+# Multiple dosing: 100 mg every 12 h (0, 12, 24 h), samples in each interval, none at a dose.
+ORAL_MD_DOSES = [0.0, 12.0, 24.0]
+ORAL_MD_TIMES = [0.5, 1, 2, 4, 8, 11.5, 14, 23.5, 26, 36]
 BERGMAN_KNOTS = [0, 2, 4, 6, 8, 10, 15, 20, 30, 40, 60, 80, 100, 120, 150, 180]
 BERGMAN_TIMES = [5, 10, 15, 20, 30, 45, 60, 90, 120, 180]
 
 PROBLEMS = {
     "p1_oral_12": ("oral", 12, 2024),
     "p1_oral_100": ("oral", 100, 2025),
+    "p1_oral_md_12": ("oral", 12, 2124),
+    "p1_oral_md_100": ("oral", 100, 2126),
     "b1_bergman_20": ("bergman", 20, 3020),
     "b1_bergman_100": ("bergman", 100, 3100),
     "p1_oral_10": ("oral", 10, 4010),
@@ -82,7 +89,12 @@ def make_data(names) -> None:
     DATA.mkdir(exist_ok=True)
     for name in names:
         kind, n, seed = PROBLEMS[name]
-        if kind == "oral":
+        if kind == "oral" and "_md_" in name:
+            design = tq.Design(
+                times=ORAL_MD_TIMES, doses=[tq.Bolus(t, 100.0, 1) for t in ORAL_MD_DOSES],
+                covariates={"WT": ("lognormal", 70.0, 0.2)},
+            )  # fmt: skip
+        elif kind == "oral":
             design = tq.Design(
                 times=ORAL_TIMES, doses=[tq.Bolus(0.0, 100.0, 1)],
                 covariates={"WT": ("lognormal", 70.0, 0.2)},

@@ -78,6 +78,34 @@ def _oral_patient(th, dose, ts):
     return ys[:, 1] / th[2], ok
 
 
+def _solve_segment(rhs, y0, t0, t1, ts, args, dt0, rtol, atol):
+    """States at ``ts`` (clipped into [t0, t1]) and at ``t1``, from ``y0`` at ``t0``."""
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(rhs), diffrax.Tsit5(), t0=t0, t1=t1, dt0=dt0, y0=y0, args=args,
+        saveat=diffrax.SaveAt(ts=jnp.clip(ts, t0, t1), t1=True),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), max_steps=4096,
+        throw=False,
+    )  # fmt: skip
+    return sol.ys[:-1], sol.ys[-1], sol.result == diffrax.RESULTS.successful
+
+
+def _oral_patient_doses(th, dose_times, dose_amts, ts):
+    """Several oral doses: one solve per dosing interval (the last ends at the last sample)."""
+    y = jnp.zeros(2)
+    conc = jnp.zeros_like(ts)
+    ok = jnp.array(True)
+    n_doses = dose_times.shape[0]
+    for m in range(n_doses):  # static: every patient has the same number of doses
+        t0 = dose_times[m]
+        t1 = dose_times[m + 1] if m + 1 < n_doses else ts[-1]
+        y = y.at[0].add(dose_amts[m])
+        ys, y, ok_m = _solve_segment(_oral_rhs, y, t0, t1, ts, th, 0.05, 1e-6, 1e-9)
+        inside = (ts > t0) & ((ts < t1) if m + 1 < n_doses else (ts <= t1))
+        conc = jnp.where(inside, ys[:, 1] / th[2], conc)
+        ok = ok & ok_m
+    return conc, ok
+
+
 def oral_model(d):
     p = ORAL
     n_pat = d["y"].shape[0]
@@ -89,7 +117,10 @@ def oral_model(d):
         eta = numpyro.sample("eta", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
     allo = p["allo_exp"] * jnp.log(d["wt"] / 70.0)[:, None]
     theta = numpyro.deterministic("theta", jnp.exp(mu + allo + omega * eta))
-    f, ok = jax.vmap(_oral_patient)(theta, d["dose"], d["times"])
+    if d["dose_times"].shape[1] == 1:  # one dose at time 0: the initial depot
+        f, ok = jax.vmap(_oral_patient)(theta, d["dose"], d["times"])
+    else:
+        f, ok = jax.vmap(_oral_patient_doses)(theta, d["dose_times"], d["dose_amts"], d["times"])
     sd = jnp.sqrt(s_add**2 + (s_prop * f) ** 2)
     numpyro.factor("solver_ok", jnp.where(jnp.all(ok), 0.0, -jnp.inf))
     f = jnp.where(jnp.isfinite(f), f, 0.0)

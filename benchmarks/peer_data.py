@@ -48,11 +48,27 @@ def _obs_arrays(df: pd.DataFrame):
 
 
 def load_oral(csv):
+    """Observations, weights and doses. ``dose`` is each patient's total; ``dose_times`` and
+    ``dose_amts`` (P, D) the individual oral doses, sorted, for the multiple-dose problems
+    (every patient must have the same number of doses, the first at time 0, and no
+    observation at a dose time, so that each dose starts an integration segment)."""
     df = pd.read_csv(csv)
     ids, times, y, mask = _obs_arrays(df)
-    doses = df[df["evid"] == 1].groupby("id", sort=False)["amt"].sum().reindex(ids).to_numpy(float)
+    dose_rows = df[df["evid"] == 1].sort_values(["time"], kind="stable")
+    doses = dose_rows.groupby("id", sort=False)["amt"].sum().reindex(ids).to_numpy(float)
+    per = [dose_rows[dose_rows["id"] == i] for i in ids]
+    counts = {len(g) for g in per}
+    if len(counts) != 1:
+        raise ValueError(f"{csv}: patients have different numbers of doses {sorted(counts)}")
+    dose_times = np.stack([g["time"].to_numpy(float) for g in per])
+    dose_amts = np.stack([g["amt"].to_numpy(float) for g in per])
+    if np.any(dose_times[:, 0] != 0.0):
+        raise ValueError(f"{csv}: the first dose of every patient must be at time 0")
+    if np.any(np.isin(times[mask], dose_times)):
+        raise ValueError(f"{csv}: an observation falls on a dose time")
     wt = df.groupby("id", sort=False)["WT"].first().reindex(ids).to_numpy(float)
-    return dict(ids=ids, times=times, y=y, mask=mask, dose=doses, wt=wt)
+    return dict(ids=ids, times=times, y=y, mask=mask, dose=doses, wt=wt, dose_times=dose_times,
+                dose_amts=dose_amts)  # fmt: skip
 
 
 def load_bergman(csv):

@@ -34,13 +34,18 @@ def _grid_index(times: np.ndarray, mask: np.ndarray, dt: float) -> np.ndarray:
     return idx
 
 
-def _rk4(f, y0, n_steps, dt, sequences=(), non_sequences=()):
-    """Fixed-step RK4 in pytensor.scan; returns the states at steps 1..n_steps, (n, P, S)."""
+def _rk4(f, y0, n_steps, dt, sequences=(), non_sequences=(), jump=False):
+    """Fixed-step RK4 in pytensor.scan; returns the states at steps 1..n_steps, (n, P, S).
+
+    ``jump``: the first sequence is added to the state at the start of each step (doses).
+    """
     import pytensor
 
     def step(*args):
         n_seq = len(sequences)
         seq, y, rest = args[:n_seq], args[n_seq], args[n_seq + 1 :]
+        if jump:
+            y = y + seq[0]
         k1 = f(y, 0, seq, rest)
         k2 = f(y + 0.5 * dt * k1, 1, seq, rest)
         k3 = f(y + 0.5 * dt * k2, 1, seq, rest)
@@ -74,8 +79,18 @@ def oral_model(d):
             ka_, k_ = rest
             return pt.stack([-ka_ * y[:, 0], ka_ * y[:, 0] - k_ * y[:, 1]], axis=1)
 
-        y0 = pt.as_tensor(np.stack([d["dose"], np.zeros(n_pat)], 1))
-        ys = _rk4(f, y0, n_steps, ORAL_DT, non_sequences=(ka, k))  # (n_steps, P, 2)
+        if d["dose_times"].shape[1] == 1:  # one dose at time 0: the initial depot
+            y0 = pt.as_tensor(np.stack([d["dose"], np.zeros(n_pat)], 1))
+            ys = _rk4(f, y0, n_steps, ORAL_DT, non_sequences=(ka, k))  # (n_steps, P, 2)
+        else:  # several doses: added to the depot at the start of their grid step
+            jumps = np.zeros((n_steps, n_pat, 2))
+            dose_idx = _grid_index(d["dose_times"], np.ones_like(d["dose_times"], bool), ORAL_DT)
+            for i in range(n_pat):
+                for m, a in zip(dose_idx[i], d["dose_amts"][i], strict=True):
+                    if m < n_steps:
+                        jumps[m, i, 0] += a
+            ys = _rk4(f, pt.zeros((n_pat, 2)), n_steps, ORAL_DT, sequences=(pt.as_tensor(jumps),),
+                      non_sequences=(ka, k), jump=True)  # fmt: skip
         rows = np.broadcast_to(np.arange(n_pat)[:, None], idx.shape)
         conc = ys[idx - 1, rows, 1] / theta[:, 2][:, None]
         sd = pt.sqrt(s_add**2 + (s_prop * conc) ** 2)

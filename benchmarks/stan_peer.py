@@ -1,6 +1,7 @@
 """The Stan peer: the same hierarchical models in Stan, run through PyStan 3.
 
-What a Stan user would write: one ``ode_rk45_tol`` solve per patient in a loop (the
+What a Stan user would write: one ``ode_rk45_tol`` solve per patient in a loop (one per
+dosing interval when there are several doses; the
 models are not stiff; Stan's manual recommends ``ode_rk45`` then, ``ode_bdf`` for stiff
 systems), non-centred random effects, the same priors as twin_uq's defaults (numbers from
 ``handwritten_numpyro.py``), tolerances equal to twin_uq's (oral: rtol 1e-6, atol 1e-9;
@@ -69,6 +70,89 @@ model {
     for (j in 1:n_obs[i]) {
       real f = s[j][2] / theta[i][3];
       y[i, j] ~ normal(f, sqrt(square(sigma_add) + square(sigma_prop * f)));
+    }
+  }
+}
+"""
+
+# Several oral doses: what a Stan user writes for boluses with an ODE solver: one
+# ``ode_rk45_tol`` call per dosing interval, from the dose to the next dose (the state
+# there starts the next interval, plus the dose) or to the last observation.
+ORAL_MD_STAN = """
+functions {
+  vector rhs(real t, vector y, real ka, real k) {
+    vector[2] dy;
+    dy[1] = -ka * y[1];
+    dy[2] = ka * y[1] - k * y[2];
+    return dy;
+  }
+}
+data {
+  int<lower=1> P;
+  int<lower=1> T;
+  int<lower=1> D;
+  array[P] int<lower=1, upper=T> n_obs;
+  array[P, T] real times;
+  array[P, T] real y;
+  array[P, D] real dose_time;
+  array[P, D] real dose_amt;
+  vector[P] wt;
+  vector[3] mu_loc;
+  vector[3] mu_scale;
+  vector[3] omega_scale;
+  vector[3] allo_exp;
+  real sigma_add_scale;
+  real sigma_prop_scale;
+}
+parameters {
+  vector[3] mu;
+  vector<lower=0>[3] omega;
+  real<lower=0> sigma_add;
+  real<lower=0> sigma_prop;
+  array[P] vector[3] eta;
+}
+transformed parameters {
+  array[P] vector[3] theta;
+  for (i in 1:P) theta[i] = exp(mu + allo_exp * log(wt[i] / 70) + omega .* eta[i]);
+}
+model {
+  mu ~ normal(mu_loc, mu_scale);
+  omega ~ normal(0, omega_scale);
+  sigma_add ~ normal(0, sigma_add_scale);
+  sigma_prop ~ normal(0, sigma_prop_scale);
+  for (i in 1:P) {
+    real ka = theta[i][1];
+    real k = theta[i][2] / theta[i][3];
+    vector[2] state = [0, 0]';
+    int j = 1;
+    eta[i] ~ std_normal();
+    for (d in 1:D) {
+      real t_end = d < D ? dose_time[i, d + 1] : positive_infinity();
+      int j_end = j;
+      while (j_end <= n_obs[i] && times[i, j_end] < t_end) j_end += 1;
+      int n_seg = j_end - j;
+      state[1] += dose_amt[i, d];
+      if (d < D) {
+        array[n_seg + 1] real ts;
+        for (m in 1:n_seg) ts[m] = times[i, j + m - 1];
+        ts[n_seg + 1] = t_end;
+        array[n_seg + 1] vector[2] s = ode_rk45_tol(rhs, state, dose_time[i, d], ts, 1e-6,
+                                                    1e-9, 100000, ka, k);
+        for (m in 1:n_seg) {
+          real f = s[m][2] / theta[i][3];
+          y[i, j + m - 1] ~ normal(f, sqrt(square(sigma_add) + square(sigma_prop * f)));
+        }
+        state = s[n_seg + 1];
+      } else if (n_seg > 0) {
+        array[n_seg] vector[2] s = ode_rk45_tol(rhs, state, dose_time[i, d],
+                                                times[i, j:(j_end - 1)], 1e-6, 1e-9, 100000,
+                                                ka, k);
+        for (m in 1:n_seg) {
+          real f = s[m][2] / theta[i][3];
+          y[i, j + m - 1] ~ normal(f, sqrt(square(sigma_add) + square(sigma_prop * f)));
+        }
+      }
+      j = j_end;
     }
   }
 }
@@ -147,6 +231,11 @@ def _data_and_init(kind: str, csv):
         init = dict(sigma_add=float(_halfnormal_median(p["sigma_add_scale"])),
                     sigma_prop=float(_halfnormal_median(p["sigma_prop_scale"])))  # fmt: skip
         code, k = ORAL_STAN, 3
+        if d["dose_times"].shape[1] > 1:  # several doses: one ODE solve per dosing interval
+            data.update(D=d["dose_times"].shape[1], dose_time=d["dose_times"],
+                        dose_amt=d["dose_amts"])  # fmt: skip
+            del data["dose"]
+            code = ORAL_MD_STAN
     else:
         d, p = load_bergman(csv), BERGMAN
         data = dict(K=d["knots"].shape[1], knots=d["knots"], insulin=d["insulin"], ib=d["ib"],
