@@ -77,50 +77,10 @@ model {
 
 # Several oral doses: what a Stan user writes for boluses with an ODE solver: one
 # ``ode_rk45_tol`` call per dosing interval, from the dose to the next dose (the state
-# there starts the next interval, plus the dose) or to the last observation.
-ORAL_MD_STAN = """
-functions {
-  vector rhs(real t, vector y, real ka, real k) {
-    vector[2] dy;
-    dy[1] = -ka * y[1];
-    dy[2] = ka * y[1] - k * y[2];
-    return dy;
-  }
-}
-data {
-  int<lower=1> P;
-  int<lower=1> T;
-  int<lower=1> D;
-  array[P] int<lower=1, upper=T> n_obs;
-  array[P, T] real times;
-  array[P, T] real y;
-  array[P, D] real dose_time;
-  array[P, D] real dose_amt;
-  vector[P] wt;
-  vector[3] mu_loc;
-  vector[3] mu_scale;
-  vector[3] omega_scale;
-  vector[3] allo_exp;
-  real sigma_add_scale;
-  real sigma_prop_scale;
-}
-parameters {
-  vector[3] mu;
-  vector<lower=0>[3] omega;
-  real<lower=0> sigma_add;
-  real<lower=0> sigma_prop;
-  array[P] vector[3] eta;
-}
-transformed parameters {
-  array[P] vector[3] theta;
-  for (i in 1:P) theta[i] = exp(mu + allo_exp * log(wt[i] / 70) + omega .* eta[i]);
-}
-model {
-  mu ~ normal(mu_loc, mu_scale);
-  omega ~ normal(0, omega_scale);
-  sigma_add ~ normal(0, sigma_add_scale);
-  sigma_prop ~ normal(0, sigma_prop_scale);
-  for (i in 1:P) {
+# there starts the next interval, plus the dose) or to the last observation. The program
+# is the single-dose one with dose times and amounts as data and this loop over patients.
+_ORAL_SINGLE_LOOP = "  for (i in 1:P) {\n    eta[i] ~ std_normal();\n    array[n_obs[i]]"
+_ORAL_MD_LOOP = """  for (i in 1:P) {
     real ka = theta[i][1];
     real k = theta[i][2] / theta[i][3];
     vector[2] state = [0, 0]';
@@ -157,6 +117,12 @@ model {
   }
 }
 """
+ORAL_MD_STAN = (
+    ORAL_STAN.replace("  int<lower=1> T;\n", "  int<lower=1> T;\n  int<lower=1> D;\n")
+    .replace("  vector[P] dose;\n", "  array[P, D] real dose_time;\n  array[P, D] real dose_amt;\n")
+    .split(_ORAL_SINGLE_LOOP)[0]
+    + _ORAL_MD_LOOP
+)
 
 BERGMAN_STAN = """
 functions {
