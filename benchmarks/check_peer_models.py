@@ -29,7 +29,7 @@ from scipy import stats
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from peer_data import ORAL, load_oral  # noqa: E402
+from peer_data import ORAL, load_oral, log_offsets  # noqa: E402
 
 
 def points(name: str) -> tuple[dict, dict]:
@@ -40,8 +40,7 @@ def points(name: str) -> tuple[dict, dict]:
     mu = np.log([truth["typical"][p] for p in names])
     omega = np.array([truth["omega"][p] for p in names])
     theta = np.array([[truth["theta"][i][p] for p in names] for i in d["ids"]])
-    allo = np.log(d["wt"] / 70.0)[:, None] * ORAL["allo_exp"][None, :]
-    eta = (np.log(theta) - mu - allo) / omega
+    eta = (np.log(theta) - mu - log_offsets("oral", d)) / omega
     a = dict(mu=mu, omega=omega, sigma_add=float(truth["sigma_add"]["concentration"]),
              sigma_prop=float(truth["sigma_prop"]["concentration"]), eta=eta)  # fmt: skip
     b = dict(mu=mu + np.array([0.1, -0.05, 0.08]), omega=omega * 1.2,
@@ -66,8 +65,7 @@ def concentration(theta: np.ndarray, d: dict) -> np.ndarray:
 def reference_logp(x: dict, d: dict) -> float:
     """Log density in the unconstrained space (log omega, log sigmas), up to a constant."""
     p = ORAL
-    allo = np.log(d["wt"] / 70.0)[:, None] * p["allo_exp"][None, :]
-    theta = np.exp(x["mu"] + allo + x["omega"] * x["eta"])
+    theta = np.exp(x["mu"] + log_offsets("oral", d) + x["omega"] * x["eta"])
     f = concentration(theta, d)
     sd = np.sqrt(x["sigma_add"] ** 2 + (x["sigma_prop"] * f) ** 2)
     lp = stats.norm.logpdf(x["mu"], p["mu_loc"], p["mu_scale"]).sum()

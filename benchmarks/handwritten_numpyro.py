@@ -59,12 +59,16 @@ def compile_seconds() -> float:
 from peer_data import BERGMAN, ORAL, load_bergman, load_oral  # noqa: E402
 
 
-def _solve(rhs, y0, ts, args, dt0, rtol, atol):
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(rhs), diffrax.Tsit5(), t0=0.0, t1=ts[-1], dt0=dt0, y0=y0, args=args,
-        saveat=diffrax.SaveAt(ts=ts), stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+def _tsit5(rhs, y0, t0, t1, saveat, args, dt0, rtol, atol):
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(rhs), diffrax.Tsit5(), t0=t0, t1=t1, dt0=dt0, y0=y0, args=args,
+        saveat=saveat, stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         max_steps=4096, throw=False,
     )  # fmt: skip
+
+
+def _solve(rhs, y0, ts, args, dt0, rtol, atol):
+    sol = _tsit5(rhs, y0, 0.0, ts[-1], diffrax.SaveAt(ts=ts), args, dt0, rtol, atol)
     return sol.ys, sol.result == diffrax.RESULTS.successful
 
 
@@ -80,12 +84,8 @@ def _oral_patient(th, dose, ts):
 
 def _solve_segment(rhs, y0, t0, t1, ts, args, dt0, rtol, atol):
     """States at ``ts`` (clipped into [t0, t1]) and at ``t1``, from ``y0`` at ``t0``."""
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(rhs), diffrax.Tsit5(), t0=t0, t1=t1, dt0=dt0, y0=y0, args=args,
-        saveat=diffrax.SaveAt(ts=jnp.clip(ts, t0, t1), t1=True),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), max_steps=4096,
-        throw=False,
-    )  # fmt: skip
+    saveat = diffrax.SaveAt(ts=jnp.clip(ts, t0, t1), t1=True)
+    sol = _tsit5(rhs, y0, t0, t1, saveat, args, dt0, rtol, atol)
     return sol.ys[:-1], sol.ys[-1], sol.result == diffrax.RESULTS.successful
 
 

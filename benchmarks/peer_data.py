@@ -30,6 +30,14 @@ BERGMAN = dict(
 )
 
 
+def log_offsets(kind: str, d: dict) -> np.ndarray | float:
+    """Covariate offsets of the log parameters (P, K): allometric weight scaling for the
+    oral model, none (0) for Bergman. ``log theta = mu + offset + omega * eta``."""
+    if kind != "oral":
+        return 0.0
+    return np.log(d["wt"] / 70.0)[:, None] * ORAL["allo_exp"][None, :]
+
+
 def _obs_arrays(df: pd.DataFrame):
     """Observations per patient as padded (P, T) arrays with a mask."""
     obs = df[df["evid"] == 0]

@@ -85,10 +85,9 @@ def oral_model(d):
         else:  # several doses: added to the depot at the start of their grid step
             jumps = np.zeros((n_steps, n_pat, 2))
             dose_idx = _grid_index(d["dose_times"], np.ones_like(d["dose_times"], bool), ORAL_DT)
-            for i in range(n_pat):
-                for m, a in zip(dose_idx[i], d["dose_amts"][i], strict=True):
-                    if m < n_steps:
-                        jumps[m, i, 0] += a
+            rows = np.broadcast_to(np.arange(n_pat)[:, None], dose_idx.shape)
+            given = dose_idx < n_steps  # a dose after the last sample changes nothing
+            np.add.at(jumps, (dose_idx[given], rows[given], 0), d["dose_amts"][given])
             ys = _rk4(f, pt.zeros((n_pat, 2)), n_steps, ORAL_DT, sequences=(pt.as_tensor(jumps),),
                       non_sequences=(ka, k), jump=True)  # fmt: skip
         rows = np.broadcast_to(np.arange(n_pat)[:, None], idx.shape)

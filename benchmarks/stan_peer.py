@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from peer_data import BERGMAN, ORAL, load_bergman, load_oral
+from peer_data import BERGMAN, ORAL, load_bergman, load_oral, log_offsets
 
 ORAL_STAN = """
 functions {
@@ -237,11 +237,7 @@ def warm_start_inits(kind: str, csv, start: dict, chains: int) -> list[dict]:
     ``eta = (log theta - mu - allometric offset) / omega``. Chain ``c`` starts at draw ``c``,
     so the chains start apart, as R-hat needs.
     """
-    d = load_oral(csv) if kind == "oral" else load_bergman(csv)
-    p = ORAL if kind == "oral" else BERGMAN
-    offset = 0.0
-    if kind == "oral":
-        offset = np.log(d["wt"] / 70.0)[:, None] * p["allo_exp"][None, :]
+    offset = log_offsets(kind, load_oral(csv) if kind == "oral" else load_bergman(csv))
     if np.shape(start["theta"])[0] < chains:
         raise ValueError(f"warm start has {np.shape(start['theta'])[0]} draws, {chains} chains")
     inits = []
