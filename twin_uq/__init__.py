@@ -43,10 +43,19 @@ _LAZY: dict[str, str] = {
     "Schedule": "twin_uq.simulate.schedule",
     "Signal": "twin_uq.simulate.schedule",
     "audit": "twin_uq.audit",
-    "CohortPosterior": "twin_uq.inference",
-    "PopulationModel": "twin_uq.inference",
-    "fit": "twin_uq.inference",
-    "load_posterior": "twin_uq.inference",
+    "CohortPosterior": "twin_uq.posterior",
+    "PatientPosterior": "twin_uq.posterior",
+    "PosteriorLoadError": "twin_uq.posterior",
+    "TwinUQError": "twin_uq.errors",
+    "PopulationModel": "twin_uq.inference.population",
+    "FitMethod": "twin_uq.inference.methods",
+    "NUTS": "twin_uq.inference.methods",
+    "SVI": "twin_uq.inference.methods",
+    "Laplace": "twin_uq.inference.methods",
+    "PyMC": "twin_uq.inference.methods",
+    "TwoStage": "twin_uq.distributed.twostage",
+    "fit": "twin_uq.inference.fit",
+    "load_posterior": "twin_uq.posterior",
     "Design": "twin_uq.simulate.synthetic",
     "SimulatedCohort": "twin_uq.simulate.synthetic",
     "simulate_cohort": "twin_uq.simulate.synthetic",
@@ -104,12 +113,16 @@ if TYPE_CHECKING:  # what static tools and IDEs see
         CohortError as CohortError,
         read_cohort as read_cohort,
     )
-    from twin_uq.inference import (
-        CohortPosterior as CohortPosterior,
-        PopulationModel as PopulationModel,
-        fit as fit,
-        load_posterior as load_posterior,
+    from twin_uq.errors import TwinUQError as TwinUQError
+    from twin_uq.inference.fit import fit as fit
+    from twin_uq.inference.methods import (
+        NUTS as NUTS,
+        SVI as SVI,
+        FitMethod as FitMethod,
+        Laplace as Laplace,
+        PyMC as PyMC,
     )
+    from twin_uq.inference.population import PopulationModel as PopulationModel
     from twin_uq.model.base import (
         Allometric as Allometric,
         Model as Model,
@@ -119,6 +132,12 @@ if TYPE_CHECKING:  # what static tools and IDEs see
         SolverSettings as SolverSettings,
     )
     from twin_uq.model.load import list_models as list_models, load_model as load_model
+    from twin_uq.posterior import (
+        CohortPosterior as CohortPosterior,
+        PatientPosterior as PatientPosterior,
+        PosteriorLoadError as PosteriorLoadError,
+        load_posterior as load_posterior,
+    )
     from twin_uq.simulate import Trajectory as Trajectory, simulate as simulate
     from twin_uq.simulate.schedule import (
         Bolus as Bolus,

@@ -7,7 +7,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from twin_uq.distributed import IncompleteResultError, get_client, map_replicates  # noqa: E402
-from twin_uq.distributed.twostage import check_complete  # noqa: E402
+from twin_uq.distributed.assemble import check_complete  # noqa: E402
 
 
 def _square_or_fail(x):

@@ -22,7 +22,7 @@ import pytest
 import xarray as xr
 
 from twin_uq._atomic import _host_tag, exchange, remove_stale_temporaries
-from twin_uq.inference.posterior import CohortPosterior, load_posterior
+from twin_uq.posterior import CohortPosterior, load_posterior
 
 FORMATS = (".nc", ".zarr")
 
@@ -130,7 +130,7 @@ def test_exchange_swaps_two_folders(tmp_path):
 _SERVER = r"""
 import os, sys
 import xarray as xr
-from twin_uq.inference.posterior import CohortPosterior
+from twin_uq.posterior import CohortPosterior
 
 new = CohortPosterior(xr.open_datatree(sys.argv[1], engine="h5netcdf").load(), None, None, None)
 if sys.argv[2].endswith(".nc"):  # warm up (lazy imports) so that children only write

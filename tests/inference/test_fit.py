@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 import twin_uq as tq
-from twin_uq.inference import PosteriorLoadError
+from twin_uq.posterior import PosteriorLoadError
 
 
 def test_idata_has_named_dims_and_groups(oral_fit, oral_sim):

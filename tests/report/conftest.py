@@ -13,7 +13,7 @@ import pytest
 import xarray as xr
 
 from twin_uq.data import read_cohort
-from twin_uq.inference import CohortPosterior
+from twin_uq.posterior import CohortPosterior
 from twin_uq.inference.prepare import prepare_fit
 
 BROWSER_ARGS = [

@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 import twin_uq as tq
-from twin_uq.inference import CohortPosterior
+from twin_uq.posterior import CohortPosterior
 from twin_uq.trust import Status, TrustThresholds, assess_cohort, assess_patient
 
 # The shared fixture is a short run (2 x 400 draws) that misses the strict default

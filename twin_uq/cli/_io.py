@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from twin_uq.data import Cohort
-    from twin_uq.inference import CohortPosterior
+    from twin_uq.posterior import CohortPosterior
 
 __all__ = ["load_fit", "read_patient_rows", "read_schedule", "write_dataset"]
 
@@ -24,7 +24,7 @@ _SCHEDULE_ID = "__schedule__"
 
 def load_fit(path: Path, model: str | None = None) -> CohortPosterior:
     """Load a fit file written by ``twin-uq fit`` (or ``post.save``)."""
-    from twin_uq.inference import load_posterior
+    from twin_uq.posterior import load_posterior
 
     existing_file(path, "Fit file")
     return load_posterior(path, model=model)

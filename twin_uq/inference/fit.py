@@ -1,106 +1,132 @@
-"""``tq.fit``: the one front door to fitting a cohort."""
+"""``tq.fit``: the one front door to fitting a cohort.
+
+``tq.fit(model, cohort, population=PopulationModel(...), method=NUTS(...), seed=0)``: the
+population model says *what* is fitted, the method object *how* (see
+:mod:`twin_uq.inference.methods`). The keyword arguments of earlier releases (``chains=``,
+``covariate_effects=``, ``backend=``, ``cluster=`` ...) still work: they build the same
+objects, so a fit gives the same draws either way.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-import jax
 import pandas as pd
 
 from twin_uq.data import Cohort, read_cohort
-from twin_uq.distributed.twostage import fit_from_fit_args
-from twin_uq.inference.backends import BackendResult, run_laplace, run_nuts, run_svi
-from twin_uq.inference.idata import build_idata
-from twin_uq.inference.nuts_kernel import CHAIN_METHODS
+from twin_uq.inference.methods import (
+    NUTS,
+    SVI,
+    FitMethod,
+    FitSettings,
+    FitSettingsError,
+    Laplace,
+    PyMC,
+)
 from twin_uq.inference.population import PopulationModel
-from twin_uq.inference.posterior import CohortPosterior
-from twin_uq.inference.postprocess import derive_draw_quantities
-from twin_uq.inference.prepare import prepare_fit
-from twin_uq.inference.solver_check import check_fit_draws
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.model.load import load_model
+from twin_uq.posterior.cohort import CohortPosterior
 
-__all__ = ["FitSettings", "fit"]
+__all__ = ["FitSettings", "fit", "method_from_options"]
 
+#: String shortcuts of the one-machine methods (the command line's ``--method``).
 METHODS = ("nuts", "svi", "laplace")
 
-
-@dataclass(frozen=True)
-class FitSettings:
-    """Settings of a fit, stored with the result for reproducibility."""
-
-    method: str = "nuts"
-    chains: int = 4
-    warmup: int = 1000
-    draws: int = 1000
-    seed: int = 0
-    target_accept: float = 0.9
-    max_tree_depth: int = 10
-    dense_mass: bool = False
-    svi_steps: int = 3000
-    learning_rate: float = 0.01
-    guide: str = "lowrank"
-    chain_method: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"Unknown method {self.method!r}; choose one of {METHODS}.")
-        if self.chain_method not in CHAIN_METHODS:
-            raise ValueError(
-                f"chain_method must be one of {CHAIN_METHODS}, got {self.chain_method!r}."
-            )
-        for name in ("chains", "draws", "svi_steps", "max_tree_depth"):
-            if not _whole(getattr(self, name), 1):
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
-        if not _whole(self.warmup, 0):
-            raise ValueError(f"warmup must be an integer >= 0, got {self.warmup!r}.")
-        if not 0.0 < self.target_accept < 1.0:
-            raise ValueError(f"target_accept must lie in (0, 1), got {self.target_accept}.")
+# Population-model keywords of the flat signature, and the method keywords.
+_POPULATION_KEYS = ("covariate_effects", "correlation", "centering", "error", "priors")
+_METHOD_KEYS = (
+    "chains", "warmup", "draws", "target_accept", "max_tree_depth", "dense_mass", "svi_steps",
+    "learning_rate", "guide", "chain_method", "backend", "sampler", "cluster",
+)  # fmt: skip
 
 
-def _whole(value: object, low: int) -> bool:
-    """Whether ``value`` is a whole number >= ``low`` (``3`` and ``3.0``; not ``2.5``, ``True``)."""
-    if isinstance(value, bool):
-        return False
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-    return number.is_integer() and number >= low
+def method_from_options(method: str = "nuts", **options: Any) -> FitMethod:
+    """The method object for a string shortcut and the flat keyword options.
+
+    ``method`` is ``"nuts"``, ``"svi"`` or ``"laplace"``; ``backend="pymc"`` (with
+    ``sampler=``) gives :class:`PyMC`; ``cluster=`` gives
+    :class:`twin_uq.distributed.TwoStage` with this method for stage 1. Options that the
+    chosen method does not use are refused, naming them.
+    """
+    opts = dict(options)
+    backend = opts.pop("backend", "numpyro")
+    sampler = opts.pop("sampler", None)
+    cluster = opts.pop("cluster", None)
+    if method not in METHODS:
+        raise FitSettingsError(f"Unknown method {method!r}; choose one of {METHODS}.")
+    if backend not in ("numpyro", "pymc"):
+        raise FitSettingsError(f"Unknown backend {backend!r}; choose 'numpyro' or 'pymc'.")
+    if backend == "pymc":
+        if method != "nuts":
+            raise FitSettingsError(f"backend='pymc' supports method='nuts' only, got {method!r}.")
+        if cluster is not None:
+            raise FitSettingsError("cluster= supports backend='numpyro' only.")
+        built: FitMethod = _build(
+            PyMC, opts, sampler=sampler, names=("chains", "warmup", "draws", "target_accept",
+                                                "max_tree_depth"),
+        )  # fmt: skip
+    elif method == "nuts":
+        names = ("chains", "warmup", "draws", "target_accept", "max_tree_depth", "dense_mass",
+                 "chain_method")  # fmt: skip
+        built = _build(NUTS, opts, names=names)
+    elif method == "svi":
+        built = _build(SVI, _renamed(opts), names=("steps", "learning_rate", "guide", "draws"))
+    else:
+        built = _build(Laplace, _renamed(opts), names=("steps", "learning_rate", "draws"))
+    if cluster is not None:
+        import twin_uq  # the distributed layer sits above inference: resolved at call time
+
+        return twin_uq.TwoStage(cluster=cluster, population_method=built)
+    return built
+
+
+def _renamed(opts: dict[str, Any]) -> dict[str, Any]:
+    out = dict(opts)
+    if "svi_steps" in out:
+        out["steps"] = out.pop("svi_steps")
+    return out
+
+
+# Flat-signature defaults that a method which does not use them may silently receive.
+_IGNORED_DEFAULTS = {
+    "chains": 4, "warmup": 1000, "target_accept": 0.9, "max_tree_depth": 10,
+    "dense_mass": False, "steps": 3000, "learning_rate": 0.01, "guide": "lowrank",
+    "chain_method": "auto",
+}  # fmt: skip
+
+
+def _build(cls, opts: dict[str, Any], *, names: tuple[str, ...], sampler: str | None = None):
+    used = {k: v for k, v in opts.items() if k in names}
+    unused = sorted(k for k, v in opts.items() if k not in names and _IGNORED_DEFAULTS.get(k) != v)
+    if unused:
+        raise FitSettingsError(
+            f"method {cls.name!r} ({cls.__name__}) does not use {', '.join(unused)}; "
+            f"its settings are {', '.join(names)}."
+        )
+    if sampler is not None:
+        used["sampler"] = sampler
+    return cls(**used)
 
 
 def fit(
     model: str | Path | Model,
     cohort: Cohort | str | Path | pd.DataFrame,
     *,
-    method: str = "nuts",
-    chains: int = 4,
-    warmup: int = 1000,
-    draws: int = 1000,
+    population: PopulationModel | None = None,
+    method: FitMethod | str = "nuts",
     seed: int = 0,
+    solver: SolverSettings | None = None,
+    progress: bool | None = None,
     covariate_effects: Mapping[str, Sequence[str]] | None = None,
-    correlation: str = "diagonal",
-    centering: float | str = "auto",
+    correlation: str | None = None,
+    centering: float | str | None = None,
     error: Mapping[str, str] | None = None,
     priors: Mapping[str, object] | None = None,
-    solver: SolverSettings | None = None,
-    target_accept: float = 0.9,
-    max_tree_depth: int = 10,
-    dense_mass: bool = False,
-    svi_steps: int = 3000,
-    learning_rate: float = 0.01,
-    guide: str = "lowrank",
-    chain_method: str = "auto",
-    progress: bool | None = None,
-    backend: str = "numpyro",
-    sampler: str = "pymc",
-    cluster: object = None,
+    **method_options: Any,
 ) -> CohortPosterior:
     """Fit a hierarchical Bayesian model to every patient of a cohort at once.
 
@@ -110,161 +136,82 @@ def fit(
         A built-in model name, a path to a model file, or a :class:`Model`.
     cohort
         A :class:`Cohort`, or anything :func:`twin_uq.read_cohort` reads.
+    population
+        The population model (:class:`PopulationModel`): covariate effects, correlation,
+        centring, residual error, priors. Default: the model's own defaults.
     method
-        ``"nuts"`` (exact MCMC, default), ``"svi"`` (variational, approximate) or
-        ``"laplace"`` (MAP + Hessian, approximate). Approximate methods are labelled so in
-        every output.
-    chains, warmup, draws, seed
-        MCMC settings; chains run in parallel on CPU cores. For SVI/Laplace, ``draws`` is
-        the number of draws from the approximation (one "chain").
-    covariate_effects, correlation, centering, error, priors
-        The population model, see :class:`PopulationModel`.
+        A fit method object: :class:`NUTS` (exact MCMC, default), :class:`SVI` or
+        :class:`Laplace` (approximate, labelled so in every output), :class:`PyMC` (the
+        second backend), :class:`twin_uq.distributed.TwoStage` (large cohorts on Dask);
+        or the shortcut ``"nuts"``, ``"svi"``, ``"laplace"``.
+    seed
+        Seeds the method and the posterior predictive replicates.
 
     Rarely needed
     -------------
     solver
         Override the model's ODE solver settings.
-    target_accept, max_tree_depth, dense_mass
-        NUTS tuning.
-    svi_steps, learning_rate, guide
-        Optimisation settings of SVI/Laplace; ``guide`` is ``"lowrank"`` or ``"mvn"``.
-    chain_method
-        How NUTS chains share the hardware: ``"parallel"`` (one chain per device, the CPU
-        default), ``"vectorized"`` (all chains batched on one device, the default on a
-        single GPU) or ``"auto"``.
     progress
         Show a progress bar (default: when running in a terminal).
-    backend, sampler
-        ``backend="pymc"`` compiles the same population model to PyMC and samples it with
-        ``sampler`` = ``"pymc"``, ``"nutpie"``, ``"numpyro"`` or ``"blackjax"`` (NUTS only;
-        see :mod:`twin_uq.inference.pymc_backend`).
+    covariate_effects, correlation, centering, error, priors
+        The population model as keywords (instead of ``population=``).
+    **method_options
+        With a string ``method``: that method's settings as keywords (``chains``,
+        ``warmup``, ``draws``, ``target_accept``, ``max_tree_depth``, ``dense_mass``,
+        ``chain_method``; ``svi_steps``, ``learning_rate``, ``guide``), ``backend="pymc"``
+        with ``sampler=``, or ``cluster=`` for a two-stage fit.
 
     Returns
     -------
     CohortPosterior
     """
-    if cluster is not None:  # two-stage fit on Dask workers (twin_uq.distributed)
-        return fit_from_fit_args(locals())
-    settings = FitSettings(
-        method=method,
-        chains=chains,
-        warmup=warmup,
-        draws=draws,
-        seed=seed,
-        target_accept=target_accept,
-        max_tree_depth=max_tree_depth,
-        dense_mass=dense_mass,
-        svi_steps=svi_steps,
-        learning_rate=learning_rate,
-        guide=guide,
-        chain_method=chain_method,
-    )
+    unknown = sorted(set(method_options) - set(_METHOD_KEYS))
+    if unknown:
+        raise TypeError(f"fit() got unexpected keyword argument(s): {', '.join(unknown)}.")
+    if isinstance(method, FitMethod):
+        if method_options:
+            raise FitSettingsError(
+                f"method={type(method).__name__}(...) carries its own settings; pass "
+                f"{', '.join(sorted(method_options))} to it instead of to fit()."
+            )
+        chosen = method
+    else:
+        chosen = method_from_options(method, **method_options)
     model = load_model(model)
     if not isinstance(cohort, Cohort):
         cohort = read_cohort(cohort)
-    spec = PopulationModel(
+    spec = _population(model, population, covariate_effects, correlation, centering, error, priors)
+    if progress is None:
+        progress = os.isatty(2) if hasattr(os, "isatty") else False
+    return chosen.fit_cohort(spec, cohort, solver=solver, seed=seed, progress=progress)
+
+
+def _population(model, population, covariate_effects, correlation, centering, error, priors):
+    flat = {
+        "covariate_effects": covariate_effects,
+        "correlation": correlation,
+        "centering": centering,
+        "error": error,
+        "priors": priors,
+    }
+    given = {k: v for k, v in flat.items() if v is not None}
+    if population is not None:
+        if given:
+            raise FitSettingsError(
+                f"population=PopulationModel(...) carries the population model; pass "
+                f"{', '.join(sorted(given))} to it instead of to fit()."
+            )
+        if population.model is not model and population.model.name != model.name:
+            raise FitSettingsError(
+                f"population= is a population model of {population.model.name!r}, but the "
+                f"model fitted is {model.name!r}."
+            )
+        return population
+    return PopulationModel(
         model=model,
         covariate_effects=dict(covariate_effects or {}),
-        correlation=correlation,
-        centering=centering,
+        correlation=correlation or "diagonal",
+        centering="auto" if centering is None else centering,
         error=dict(error or {}),
         priors=dict(priors or {}),
     )
-    if progress is None:
-        progress = os.isatty(2) if hasattr(os, "isatty") else False
-    prepared = prepare_fit(spec, cohort, solver)
-    args = (prepared.data, prepared.priors)
-    init = prepared.init_values()
-    key = jax.random.key(seed)
-    k_fit, k_post = jax.random.split(key)
-    result: BackendResult
-    if backend not in ("numpyro", "pymc"):
-        raise ValueError(f"Unknown backend {backend!r}; choose 'numpyro' or 'pymc'.")
-    if backend == "pymc":
-        if method != "nuts":
-            raise ValueError(f"backend='pymc' supports method='nuts' only, got {method!r}.")
-        from twin_uq.inference.pymc_backend import run_pymc
-
-        result = run_pymc(
-            prepared, sampler=sampler, chains=chains, warmup=warmup, draws=draws, seed=seed,
-            target_accept=target_accept, max_tree_depth=max_tree_depth, progress=progress,
-        )  # fmt: skip
-    elif method == "nuts":
-        result = run_nuts(
-            prepared.structure, prepared.data, prepared.priors, init, key=k_fit, chains=chains,
-            warmup=warmup, draws=draws, target_accept=target_accept,
-            max_tree_depth=max_tree_depth, dense_mass=dense_mass, chain_method=chain_method,
-            mass=prepared.posterior_variance_guess(),
-        )  # fmt: skip
-    elif method == "svi":
-        with _explained_invalid_start(prepared, init, method):
-            result = run_svi(
-                prepared.structure,
-                args,
-                init,
-                key=k_fit,
-                draws=draws,
-                steps=svi_steps,
-                learning_rate=learning_rate,
-                guide=guide,
-                progress=progress,
-            )
-    else:
-        with _explained_invalid_start(prepared, init, method):
-            result = run_laplace(
-                prepared.structure,
-                args,
-                init,
-                key=k_fit,
-                draws=draws,
-                steps=svi_steps,
-                learning_rate=learning_rate,
-                progress=progress,
-            )
-    t0 = time.perf_counter()
-    derived = derive_draw_quantities(prepared.structure, result.samples, prepared.data, k_post)
-    result.timings["postprocess"] = time.perf_counter() - t0
-    check = check_fit_draws(prepared, result.samples, derived)
-    idata = build_idata(prepared, result, derived, settings_json=json.dumps(asdict(settings)))
-    if check is not None:
-        idata.attrs["fixed_step_check"] = json.dumps(check)
-    return CohortPosterior(idata=idata, model=model, cohort=cohort, prepared=prepared)
-
-
-@contextlib.contextmanager
-def _explained_invalid_start(prepared, init: Mapping[str, object], method: str):
-    """Turn NumPyro's bare "Cannot find valid initial parameters" into a diagnosis.
-
-    The optimisers start every patient at the population median; when the log density is
-    not finite there, the patients whose solve fails or whose likelihood is not finite at
-    that point are named (computed only on failure, so a good fit pays nothing).
-    """
-    try:
-        yield
-    except RuntimeError as err:
-        if "Cannot find valid initial parameters" not in str(err):
-            raise
-        import numpy as np
-
-        from twin_uq.inference.likelihood import cohort_loglik
-        from twin_uq.inference.postprocess import residual_from_draw
-
-        data, structure = prepared.data, prepared.structure
-        theta = np.exp(np.asarray(data.allometric) + np.asarray(init["mu"]))
-        residual = residual_from_draw(structure, dict(init), data.error_code.shape[0])
-        ll, ok = cohort_loglik(structure.model, structure.settings, theta, data, residual)
-        bad_mask = ~np.asarray(ok) | ~np.isfinite(np.asarray(ll).sum(axis=1))
-        ids = [pid for pid, b in zip(prepared.cohort.ids, bad_mask, strict=True) if b]
-        shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
-        who = (
-            f"patients whose model solve fails or whose likelihood is not finite there: {shown} "
-            f"(of {len(bad_mask)})"
-            if ids
-            else "every patient's likelihood is finite there, so a prior or residual term is not"
-        )
-        raise RuntimeError(
-            f"method={method!r} could not start: the log density is not finite at the starting "
-            f"point (every patient at the population median of the priors); {who}. Check the "
-            "model's equations for NaN/inf (simulate one patient with tq.simulate) and the "
-            "priors' medians."
-        ) from err

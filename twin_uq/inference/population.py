@@ -20,8 +20,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import equinox as eqx
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from jaxtyping import Array, Float, Int
 
 from twin_uq.data import Cohort
 from twin_uq.inference.residual import ERROR_CODES, ERROR_KINDS
@@ -182,6 +185,36 @@ class CovariateDesign:
     def effect_labels(self) -> tuple[str, ...]:
         """``"CL~AGE"`` style labels of the estimated coefficients."""
         return tuple(f"{p}~{t}" for p, t in self.effects)
+
+    def as_arrays(self, parameter_names: tuple[str, ...]) -> CovariateArrays:
+        """The JAX arrays the population mean is computed from (see :class:`CovariateArrays`)."""
+        effect_param = [parameter_names.index(p) for p, _ in self.effects]
+        effect_term = [self.terms.index(t) for _, t in self.effects]
+        return CovariateArrays(
+            design=jnp.asarray(self.matrix, dtype=float),
+            effect_param=jnp.asarray(np.array(effect_param, dtype=np.int32)),
+            effect_term=jnp.asarray(np.array(effect_term, dtype=np.int32)),
+            allometric=jnp.asarray(self.allometric),
+        )
+
+
+class CovariateArrays(eqx.Module):
+    """What each patient's population mean of log parameters is computed from.
+
+    Attributes
+    ----------
+    design
+        ``(P, Q)`` covariate design matrix.
+    effect_param, effect_term
+        ``(E,)`` parameter and design-column index of each covariate coefficient.
+    allometric
+        ``(P, K)`` fixed allometric log offsets.
+    """
+
+    design: Float[Array, "P Q"]
+    effect_param: Int[Array, " E"]
+    effect_term: Int[Array, " E"]
+    allometric: Float[Array, "P K"]
 
 
 def build_covariate_design(spec: PopulationModel, cohort: Cohort) -> CovariateDesign:

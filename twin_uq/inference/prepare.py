@@ -178,16 +178,13 @@ def prepare_fit(
     arrays = cohort.for_model(model)
     settings = (settings or model.solver).covering(np.asarray(arrays.obs_time))
     design = build_covariate_design(spec, cohort)
-    effect_param = np.array(
-        [model.parameter_names.index(p) for p, _ in design.effects], dtype=np.int32
-    )
-    effect_term = np.array([design.terms.index(t) for _, t in design.effects], dtype=np.int32)
+    covariate_arrays = design.as_arrays(model.parameter_names)
     data = FitData(
         arrays=arrays,
-        design=jnp.asarray(design.matrix, dtype=float),
-        effect_param=jnp.asarray(effect_param),
-        effect_term=jnp.asarray(effect_term),
-        allometric=jnp.asarray(design.allometric),
+        design=covariate_arrays.design,
+        effect_param=covariate_arrays.effect_param,
+        effect_term=covariate_arrays.effect_term,
+        allometric=covariate_arrays.allometric,
         error_code=jnp.asarray(spec.error_codes()),
         centering=jnp.zeros((cohort.n_patients, len(model.parameters))),
     )

@@ -14,7 +14,7 @@ An error of ``d`` residual SDs shared by all ``N`` observations of a cohort move
 population estimate by up to about ``d * sqrt(N)`` posterior SDs. The check passes when
 the largest error is below ``0.1 / sqrt(N)`` residual SDs, so that even a systematic error
 moves no estimate by more than a tenth of its posterior SD; otherwise
-:meth:`twin_uq.inference.posterior.CohortPosterior.diagnostics` says so and the fit is not
+:meth:`twin_uq.posterior.CohortPosterior.diagnostics` says so and the fit is not
 "converged".
 """
 

@@ -86,8 +86,8 @@ def heldout_predictive(
     if max_draws is not None and theta.shape[0] > max_draws:
         idx = np.linspace(0, theta.shape[0] - 1, max_draws).round().astype(int)
     theta = theta[idx]
-    arrays = post.prepared.data.arrays
-    model, settings = post.model, post.prepared.structure.settings
+    arrays = post.arrays
+    model, settings = post.model, post.solver
     settings = settings.covering(np.asarray(times, float))
     times = jnp.asarray(times, float)
     outputs = np.asarray(outputs, int)
@@ -101,7 +101,7 @@ def heldout_predictive(
     f = np.take_along_axis(np.asarray(f_all), outputs[None, :, :, None], axis=-1)[..., 0]
     add, prop, nu = _residual_arrays(post)
     add, prop, nu = add[idx], prop[idx], nu[idx]
-    code = np.asarray(post.prepared.data.error_code)[outputs]  # (P, T)
+    code = post.error_codes[outputs]  # (P, T)
     a = add[:, outputs]  # (S, P, T)
     b = prop[:, outputs]
     y = _noisy(

@@ -8,11 +8,9 @@ immutable: :meth:`PosteriorTwin.update` returns a new twin.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as _dt
 import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import arviz_stats as azs
@@ -22,18 +20,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from twin_uq.data import Cohort, read_cohort
+from twin_uq.data import Cohort
 from twin_uq.model.base import Model, SolverSettings
+from twin_uq.posterior.patient import PatientPosterior, UnknownPatientError
+from twin_uq.posterior.population import PopulationDraws
 from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal
+from twin_uq.twin.conditioning import update_twin
 from twin_uq.twin.criteria import Criterion, Event, event_grid
 from twin_uq.twin.engine import _bucket, bucket_schedule, predict_draws
-from twin_uq.twin.population import (
-    PopulationDraws,
-    _frozen,
-    model_covariates,
-    patient_population,
-    population_for_covariates,
-)
+from twin_uq.twin.inputs import check_doses, check_interval, check_times, scaled_schedule
 from twin_uq.twin.results import (
     DoseRecommendation,
     ProbabilityResult,
@@ -41,55 +36,13 @@ from twin_uq.twin.results import (
     WhatIfResult,
     beta_interval,
 )
-from twin_uq.twin.update import UpdateData, patient_arrays, run_importance, run_update
 
 if TYPE_CHECKING:
-    from twin_uq.inference.posterior import CohortPosterior
+    from twin_uq.posterior.cohort import CohortPosterior
 
 __all__ = ["PosteriorTwin", "UnknownPatientError", "simulate_patient"]
 
 ScheduleLike = Schedule | Sequence[Bolus | Infusion]
-
-
-class UnknownPatientError(KeyError):
-    """A patient id that the fit does not contain (the message lists close matches)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-def _check_interval(interval: float) -> float:
-    interval = float(interval)
-    if not 0.0 < interval < 1.0:
-        raise ValueError(f"interval must lie strictly between 0 and 1, got {interval}.")
-    return interval
-
-
-def _check_times(times: object) -> np.ndarray:
-    t = np.asarray(times, dtype=float).reshape(-1) if np.ndim(times) <= 1 else None
-    if t is None or t.size == 0:
-        raise ValueError(f"times must be a non-empty 1-D sequence of times >= 0; got {times!r}.")
-    if not np.all(np.isfinite(t)):
-        raise ValueError("times must be finite (found NaN or inf).")
-    if np.any(t < 0):
-        raise ValueError(
-            f"times must be >= 0 (simulation starts at t = 0); got {t[t < 0][:3].tolist()}."
-        )
-    return t
-
-
-def _observations(arrays, index: int, model: Model) -> pd.DataFrame:
-    mask = np.asarray(arrays.obs_mask[index])
-    out = np.asarray(arrays.obs_output[index])[mask]
-    return pd.DataFrame(
-        {
-            "time": np.asarray(arrays.obs_time[index])[mask],
-            "output": [model.output_names[k] for k in out],
-            "value": np.asarray(arrays.obs_value[index])[mask],
-            "censored": np.asarray(arrays.obs_censored[index])[mask],
-            "lloq": np.asarray(arrays.obs_lloq[index])[mask],
-        }
-    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,47 +106,36 @@ class PosteriorTwin:
     # ---- construction ------------------------------------------------------------------
     @classmethod
     def from_posterior(cls, post: CohortPosterior, patient_id: object) -> PosteriorTwin:
-        """The twin of a fitted patient.
+        """The twin of a fitted patient (``post.twin(patient_id)``).
 
         Raises
         ------
         UnknownPatientError
             (a ``KeyError``) for an id not in the fit, naming close matches.
         """
-        pid = str(patient_id)
-        ids = tuple(post.patient_ids)
-        if pid not in ids:
-            close = difflib.get_close_matches(pid, ids, n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise UnknownPatientError(
-                f"No patient {pid!r} in this fit ({len(ids)} patients, e.g. "
-                f"{', '.join(map(repr, ids[:5]))}).{hint}"
-            )
-        i = ids.index(pid)
-        model = post.model
-        ds = post.posterior
-        th = ds["theta"].sel(patient=pid, parameter=list(model.parameter_names))
-        th = th.transpose("chain", "draw", "parameter").values
-        pop = patient_population(post, i)
-        arrays = post.prepared.data.arrays
-        cov = post.cohort.covariates
+        return cls.from_view(post.patient(patient_id))
+
+    @classmethod
+    def from_view(cls, view: PatientPosterior) -> PosteriorTwin:
+        """The twin of one patient's posterior view (see :meth:`CohortPosterior.patient`)."""
         return cls(
-            patient_id=pid,
-            model=model,
-            settings=post.prepared.structure.settings,
-            theta=_frozen(th.reshape(-1, th.shape[-1])),
-            add=pop.add,
-            prop=pop.prop,
-            nu=pop.nu,
-            n_chains=int(ds.sizes["chain"]),
-            covariates=_frozen(np.asarray(arrays.covariates[i])),
-            baseline=dict(cov.loc[pid]) if pid in cov.index else {},
-            schedule=post.cohort.schedule(pid, signals=model.signals),
-            observations=_observations(arrays, i, model),
-            table=post.cohort.table[post.cohort.table["id"] == pid].copy(),
-            population=pop,
-            error_code=_frozen(np.asarray(post.prepared.data.error_code)),
-            approximate=post.approximate,
+            patient_id=view.patient_id,
+            model=view.model,
+            settings=view.settings,
+            theta=view.theta,
+            add=view.add,
+            prop=view.prop,
+            nu=view.nu,
+            n_chains=view.n_chains,
+            covariates=view.covariates,
+            baseline=view.baseline,
+            schedule=view.schedule,
+            observations=view.observations,
+            table=view.table,
+            population=view.population,
+            error_code=view.error_code,
+            approximate=view.approximate,
+            population_only=view.population_only,
         )
 
     # ---- facts -------------------------------------------------------------------------
@@ -210,7 +152,7 @@ class PosteriorTwin:
 
     def parameters(self, interval: float = 0.9) -> pd.DataFrame:
         """Posterior median and central interval of each individual parameter."""
-        interval = _check_interval(interval)
+        interval = check_interval(interval)
         a = (1 - interval) / 2
         q = np.quantile(self.theta, [0.5, a, 1 - a], axis=0)
         return pd.DataFrame(
@@ -255,7 +197,7 @@ class PosteriorTwin:
         if sched.bolus_time.ndim != 1:
             raise ValueError("A twin takes one patient's (unbatched) Schedule.")
         if schedule is not None:
-            _check_doses(sched, self.model, label)
+            check_doses(sched, self.model, label)
         return bucket_schedule(sched)
 
     def _signals(self) -> list[Signal]:
@@ -342,8 +284,8 @@ class PosteriorTwin:
         RuntimeError
             The solver failed at every draw.
         """
-        interval = _check_interval(interval)
-        t = _check_times(times)
+        interval = check_interval(interval)
+        t = check_times(times)
         sched = self._as_schedule(schedule)
         idx = self._draw_index(draws)
         f, y, ok = self._simulate(t, sched, idx, seed)
@@ -461,7 +403,7 @@ class PosteriorTwin:
 
     def _criterion_times(self, criterion: Criterion, times, n_grid: int) -> np.ndarray:
         if times is not None:
-            t = _check_times(times)
+            t = check_times(times)
         elif criterion.statistic == "value_at":
             t = np.asarray([float(criterion.time)])  # type: ignore[arg-type]
         else:
@@ -524,7 +466,7 @@ class PosteriorTwin:
         include_noise
             Evaluate the criterion on noisy predictions instead of the noise-free trajectory.
         """
-        interval = _check_interval(interval)
+        interval = check_interval(interval)
         if criterion is None:
             if times is None:
                 raise ValueError("what_if needs times= or a criterion with a window.")
@@ -601,7 +543,7 @@ class PosteriorTwin:
                     raise ValueError(
                         f"regimen '{float(a):g}': dose amount must be finite and > 0, got {float(a):g}."
                     )
-            regimens = {f"{float(a):g}": _scaled(base, float(a)) for a in candidates}
+            regimens = {f"{float(a):g}": scaled_schedule(base, float(a)) for a in candidates}
         if not regimens:
             raise ValueError("recommend_dose needs at least one candidate.")
         if isinstance(target, Event):
@@ -655,210 +597,12 @@ class PosteriorTwin:
     ) -> PosteriorTwin:
         """Condition on new observations of this patient; returns a new twin.
 
-        The population posterior of the cohort fit is the prior (see
-        :mod:`twin_uq.twin.update`); the cohort is not refitted. The sampler is compiled
-        once per (model, settings, shapes) and reused by later updates.
-
-        Parameters
-        ----------
-        new_rows
-            Rows in the cohort table format (``id`` optional; if present it must be this
-            patient), or a :class:`Cohort` holding only this patient. Doses are allowed too.
-        chains, warmup, draws, seed
-            NUTS settings (chains run vectorised; ``chains x draws`` draws are kept).
-        method
-            ``"auto"`` (default): importance sampling from a proposal built on the current
-            posterior, accepted when its Pareto k-hat < 0.7 and its effective sample size
-            >= 400, otherwise NUTS; ``"nuts"``; ``"importance"`` (error when unreliable).
-        population_draws
-            How many population posterior draws (evenly thinned) represent the population
-            prior; the update's cost grows linearly with it.
+        See :func:`twin_uq.twin.conditioning.update_twin` for the method and parameters.
         """
-        if self.population_only:
-            raise ValueError(
-                "This twin is a population-only prediction for a new patient; fit or update "
-                "requires a fitted patient (use post.twin(id))."
-            )
-        new = _new_table(new_rows, self.patient_id, self.model)
-        combined = pd.concat([self.table, new], ignore_index=True)
-        if "output" in combined and len(self.model.outputs) == 1:
-            # One side may name the single output and the other leave it implicit.
-            combined["output"] = combined["output"].fillna(self.model.output_names[0])
-        combined = combined.sort_values("time", kind="stable").reset_index(drop=True)
-        cohort = read_cohort(combined, name=f"patient {self.patient_id} (updated)")
-        arrays = cohort.for_model(self.model)
-        obs = {
-            "time": np.asarray(arrays.obs_time[0])[np.asarray(arrays.obs_mask[0])],
-            "value": np.asarray(arrays.obs_value[0])[np.asarray(arrays.obs_mask[0])],
-            "output": np.asarray(arrays.obs_output[0])[np.asarray(arrays.obs_mask[0])],
-            "censored": np.asarray(arrays.obs_censored[0])[np.asarray(arrays.obs_mask[0])],
-            "lloq": np.asarray(arrays.obs_lloq[0])[np.asarray(arrays.obs_mask[0])],
-        }
-        schedule = bucket_schedule(cohort.schedule(self.patient_id, signals=self.model.signals))
-        pop = self.population
-        if population_draws < 1:
-            raise ValueError(f"population_draws must be >= 1, got {population_draws}.")
-        # Evenly thinned population draws (all chains) represent the population posterior.
-        keep = np.unique(
-            np.linspace(0, pop.n_draws - 1, min(population_draws, pop.n_draws)).round()
-        )
-        keep = keep.astype(int)
-        chol = pop.chol[keep]
-        update_arrays = patient_arrays(self.model, obs, schedule, self.covariates)
-        settings = self.settings.covering(np.asarray(update_arrays.obs_time))
-        data = UpdateData(
-            arrays=update_arrays,
-            error_code=jnp.asarray(self.error_code),
-            mean=jnp.asarray(pop.mean[keep]),
-            chol_inv=jnp.asarray(np.linalg.inv(chol)),
-            logdet=jnp.asarray(np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)),
-            add=jnp.asarray(pop.add[keep]),
-            prop=jnp.asarray(pop.prop[keep]),
-            nu=jnp.asarray(pop.nu[keep]),
-        )
-        if method not in ("auto", "nuts", "importance"):
-            raise ValueError(f"method must be 'auto', 'nuts' or 'importance', got {method!r}.")
-        log_theta = np.log(self.theta)
-        res = None
-        if method in ("auto", "importance"):
-            res = run_importance(
-                self.model,
-                settings,
-                data,
-                np.median(log_theta, axis=0),
-                draws=chains * draws,
-                seed=seed,
-            )
-            if res is None and method == "importance":
-                raise RuntimeError(
-                    f"Patient {self.patient_id}: importance sampling is unreliable for these "
-                    "data (Pareto k-hat >= 0.7 or too few effective draws); use method='nuts'."
-                )
-        if res is None:
-            res = run_update(
-                self.model,
-                settings,
-                data,
-                np.median(log_theta, axis=0),
-                chains=chains,
-                warmup=warmup,
-                draws=draws,
-                seed=seed,
-            )
-        s = keep[res.draw_index]
-        n_added = int(np.asarray(arrays.obs_mask).sum()) - len(self.observations)
-        record = UpdateRecord(
-            time=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            rows_added=n_added,
-            method=res.method,
-            r_hat=res.r_hat,
-            ess_bulk=res.ess_bulk,
-            divergences=res.divergences,
-            n_draws=int(res.theta.shape[0]),
-            seconds=res.seconds,
-            pareto_k=res.pareto_k,
-        )
-        return replace(
-            self,
-            theta=_frozen(res.theta),
-            add=_frozen(pop.add[s]),
-            prop=_frozen(pop.prop[s]),
-            nu=_frozen(pop.nu[s]),
-            n_chains=res.n_chains,
-            schedule=cohort.schedule(self.patient_id, signals=self.model.signals),
-            observations=_observations(arrays, 0, self.model),
-            table=cohort.table.copy(),
-            history=(*self.history, record),
-        )
-
-
-def _check_doses(schedule: Schedule, model: Model, label: str) -> None:
-    """Refuse doses a patient cannot receive: amounts, rates or times <= 0 / non-finite.
-
-    Names the regimen (``label``), the dose and the offending value; a negative dose would
-    otherwise be simulated as a removal of drug and reported as a prediction.
-    """
-    n_states = len(model.states)
-    for k, b in enumerate(schedule.boluses(), 1):
-        where = f"{label}, bolus {k} (time {b.time:g})"
-        if not (np.isfinite(b.amount) and b.amount > 0):
-            raise ValueError(f"{where}: dose amount must be finite and > 0, got {b.amount:g}.")
-        if not (np.isfinite(b.time) and b.time >= 0):
-            raise ValueError(f"{where}: dose time must be finite and >= 0, got {b.time:g}.")
-        if not 0 <= b.cmt <= n_states:
-            raise ValueError(f"{where}: compartment {b.cmt} outside 1..{n_states} (0 = default).")
-    for k, i in enumerate(schedule.infusions(), 1):
-        where = f"{label}, infusion {k} (start {i.start:g})"
-        if not (np.isfinite(i.rate) and i.rate > 0):
-            raise ValueError(f"{where}: infusion rate must be finite and > 0, got {i.rate:g}.")
-        if not (np.isfinite(i.duration) and i.duration > 0):
-            raise ValueError(f"{where}: duration must be finite and > 0, got {i.duration:g}.")
-        if not (np.isfinite(i.start) and i.start >= 0):
-            raise ValueError(f"{where}: start time must be finite and >= 0, got {i.start:g}.")
-        if not 0 <= i.cmt <= n_states:
-            raise ValueError(f"{where}: compartment {i.cmt} outside 1..{n_states} (0 = default).")
-
-
-def _scaled(schedule: Schedule, amount: float) -> Schedule:
-    """The schedule with every dose's amount replaced by ``amount`` (signals kept)."""
-    boluses = [Bolus(b.time, amount, b.cmt) for b in schedule.boluses()]
-    infusions = [
-        Infusion.from_amount(i.start, amount, i.duration, i.cmt) for i in schedule.infusions()
-    ]
-    if not boluses and not infusions:
-        raise ValueError("The dosing template has no doses to scale; pass candidates as schedules.")
-    new = Schedule.build(
-        boluses, infusions, n_bolus=schedule.n_bolus, n_infusion=schedule.n_infusion
-    )
-    return dataclasses.replace(
-        new,
-        signal_time=schedule.signal_time,
-        signal_value=schedule.signal_value,
-        signal_mask=schedule.signal_mask,
-    )
-
-
-def _new_table(new_rows: pd.DataFrame | Cohort, pid: str, model: Model) -> pd.DataFrame:
-    if isinstance(new_rows, Cohort):
-        if new_rows.ids != (pid,):
-            raise ValueError(
-                f"update() of patient {pid!r} needs a Cohort with only that patient; got ids {list(new_rows.ids)[:5]}."
-            )
-        return _known_outputs(new_rows.table, pid, model).reset_index(drop=True)
-    if not isinstance(new_rows, pd.DataFrame):
-        raise TypeError(
-            "new_rows must be a pandas DataFrame in the cohort table format, or a Cohort."
-        )
-    if new_rows.empty:
-        raise ValueError("update() got no rows.")
-    frame = new_rows.copy()
-    id_col = next((c for c in frame.columns if str(c).lower() == "id"), None)
-    if id_col is None:
-        frame["id"] = pid
-    else:
-        ids = set(frame[id_col].astype(str))
-        if ids != {pid}:
-            raise ValueError(
-                f"update() of patient {pid!r} got rows of patient(s) {sorted(ids - {pid})[:5]}."
-            )
-    # Normalise through the reader so column names and defaults match the stored table.
-    table = read_cohort(frame, name=f"new rows of {pid}").table
-    return _known_outputs(table, pid, model).reset_index(drop=True)
-
-
-def _known_outputs(table: pd.DataFrame, pid: str, model: Model) -> pd.DataFrame:
-    """``table`` if every observation names an output of ``model``; else a ValueError."""
-    if "output" not in table:
-        return table
-    obs = (table["evid"] == 0) & (table["mdv"] == 0) & table["output"].notna()
-    unknown = table[obs & ~table["output"].isin(model.output_names)]
-    if len(unknown):
-        row, name = unknown.index[0], unknown["output"].iloc[0]
-        raise ValueError(
-            f"update() of patient {pid!r}: new row {row} has output {name!r}, which model "
-            f"{model.name!r} does not define; its outputs are {list(model.output_names)}."
-        )
-    return table
+        return update_twin(
+            self, new_rows, chains=chains, warmup=warmup, draws=draws,
+            population_draws=population_draws, method=method, seed=seed,
+        )  # fmt: skip
 
 
 def simulate_patient(
@@ -892,33 +636,6 @@ def new_patient_twin(
     patient_id: str = "new patient",
 ) -> PosteriorTwin:
     """A population-only twin of a new patient (for what-if questions before any data)."""
-    model = post.model
-    pop = population_for_covariates(post, covariates)
-    theta = np.exp(pop.sample_log_theta(seed))
-    if isinstance(schedule, Schedule):
-        sched = schedule
-    else:
-        items = list(schedule)
-        sched = Schedule.build(
-            [x for x in items if isinstance(x, Bolus)],
-            [x for x in items if isinstance(x, Infusion)],
-        )
-    return PosteriorTwin(
-        patient_id=patient_id,
-        model=model,
-        settings=post.prepared.structure.settings,
-        theta=_frozen(theta),
-        add=pop.add,
-        prop=pop.prop,
-        nu=pop.nu,
-        n_chains=int(post.posterior.sizes["chain"]),
-        covariates=_frozen(model_covariates(post, covariates)),
-        baseline=dict(covariates),
-        schedule=sched,
-        observations=pd.DataFrame(columns=["time", "output", "value", "censored", "lloq"]),
-        table=pd.DataFrame(),
-        population=pop,
-        error_code=_frozen(np.asarray(post.prepared.data.error_code)),
-        approximate=post.approximate,
-        population_only=True,
+    return PosteriorTwin.from_view(
+        post.new_patient(covariates, schedule, seed=seed, patient_id=patient_id)
     )

@@ -1,15 +1,15 @@
 """The population posterior as seen by one patient: per-draw prior mean, scale and residuals.
 
-Extracted once from a :class:`~twin_uq.inference.CohortPosterior` so that twins can
+Extracted once from a :class:`~twin_uq.posterior.CohortPosterior` so that twins can
 predict, be updated with new data, or be created for a brand-new patient without touching
-the cohort fit again.
+the cohort fit again. Two-stage fits use the same flat draws for their stage-2 priors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -19,15 +19,40 @@ import pandas as pd
 from twin_uq.inference.numpyro_model import population_mean
 from twin_uq.inference.postprocess import residuals_of_draws
 
-if TYPE_CHECKING:
-    from twin_uq.inference.posterior import CohortPosterior
 
-__all__ = ["PopulationDraws", "flat_draws", "patient_population", "population_for_covariates"]
+class CohortPosterior(Protocol):
+    """What these functions read of a :class:`~twin_uq.posterior.CohortPosterior`."""
+
+    model: Any
+
+    @property
+    def covariate_design(self) -> Any: ...
+
+    @property
+    def population_model(self) -> Any: ...
+
+    @property
+    def structure(self) -> Any: ...
+
+    @property
+    def posterior(self) -> Any: ...
+
+
+__all__ = [
+    "PopulationDraws",
+    "cohort_population_means",
+    "flat_draws",
+    "frozen",
+    "model_covariates",
+    "patient_population",
+    "population_for_covariates",
+]
 
 _POP_VARS = ("mu", "omega", "beta", "sigma_add", "sigma_prop", "nu", "corr")
 
 
-def _frozen(x: np.ndarray) -> np.ndarray:
+def frozen(x: np.ndarray) -> np.ndarray:
+    """A read-only copy of ``x`` (views handed to users cannot alter the fit)."""
     x = np.array(x, copy=True)
     x.setflags(write=False)
     return x
@@ -71,7 +96,11 @@ class PopulationDraws:
 
 
 def flat_draws(post: CohortPosterior) -> dict[str, np.ndarray]:
-    """Population variables with (chain, draw) flattened to one leading draw axis."""
+    """Population variables with (chain, draw) flattened to one leading draw axis ``S``.
+
+    ``mu``, ``omega`` ``(S, K)``, ``beta`` ``(S, E)``, ``sigma_*`` ``(S, O')``, ``nu``
+    ``(S,)``, ``corr`` ``(S, K, K)``, as far as the fit has them.
+    """
     ds = post.posterior
     out = {}
     for name in _POP_VARS:
@@ -84,7 +113,7 @@ def flat_draws(post: CohortPosterior) -> dict[str, np.ndarray]:
 
 
 def _residuals(post: CohortPosterior, draws: Mapping[str, np.ndarray]):
-    return residuals_of_draws(post.prepared.structure, draws, len(post.model.outputs))
+    return residuals_of_draws(post.structure, draws, len(post.model.outputs))
 
 
 def _chol(draws: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -94,21 +123,36 @@ def _chol(draws: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.einsum("sk,kl->skl", omega, np.eye(omega.shape[1]))
 
 
-def patient_population(post: CohortPosterior, index: int) -> PopulationDraws:
-    """The population distribution of fitted patient ``index`` at every posterior draw."""
-    draws = flat_draws(post)
-    data = post.prepared.data
+def cohort_population_means(post: CohortPosterior, draws: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``(S, P, K)`` population mean of every fitted patient's log parameters, draw by draw."""
+    data = post.covariate_design.as_arrays(post.model.parameter_names)
     K = len(post.model.parameters)
     mu = jnp.asarray(draws["mu"])
     beta = jnp.asarray(draws["beta"]) if "beta" in draws else jnp.zeros((mu.shape[0], 0))
-    mean = jax.vmap(lambda m, b: population_mean(m, b, data, K)[index])(mu, beta)
+    return np.asarray(jax.vmap(lambda m, b: population_mean(m, b, data, K))(mu, beta))
+
+
+def patient_population(
+    post: CohortPosterior,
+    index: int,
+    draws: Mapping[str, np.ndarray] | None = None,
+    means: np.ndarray | None = None,
+) -> PopulationDraws:
+    """The population distribution of fitted patient ``index`` at every posterior draw.
+
+    ``draws`` (:func:`flat_draws`) and ``means`` (:func:`cohort_population_means`) may be
+    passed in when several patients are extracted, so that they are computed once.
+    """
+    draws = flat_draws(post) if draws is None else draws
+    means = cohort_population_means(post, draws) if means is None else means
+    mean = means[:, index]
     add, prop, nu = _residuals(post, draws)
     return PopulationDraws(
-        mean=_frozen(mean),
-        chol=_frozen(_chol(draws)),
-        add=_frozen(add),
-        prop=_frozen(prop),
-        nu=_frozen(nu),
+        mean=frozen(mean),
+        chol=frozen(_chol(draws)),
+        add=frozen(add),
+        prop=frozen(prop),
+        nu=frozen(nu),
     )
 
 
@@ -120,7 +164,7 @@ def design_row(
     Uses the cohort's centring and scaling (continuous) and reference levels (categorical),
     so the new patient is placed on the fit's covariate scale.
     """
-    design = post.prepared.design
+    design = post.covariate_design
     model = post.model
     row = np.zeros(len(design.terms))
     for j, term in enumerate(design.terms):
@@ -153,17 +197,17 @@ def population_for_covariates(
     row, allo = design_row(post, covariates)
     mean = draws["mu"] + allo[None, :]
     if "beta" in draws:
-        design = post.prepared.design
+        design = post.covariate_design
         names = post.model.parameter_names
         for e, (par, term) in enumerate(design.effects):
             mean[:, names.index(par)] += draws["beta"][:, e] * row[design.terms.index(term)]
     add, prop, nu = _residuals(post, draws)
     return PopulationDraws(
-        mean=_frozen(mean),
-        chol=_frozen(_chol(draws)),
-        add=_frozen(add),
-        prop=_frozen(prop),
-        nu=_frozen(nu),
+        mean=frozen(mean),
+        chol=frozen(_chol(draws)),
+        add=frozen(add),
+        prop=frozen(prop),
+        nu=frozen(nu),
     )
 
 

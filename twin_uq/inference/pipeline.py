@@ -1,0 +1,71 @@
+"""The one-machine fit pipeline: prepare the problem, run a method, build the posterior.
+
+Shared by every :class:`~twin_uq.inference.methods.FitMethod` that runs on one machine;
+a method only supplies the draws of the latent sites (its ``run``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+import jax
+
+from twin_uq.inference.backends import BackendResult
+from twin_uq.inference.idata import build_idata
+from twin_uq.inference.postprocess import derive_draw_quantities
+from twin_uq.inference.prepare import PreparedFit, prepare_fit
+from twin_uq.inference.solver_check import check_fit_draws
+from twin_uq.posterior.cohort import CohortPosterior
+
+if TYPE_CHECKING:
+    from twin_uq.data import Cohort
+    from twin_uq.inference.population import PopulationModel
+    from twin_uq.model.base import SolverSettings
+
+__all__ = ["fit_prepared", "prepare_problem"]
+
+
+class _Method(Protocol):
+    """What the pipeline needs of a fit method (see :class:`FitMethod`)."""
+
+    def run(
+        self, prepared: PreparedFit, key: jax.Array, *, seed: int, progress: bool
+    ) -> BackendResult: ...
+
+    def record(self) -> dict[str, Any]: ...
+
+    def legacy_settings(self, seed: int) -> dict[str, Any]: ...
+
+
+def prepare_problem(
+    spec: PopulationModel, cohort: Cohort, solver: SolverSettings | None
+) -> PreparedFit:
+    """Bind the population model to the cohort (arrays, priors, centring)."""
+    return prepare_fit(spec, cohort, solver)
+
+
+def fit_prepared(
+    method: _Method, prepared: PreparedFit, *, seed: int, progress: bool
+) -> CohortPosterior:
+    """Run ``method`` on ``prepared`` and post-process its draws into a posterior.
+
+    The seed's key is split in two: one for the method, one for the posterior predictive
+    replicates, so that the same seed gives the same draws for every consumer.
+    """
+    k_fit, k_post = jax.random.split(jax.random.key(seed))
+    result = method.run(prepared, k_fit, seed=seed, progress=progress)
+    t0 = time.perf_counter()
+    derived = derive_draw_quantities(prepared.structure, result.samples, prepared.data, k_post)
+    result.timings["postprocess"] = time.perf_counter() - t0
+    check = check_fit_draws(prepared, result.samples, derived)
+    idata = build_idata(
+        prepared, result, derived, settings_json=json.dumps(method.legacy_settings(seed))
+    )
+    idata.attrs["fit_method"] = json.dumps(method.record())
+    if check is not None:
+        idata.attrs["fixed_step_check"] = json.dumps(check)
+    return CohortPosterior(
+        idata=idata, model=prepared.spec.model, cohort=prepared.cohort, prepared=prepared
+    )

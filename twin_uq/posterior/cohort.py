@@ -1,0 +1,451 @@
+"""``CohortPosterior``: the result of a cohort fit, its summaries, per-patient views and storage."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from twin_uq._atomic import atomic_write
+from twin_uq.data import Cohort, CohortArrays
+from twin_uq.inference.numpyro_model import ProgramStructure
+from twin_uq.inference.population import CovariateDesign, PopulationModel, build_covariate_design
+from twin_uq.inference.prepare import PreparedFit
+from twin_uq.model.base import Model, SolverSettings
+from twin_uq.posterior.diagnostics import Diagnostics, diagnose
+from twin_uq.posterior.patient import (
+    PatientPosterior,
+    empty_observations,
+    observations_frame,
+    resolve_patient,
+)
+from twin_uq.posterior.population import (
+    cohort_population_means,
+    flat_draws,
+    frozen,
+    model_covariates,
+    patient_population,
+    population_for_covariates,
+)
+from twin_uq.simulate.schedule import Bolus, Infusion, Schedule
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["CohortPosterior"]
+
+
+class CohortPosterior:
+    """The posterior of a cohort fit.
+
+    Built by :func:`twin_uq.fit` or :func:`twin_uq.load_posterior`; consumers (twins,
+    trust, reports, audit) read it through its public attributes and the per-patient
+    views of :meth:`patient`.
+
+    Attributes
+    ----------
+    idata
+        ArviZ InferenceData (``xarray.DataTree``) with groups ``posterior`` (``mu``,
+        ``typical``, ``omega``, ``theta``, ``eta``, residual parameters), ``posterior_predictive``,
+        ``log_likelihood`` (per patient), ``observed_data``, ``constant_data``,
+        ``sample_stats`` (NUTS), ``cohort_table``, and provenance attributes.
+    model, cohort
+        The model and the data the fit used.
+    population_model
+        The statistical model (priors, covariate effects, residual error, centring).
+    """
+
+    def __init__(
+        self,
+        idata: xr.DataTree,
+        model: Model,
+        cohort: Cohort,
+        prepared: PreparedFit | None = None,
+        *,
+        population_model: PopulationModel | None = None,
+        prepare: Callable[[], PreparedFit] | None = None,
+    ):
+        if prepared is None and (population_model is None or prepare is None):
+            raise TypeError(
+                "CohortPosterior needs `prepared`, or `population_model` and `prepare`."
+            )
+        self.idata = idata
+        self.model = model
+        self.cohort = cohort
+        self.population_model = prepared.spec if prepared is not None else population_model
+        self._prepared = prepared
+        self._prepare = prepare
+        self._cache: dict[str, Any] = {}
+        self._views: dict[int, PatientPosterior] = {}
+
+    @property
+    def prepared(self) -> PreparedFit:
+        """The fit's arrays, structure and priors, for inference-level code.
+
+        Two-stage fits and the PyMC export read it; a reloaded fit builds it on first use,
+        from the stored centring.
+        """
+        if self._prepared is None:
+            assert self._prepare is not None
+            self._prepared = self._prepare()
+        return self._prepared
+
+    # ---- facts -------------------------------------------------------------------------
+    @property
+    def method(self) -> str:
+        """Inference method (``nuts``, ``svi``, ``laplace``)."""
+        return self.idata.attrs["method"]
+
+    @property
+    def approximate(self) -> bool:
+        """Whether the posterior comes from an approximate method."""
+        return self.idata.attrs.get("approximate") == "true"
+
+    @property
+    def patient_ids(self) -> tuple[str, ...]:
+        """Patient identifiers in fit order."""
+        return self.cohort.ids
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """The posterior group as a Dataset."""
+        return self.idata["posterior"].to_dataset()
+
+    @property
+    def solver(self) -> SolverSettings:
+        """The ODE solver settings the fit used (as stored with it)."""
+        if "solver" not in self._cache:
+            self._cache["solver"] = SolverSettings(**json.loads(self.idata.attrs["solver"]))
+        return self._cache["solver"]
+
+    @property
+    def error_codes(self) -> np.ndarray:
+        """``(O,)`` residual error model code of each output (read-only)."""
+        return frozen(np.asarray(self.population_model.error_codes()))
+
+    @property
+    def covariate_design(self) -> CovariateDesign:
+        """The fit's covariate design: terms, standardisation, effects, allometric offsets."""
+        if "design" not in self._cache:
+            prepared = self._prepared
+            design = (
+                prepared.design
+                if prepared is not None
+                else build_covariate_design(self.population_model, self.cohort)
+            )
+            self._cache["design"] = design
+        return self._cache["design"]
+
+    @property
+    def structure(self) -> ProgramStructure:
+        """The static structure of the fit's program (which residual sites exist, ...)."""
+        if "structure" not in self._cache:
+            prepared = self._prepared
+            self._cache["structure"] = (
+                prepared.structure
+                if prepared is not None
+                else ProgramStructure.from_spec(
+                    self.population_model, len(self.covariate_design.effects), self.solver
+                )
+            )
+        return self._cache["structure"]
+
+    @property
+    def arrays(self) -> CohortArrays:
+        """The cohort's padded arrays for the model (observations, schedules, covariates)."""
+        if "arrays" not in self._cache:
+            prepared = self._prepared
+            arrays = (
+                prepared.data.arrays if prepared is not None else self.cohort.for_model(self.model)
+            )
+            self._cache["arrays"] = arrays
+        return self._cache["arrays"]
+
+    @property
+    def n_chains(self) -> int:
+        """Number of chains (1 for approximate methods)."""
+        return int(self.idata["posterior"].sizes["chain"])
+
+    # ---- per-patient views -------------------------------------------------------------
+    def population_draws(self) -> Mapping[str, np.ndarray]:
+        """Population variables with (chain, draw) flattened to one draw axis ``S``.
+
+        See :func:`twin_uq.posterior.population.flat_draws`; computed once.
+        """
+        if "flat" not in self._cache:
+            self._cache["flat"] = flat_draws(self)
+        return self._cache["flat"]
+
+    def patient(self, patient_id: object) -> PatientPosterior:
+        """The posterior and data of one fitted patient, built once and cached.
+
+        Raises
+        ------
+        UnknownPatientError
+            (a ``KeyError``) for an id not in the fit, naming close matches.
+        """
+        i = resolve_patient(tuple(self.patient_ids), patient_id)
+        if i not in self._views:
+            self._views[i] = self._build_view(i)
+        return self._views[i]
+
+    def _build_view(self, i: int) -> PatientPosterior:
+        pid = self.patient_ids[i]
+        model = self.model
+        draws = self.population_draws()
+        if "means" not in self._cache:
+            self._cache["means"] = cohort_population_means(self, draws)
+        pop = patient_population(self, i, draws, self._cache["means"])
+        th = self.posterior["theta"].sel(patient=pid, parameter=list(model.parameter_names))
+        th = th.transpose("chain", "draw", "parameter").values
+        arrays = self.arrays
+        cov = self.cohort.covariates
+        return PatientPosterior(
+            patient_id=pid,
+            model=model,
+            settings=self.solver,
+            theta=frozen(th.reshape(-1, th.shape[-1])),
+            add=pop.add,
+            prop=pop.prop,
+            nu=pop.nu,
+            n_chains=self.n_chains,
+            error_code=self.error_codes,
+            covariates=frozen(np.asarray(arrays.covariates[i])),
+            baseline=dict(cov.loc[pid]) if pid in cov.index else {},
+            schedule=self.cohort.schedule(pid, signals=model.signals),
+            observations=observations_frame(arrays, i, model),
+            table=self.cohort.table[self.cohort.table["id"] == pid].copy(),
+            population=pop,
+            method=self.method,
+            approximate=self.approximate,
+        )
+
+    def new_patient(
+        self,
+        covariates: Mapping[str, object],
+        schedule: Schedule | Sequence[Bolus | Infusion],
+        *,
+        seed: int = 0,
+        patient_id: str = "new patient",
+    ) -> PatientPosterior:
+        """A population-only view of a new patient with these covariates and no data.
+
+        At every posterior draw the patient's parameters are drawn from the population
+        distribution given ``covariates`` (typical values, covariate effects, allometry,
+        between-patient variability).
+        """
+        pop = population_for_covariates(self, covariates)
+        theta = np.exp(pop.sample_log_theta(seed))
+        if isinstance(schedule, Schedule):
+            sched = schedule
+        else:
+            items = list(schedule)
+            sched = Schedule.build(
+                [x for x in items if isinstance(x, Bolus)],
+                [x for x in items if isinstance(x, Infusion)],
+            )
+        return PatientPosterior(
+            patient_id=patient_id,
+            model=self.model,
+            settings=self.solver,
+            theta=frozen(theta),
+            add=pop.add,
+            prop=pop.prop,
+            nu=pop.nu,
+            n_chains=self.n_chains,
+            error_code=self.error_codes,
+            covariates=frozen(model_covariates(self, covariates)),
+            baseline=dict(covariates),
+            schedule=sched,
+            observations=empty_observations(),
+            table=pd.DataFrame(),
+            population=pop,
+            method=self.method,
+            approximate=self.approximate,
+            population_only=True,
+        )
+
+    def __repr__(self) -> str:
+        label = " (approximate)" if self.approximate else ""
+        return (
+            f"<CohortPosterior {self.model.name}: {self.cohort.n_patients} patients, "
+            f"method {self.method}{label}, draws {self.posterior.sizes['chain']}x{self.posterior.sizes['draw']}>"
+        )
+
+    # ---- summaries ---------------------------------------------------------------------
+    def population_summary(self, interval: float = 0.9) -> pd.DataFrame:
+        """Typical values, between-patient variability, covariate effects, residual error.
+
+        Returns a DataFrame indexed by quantity (parameter names such as ``CL``, covariate
+        effects such as ``CL~AGE``, residual parameters such as ``sigma_prop[conc]``) with
+        ``kind``, ``unit``, ``median``, ``lower``, ``upper`` (central ``interval``), and for
+        parameters the between-patient variability as ``cv_percent`` (median and interval).
+        """
+        _check_interval(interval)
+        lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
+        post = self.posterior
+        rows = []
+
+        def q(x: np.ndarray) -> tuple[float, float, float]:
+            x = np.asarray(x).reshape(-1)
+            return float(np.median(x)), float(np.quantile(x, lo)), float(np.quantile(x, hi))
+
+        for p in self.model.parameters:
+            typ = post["typical"].sel(parameter=p.name).values
+            om = post["omega"].sel(parameter=p.name).values
+            cv = 100 * np.sqrt(np.expm1(om**2))
+            m, lo_, up_ = q(typ)
+            cm, cl, cu = q(cv)
+            rows.append(
+                dict(
+                    quantity=p.name,
+                    kind="typical value",
+                    unit=p.unit,
+                    median=m,
+                    lower=lo_,
+                    upper=up_,
+                    cv_percent=cm,
+                    cv_lower=cl,
+                    cv_upper=cu,
+                    description=p.description,
+                )
+            )
+        if "beta" in post:
+            design = self.covariate_design
+            for label, (par, term) in zip(design.effect_labels, design.effects, strict=True):
+                b = post["beta"].sel(effect=label).values
+                j = design.terms.index(term)
+                per = (
+                    "per SD of covariate"
+                    if design.scale[j] != 1.0 or design.centre[j] != 0.0
+                    else "vs reference level"
+                )
+                m, lo_, up_ = q(np.exp(b))
+                rows.append(
+                    dict(
+                        quantity=label,
+                        kind="covariate effect (ratio)",
+                        unit=per,
+                        median=m,
+                        lower=lo_,
+                        upper=up_,
+                        description=f"multiplicative effect of {term} on {par}",
+                    )
+                )
+        for var, kind, dim in (
+            ("sigma_add", "additive residual SD", "add_output"),
+            ("sigma_prop", "proportional residual SD", "prop_output"),
+        ):
+            if var in post:
+                for out in post[dim].values:
+                    unit = (
+                        self.model.outputs[self.model.output_index(str(out))].unit
+                        if var == "sigma_add"
+                        else "fraction"
+                    )
+                    m, lo_, up_ = q(post[var].sel({dim: out}).values)
+                    rows.append(
+                        dict(
+                            quantity=f"{var}[{out}]",
+                            kind=kind,
+                            unit=unit,
+                            median=m,
+                            lower=lo_,
+                            upper=up_,
+                        )
+                    )
+        if "nu" in post:
+            m, lo_, up_ = q(post["nu"].values)
+            rows.append(
+                dict(
+                    quantity="nu",
+                    kind="Student-t degrees of freedom",
+                    unit="",
+                    median=m,
+                    lower=lo_,
+                    upper=up_,
+                )
+            )
+        table = pd.DataFrame(rows).set_index("quantity")
+        table.attrs["interval"] = interval
+        table.attrs["approximate"] = self.approximate
+        return table
+
+    def patient_summary(self, interval: float = 0.9) -> pd.DataFrame:
+        """One row per patient and parameter: posterior median and central interval."""
+        _check_interval(interval)
+        lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
+        theta = self.posterior["theta"]
+        stacked = theta.stack(sample=("chain", "draw"))
+        med = stacked.median("sample")
+        low = stacked.quantile(lo, "sample").drop_vars("quantile")
+        up = stacked.quantile(hi, "sample").drop_vars("quantile")
+        frame = xr.Dataset({"median": med, "lower": low, "upper": up}).to_dataframe()
+        frame = frame[["median", "lower", "upper"]]
+        units = {p.name: p.unit for p in self.model.parameters}
+        frame["unit"] = [units[p] for p in frame.index.get_level_values("parameter")]
+        frame.attrs["interval"] = interval
+        return frame
+
+    def diagnostics(self, rhat_max: float = 1.01, ess_min: float = 400.0) -> Diagnostics:
+        """R-hat, bulk/tail ESS, divergences, E-BFMI and solver failures with a verdict.
+
+        See :func:`twin_uq.posterior.diagnostics.diagnose`.
+        """
+        spec = self.population_model
+        return diagnose(
+            self.idata,
+            method=self.method,
+            approximate=self.approximate,
+            fixed_centering=spec.centering != "auto" or spec.correlation != "diagonal",
+            rhat_max=rhat_max,
+            ess_min=ess_min,
+        )
+
+    # ---- shortcuts to the layers above -------------------------------------------------
+    # The posterior layer never imports twin/ or trust/: these shortcuts resolve the
+    # public names through the package facade when called.
+    def trust(self, thresholds=None):
+        """Trust status of every patient's twin: ``tq.assess_cohort(post, thresholds)``."""
+        import twin_uq
+
+        return twin_uq.assess_cohort(self, thresholds)
+
+    def twin(self, patient_id):
+        """The posterior twin of one patient: ``tq.PosteriorTwin.from_posterior(post, id)``."""
+        import twin_uq
+
+        return twin_uq.PosteriorTwin.from_posterior(self, patient_id)
+
+    def to_pymc_model(self):
+        """The fit's population model as a ``pm.Model`` to extend by hand (needs ``twin-uq[pymc]``)."""
+        from twin_uq.inference.pymc_backend import build_pymc_model
+
+        return build_pymc_model(self.prepared)
+
+    # ---- storage -----------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the fit to netCDF (``.nc``) or zarr (``.zarr``), atomically.
+
+        The file is written next to its destination under a temporary name, flushed to
+        disk and moved into place in one step (see :mod:`twin_uq._atomic`), so an
+        interrupted or killed write leaves the previous file intact; temporaries left by a
+        killed writer are removed by the next save to the same path.
+        """
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in (".nc", ".zarr"):
+            raise ValueError(f"Unknown fit file type {path.name!r}: use .nc (netCDF) or .zarr.")
+        if suffix == ".nc":
+            return atomic_write(path, lambda tmp: self.idata.to_netcdf(tmp, engine="h5netcdf"))
+        return atomic_write(path, lambda tmp: self.idata.to_zarr(tmp, consolidated=False))
+
+
+def _check_interval(interval: float) -> None:
+    if not 0.0 < float(interval) < 1.0:
+        raise ValueError(f"interval must lie strictly between 0 and 1, got {interval}.")

@@ -1,0 +1,199 @@
+"""Conditioning a twin on new observations of its patient, without refitting the cohort.
+
+The population posterior of the cohort fit is the prior (see :mod:`twin_uq.twin.update`
+for the samplers); the result is a new, immutable twin with the update recorded.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import replace
+from typing import TypeVar
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from twin_uq.data import Cohort, read_cohort
+from twin_uq.model.base import Model
+from twin_uq.posterior.patient import observations_frame
+from twin_uq.posterior.population import frozen
+from twin_uq.twin.engine import bucket_schedule
+from twin_uq.twin.results import UpdateRecord
+from twin_uq.twin.update import UpdateData, patient_arrays, run_importance, run_update
+
+__all__ = ["update_twin"]
+
+#: A :class:`~twin_uq.twin.PosteriorTwin`, typed loosely: the twin module imports this one.
+Twin = TypeVar("Twin")
+
+
+def update_twin(  # noqa: UP047 (PEP 695 syntax breaks the 3.11 layer checker)
+    twin: Twin,
+    new_rows: pd.DataFrame | Cohort,
+    *,
+    chains: int = 4,
+    warmup: int = 400,
+    draws: int = 500,
+    population_draws: int = 256,
+    method: str = "auto",
+    seed: int = 0,
+) -> Twin:
+    """Condition on new observations of this patient; returns a new twin.
+
+    The population posterior of the cohort fit is the prior (see
+    :mod:`twin_uq.twin.update`); the cohort is not refitted. The sampler is compiled
+    once per (model, settings, shapes) and reused by later updates.
+
+    Parameters
+    ----------
+    new_rows
+        Rows in the cohort table format (``id`` optional; if present it must be this
+        patient), or a :class:`Cohort` holding only this patient. Doses are allowed too.
+    chains, warmup, draws, seed
+        NUTS settings (chains run vectorised; ``chains x draws`` draws are kept).
+    method
+        ``"auto"`` (default): importance sampling from a proposal built on the current
+        posterior, accepted when its Pareto k-hat < 0.7 and its effective sample size
+        >= 400, otherwise NUTS; ``"nuts"``; ``"importance"`` (error when unreliable).
+    population_draws
+        How many population posterior draws (evenly thinned) represent the population
+        prior; the update's cost grows linearly with it.
+    """
+    if twin.population_only:
+        raise ValueError(
+            "This twin is a population-only prediction for a new patient; fit or update "
+            "requires a fitted patient (use post.twin(id))."
+        )
+    new = _new_table(new_rows, twin.patient_id, twin.model)
+    combined = pd.concat([twin.table, new], ignore_index=True)
+    if "output" in combined and len(twin.model.outputs) == 1:
+        # One side may name the single output and the other leave it implicit.
+        combined["output"] = combined["output"].fillna(twin.model.output_names[0])
+    combined = combined.sort_values("time", kind="stable").reset_index(drop=True)
+    cohort = read_cohort(combined, name=f"patient {twin.patient_id} (updated)")
+    arrays = cohort.for_model(twin.model)
+    obs = {
+        "time": np.asarray(arrays.obs_time[0])[np.asarray(arrays.obs_mask[0])],
+        "value": np.asarray(arrays.obs_value[0])[np.asarray(arrays.obs_mask[0])],
+        "output": np.asarray(arrays.obs_output[0])[np.asarray(arrays.obs_mask[0])],
+        "censored": np.asarray(arrays.obs_censored[0])[np.asarray(arrays.obs_mask[0])],
+        "lloq": np.asarray(arrays.obs_lloq[0])[np.asarray(arrays.obs_mask[0])],
+    }
+    schedule = bucket_schedule(cohort.schedule(twin.patient_id, signals=twin.model.signals))
+    pop = twin.population
+    if population_draws < 1:
+        raise ValueError(f"population_draws must be >= 1, got {population_draws}.")
+    # Evenly thinned population draws (all chains) represent the population posterior.
+    keep = np.unique(np.linspace(0, pop.n_draws - 1, min(population_draws, pop.n_draws)).round())
+    keep = keep.astype(int)
+    chol = pop.chol[keep]
+    update_arrays = patient_arrays(twin.model, obs, schedule, twin.covariates)
+    settings = twin.settings.covering(np.asarray(update_arrays.obs_time))
+    data = UpdateData(
+        arrays=update_arrays,
+        error_code=jnp.asarray(twin.error_code),
+        mean=jnp.asarray(pop.mean[keep]),
+        chol_inv=jnp.asarray(np.linalg.inv(chol)),
+        logdet=jnp.asarray(np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)),
+        add=jnp.asarray(pop.add[keep]),
+        prop=jnp.asarray(pop.prop[keep]),
+        nu=jnp.asarray(pop.nu[keep]),
+    )
+    if method not in ("auto", "nuts", "importance"):
+        raise ValueError(f"method must be 'auto', 'nuts' or 'importance', got {method!r}.")
+    log_theta = np.log(twin.theta)
+    res = None
+    if method in ("auto", "importance"):
+        res = run_importance(
+            twin.model,
+            settings,
+            data,
+            np.median(log_theta, axis=0),
+            draws=chains * draws,
+            seed=seed,
+        )
+        if res is None and method == "importance":
+            raise RuntimeError(
+                f"Patient {twin.patient_id}: importance sampling is unreliable for these "
+                "data (Pareto k-hat >= 0.7 or too few effective draws); use method='nuts'."
+            )
+    if res is None:
+        res = run_update(
+            twin.model,
+            settings,
+            data,
+            np.median(log_theta, axis=0),
+            chains=chains,
+            warmup=warmup,
+            draws=draws,
+            seed=seed,
+        )
+    s = keep[res.draw_index]
+    n_added = int(np.asarray(arrays.obs_mask).sum()) - len(twin.observations)
+    record = UpdateRecord(
+        time=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        rows_added=n_added,
+        method=res.method,
+        r_hat=res.r_hat,
+        ess_bulk=res.ess_bulk,
+        divergences=res.divergences,
+        n_draws=int(res.theta.shape[0]),
+        seconds=res.seconds,
+        pareto_k=res.pareto_k,
+    )
+    return replace(
+        twin,
+        theta=frozen(res.theta),
+        add=frozen(pop.add[s]),
+        prop=frozen(pop.prop[s]),
+        nu=frozen(pop.nu[s]),
+        n_chains=res.n_chains,
+        schedule=cohort.schedule(twin.patient_id, signals=twin.model.signals),
+        observations=observations_frame(arrays, 0, twin.model),
+        table=cohort.table.copy(),
+        history=(*twin.history, record),
+    )
+
+
+def _new_table(new_rows: pd.DataFrame | Cohort, pid: str, model: Model) -> pd.DataFrame:
+    if isinstance(new_rows, Cohort):
+        if new_rows.ids != (pid,):
+            raise ValueError(
+                f"update() of patient {pid!r} needs a Cohort with only that patient; got ids {list(new_rows.ids)[:5]}."
+            )
+        return _known_outputs(new_rows.table, pid, model).reset_index(drop=True)
+    if not isinstance(new_rows, pd.DataFrame):
+        raise TypeError(
+            "new_rows must be a pandas DataFrame in the cohort table format, or a Cohort."
+        )
+    if new_rows.empty:
+        raise ValueError("update() got no rows.")
+    frame = new_rows.copy()
+    id_col = next((c for c in frame.columns if str(c).lower() == "id"), None)
+    if id_col is None:
+        frame["id"] = pid
+    else:
+        ids = set(frame[id_col].astype(str))
+        if ids != {pid}:
+            raise ValueError(
+                f"update() of patient {pid!r} got rows of patient(s) {sorted(ids - {pid})[:5]}."
+            )
+    # Normalise through the reader so column names and defaults match the stored table.
+    table = read_cohort(frame, name=f"new rows of {pid}").table
+    return _known_outputs(table, pid, model).reset_index(drop=True)
+
+
+def _known_outputs(table: pd.DataFrame, pid: str, model: Model) -> pd.DataFrame:
+    """``table`` if every observation names an output of ``model``; else a ValueError."""
+    if "output" not in table:
+        return table
+    obs = (table["evid"] == 0) & (table["mdv"] == 0) & table["output"].notna()
+    unknown = table[obs & ~table["output"].isin(model.output_names)]
+    if len(unknown):
+        row, name = unknown.index[0], unknown["output"].iloc[0]
+        raise ValueError(
+            f"update() of patient {pid!r}: new row {row} has output {name!r}, which model "
+            f"{model.name!r} does not define; its outputs are {list(model.output_names)}."
+        )
+    return table
