@@ -30,10 +30,10 @@ from cli_helpers import one_error_line
 import twin_uq as tq
 from twin_uq._csv import FORMULA_PREFIXES, neutralise, write_csv
 from twin_uq.data import CohortError, read_cohort
-from twin_uq.posterior import CohortPosterior, PosteriorLoadError, load_posterior
 from twin_uq.inference.idata import cohort_table_dataset
 from twin_uq.inference.prepare import prepare_fit
 from twin_uq.model.load import ModelLoadError, load_model
+from twin_uq.posterior import CohortPosterior, PosteriorLoadError, load_posterior
 
 GOOD = "ID,TIME,DV,AMT,EVID\nA,0,.,100,1\nA,1,5.0,.,0\nB,0,.,100,1\nB,2,3.0,.,0\n"
 ORAL = "one_compartment_oral"

@@ -13,8 +13,8 @@ import pytest
 import xarray as xr
 
 from twin_uq.data import read_cohort
-from twin_uq.posterior import CohortPosterior
 from twin_uq.inference.prepare import prepare_fit
+from twin_uq.posterior import CohortPosterior
 
 BROWSER_ARGS = [
     "--headless",
