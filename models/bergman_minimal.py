@@ -67,7 +67,7 @@ class BergmanMinimal(tq.Model):
     # time and insulin knot) is accurate to ~1e-6 relative over the prior's bulk (4e-6 at
     # the 100-patient benchmark cohort's parameters moved by ±0.5 on the log scale)
     # while a cohort gradient costs ~4x less than adaptive Tsit5 with sensitivities
-    # (benchmarks/RESULTS.md, session 8). Each fit re-checks its posterior draws against
+    # (benchmarks/RESULTS.md, 2026-12-02 at 26160cb). Each fit re-checks its posterior draws against
     # adaptive Tsit5 at rtol/atol (twin_uq.inference.solver_check). RK4 at 1 min is stable
     # while the fastest rate SG + X stays below 2.8/min. The solve runs in float32
     # (parameters in and predictions out stay float64): its rounding, ~1e-6 relative over

@@ -83,8 +83,8 @@ def test_diagnostics_rows_carry_their_own_patients_values(oral_fit):
 def test_diagnostics_report(oral_fit):
     diag = oral_fit.diagnostics()
     # The count is the sampler's. This 16-patient fixture (combined error, 4 data-poor
-    # patients) gave 0-5 divergences of 2000 over seeds 0-3 with session 4's partial
-    # centring and 0 at each of them with the whitened latents (session 5).
+    # patients) gave 0-5 divergences of 2000 over seeds 0-3 with the partial
+    # centring of commit 2688af6 and 0 at each of them with the whitened latents (commit 522033c).
     assert diag.divergences == int(oral_fit.idata["sample_stats"]["diverging"].values.sum())
     assert diag.divergences == 0
     assert diag.max_rhat < 1.05

@@ -106,8 +106,8 @@ def run_nuts(
 SVI_MAX_RANK = 10
 """Largest rank of the low-rank guide's covariance factor (NumPyro's default: √dim).
 
-Measured on the 1000-patient oral cohort (3008 latent dimensions, 5000 Adam steps; session
-7): rank 55 (the default) reached a loss of -3324, rank 20 -3554, rank 10 -3618 (lower is
+Measured on the 1000-patient oral cohort (3008 latent dimensions, 5000 Adam steps; commit
+f3a0e6c): rank 55 (the default) reached a loss of -3324, rank 20 -3554, rank 10 -3618 (lower is
 better; 500-particle estimates) with the same population posterior means, in 88, 38 and
 37 s. The extra columns are more parameters to fit, not a better fit, at the step budgets
 used; at 10 000 patients the default rank 173 made each step 4x dearer (253 vs 63 ms).
@@ -182,7 +182,7 @@ def _optimise(svi: SVI, key: jax.Array, steps: int, args: tuple, progress: bool)
 
     NumPyro's ``SVI.run`` closes over the model arguments, so the cohort's arrays were
     compiled in as constants: at 1000 patients 58 s of XLA compilation against 18.5 s
-    with the data passed as an argument (same losses to the last digit; session 6). With
+    with the data passed as an argument (same losses to the last digit; commit 08cc75e). With
     ``progress`` the updates run in 20 chunks with a bar between them.
     """
     state = svi.init(key, *args)
@@ -207,7 +207,7 @@ def _optimise(svi: SVI, key: jax.Array, steps: int, args: tuple, progress: bool)
     if bar is not None:
         bar.close()
     # Dispatch is asynchronous: without waiting, "optimisation" timed only the compile and
-    # the work landed in whatever touched the parameters next (session 7: 23 s reported of
+    # the work landed in whatever touched the parameters next (before f3a0e6c: 23 s reported of
     # ~90 s at 1000 patients).
     state = jax.block_until_ready(state)
     return _Optimised(params=svi.get_params(state), losses=jnp.concatenate(losses))

@@ -27,14 +27,14 @@ A patient without data is non-centred (``F = 0``: ``z = η``); a small sampled `
 makes every patient non-centred, so no funnel is left behind; parameters that trade off
 (``p2`` and ``SI`` of the Bergman model) are decorrelated by the whole matrix.
 
-Measured (session 5): on the 12-patient Bergman recovery fit (4 × (1000+1000), defaults)
+Measured 2026-12-01 (8493aa3): on the 12-patient Bergman recovery fit (4 × (1000+1000), defaults)
 partial centring with weights following ``ω`` gave max R-hat 1.014 (``omega[Gb]``, bulk
 ESS 313), the whitened latents 1.003 (smallest bulk ESS 920) with a third of the leapfrog
 steps (22 against 68 per iteration at 2 × (500+500)); on the 16-patient oral test cohort
 (4 × (500+500), seeds 0–3) re-evaluating ``F`` at the sampled residual SDs took the
 divergences from 1, 1, 0, 1 to 0 and the smallest bulk ESS from 169–401 to 728–1240; on
 the 100-patient oral recovery fit (4 × (1000+1000)) the smallest bulk ESS is 4147
-(2284 with session 4's partial centring). Measuring the centred part from 0 instead of from the
+(2284 with 2688af6's partial centring). Measuring the centred part from 0 instead of from the
 patient's estimate, as a first version did, had let a change of ``ω`` shift every
 patient by ``Δw · mean`` and cut the smallest population ESS of a 100-patient oral fit
 from 640 to 120; ``h`` puts that reference where the data are.

@@ -7,8 +7,8 @@ one) and its gradient needs forward sensitivities. A fixed grid has none of that
 number of steps is known when compiling, so the solve is one ``lax.scan`` that reverse
 mode differentiates directly (measured on the 100-patient Bergman cohort: one
 likelihood gradient 1.9 ms here against 7 ms with adaptive Tsit5 and sensitivities,
-session 8; the solve's own share 1.44 ms, 0.94 ms in the cohort layout of
-:func:`integrate_cohort_on_grid` and 0.58 ms in float32, session 9,
+2026-12-02 at commit 26160cb; the solve's own share 1.44 ms, 0.94 ms in the cohort layout
+of :func:`integrate_cohort_on_grid` and 0.58 ms in float32, 2026-12-02 at commit 897992a,
 ``benchmarks/RESULTS.md``).
 
 Precision
@@ -270,7 +270,7 @@ def integrate_cohort_on_grid(
     here they are ``(n, P)`` (``model.rhs`` is ``vmap``-ed with the patient axis last),
     so each state is one contiguous vector of patients and the grid is walked time-major.
     Measured on the 100-patient Bergman cohort: a likelihood gradient 1.44 → 0.94 ms
-    (``benchmarks/RESULTS.md``, session 9).
+    (``benchmarks/RESULTS.md``, 2026-12-02, commit 897992a).
     """
     dtype = grids.t0.dtype
     th = jax.vmap(model.theta_dict)(theta.astype(dtype))

@@ -121,7 +121,7 @@ def solve_ode_sensitivities(
     approach), not the derivative of the discrete solver. Differentiating through
     diffrax's loop instead (``jacfwd``) also carried the tangents through the controller
     and the dense output: on the 100-patient Bergman cohort its gradient cost ~5x the
-    primal solve, this one ~4x (session 7, benchmarks/RESULTS.md).
+    primal solve, this one ~4x (2026-12-02, commit 0d18b6a, benchmarks/RESULTS.md).
 
     Returns ``(states (T, n), sensitivities (T, n, K), status)``.
     """
