@@ -76,4 +76,4 @@ def test_twin_is_built_from_the_view(oral_fit):
     pid = oral_fit.patient_ids[1]
     twin = oral_fit.twin(pid)
     view = oral_fit.patient(pid)
-    assert twin.theta is view.theta and twin.population is view.population
+    assert twin.posterior is view and twin.theta is view.theta

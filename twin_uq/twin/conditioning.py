@@ -142,8 +142,8 @@ def update_twin(  # noqa: UP047 (PEP 695 syntax breaks the 3.11 layer checker)
         seconds=res.seconds,
         pareto_k=res.pareto_k,
     )
-    return replace(
-        twin,
+    posterior = replace(
+        twin.posterior,
         theta=frozen(res.theta),
         add=frozen(pop.add[s]),
         prop=frozen(pop.prop[s]),
@@ -152,8 +152,8 @@ def update_twin(  # noqa: UP047 (PEP 695 syntax breaks the 3.11 layer checker)
         schedule=cohort.schedule(twin.patient_id, signals=twin.model.signals),
         observations=observations_frame(arrays, 0, twin.model),
         table=cohort.table.copy(),
-        history=(*twin.history, record),
     )
+    return replace(twin, posterior=posterior, history=(*twin.history, record))
 
 
 def _new_table(new_rows: pd.DataFrame | Cohort, pid: str, model: Model) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import arviz_stats as azs
@@ -21,9 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from twin_uq.data import Cohort
-from twin_uq.model.base import Model, SolverSettings
 from twin_uq.posterior.patient import PatientPosterior, UnknownPatientError
-from twin_uq.posterior.population import PopulationDraws
 from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal
 from twin_uq.twin.conditioning import update_twin
 from twin_uq.twin.criteria import Criterion, Event, event_grid
@@ -49,58 +47,24 @@ ScheduleLike = Schedule | Sequence[Bolus | Infusion]
 class PosteriorTwin:
     """One patient's posterior twin. Build it with ``post.twin(patient_id)``.
 
+    A twin is a patient's posterior (:class:`~twin_uq.posterior.PatientPosterior`: draws,
+    residual parameters, observations, schedule, covariates, population prior) with the
+    questions one asks of it (predict, what-if, probability, dose) and the updates applied
+    since the cohort fit. Its fields are read through to the posterior: ``twin.theta`` is
+    ``twin.posterior.theta``, and so on for ``patient_id``, ``model``, ``settings``,
+    ``add``, ``prop``, ``nu``, ``n_chains``, ``covariates``, ``baseline``, ``schedule``,
+    ``observations``, ``table``, ``population``, ``error_code``, ``approximate`` and
+    ``population_only``.
+
     Attributes
     ----------
-    patient_id
-        The patient.
-    model, settings
-        The physiological model and its solver settings.
-    theta
-        ``(S, K)`` posterior draws of the individual parameters (natural scale,
-        ``model.parameter_names`` order), chains concatenated.
-    add, prop, nu
-        ``(S, O)``, ``(S, O)``, ``(S,)`` residual error parameters of each draw.
-    n_chains
-        Number of chains the ``S`` draws come from (for effective sample sizes).
-    covariates
-        ``(C,)`` the model's covariates (``model.covariates`` order).
-    baseline
-        All baseline covariates of the patient (name → value).
-    schedule
-        The patient's dosing history (and measured signals).
-    observations
-        DataFrame ``time, output, value, censored, lloq``.
-    table
-        The patient's rows of the cohort table (the data this twin is conditioned on).
-    population
-        The population posterior seen by this patient (for :meth:`update`).
-    error_code
-        ``(O,)`` residual error model code per output.
-    approximate
-        Whether the underlying fit is approximate (SVI / Laplace).
-    population_only
-        True for a new patient without data (pure population prediction).
+    posterior
+        The patient's posterior the twin answers from (after any updates).
     history
         Updates applied since the cohort fit.
     """
 
-    patient_id: str
-    model: Model
-    settings: SolverSettings
-    theta: np.ndarray
-    add: np.ndarray
-    prop: np.ndarray
-    nu: np.ndarray
-    n_chains: int
-    covariates: np.ndarray
-    baseline: Mapping[str, object]
-    schedule: Schedule
-    observations: pd.DataFrame
-    table: pd.DataFrame
-    population: PopulationDraws = field(repr=False)
-    error_code: np.ndarray = field(repr=False)
-    approximate: bool = False
-    population_only: bool = False
+    posterior: PatientPosterior
     history: tuple[UpdateRecord, ...] = ()
 
     # ---- construction ------------------------------------------------------------------
@@ -113,30 +77,28 @@ class PosteriorTwin:
         UnknownPatientError
             (a ``KeyError``) for an id not in the fit, naming close matches.
         """
-        return cls.from_view(post.patient(patient_id))
+        return cls(post.patient(patient_id))
 
-    @classmethod
-    def from_view(cls, view: PatientPosterior) -> PosteriorTwin:
-        """The twin of one patient's posterior view (see :meth:`CohortPosterior.patient`)."""
-        return cls(
-            patient_id=view.patient_id,
-            model=view.model,
-            settings=view.settings,
-            theta=view.theta,
-            add=view.add,
-            prop=view.prop,
-            nu=view.nu,
-            n_chains=view.n_chains,
-            covariates=view.covariates,
-            baseline=view.baseline,
-            schedule=view.schedule,
-            observations=view.observations,
-            table=view.table,
-            population=view.population,
-            error_code=view.error_code,
-            approximate=view.approximate,
-            population_only=view.population_only,
-        )
+    # ---- the patient's posterior, read through -----------------------------------------
+    patient_id = property(lambda self: self.posterior.patient_id, doc="The patient.")
+    model = property(lambda self: self.posterior.model, doc="The physiological model.")
+    settings = property(lambda self: self.posterior.settings, doc="ODE solver settings.")
+    theta = property(lambda self: self.posterior.theta, doc="``(S, K)`` parameter draws.")
+    add = property(lambda self: self.posterior.add, doc="``(S, O)`` additive residual SDs.")
+    prop = property(lambda self: self.posterior.prop, doc="``(S, O)`` proportional SDs.")
+    nu = property(lambda self: self.posterior.nu, doc="``(S,)`` Student-t dof.")
+    n_chains = property(lambda self: self.posterior.n_chains, doc="Chains of the draws.")
+    covariates = property(lambda self: self.posterior.covariates, doc="``(C,)`` covariates.")
+    baseline = property(lambda self: self.posterior.baseline, doc="Baseline covariates.")
+    schedule = property(lambda self: self.posterior.schedule, doc="Dosing history.")
+    observations = property(lambda self: self.posterior.observations, doc="Observations.")
+    table = property(lambda self: self.posterior.table, doc="The patient's table rows.")
+    population = property(lambda self: self.posterior.population, doc="Population prior.")
+    error_code = property(lambda self: self.posterior.error_code, doc="Error model codes.")
+    approximate = property(lambda self: self.posterior.approximate, doc="Approximate fit.")
+    population_only = property(
+        lambda self: self.posterior.population_only, doc="A new patient without data."
+    )
 
     # ---- facts -------------------------------------------------------------------------
     @property
@@ -636,6 +598,4 @@ def new_patient_twin(
     patient_id: str = "new patient",
 ) -> PosteriorTwin:
     """A population-only twin of a new patient (for what-if questions before any data)."""
-    return PosteriorTwin.from_view(
-        post.new_patient(covariates, schedule, seed=seed, patient_id=patient_id)
-    )
+    return PosteriorTwin(post.new_patient(covariates, schedule, seed=seed, patient_id=patient_id))
