@@ -102,9 +102,10 @@ def _derive_fn():
             ll = jnp.where(ok, ll, -jnp.inf)
             sd = residual_sd(code, f, aa, bb)
             k1, k2 = jax.random.split(k)
-            noise = jnp.where(
-                code == 4, jax.random.t(k2, v, f.shape), jax.random.normal(k1, f.shape)
-            ) * sd
+            noise = (
+                jnp.where(code == 4, jax.random.t(k2, v, f.shape), jax.random.normal(k1, f.shape))
+                * sd
+            )
             y = jnp.where(code == 3, jnp.maximum(f, 1e-12) * jnp.exp(noise), f + noise)
             y = jnp.where(arr.obs_mask, y, jnp.nan)
             return f, ll, y, ok

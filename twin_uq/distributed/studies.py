@@ -27,9 +27,7 @@ def map_replicates(
     replicate index → error message; failures never silently shrink the study.
     """
     with get_client(cluster) as client:
-        futures = {
-            i: client.submit(fn, a, retries=retries, pure=False) for i, a in enumerate(args)
-        }
+        futures = {i: client.submit(fn, a, retries=retries, pure=False) for i, a in enumerate(args)}
         done, failed = gather_all(client, futures)
     return [done.get(i) for i in range(len(args))], failed
 
@@ -76,6 +74,4 @@ def run_sbc_distributed(
     ]  # fmt: skip
     results, failed = map_replicates(_sbc_replicate, jobs, cluster=cluster)
     ranks = pd.concat([r for r in results if r is not None], ignore_index=True)
-    return SBCResult(
-        ranks=ranks, n_rank_draws=n_rank_draws, failed=tuple(sorted(failed.items()))
-    )
+    return SBCResult(ranks=ranks, n_rank_draws=n_rank_draws, failed=tuple(sorted(failed.items())))

@@ -47,7 +47,7 @@ from twin_uq.inference.prepare import prepare_fit
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.model.load import load_model, model_source_hash
 from twin_uq.posterior import CohortPosterior
-from twin_uq.posterior.population import flat_draws
+from twin_uq.posterior.population import flat_draws, population_chol
 
 __all__ = ["IncompleteResultError", "TwoStage", "fit_two_stage"]
 
@@ -92,13 +92,6 @@ def _restandardise(draws: Mapping[str, np.ndarray], stage1_design, full_design, 
         beta[:, e] = beta[:, e] * s / s1
     out["mu"], out["beta"] = mu, beta
     return out
-
-
-def _chol(draws: Mapping[str, np.ndarray]) -> np.ndarray:
-    omega = draws["omega"]
-    if "corr" in draws:
-        return np.linalg.cholesky(draws["corr"]) * omega[:, :, None]
-    return np.einsum("sk,kl->skl", omega, np.eye(omega.shape[1]))
 
 
 def _thin(n_from: int, n_to: int) -> np.ndarray:
@@ -224,7 +217,7 @@ class TwoStage(FitMethod):
         mix = {k: v[keep] for k, v in flat.items()}
         n_out = len(model.outputs)
         add, prop, nu = residuals_of_draws(stage1.prepared.structure, mix, n_out)
-        chol = _chol(mix)
+        chol = population_chol(mix)
         error_code = np.asarray(prepared.data.error_code)
         arrays = prepared.data.arrays
         N = int(arrays.obs_time.shape[1])

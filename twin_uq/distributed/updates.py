@@ -77,9 +77,13 @@ def update_many(
         [shared] = client.scatter([post], broadcast=True)
         futures = {
             pid: client.submit(
-                _update_task, shared, pid,
+                _update_task,
+                shared,
+                pid,
                 new_rows[new_rows[idcol].astype(str) == pid].reset_index(drop=True),
-                dict(update_kwargs), retries=retries, pure=False,
+                dict(update_kwargs),
+                retries=retries,
+                pure=False,
             )
             for pid in ids
         }

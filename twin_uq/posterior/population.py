@@ -45,6 +45,7 @@ __all__ = [
     "frozen",
     "model_covariates",
     "patient_population",
+    "population_chol",
     "population_for_covariates",
 ]
 
@@ -116,7 +117,21 @@ def _residuals(post: CohortPosterior, draws: Mapping[str, np.ndarray]):
     return residuals_of_draws(post.structure, draws, len(post.model.outputs))
 
 
-def _chol(draws: Mapping[str, np.ndarray]) -> np.ndarray:
+def _population_draws(
+    post: CohortPosterior, draws: Mapping[str, np.ndarray], mean: np.ndarray
+) -> PopulationDraws:
+    add, prop, nu = _residuals(post, draws)
+    return PopulationDraws(
+        mean=frozen(mean),
+        chol=frozen(population_chol(draws)),
+        add=frozen(add),
+        prop=frozen(prop),
+        nu=frozen(nu),
+    )
+
+
+def population_chol(draws: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``(S, K, K)`` Cholesky factor of the between-patient covariance of log theta."""
     omega = draws["omega"]
     if "corr" in draws:
         return np.linalg.cholesky(draws["corr"]) * omega[:, :, None]
@@ -146,14 +161,7 @@ def patient_population(
     draws = flat_draws(post) if draws is None else draws
     means = cohort_population_means(post, draws) if means is None else means
     mean = means[:, index]
-    add, prop, nu = _residuals(post, draws)
-    return PopulationDraws(
-        mean=frozen(mean),
-        chol=frozen(_chol(draws)),
-        add=frozen(add),
-        prop=frozen(prop),
-        nu=frozen(nu),
-    )
+    return _population_draws(post, draws, mean)
 
 
 def design_row(
@@ -201,14 +209,7 @@ def population_for_covariates(
         names = post.model.parameter_names
         for e, (par, term) in enumerate(design.effects):
             mean[:, names.index(par)] += draws["beta"][:, e] * row[design.terms.index(term)]
-    add, prop, nu = _residuals(post, draws)
-    return PopulationDraws(
-        mean=frozen(mean),
-        chol=frozen(_chol(draws)),
-        add=frozen(add),
-        prop=frozen(prop),
-        nu=frozen(nu),
-    )
+    return _population_draws(post, draws, mean)
 
 
 def model_covariates(post: CohortPosterior, covariates: Mapping[str, object]) -> np.ndarray:

@@ -39,7 +39,7 @@ def update_twin(  # noqa: UP047 (PEP 695 syntax breaks the 3.11 layer checker)
     method: str = "auto",
     seed: int = 0,
 ) -> Twin:
-    """Condition on new observations of this patient; returns a new twin.
+    """Condition on new observations of this patient (``twin.update``); returns a new twin.
 
     The population posterior of the cohort fit is the prior (see
     :mod:`twin_uq.twin.update`); the cohort is not refitted. The sampler is compiled

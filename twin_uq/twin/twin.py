@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from twin_uq.data import Cohort
 from twin_uq.posterior.patient import PatientPosterior, UnknownPatientError
 from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal
 from twin_uq.twin.conditioning import update_twin
@@ -546,25 +545,9 @@ class PosteriorTwin:
         )
 
     # ---- learning ----------------------------------------------------------------------
-    def update(
-        self,
-        new_rows: pd.DataFrame | Cohort,
-        *,
-        chains: int = 4,
-        warmup: int = 400,
-        draws: int = 500,
-        population_draws: int = 256,
-        method: str = "auto",
-        seed: int = 0,
-    ) -> PosteriorTwin:
-        """Condition on new observations of this patient; returns a new twin.
-
-        See :func:`twin_uq.twin.conditioning.update_twin` for the method and parameters.
-        """
-        return update_twin(
-            self, new_rows, chains=chains, warmup=warmup, draws=draws,
-            population_draws=population_draws, method=method, seed=seed,
-        )  # fmt: skip
+    #: Condition on new observations of this patient; returns a new twin
+    #: (:func:`twin_uq.twin.conditioning.update_twin`, called as ``twin.update(new_rows, ...)``).
+    update = update_twin
 
 
 def simulate_patient(
