@@ -52,7 +52,10 @@ def test_population_mean_follows_allometry(oral_fit, oral_sim):
                 wt / a.reference
             )
         expected = np.log(typical) + offset
-        np.testing.assert_allclose(oral_fit.patient(pid).population.mean, expected, rtol=1e-12)
+        # log scale: rounding of sums of terms of order 1 (|mean| can be near 0)
+        np.testing.assert_allclose(
+            oral_fit.patient(pid).population.mean, expected, rtol=0, atol=1e-12
+        )
 
 
 def test_observations_match_the_cohort_table(oral_fit):

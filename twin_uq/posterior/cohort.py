@@ -91,7 +91,8 @@ class CohortPosterior:
         from the stored centring.
         """
         if self._prepared is None:
-            assert self._prepare is not None
+            if self._prepare is None:
+                raise AttributeError("This CohortPosterior was built without its fit problem.")
             self._prepared = self._prepare()
         return self._prepared
 
