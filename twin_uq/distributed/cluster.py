@@ -3,10 +3,32 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["gather_all", "get_client"]
+from twin_uq.errors import DependencyError
+
+__all__ = ["gather_all", "get_client", "worker_task"]
+
+
+def worker_task(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` wrapped to run on a Dask worker with this process's precision.
+
+    Workers are other processes, often on other machines: the wrapper calls
+    :func:`twin_uq.configure` there with the float64 setting in force here (read now, at
+    submission), then ``fn``. Picklable whenever ``fn`` is.
+    """
+    import jax
+
+    return functools.partial(_configured_call, fn, bool(jax.config.jax_enable_x64))
+
+
+def _configured_call(fn: Callable[..., Any], x64: bool, *args: Any, **kwargs: Any) -> Any:
+    from twin_uq._config import configure
+
+    configure(x64=x64)
+    return fn(*args, **kwargs)
 
 
 @contextlib.contextmanager
@@ -31,7 +53,7 @@ def get_client(cluster: Any = None, *, n_workers: int = 2) -> Iterator[Any]:
     try:
         from distributed import Client, LocalCluster
     except ImportError as err:  # pragma: no cover - dask is an optional extra
-        raise ImportError(
+        raise DependencyError(
             "Distributed fitting needs dask[distributed]: pip install 'twin-uq[dask]'."
         ) from err
     if isinstance(cluster, Client):

@@ -35,7 +35,8 @@ import pandas as pd
 import xarray as xr
 
 from twin_uq.data import Cohort, read_cohort
-from twin_uq.distributed.cluster import gather_all, get_client
+from twin_uq.distributed.cluster import gather_all, get_client, worker_task
+from twin_uq.errors import InputError, TwinUQError
 from twin_uq.model.base import Model
 from twin_uq.model.load import load_model
 
@@ -44,7 +45,7 @@ __all__ = ["IncompleteResultError", "PopulationDraws", "fit_two_stage", "populat
 log = logging.getLogger(__name__)
 
 
-class IncompleteResultError(RuntimeError):
+class IncompleteResultError(TwinUQError, RuntimeError):
     """Some patients are missing from (or duplicated in) a distributed result."""
 
     def __init__(self, message: str, missing: list[str], failures: dict[str, str]):
@@ -88,7 +89,7 @@ def _restandardise(draws: PopulationDraws, stage1_design, full_design, model: Mo
     if "beta" not in draws:
         return draws
     if tuple(stage1_design.effects) != tuple(full_design.effects):
-        raise ValueError(
+        raise InputError(
             "The stage-1 subsample and the full cohort give different covariate terms "
             f"({stage1_design.effect_labels} vs {full_design.effect_labels}): a category level "
             "or reference level is missing from the subsample; enlarge `subsample`."
@@ -207,9 +208,9 @@ def fit_two_stage(
     if not isinstance(cohort, Cohort):
         cohort = read_cohort(cohort)
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}.")
     if min(chains, warmup, draws) < 1:
-        raise ValueError(f"chains, warmup, draws must be >= 1, got {chains}, {warmup}, {draws}.")
+        raise InputError(f"chains, warmup, draws must be >= 1, got {chains}, {warmup}, {draws}.")
     ids = list(cohort.ids)
     P = len(ids)
     rng = np.random.default_rng(seed)
@@ -218,7 +219,7 @@ def fit_two_stage(
     if population is None:
         n_sub = min(int(subsample), P)
         if n_sub < 2:
-            raise ValueError(f"subsample must be >= 2 patients, got {subsample}.")
+            raise InputError(f"subsample must be >= 2 patients, got {subsample}.")
         sub_ids = [ids[i] for i in np.sort(rng.choice(P, n_sub, replace=False))]
         kwargs = {"progress": False} | dict(population_kwargs or {})
         stage1 = fit(
@@ -228,7 +229,7 @@ def fit_two_stage(
     else:
         stage1 = population
         if stage1.model.name != model.name:
-            raise ValueError(
+            raise InputError(
                 f"The population posterior is of model {stage1.model.name!r}, not {model.name!r}."
             )
         sub_ids = list(stage1.patient_ids)
@@ -273,7 +274,7 @@ def fit_two_stage(
                 "seeds": np.asarray([seed * 1_000_003 + 7919 * i + 1 for i in index]),
             }
             futures[b] = client.submit(
-                conditional_batch, payload, retries=retries, pure=False,
+                worker_task(conditional_batch), payload, retries=retries, pure=False,
                 key=f"twin-uq-stage2-{seed}-{b}-{time.time_ns()}",
             )  # fmt: skip
         done, failed = gather_all(client, futures)
@@ -408,7 +409,7 @@ def fit_from_fit_args(args: Mapping[str, Any]):
     """
     a = dict(args)
     if a.get("backend", "numpyro") != "numpyro":
-        raise ValueError("cluster= supports backend='numpyro' only.")
+        raise InputError("cluster= supports backend='numpyro' only.")
     stage1 = {k: a[k] for k in (
         "chains", "warmup", "draws", "covariate_effects", "correlation", "centering", "error",
         "priors", "solver", "target_accept", "max_tree_depth", "dense_mass", "svi_steps",

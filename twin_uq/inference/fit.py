@@ -13,8 +13,10 @@ from pathlib import Path
 import jax
 import pandas as pd
 
+from twin_uq._config import require_x64
 from twin_uq.data import Cohort, read_cohort
 from twin_uq.distributed.twostage import fit_from_fit_args
+from twin_uq.errors import InputError, UnavailableError
 from twin_uq.inference.backends import BackendResult, run_laplace, run_nuts, run_svi
 from twin_uq.inference.idata import build_idata
 from twin_uq.inference.nuts_kernel import CHAIN_METHODS
@@ -50,18 +52,18 @@ class FitSettings:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"Unknown method {self.method!r}; choose one of {METHODS}.")
+            raise InputError(f"Unknown method {self.method!r}; choose one of {METHODS}.")
         if self.chain_method not in CHAIN_METHODS:
-            raise ValueError(
+            raise InputError(
                 f"chain_method must be one of {CHAIN_METHODS}, got {self.chain_method!r}."
             )
         for name in ("chains", "draws", "svi_steps", "max_tree_depth"):
             if not _whole(getattr(self, name), 1):
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
+                raise InputError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
         if not _whole(self.warmup, 0):
-            raise ValueError(f"warmup must be an integer >= 0, got {self.warmup!r}.")
+            raise InputError(f"warmup must be an integer >= 0, got {self.warmup!r}.")
         if not 0.0 < self.target_accept < 1.0:
-            raise ValueError(f"target_accept must lie in (0, 1), got {self.target_accept}.")
+            raise InputError(f"target_accept must lie in (0, 1), got {self.target_accept}.")
 
 
 def _whole(value: object, low: int) -> bool:
@@ -159,6 +161,7 @@ def fit(
         guide=guide,
         chain_method=chain_method,
     )
+    require_x64("tq.fit")
     model = load_model(model)
     if not isinstance(cohort, Cohort):
         cohort = read_cohort(cohort)
@@ -179,10 +182,10 @@ def fit(
     k_fit, k_post = jax.random.split(key)
     result: BackendResult
     if backend not in ("numpyro", "pymc"):
-        raise ValueError(f"Unknown backend {backend!r}; choose 'numpyro' or 'pymc'.")
+        raise InputError(f"Unknown backend {backend!r}; choose 'numpyro' or 'pymc'.")
     if backend == "pymc":
         if method != "nuts":
-            raise ValueError(f"backend='pymc' supports method='nuts' only, got {method!r}.")
+            raise InputError(f"backend='pymc' supports method='nuts' only, got {method!r}.")
         from twin_uq.inference.pymc_backend import run_pymc
 
         result = run_pymc(
@@ -262,7 +265,7 @@ def _explained_invalid_start(prepared, init: Mapping[str, object], method: str):
             if ids
             else "every patient's likelihood is finite there, so a prior or residual term is not"
         )
-        raise RuntimeError(
+        raise UnavailableError(
             f"method={method!r} could not start: the log density is not finite at the starting "
             f"point (every patient at the population median of the priors); {who}. Check the "
             "model's equations for NaN/inf (simulate one patient with tq.simulate) and the "

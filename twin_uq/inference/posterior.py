@@ -13,6 +13,7 @@ import xarray as xr
 
 from twin_uq._atomic import atomic_write
 from twin_uq.data import Cohort, read_cohort
+from twin_uq.errors import InputError
 from twin_uq.inference.prepare import PreparedFit, prepare_fit
 from twin_uq.model.base import Model
 from twin_uq.model.load import load_model, model_source_hash
@@ -23,7 +24,7 @@ __all__ = ["CohortPosterior", "Diagnostics", "PosteriorLoadError", "load_posteri
 _POPULATION_VARS = ("mu", "omega", "beta", "sigma_add", "sigma_prop", "nu")
 
 
-class PosteriorLoadError(ValueError):
+class PosteriorLoadError(InputError):
     """A saved fit cannot be read back (corrupt, truncated, or from another model)."""
 
 
@@ -363,7 +364,7 @@ class CohortPosterior:
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix not in (".nc", ".zarr"):
-            raise ValueError(f"Unknown fit file type {path.name!r}: use .nc (netCDF) or .zarr.")
+            raise InputError(f"Unknown fit file type {path.name!r}: use .nc (netCDF) or .zarr.")
         if suffix == ".nc":
             return atomic_write(path, lambda tmp: self.idata.to_netcdf(tmp, engine="h5netcdf"))
         return atomic_write(path, lambda tmp: self.idata.to_zarr(tmp, consolidated=False))
@@ -371,7 +372,7 @@ class CohortPosterior:
 
 def _check_interval(interval: float) -> None:
     if not 0.0 < float(interval) < 1.0:
-        raise ValueError(f"interval must lie strictly between 0 and 1, got {interval}.")
+        raise InputError(f"interval must lie strictly between 0 and 1, got {interval}.")
 
 
 def _table_from_dataset(ds: xr.Dataset) -> pd.DataFrame:

@@ -48,6 +48,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from twin_uq.errors import DependencyError, InputError
 from twin_uq.inference.backends import BackendResult
 from twin_uq.inference.centering import whitened_log_theta
 from twin_uq.inference.prepare import PreparedFit
@@ -69,7 +70,7 @@ def require_pymc(module: str = "pymc"):
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise ImportError(
+        raise DependencyError(
             f"The PyMC backend needs {module!r}, which is not installed. "
             f"Install the optional extra: {_INSTALL} (pymc, pytensor, nutpie)."
         ) from err
@@ -264,7 +265,7 @@ def run_pymc(
         them; NUTS ``sample_stats``; ``info`` with ``backend="pymc"`` and the sampler.
     """
     if sampler not in PYMC_SAMPLERS:
-        raise ValueError(f"Unknown PyMC sampler {sampler!r}; choose one of {PYMC_SAMPLERS}.")
+        raise InputError(f"Unknown PyMC sampler {sampler!r}; choose one of {PYMC_SAMPLERS}.")
     pm = require_pymc("pymc")
     pmodel = build_pymc_model(prepared)
     names = _latent_names(prepared)

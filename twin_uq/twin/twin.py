@@ -23,6 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from twin_uq.data import Cohort, read_cohort
+from twin_uq.errors import InputError, TwinUQError, UnavailableError
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal
 from twin_uq.twin.criteria import Criterion, Event, event_grid
@@ -51,7 +52,7 @@ __all__ = ["PosteriorTwin", "UnknownPatientError", "simulate_patient"]
 ScheduleLike = Schedule | Sequence[Bolus | Infusion]
 
 
-class UnknownPatientError(KeyError):
+class UnknownPatientError(TwinUQError, KeyError):
     """A patient id that the fit does not contain (the message lists close matches)."""
 
     def __str__(self) -> str:
@@ -61,18 +62,18 @@ class UnknownPatientError(KeyError):
 def _check_interval(interval: float) -> float:
     interval = float(interval)
     if not 0.0 < interval < 1.0:
-        raise ValueError(f"interval must lie strictly between 0 and 1, got {interval}.")
+        raise InputError(f"interval must lie strictly between 0 and 1, got {interval}.")
     return interval
 
 
 def _check_times(times: object) -> np.ndarray:
     t = np.asarray(times, dtype=float).reshape(-1) if np.ndim(times) <= 1 else None
     if t is None or t.size == 0:
-        raise ValueError(f"times must be a non-empty 1-D sequence of times >= 0; got {times!r}.")
+        raise InputError(f"times must be a non-empty 1-D sequence of times >= 0; got {times!r}.")
     if not np.all(np.isfinite(t)):
-        raise ValueError("times must be finite (found NaN or inf).")
+        raise InputError("times must be finite (found NaN or inf).")
     if np.any(t < 0):
-        raise ValueError(
+        raise InputError(
             f"times must be >= 0 (simulation starts at t = 0); got {t[t < 0][:3].tolist()}."
         )
     return t
@@ -251,9 +252,9 @@ class PosteriorTwin:
                     signal_names=list(self.model.signals),
                 )
             except ValueError as err:
-                raise ValueError(f"{label}: {err}") from None
+                raise InputError(f"{label}: {err}") from None
         if sched.bolus_time.ndim != 1:
-            raise ValueError("A twin takes one patient's (unbatched) Schedule.")
+            raise InputError("A twin takes one patient's (unbatched) Schedule.")
         if schedule is not None:
             _check_doses(sched, self.model, label)
         return bucket_schedule(sched)
@@ -272,7 +273,7 @@ class PosteriorTwin:
         if draws is None or int(draws) >= S:
             return np.arange(S)
         if int(draws) < 1:
-            raise ValueError(f"draws must be a positive number, got {draws}.")
+            raise InputError(f"draws must be a positive number, got {draws}.")
         return np.unique(np.linspace(0, S - 1, int(draws)).round().astype(int))
 
     def _simulate(
@@ -352,7 +353,7 @@ class PosteriorTwin:
     def _dataset(self, t, f, y, ok, idx, interval, seed) -> xr.Dataset:
         n_failed = int((~ok).sum())
         if not ok.any():
-            raise RuntimeError(
+            raise UnavailableError(
                 f"Patient {self.patient_id}: the ODE solver failed at all {ok.size} posterior "
                 "draws for this schedule and these times; no prediction is possible."
             )
@@ -403,7 +404,7 @@ class PosteriorTwin:
         if output not in self.model.output_names:
             close = difflib.get_close_matches(output, self.model.output_names, n=3)
             hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-            raise ValueError(
+            raise InputError(
                 f"Model {self.model.name!r} has no output {output!r}{hint}; outputs: {list(self.model.output_names)}."
             )
         return ds["y" if include_noise else "f"].sel(output=output).values  # (D, T)
@@ -475,7 +476,7 @@ class PosteriorTwin:
     ) -> tuple[dict[str, xr.Dataset], np.ndarray]:
         """Predictions of several regimens on the same draws; draws failing anywhere dropped."""
         if not regimens:
-            raise ValueError("Give at least one regimen.")
+            raise InputError("Give at least one regimen.")
         idx = self._draw_index(draws)
         raw = {}
         ok_all = np.ones(idx.size, dtype=bool)
@@ -486,7 +487,9 @@ class PosteriorTwin:
             raw[name] = (f, y, ok)
             ok_all &= ok
         if not ok_all.any():
-            raise RuntimeError(f"Patient {self.patient_id}: the ODE solver failed at every draw.")
+            raise UnavailableError(
+                f"Patient {self.patient_id}: the ODE solver failed at every draw."
+            )
         preds = {}
         for name, (f, y, ok) in raw.items():
             ds = self._dataset(times, f, y, ok, idx, interval, seed)
@@ -527,7 +530,7 @@ class PosteriorTwin:
         interval = _check_interval(interval)
         if criterion is None:
             if times is None:
-                raise ValueError("what_if needs times= or a criterion with a window.")
+                raise InputError("what_if needs times= or a criterion with a window.")
             criterion = Criterion(self.model.output_names[0], "mean")
         t = self._criterion_times(criterion, times, n_grid)
         preds, _ = self._predict_many(regimens, t, interval, draws, seed)
@@ -598,17 +601,17 @@ class PosteriorTwin:
             base = self._as_schedule(template)
             for a in candidates:
                 if not (np.isfinite(float(a)) and float(a) > 0):
-                    raise ValueError(
+                    raise InputError(
                         f"regimen '{float(a):g}': dose amount must be finite and > 0, got {float(a):g}."
                     )
             regimens = {f"{float(a):g}": _scaled(base, float(a)) for a in candidates}
         if not regimens:
-            raise ValueError("recommend_dose needs at least one candidate.")
+            raise InputError("recommend_dose needs at least one candidate.")
         if isinstance(target, Event):
             t = event_grid(target.within, target.at, n_grid)
         elif isinstance(target, Criterion):
             if target.target is None:
-                raise ValueError("A Criterion used as a dosing target needs target=(low, high).")
+                raise InputError("A Criterion used as a dosing target needs target=(low, high).")
             t = self._criterion_times(target, None, n_grid)
         else:
             raise TypeError("target must be an Event or a Criterion.")
@@ -675,7 +678,7 @@ class PosteriorTwin:
             prior; the update's cost grows linearly with it.
         """
         if self.population_only:
-            raise ValueError(
+            raise InputError(
                 "This twin is a population-only prediction for a new patient; fit or update "
                 "requires a fitted patient (use post.twin(id))."
             )
@@ -697,7 +700,7 @@ class PosteriorTwin:
         schedule = bucket_schedule(cohort.schedule(self.patient_id, signals=self.model.signals))
         pop = self.population
         if population_draws < 1:
-            raise ValueError(f"population_draws must be >= 1, got {population_draws}.")
+            raise InputError(f"population_draws must be >= 1, got {population_draws}.")
         # Evenly thinned population draws (all chains) represent the population posterior.
         keep = np.unique(
             np.linspace(0, pop.n_draws - 1, min(population_draws, pop.n_draws)).round()
@@ -717,7 +720,7 @@ class PosteriorTwin:
             nu=jnp.asarray(pop.nu[keep]),
         )
         if method not in ("auto", "nuts", "importance"):
-            raise ValueError(f"method must be 'auto', 'nuts' or 'importance', got {method!r}.")
+            raise InputError(f"method must be 'auto', 'nuts' or 'importance', got {method!r}.")
         log_theta = np.log(self.theta)
         res = None
         if method in ("auto", "importance"):
@@ -730,7 +733,7 @@ class PosteriorTwin:
                 seed=seed,
             )
             if res is None and method == "importance":
-                raise RuntimeError(
+                raise UnavailableError(
                     f"Patient {self.patient_id}: importance sampling is unreliable for these "
                     "data (Pareto k-hat >= 0.7 or too few effective draws); use method='nuts'."
                 )
@@ -782,21 +785,21 @@ def _check_doses(schedule: Schedule, model: Model, label: str) -> None:
     for k, b in enumerate(schedule.boluses(), 1):
         where = f"{label}, bolus {k} (time {b.time:g})"
         if not (np.isfinite(b.amount) and b.amount > 0):
-            raise ValueError(f"{where}: dose amount must be finite and > 0, got {b.amount:g}.")
+            raise InputError(f"{where}: dose amount must be finite and > 0, got {b.amount:g}.")
         if not (np.isfinite(b.time) and b.time >= 0):
-            raise ValueError(f"{where}: dose time must be finite and >= 0, got {b.time:g}.")
+            raise InputError(f"{where}: dose time must be finite and >= 0, got {b.time:g}.")
         if not 0 <= b.cmt <= n_states:
-            raise ValueError(f"{where}: compartment {b.cmt} outside 1..{n_states} (0 = default).")
+            raise InputError(f"{where}: compartment {b.cmt} outside 1..{n_states} (0 = default).")
     for k, i in enumerate(schedule.infusions(), 1):
         where = f"{label}, infusion {k} (start {i.start:g})"
         if not (np.isfinite(i.rate) and i.rate > 0):
-            raise ValueError(f"{where}: infusion rate must be finite and > 0, got {i.rate:g}.")
+            raise InputError(f"{where}: infusion rate must be finite and > 0, got {i.rate:g}.")
         if not (np.isfinite(i.duration) and i.duration > 0):
-            raise ValueError(f"{where}: duration must be finite and > 0, got {i.duration:g}.")
+            raise InputError(f"{where}: duration must be finite and > 0, got {i.duration:g}.")
         if not (np.isfinite(i.start) and i.start >= 0):
-            raise ValueError(f"{where}: start time must be finite and >= 0, got {i.start:g}.")
+            raise InputError(f"{where}: start time must be finite and >= 0, got {i.start:g}.")
         if not 0 <= i.cmt <= n_states:
-            raise ValueError(f"{where}: compartment {i.cmt} outside 1..{n_states} (0 = default).")
+            raise InputError(f"{where}: compartment {i.cmt} outside 1..{n_states} (0 = default).")
 
 
 def _scaled(schedule: Schedule, amount: float) -> Schedule:
@@ -806,7 +809,7 @@ def _scaled(schedule: Schedule, amount: float) -> Schedule:
         Infusion.from_amount(i.start, amount, i.duration, i.cmt) for i in schedule.infusions()
     ]
     if not boluses and not infusions:
-        raise ValueError("The dosing template has no doses to scale; pass candidates as schedules.")
+        raise InputError("The dosing template has no doses to scale; pass candidates as schedules.")
     new = Schedule.build(
         boluses, infusions, n_bolus=schedule.n_bolus, n_infusion=schedule.n_infusion
     )
@@ -821,7 +824,7 @@ def _scaled(schedule: Schedule, amount: float) -> Schedule:
 def _new_table(new_rows: pd.DataFrame | Cohort, pid: str, model: Model) -> pd.DataFrame:
     if isinstance(new_rows, Cohort):
         if new_rows.ids != (pid,):
-            raise ValueError(
+            raise InputError(
                 f"update() of patient {pid!r} needs a Cohort with only that patient; got ids {list(new_rows.ids)[:5]}."
             )
         return _known_outputs(new_rows.table, pid, model).reset_index(drop=True)
@@ -830,7 +833,7 @@ def _new_table(new_rows: pd.DataFrame | Cohort, pid: str, model: Model) -> pd.Da
             "new_rows must be a pandas DataFrame in the cohort table format, or a Cohort."
         )
     if new_rows.empty:
-        raise ValueError("update() got no rows.")
+        raise InputError("update() got no rows.")
     frame = new_rows.copy()
     id_col = next((c for c in frame.columns if str(c).lower() == "id"), None)
     if id_col is None:
@@ -838,7 +841,7 @@ def _new_table(new_rows: pd.DataFrame | Cohort, pid: str, model: Model) -> pd.Da
     else:
         ids = set(frame[id_col].astype(str))
         if ids != {pid}:
-            raise ValueError(
+            raise InputError(
                 f"update() of patient {pid!r} got rows of patient(s) {sorted(ids - {pid})[:5]}."
             )
     # Normalise through the reader so column names and defaults match the stored table.
@@ -854,7 +857,7 @@ def _known_outputs(table: pd.DataFrame, pid: str, model: Model) -> pd.DataFrame:
     unknown = table[obs & ~table["output"].isin(model.output_names)]
     if len(unknown):
         row, name = unknown.index[0], unknown["output"].iloc[0]
-        raise ValueError(
+        raise InputError(
             f"update() of patient {pid!r}: new row {row} has output {name!r}, which model "
             f"{model.name!r} does not define; its outputs are {list(model.output_names)}."
         )
