@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from twin_uq._processes import unguarded_main_script
 from twin_uq.errors import DependencyError
 
 __all__ = ["gather_all", "get_client", "worker_task"]
@@ -40,7 +42,9 @@ def get_client(cluster: Any = None, *, n_workers: int = 2) -> Iterator[Any]:
     cluster
         ``None``: a new ``LocalCluster(n_workers, threads_per_worker=1, processes=True)``
         (one process per worker: JAX releases the GIL unevenly and a crashed solver must
-        not take the caller down). A string: a scheduler address such as
+        not take the caller down); threads instead, with a warning, when called from the
+        top level of a script without an ``if __name__ == "__main__":`` guard (worker
+        processes would re-run the script). A string: a scheduler address such as
         ``"tcp://10.0.0.5:8786"``. A ``Client``: used as is. A ``Cluster`` object
         (``LocalCluster``, ``SLURMCluster``...): a client is connected to it.
     n_workers
@@ -60,8 +64,21 @@ def get_client(cluster: Any = None, *, n_workers: int = 2) -> Iterator[Any]:
         yield cluster
         return
     if cluster is None:
+        processes = True
+        if (script := unguarded_main_script()) is not None:
+            # Dask's worker processes import the script again ("spawn") and would start
+            # the cluster again; threads in this process work without the guard.
+            warnings.warn(
+                f"the local Dask cluster runs its {n_workers} workers as threads in this "
+                f"process: {script} starts it outside 'if __name__ == \"__main__\":', and "
+                "worker processes would run the script again. Put the script's code under "
+                "that guard to get one process per worker.",
+                RuntimeWarning,
+                stacklevel=4,  # get_client, contextlib, fit_two_stage etc., its caller
+            )
+            processes = False
         local = LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+            n_workers=n_workers, threads_per_worker=1, processes=processes, dashboard_address=":0"
         )
         client = Client(local)
         try:

@@ -101,7 +101,7 @@ def fit(
     chain_method: str = "auto",
     progress: bool | None = None,
     backend: str = "numpyro",
-    sampler: str = "pymc",
+    sampler: str = "nutpie",
     cluster: object = None,
 ) -> CohortPosterior:
     """Fit a hierarchical Bayesian model to every patient of a cohort at once.
@@ -138,8 +138,9 @@ def fit(
         Show a progress bar (default: when running in a terminal).
     backend, sampler
         ``backend="pymc"`` compiles the same population model to PyMC and samples it with
-        ``sampler`` = ``"pymc"``, ``"nutpie"``, ``"numpyro"`` or ``"blackjax"`` (NUTS only;
-        see :mod:`twin_uq.inference.pymc_backend`).
+        ``sampler`` = ``"nutpie"`` (default, as PyMC itself when nutpie is installed),
+        ``"pymc"``, ``"numpyro"`` or ``"blackjax"`` (NUTS only; see
+        :mod:`twin_uq.inference.pymc_backend`).
 
     Returns
     -------
