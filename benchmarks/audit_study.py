@@ -30,6 +30,8 @@ import pandas as pd
 import twin_uq as tq
 from twin_uq.audit import audit_metrics
 
+tq.configure()  # float64 and one CPU device per parallel chain, before JAX starts
+
 MODEL = "one_compartment_oral"
 T_SPLIT = 24.0
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,6 +31,8 @@ from distributed import Client, LocalCluster
 import twin_uq as tq
 from twin_uq.distributed import fit_two_stage
 
+tq.configure()  # float64 and one CPU device per parallel chain, before JAX starts
+
 DESIGN = tq.Design(
     times=[0.5, 1, 2, 4, 6, 8, 12, 24], doses=[tq.Bolus(0, 100, 1)], sparse_fraction=0.25,
     sparse_times=[2, 12], covariates={"WT": ("lognormal", 70, 0.2)},

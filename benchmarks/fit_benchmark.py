@@ -86,6 +86,7 @@ def insulin_profile(t):
 def make_data(names) -> None:
     import twin_uq as tq
 
+    tq.configure()
     DATA.mkdir(exist_ok=True)
     for name in names:
         kind, n, seed = PROBLEMS[name]
@@ -200,6 +201,7 @@ def worker_twin(
 
     import twin_uq as tq
 
+    tq.configure()  # float64 and one CPU device per chain, before JAX starts
     kind = PROBLEMS[name][0]
     truth = load_truth(name)
     cohort = tq.read_cohort(DATA / f"{name}.csv")

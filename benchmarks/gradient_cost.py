@@ -27,6 +27,9 @@ from twin_uq.inference.numpyro_model import cohort_program
 from twin_uq.inference.population import PopulationModel
 from twin_uq.inference.prepare import prepare_fit
 
+# float64; the 2 host devices handwritten_numpyro asked for (XLA_FLAGS) are kept
+tq.configure()
+
 HERE = Path(__file__).resolve().parent
 MODELS = {"oral": "one_compartment_oral", "bergman": "bergman_minimal"}
 

@@ -38,6 +38,8 @@ import xarray as xr
 
 import twin_uq as tq
 
+tq.configure()  # float64 and one CPU device per parallel chain, before JAX starts
+
 N_PATIENTS = 12
 TIMES = [0.5, 1, 2, 4, 6, 8, 12, 24]
 POP_VARS = ("mu", "omega", "sigma_add", "sigma_prop")

@@ -26,6 +26,10 @@ from scipy.integrate import solve_ivp
 import twin_uq as tq
 from twin_uq.simulate import Bolus, Schedule, simulate_cohort_outputs, stack_schedules
 
+# float64 and one CPU device, as measured before: jax was imported first, so the import
+# of twin_uq never added host devices here.
+tq.configure(host_devices=1)
+
 DOSE_TIMES = (0.0, 12.0, 24.0, 36.0)
 DOSE = 100.0
 TIMES = np.linspace(0.5, 48.0, 20)

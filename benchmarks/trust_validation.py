@@ -34,6 +34,8 @@ import twin_uq as tq
 from twin_uq.trust import TrustThresholds, assess_cohort
 from twin_uq.trust.validation import flag_performance, patient_heldout_summary
 
+tq.configure()  # float64 and one CPU device per parallel chain, before JAX starts
+
 MODEL = "one_compartment_oral"
 TIMES = [0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 24.0]
 T_SPLIT = 6.0

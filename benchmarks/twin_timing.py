@@ -21,6 +21,8 @@ import pandas as pd
 
 import twin_uq as tq
 
+tq.configure()  # float64 and one CPU device per parallel chain, before JAX starts
+
 HERE = Path(__file__).parent
 DESIGN = tq.Design(
     times=[0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 24.0],

@@ -28,6 +28,8 @@ import numpy as np
 
 import twin_uq as tq
 
+tq.configure()  # float64 and parallel chains, before the first JAX computation
+
 MAX_DRAWS = int(os.environ.get("TWIN_UQ_MAX_DRAWS", "1000"))
 OUT = Path(os.environ.get("TWIN_UQ_NOTEBOOK_OUT", tempfile.mkdtemp(prefix="twin_uq_")))
 OUT.mkdir(parents=True, exist_ok=True)

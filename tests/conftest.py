@@ -6,7 +6,11 @@ reference problem once per test session and every test module reuses them.
 
 import pytest
 
-import twin_uq as tq  # applies float64 and host-device settings before JAX starts
+import twin_uq as tq
+
+# float64 and 4+ CPU devices for parallel chains, before any test starts JAX (importing
+# twin_uq sets nothing). Test processes started from this one inherit the settings.
+tq.configure()
 
 ORAL_DESIGN = tq.Design(
     times=[0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 24.0],

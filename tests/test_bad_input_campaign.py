@@ -1,7 +1,8 @@
 """Bad-input campaign (issue #13): every kind of bad input ends in one clear error.
 
 Each test (or parametrised id) is one row of the table in ``docs/robustness.md``: the
-input, what the Python API does and what the command line does. Every refusal must name
+input, what the Python API does and what the command line does. Every refusal is a
+:class:`twin_uq.TwinUQError` (the command line prints a traceback for anything else), must name
 what is wrong and where (file, line or row, column, patient, parameter), the command line
 must end with exit status 1 and ONE ``error:`` line, and nothing may be written half (the
 output file a failed command was asked for must not exist). Cases already covered by
@@ -30,10 +31,12 @@ from cli_helpers import one_error_line
 import twin_uq as tq
 from twin_uq._csv import FORMULA_PREFIXES, neutralise, write_csv
 from twin_uq.data import CohortError, read_cohort
+from twin_uq.errors import UnavailableError
 from twin_uq.inference.idata import cohort_table_dataset
 from twin_uq.inference.prepare import prepare_fit
 from twin_uq.model.load import ModelLoadError, load_model
 from twin_uq.posterior import CohortPosterior, PosteriorLoadError, load_posterior
+from twin_uq.twin import UnknownPatientError
 
 GOOD = "ID,TIME,DV,AMT,EVID\nA,0,.,100,1\nA,1,5.0,.,0\nB,0,.,100,1\nB,2,3.0,.,0\n"
 ORAL = "one_compartment_oral"
@@ -307,7 +310,7 @@ def test_optimiser_that_cannot_start_names_the_patients(tmp_path, method):
     path = tmp_path / "nan_model.py"
     path.write_text(MODEL.format(tag="nan", params=K, rhs="y * jnp.nan"))
     cohort = read_cohort(pd.read_csv(io.StringIO(GOOD), na_values="."))
-    with pytest.raises(RuntimeError) as err:
+    with pytest.raises(UnavailableError) as err:
         tq.fit(load_model(path), cohort, method=method, svi_steps=5, draws=5, progress=False)
     text = str(err.value)
     assert f"method={method!r} could not start" in text
@@ -331,7 +334,7 @@ def test_optimiser_that_cannot_start_names_the_patients(tmp_path, method):
 )
 def test_impossible_fit_settings_api(option, value, expected):
     cohort = read_cohort(pd.read_csv(io.StringIO(GOOD), na_values="."))
-    with pytest.raises(ValueError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(tq.InputError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         tq.fit(ORAL, cohort, progress=False, **{option: value})
 
 
@@ -361,10 +364,10 @@ def fit_file(oral_fit, tmp_path_factory):
 @pytest.mark.parametrize("interval", [0.0, 1.0, 1.5, -0.1])
 def test_interval_outside_0_1(oral_fit, interval):
     with pytest.raises(
-        ValueError, match=f"interval must lie strictly between 0 and 1, got {interval}"
+        tq.InputError, match=f"interval must lie strictly between 0 and 1, got {interval}"
     ):
         oral_fit.twin("P01").predict([1.0], interval=interval)
-    with pytest.raises(ValueError, match="interval must lie strictly between 0 and 1"):
+    with pytest.raises(tq.InputError, match="interval must lie strictly between 0 and 1"):
         oral_fit.population_summary(interval=interval)
 
 
@@ -378,7 +381,7 @@ def test_interval_outside_0_1_cli(cli, fit_file, tmp_path):
 
 def test_unknown_patient_api_and_cli(cli, oral_fit, fit_file, tmp_path):
     with pytest.raises(
-        KeyError, match=r"No patient 'P1' in this fit \(16 patients, e.g. 'P01'.*Did you mean"
+        UnknownPatientError, match=r"No patient 'P1' in this fit \(16 patients, e.g. 'P01'.*Did you mean"
     ):
         oral_fit.twin("P1")
     out = tmp_path / "p.csv"
@@ -390,9 +393,9 @@ def test_unknown_patient_api_and_cli(cli, oral_fit, fit_file, tmp_path):
 
 
 def test_negative_prediction_times_api_and_cli(cli, oral_fit, fit_file, tmp_path):
-    with pytest.raises(ValueError, match=r"times must be >= 0 .*got \[-1.0\]"):
+    with pytest.raises(tq.InputError, match=r"times must be >= 0 .*got \[-1.0\]"):
         oral_fit.twin("P01").predict([-1.0, 2.0])
-    with pytest.raises(ValueError, match="times must be finite"):
+    with pytest.raises(tq.InputError, match="times must be finite"):
         oral_fit.twin("P01").predict([np.nan])
     out = tmp_path / "p.csv"
     line = one_error_line(
@@ -412,21 +415,21 @@ def test_times_before_the_first_dose_are_the_pre_dose_state(oral_fit):
 def test_negative_dose_in_what_if_api(oral_fit):
     twin = oral_fit.twin("P01")
     # A dose refuses itself where it is written ...
-    with pytest.raises(ValueError, match=r"Bolus amount must be >= 0, got -100.0 \(at time 0.0\)"):
+    with pytest.raises(tq.InputError, match=r"Bolus amount must be >= 0, got -100.0 \(at time 0.0\)"):
         tq.Bolus(0.0, -100.0)
-    with pytest.raises(ValueError, match=r"Infusion needs rate > 0 and duration > 0, got rate -5.0"):
+    with pytest.raises(tq.InputError, match=r"Infusion needs rate > 0 and duration > 0, got rate -5.0"):
         tq.Infusion(1.0, -5.0, 2.0)
-    with pytest.raises(ValueError, match=r"Bolus amount must be finite, got nan"):
+    with pytest.raises(tq.InputError, match=r"Bolus amount must be finite, got nan"):
         tq.Bolus(0.0, float("nan"))
-    with pytest.raises(ValueError, match=r"Bolus compartment must be a whole number >= 1"):
+    with pytest.raises(tq.InputError, match=r"Bolus compartment must be a whole number >= 1"):
         tq.Bolus(0.0, 10.0, -1)
     # ... and a regimen whose doses are all zero is named by the twin.
     with pytest.raises(
-        ValueError,
+        tq.InputError,
         match=r"regimen 'B', bolus 1 \(time 0\): dose amount must be finite and > 0, got 0",
     ):
         twin.what_if({"A": None, "B": [tq.Bolus(0.0, 0.0)]}, [1.0, 2.0])
-    with pytest.raises(ValueError, match=r"regimen '-50'.*got -50"):
+    with pytest.raises(tq.InputError, match=r"regimen '-50'.*got -50"):
         twin.recommend_dose(tq.Event("concentration", above=1.0, at=24.0), [-50.0, 100.0])
 
 
@@ -448,11 +451,11 @@ def test_negative_dose_in_what_if_cli(cli, fit_file, tmp_path):
 def test_update_with_rows_of_another_patient_or_output(cli, oral_fit, fit_file, tmp_path):
     twin = oral_fit.twin("P01")
     with pytest.raises(
-        ValueError, match=r"update\(\) of patient 'P01' got rows of patient\(s\) \['P02'\]"
+        tq.InputError, match=r"update\(\) of patient 'P01' got rows of patient\(s\) \['P02'\]"
     ):
         twin.update(pd.DataFrame({"id": ["P02"], "time": [30.0], "dv": [1.0]}))
     with pytest.raises(
-        ValueError,
+        tq.InputError,
         match=r"new row 0 has output 'glucose', which model 'one_compartment_oral' does not define",
     ):
         twin.update(pd.DataFrame({"time": [30.0], "dv": [1.0], "output": ["glucose"]}))

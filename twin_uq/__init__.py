@@ -1,9 +1,9 @@
 """twin_uq: patient digital twins with honest uncertainty.
 
-Public names are imported lazily (PEP 562): ``import twin_uq`` only sets the JAX
-configuration twin_uq needs (float64, host devices for parallel chains; see
-``twin_uq._config``), so that the command line starts fast. The first use of a name, e.g.
-``twin_uq.fit``, imports its module.
+Public names are imported lazily (PEP 562), so that the command line starts fast: the
+first use of a name, e.g. ``twin_uq.fit``, imports its module. ``import twin_uq`` changes
+nothing global; a program calls :func:`twin_uq.configure` once, before its first JAX
+computation, for float64 and one CPU device per parallel chain (see ``twin_uq._config``).
 """
 
 from __future__ import annotations
@@ -13,18 +13,14 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-from twin_uq._config import (
-    configure_host_devices as _configure_host_devices,
-    configure_precision as _configure_precision,
-)
-
-_configure_host_devices()
-_configure_precision()
-
 __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
+    "configure": "twin_uq._config",
+    "PrecisionWarning": "twin_uq._config",
+    "TwinUQError": "twin_uq.errors",
+    "InputError": "twin_uq.errors",
     "Cohort": "twin_uq.data",
     "CohortError": "twin_uq.data",
     "read_cohort": "twin_uq.data",
@@ -46,7 +42,6 @@ _LAZY: dict[str, str] = {
     "CohortPosterior": "twin_uq.posterior",
     "PatientPosterior": "twin_uq.posterior",
     "PosteriorLoadError": "twin_uq.posterior",
-    "TwinUQError": "twin_uq.errors",
     "PopulationModel": "twin_uq.inference.population",
     "FitMethod": "twin_uq.inference.methods",
     "NUTS": "twin_uq.inference.methods",
@@ -107,13 +102,14 @@ sys.modules[__name__].__class__ = _Package
 
 if TYPE_CHECKING:  # what static tools and IDEs see
     from twin_uq import report as report
+    from twin_uq._config import PrecisionWarning as PrecisionWarning, configure as configure
     from twin_uq.audit import audit as audit
     from twin_uq.data import (
         Cohort as Cohort,
         CohortError as CohortError,
         read_cohort as read_cohort,
     )
-    from twin_uq.errors import TwinUQError as TwinUQError
+    from twin_uq.errors import InputError as InputError, TwinUQError as TwinUQError
     from twin_uq.inference.fit import fit as fit
     from twin_uq.inference.methods import (
         NUTS as NUTS,

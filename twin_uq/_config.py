@@ -1,44 +1,177 @@
-"""Process-wide JAX settings twin_uq needs, applied once when the package is imported.
+"""The process-wide JAX settings twin_uq recommends, applied by :func:`configure` on request.
 
-Two settings must be made before JAX starts its backends, so they live here rather than in
-the user's hands:
+``import twin_uq`` changes nothing global: a program (or a notebook's first cell) calls
+``tq.configure()`` once, before its first JAX computation. Two settings are involved:
 
 * **float64** (``jax_enable_x64``): ODE sensitivities and NUTS gradients lose accuracy in
   float32 (adaptive step control with rtol 1e-6 is below float32 resolution of long
-  trajectories). Set ``TWIN_UQ_X64=0`` to opt out, e.g. on GPUs where speed matters more.
-* **host devices** (``--xla_force_host_platform_device_count``): lets MCMC chains run in
-  parallel on CPU cores via ``pmap``. Only applied if JAX has not been imported yet and the
-  user has not set the flag; ``TWIN_UQ_HOST_DEVICES`` overrides the count (default: the
-  number of CPU cores, at least 4 so that the default 4 chains run side by side).
+  trajectories). ``configure(x64=False)`` (or ``TWIN_UQ_X64=0``) keeps float32, e.g. on
+  GPUs where speed matters more.
+* **host devices** (``jax_num_cpu_devices``): lets MCMC chains run in parallel on CPU
+  cores via ``pmap``. Default: ``TWIN_UQ_HOST_DEVICES``, else the number of CPU cores (at
+  least 4, so that the default 4 chains run side by side). It can only be set before JAX
+  starts its backends (its first computation); a count the user already gave JAX
+  (``XLA_FLAGS=--xla_force_host_platform_device_count=N`` or ``JAX_NUM_CPU_DEVICES``) is
+  kept unless ``host_devices`` is passed.
+
+:func:`configure` also exports both settings to the environment (``JAX_ENABLE_X64``,
+``JAX_NUM_CPU_DEVICES``), so that processes started from this one afterwards (PyMC chain
+processes, local Dask workers, a notebook kernel) compute with the same precision.
 """
 
 from __future__ import annotations
 
 import os
-import sys
+import warnings
+from dataclasses import dataclass
+
+from twin_uq.errors import ConfigurationError
+
+__all__ = ["Configuration", "PrecisionWarning", "configuration", "configure", "require_x64"]
+
+_XLA_COUNT_FLAG = "xla_force_host_platform_device_count"
 
 
-def configure_host_devices() -> None:
-    """Ask XLA for several CPU devices, if it is still possible and the user did not."""
-    if "jax" in sys.modules:
-        return
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" in flags:
-        return
-    count = int(os.environ.get("TWIN_UQ_HOST_DEVICES", max(4, os.cpu_count() or 1)))
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+class PrecisionWarning(UserWarning):
+    """twin_uq runs in float32 because :func:`twin_uq.configure` was not called."""
 
 
-def configure_precision() -> None:
-    """Enable float64 unless ``TWIN_UQ_X64=0``, without importing JAX.
+@dataclass(frozen=True)
+class Configuration:
+    """What :func:`configure` applied.
 
-    Before JAX is imported, its ``JAX_ENABLE_X64`` environment variable sets the default
-    (so ``import twin_uq`` stays fast: JAX loads when a submodule needs it); afterwards the
-    running configuration is updated.
+    Attributes
+    ----------
+    x64
+        Whether JAX computes in float64.
+    host_devices
+        CPU devices JAX has (or will have once it starts); ``None`` where JAX decides
+        (a count given in ``XLA_FLAGS``, or one device).
     """
-    if os.environ.get("TWIN_UQ_X64", "1") == "0":
+
+    x64: bool
+    host_devices: int | None
+
+
+# What the last configure() call applied: None until a program calls it. Read by
+# require_x64 to tell "float32 chosen" from "configure forgotten".
+_applied: Configuration | None = None
+
+
+def _env_x64() -> bool:
+    return os.environ.get("TWIN_UQ_X64", "1") != "0"
+
+
+def _env_host_devices() -> int | None:
+    """The host-device count to ask for when ``configure`` is given none."""
+    value = os.environ.get("TWIN_UQ_HOST_DEVICES")
+    if value is not None:
+        try:
+            count = int(value)
+        except ValueError:
+            raise ConfigurationError(
+                f"TWIN_UQ_HOST_DEVICES={value!r} is not a whole number; set it to the number "
+                "of CPU devices JAX should have (e.g. 4), or unset it."
+            ) from None
+        return count
+    jax_value = os.environ.get("JAX_NUM_CPU_DEVICES", "")
+    if jax_value.strip().isdigit():  # JAX was told already (or an earlier configure())
+        return int(jax_value)
+    if _XLA_COUNT_FLAG in os.environ.get("XLA_FLAGS", ""):
+        return None  # the user told JAX already; JAX reads its flag itself
+    return max(4, os.cpu_count() or 1)
+
+
+def configure(*, x64: bool | None = None, host_devices: int | None = None) -> Configuration:
+    """Set JAX up for twin_uq: float64 and several CPU devices for parallel chains.
+
+    Call it once at the start of a program, before any JAX computation (``import
+    twin_uq`` does not do it). Calling it again with the same settings does nothing.
+
+    Parameters
+    ----------
+    x64
+        Compute in float64 (default: ``True`` unless the environment variable
+        ``TWIN_UQ_X64=0``). Fits and predictions are only validated in float64.
+    host_devices
+        Number of CPU devices JAX creates, so that chains run in parallel on CPU cores
+        (default: ``TWIN_UQ_HOST_DEVICES``, else a count already given to JAX, else the
+        number of CPU cores, at least 4). Must be >= 1.
+
+    Returns
+    -------
+    Configuration
+        The settings now in force.
+
+    Raises
+    ------
+    ConfigurationError
+        ``host_devices`` was passed but JAX has already started with a different number
+        of CPU devices (the count cannot change in a running process): call
+        ``tq.configure(...)`` before the first JAX computation, e.g. as the first line
+        after the imports. Without an explicit ``host_devices`` a late call only warns.
+    """
+    global _applied
+    explicit_devices = host_devices is not None
+    if host_devices is None:
+        host_devices = _env_host_devices()
+    if host_devices is not None and (
+        isinstance(host_devices, bool) or not isinstance(host_devices, int) or host_devices < 1
+    ):
+        raise ConfigurationError(f"host_devices must be a whole number >= 1, got {host_devices!r}.")
+    x64 = _env_x64() if x64 is None else bool(x64)
+
+    import jax
+
+    jax.config.update("jax_enable_x64", x64)
+    os.environ["JAX_ENABLE_X64"] = "1" if x64 else "0"
+    if host_devices is not None:
+        host_devices = _set_host_devices(jax, host_devices, explicit=explicit_devices)
+    _applied = Configuration(x64=x64, host_devices=host_devices)
+    return _applied
+
+
+def _set_host_devices(jax, count: int, *, explicit: bool) -> int:
+    """Ask JAX for ``count`` CPU devices; the count in force afterwards."""
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:  # JAX's backends have started: the count is fixed now
+        have = len(jax.devices("cpu"))
+        if have == count:
+            return count
+        message = (
+            f"JAX has already started with {have} CPU device(s), so twin_uq.configure() "
+            f"cannot make {count}: call tq.configure() before the first JAX computation "
+            "(right after the imports), or start Python with "
+            f"JAX_NUM_CPU_DEVICES={count}."
+        )
+        if explicit:
+            raise ConfigurationError(message) from None
+        warnings.warn(message + " Parallel chains run on fewer devices until then.", stacklevel=3)
+        return have
+    os.environ["JAX_NUM_CPU_DEVICES"] = str(count)
+    return count
+
+
+def configuration() -> Configuration | None:
+    """What the last :func:`configure` call applied, or ``None`` if it was never called."""
+    return _applied
+
+
+def require_x64(what: str) -> None:
+    """Warn once per caller if ``what`` (e.g. ``"tq.fit"``) runs in float32 by oversight.
+
+    No warning when float64 is on, or when the program chose float32 with
+    ``tq.configure(x64=False)``.
+    """
+    import jax
+
+    if jax.config.jax_enable_x64 or _applied is not None:
         return
-    if "jax" in sys.modules:
-        sys.modules["jax"].config.update("jax_enable_x64", True)
-    else:
-        os.environ["JAX_ENABLE_X64"] = "1"
+    warnings.warn(
+        f"{what} runs in float32 because float64 is off: call tq.configure() once at the "
+        "start of the program (twin_uq is validated in float64), or tq.configure(x64=False) "
+        "to choose float32 and silence this warning.",
+        PrecisionWarning,
+        stacklevel=3,
+    )

@@ -115,3 +115,51 @@ def test_bad_times(cli, tmp_path, times, expected):
 def test_report_needs_one_target(cli, tmp_path):
     line = one_error_line(cli("report", tmp_path / "fit.nc", "--out", tmp_path / "r.html"))
     assert "exactly one of --patient ID or --cohort" in line
+
+
+@pytest.mark.parametrize("bug", [TypeError("unhashable type: 'list'"), KeyError("mu"), ValueError("boom")])
+def test_a_library_bug_prints_its_traceback(cli, monkeypatch, bug):
+    # A builtin error escaping from twin_uq is a bug, not bad input: the traceback shows
+    # where it happened, then one error line says so (exit status 1).
+    import twin_uq.model.load
+
+    def broken():
+        raise bug
+
+    monkeypatch.setattr(twin_uq.model.load, "list_models", broken)
+    result = cli("models")
+    assert result.exit_code == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "in broken" in result.stderr  # the frame that raised
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: unexpected {type(bug).__name__}: ")
+    assert "a bug in twin_uq or in the model's code" in last
+
+
+def test_os_errors_on_a_users_file_stay_one_line(cli, monkeypatch, tmp_path):
+    import twin_uq.model.load
+
+    def unreadable():
+        raise PermissionError(13, "Permission denied", str(tmp_path / "models"))
+
+    monkeypatch.setattr(twin_uq.model.load, "list_models", unreadable)
+    line = one_error_line(cli("models"))
+    assert "Permission denied" in line and str(tmp_path / "models") in line
+
+
+def test_every_bad_input_error_is_a_twin_uq_error():
+    import twin_uq as tq
+    from twin_uq.cli._errors import CLIError
+    from twin_uq.data import CohortError
+    from twin_uq.distributed import IncompleteResultError
+    from twin_uq.inference import PosteriorLoadError
+    from twin_uq.model.load import ModelLoadError
+    from twin_uq.twin import UnknownPatientError
+
+    # each keeps its builtin base, so `except ValueError` / `except KeyError` still work
+    for cls, builtin in [
+        (CohortError, ValueError), (ModelLoadError, ValueError), (PosteriorLoadError, ValueError),
+        (CLIError, ValueError), (tq.InputError, ValueError), (UnknownPatientError, KeyError),
+        (IncompleteResultError, RuntimeError),
+    ]:  # fmt: skip
+        assert issubclass(cls, tq.TwinUQError) and issubclass(cls, builtin), cls

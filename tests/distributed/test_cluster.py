@@ -65,3 +65,28 @@ def test_update_many_refuses_unknown_patients_and_rows_without_ids():
         update_many(post, rows, cluster="tcp://never-contacted:1")
     with pytest.raises(ValueError, match="'id' column"):
         update_many(post, rows.drop(columns="id"), cluster="tcp://never-contacted:1")
+
+
+def test_local_cluster_from_a_script_without_main_guard_runs_in_threads(tmp_path):
+    # Dask's worker processes ("spawn") would import the script again and start a cluster
+    # of their own; get_client keeps the workers in this process and says so in one line.
+    import subprocess
+    import sys
+
+    script = tmp_path / "no_guard.py"
+    script.write_text(
+        "import os, warnings\n"
+        "from twin_uq.distributed import get_client\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    with get_client(n_workers=2) as client:\n"
+        "        pids = set(client.run(os.getpid).values())\n"
+        "print(pids == {os.getpid()}, len(caught))\n"
+        "print(caught[0].message)\n"
+    )
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = res.stdout.strip().splitlines()
+    assert lines[0] == "True 1"
+    assert f"{script} starts it outside 'if __name__ == \"__main__\":'" in lines[1]
+    assert "Traceback" not in res.stderr

@@ -259,3 +259,36 @@ def test_pymc_and_numpyro_posteriors_agree():
     la = np.log(a["theta"].median(("chain", "draw")).values).ravel()
     lb = np.log(b["theta"].median(("chain", "draw")).values).ravel()
     assert np.corrcoef(la, lb)[0, 1] > 0.99
+
+
+@pytest.mark.slow
+def test_script_without_main_guard_samples_with_the_default_and_pymc_samplers(tmp_path):
+    # A user's script run as is (no `if __name__ == "__main__":`): the default sampler
+    # (nutpie) starts no processes; sampler="pymc" keeps its chains in this process and
+    # says so in one warning, instead of PyMC's chain processes re-running the script and
+    # dying in a multiprocessing traceback.
+    import json
+    import subprocess
+
+    script = tmp_path / "no_guard.py"
+    script.write_text(
+        "import json, warnings\n"
+        "import twin_uq as tq\n"
+        "tq.configure()\n"
+        "design = tq.Design(times=[0.5, 1.0, 2.0, 4.0, 8.0, 24.0], doses=[tq.Bolus(0.0, 100.0, 1)])\n"
+        "sim = tq.simulate_cohort('one_compartment_oral', 4, design, seed=3)\n"
+        "kw = dict(chains=2, warmup=10, draws=5, max_tree_depth=3, seed=0, progress=False)\n"
+        "default = tq.fit('one_compartment_oral', sim.cohort, backend='pymc', **kw)\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    own = tq.fit('one_compartment_oral', sim.cohort, backend='pymc', sampler='pymc', **kw)\n"
+        "print(json.dumps([json.loads(p.idata.attrs['backend_info']) for p in (default, own)]\n"
+        "                 + [[str(w.message) for w in caught if w.category is RuntimeWarning]]))\n"
+    )
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=1800)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    default, own, warned = json.loads(res.stdout.strip().splitlines()[-1])
+    assert default["sampler"] == "nutpie"
+    assert own["sampler"] == "pymc" and own["cores"] == 1 and own["mp_ctx"] == "none"
+    assert len(warned) == 1 and "Put the script's code under that guard" in warned[0]

@@ -17,6 +17,7 @@ from twin_uq.audit.findings import Metric, disparity_sentence, small_group_sente
 from twin_uq.audit.groups import Grouping, make_groupings
 from twin_uq.audit.metrics import STATUS_ORDER, patient_metrics
 from twin_uq.audit.result import AuditResult
+from twin_uq.errors import InputError
 
 __all__ = ["audit", "audit_metrics", "default_metrics"]
 
@@ -43,7 +44,7 @@ def _resolve_reference(g: Grouping, sizes: pd.Series, reference, min_size: int) 
             if label == wanted or label.endswith(f" = {wanted}"):
                 return label
         if isinstance(reference, Mapping):
-            raise ValueError(
+            raise InputError(
                 f"reference {wanted!r} for {g.name!r} is not one of its groups {list(g.order)}."
             )
     big = sizes[sizes >= min_size]
@@ -101,7 +102,7 @@ def audit_metrics(
     AuditResult
     """
     if not 0 < level < 1:
-        raise ValueError(f"level must lie strictly between 0 and 1, got {level}.")
+        raise InputError(f"level must lie strictly between 0 and 1, got {level}.")
     metric_defs = [m for m in (metric_defs or default_metrics()) if m.name in metrics.columns]
     metrics = metrics.copy()
     metrics.index = metrics.index.astype(str)
@@ -109,7 +110,7 @@ def audit_metrics(
     cov.index = cov.index.astype(str)
     lacking = [p for p in metrics.index if p not in cov.index]
     if lacking:
-        raise ValueError(f"No covariates for patient(s) {lacking[:5]}.")
+        raise InputError(f"No covariates for patient(s) {lacking[:5]}.")
     cov = cov.loc[metrics.index]
     groupings = make_groupings(cov, by, bins=bins, n_bands=n_bands, intersections=intersections)
 
@@ -370,7 +371,7 @@ def audit(
     >>> res.findings; res.to_html("audit.html")  # doctest: +SKIP
     """
     if not 0 < interval < 1:
-        raise ValueError(f"interval must lie strictly between 0 and 1, got {interval}.")
+        raise InputError(f"interval must lie strictly between 0 and 1, got {interval}.")
     cov = post.cohort.covariates.copy()
     cov.index = cov.index.astype(str)
     if covariates is not None:

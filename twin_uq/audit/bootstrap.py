@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from twin_uq.errors import InputError
+
 __all__ = ["bayesian_bootstrap", "difference_interval", "weighted_median"]
 
 
@@ -68,7 +70,7 @@ def bayesian_bootstrap(
     alpha = np.ones(x.size)
     if binary:
         if not np.all((x == 0) | (x == 1)):
-            raise ValueError("binary=True needs values that are 0 or 1.")
+            raise InputError("binary=True needs values that are 0 or 1.")
         x = np.concatenate([x, [0.0, 1.0]])
         alpha = np.concatenate([alpha, [0.5, 0.5]])
     w = rng.gamma(alpha, size=(n_boot, x.size))
@@ -76,7 +78,7 @@ def bayesian_bootstrap(
         return (w @ x) / w.sum(axis=1)
     if stat == "median":
         return weighted_median(x, w)
-    raise ValueError(f"Unknown statistic {stat!r}: use 'mean' or 'median'.")
+    raise InputError(f"Unknown statistic {stat!r}: use 'mean' or 'median'.")
 
 
 def point_estimate(values: np.ndarray, stat: str = "mean") -> float:

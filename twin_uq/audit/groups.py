@@ -13,6 +13,8 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from twin_uq.errors import InputError
+
 __all__ = ["Grouping", "make_groupings"]
 
 #: A numeric column with at most this many distinct values is treated as categorical.
@@ -65,7 +67,7 @@ def _numeric_labels(col: str, x: pd.Series, bins: Sequence[float] | None, n_band
     if bins is not None:
         edges = [float(b) for b in bins]
         if len(edges) < 2 or np.any(np.diff(edges) <= 0):
-            raise ValueError(
+            raise InputError(
                 f"bins[{col!r}] must be at least two increasing edges, got {list(bins)}."
             )
         inner, lo, hi = edges[1:-1], edges[0], edges[-1]
@@ -91,7 +93,7 @@ def _column_labels(
         labels, names = _numeric_labels(col, x, bins, n_bands)
     else:
         if bins is not None:
-            raise ValueError(f"bins given for {col!r}, which is not numeric.")
+            raise InputError(f"bins given for {col!r}, which is not numeric.")
         levels = (
             [v for v in x.cat.categories if v in set(x.dropna())]
             if isinstance(x.dtype, pd.CategoricalDtype)
@@ -142,11 +144,11 @@ def make_groupings(
     """
     by = [by] if isinstance(by, str) else list(by)
     if not by:
-        raise ValueError("audit needs at least one column in `by`.")
+        raise InputError("audit needs at least one column in `by`.")
     bins = dict(bins or {})
     unknown = [c for c in [*by, *bins] if c not in covariates.columns]
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"Unknown covariate column(s) {unknown} in `by`/`bins`; the cohort has "
             f"{list(covariates.columns)}."
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from twin_uq.errors import InputError
 from twin_uq.trust.assess import Status
 from twin_uq.trust.validation import heldout_predictive, patient_heldout_summary
 
@@ -49,7 +50,7 @@ def holdout_table(holdout, post) -> pd.DataFrame:
     h = holdout.rename(columns={c: c.lower() for c in holdout.columns if isinstance(c, str)})
     missing = [c for c in ("id", "time", "dv") if c not in h.columns]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"holdout table lacks column(s) {missing}; it has {list(holdout.columns)}."
         )
     keep = np.isfinite(pd.to_numeric(h["dv"], errors="coerce").to_numpy(float))
@@ -85,10 +86,10 @@ def _statuses(post, trust) -> pd.Series:
     ids = list(post.patient_ids)
     lacking = [p for p in ids if p not in status.index]
     if lacking:
-        raise ValueError(f"trust has no status for patient(s) {lacking[:5]}.")
+        raise InputError(f"trust has no status for patient(s) {lacking[:5]}.")
     bad = sorted(set(status) - set(STATUS_ORDER))
     if bad:
-        raise ValueError(f"Unknown trust status(es) {bad}; expected one of {STATUS_ORDER}.")
+        raise InputError(f"Unknown trust status(es) {bad}; expected one of {STATUS_ORDER}.")
     return status.loc[ids]
 
 
@@ -152,7 +153,7 @@ def patient_metrics(
         h = holdout_table(holdout, post)
         h = h[h["id"].isin(ids)]
         if h.empty:
-            raise ValueError("holdout has no observation of any patient of the fit.")
+            raise InputError("holdout has no observation of any patient of the fit.")
         summ = patient_heldout_summary(post, h, interval=interval, seed=seed)
         frame["width"] = summ["width"].to_numpy(float)
         frame["n_heldout"] = summ["n_heldout"].to_numpy(int)

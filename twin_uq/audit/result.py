@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from twin_uq.errors import InputError
+
 __all__ = ["AuditResult"]
 
 
@@ -121,7 +123,7 @@ class AuditResult:
         """
         frames = {"table": self.table, "disparities": self.disparities}
         if which not in frames:
-            raise ValueError(f"which must be 'table' or 'disparities', got {which!r}.")
+            raise InputError(f"which must be 'table' or 'disparities', got {which!r}.")
         from twin_uq._csv import write_csv
 
         return write_csv(frames[which], path, index=False)

@@ -1,8 +1,14 @@
-"""One-line error reporting for every command.
+"""Error reporting for every command: one line for bad input, a traceback for a bug.
 
-Bad input (an invalid cohort table, an unknown model, a corrupt fit file, a bad option
-value, a missing file) ends the command with exit status 1 and ONE line on stderr that
-says what is wrong and where. ``--verbose`` adds the full message and the traceback.
+A problem twin_uq found and described (any :class:`~twin_uq.TwinUQError`: an invalid
+cohort table, an unknown model, a corrupt fit file, a bad option value) or one the
+operating system reports about a file the user named (an ``OSError``: missing, not
+readable, disk full) ends the command with exit status 1 and ONE line on stderr that says
+what is wrong and where; ``--verbose`` adds the full message and the traceback.
+
+Anything else (a ``TypeError``, ``KeyError``, ``ValueError``... escaping from twin_uq or a
+model's code) is a bug, not bad input: its traceback is printed always, then one
+``error:`` line that says so.
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ from typing import Any
 
 import typer
 
+from twin_uq.errors import InputError, TwinUQError
+
 __all__ = ["CLIError", "handle_errors", "one_line"]
 
 
-class CLIError(ValueError):
+class CLIError(InputError):
     """A problem with the command's arguments, found by the CLI itself."""
 
 
@@ -41,12 +49,12 @@ def one_line(err: BaseException) -> str:
     return " ".join(text.split())
 
 
-# Errors that mean "the input is wrong": reported as one line without a traceback.
-_INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, TypeError)
+# Errors that mean "the input (or the machine) is wrong": one line without a traceback.
+_INPUT_ERRORS: tuple[type[BaseException], ...] = (TwinUQError, OSError)
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a command: turn exceptions into one ``error:`` line and exit status 1."""
+    """Wrap a command: one ``error:`` line (after a traceback for a bug) and exit status 1."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -56,13 +64,16 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as err:
-            if verbose:
+            bug = not isinstance(err, _INPUT_ERRORS)
+            if verbose or bug:
                 traceback.print_exc(file=sys.stderr)
             line = one_line(err)
-            if not isinstance(err, _INPUT_ERRORS):
-                line = f"{type(err).__name__}: {line}"
-                if not verbose:
-                    line += " (run again with --verbose for the traceback)"
+            if bug:
+                line = (
+                    f"unexpected {type(err).__name__}: {line} (a bug in twin_uq or in the "
+                    "model's code, not a problem with the input: the traceback above shows "
+                    "where; please report it)"
+                )
             sys.stderr.write(f"error: {line}\n")
             sys.stderr.flush()
             raise typer.Exit(1) from None

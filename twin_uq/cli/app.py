@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from twin_uq._config import configure
 from twin_uq.cli import demo, fit, models, predict, report, trust, update, update_many, validate
 from twin_uq.cli._cache import enable_compilation_cache
 
@@ -30,6 +31,12 @@ app.command("validate")(validate.validate)
 
 
 def main() -> None:
-    """Entry point of the ``twin-uq`` console script (with the compilation cache on)."""
+    """Entry point of the ``twin-uq`` console script.
+
+    Applies twin_uq's JAX settings (:func:`twin_uq.configure`: float64, CPU devices for
+    parallel chains; ``TWIN_UQ_X64`` / ``TWIN_UQ_HOST_DEVICES`` change them) and turns the
+    compilation cache on, then runs the command.
+    """
+    configure()
     enable_compilation_cache()
     app()

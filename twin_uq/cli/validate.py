@@ -11,6 +11,7 @@ from twin_uq._csv import write_csv
 from twin_uq.cli._console import err_console, out_console
 from twin_uq.cli._errors import handle_errors
 from twin_uq.cli._options import Verbose, check_suffix
+from twin_uq.errors import UnavailableError
 
 
 def small_design():
@@ -69,7 +70,7 @@ def validate(
         )
     if result.ranks.empty:
         reasons = "; ".join(f"replicate {r}: {why}" for r, why in result.failed[:3])
-        raise RuntimeError(f"every SBC replicate failed ({reasons}).")
+        raise UnavailableError(f"every SBC replicate failed ({reasons}).")
     table = result.uniformity(bins=min(5, max(2, replicates // 2)))
     out_console.print(
         f"SBC: {len(result.ranks)} replicates ({len(result.failed)} failed), ranks among "

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from twin_uq.errors import InputError
+
 __all__ = [
     "MAX_ADDL",
     "MAX_MAGNITUDE",
@@ -102,7 +104,7 @@ class Problem:
         return f"{', '.join(where)}: {self.message}" if where else self.message
 
 
-class CohortError(ValueError):
+class CohortError(InputError):
     """A cohort table (or a request on a cohort) is invalid.
 
     Attributes

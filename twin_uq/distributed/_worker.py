@@ -136,7 +136,6 @@ def conditional_batch(payload: dict[str, Any]) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
-    import twin_uq  # noqa: F401  (float64 and host devices, as on the client)
     from twin_uq.twin.update import UpdateData, run_update
 
     t_start = time.perf_counter()

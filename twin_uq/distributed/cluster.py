@@ -3,10 +3,34 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["gather_all", "get_client"]
+from twin_uq._processes import unguarded_main_script
+from twin_uq.errors import DependencyError
+
+__all__ = ["gather_all", "get_client", "worker_task"]
+
+
+def worker_task(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` wrapped to run on a Dask worker with this process's precision.
+
+    Workers are other processes, often on other machines: the wrapper calls
+    :func:`twin_uq.configure` there with the float64 setting in force here (read now, at
+    submission), then ``fn``. Picklable whenever ``fn`` is.
+    """
+    import jax
+
+    return functools.partial(_configured_call, fn, bool(jax.config.jax_enable_x64))
+
+
+def _configured_call(fn: Callable[..., Any], x64: bool, *args: Any, **kwargs: Any) -> Any:
+    from twin_uq._config import configure
+
+    configure(x64=x64)
+    return fn(*args, **kwargs)
 
 
 @contextlib.contextmanager
@@ -18,7 +42,9 @@ def get_client(cluster: Any = None, *, n_workers: int = 2) -> Iterator[Any]:
     cluster
         ``None``: a new ``LocalCluster(n_workers, threads_per_worker=1, processes=True)``
         (one process per worker: JAX releases the GIL unevenly and a crashed solver must
-        not take the caller down). A string: a scheduler address such as
+        not take the caller down); threads instead, with a warning, when called from the
+        top level of a script without an ``if __name__ == "__main__":`` guard (worker
+        processes would re-run the script). A string: a scheduler address such as
         ``"tcp://10.0.0.5:8786"``. A ``Client``: used as is. A ``Cluster`` object
         (``LocalCluster``, ``SLURMCluster``...): a client is connected to it.
     n_workers
@@ -31,15 +57,28 @@ def get_client(cluster: Any = None, *, n_workers: int = 2) -> Iterator[Any]:
     try:
         from distributed import Client, LocalCluster
     except ImportError as err:  # pragma: no cover - dask is an optional extra
-        raise ImportError(
+        raise DependencyError(
             "Distributed fitting needs dask[distributed]: pip install 'twin-uq[dask]'."
         ) from err
     if isinstance(cluster, Client):
         yield cluster
         return
     if cluster is None:
+        processes = True
+        if (script := unguarded_main_script()) is not None:
+            # Dask's worker processes import the script again ("spawn") and would start
+            # the cluster again; threads in this process work without the guard.
+            warnings.warn(
+                f"the local Dask cluster runs its {n_workers} workers as threads in this "
+                f"process: {script} starts it outside 'if __name__ == \"__main__\":', and "
+                "worker processes would run the script again. Put the script's code under "
+                "that guard to get one process per worker.",
+                RuntimeWarning,
+                stacklevel=4,  # get_client, contextlib, fit_two_stage etc., its caller
+            )
+            processes = False
         local = LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+            n_workers=n_workers, threads_per_worker=1, processes=processes, dashboard_address=":0"
         )
         client = Client(local)
         try:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from twin_uq.distributed.cluster import gather_all, get_client
+from twin_uq.distributed.cluster import gather_all, get_client, worker_task
 
 __all__ = ["map_replicates", "run_sbc_distributed"]
 
@@ -23,18 +23,22 @@ def map_replicates(
     """Run ``fn(arg)`` for every argument on the cluster; results in input order.
 
     ``fn`` must be importable on the workers (a module-level function of an installed
-    package). Returns the results (``None`` for failed replicates) and a dict of failed
-    replicate index → error message; failures never silently shrink the study.
+    package); it runs there after :func:`twin_uq.configure` with this process's float64
+    setting (see :func:`~twin_uq.distributed.cluster.worker_task`). Returns the results
+    (``None`` for failed replicates) and a dict of failed replicate index → error
+    message; failures never silently shrink the study.
     """
     with get_client(cluster) as client:
-        futures = {i: client.submit(fn, a, retries=retries, pure=False) for i, a in enumerate(args)}
+        futures = {
+            i: client.submit(worker_task(fn), a, retries=retries, pure=False)
+            for i, a in enumerate(args)
+        }
         done, failed = gather_all(client, futures)
     return [done.get(i) for i in range(len(args))], failed
 
 
 def _sbc_replicate(job: dict) -> pd.DataFrame:
     """One SBC replicate (on a worker): :func:`twin_uq.validate.run_sbc` with one replicate."""
-    import twin_uq  # noqa: F401
     from twin_uq.validate.sbc import run_sbc
 
     res = run_sbc(

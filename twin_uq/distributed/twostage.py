@@ -38,7 +38,8 @@ import pandas as pd
 from twin_uq.data import Cohort, read_cohort
 from twin_uq.distributed._worker import conditional_batch
 from twin_uq.distributed.assemble import IncompleteResultError, assemble, patient_means
-from twin_uq.distributed.cluster import gather_all, get_client
+from twin_uq.distributed.cluster import gather_all, get_client, worker_task
+from twin_uq.errors import InputError
 from twin_uq.inference.fit import method_from_options
 from twin_uq.inference.methods import NUTS, FitMethod, FitSettingsError
 from twin_uq.inference.population import PopulationModel
@@ -76,7 +77,7 @@ def _restandardise(draws: Mapping[str, np.ndarray], stage1_design, full_design, 
     if "beta" not in draws:
         return draws
     if tuple(stage1_design.effects) != tuple(full_design.effects):
-        raise ValueError(
+        raise InputError(
             "The stage-1 subsample and the full cohort give different covariate terms "
             f"({stage1_design.effect_labels} vs {full_design.effect_labels}): a category level "
             "or reference level is missing from the subsample; enlarge `subsample`."
@@ -244,7 +245,7 @@ class TwoStage(FitMethod):
                     "seeds": np.asarray([seed * 1_000_003 + 7919 * i + 1 for i in index]),
                 }
                 futures[b] = client.submit(
-                    conditional_batch, payload, retries=self.retries, pure=False,
+                    worker_task(conditional_batch), payload, retries=self.retries, pure=False,
                     key=f"twin-uq-stage2-{seed}-{b}-{time.time_ns()}",
                 )  # fmt: skip
             done, failed = gather_all(client, futures)

@@ -7,16 +7,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from twin_uq.distributed.cluster import gather_all, get_client
+from twin_uq.distributed.cluster import gather_all, get_client, worker_task
 from twin_uq.distributed.twostage import IncompleteResultError
+from twin_uq.errors import InputError
 
 __all__ = ["update_many"]
 
 
 def _update_task(post_path_or_obj: Any, pid: str, rows: pd.DataFrame, kwargs: dict) -> dict:
     """On a worker: update one patient's twin; returns its draws as numpy arrays."""
-    import twin_uq  # noqa: F401
-
     twin = post_path_or_obj.twin(pid)
     new = twin.update(rows, **kwargs)
     rec = new.history[-1]
@@ -67,17 +66,19 @@ def update_many(
     """
     cols = {c.lower(): c for c in new_rows.columns}
     if "id" not in cols:
-        raise ValueError("new_rows needs an 'id' column naming the patient of every row.")
+        raise InputError("new_rows needs an 'id' column naming the patient of every row.")
     idcol = cols["id"]
     ids = [str(i) for i in pd.unique(new_rows[idcol])]
     unknown = [i for i in ids if i not in post.patient_ids]
     if unknown:
-        raise KeyError(f"new_rows has patients not in the fit: {unknown[:5]}.")
+        from twin_uq.twin import UnknownPatientError
+
+        raise UnknownPatientError(f"new_rows has patients not in the fit: {unknown[:5]}.")
     with get_client(cluster) as client:
         [shared] = client.scatter([post], broadcast=True)
         futures = {
             pid: client.submit(
-                _update_task,
+                worker_task(_update_task),
                 shared,
                 pid,
                 new_rows[new_rows[idcol].astype(str) == pid].reset_index(drop=True),

@@ -25,6 +25,7 @@ from numpyro.infer.autoguide import (
 )
 from numpyro.infer.util import unconstrain_fn
 
+from twin_uq.errors import InputError, UnavailableError
 from twin_uq.inference.numpyro_model import ProgramStructure, cohort_program
 from twin_uq.inference.nuts_kernel import NutsSettings, sample_nuts
 
@@ -140,7 +141,7 @@ def run_svi(
         rank = min(round(_latent_dim(structure, args, init_values) ** 0.5), SVI_MAX_RANK)
         g = AutoLowRankMultivariateNormal(program, init_loc_fn=init, init_scale=0.05, rank=rank)
     else:
-        raise ValueError(f"Unknown SVI guide {guide!r}: use 'lowrank' or 'mvn'.")
+        raise InputError(f"Unknown SVI guide {guide!r}: use 'lowrank' or 'mvn'.")
     optimiser = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(learning_rate))
     svi = SVI(program, g, optimiser, loss=Trace_ELBO())
     k_fit, k_draw = jax.random.split(key)
@@ -258,7 +259,7 @@ def run_laplace(
     t2 = time.perf_counter()
     bad = [k for k, v in samples.items() if not np.all(np.isfinite(v))]
     if bad:
-        raise RuntimeError(
+        raise UnavailableError(
             f"Laplace approximation failed: the Hessian at the MAP is not positive definite "
             f"(non-finite draws for {bad}). Use method='nuts' or 'svi'."
         )

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from twin_uq._config import require_x64
 from twin_uq.data import Cohort, read_cohort
 from twin_uq.inference.methods import (
     NUTS,
@@ -177,6 +178,7 @@ def fit(
         chosen = method
     else:
         chosen = method_from_options(method, **method_options)
+    require_x64("tq.fit")
     model = load_model(model)
     if not isinstance(cohort, Cohort):
         cohort = read_cohort(cohort)

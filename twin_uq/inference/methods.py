@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import jax
 import numpy as np
 
-from twin_uq.errors import TwinUQError
+from twin_uq.errors import InputError, UnavailableError
 from twin_uq.inference.backends import BackendResult, run_laplace, run_nuts, run_svi
 from twin_uq.inference.nuts_kernel import CHAIN_METHODS
 from twin_uq.inference.pipeline import fit_prepared, prepare_problem
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-class FitSettingsError(TwinUQError, ValueError):
+class FitSettingsError(InputError):
     """A fit method's setting is out of range (the message names it and what is allowed)."""
 
 
@@ -330,7 +330,7 @@ def explained_invalid_start(prepared: PreparedFit, init: Mapping[str, object], m
             if ids
             else "every patient's likelihood is finite there, so a prior or residual term is not"
         )
-        raise RuntimeError(
+        raise UnavailableError(
             f"method={method!r} could not start: the log density is not finite at the starting "
             f"point (every patient at the population median of the priors); {who}. Check the "
             "model's equations for NaN/inf (simulate one patient with tq.simulate) and the "

@@ -31,6 +31,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
+from twin_uq.errors import InputError
 from twin_uq.inference.numpyro_model import ProgramStructure, cohort_program
 
 __all__ = ["NutsSettings", "sample_nuts"]
@@ -129,7 +130,7 @@ def choose_chain_method(chains: int, requested: str = "auto") -> str:
     docstring for why CPU chains are not vectorised.
     """
     if requested not in CHAIN_METHODS:
-        raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {requested!r}.")
+        raise InputError(f"chain_method must be one of {CHAIN_METHODS}, got {requested!r}.")
     if requested != "auto":
         return requested
     single_accelerator = jax.local_device_count() == 1 and jax.default_backend() != "cpu"

@@ -27,6 +27,7 @@ import pandas as pd
 from jaxtyping import Array, Float, Int
 
 from twin_uq.data import Cohort
+from twin_uq.errors import InputError
 from twin_uq.inference.residual import ERROR_CODES, ERROR_KINDS
 from twin_uq.model.base import Model
 
@@ -78,38 +79,38 @@ class PopulationModel:
         names = self.model.parameter_names
         for p in self.covariate_effects:
             if p not in names:
-                raise ValueError(
+                raise InputError(
                     f"covariate_effects names parameter {p!r}, which model {self.model.name!r} "
                     f"does not have; its parameters are {names}."
                 )
         if self.correlation not in ("diagonal", "lkj"):
-            raise ValueError(f"correlation must be 'diagonal' or 'lkj', got {self.correlation!r}.")
+            raise InputError(f"correlation must be 'diagonal' or 'lkj', got {self.correlation!r}.")
         if isinstance(self.centering, str):
             if self.centering != "auto":
-                raise ValueError(
+                raise InputError(
                     f"centering must be a number in [0, 1] or 'auto', got {self.centering!r}."
                 )
         elif not 0.0 <= float(self.centering) <= 1.0:
-            raise ValueError(f"centering must lie in [0, 1], got {self.centering}.")
+            raise InputError(f"centering must lie in [0, 1], got {self.centering}.")
         if self.correlation == "lkj" and self.centering not in (0, 0.0, "auto"):
             # "auto" means non-centred there: the weights need independent random effects.
-            raise ValueError(
+            raise InputError(
                 "Correlated random effects (lkj) use the non-centred form: centering=0 "
                 f"(or 'auto'), got {self.centering}."
             )
         for out, kind in self.error.items():
             if out not in self.model.output_names:
-                raise ValueError(
+                raise InputError(
                     f"error model given for unknown output {out!r}; outputs are {self.model.output_names}."
                 )
             if kind not in ERROR_KINDS:
-                raise ValueError(
+                raise InputError(
                     f"Unknown error model {kind!r} for output {out!r}; choose from {ERROR_KINDS}."
                 )
         known_prefixes = ("mu.", "omega.", "sigma_add.", "sigma_prop.", "beta.", "nu")
         for key in self.priors:
             if not key.startswith(known_prefixes):
-                raise ValueError(
+                raise InputError(
                     f"Unknown prior override {key!r}; keys start with {known_prefixes}."
                 )
 
@@ -234,14 +235,14 @@ def build_covariate_design(spec: PopulationModel, cohort: Cohort) -> CovariateDe
     term_of: dict[str, list[str]] = {}
     for name in dict.fromkeys(c for cs in spec.covariate_effects.values() for c in cs):
         if name not in cov.columns:
-            raise ValueError(
+            raise InputError(
                 f"Covariate {name!r} requested in covariate_effects is not in the cohort "
                 f"(covariates: {list(cov.columns)})."
             )
         col = cov[name]
         if col.isna().any():
             missing = list(col.index[col.isna()])[:5]
-            raise ValueError(f"Covariate {name!r} is missing for patient(s) {missing}.")
+            raise InputError(f"Covariate {name!r} is missing for patient(s) {missing}.")
         if pd.api.types.is_numeric_dtype(col) and col.nunique() > 2:
             x = col.to_numpy(dtype=float)
             c, s = float(np.median(x)), float(np.std(x)) or 1.0
@@ -281,7 +282,7 @@ def build_covariate_design(spec: PopulationModel, cohort: Cohort) -> CovariateDe
             x = np.full(P, model.covariate_defaults.get(allo.covariate, allo.reference))
         if np.any(x <= 0):
             bad = list(cohort.covariates.index[x <= 0])[:5]
-            raise ValueError(
+            raise InputError(
                 f"Allometric covariate {allo.covariate!r} must be > 0; patients {bad}."
             )
         allometric[:, k] += allo.exponent * np.log(x / allo.reference)

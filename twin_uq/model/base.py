@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from twin_uq.errors import InputError
+
 __all__ = [
     "Allometric",
     "Model",
@@ -68,12 +70,12 @@ class Parameter:
 
     def __post_init__(self) -> None:
         if not (self.typical > 0 and math.isfinite(self.typical)):
-            raise ValueError(
+            raise InputError(
                 f"Parameter {self.name!r}: typical value must be finite and > 0 (log-normal "
                 f"parameters), got {self.typical}."
             )
         if not self.prior_sd > 0 or not self.bsv_prior_scale > 0:
-            raise ValueError(f"Parameter {self.name!r}: prior scales must be > 0.")
+            raise InputError(f"Parameter {self.name!r}: prior scales must be > 0.")
 
 
 @dataclass(frozen=True)
@@ -177,24 +179,24 @@ class SolverSettings:
 
     def __post_init__(self) -> None:
         if self.precision not in ("float64", "float32"):
-            raise ValueError(
+            raise InputError(
                 f"SolverSettings.precision must be 'float64' or 'float32'; got {self.precision!r}."
             )
         if self.precision == "float32" and self.method != "rk4":
-            raise ValueError(
+            raise InputError(
                 f"precision='float32' applies to method='rk4' only; method={self.method!r} "
                 "solves in float64 (adaptive step control and sensitivities need it)."
             )
         if self.method == "rk4":
             if self.fixed_step is None or not self.fixed_step > 0:
-                raise ValueError(
+                raise InputError(
                     f"SolverSettings(method='rk4') needs fixed_step > 0 (the largest step, "
                     f"model time unit); got fixed_step={self.fixed_step!r}."
                 )
             if self.horizon is not None and not self.horizon >= 0:
-                raise ValueError(f"SolverSettings.horizon must be >= 0; got {self.horizon!r}.")
+                raise InputError(f"SolverSettings.horizon must be >= 0; got {self.horizon!r}.")
         elif self.fixed_step is not None or self.horizon is not None:
-            raise ValueError(
+            raise InputError(
                 f"fixed_step and horizon apply to method='rk4' only; method={self.method!r} "
                 "chooses its own steps."
             )

@@ -15,12 +15,13 @@ import inspect
 import sys
 from pathlib import Path
 
+from twin_uq.errors import InputError
 from twin_uq.model.base import Model
 
 __all__ = ["ModelLoadError", "library_dirs", "list_models", "load_model", "model_source_hash"]
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(InputError):
     """A model name or file could not be turned into a :class:`Model`."""
 
 

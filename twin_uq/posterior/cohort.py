@@ -13,6 +13,7 @@ import xarray as xr
 
 from twin_uq._atomic import atomic_write
 from twin_uq.data import Cohort, CohortArrays
+from twin_uq.errors import InputError
 from twin_uq.inference.numpyro_model import ProgramStructure
 from twin_uq.inference.population import CovariateDesign, PopulationModel, build_covariate_design
 from twin_uq.inference.prepare import PreparedFit
@@ -441,7 +442,7 @@ class CohortPosterior:
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix not in (".nc", ".zarr"):
-            raise ValueError(f"Unknown fit file type {path.name!r}: use .nc (netCDF) or .zarr.")
+            raise InputError(f"Unknown fit file type {path.name!r}: use .nc (netCDF) or .zarr.")
         if suffix == ".nc":
             return atomic_write(path, lambda tmp: self.idata.to_netcdf(tmp, engine="h5netcdf"))
         return atomic_write(path, lambda tmp: self.idata.to_zarr(tmp, consolidated=False))
@@ -449,4 +450,4 @@ class CohortPosterior:
 
 def _check_interval(interval: float) -> None:
     if not 0.0 < float(interval) < 1.0:
-        raise ValueError(f"interval must lie strictly between 0 and 1, got {interval}.")
+        raise InputError(f"interval must lie strictly between 0 and 1, got {interval}.")

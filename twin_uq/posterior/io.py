@@ -16,7 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from twin_uq.data import read_cohort
-from twin_uq.errors import TwinUQError
+from twin_uq.errors import InputError
 from twin_uq.inference.centering import AutoCentering
 from twin_uq.inference.idata import CENTERING_FIELDS
 from twin_uq.inference.population import PopulationModel
@@ -28,7 +28,7 @@ from twin_uq.posterior.cohort import CohortPosterior
 __all__ = ["PosteriorLoadError", "load_posterior"]
 
 
-class PosteriorLoadError(TwinUQError, ValueError):
+class PosteriorLoadError(InputError):
     """A saved fit cannot be read back (corrupt, truncated, or from another model)."""
 
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from twin_uq.errors import InputError
 from twin_uq.inference.numpyro_model import population_mean
 from twin_uq.inference.postprocess import residuals_of_draws
 
@@ -178,7 +179,7 @@ def design_row(
     for j, term in enumerate(design.terms):
         name, _, level = term.partition("[")
         if name not in covariates:
-            raise ValueError(
+            raise InputError(
                 f"The fit uses covariate {name!r} (effect {term}); give it for the new patient."
             )
         value = covariates[name]
@@ -192,7 +193,7 @@ def design_row(
             covariates.get(a.covariate, model.covariate_defaults.get(a.covariate, a.reference))
         )  # type: ignore[arg-type]
         if x <= 0:
-            raise ValueError(f"Allometric covariate {a.covariate!r} must be > 0, got {x}.")
+            raise InputError(f"Allometric covariate {a.covariate!r} must be > 0, got {x}.")
         allo[model.parameter_names.index(a.parameter)] += a.exponent * np.log(x / a.reference)
     return row, allo
 
@@ -222,5 +223,5 @@ def model_covariates(post: CohortPosterior, covariates: Mapping[str, object]) ->
         elif name in model.covariate_defaults:
             out.append(float(model.covariate_defaults[name]))
         else:
-            raise ValueError(f"Model {model.name!r} needs covariate {name!r} for the new patient.")
+            raise InputError(f"Model {model.name!r} needs covariate {name!r} for the new patient.")
     return np.asarray(out, dtype=float)

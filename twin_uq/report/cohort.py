@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from twin_uq.errors import InputError
 from twin_uq.report.figures import PALETTE, figure, svg_from_figure
 from twin_uq.report.render import provenance, render, write, write_pdf
 from twin_uq.report.text import format_estimate, format_number, percent
@@ -399,7 +400,7 @@ def cohort(
     """
     interval = float(interval)
     if not 0.0 < interval < 1.0:
-        raise ValueError(f"interval must lie strictly between 0 and 1, got {interval}.")
+        raise InputError(f"interval must lie strictly between 0 and 1, got {interval}.")
     params, effects, residual, dist_svg, eff_svg = _population(post, interval)
     trust_rows, counts, shared = _trust(post, thresholds)
     ok_rate = post.idata["constant_data"]["solver_ok_rate"].to_series()

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from twin_uq.errors import InputError
 from twin_uq.report.figures import PALETTE, figure, svg_from_figure
 from twin_uq.report.render import provenance, render, write, write_pdf
 from twin_uq.report.text import (
@@ -44,7 +45,7 @@ def _default_forecast_times(last: float, reference: float) -> np.ndarray:
 def _check_forecast_times(times: object) -> np.ndarray:
     t = np.atleast_1d(np.asarray(times, dtype=float))
     if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)) or np.any(t < 0):
-        raise ValueError(
+        raise InputError(
             f"forecast_times must be a non-empty sequence of finite times >= 0, got {times!r}."
         )
     return np.unique(t)
@@ -437,7 +438,7 @@ def patient(
     """
     interval = float(interval)
     if not 0.0 < interval < 1.0:
-        raise ValueError(f"interval must lie strictly between 0 and 1, got {interval}.")
+        raise InputError(f"interval must lie strictly between 0 and 1, got {interval}.")
     model = post.model
     twin = post.twin(patient_id)
     pid = twin.patient_id

@@ -21,6 +21,7 @@ from pathlib import Path
 import jinja2
 
 from twin_uq._atomic import atomic_write_text
+from twin_uq.errors import InputError
 from twin_uq.report.text import format_interval, format_number, percent
 
 __all__ = ["PDFUnavailableWarning", "find_chromium", "provenance", "render", "write_pdf"]
@@ -100,7 +101,7 @@ def write(path: str | Path, html: str) -> Path:
     """Write ``html`` to ``path`` atomically (temporary file, then rename)."""
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
-        raise ValueError(
+        raise InputError(
             f"A report is an HTML file: give a path ending in .html, got {path.name!r}."
         )
     return atomic_write_text(path, html)

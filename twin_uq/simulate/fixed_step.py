@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from twin_uq.errors import InputError
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate.events import bolus_jumps, infusion_rate_vectors
 from twin_uq.simulate.ode import STATUS_BEYOND_HORIZON, STATUS_OK
@@ -72,7 +73,7 @@ __all__ = [
 def n_uniform_steps(settings: SolverSettings) -> int:
     """Number ``M`` of uniform steps of the grid: ``ceil(horizon / fixed_step)``."""
     if settings.horizon is None:
-        raise ValueError(
+        raise InputError(
             "SolverSettings(method='rk4') has no horizon: the fixed grid's length must be "
             "known when compiling. twin_uq's entry points set it from the requested times; "
             "when calling solve_outputs yourself, pass settings.covering(times)."

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
+from twin_uq.errors import InputError
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate.events import bolus_jumps, infusion_rate_vectors, signal_inputs
 from twin_uq.simulate.schedule import Schedule
@@ -135,7 +136,7 @@ def _rms_of_states(error: tuple) -> Float[Array, ""]:
 
 def _integrate(model, settings, theta, covariates, schedule, times, sensitivities: bool):
     if settings.method not in _SOLVERS:
-        raise ValueError(
+        raise InputError(
             f"Unknown ODE solver {settings.method!r} for model {model.name!r}; use one of "
             f"{sorted(_SOLVERS)} or 'exact'."
         )

@@ -6,6 +6,7 @@ import equinox as eqx
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from twin_uq.errors import InputError
 from twin_uq.model.base import Model
 
 __all__ = ["Trajectory"]
@@ -44,7 +45,7 @@ class Trajectory(eqx.Module):
         import xarray as xr
 
         if np.ndim(self.times) != 1:
-            raise ValueError("to_xarray needs an unbatched Trajectory (times of shape (T,)).")
+            raise InputError("to_xarray needs an unbatched Trajectory (times of shape (T,)).")
         coords = {
             "time": np.asarray(self.times),
             "state": list(model.states),

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from twin_uq.errors import InputError
+
 __all__ = ["Bolus", "Infusion", "Schedule", "Signal", "schedule_fields", "stack_schedules"]
 
 
@@ -45,7 +47,7 @@ class Bolus:
     def __post_init__(self) -> None:
         _check_finite("Bolus", time=self.time, amount=self.amount)
         if self.amount < 0:
-            raise ValueError(f"Bolus amount must be >= 0, got {self.amount} (at time {self.time}).")
+            raise InputError(f"Bolus amount must be >= 0, got {self.amount} (at time {self.time}).")
         _check_cmt("Bolus", self.cmt)
 
 
@@ -54,14 +56,14 @@ def _check_finite(kind: str, **values: float) -> None:
         try:
             ok = math.isfinite(float(v))
         except (TypeError, ValueError):
-            raise ValueError(f"{kind} {name} must be a number, got {v!r}.") from None
+            raise InputError(f"{kind} {name} must be a number, got {v!r}.") from None
         if not ok:
-            raise ValueError(f"{kind} {name} must be finite, got {v}.")
+            raise InputError(f"{kind} {name} must be finite, got {v}.")
 
 
 def _check_cmt(kind: str, cmt: int) -> None:
     if isinstance(cmt, bool) or int(cmt) != cmt or cmt < 0:
-        raise ValueError(
+        raise InputError(
             f"{kind} compartment must be a whole number >= 1 (or 0 for the model's default), got {cmt!r}."
         )
 
@@ -90,7 +92,7 @@ class Infusion:
     def __post_init__(self) -> None:
         _check_finite("Infusion", start=self.start, rate=self.rate, duration=self.duration)
         if self.rate <= 0 or self.duration <= 0:
-            raise ValueError(
+            raise InputError(
                 f"Infusion needs rate > 0 and duration > 0, got rate {self.rate}, duration {self.duration} "
                 f"(starting at {self.start})."
             )
@@ -100,7 +102,7 @@ class Infusion:
     def from_amount(cls, start: float, amount: float, duration: float, cmt: int = 0) -> Infusion:
         """Infusion delivering ``amount`` evenly over ``duration``."""
         if duration <= 0:
-            raise ValueError(f"Infusion duration must be > 0, got {duration}.")
+            raise InputError(f"Infusion duration must be > 0, got {duration}.")
         return cls(start=start, rate=amount / duration, duration=duration, cmt=cmt)
 
 
@@ -283,7 +285,7 @@ def schedule_fields(
     bm = np.zeros(nb, dtype=bool)
     for k, b in enumerate(sorted(boluses, key=lambda b: b.time)):
         if not np.isfinite(b.time) or not np.isfinite(b.amount):
-            raise ValueError(f"Bolus {k} has a non-finite time or amount: {b}.")
+            raise InputError(f"Bolus {k} has a non-finite time or amount: {b}.")
         bt[k], ba[k], bc[k], bm[k] = b.time, b.amount, b.cmt, True
     it = np.zeros(ni)
     ie = np.zeros(ni)
@@ -292,7 +294,7 @@ def schedule_fields(
     im = np.zeros(ni, dtype=bool)
     for k, inf in enumerate(sorted(infusions, key=lambda i: i.start)):
         if not (inf.rate > 0 and inf.duration > 0):
-            raise ValueError(f"Infusion {k} needs rate > 0 and duration > 0, got {inf}.")
+            raise InputError(f"Infusion {k} needs rate > 0 and duration > 0, got {inf}.")
         it[k], ie[k], ir[k], ic[k], im[k] = (
             inf.start,
             inf.start + inf.duration,
@@ -304,14 +306,14 @@ def schedule_fields(
     by_name = {s.name: s for s in signals}
     missing = [n for n in names if n not in by_name]
     if missing:
-        raise ValueError(f"Schedule lacks the measured signal(s) {missing}.")
+        raise InputError(f"Schedule lacks the measured signal(s) {missing}.")
     if names:
         knots = np.asarray(by_name[names[0]].times, dtype=float)
         for n in names:
             if not np.array_equal(np.asarray(by_name[n].times, dtype=float), knots):
-                raise ValueError("All signals of one schedule must share their knot times.")
+                raise InputError("All signals of one schedule must share their knot times.")
         if knots.size == 0 or np.any(np.diff(knots) <= 0):
-            raise ValueError(f"Signal knot times must be strictly increasing: {knots}.")
+            raise InputError(f"Signal knot times must be strictly increasing: {knots}.")
         values = np.stack([np.asarray(by_name[n].values, dtype=float) for n in names], -1)
     else:
         knots = np.zeros(1)
@@ -350,7 +352,7 @@ def stack_schedules(schedules: Sequence[Schedule | Mapping[str, np.ndarray]]) ->
     Each item is a :class:`Schedule` or its :func:`schedule_fields` mapping.
     """
     if not schedules:
-        raise ValueError("stack_schedules needs at least one schedule.")
+        raise InputError("stack_schedules needs at least one schedule.")
     items = [s if isinstance(s, Mapping) else {k: getattr(s, k) for k in _FIELDS} for s in schedules]
     nb = max(np.shape(s["bolus_time"])[0] for s in items)
     ni = max(np.shape(s["infusion_start"])[0] for s in items)

@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
+from twin_uq.errors import InputError
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate.exact import solve_exact
 from twin_uq.simulate.fixed_step import (
@@ -85,7 +86,7 @@ def _core(
 ) -> tuple[Float[Array, "T n"], Float[Array, "T m"], Int[Array, ""]]:
     if settings.method == "exact":
         if not model.is_linear:
-            raise ValueError(
+            raise InputError(
                 f"Model {model.name!r} has no linear_system; method='exact' needs one. Use an "
                 "ODE solver ('tsit5', 'dopri5', 'kvaerno5')."
             )
@@ -321,14 +322,14 @@ def _as_theta(model: Model, params: Mapping[str, float] | ArrayLike) -> Array:
         missing = [n for n in names if n not in params]
         unknown = [k for k in params if k not in names]
         if missing or unknown:
-            raise ValueError(
+            raise InputError(
                 f"Parameters for model {model.name!r}: missing {missing}, unknown {unknown}; "
                 f"expected {names}."
             )
         return jnp.asarray([params[n] for n in names], dtype=float)
     theta = jnp.asarray(params, dtype=float)
     if theta.shape != (len(names),):
-        raise ValueError(
+        raise InputError(
             f"Parameter vector for model {model.name!r} must have shape ({len(names)},) in the "
             f"order {names}; got shape {theta.shape}."
         )
@@ -342,13 +343,13 @@ def _as_covariates(model: Model, covariates: Mapping[str, float] | ArrayLike | N
     if isinstance(covariates, Mapping):
         missing = [n for n in names if n not in covariates]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"Model {model.name!r} needs covariate(s) {missing} (no default declared)."
             )
         return jnp.asarray([covariates[n] for n in names], dtype=float).reshape(len(names))
     cov = jnp.asarray(covariates, dtype=float)
     if cov.shape != (len(names),):
-        raise ValueError(
+        raise InputError(
             f"Covariate vector for model {model.name!r} must have shape ({len(names)},) in the "
             f"order {names}; got {cov.shape}."
         )
@@ -393,15 +394,17 @@ def simulate(
     settings
         Default ``model.solver``.
     """
+    from twin_uq._config import require_x64
     from twin_uq.model.load import load_model
 
+    require_x64("tq.simulate")
     model = load_model(model)
     settings = model.solver if settings is None else settings
     times_arr = jnp.asarray(times, dtype=float)
     if times_arr.ndim != 1 or times_arr.shape[0] == 0:
-        raise ValueError(f"times must be a non-empty 1-D sequence; got shape {times_arr.shape}.")
+        raise InputError(f"times must be a non-empty 1-D sequence; got shape {times_arr.shape}.")
     if schedule.bolus_time.ndim != 1:
-        raise ValueError("simulate takes one patient's (unbatched) Schedule.")
+        raise InputError("simulate takes one patient's (unbatched) Schedule.")
     return _simulate_compiled(
         model,
         settings.covering(times_arr),

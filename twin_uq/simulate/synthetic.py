@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from twin_uq.data import Cohort, read_cohort
+from twin_uq.errors import InputError, UnavailableError
 from twin_uq.model.base import Model
 from twin_uq.model.load import load_model
 from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal, stack_schedules
@@ -121,7 +122,7 @@ def _draw_covariate(rng: np.random.Generator, spec: tuple, n: int) -> np.ndarray
         return rng.uniform(spec[1], spec[2], n)
     if kind == "categorical":
         return rng.choice(np.asarray(spec[1], dtype=object), size=n, p=spec[2])
-    raise ValueError(f"Unknown covariate distribution {kind!r}.")
+    raise InputError(f"Unknown covariate distribution {kind!r}.")
 
 
 def simulate_cohort(
@@ -161,7 +162,7 @@ def simulate_cohort(
     """
     model = load_model(model)
     if n_patients < 1:
-        raise ValueError(f"n_patients must be >= 1, got {n_patients}.")
+        raise InputError(f"n_patients must be >= 1, got {n_patients}.")
     rng = np.random.default_rng(seed)
     names = model.parameter_names
     typ = {p.name: p.typical for p in model.parameters} | dict(typical or {})
@@ -256,7 +257,7 @@ def simulate_cohort(
     outs = np.asarray(outs)
     if not np.all(np.asarray(ok)):
         bad = [ids[i] for i in np.flatnonzero(~np.asarray(ok))]
-        raise RuntimeError(
+        raise UnavailableError(
             f"Simulation failed for true parameters of patients {bad[:5]}; adjust the design."
         )
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 import xarray as xr
 
+from twin_uq.errors import InputError
 from twin_uq.trust.assess import Status, TrustAssessment, _as_thresholds
 from twin_uq.trust.thresholds import TrustThresholds
 
@@ -42,7 +43,7 @@ def _clinical_ranges(
             ranges |= {o: (lo, hi) for o in outputs}
     for o, (lo, hi) in ranges.items():
         if not hi > lo:
-            raise ValueError(f"clinical range of {o!r} must have high > low, got ({lo}, {hi}).")
+            raise InputError(f"clinical range of {o!r} must have high > low, got ({lo}, {hi}).")
     return {o: ranges[o] for o in outputs if o in ranges}
 
 
@@ -89,7 +90,7 @@ def assess_prediction(
     th = _as_thresholds(thresholds) if thresholds is not None else assessment.thresholds
     for v in ("median", "lower", "upper"):
         if v not in prediction:
-            raise ValueError(
+            raise InputError(
                 f"assess_prediction: the prediction has no variable {v!r}; pass the Dataset "
                 "returned by PosteriorTwin.predict (median, lower, upper)."
             )
@@ -102,7 +103,7 @@ def assess_prediction(
             model = None
     pid = prediction.attrs.get("patient_id")
     if pid is not None and str(pid) != str(assessment.patient_id):
-        raise ValueError(
+        raise InputError(
             f"assess_prediction: the prediction is for patient {pid!r} but the assessment is "
             f"for {assessment.patient_id!r}."
         )

@@ -7,6 +7,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from twin_uq.errors import InputError
+
 __all__ = ["TrustThresholds"]
 
 
@@ -116,27 +118,27 @@ class TrustThresholds:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.contraction_insufficient <= self.contraction_limited <= 1.0:
-            raise ValueError(
+            raise InputError(
                 "TrustThresholds: need 0 <= contraction_insufficient <= contraction_limited <= 1, "
                 f"got {self.contraction_insufficient} and {self.contraction_limited}."
             )
         if self.rhat_max < 1.0:
-            raise ValueError(f"TrustThresholds: rhat_max must be >= 1, got {self.rhat_max}.")
+            raise InputError(f"TrustThresholds: rhat_max must be >= 1, got {self.rhat_max}.")
         if self.approximate_cap not in ("trustworthy", "limited", "insufficient", "unreliable"):
-            raise ValueError(
+            raise InputError(
                 f"TrustThresholds: approximate_cap must be a status name, got {self.approximate_cap!r}."
             )
         if not 0.0 < self.mahalanobis_quantile < 1.0:
-            raise ValueError("TrustThresholds: mahalanobis_quantile must lie in (0, 1).")
+            raise InputError("TrustThresholds: mahalanobis_quantile must lie in (0, 1).")
         if self.interval_width_limited > self.interval_width_insufficient:
-            raise ValueError(
+            raise InputError(
                 "TrustThresholds: interval_width_limited must not exceed interval_width_insufficient."
             )
         allowed = {"extrapolation_limited", "interval_width_limited", "interval_width_insufficient"}
         for out, over in self.output_overrides.items():
             bad = set(over) - allowed
             if bad:
-                raise ValueError(
+                raise InputError(
                     f"TrustThresholds.output_overrides[{out!r}] has unknown keys {sorted(bad)}; "
                     f"allowed: {sorted(allowed)}."
                 )

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from twin_uq.data import Cohort, read_cohort
+from twin_uq.errors import InputError, UnavailableError
 from twin_uq.model.base import Model
 from twin_uq.posterior.patient import observations_frame
 from twin_uq.posterior.population import frozen
@@ -61,7 +62,7 @@ def update_twin(  # noqa: UP047 (PEP 695 syntax breaks the 3.11 layer checker)
         prior; the update's cost grows linearly with it.
     """
     if twin.population_only:
-        raise ValueError(
+        raise InputError(
             "This twin is a population-only prediction for a new patient; fit or update "
             "requires a fitted patient (use post.twin(id))."
         )
@@ -83,7 +84,7 @@ def update_twin(  # noqa: UP047 (PEP 695 syntax breaks the 3.11 layer checker)
     schedule = bucket_schedule(cohort.schedule(twin.patient_id, signals=twin.model.signals))
     pop = twin.population
     if population_draws < 1:
-        raise ValueError(f"population_draws must be >= 1, got {population_draws}.")
+        raise InputError(f"population_draws must be >= 1, got {population_draws}.")
     # Evenly thinned population draws (all chains) represent the population posterior.
     keep = np.unique(np.linspace(0, pop.n_draws - 1, min(population_draws, pop.n_draws)).round())
     keep = keep.astype(int)
@@ -101,7 +102,7 @@ def update_twin(  # noqa: UP047 (PEP 695 syntax breaks the 3.11 layer checker)
         nu=jnp.asarray(pop.nu[keep]),
     )
     if method not in ("auto", "nuts", "importance"):
-        raise ValueError(f"method must be 'auto', 'nuts' or 'importance', got {method!r}.")
+        raise InputError(f"method must be 'auto', 'nuts' or 'importance', got {method!r}.")
     log_theta = np.log(twin.theta)
     res = None
     if method in ("auto", "importance"):
@@ -114,7 +115,7 @@ def update_twin(  # noqa: UP047 (PEP 695 syntax breaks the 3.11 layer checker)
             seed=seed,
         )
         if res is None and method == "importance":
-            raise RuntimeError(
+            raise UnavailableError(
                 f"Patient {twin.patient_id}: importance sampling is unreliable for these "
                 "data (Pareto k-hat >= 0.7 or too few effective draws); use method='nuts'."
             )
@@ -159,7 +160,7 @@ def update_twin(  # noqa: UP047 (PEP 695 syntax breaks the 3.11 layer checker)
 def _new_table(new_rows: pd.DataFrame | Cohort, pid: str, model: Model) -> pd.DataFrame:
     if isinstance(new_rows, Cohort):
         if new_rows.ids != (pid,):
-            raise ValueError(
+            raise InputError(
                 f"update() of patient {pid!r} needs a Cohort with only that patient; got ids {list(new_rows.ids)[:5]}."
             )
         return _known_outputs(new_rows.table, pid, model).reset_index(drop=True)
@@ -168,7 +169,7 @@ def _new_table(new_rows: pd.DataFrame | Cohort, pid: str, model: Model) -> pd.Da
             "new_rows must be a pandas DataFrame in the cohort table format, or a Cohort."
         )
     if new_rows.empty:
-        raise ValueError("update() got no rows.")
+        raise InputError("update() got no rows.")
     frame = new_rows.copy()
     id_col = next((c for c in frame.columns if str(c).lower() == "id"), None)
     if id_col is None:
@@ -176,7 +177,7 @@ def _new_table(new_rows: pd.DataFrame | Cohort, pid: str, model: Model) -> pd.Da
     else:
         ids = set(frame[id_col].astype(str))
         if ids != {pid}:
-            raise ValueError(
+            raise InputError(
                 f"update() of patient {pid!r} got rows of patient(s) {sorted(ids - {pid})[:5]}."
             )
     # Normalise through the reader so column names and defaults match the stored table.
@@ -192,7 +193,7 @@ def _known_outputs(table: pd.DataFrame, pid: str, model: Model) -> pd.DataFrame:
     unknown = table[obs & ~table["output"].isin(model.output_names)]
     if len(unknown):
         row, name = unknown.index[0], unknown["output"].iloc[0]
-        raise ValueError(
+        raise InputError(
             f"update() of patient {pid!r}: new row {row} has output {name!r}, which model "
             f"{model.name!r} does not define; its outputs are {list(model.output_names)}."
         )

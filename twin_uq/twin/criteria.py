@@ -16,6 +16,8 @@ from typing import Literal
 
 import numpy as np
 
+from twin_uq.errors import InputError
+
 __all__ = ["Criterion", "Event", "event_grid", "window_weights"]
 
 Statistic = Literal["mean", "max", "min", "value_at", "time_in_range", "auc"]
@@ -29,10 +31,10 @@ def _check_range(target: tuple[float, float] | None, what: str) -> tuple[float, 
     if target is None:
         return None
     if len(target) != 2:
-        raise ValueError(f"{what} must be a pair (low, high), got {target!r}.")
+        raise InputError(f"{what} must be a pair (low, high), got {target!r}.")
     low, high = float(target[0]), float(target[1])
     if not low < high:
-        raise ValueError(f"{what} needs low < high, got {target!r}.")
+        raise InputError(f"{what} needs low < high, got {target!r}.")
     return low, high
 
 
@@ -40,10 +42,10 @@ def _check_window(window: tuple[float, float] | None, what: str) -> tuple[float,
     if window is None:
         return None
     if len(window) != 2:
-        raise ValueError(f"{what} must be a pair (t0, t1), got {window!r}.")
+        raise InputError(f"{what} must be a pair (t0, t1), got {window!r}.")
     t0, t1 = float(window[0]), float(window[1])
     if not (np.isfinite(t0) and np.isfinite(t1)) or t0 < 0 or t1 < t0:
-        raise ValueError(f"{what} needs finite times 0 <= t0 <= t1, got {window!r}.")
+        raise InputError(f"{what} needs finite times 0 <= t0 <= t1, got {window!r}.")
     return t0, t1
 
 
@@ -86,17 +88,17 @@ class Criterion:
 
     def __post_init__(self) -> None:
         if self.statistic not in _STATISTICS:
-            raise ValueError(f"Unknown statistic {self.statistic!r}; choose one of {_STATISTICS}.")
+            raise InputError(f"Unknown statistic {self.statistic!r}; choose one of {_STATISTICS}.")
         if self.goal not in _GOALS:
-            raise ValueError(f"Unknown goal {self.goal!r}; choose one of {_GOALS}.")
+            raise InputError(f"Unknown goal {self.goal!r}; choose one of {_GOALS}.")
         object.__setattr__(self, "target", _check_range(self.target, "Criterion target"))
         object.__setattr__(self, "window", _check_window(self.window, "Criterion window"))
         if self.statistic == "value_at" and (
             self.time is None or not np.isfinite(self.time) or self.time < 0
         ):
-            raise ValueError("statistic='value_at' needs a time >= 0 (Criterion(time=...)).")
+            raise InputError("statistic='value_at' needs a time >= 0 (Criterion(time=...)).")
         if (self.goal == "target" or self.statistic == "time_in_range") and self.target is None:
-            raise ValueError(
+            raise InputError(
                 f"Criterion with goal={self.goal!r}, statistic={self.statistic!r} needs target=(low, high)."
             )
         if self.statistic == "time_in_range" and self.goal != "maximize":
@@ -165,7 +167,7 @@ class Criterion:
     def attained(self, value: np.ndarray) -> np.ndarray:
         """Whether each value meets ``target`` (for dose recommendation)."""
         if self.target is None:
-            raise ValueError("A Criterion used as a dosing target needs target=(low, high).")
+            raise InputError("A Criterion used as a dosing target needs target=(low, high).")
         lo, hi = self.target
         return (value >= lo) & (value <= hi)
 
@@ -209,18 +211,18 @@ class Event:
 
     def __post_init__(self) -> None:
         if self.above is None and self.below is None:
-            raise ValueError("An Event needs above= and/or below= thresholds.")
+            raise InputError("An Event needs above= and/or below= thresholds.")
         if self.above is not None and self.below is not None and not self.above < self.below:
-            raise ValueError(
+            raise InputError(
                 f"Event with both thresholds needs above < below (a range), got above={self.above}, below={self.below}."
             )
         if (self.within is None) == (self.at is None):
-            raise ValueError("An Event needs exactly one of within=(t0, t1) or at=time.")
+            raise InputError("An Event needs exactly one of within=(t0, t1) or at=time.")
         object.__setattr__(self, "within", _check_window(self.within, "Event window"))
         if self.at is not None and (not np.isfinite(self.at) or self.at < 0):
-            raise ValueError(f"Event time at= must be finite and >= 0, got {self.at}.")
+            raise InputError(f"Event time at= must be finite and >= 0, got {self.at}.")
         if self.how not in ("any", "all"):
-            raise ValueError(f"Event how= must be 'any' or 'all', got {self.how!r}.")
+            raise InputError(f"Event how= must be 'any' or 'all', got {self.how!r}.")
 
     def describe(self) -> str:
         """Plain words, e.g. ``"glucose above 180 at some time in 0–24"``."""
@@ -259,7 +261,7 @@ def event_grid(window: tuple[float, float] | None, at: float | None, n_grid: int
     if at is not None:
         return np.asarray([float(at)])
     if window is None:
-        raise ValueError("No time window given: pass times= or set the window.")
+        raise InputError("No time window given: pass times= or set the window.")
     t0, t1 = window
     return np.linspace(t0, t1, max(int(n_grid), 2)) if t1 > t0 else np.asarray([t0])
 
@@ -278,7 +280,7 @@ def window_weights(
     else:
         sel = (times >= window[0] - 1e-9) & (times <= window[1] + 1e-9)
     if not sel.any():
-        raise ValueError(
+        raise InputError(
             f"No evaluation time lies in the window {window}; times span {times.min():g}–{times.max():g}."
         )
     t = times[sel]
@@ -295,7 +297,7 @@ def window_weights(
 def _nearest(times: np.ndarray, t: float) -> int:
     k = int(np.argmin(np.abs(times - t)))
     if abs(times[k] - t) > 1e-9 * max(1.0, abs(t)):
-        raise ValueError(f"Time {t:g} is not among the evaluation times.")
+        raise InputError(f"Time {t:g} is not among the evaluation times.")
     return k
 
 

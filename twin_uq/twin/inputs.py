@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 
+from twin_uq.errors import InputError
 from twin_uq.model.base import Model
 from twin_uq.simulate.schedule import Bolus, Infusion, Schedule
 
@@ -15,18 +16,18 @@ __all__ = ["check_doses", "check_interval", "check_times", "scaled_schedule"]
 def check_interval(interval: float) -> float:
     interval = float(interval)
     if not 0.0 < interval < 1.0:
-        raise ValueError(f"interval must lie strictly between 0 and 1, got {interval}.")
+        raise InputError(f"interval must lie strictly between 0 and 1, got {interval}.")
     return interval
 
 
 def check_times(times: object) -> np.ndarray:
     t = np.asarray(times, dtype=float).reshape(-1) if np.ndim(times) <= 1 else None
     if t is None or t.size == 0:
-        raise ValueError(f"times must be a non-empty 1-D sequence of times >= 0; got {times!r}.")
+        raise InputError(f"times must be a non-empty 1-D sequence of times >= 0; got {times!r}.")
     if not np.all(np.isfinite(t)):
-        raise ValueError("times must be finite (found NaN or inf).")
+        raise InputError("times must be finite (found NaN or inf).")
     if np.any(t < 0):
-        raise ValueError(
+        raise InputError(
             f"times must be >= 0 (simulation starts at t = 0); got {t[t < 0][:3].tolist()}."
         )
     return t
@@ -42,21 +43,21 @@ def check_doses(schedule: Schedule, model: Model, label: str) -> None:
     for k, b in enumerate(schedule.boluses(), 1):
         where = f"{label}, bolus {k} (time {b.time:g})"
         if not (np.isfinite(b.amount) and b.amount > 0):
-            raise ValueError(f"{where}: dose amount must be finite and > 0, got {b.amount:g}.")
+            raise InputError(f"{where}: dose amount must be finite and > 0, got {b.amount:g}.")
         if not (np.isfinite(b.time) and b.time >= 0):
-            raise ValueError(f"{where}: dose time must be finite and >= 0, got {b.time:g}.")
+            raise InputError(f"{where}: dose time must be finite and >= 0, got {b.time:g}.")
         if not 0 <= b.cmt <= n_states:
-            raise ValueError(f"{where}: compartment {b.cmt} outside 1..{n_states} (0 = default).")
+            raise InputError(f"{where}: compartment {b.cmt} outside 1..{n_states} (0 = default).")
     for k, i in enumerate(schedule.infusions(), 1):
         where = f"{label}, infusion {k} (start {i.start:g})"
         if not (np.isfinite(i.rate) and i.rate > 0):
-            raise ValueError(f"{where}: infusion rate must be finite and > 0, got {i.rate:g}.")
+            raise InputError(f"{where}: infusion rate must be finite and > 0, got {i.rate:g}.")
         if not (np.isfinite(i.duration) and i.duration > 0):
-            raise ValueError(f"{where}: duration must be finite and > 0, got {i.duration:g}.")
+            raise InputError(f"{where}: duration must be finite and > 0, got {i.duration:g}.")
         if not (np.isfinite(i.start) and i.start >= 0):
-            raise ValueError(f"{where}: start time must be finite and >= 0, got {i.start:g}.")
+            raise InputError(f"{where}: start time must be finite and >= 0, got {i.start:g}.")
         if not 0 <= i.cmt <= n_states:
-            raise ValueError(f"{where}: compartment {i.cmt} outside 1..{n_states} (0 = default).")
+            raise InputError(f"{where}: compartment {i.cmt} outside 1..{n_states} (0 = default).")
 
 
 def scaled_schedule(schedule: Schedule, amount: float) -> Schedule:
@@ -66,7 +67,7 @@ def scaled_schedule(schedule: Schedule, amount: float) -> Schedule:
         Infusion.from_amount(i.start, amount, i.duration, i.cmt) for i in schedule.infusions()
     ]
     if not boluses and not infusions:
-        raise ValueError("The dosing template has no doses to scale; pass candidates as schedules.")
+        raise InputError("The dosing template has no doses to scale; pass candidates as schedules.")
     new = Schedule.build(
         boluses, infusions, n_bolus=schedule.n_bolus, n_infusion=schedule.n_infusion
     )

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from twin_uq.errors import InputError, UnavailableError
 from twin_uq.posterior.patient import PatientPosterior, UnknownPatientError
 from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal
 from twin_uq.twin.conditioning import update_twin
@@ -154,9 +155,9 @@ class PosteriorTwin:
                     signal_names=list(self.model.signals),
                 )
             except ValueError as err:
-                raise ValueError(f"{label}: {err}") from None
+                raise InputError(f"{label}: {err}") from None
         if sched.bolus_time.ndim != 1:
-            raise ValueError("A twin takes one patient's (unbatched) Schedule.")
+            raise InputError("A twin takes one patient's (unbatched) Schedule.")
         if schedule is not None:
             check_doses(sched, self.model, label)
         return bucket_schedule(sched)
@@ -175,7 +176,7 @@ class PosteriorTwin:
         if draws is None or int(draws) >= S:
             return np.arange(S)
         if int(draws) < 1:
-            raise ValueError(f"draws must be a positive number, got {draws}.")
+            raise InputError(f"draws must be a positive number, got {draws}.")
         return np.unique(np.linspace(0, S - 1, int(draws)).round().astype(int))
 
     def _simulate(
@@ -255,7 +256,7 @@ class PosteriorTwin:
     def _dataset(self, t, f, y, ok, idx, interval, seed) -> xr.Dataset:
         n_failed = int((~ok).sum())
         if not ok.any():
-            raise RuntimeError(
+            raise UnavailableError(
                 f"Patient {self.patient_id}: the ODE solver failed at all {ok.size} posterior "
                 "draws for this schedule and these times; no prediction is possible."
             )
@@ -306,7 +307,7 @@ class PosteriorTwin:
         if output not in self.model.output_names:
             close = difflib.get_close_matches(output, self.model.output_names, n=3)
             hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-            raise ValueError(
+            raise InputError(
                 f"Model {self.model.name!r} has no output {output!r}{hint}; outputs: {list(self.model.output_names)}."
             )
         return ds["y" if include_noise else "f"].sel(output=output).values  # (D, T)
@@ -378,7 +379,7 @@ class PosteriorTwin:
     ) -> tuple[dict[str, xr.Dataset], np.ndarray]:
         """Predictions of several regimens on the same draws; draws failing anywhere dropped."""
         if not regimens:
-            raise ValueError("Give at least one regimen.")
+            raise InputError("Give at least one regimen.")
         idx = self._draw_index(draws)
         raw = {}
         ok_all = np.ones(idx.size, dtype=bool)
@@ -389,7 +390,9 @@ class PosteriorTwin:
             raw[name] = (f, y, ok)
             ok_all &= ok
         if not ok_all.any():
-            raise RuntimeError(f"Patient {self.patient_id}: the ODE solver failed at every draw.")
+            raise UnavailableError(
+                f"Patient {self.patient_id}: the ODE solver failed at every draw."
+            )
         preds = {}
         for name, (f, y, ok) in raw.items():
             ds = self._dataset(times, f, y, ok, idx, interval, seed)
@@ -430,7 +433,7 @@ class PosteriorTwin:
         interval = check_interval(interval)
         if criterion is None:
             if times is None:
-                raise ValueError("what_if needs times= or a criterion with a window.")
+                raise InputError("what_if needs times= or a criterion with a window.")
             criterion = Criterion(self.model.output_names[0], "mean")
         t = self._criterion_times(criterion, times, n_grid)
         preds, _ = self._predict_many(regimens, t, interval, draws, seed)
@@ -501,17 +504,17 @@ class PosteriorTwin:
             base = self._as_schedule(template)
             for a in candidates:
                 if not (np.isfinite(float(a)) and float(a) > 0):
-                    raise ValueError(
+                    raise InputError(
                         f"regimen '{float(a):g}': dose amount must be finite and > 0, got {float(a):g}."
                     )
             regimens = {f"{float(a):g}": scaled_schedule(base, float(a)) for a in candidates}
         if not regimens:
-            raise ValueError("recommend_dose needs at least one candidate.")
+            raise InputError("recommend_dose needs at least one candidate.")
         if isinstance(target, Event):
             t = event_grid(target.within, target.at, n_grid)
         elif isinstance(target, Criterion):
             if target.target is None:
-                raise ValueError("A Criterion used as a dosing target needs target=(low, high).")
+                raise InputError("A Criterion used as a dosing target needs target=(low, high).")
             t = self._criterion_times(target, None, n_grid)
         else:
             raise TypeError("target must be an Event or a Criterion.")

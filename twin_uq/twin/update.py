@@ -34,6 +34,7 @@ from jaxtyping import Array, Bool, Float, Int
 from numpyro.infer.hmc import hmc
 
 from twin_uq.data import CohortArrays
+from twin_uq.errors import InputError
 from twin_uq.inference.likelihood import ResidualParams, patient_loglik, patient_predictions
 from twin_uq.inference.residual import ERROR_CODES, residual_sd
 from twin_uq.model.base import Model, SolverSettings
@@ -240,7 +241,7 @@ def run_update(
 ) -> UpdateResult:
     """NUTS on the patient's log parameters; compiled once per (model, settings, shapes)."""
     if chains < 1 or warmup < 1 or draws < 1:
-        raise ValueError(f"chains, warmup and draws must be >= 1, got {chains}, {warmup}, {draws}.")
+        raise InputError(f"chains, warmup and draws must be >= 1, got {chains}, {warmup}, {draws}.")
     student = bool(np.any(np.asarray(data.error_code) == ERROR_CODES["student_t"]))
     rng = np.random.default_rng(seed)
     x0 = np.asarray(init)[None, :] + 0.05 * rng.standard_normal((chains, init.shape[0]))

@@ -1,0 +1,136 @@
+"""tq.configure(): importing twin_uq changes nothing; configure() sets JAX up, once.
+
+Each check that needs a fresh interpreter (JAX not started yet) runs a small script in a
+subprocess with the test environment's JAX variables removed.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import twin_uq as tq
+from twin_uq._processes import unguarded_main_script
+
+
+def run(code: str, tmp_path, **env) -> subprocess.CompletedProcess:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("XLA_FLAGS", "JAX_ENABLE_X64", "JAX_NUM_CPU_DEVICES")
+        and not k.startswith("TWIN_UQ_")
+    }
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(code))
+    return subprocess.run(
+        [sys.executable, str(script)], env=clean | env, capture_output=True, text=True,
+        timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+
+
+def test_import_sets_nothing_and_configure_sets_float64_and_devices(tmp_path):
+    res = run(
+        """
+        import json, os, sys
+        import twin_uq as tq
+        before = {
+            "jax": "jax" in sys.modules,
+            "env": sorted(k for k in ("XLA_FLAGS", "JAX_ENABLE_X64", "JAX_NUM_CPU_DEVICES")
+                          if k in os.environ),
+        }
+        import jax
+        import jax.numpy as jnp
+        assert not jax.config.jax_enable_x64
+        first = tq.configure()
+        again = tq.configure()
+        after = {"dtype": str(jnp.ones(1).dtype), "devices": jax.device_count(),
+                 "env": [os.environ["JAX_ENABLE_X64"], os.environ["JAX_NUM_CPU_DEVICES"]]}
+        print(json.dumps({"before": before, "first": [first.x64, first.host_devices],
+                          "again": [again.x64, again.host_devices], "after": after}))
+        """,
+        tmp_path,
+        TWIN_UQ_HOST_DEVICES="3",
+    )
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["before"] == {"jax": False, "env": []}
+    assert out["first"] == [True, 3] and out["again"] == [True, 3]
+    assert out["after"] == {"dtype": "float64", "devices": 3, "env": ["1", "3"]}
+
+
+def test_late_host_devices_is_refused_with_what_to_do(tmp_path):
+    res = run(
+        """
+        import jax.numpy as jnp
+        import twin_uq as tq
+        jnp.ones(1).block_until_ready()  # JAX has started: 1 CPU device
+        assert tq.configure(host_devices=1).host_devices == 1  # the same count: fine
+        try:
+            tq.configure(host_devices=4)
+        except tq.TwinUQError as err:
+            print(type(err).__name__, err)
+        """,
+        tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("ConfigurationError JAX has already started with 1 CPU device")
+    assert "call tq.configure() before the first JAX computation" in res.stdout
+
+
+def test_x64_false_is_a_choice_forgetting_configure_is_warned(tmp_path):
+    res = run(
+        """
+        import warnings
+        import twin_uq as tq
+        sched = tq.Schedule.build([tq.Bolus(0.0, 10.0)])
+        params = {"ka": 1.0, "CL": 1.0, "V": 10.0}
+        with warnings.catch_warnings(record=True) as forgot:
+            warnings.simplefilter("always")
+            tq.simulate("one_compartment_oral", params, sched, [1.0])
+        tq.configure(x64=False)
+        with warnings.catch_warnings(record=True) as chose:
+            warnings.simplefilter("always")
+            traj = tq.simulate("one_compartment_oral", params, sched, [1.0])
+        print([w.category.__name__ for w in forgot], len(chose), traj.outputs.dtype)
+        """,
+        tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["['PrecisionWarning']", "0", "float32"]
+
+
+def test_configure_in_the_test_process_is_idempotent():
+    import jax
+
+    cfg = tq.configure()  # conftest configured already: nothing changes
+    assert cfg.x64 and jax.config.jax_enable_x64
+    assert cfg.host_devices == len(jax.devices("cpu"))
+    with pytest.raises(tq.TwinUQError, match="host_devices must be a whole number >= 1"):
+        tq.configure(host_devices=0)
+
+
+@pytest.mark.parametrize(
+    ("body", "guarded"),
+    [
+        ("print(unguarded_main_script())", False),
+        ("def go():\n    print(unguarded_main_script())\n\n\ngo()", False),
+        ("if __name__ == '__main__':\n    print(unguarded_main_script())", True),
+        (
+            "def go():\n    print(unguarded_main_script())\n\n\nif '__main__' == __name__:\n    go()",
+            True,
+        ),
+    ],
+)
+def test_unguarded_main_script(tmp_path, body, guarded):
+    res = run("from twin_uq._processes import unguarded_main_script\n" + body, tmp_path)
+    assert res.returncode == 0, res.stderr
+    expected = "None" if guarded else str(tmp_path / "script.py")
+    assert res.stdout.strip() == expected
+
+
+def test_no_main_script_means_no_guard_needed():
+    # Under pytest the call does not come from the __main__ module's top level.
+    assert unguarded_main_script() is None
