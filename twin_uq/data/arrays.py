@@ -1,7 +1,14 @@
-"""A cohort as padded JAX arrays for one model: what likelihoods and simulators consume."""
+"""A cohort as padded JAX arrays for one model: what likelihoods and simulators consume.
+
+The functions here match the pieces of a cohort (its normalised table, padded observations
+and baseline covariates) to a model; they never see the :class:`~twin_uq.data.cohort.Cohort`
+container, which calls them from :meth:`Cohort.for_model` (so imports point one way:
+``cohort`` -> ``arrays``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import equinox as eqx
@@ -10,14 +17,21 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Array, Bool, Float, Int
 
+from twin_uq.data.table import covariate_column
 from twin_uq.data.validate import CohortError, Problem
 from twin_uq.simulate.schedule import Schedule, stack_schedules
 
 if TYPE_CHECKING:
-    from twin_uq.data.cohort import Cohort
     from twin_uq.model.base import Model
 
-__all__ = ["CohortArrays", "cohort_arrays"]
+__all__ = [
+    "CohortArrays",
+    "check_dose_compartments",
+    "check_signals",
+    "covariate_matrix",
+    "model_output_index",
+    "stack_arrays",
+]
 
 
 class CohortArrays(eqx.Module):
@@ -61,11 +75,30 @@ class CohortArrays(eqx.Module):
         return self.obs_time.shape[0]
 
 
-def _output_index(cohort: Cohort, model: Model) -> np.ndarray:
+def model_output_index(
+    model: Model,
+    table: pd.DataFrame,
+    outputs: tuple[str, ...],
+    obs_output: np.ndarray,
+    obs_mask: np.ndarray,
+    *,
+    source: str,
+    row_word: str,
+) -> np.ndarray:
+    """``obs_output`` (indices into the cohort's ``outputs``) as indices into the model's.
+
+    Shape ``(P, N)`` int; 0 at padding, and everywhere when the cohort has no ``output``
+    column (every observation is of the model's first output).
+
+    Raises
+    ------
+    CohortError
+        For output names the model does not define, with the first rows using them.
+    """
     names = model.output_names
-    unknown = [o for o in cohort.outputs if o not in names]
+    unknown = [o for o in outputs if o not in names]
     if unknown:
-        t = cohort.table
+        t = table
         used = t[(t["evid"] == 0) & (t["mdv"] == 0)] if "output" in t else t.iloc[:0]
         problems, parts = [], []
         for o in unknown:
@@ -75,21 +108,24 @@ def _output_index(cohort: Cohort, model: Model) -> np.ndarray:
                 Problem(lab, "output", str(pid), f"unknown output {o!r}")
                 for lab, pid in zip(labels, rows["id"], strict=False)
             ]
-            parts.append(f"{o!r} (first {cohort.row_word}s {', '.join(map(str, labels))})")
+            parts.append(f"{o!r} (first {row_word}s {', '.join(map(str, labels))})")
         raise CohortError(
-            f"Cohort {cohort.source!r} has output(s) that model {model.name!r} does not "
+            f"Cohort {source!r} has output(s) that model {model.name!r} does not "
             f"define: {'; '.join(parts)}. The model's outputs are {list(names)}.",
             problems,
-            cohort.source,
+            source,
         )
-    if not cohort.outputs:
-        return np.zeros_like(cohort.obs_output)
-    remap = np.array([names.index(o) for o in cohort.outputs], dtype=np.int64)
-    return np.where(cohort.obs_mask, remap[cohort.obs_output], 0)
+    if not outputs:
+        return np.zeros_like(obs_output)
+    remap = np.array([names.index(o) for o in outputs], dtype=np.int64)
+    return np.where(obs_mask, remap[obs_output], 0)
 
 
-def _check_cmt(cohort: Cohort, model: Model) -> None:
-    t = cohort.table
+def check_dose_compartments(
+    model: Model, table: pd.DataFrame, *, source: str, row_word: str
+) -> None:
+    """Raise :class:`CohortError` for dose rows whose CMT is beyond the model's states."""
+    t = table
     if "cmt" not in t:
         return
     n = len(model.states)
@@ -99,16 +135,46 @@ def _check_cmt(cohort: Cohort, model: Model) -> None:
             Problem(lab, "cmt", str(pid), f"CMT={c} but model {model.name!r} has {n} states")
             for lab, pid, c in zip(bad.index, bad["id"], bad["cmt"], strict=True)
         ]
-        raise CohortError.from_problems(cohort.source, problems, cohort.row_word)
+        raise CohortError.from_problems(source, problems, row_word)
 
 
-def _covariates(cohort: Cohort, model: Model) -> np.ndarray:
-    out = np.zeros((cohort.n_patients, len(model.covariates)))
+def check_signals(model: Model, table: pd.DataFrame, *, source: str) -> None:
+    """Raise :class:`CohortError` when a measured signal of the model has no column."""
+    for s in model.signals:
+        try:
+            covariate_column(table, s, source=source, what="signal")
+        except CohortError as e:
+            raise CohortError(
+                f"Model {model.name!r} needs the measured signal {s!r}: {e}", e.problems, e.source
+            ) from None
+
+
+def covariate_matrix(
+    model: Model,
+    table: pd.DataFrame,
+    baseline: pd.DataFrame,
+    ids: tuple[str, ...],
+    *,
+    source: str,
+    row_word: str,
+) -> np.ndarray:
+    """Baseline covariates in ``model.covariates`` order, shape ``(P, C)`` float64.
+
+    ``baseline`` is the cohort's per-patient covariate frame (index = ids); a column the
+    table lacks, or a patient's missing value, takes ``model.covariate_defaults``.
+
+    Raises
+    ------
+    CohortError
+        Listing every covariate missing without a default (column or patient) and every
+        categorical covariate.
+    """
+    out = np.zeros((len(ids), len(model.covariates)))
     problems: list[Problem] = []
     defaults = model.covariate_defaults
     for k, name in enumerate(model.covariates):
         try:
-            col = cohort._covariate_column(name)
+            col = covariate_column(table, name, source=source)
         except CohortError:
             if name in defaults:
                 out[:, k] = defaults[name]
@@ -120,11 +186,11 @@ def _covariates(cohort: Cohort, model: Model) -> np.ndarray:
                     None,
                     f"model {model.name!r} needs covariate {name!r}: the table has no such "
                     f"column and the model gives no default (covariates: "
-                    f"{list(cohort.covariate_names) or 'none'}).",
+                    f"{list(baseline.columns) or 'none'}).",
                 )
             )
             continue
-        vals = cohort.covariates[col]
+        vals = baseline[col]
         if isinstance(vals.dtype, pd.CategoricalDtype):
             problems.append(
                 Problem(
@@ -145,48 +211,42 @@ def _covariates(cohort: Cohort, model: Model) -> np.ndarray:
                     Problem(
                         None,
                         col,
-                        cohort.ids[p],
+                        ids[p],
                         f"no value of covariate {name!r} and model {model.name!r} gives no "
                         "default.",
                     )
                 )
         out[:, k] = x
     if problems:
-        raise CohortError.from_problems(cohort.source, problems, cohort.row_word)
+        raise CohortError.from_problems(source, problems, row_word)
     return out
 
 
-def cohort_arrays(cohort: Cohort, model: Model) -> CohortArrays:
-    """Match a cohort to a model: map outputs, build schedules, gather covariates.
+def stack_arrays(
+    model: Model,
+    obs: Mapping[str, np.ndarray],
+    output_index: np.ndarray,
+    schedules: Sequence[Mapping[str, np.ndarray]],
+    covariates: np.ndarray,
+    ids: tuple[str, ...],
+) -> CohortArrays:
+    """Wrap matched NumPy pieces as :class:`CohortArrays` (JAX arrays, float64 / int32).
 
-    Raises
-    ------
-    CohortError
-        For outputs the model does not define (with the first rows using them), a dose
-        compartment beyond the model's states, a model signal missing from the data, or a
-        model covariate missing for a patient without a default.
+    ``obs`` holds ``obs_time``, ``obs_value``, ``obs_mask``, ``obs_censored``, ``obs_lloq``
+    (shape ``(P, N)``); ``output_index`` is :func:`model_output_index`; ``schedules`` the
+    per-patient schedule fields (stacked along a leading patient axis); ``covariates`` is
+    :func:`covariate_matrix`.
     """
-    out_idx = _output_index(cohort, model)
-    _check_cmt(cohort, model)
-    for s in model.signals:
-        try:
-            cohort._covariate_column(s, what="signal")
-        except CohortError as e:
-            raise CohortError(
-                f"Model {model.name!r} needs the measured signal {s!r}: {e}", e.problems, e.source
-            ) from None
-    schedules = [cohort.schedule_fields(k, model.signals) for k in range(cohort.n_patients)]
-    cov = _covariates(cohort, model)
     return CohortArrays(
-        obs_time=jnp.asarray(cohort.obs_time, dtype=jnp.float64),
-        obs_value=jnp.asarray(cohort.obs_value, dtype=jnp.float64),
-        obs_output=jnp.asarray(out_idx, dtype=jnp.int32),
-        obs_mask=jnp.asarray(cohort.obs_mask),
-        obs_censored=jnp.asarray(cohort.obs_censored),
-        obs_lloq=jnp.asarray(cohort.obs_lloq, dtype=jnp.float64),
-        schedule=stack_schedules(schedules),
-        covariates=jnp.asarray(cov, dtype=jnp.float64),
-        ids=cohort.ids,
+        obs_time=jnp.asarray(obs["obs_time"], dtype=jnp.float64),
+        obs_value=jnp.asarray(obs["obs_value"], dtype=jnp.float64),
+        obs_output=jnp.asarray(output_index, dtype=jnp.int32),
+        obs_mask=jnp.asarray(obs["obs_mask"]),
+        obs_censored=jnp.asarray(obs["obs_censored"]),
+        obs_lloq=jnp.asarray(obs["obs_lloq"], dtype=jnp.float64),
+        schedule=stack_schedules(list(schedules)),
+        covariates=jnp.asarray(covariates, dtype=jnp.float64),
+        ids=ids,
         output_names=model.output_names,
         covariate_names=tuple(model.covariates),
     )

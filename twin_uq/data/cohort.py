@@ -2,15 +2,17 @@
 
 A :class:`Cohort` is built from the normalised table that
 :func:`twin_uq.data.validate.normalise` returns (``read_cohort`` does both). Everything in
-it is derived from that table, so sub-cohorts (:meth:`Cohort.select`,
-:meth:`Cohort.split_at`) are built by filtering the table and building again.
+it is derived from that table (:func:`twin_uq.data.build.cohort_fields`), so sub-cohorts
+(:meth:`Cohort.select`, :meth:`Cohort.split_at`) are built by filtering the table and
+building again. Schedules come from :mod:`twin_uq.data.schedules`, the arrays for a model
+from :mod:`twin_uq.data.arrays`; neither knows this container.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,13 +20,23 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from twin_uq.data.validate import STANDARD_COLUMNS, CohortError, Problem
-from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal, schedule_fields
+from twin_uq.data.arrays import (
+    CohortArrays,
+    check_dose_compartments,
+    check_signals,
+    covariate_matrix,
+    model_output_index,
+    stack_arrays,
+)
+from twin_uq.data.build import cohort_fields
+from twin_uq.data.schedules import patient_schedule_fields, patient_signal
+from twin_uq.data.table import covariate_column, id_text, used_obs
+from twin_uq.data.validate import CohortError, Problem
+from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal
 
 if TYPE_CHECKING:
     import xarray as xr
 
-    from twin_uq.data.arrays import CohortArrays
     from twin_uq.model.base import Model
 
 __all__ = ["Cohort", "CohortSummary", "build_cohort"]
@@ -154,7 +166,7 @@ class Cohort:
 
     def index(self, patient_id: object) -> int:
         """Position of a patient; unknown ids raise :class:`CohortError` with close matches."""
-        pid = _id_text(patient_id)
+        pid = id_text(patient_id)
         try:
             return self._positions[pid]
         except KeyError:
@@ -253,7 +265,7 @@ class Cohort:
         CohortError
             For unknown ids (with close matches) or ids given twice.
         """
-        wanted = [_id_text(i) for i in ids]
+        wanted = [id_text(i) for i in ids]
         unknown = [i for i in wanted if i not in self.ids]
         if unknown:
             raise self._unknown(unknown)
@@ -276,7 +288,7 @@ class Cohort:
             ``> time`` (so a forecast can be simulated with the full dosing history).
         """
         t = self.table
-        used = _used_obs(t)
+        used = used_obs(t)
         late = t["time"].to_numpy() > time
         return self._rebuild(t[~(used & late)]), self._rebuild(t[~(used & ~late)])
 
@@ -289,27 +301,9 @@ class Cohort:
         """
         col = self._covariate_column(name, what="signal")
         pid = self.ids[self.index(patient_id)]
-        if isinstance(self.table[col].dtype, pd.CategoricalDtype):
-            raise CohortError(f"Signal {name!r} (column {col!r}) is not numeric.", [], self.source)
-        rows = self.table[(self.table["id"] == pid) & self.table[col].notna()]
-        pairs = rows[["time", col]].drop_duplicates()
-        if pairs.empty:
-            raise CohortError(
-                f"Patient {pid!r} has no value of signal {name!r} (column {col!r}).",
-                [Problem(None, col, pid, f"no value of signal {name!r}")],
-                self.source,
-            )
-        times = pairs["time"].to_numpy(dtype=float)
-        dup = pairs["time"].duplicated(keep=False).to_numpy()
-        if dup.any():
-            labels = list(pairs.index[dup])
-            raise CohortError(
-                f"Patient {pid!r}: signal {name!r} (column {col!r}) has different values at "
-                f"the same time {times[dup][0]:g} ({self.row_word}s {labels}).",
-                [Problem(lab, col, pid, "two values at one time") for lab in labels],
-                self.source,
-            )
-        return Signal(name, tuple(times), tuple(pairs[col].to_numpy(dtype=float)))
+        return patient_signal(
+            self.table, pid, name, col, source=self.source, row_word=self.row_word
+        )
 
     def schedule(
         self,
@@ -351,43 +345,39 @@ class Cohort:
     ) -> dict[str, np.ndarray]:
         """:meth:`schedule` of the patient at ``position`` as NumPy arrays by field name."""
         k = position
-        sigs = [self.signal(self.ids[k], s) for s in signals]
-        if len(sigs) > 1:
-            knots = np.unique(np.concatenate([np.asarray(s.times) for s in sigs]))
-            sigs = [
-                Signal(s.name, tuple(knots), tuple(np.interp(knots, s.times, s.values)))
-                for s in sigs
-            ]
-        return schedule_fields(
+        return patient_schedule_fields(
             self.boluses[k],
             self.infusions[k],
-            sigs,
-            signal_names=list(signals),
+            [self.signal(self.ids[k], s) for s in signals],
             n_bolus=n_bolus,
             n_infusion=n_infusion,
             n_knots=n_knots,
         )
 
     def for_model(self, model: Model) -> CohortArrays:
-        """Padded JAX arrays of this cohort for ``model`` (see :class:`CohortArrays`)."""
-        from twin_uq.data.arrays import cohort_arrays
+        """Padded JAX arrays of this cohort for ``model`` (see :class:`CohortArrays`).
 
-        return cohort_arrays(self, model)
+        Raises
+        ------
+        CohortError
+            For outputs the model does not define (with the first rows using them), a dose
+            compartment beyond the model's states, a model signal missing from the data, or a
+            model covariate missing for a patient without a default.
+        """
+        where = {"source": self.source, "row_word": self.row_word}
+        out_idx = model_output_index(
+            model, self.table, self.outputs, self.obs_output, self.obs_mask, **where
+        )
+        check_dose_compartments(model, self.table, **where)
+        check_signals(model, self.table, source=self.source)
+        schedules = [self.schedule_fields(k, model.signals) for k in range(self.n_patients)]
+        cov = covariate_matrix(model, self.table, self.covariates, self.ids, **where)
+        obs = {f: getattr(self, f) for f in _OBS_FIELDS}
+        return stack_arrays(model, obs, out_idx, schedules, cov, self.ids)
 
     def _covariate_column(self, name: str, what: str = "covariate") -> str:
         """The covariate column called ``name`` (exact, else case-insensitive match)."""
-        cols = [str(c) for c in self.table.columns if str(c) not in STANDARD_COLUMNS]
-        if name in cols:
-            return name
-        matches = [c for c in cols if c.lower() == name.lower()]
-        if len(matches) == 1:
-            return matches[0]
-        raise CohortError(
-            f"Cohort {self.source!r} has no {what} column {name!r}; its covariate columns "
-            f"are {cols or 'none'}.",
-            [Problem(None, name, None, f"{what} column missing")],
-            self.source,
-        )
+        return covariate_column(self.table, name, source=self.source, what=what)
 
     # ---- comparison --------------------------------------------------------------------
     def equals(self, other: object) -> bool:
@@ -429,189 +419,6 @@ def _frames_equal(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     return True
 
 
-def _id_text(v: object) -> str:
-    from twin_uq.data.validate import as_text
-
-    t = as_text(v)
-    return str(v) if isinstance(t, float) else str(t)
-
-
-def _used_obs(t: pd.DataFrame) -> np.ndarray:
-    """Rows that are observations entering the likelihood (censored included)."""
-    obs = (t["evid"].to_numpy() == 0) & (t["mdv"].to_numpy() == 0)
-    has_dv = t["dv"].notna().to_numpy() if "dv" in t else np.zeros(len(t), bool)
-    return obs & (has_dv | _censored(t))
-
-
-def _censored(t: pd.DataFrame) -> np.ndarray:
-    if "lloq" not in t:
-        return np.zeros(len(t), bool)
-    lloq = t["lloq"].to_numpy(dtype=float)
-    dv = t["dv"].to_numpy(dtype=float) if "dv" in t else np.full(len(t), np.nan)
-    blq = t["blq"].to_numpy() == 1 if "blq" in t else np.zeros(len(t), bool)
-    obs = (t["evid"].to_numpy() == 0) & (t["mdv"].to_numpy() == 0)
-    with np.errstate(invalid="ignore"):
-        below = dv < lloq
-    return obs & np.isfinite(lloq) & (below | np.isnan(dv) | blq)
-
-
-def _exclusion_reasons(t: pd.DataFrame) -> list[str | None]:
-    evid = t["evid"].to_numpy()
-    mdv = t["mdv"].to_numpy()
-    used = _used_obs(t)
-    reasons: list[str | None] = []
-    for i in range(len(t)):
-        if evid[i] == 1 or used[i]:
-            reasons.append(None)
-        elif evid[i] == 2:
-            reasons.append("EVID=2: other/covariate-only row, neither observation nor dose")
-        elif mdv[i] == 1:
-            reasons.append("MDV=1: observation row marked missing")
-        elif "dv" not in t:
-            reasons.append("no DV column: nothing observed")
-        else:
-            reasons.append("DV missing and no LLOQ: nothing observed")
-    return reasons
-
-
-def _doses(rows: pd.DataFrame) -> tuple[tuple[Bolus, ...], tuple[Infusion, ...]]:
-    bol: list[Bolus] = []
-    inf: list[Infusion] = []
-    has = rows.columns
-    for _, r in rows.iterrows():
-        cmt = int(r["cmt"]) if "cmt" in has else 0
-        rate = float(r["rate"]) if "rate" in has else 0.0
-        addl = int(r["addl"]) if "addl" in has else 0
-        ii = float(r["ii"]) if "ii" in has else 0.0
-        amt = float(r["amt"])
-        for k in range(addl + 1):
-            t = float(r["time"]) + k * ii
-            if rate > 0:
-                inf.append(Infusion(t, rate, amt / rate, cmt))
-            elif rate == -2:
-                inf.append(Infusion.from_amount(t, amt, float(r["dur"]), cmt))
-            else:
-                bol.append(Bolus(t, amt, cmt))
-    bol.sort(key=lambda b: b.time)
-    inf.sort(key=lambda i: i.start)
-    return tuple(bol), tuple(inf)
-
-
 def build_cohort(table: pd.DataFrame, *, source: str, row_word: str = "line") -> Cohort:
     """Build a :class:`Cohort` from a normalised, validated table (see ``normalise``)."""
-    t = table
-    ids = tuple(str(i) for i in pd.unique(t["id"]))
-    pos = {p: k for k, p in enumerate(ids)}
-    patient_of = np.array([pos[i] for i in t["id"]], dtype=np.int64)
-    used = _used_obs(t)
-    cens = _censored(t)
-    time = t["time"].to_numpy(dtype=float)
-    dv = t["dv"].to_numpy(dtype=float) if "dv" in t else np.full(len(t), np.nan)
-    lloq = t["lloq"].to_numpy(dtype=float) if "lloq" in t else np.full(len(t), np.nan)
-
-    outputs: tuple[str, ...] = ()
-    out_idx = np.zeros(len(t), dtype=np.int64)
-    if "output" in t:
-        names = t["output"].to_numpy()[used]
-        outputs = tuple(str(o) for o in dict.fromkeys(names))
-        lookup = {o: k for k, o in enumerate(outputs)}
-        out_idx[used] = [lookup[str(o)] for o in names]
-
-    P = len(ids)
-    counts = np.bincount(patient_of[used], minlength=P)
-    N = max(int(counts.max()) if P else 0, 1)
-    obs_time = np.zeros((P, N))
-    obs_value = np.zeros((P, N))
-    obs_output = np.zeros((P, N), dtype=np.int64)
-    obs_mask = np.zeros((P, N), dtype=bool)
-    obs_cens = np.zeros((P, N), dtype=bool)
-    obs_lloq = np.full((P, N), -np.inf)
-    fill = np.zeros(P, dtype=np.int64)
-    for i in np.flatnonzero(used):
-        p = patient_of[i]
-        j = fill[p]
-        fill[p] += 1
-        obs_time[p, j] = time[i]
-        obs_value[p, j] = 0.0 if np.isnan(dv[i]) else dv[i]
-        obs_output[p, j] = out_idx[i]
-        obs_mask[p, j] = True
-        obs_cens[p, j] = cens[i]
-        obs_lloq[p, j] = lloq[i] if np.isfinite(lloq[i]) else -np.inf
-    for p in range(P):  # padding repeats the last time so time grids never decrease
-        obs_time[p, fill[p] :] = obs_time[p, fill[p] - 1] if fill[p] else 0.0
-
-    dose_rows = t[t["evid"].to_numpy() == 1]
-    per_patient = {p: _doses(g) for p, g in dose_rows.groupby("id", sort=False)}
-    empty: tuple[tuple[Bolus, ...], tuple[Infusion, ...]] = ((), ())
-    boluses = tuple(per_patient.get(p, empty)[0] for p in ids)
-    infusions = tuple(per_patient.get(p, empty)[1] for p in ids)
-
-    cov_names = [c for c in t.columns if c not in STANDARD_COLUMNS]
-    covariates = pd.DataFrame(index=pd.Index(list(ids), name="id", dtype=object))
-    series_parts = []
-    for c in cov_names:
-        col = t[c]
-        present = col.notna().to_numpy()
-        first: dict[str, Hashable] = {}
-        nvals: dict[str, set] = {}
-        for pid, v, ok in zip(t["id"], col.to_numpy(), present, strict=True):
-            if ok:
-                first.setdefault(pid, v)
-                nvals.setdefault(pid, set()).add(v)
-        base = [first.get(p, np.nan) for p in ids]
-        if isinstance(col.dtype, pd.CategoricalDtype):
-            covariates[c] = pd.Categorical(base, categories=col.cat.categories)
-        else:
-            covariates[c] = np.asarray(base, dtype=float)
-        if any(len(v) > 1 for v in nvals.values()):
-            part = pd.DataFrame(
-                {
-                    "id": t["id"].to_numpy()[present],
-                    "time": time[present],
-                    "covariate": c,
-                    "value": col.to_numpy()[present],
-                }
-            ).drop_duplicates()
-            series_parts.append(part)
-    if series_parts:
-        series = pd.concat(series_parts, ignore_index=True)
-        if all(pd.api.types.is_numeric_dtype(p["value"]) for p in series_parts):
-            series["value"] = series["value"].astype(float)
-        else:
-            series["value"] = series["value"].astype(object)
-    else:
-        series = pd.DataFrame(
-            {
-                "id": pd.Series([], dtype=object),
-                "time": pd.Series([], dtype=float),
-                "covariate": pd.Series([], dtype=object),
-                "value": pd.Series([], dtype=float),
-            }
-        )
-    series["id"] = series["id"].astype(object)
-    series["covariate"] = series["covariate"].astype(object)
-
-    reasons = _exclusion_reasons(t)
-    keep = np.array([r is not None for r in reasons], dtype=bool)
-    excluded = t[keep].copy()
-    excluded["reason"] = pd.Series([r for r in reasons if r is not None], dtype=object).to_numpy()
-    excluded["reason"] = excluded["reason"].astype(object)
-
-    return Cohort(
-        ids=ids,
-        outputs=outputs,
-        obs_time=obs_time,
-        obs_value=obs_value,
-        obs_output=obs_output,
-        obs_mask=obs_mask,
-        obs_censored=obs_cens,
-        obs_lloq=obs_lloq,
-        boluses=boluses,
-        infusions=infusions,
-        covariates=covariates,
-        covariate_series=series,
-        table=t,
-        source=source,
-        excluded=excluded,
-        row_word=row_word,
-    )
+    return Cohort(**cohort_fields(table), source=source, row_word=row_word)

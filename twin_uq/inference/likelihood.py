@@ -19,7 +19,7 @@ from jaxtyping import Array, Bool, Float, Int
 from twin_uq.data import CohortArrays
 
 if TYPE_CHECKING:
-    from twin_uq.inference.centering import AutoCentering
+    from twin_uq.inference.linearisation import AutoCentering
 from twin_uq.inference.residual import observation_loglik
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate import solve_cohort_on_grid, solve_outputs
@@ -64,7 +64,7 @@ class FitData(eqx.Module):
         with ``auto_centering`` the weights at the starting between-patient SD.
     auto_centering
         What ``"auto"`` weights follow during sampling
-        (:class:`twin_uq.inference.centering.AutoCentering`: information and reference
+        (:class:`twin_uq.inference.linearisation.AutoCentering`: information and reference
         point; the weights then move with the sampled between-patient SD, see
         :func:`twin_uq.inference.centering.weights_at`); ``None`` for fixed weights.
     grids

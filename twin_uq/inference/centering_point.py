@@ -1,0 +1,291 @@
+"""The centring point: each patient's mode and a data-informed residual SD, before the fit.
+
+:func:`centering_point` alternates patient modes (Levenberg–Marquardt on the whitened
+residuals under the population prior) and a residual scale per output, and linearises the
+likelihood there (:class:`~twin_uq.inference.linearisation.AutoCentering`);
+:func:`fisher_information` is the expected information at given log parameters. Both use
+central finite differences of the noise-free predictions. Why: see
+:mod:`twin_uq.inference.centering`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float
+
+from twin_uq.data import CohortArrays
+from twin_uq.inference.likelihood import patient_predictions
+from twin_uq.inference.linearisation import AutoCentering
+from twin_uq.inference.residual import _TINY, ERROR_CODES, residual_sd
+from twin_uq.inference.whitening import shrinkage_weights
+from twin_uq.model.base import Model, SolverSettings
+from twin_uq.simulate.fixed_step import FixedGrid
+
+__all__ = ["CenteringPoint", "centering_point", "fisher_information"]
+
+_LOG_STEP = 1e-3
+_LOGNORMAL = ERROR_CODES["lognormal"]
+
+
+@eqx.filter_jit
+def _whitened(
+    model: Model,
+    settings: SolverSettings,
+    log_theta: Float[Array, "P K"],
+    arrays: CohortArrays,
+    error_code: Float[Array, " O"],
+    add: Float[Array, " O"],
+    prop: Float[Array, " O"],
+    grids: FixedGrid | None = None,
+) -> tuple[
+    Float[Array, "P N"],
+    Float[Array, "P K N"],
+    Float[Array, " P"],
+    Bool[Array, " P"],
+    Bool[Array, "P N"],
+    Float[Array, "P N"],
+    Float[Array, "P N"],
+]:
+    """Whitened residuals and sensitivities of every patient at ``log_theta``.
+
+    Returns ``r = (y - f) / sd`` and ``S = (df / dlog theta) / sd`` on the error model's own
+    scale (log scale for ``lognormal``), both 0 at unused observations (padding, censored,
+    failed solve); ``sum(log sd)`` over the used observations; whether the solve at the
+    point and at every finite-difference neighbour succeeded; the ``(P, N)`` mask of
+    used observations; the predictions ``f`` and the residual SDs ``sd`` at the point.
+    ``grids``: the patients' precomputed fixed-step grids (``method="rk4"``), shared by the
+    finite-difference neighbours (the grid does not depend on the parameters).
+    """
+    K = log_theta.shape[1]
+    shifts = jnp.concatenate([jnp.zeros((1, K)), _LOG_STEP * jnp.eye(K), -_LOG_STEP * jnp.eye(K)])
+
+    def one_patient(lt, cov, arr, grid):
+        def predict(shift):
+            return patient_predictions(
+                model,
+                settings,
+                jnp.exp(lt + shift),
+                cov,
+                arr.schedule,
+                arr.obs_time,
+                arr.obs_output,
+                grid,
+            )
+
+        f_all, ok_all = jax.vmap(predict)(shifts)  # (2K+1, N)
+        f = f_all[0]
+        dfdlog = (f_all[1 : K + 1] - f_all[K + 1 :]) / (2 * _LOG_STEP)  # (K, N)
+        code = error_code[arr.obs_output]
+        sd = residual_sd(code, f, add[arr.obs_output], prop[arr.obs_output])
+        lognormal = code == _LOGNORMAL
+        f_pos = jnp.maximum(jnp.abs(f), _TINY)
+        scale = jnp.where(lognormal, f_pos, 1.0)
+        y = arr.obs_value
+        resid = jnp.where(lognormal, jnp.log(jnp.maximum(y, _TINY)) - jnp.log(f_pos), y - f)
+        ok = jnp.all(ok_all) & jnp.all(jnp.isfinite(dfdlog)) & jnp.all(jnp.isfinite(f))
+        used = arr.obs_mask & ~arr.obs_censored & ok
+        r = jnp.where(used, resid / sd, 0.0)
+        S = jnp.where(used, dfdlog / (scale * sd), 0.0)
+        log_sd = jnp.sum(jnp.where(used, jnp.log(sd), 0.0))
+        return r, S, log_sd, ok, used, f, sd
+
+    return jax.vmap(one_patient)(log_theta, arrays.covariates, arrays, grids)
+
+
+def fisher_information(
+    model: Model,
+    settings: SolverSettings,
+    log_theta: Float[Array, "P K"],
+    arrays: CohortArrays,
+    error_code: Float[Array, " O"],
+    add: Float[Array, " O"],
+    prop: Float[Array, " O"],
+) -> np.ndarray:
+    """Expected Fisher information matrix of each patient's data about ``log theta``.
+
+    Parameters
+    ----------
+    log_theta
+        ``(P, K)`` log parameters at which to evaluate it.
+    arrays
+        The cohort's padded observations.
+    error_code, add, prop
+        ``(O,)`` residual error model per output and its additive SD (output units) and
+        proportional SD (fraction; log-scale SD for ``lognormal``).
+
+    Returns
+    -------
+    ``(P, K, K)`` information, in 1 / (log-parameter units)²; 0 for a patient whose solve
+    failed or who has no uncensored observation.
+    """
+    S = _whitened(model, settings, log_theta, arrays, error_code, add, prop)[1]
+    return _information(np.asarray(S))
+
+
+def _information(S: np.ndarray) -> np.ndarray:
+    """``(P, K, K)`` information ``S Sᵀ`` from ``(P, K, N)`` whitened sensitivities."""
+    return S @ np.swapaxes(S, 1, 2)
+
+
+@dataclass(frozen=True)
+class CenteringPoint:
+    """Where the centring weights were evaluated (the result of :func:`centering_point`).
+
+    Attributes
+    ----------
+    log_theta
+        ``(P, K)`` each patient's approximate posterior mode under the population prior.
+    add, prop
+        ``(O,)`` residual SDs re-estimated from the residuals at those modes.
+    information
+        ``(P, K, K)`` Fisher information there.
+    information_vector
+        ``(P, K)`` ``F θ̂``: the linearised likelihood there peaks at ``θ̂`` (Gauss–Newton:
+        ``F θ̂ = F log_theta + S r`` with ``S`` the whitened sensitivities and ``r`` the
+        whitened residuals); with ``information`` the canonical form of that Gaussian.
+    linearisation
+        The likelihood linearised at the modes, from which ``F`` and ``h`` follow at any
+        residual SD (what sampling uses).
+    """
+
+    log_theta: np.ndarray
+    add: np.ndarray
+    prop: np.ndarray
+    information: np.ndarray
+    information_vector: np.ndarray
+    linearisation: AutoCentering
+
+
+def centering_point(
+    model: Model,
+    settings: SolverSettings,
+    mean: np.ndarray,
+    omega: np.ndarray,
+    arrays: CohortArrays,
+    error_code: Array,
+    add: np.ndarray,
+    prop: np.ndarray,
+    *,
+    grids: FixedGrid | None = None,
+    rounds: int = 3,
+    iterations: int = 6,
+) -> CenteringPoint:
+    """Patients' modes and a data-informed residual SD, for evaluating the weights.
+
+    The information ``F`` scales with ``1 / σ²``: evaluated at a starting residual SD four
+    times too small (half a prior scale of 0.05 against a true proportional error of 0.1),
+    it overstates ``F`` sixteen-fold and centres patients whose data cannot carry it (seen
+    on the Bergman model: 22 divergent transitions of 600). So the residual SD is
+    estimated from the data first, by alternating
+
+    1. each patient's mode of ``log theta`` under the population prior ``N(mean, ω²)`` at
+       the current SDs (``iterations`` Levenberg–Marquardt steps on the whitened
+       residuals, a step kept only if the penalised objective falls), and
+    2. one scale factor per output, ``c² = Σ r² / (n - p)``, applied to both its additive
+       and proportional SD; ``p`` is the number of parameters the patients' data
+       determine (the sum of their shrinkage weights).
+
+    Parameters
+    ----------
+    mean
+        ``(P, K)`` population mean of ``log theta`` for each patient (covariates applied).
+    omega
+        ``(K,)`` between-patient SD (log scale).
+    add, prop
+        ``(O,)`` starting residual SDs.
+    grids
+        The patients' fixed-step grids (``method="rk4"``; built from the schedules when
+        omitted).
+
+    Returns
+    -------
+    CenteringPoint
+    """
+    mean = np.asarray(mean, dtype=float)
+    omega = np.asarray(omega, dtype=float)
+    add = np.asarray(add, dtype=float).copy()
+    prop = np.asarray(prop, dtype=float).copy()
+    P, K = mean.shape
+    prior_precision = np.diag(1.0 / omega**2)
+    output = np.asarray(arrays.obs_output)
+    n_out = add.shape[0]
+
+    def evaluate(eta):
+        out = _whitened(
+            model,
+            settings,
+            jnp.asarray(mean + eta),
+            arrays,
+            error_code,
+            jnp.asarray(add),
+            jnp.asarray(prop),
+            grids,
+        )
+        r, S, log_sd, ok, used, f, sd = map(np.asarray, out)
+        objective = 0.5 * np.sum(r**2, 1) + log_sd + 0.5 * np.sum((eta / omega) ** 2, 1)
+        return r, S, used, np.where(ok, objective, np.inf), f, sd
+
+    eta = np.zeros((P, K))
+    for round_ in range(rounds + 1):
+        r, S, used, objective, f, sd = evaluate(eta)
+        if round_ == rounds:
+            break
+        damping = np.full(P, 1e-2)
+        for _ in range(iterations):
+            H = _information(S) + prior_precision
+            g = np.einsum("pkn,pn->pk", S, r) - eta / omega**2
+            diag = np.einsum("pkk->pk", H)
+            lhs = H + damping[:, None, None] * np.eye(K) * diag[:, :, None]
+            step = np.linalg.solve(lhs, g[:, :, None])[:, :, 0]
+            trial = np.clip(eta + step, -4.0 * omega, 4.0 * omega)
+            r_t, S_t, used_t, obj_t, _, _ = evaluate(trial)
+            better = obj_t < objective
+            eta = np.where(better[:, None], trial, eta)
+            r = np.where(better[:, None], r_t, r)
+            S = np.where(better[:, None, None], S_t, S)
+            used = np.where(better[:, None], used_t, used)
+            objective = np.where(better, obj_t, objective)
+            damping = np.where(better, damping / 3.0, damping * 4.0)
+        # Residual scale per output at the modes, net of the parameters fitted.
+        fitted = shrinkage_weights(_information(S), omega).sum(1)  # (P,)
+        n_used = used.sum(1)
+        for o in range(n_out):
+            in_o = used & (output == o)
+            n_o = in_o.sum()
+            if n_o == 0:
+                continue
+            share = np.divide(in_o.sum(1), n_used, out=np.zeros(P), where=n_used > 0)
+            dof = max(n_o - float(np.sum(fitted * share)), 1.0)
+            c = float(np.sqrt(np.sum(np.where(in_o, r**2, 0.0)) / dof))
+            c = min(max(c, 0.2), 5.0)  # one round moves the SD at most five-fold
+            add[o] *= c
+            prop[o] *= c
+    log_theta = mean + eta
+    code = np.asarray(error_code)[output]
+    additive = np.isin(code, [ERROR_CODES[k] for k in ("additive", "combined", "student_t")])
+    lognormal = code == _LOGNORMAL
+    linear = AutoCentering(
+        sensitivity=jnp.asarray(S * sd[:, None, :]),
+        residual=jnp.asarray(r * sd),
+        point=jnp.asarray(log_theta),
+        var_add=jnp.asarray(np.where(used, additive, 0.0)),
+        var_prop=jnp.asarray(np.where(used, np.where(lognormal, 1.0, (code != 0) * f**2), 0.0)),
+        unused=jnp.asarray(1.0 - used),
+        output=jnp.asarray(output),
+        add=jnp.asarray(add),
+        prop=jnp.asarray(prop),
+    )
+    information, vector = linear.as_numpy().canonical(add, prop, xp=np)
+    return CenteringPoint(
+        log_theta=log_theta,
+        add=add,
+        prop=prop,
+        information=information,
+        information_vector=vector,
+        linearisation=linear,
+    )
