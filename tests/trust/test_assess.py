@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import twin_uq as tq
-from twin_uq.posterior import CohortPosterior
+from twin_uq.posterior import CohortPosterior, UnknownPatientError
 from twin_uq.trust import Status, TrustThresholds, assess_cohort, assess_patient
 
 # The shared fixture is a short run (2 x 400 draws) that misses the strict default
@@ -90,7 +89,12 @@ def test_contraction_is_larger_with_more_data(report, sampling):
 def test_assess_patient_matches_the_report_and_names_unknown_ids(report, oral_fit):
     a = assess_patient(oral_fit, "P02", SHORT_RUN)
     assert a.status == report["P02"].status and a.reasons == report["P02"].reasons
-    with pytest.raises(tq.CohortError, match="P99"):
+    # the same numbers, though only this patient's convergence was computed
+    assert a.metrics.keys() == report["P02"].metrics.keys()
+    np.testing.assert_array_equal(
+        np.array(list(a.metrics.values())), np.array(list(report["P02"].metrics.values()))
+    )
+    with pytest.raises(UnknownPatientError, match="P99"):
         assess_patient(oral_fit, "P99", SHORT_RUN)
 
 

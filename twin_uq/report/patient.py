@@ -30,7 +30,7 @@ from twin_uq.report.patient_sections import (
 )
 from twin_uq.report.render import provenance, render, write, write_pdf
 from twin_uq.report.text import format_number
-from twin_uq.trust import STATUS_MEANING, assess_prediction
+from twin_uq.trust import STATUS_MEANING, assess_patient, assess_prediction
 
 __all__ = ["patient"]
 
@@ -104,7 +104,7 @@ def patient(
     model = post.model
     twin = post.twin(patient_id)
     pid = twin.patient_id
-    assessment = post.trust(thresholds)[pid]
+    assessment = assess_patient(post, pid, thresholds)
     last = twin.last_observation_time
     n_obs = int(assessment.metrics.get("n_obs", len(twin.observations)))
     ft = (

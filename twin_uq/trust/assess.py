@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -299,15 +299,21 @@ def _time_unit(post) -> str:
     return getattr(card, "time_unit", "") or "time units"
 
 
-def cohort_metrics(post, thresholds: TrustThresholds | None = None) -> CohortMetrics:
-    """All metric tables of a fit (the input of the rules)."""
+def cohort_metrics(
+    post, thresholds: TrustThresholds | None = None, patients: Sequence[str] | None = None
+) -> CohortMetrics:
+    """All metric tables of a fit (the input of the rules).
+
+    ``patients`` limits the per-patient convergence diagnostics (the costly table) to those
+    ids; the other tables are cohort-wide, since they judge a patient against the cohort.
+    """
     th = thresholds or TrustThresholds()
     info, ctab = information_metrics(post, th)
     covtab, covflags = covariate_support(post, th)
     return CohortMetrics(
         information=info,
         contraction=ctab,
-        convergence=patient_convergence(post),
+        convergence=patient_convergence(post, patients),
         ppc=ppc_metrics(post),
         covariates=covtab,
         covariate_flags=covflags,
@@ -315,11 +321,15 @@ def cohort_metrics(post, thresholds: TrustThresholds | None = None) -> CohortMet
     )
 
 
-def _assess_all(post, th: TrustThresholds) -> dict[str, TrustAssessment]:
-    m = cohort_metrics(post, th)
-    merged = pd.concat([m.information, m.convergence, m.ppc, m.covariates], axis=1)
+def _assess_all(
+    post, th: TrustThresholds, patients: Sequence[str] | None = None
+) -> dict[str, TrustAssessment]:
+    ids = list(post.patient_ids) if patients is None else list(patients)
+    m = cohort_metrics(post, th, ids)
+    tables = [m.information, m.convergence, m.ppc, m.covariates]
+    merged = pd.concat([t.loc[ids] for t in tables], axis=1)
     out: dict[str, TrustAssessment] = {}
-    for pid in post.patient_ids:
+    for pid in ids:
         row = merged.loc[pid].to_dict() | m.fit.metrics
         contraction = m.contraction.loc[pid].to_dict()
         status, reasons = _patient_rules(
@@ -377,14 +387,16 @@ def assess_patient(
 ) -> TrustAssessment:
     """Trust assessment of one patient (covariate support is judged against the cohort).
 
+    Only this patient's convergence diagnostics are computed; the other metrics judge the
+    patient against the cohort and are the ones :func:`assess_cohort` gives.
+
     Raises
     ------
-    twin_uq.CohortError
+    twin_uq.posterior.UnknownPatientError
         Unknown patient id (with close matches).
     """
-    post.cohort.index(patient_id)  # clear error for unknown ids
-    pid = post.patient_ids[post.cohort.index(patient_id)]
-    return assess_cohort(post, thresholds).assessments[pid]
+    pid = post.patient(patient_id).patient_id  # one resolution, close ids on a typo
+    return _assess_all(post, _as_thresholds(thresholds), [pid])[pid]
 
 
 def _as_thresholds(thresholds) -> TrustThresholds:

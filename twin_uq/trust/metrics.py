@@ -15,6 +15,7 @@ Four families (see docs/trust.md):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import arviz_stats as azs
@@ -132,14 +133,17 @@ def global_fit_quality(post, th: TrustThresholds) -> GlobalFitQuality:
     return GlobalFitQuality(not reasons, tuple(reasons), metrics)
 
 
-def patient_convergence(post) -> pd.DataFrame:
+def patient_convergence(post, patients: Sequence[str] | None = None) -> pd.DataFrame:
     """Per patient: worst R-hat and smallest bulk/tail ESS over its parameters, solver rate.
 
-    NaN R-hat / ESS for approximate fits (no chains to compare).
+    ``patients`` restricts the table to those ids (default: every patient). NaN R-hat /
+    ESS for approximate fits (no chains to compare).
     """
     ds = post.posterior
-    ids = list(post.patient_ids)
-    ok_rate = np.asarray(post.idata["constant_data"]["solver_ok_rate"].values, float)
+    ids = list(post.patient_ids) if patients is None else list(patients)
+    ok_rate = post.idata["constant_data"]["solver_ok_rate"].sel(patient=ids).values
+    ok_rate = np.asarray(ok_rate, float)
+    ds = ds.sel(patient=ids)
     frame = pd.DataFrame({"solver_ok_rate": ok_rate}, index=pd.Index(ids, name="patient"))
     if post.approximate or ds.sizes["chain"] * ds.sizes["draw"] < 4:
         frame["rhat_max"] = np.nan
