@@ -121,7 +121,7 @@ class BergmanMinimal(tq.Model):
         ),
     )
 
-    def rhs(self, t, y, theta, inputs):
+    def rhs(self, t, y, theta, inputs, covariates):
         g, x, ib = y[0], y[1], y[2]
         sg, p2 = theta["SG"], theta["p2"]
         dg = -(sg + x) * g + sg * theta["Gb"]

@@ -251,8 +251,11 @@ class Decay(tq.Model):
     outputs = (tq.Output("amount", "mg"),)
     card = tq.ModelCard(summary="First-order decay.", equations="dA/dt = -k A", time_unit="h")
 
-    def rhs(self, t, y, theta, inputs):
+    def rhs(self, t, y, theta, inputs, covariates):
         return {rhs}
+
+    def observe(self, y, theta):
+        return y[:1]
 """
 K = 'tq.Parameter("k", "1/h", 0.5),'
 
