@@ -316,7 +316,7 @@ class Model(abc.ABC):
         missing = _missing_declarations(cls)
         if missing:
             raise TypeError(
-                f"Model class {cls.__qualname__!r} cannot be used: " + "; ".join(missing) + "."
+                f"Model class {cls.__name__!r} cannot be used: " + "; ".join(missing) + "."
             )
         return super().__new__(cls)
 
@@ -357,7 +357,7 @@ class Model(abc.ABC):
 
         The default, for models that declare :meth:`linear_system`, is ``A @ y``. A model
         written with the earlier four-argument ``rhs(t, y, theta, inputs)`` still works
-        (it is wrapped once, when the class is created, with a ``DeprecationWarning``).
+        (it is wrapped once, when the class is created, with a ``FutureWarning``).
         """
         if self.is_linear:
             return self.linear_system(theta) @ y
@@ -481,14 +481,14 @@ def _rhs_with_covariates(cls: type, rhs: Callable) -> Callable:
         return rhs
     if len(positional) != len(_RHS_ARGUMENTS) - 1:
         raise TypeError(
-            f"{cls.__qualname__}.rhs takes {len(positional)} argument(s) after self; write "
+            f"{cls.__name__}.rhs takes {len(positional)} argument(s) after self; write "
             f"rhs(self, {', '.join(_RHS_ARGUMENTS)})."
         )
     warnings.warn(
-        f"{cls.__qualname__}.rhs(self, t, y, theta, inputs) is the old signature; rhs now also "
+        f"{cls.__name__}.rhs(self, t, y, theta, inputs) is the old signature; rhs now also "
         "receives the patient's covariates: write rhs(self, t, y, theta, inputs, covariates). "
         "The old form is wrapped for now and will stop working in a later release.",
-        DeprecationWarning,
+        FutureWarning,  # shown by default: model authors are end users
         stacklevel=4,
     )
 

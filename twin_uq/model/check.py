@@ -82,7 +82,7 @@ def _label(model: Model) -> str:
     if model._source_path:
         return f"Model in {model._source_path}"
     cls = type(model)
-    return f"Model {model.name!r} ({cls.__module__}.{cls.__qualname__})"
+    return f"Model {model.name!r} ({cls.__module__}.{cls.__name__})"
 
 
 # ---- declaration --------------------------------------------------------------------------

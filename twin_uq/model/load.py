@@ -48,8 +48,13 @@ def _model_files() -> dict[str, Path]:
 
 
 def list_models() -> dict[str, str]:
-    """Built-in model names mapped to their one-line summaries."""
-    return {name: load_model(name).card.summary for name in sorted(_model_files())}
+    """Built-in model names mapped to their one-line summaries.
+
+    Reads the declarations only: listing does not run the checks (which compile each
+    model's functions once); :func:`load_model` does, before a model is used.
+    """
+    files = _model_files()
+    return {name: _import_file(files[name]).card.summary for name in sorted(files)}
 
 
 def load_model(name_or_path: str | Path | Model | type[Model]) -> Model:
@@ -98,6 +103,11 @@ _LOADED: dict[tuple[str, str], Model] = {}
 
 
 def _load_file(path: Path) -> Model:
+    return ensure_checked(_import_file(path))
+
+
+def _import_file(path: Path) -> Model:
+    """The model a file defines, instantiated but not yet checked (cached by source)."""
     source = path.read_text(encoding="utf-8")
     # Loading the same source twice must give the *same* model: compiled functions are
     # cached by model, and a fresh class per load would recompile every fit.
@@ -150,7 +160,6 @@ def _load_file(path: Path) -> Model:
             f"Model file {path}: MODEL must be a twin_uq.Model subclass or instance."
         )
     model._source_path = str(path)
-    ensure_checked(model)
     _LOADED[cache_key] = model
     return model
 
