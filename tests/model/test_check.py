@@ -9,6 +9,7 @@ import io
 import math
 import re
 import warnings
+from pathlib import Path
 from types import SimpleNamespace
 
 import jax.numpy as jnp
@@ -394,3 +395,12 @@ def test_entry_points_check_each_instance_once(monkeypatch):
     assert len(calls) == 1 and calls[0] is model
     load_model(other)  # another instance is checked on its own
     assert len(calls) == 2 and calls[1] is other
+
+
+def test_every_library_model_has_tests_that_call_check_model():
+    # A new model in models/ comes with tests/models/test_<name>.py running the same checks.
+    repo = Path(__file__).resolve().parents[2]
+    for path in sorted((repo / "models").glob("[!_]*.py")):
+        tests = repo / "tests" / "models" / f"test_{path.stem}.py"
+        assert tests.is_file(), f"{path.name} has no {tests.relative_to(repo)}"
+        assert "check_model(model)" in tests.read_text(encoding="utf-8"), tests.name

@@ -27,6 +27,7 @@ matrix exponential, to within ``sqrt(eps)`` of the floating-point type.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 
 import numpy as np
@@ -109,8 +110,13 @@ def _names(values: object, kind: str, where: str, *, at_least_one: bool) -> tupl
     return tuple(values)
 
 
+def _finite(x: object) -> bool:
+    """A finite real number (numpy scalars included, booleans not)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def _positive_finite(x: object) -> bool:
-    return isinstance(x, int | float) and math.isfinite(x) and x > 0
+    return _finite(x) and x > 0
 
 
 def _check_declaration(model: Model, where: str) -> None:
@@ -132,7 +138,7 @@ def _check_declaration(model: Model, where: str) -> None:
                 f"{where}: covariate_defaults names {key!r}, which is not in covariates "
                 f"{covariates}."
             )
-        if not (isinstance(value, int | float) and math.isfinite(value)):
+        if not _finite(value):
             raise ModelCheckError(
                 f"{where}: covariate_defaults[{key!r}] must be a finite number; got {value!r}."
             )
@@ -147,12 +153,13 @@ def _check_declaration(model: Model, where: str) -> None:
                 f"{where}: allometric effect on {allo.parameter!r} uses covariate "
                 f"{allo.covariate!r}, which is not in covariates {covariates}."
             )
-        if not math.isfinite(allo.exponent) or not _positive_finite(allo.reference):
+        if not _finite(allo.exponent) or not _positive_finite(allo.reference):
             raise ModelCheckError(
                 f"{where}: allometric effect on {allo.parameter!r} needs a finite exponent and a "
                 f"reference > 0; got exponent={allo.exponent!r}, reference={allo.reference!r}."
             )
-    if not (isinstance(model.default_dose_cmt, int) and 1 <= model.default_dose_cmt <= len(states)):
+    cmt = model.default_dose_cmt
+    if not (isinstance(cmt, numbers.Integral) and 1 <= cmt <= len(states)):
         raise ModelCheckError(
             f"{where}: default_dose_cmt={model.default_dose_cmt} outside 1..{len(states)}."
         )
