@@ -145,7 +145,7 @@ class GlucoseMeal(tq.Model):
         ),
     )
 
-    def rhs(self, t, y, theta, inputs):
+    def rhs(self, t, y, theta, inputs, covariates):
         gut1, s, gut2, ip, x, g = (y[k] for k in range(6))
         tau_m = theta["TAU_M"]
         ra = 1000.0 * CARB_BIOAVAILABILITY * gut2 / tau_m / theta["VG"]  # mg/dL/min

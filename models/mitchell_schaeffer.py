@@ -120,7 +120,7 @@ class MitchellSchaeffer(tq.Model):
         ),
     )
 
-    def rhs(self, t, y, theta, inputs):
+    def rhs(self, t, y, theta, inputs, covariates):
         v, h = y[0], y[1]
         dv = h * v**2 * (1.0 - v) / theta["tau_in"] - v / theta["tau_out"]
         opening = jax.nn.sigmoid((theta["v_gate"] - v) / GATE_WIDTH)

@@ -82,7 +82,7 @@ class OneCompartmentIV(tq.Model):
         psi = (-jnp.expm1(-k * dt) / k).reshape(1, 1)
         return phi, psi
 
-    def rhs(self, t, y, theta, inputs):
+    def rhs(self, t, y, theta, inputs, covariates):
         return self.linear_system(theta) @ y
 
     def observe(self, y, theta):

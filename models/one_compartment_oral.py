@@ -113,7 +113,7 @@ class OneCompartmentOral(tq.Model):
         psi = jnp.stack([jnp.stack([psi11, zero]), jnp.stack([psi21, psi22])])
         return phi, psi
 
-    def rhs(self, t, y, theta, inputs):
+    def rhs(self, t, y, theta, inputs, covariates):
         return self.linear_system(theta) @ y
 
     def observe(self, y, theta):

@@ -116,7 +116,7 @@ class PKPDEmax(tq.Model):
         ),
     )
 
-    def rhs(self, t, y, theta, inputs):
+    def rhs(self, t, y, theta, inputs, covariates):
         depot, central, ce = y[0], y[1], y[2]
         conc = central / theta["V"]
         return jnp.stack(

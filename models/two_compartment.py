@@ -109,7 +109,7 @@ class TwoCompartment(tq.Model):
             ]
         )
 
-    def rhs(self, t, y, theta, inputs):
+    def rhs(self, t, y, theta, inputs, covariates):
         return self.linear_system(theta) @ y
 
     def observe(self, y, theta):

@@ -149,7 +149,7 @@ class Windkessel3(tq.Model):
         ),
     )
 
-    def rhs(self, t, y, theta, inputs):
+    def rhs(self, t, y, theta, inputs, covariates):
         pc, qf = y[0], y[1]
         dqf = (inputs["inflow"] - qf) / TAU_FLOW
         dpc = (qf - pc / theta["R"]) / theta["C"]

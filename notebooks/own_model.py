@@ -15,9 +15,11 @@
 # # Write your own model
 #
 # A model is a subclass of `tq.Model`: states, parameters with units and priors, outputs,
-# and a right-hand side written for one patient in JAX. Here: one-compartment intravenous
-# kinetics with saturable (Michaelis–Menten) elimination, written to a file and loaded
-# exactly as `twin-uq fit data.csv --model saturable_iv.py` would load it.
+# a right-hand side `rhs(t, y, theta, inputs, covariates)` and an `observe(y, theta)`,
+# both written for one patient in JAX (`observe` has no default: a model says which
+# states it measures). Here: one-compartment intravenous kinetics with saturable
+# (Michaelis–Menten) elimination, written to a file and loaded exactly as
+# `twin-uq fit data.csv --model saturable_iv.py` would load it.
 
 # %%
 import os
@@ -58,7 +60,7 @@ class SaturableIV(tq.Model):
         time_unit="h",
     )
 
-    def rhs(self, t, y, theta, inputs):
+    def rhs(self, t, y, theta, inputs, covariates):
         c = y[0] / theta["V"]
         return jnp.stack([-theta["Vmax"] * c / (theta["Km"] + c)])
 
@@ -69,6 +71,16 @@ path = OUT / "saturable_iv.py"
 path.write_text(SOURCE)
 model = tq.load_model(path)
 model
+
+# %% [markdown]
+# `load_model` has already run the model checks (shapes, declared names, units, priors,
+# a finite right-hand side at the typical values); `tq.fit` and `tq.simulate` run them on
+# any model they are given, and a model's own tests can call them directly:
+
+# %%
+from twin_uq.testing import check_model
+
+check_model(model)
 
 # %% [markdown]
 # ## Simulate one patient

@@ -254,10 +254,14 @@ class Decay(tq.Model):
     outputs = (tq.Output("amount", "mg"),)
     card = tq.ModelCard(summary="First-order decay.", equations="dA/dt = -k A", time_unit="h")
 
-    def rhs(self, t, y, theta, inputs):
+    def rhs(self, t, y, theta, inputs, covariates):
         return {rhs}
+
+    def observe(self, y, theta):
+        return y[:1]
 """
 K = 'tq.Parameter("k", "1/h", 0.5),'
+NAN_WHEN_DOSED = "jnp.where(y > 1.0, jnp.nan, -theta['k'] * y)"
 
 MODEL_CASES = {
     "syntax-error": (
@@ -277,6 +281,11 @@ MODEL_CASES = {
         "declared parameters: 'k'",
     ),
     "no-parameters": ("", "-y", "Model in {path} declares no parameters"),
+    "rhs-not-finite": (
+        K,
+        "y * jnp.nan",
+        "Model in {path}: rhs() is not finite at t = 0, y = y0() and the typical parameter values",
+    ),
 }
 
 
@@ -299,7 +308,8 @@ def test_broken_model_file_api_and_cli(cli, tmp_path, case):
 
 def test_model_returning_nan_is_a_reported_solver_failure(tmp_path):
     path = tmp_path / "nan_model.py"
-    path.write_text(MODEL.format(tag="nan", params=K, rhs="y * jnp.nan"))
+    # Finite at its initial state (so it passes the model checks), NaN once dosed.
+    path.write_text(MODEL.format(tag="nan", params=K, rhs=NAN_WHEN_DOSED))
     model = load_model(path)  # nothing wrong with the declaration
     traj = tq.simulate(model, {"k": 0.5}, tq.Schedule.build([tq.Bolus(0.0, 10.0)]), [1.0, 2.0])
     assert not bool(traj.ok) and int(traj.status) != 0
@@ -308,7 +318,7 @@ def test_model_returning_nan_is_a_reported_solver_failure(tmp_path):
 @pytest.mark.parametrize("method", ["svi", pytest.param("laplace", marks=pytest.mark.slow)])
 def test_optimiser_that_cannot_start_names_the_patients(tmp_path, method):
     path = tmp_path / "nan_model.py"
-    path.write_text(MODEL.format(tag="nan", params=K, rhs="y * jnp.nan"))
+    path.write_text(MODEL.format(tag="nan", params=K, rhs=NAN_WHEN_DOSED))
     cohort = read_cohort(pd.read_csv(io.StringIO(GOOD), na_values="."))
     with pytest.raises(UnavailableError) as err:
         tq.fit(load_model(path), cohort, method=method, svi_steps=5, draws=5, progress=False)
@@ -630,7 +640,7 @@ def test_model_file_paths_with_spaces_are_fine(tmp_path):
 @pytest.mark.slow
 def test_fit_of_a_model_returning_nan_counts_solver_failures(tmp_path):
     path = tmp_path / "nan_fit_model.py"
-    path.write_text(MODEL.format(tag="nan_fit", params=K, rhs="y * jnp.nan"))
+    path.write_text(MODEL.format(tag="nan_fit", params=K, rhs=NAN_WHEN_DOSED))
     cohort = read_cohort(pd.read_csv(io.StringIO(GOOD), na_values="."))
     with pytest.warns(RuntimeWarning):  # NaN R-hat of the stuck chain
         post = tq.fit(load_model(path), cohort, chains=1, warmup=20, draws=20, progress=False)

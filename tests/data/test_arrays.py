@@ -24,6 +24,13 @@ class TwoOutputs(Model):
     covariates = ("WT", "AGE")
     covariate_defaults = {"AGE": 50.0}  # noqa: RUF012
 
+    # Only the declaration matters to Cohort.for_model; a model must still say both.
+    def rhs(self, t, y, theta, inputs, covariates):
+        return -theta["k"] * y
+
+    def observe(self, y, theta):
+        return y[::-1]
+
 
 class NeedsSignal(TwoOutputs):
     name = "needs_signal"

@@ -28,8 +28,11 @@ class Decay(tq.Model):
     outputs = (tq.Output("amount", "mg"),)
     card = tq.ModelCard(summary="First-order decay.", equations="dA/dt = -k A", time_unit="h")
 
-    def rhs(self, t, y, theta, inputs):
+    def rhs(self, t, y, theta, inputs, covariates):
         return -theta["k"] * y
+
+    def observe(self, y, theta):
+        return y[:1]
 '''
 ONE_PARAM = 'tq.Parameter("k", "1/h", 0.5),'
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import twin_uq as tq
+from twin_uq.testing import check_model
 
 IB = 10.0
 KNOTS = np.array([0, 2, 4, 6, 8, 10, 15, 20, 30, 40, 60, 80, 100, 120, 150, 180, 240, 300.0])
@@ -21,6 +22,11 @@ def realistic_insulin(t):
 @pytest.fixture(scope="module")
 def model():
     return tq.load_model("bergman_minimal")
+
+
+def test_passes_check_model(model):
+    # The checks tq.fit and tq.simulate run on every model, called as a model's author would.
+    assert check_model(model) is model
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +73,7 @@ def test_more_insulin_sensitive_patient_clears_glucose_faster(model, theta):
 def test_rhs_matches_equations(model, theta):
     th = {k: jnp.asarray(v) for k, v in theta.items()}
     y = jnp.array([150.0, 0.01, IB])
-    dy = np.asarray(model.rhs(0.0, y, th, {"insulin": jnp.asarray(40.0)}))
+    dy = np.asarray(model.rhs(0.0, y, th, {"insulin": jnp.asarray(40.0)}, {"Ib": IB}))
     assert dy[0] == pytest.approx(-(theta["SG"] + 0.01) * 150.0 + theta["SG"] * theta["Gb"])
     assert dy[1] == pytest.approx(-theta["p2"] * 0.01 + theta["p2"] * theta["SI"] * 30.0)
     assert dy[2] == 0.0

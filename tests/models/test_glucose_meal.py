@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import twin_uq as tq
+from twin_uq.testing import check_model
 
 BASAL_U_PER_H = 1.0
 TIMES = np.arange(0.0, 481.0, 5.0)
@@ -14,6 +15,11 @@ MEAL_TIME = 60.0
 @pytest.fixture(scope="module")
 def model():
     return tq.load_model("glucose_meal")
+
+
+def test_passes_check_model(model):
+    # The checks tq.fit and tq.simulate run on every model, called as a model's author would.
+    assert check_model(model) is model
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +46,11 @@ def glucose(model, theta, carbs, insulin):
 
 def test_start_is_steady_state_of_basal(model, theta):
     th = {k: jnp.asarray(v) for k, v in theta.items()}
-    y0 = model.y0(th, {"WT": jnp.asarray(70.0), "BASAL": jnp.asarray(BASAL_U_PER_H)})
+    cov = {"WT": jnp.asarray(70.0), "BASAL": jnp.asarray(BASAL_U_PER_H)}
+    y0 = model.y0(th, cov)
     basal = np.zeros(len(model.states))
     basal[1] = BASAL_U_PER_H / 60.0  # the infusion the engine adds to cmt 2
-    np.testing.assert_allclose(np.asarray(model.rhs(0.0, y0, th, {})) + basal, 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(model.rhs(0.0, y0, th, {}, cov)) + basal, 0.0, atol=1e-12)
     # Fasting glucose in a plausible range at typical parameters.
     assert 80.0 < float(y0[5]) < 200.0
 

@@ -7,6 +7,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import twin_uq as tq
+from twin_uq.testing import check_model
 
 BCLS = (300.0, 1000.0)
 N_BEATS = 4  # like-for-like with the reference; steady state is not needed
@@ -16,6 +17,11 @@ AMPLITUDE = 0.3
 @pytest.fixture(scope="module")
 def model():
     return tq.load_model("mitchell_schaeffer")
+
+
+def test_passes_check_model(model):
+    # The checks tq.fit and tq.simulate run on every model, called as a model's author would.
+    assert check_model(model) is model
 
 
 @pytest.fixture(scope="module")

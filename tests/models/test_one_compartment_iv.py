@@ -6,6 +6,7 @@ import pytest
 
 import twin_uq as tq
 from twin_uq.simulate import Bolus, Infusion, Schedule
+from twin_uq.testing import check_model
 
 CL, V = 3.0, 30.0
 K = CL / V
@@ -14,6 +15,11 @@ K = CL / V
 @pytest.fixture(scope="module")
 def model():
     return tq.load_model("one_compartment_iv")
+
+
+def test_passes_check_model(model):
+    # The checks tq.fit and tq.simulate run on every model, called as a model's author would.
+    assert check_model(model) is model
 
 
 def test_declaration(model):

@@ -6,6 +6,7 @@ import pytest
 
 import twin_uq as tq
 from twin_uq.simulate import Bolus, Schedule
+from twin_uq.testing import check_model
 
 KA, CL, V = 1.3, 4.0, 40.0
 K = CL / V
@@ -20,6 +21,11 @@ def bateman(t, dose, t_dose):
 @pytest.fixture(scope="module")
 def model():
     return tq.load_model("one_compartment_oral")
+
+
+def test_passes_check_model(model):
+    # The checks tq.fit and tq.simulate run on every model, called as a model's author would.
+    assert check_model(model) is model
 
 
 def test_declaration(model):

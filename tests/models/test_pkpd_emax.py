@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import twin_uq as tq
+from twin_uq.testing import check_model
 
 DOSE = 100.0
 TIMES = np.linspace(0.0, 24.0, 97)
@@ -13,6 +14,11 @@ TIMES = np.linspace(0.0, 24.0, 97)
 @pytest.fixture(scope="module")
 def model():
     return tq.load_model("pkpd_emax")
+
+
+def test_passes_check_model(model):
+    # The checks tq.fit and tq.simulate run on every model, called as a model's author would.
+    assert check_model(model) is model
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import pytest
 
 import twin_uq as tq
 from twin_uq.simulate import Bolus, Schedule
+from twin_uq.testing import check_model
 
 KA, CL, V1, Q, V2 = 1.1, 5.0, 20.0, 8.0, 60.0
 TIMES = np.array([0.0, 0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 24.0, 48.0, 72.0])
@@ -14,6 +15,11 @@ TIMES = np.array([0.0, 0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 24.0, 48.0, 72.0])
 @pytest.fixture(scope="module")
 def model():
     return tq.load_model("two_compartment")
+
+
+def test_passes_check_model(model):
+    # The checks tq.fit and tq.simulate run on every model, called as a model's author would.
+    assert check_model(model) is model
 
 
 def biexponential(t, dose):

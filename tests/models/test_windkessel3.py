@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import twin_uq as tq
+from twin_uq.testing import check_model
 
 N_BEATS = 8
 PERIOD = 60.0 / 75.0
@@ -15,6 +16,11 @@ TIMES = np.linspace(0.0, N_BEATS * PERIOD, 641)
 @pytest.fixture(scope="module")
 def model():
     return tq.load_model("windkessel3")
+
+
+def test_passes_check_model(model):
+    # The checks tq.fit and tq.simulate run on every model, called as a model's author would.
+    assert check_model(model) is model
 
 
 @pytest.fixture(scope="module")

@@ -40,8 +40,11 @@ class SignalIntegrator(tq.Model):
     card = tq.ModelCard("test", "test", "min")
     solver = tq.SolverSettings("tsit5", rtol=1e-10, atol=1e-12)
 
-    def rhs(self, t, y, theta, inputs):
+    def rhs(self, t, y, theta, inputs, covariates):
         return jnp.stack([theta["gain"] * inputs["insulin"]])
+
+    def observe(self, y, theta):
+        return y[:1]
 
 
 class Explosive(tq.Model):
@@ -57,8 +60,11 @@ class Explosive(tq.Model):
     def y0(self, theta, covariates):
         return jnp.ones(1)
 
-    def rhs(self, t, y, theta, inputs):
+    def rhs(self, t, y, theta, inputs, covariates):
         return theta["a"] * y**2
+
+    def observe(self, y, theta):
+        return y[:1]
 
 
 class NaNModel(tq.Model):
@@ -71,8 +77,11 @@ class NaNModel(tq.Model):
     card = tq.ModelCard("test", "test", "h")
     solver = tq.SolverSettings("tsit5", max_steps=64)
 
-    def rhs(self, t, y, theta, inputs):
+    def rhs(self, t, y, theta, inputs, covariates):
         return -jnp.sqrt(theta["a"] - 1.0) * y + 1.0
+
+    def observe(self, y, theta):
+        return y[:1]
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,20 @@
 """The declaration a model author writes: states, parameters, outputs, dynamics, model card.
 
-A physiological model is a subclass of :class:`Model` that sets a few class attributes and
-implements ``rhs`` (and optionally ``y0``, ``observe``, ``linear_system``). Everything is
+A physiological model is a subclass of :class:`Model` that sets a few class attributes,
+implements ``observe`` and ``rhs`` (or, for a linear model, ``linear_system`` instead of
+``rhs``), and may override the optional hooks ``y0`` and ``transition``. Everything is
 written for **one patient**; the engine ``vmap``s over patients and posterior draws.
+A class that leaves out something a model must say cannot be instantiated, and the error
+says what to write; :func:`twin_uq.testing.check_model` checks the rest (shapes, names,
+units, priors, finite values at the typical parameters), and ``tq.fit`` / ``tq.simulate``
+run those checks on every model they are given.
 
 Conventions
 -----------
 * ``theta`` is a ``dict[str, scalar]`` of *individual* parameters on the natural scale,
   keyed by :attr:`Parameter.name` (covariate effects already applied).
-* ``covariates`` is a ``dict[str, scalar]`` of the patient's baseline covariates.
+* ``covariates`` is a ``dict[str, scalar]`` of the patient's baseline covariates, keyed by
+  the names in :attr:`Model.covariates`; ``rhs`` and ``y0`` receive it.
 * ``inputs`` is a ``dict[str, scalar]`` of measured signals at time ``t`` (linearly
   interpolated), keyed by the names in :attr:`Model.signals`. Infusion rates are added to
   ``dy/dt`` by the engine: ``rhs`` never sees doses.
@@ -17,8 +23,11 @@ Conventions
 
 from __future__ import annotations
 
+import abc
+import inspect
 import math
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
@@ -267,11 +276,22 @@ class ModelCard:
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
-class Model:
+_REQUIRED_ATTRIBUTES = ("name", "states", "parameters", "outputs", "card")
+
+_RHS_ARGUMENTS = ("t", "y", "theta", "inputs", "covariates")
+
+
+class Model(abc.ABC):
     """Base class of every physiological model; subclass it and set the class attributes.
 
     Subclasses are stateless declarations: instances carry no data, so one instance can be
     shared, hashed by name, and used as a static argument of compiled functions.
+
+    A model **must** declare ``name``, ``states``, ``parameters``, ``outputs`` and ``card``
+    and implement :meth:`observe` and either :meth:`rhs` or :meth:`linear_system`; a class
+    that leaves one out raises ``TypeError`` when instantiated, naming what to write.
+    :meth:`y0` and :meth:`transition` are optional hooks whose base-class defaults say
+    "zeros" and "not provided".
     """
 
     name: ClassVar[str]
@@ -285,17 +305,63 @@ class Model:
     covariate_defaults: ClassVar[Mapping[str, float]] = {}
     allometric: ClassVar[tuple[Allometric, ...]] = ()
     solver: ClassVar[SolverSettings] = SolverSettings()
+    _source_path: str | None = None
+    """The file a model was loaded from (set by :func:`twin_uq.load_model`); ``None`` else."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("rhs")
+        if inspect.isfunction(own):
+            cls.rhs = _rhs_with_covariates(cls, own)  # type: ignore[method-assign]
+
+    def __new__(cls, *args: object, **kwargs: object) -> Model:
+        missing = _missing_declarations(cls)
+        if missing:
+            raise TypeError(
+                f"Model class {cls.__name__!r} cannot be used: " + "; ".join(missing) + "."
+            )
+        return super().__new__(cls)
 
     # ---- to implement ---------------------------------------------------------------
+    @abc.abstractmethod
+    def observe(
+        self, y: Float[Array, " n_states"], theta: Mapping[str, Float[Array, ""]]
+    ) -> Float[Array, " n_outputs"]:
+        """Noise-free value of each output given the state: shape ``(len(outputs),)``.
+
+        Required: there is no default, because no choice of state is right for every model
+        (for an oral model the first state is the gut depot, not the plasma level).
+        """
+
     def rhs(
         self,
         t: Float[Array, ""],
         y: Float[Array, " n_states"],
         theta: Mapping[str, Float[Array, ""]],
         inputs: Mapping[str, Float[Array, ""]],
+        covariates: Mapping[str, Float[Array, ""]],
     ) -> Float[Array, " n_states"]:
-        """Time derivative ``dy/dt`` without doses (the engine adds infusion rates)."""
-        if self.linear_system is not Model.linear_system:
+        """Time derivative ``dy/dt`` without doses (the engine adds infusion rates).
+
+        Parameters
+        ----------
+        t
+            Time (model time unit), scalar.
+        y
+            State, shape ``(n_states,)``.
+        theta
+            Individual parameters (natural scale, covariate effects already applied).
+        inputs
+            Measured signals at ``t`` (linearly interpolated), keyed by :attr:`signals`.
+        covariates
+            The patient's baseline covariates, keyed by :attr:`covariates` (constant over
+            time, e.g. basal insulin or body weight).
+
+        The default, for models that declare :meth:`linear_system`, is ``A @ y``. A model
+        written with the earlier four-argument ``rhs(t, y, theta, inputs)`` still works
+        (it is wrapped once, when the class is created, with a ``FutureWarning``).
+        """
+        if self.is_linear:
             return self.linear_system(theta) @ y
         raise NotImplementedError(f"Model {self.name!r} must implement rhs().")
 
@@ -305,21 +371,34 @@ class Model:
         """State at time 0 before any dose (default: all zeros)."""
         return jnp.zeros(len(self.states))
 
-    def observe(
-        self, y: Float[Array, " n_states"], theta: Mapping[str, Float[Array, ""]]
-    ) -> Float[Array, " n_outputs"]:
-        """Noise-free value of each output given the state (default: the first state)."""
-        return y[:1]
-
     def linear_system(self, theta: Mapping[str, Float[Array, ""]]) -> Float[Array, "n n"]:
-        """For linear models, the matrix ``A`` with ``dy/dt = A y`` (enables exact solution)."""
-        raise NotImplementedError
+        """For linear models, the matrix ``A`` with ``dy/dt = A y`` (enables exact solution).
+
+        Optional; the default means "not linear" (:attr:`is_linear` is ``False``).
+        """
+        raise NotImplementedError(f"Model {self.name!r} declares no linear_system().")
+
+    def transition(
+        self, theta: Mapping[str, Float[Array, ""]], dt: Float[Array, ""]
+    ) -> tuple[Float[Array, "n n"], Float[Array, "n n"]]:
+        """Closed form of ``Φ(dt) = exp(A dt)`` and ``Ψ(dt) = ∫_0^dt exp(A s) ds``.
+
+        Optional, for linear models only: when a model overrides it
+        (:attr:`has_transition`), the exact solver uses it in place of the generic matrix
+        exponential of :meth:`linear_system`. The default means "not provided".
+        """
+        raise NotImplementedError(f"Model {self.name!r} declares no closed-form transition().")
 
     # ---- derived, do not override -----------------------------------------------------
     @property
     def is_linear(self) -> bool:
         """Whether the model declares a linear system (exact solution available)."""
         return type(self).linear_system is not Model.linear_system
+
+    @property
+    def has_transition(self) -> bool:
+        """Whether the model provides a closed-form :meth:`transition`."""
+        return type(self).transition is not Model.transition
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -361,3 +440,65 @@ class Model:
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other)
+
+
+def _missing_declarations(cls: type[Model]) -> list[str]:
+    """What ``cls`` must still declare to be a model, each item saying what to write."""
+    missing = []
+    absent = [a for a in _REQUIRED_ATTRIBUTES if not hasattr(cls, a)]
+    if absent:
+        missing.append(
+            f"it lacks required attribute(s) {', '.join(absent)} (set them as class "
+            "attributes: name = '...', states = ('...',), parameters = (tq.Parameter(...),), "
+            "outputs = (tq.Output(...),), card = tq.ModelCard(...))"
+        )
+    if getattr(cls.observe, "__isabstractmethod__", False):
+        outputs = getattr(cls, "outputs", ())
+        names = tuple(o.name for o in outputs) if isinstance(outputs, tuple) else ()
+        missing.append(
+            "it does not define observe(self, y, theta), which returns the noise-free "
+            f"outputs {names or '(one value per output)'} from the state vector y, e.g. "
+            "'return y[1:2] / theta[\"V\"]' for a concentration in the second state "
+            "(there is no default: the first state is the gut depot of an oral model)"
+        )
+    if cls.rhs is Model.rhs and cls.linear_system is Model.linear_system:
+        missing.append(
+            "it defines neither rhs(self, t, y, theta, inputs, covariates), which returns "
+            "dy/dt, nor linear_system(self, theta), which returns the matrix A of dy/dt = A y"
+        )
+    return missing
+
+
+def _rhs_with_covariates(cls: type, rhs: Callable) -> Callable:
+    """``rhs`` itself, or a wrapper taking ``covariates`` for an old four-argument ``rhs``.
+
+    Models written before ``rhs`` received the covariates take ``(t, y, theta, inputs)``;
+    they are wrapped here, once per class, so that every solver can call one signature.
+    """
+    params = list(inspect.signature(rhs).parameters.values())[1:]  # without self
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return rhs
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= len(_RHS_ARGUMENTS):
+        return rhs
+    if len(positional) != len(_RHS_ARGUMENTS) - 1:
+        raise TypeError(
+            f"{cls.__name__}.rhs takes {len(positional)} argument(s) after self; write "
+            f"rhs(self, {', '.join(_RHS_ARGUMENTS)})."
+        )
+    warnings.warn(
+        f"{cls.__name__}.rhs(self, t, y, theta, inputs) is the old signature; rhs now also "
+        "receives the patient's covariates: write rhs(self, t, y, theta, inputs, covariates). "
+        "The old form is wrapped for now and will stop working in a later release.",
+        FutureWarning,  # shown by default: model authors are end users
+        stacklevel=4,
+    )
+
+    def rhs_taking_covariates(self, t, y, theta, inputs, covariates=None):
+        return rhs(self, t, y, theta, inputs)
+
+    rhs_taking_covariates.__name__ = rhs.__name__
+    rhs_taking_covariates.__qualname__ = rhs.__qualname__
+    rhs_taking_covariates.__doc__ = rhs.__doc__
+    rhs_taking_covariates.__module__ = rhs.__module__
+    return rhs_taking_covariates

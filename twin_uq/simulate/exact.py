@@ -16,8 +16,9 @@ of them; propagation needs one per grid point, ``T + n_bolus + 2 n_infusion``, a
 in one batched call, followed by a ``lax.scan`` of small matrix-vector products. Both are
 exact up to rounding. Plain reverse-mode AD differentiates through it (no ODE solver).
 
-A model may provide a closed form ``transition(theta, dt) -> (Φ, Ψ)`` (an optional method,
-looked up by name) which then replaces the matrix exponential.
+A model may provide a closed form ``transition(theta, dt) -> (Φ, Ψ)`` (an optional hook
+declared on :class:`~twin_uq.Model`, see :attr:`~twin_uq.Model.has_transition`) which then
+replaces the matrix exponential.
 """
 
 from __future__ import annotations
@@ -117,9 +118,8 @@ def solve_exact(
     order = jnp.argsort(grid, stable=True)
     g = grid[order]
     dt = jnp.diff(g, prepend=jnp.zeros((1,), dtype))
-    transition = getattr(model, "transition", None)
-    if transition is not None:
-        phi, psi = jax.vmap(transition, in_axes=(None, 0))(th, dt)
+    if model.has_transition:
+        phi, psi = jax.vmap(model.transition, in_axes=(None, 0))(th, dt)
     else:
         phi, psi = transition_matrices(A, dt)
 

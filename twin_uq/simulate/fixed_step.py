@@ -250,7 +250,7 @@ def integrate_on_grid(
     cov = dict(zip(model.covariates, covariates.astype(dtype), strict=True))
 
     def f(t, y, inputs):
-        return jnp.asarray(model.rhs(t, y, th, inputs), dtype)
+        return jnp.asarray(model.rhs(t, y, th, inputs, cov), dtype)
 
     y0 = jnp.asarray(model.y0(th, cov), dtype) + grid.start_jump
     path = _path(f, y0, (grid.t0, grid.step, grid.rate, grid.inputs, grid.jump))
@@ -277,13 +277,13 @@ def integrate_cohort_on_grid(
     th = jax.vmap(model.theta_dict)(theta.astype(dtype))
     cov = {name: covariates[:, i].astype(dtype) for i, name in enumerate(model.covariates)}
     rhs = jax.vmap(
-        lambda t, y, th_, inputs: jnp.asarray(model.rhs(t, y, th_, inputs), dtype),
-        in_axes=(0, 1, 0, 0),
+        lambda t, y, th_, inputs, cov_: jnp.asarray(model.rhs(t, y, th_, inputs, cov_), dtype),
+        in_axes=(0, 1, 0, 0, 0),
         out_axes=1,
     )
 
     def f(t, y, inputs):
-        return rhs(t, y, th, inputs)
+        return rhs(t, y, th, inputs, cov)
 
     def time_major(a):  # (P, S, ...) -> (S, ..., P)
         return None if a is None else jnp.moveaxis(a, 0, -1)

@@ -178,7 +178,8 @@ def _integrate(model, settings, theta, covariates, schedule, times, sensitivitie
 
     def vector_field(t, y, args):
         rate = args
-        return jnp.asarray(model.rhs(t, y, th, signal_inputs(model, schedule, t)), dtype) + rate
+        inputs = signal_inputs(model, schedule, t)
+        return jnp.asarray(model.rhs(t, y, th, inputs, cov), dtype) + rate
 
     K = theta.shape[0]
 
@@ -187,7 +188,7 @@ def _integrate(model, settings, theta, covariates, schedule, times, sensitivitie
         inputs = signal_inputs(model, schedule, t)
 
         def f(y_, theta_):
-            return jnp.asarray(model.rhs(t, y_, model.theta_dict(theta_), inputs), dtype)
+            return jnp.asarray(model.rhs(t, y_, model.theta_dict(theta_), inputs, cov), dtype)
 
         def tangent(s_k, e_k):
             return jax.jvp(f, (y, theta), (s_k, e_k))
