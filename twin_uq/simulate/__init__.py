@@ -12,6 +12,7 @@ from twin_uq.simulate.solve import (
     simulate as simulate,
     simulate_cohort_outputs as simulate_cohort_outputs,
     solve as solve,
+    solve_cohort as solve_cohort,
     solve_cohort_on_grid as solve_cohort_on_grid,
     solve_outputs as solve_outputs,
 )

@@ -10,7 +10,8 @@
   likelihood calls for every patient and posterior draw.
 * :func:`simulate` — one patient from user-friendly inputs (dicts, lists), compiled once
   per (model, settings, shapes), returns a :class:`Trajectory`.
-* :func:`simulate_cohort_outputs` — ``vmap`` of :func:`solve_outputs` over patients.
+* :func:`solve_cohort` — ``vmap`` of :func:`solve` over patients (compiled);
+  :func:`simulate_cohort_outputs` the same unpacked.
 * :func:`solve_cohort_on_grid` — the fixed-step path for a whole cohort in one scan.
 
 Gradients
@@ -70,6 +71,7 @@ __all__ = [
     "simulate",
     "simulate_cohort_outputs",
     "solve",
+    "solve_cohort",
     "solve_cohort_on_grid",
     "solve_outputs",
     "trace_count",
@@ -456,9 +458,30 @@ def simulate(
 @functools.partial(jax.jit, static_argnums=(0, 5))
 def _cohort_compiled(model, theta, covariates, schedules, times, settings):
     _TRACES["cohort"] += 1
-    return jax.vmap(lambda th, cv, sc, ts: solve_outputs(model, th, cv, sc, ts, settings))(
+    return jax.vmap(lambda th, cv, sc, ts: solve(model, th, cv, sc, ts, settings))(
         theta, covariates, schedules, times
     )
+
+
+def solve_cohort(
+    model: Model,
+    theta: Float[ArrayLike, "P K"],
+    covariates: Float[ArrayLike, "P C"],
+    schedules: Schedule,
+    times: Float[ArrayLike, "P T"],
+    settings: SolverSettings | None = None,
+) -> Trajectory:
+    """:func:`solve` for every patient of a cohort (jit-compiled ``vmap``).
+
+    Returns a batched :class:`Trajectory` (leading patient axis ``P``, one status per
+    patient). ``schedules`` is batched (leading patient axis, e.g. from
+    :func:`~twin_uq.simulate.schedule.stack_schedules`).
+    """
+    settings = model.solver if settings is None else settings
+    theta = jnp.asarray(theta, dtype=float)
+    covariates = jnp.asarray(covariates, dtype=float).reshape(theta.shape[0], len(model.covariates))
+    times = jnp.asarray(times, float)
+    return _cohort_compiled(model, theta, covariates, schedules, times, settings.covering(times))
 
 
 def simulate_cohort_outputs(
@@ -469,13 +492,6 @@ def simulate_cohort_outputs(
     times: Float[ArrayLike, "P T"],
     settings: SolverSettings | None = None,
 ) -> tuple[Float[Array, "P T n_states"], Float[Array, "P T n_outputs"], Bool[Array, " P"]]:
-    """:func:`solve_outputs` for every patient of a cohort (jit-compiled ``vmap``).
-
-    ``schedules`` is batched (leading patient axis, e.g. from
-    :func:`~twin_uq.simulate.schedule.stack_schedules`).
-    """
-    settings = model.solver if settings is None else settings
-    theta = jnp.asarray(theta, dtype=float)
-    covariates = jnp.asarray(covariates, dtype=float).reshape(theta.shape[0], len(model.covariates))
-    times = jnp.asarray(times, float)
-    return _cohort_compiled(model, theta, covariates, schedules, times, settings.covering(times))
+    """:func:`solve_cohort` unpacked to ``(states, outputs, ok)`` (``ok`` of shape ``(P,)``)."""
+    traj = solve_cohort(model, theta, covariates, schedules, times, settings)
+    return traj.states, traj.outputs, traj.ok
