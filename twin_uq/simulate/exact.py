@@ -95,12 +95,12 @@ def solve_exact(
         ``SolveStatus.nonfinite`` (e.g. a matrix exponential overflowing for extreme
         parameters).
     """
-    if settings.method != "exact" or not model.is_linear:
+    if settings.method != "exact":
+        raise ValueError(f"solve_exact runs method='exact', not {settings.method!r}.")
+    if not model.is_linear:
         raise ValueError(
             f"Model {model.name!r} has no linear_system; method='exact' needs one. Use an "
             "ODE solver ('tsit5', 'dopri5', 'kvaerno5')."
-            if settings.method == "exact"
-            else f"solve_exact runs method='exact', not {settings.method!r}."
         )
     th = model.theta_dict(theta)
     cov = dict(zip(model.covariates, covariates, strict=True))
