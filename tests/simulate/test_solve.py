@@ -204,7 +204,7 @@ def test_forward_sensitivities_match_the_analytic_derivative(oral):
 
     for p, sched in enumerate(schedules()):
         states, S, status = solve_ode_sensitivities(oral, TIGHT_ODE, THETAS[p], COV, sched, TIMES)
-        assert int(status) == 0
+        assert bool(status == SolveStatus.successful)
         exact = jax.jacrev(lambda th, sc=sched: solve_outputs(oral, th, COV, sc, TIMES, EXACT)[0])
         # rtol 1e-10 solves: both are within ~1e-9 of the true derivative; 1e-6 relative
         # leaves room for the near-zero states before the first dose of patient 2.
@@ -229,7 +229,7 @@ def test_forward_sensitivities_with_a_measured_signal():
     cov = jnp.array([10.0])
     times = jnp.array([5.0, 10.0, 20.0, 45.0, 90.0, 180.0])
     _, S, status = solve_ode_sensitivities(model, TIGHT_ODE, theta, cov, sched, times)
-    assert int(status) == 0
+    assert bool(status == SolveStatus.successful)
     discrete = jax.jacfwd(lambda th: solve_ode(model, TIGHT_ODE, th, cov, sched, times)[0])(theta)
     scale = np.abs(np.asarray(discrete)).max(axis=0, keepdims=True)  # per state and parameter
     np.testing.assert_allclose(S / scale, discrete / scale, rtol=0, atol=1e-7)
