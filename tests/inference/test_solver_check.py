@@ -39,12 +39,14 @@ def test_default_bergman_fit_passes_its_solver_check(rk4_fit):
     assert check["draws_checked"] == 32
     assert check["reference"]["method"] == "tsit5"
     assert not any("fixed-step" in r for r in rk4_fit.diagnostics().reasons)
+    assert check["message"].startswith("The fixed-step solver (rk4, fixed_step=1.0) agrees")
+    assert check["remedy"] == "" and check["reference_failures"] == {}
 
 
-def _coarse_check(post, step):
+def _coarse_check(post, step, **settings):
     """The check applied to predictions of the same draws on a much coarser grid."""
     prepared = post.prepared
-    coarse = dataclasses.replace(prepared.structure.settings, fixed_step=step)
+    coarse = dataclasses.replace(prepared.structure.settings, fixed_step=step, **settings)
     structure = dataclasses.replace(prepared.structure, settings=coarse)
     theta = np.asarray(post.posterior["theta"].values)
     C, D = theta.shape[:2]
@@ -71,6 +73,8 @@ def test_a_too_coarse_step_fails_the_check_and_the_diagnostics_say_so(rk4_fit):
     check = _coarse_check(rk4_fit, 30.0)
     assert not check["passed"]
     assert check["max_error_sd"] > check["threshold_sd"]
+    assert "differs from the adaptive reference" in check["message"]
+    assert "smaller fixed_step" in check["remedy"]
     bad = tq.CohortPosterior(
         rk4_fit.idata.copy(), rk4_fit.model, rk4_fit.cohort, rk4_fit.prepared
     )
@@ -78,3 +82,14 @@ def test_a_too_coarse_step_fails_the_check_and_the_diagnostics_say_so(rk4_fit):
     diag = bad.diagnostics()
     assert not diag.converged
     assert any("fixed-step solver error" in r and "smaller fixed_step" in r for r in diag.reasons)
+
+
+def test_a_failing_reference_solve_is_named_with_its_remedy(rk4_fit):
+    # The reference (Tsit5) inherits max_steps from the settings: 2 steps per segment cannot
+    # reach 180 min, while RK4 on its fixed grid does not use the budget.
+    check = _coarse_check(rk4_fit, 1.0, max_steps=2)
+    n = check["draws_checked"] * len(rk4_fit.patient_ids)
+    assert check["reference_failures"] == {"max_steps_reached": n}
+    assert check["disagreements"] == n and not check["passed"]
+    assert f"{n} solve(s) failed with the adaptive reference but not with rk4" in check["message"]
+    assert "Raise SolverSettings.max_steps" in check["remedy"]

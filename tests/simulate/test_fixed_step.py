@@ -12,7 +12,7 @@ import twin_uq as tq
 from twin_uq.model.base import SolverSettings
 from twin_uq.simulate import Bolus, Infusion, Schedule, Signal, solve_outputs
 from twin_uq.simulate.events import signal_inputs
-from twin_uq.simulate.ode import STATUS_BEYOND_HORIZON, STATUS_OK
+from twin_uq.simulate.status import SolveStatus
 
 fixed_step = importlib.import_module("twin_uq.simulate.fixed_step")
 
@@ -127,8 +127,8 @@ def test_times_past_the_horizon_fail_instead_of_stretching_the_steps(sink_model)
             sink_model, rk4(0.5, horizon=20.0), THETA, NOCOV, schedule(), t
         )[1]
     )
-    assert int(traj(jnp.array([1.0, 20.0]))) == STATUS_OK
-    assert int(traj(jnp.array([1.0, 20.5]))) == STATUS_BEYOND_HORIZON
+    assert bool(traj(jnp.array([1.0, 20.0])) == SolveStatus.successful)
+    assert bool(traj(jnp.array([1.0, 20.5])) == SolveStatus.beyond_horizon)
     _, _, ok = solve_outputs(sink_model, THETA, NOCOV, schedule(), TIMES, rk4(0.5, horizon=20.0))
     assert not bool(ok)
     # the entry points set the horizon from concrete times

@@ -4,12 +4,15 @@ All tests use the shared NUTS fit of tests/conftest.py (``oral_fit``); the
 prediction times keep one shape (``GRID``) so the compiled predictor is shared.
 """
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats as st
 import xarray as xr
 
 import twin_uq as tq
+from twin_uq.simulate import SolveStatus
 from twin_uq.twin import Criterion, Event, PosteriorTwin, UnknownPatientError, trace_count
 
 from .conftest import HOLDOUT_TIMES, true_outputs
@@ -117,14 +120,19 @@ def test_failed_solves_are_excluded_and_reported(twins, rich_id, monkeypatch):
     real = twin_module.predict_draws
 
     def half_fail(*args):
-        f, y, ok = real(*args)
-        ok = ok.at[::2].set(False)
-        return f.at[::2].set(np.nan), y.at[::2].set(np.nan), ok
+        f, y, status = real(*args)
+        even = jnp.arange(f.shape[0]) % 2 == 0
+        status = jax.vmap(lambda s, e: SolveStatus.where(e, SolveStatus.max_steps_reached, s))(
+            status, even
+        )
+        return f.at[::2].set(np.nan), y.at[::2].set(np.nan), status
 
     monkeypatch.setattr(twin_module, "predict_draws", half_fail)
     ds = twins[rich_id].predict(GRID)
     half = twins[rich_id].n_draws // 2
     assert ds.attrs["n_failed_draws"] == half and ds.sizes["draw"] == half
+    assert f"{half} max_steps_reached: " in ds.attrs["solver_failures"]
+    assert "SolverSettings.max_steps" in ds.attrs["solver_failures"]
     assert np.all(ds["draw"].values % 2 == 1)
     assert np.isfinite(ds["y"].values).all() and np.isfinite(ds["median"].values).all()
 

@@ -16,6 +16,14 @@ the largest error is below ``0.1 / sqrt(N)`` residual SDs, so that even a system
 moves no estimate by more than a tenth of its posterior SD; otherwise
 :meth:`twin_uq.posterior.CohortPosterior.diagnostics` says so and the fit is not
 "converged".
+
+Failures
+--------
+A solve that fails in only one of the two solvers is a disagreement, and fails the check:
+where the reference fails, the check names its :class:`~twin_uq.simulate.SolveStatus` with
+message and remedy (e.g. the adaptive solver's step budget at these draws); where only
+the fixed-step solve failed, a step too large for the model's fastest process is the
+usual cause. The check's ``message`` and ``remedy`` say which.
 """
 
 from __future__ import annotations
@@ -30,11 +38,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from twin_uq.inference.likelihood import FitData, patient_predictions
+from twin_uq.inference.likelihood import FitData
 from twin_uq.inference.numpyro_model import ProgramStructure
 from twin_uq.inference.postprocess import residuals_of_draws
 from twin_uq.inference.residual import ERROR_CODES, residual_sd
 from twin_uq.model.base import Model, SolverSettings
+from twin_uq.simulate import SolveStatus, count_statuses, solve
+from twin_uq.simulate.status import STATUS_INFO
 
 __all__ = ["DRAWS_CHECKED", "check_fit_draws", "check_fixed_step", "draws_to_check"]
 
@@ -45,17 +55,58 @@ _LOGNORMAL = ERROR_CODES["lognormal"]
 
 
 @partial(jax.jit, static_argnums=(0, 1))
-def _reference_predictions(model: Model, settings: SolverSettings, theta, data: FitData):
+def _reference_predictions(
+    model: Model, settings: SolverSettings, theta, data: FitData
+) -> tuple[jax.Array, SolveStatus]:
+    """``(S, P, N)`` each observation's own output under ``settings``, ``(S, P)`` statuses."""
     arr = data.arrays
 
-    def one_draw(th):
-        return jax.vmap(
-            lambda t, cov, a: patient_predictions(
-                model, settings, t, cov, a.schedule, a.obs_time, a.obs_output
-            )
-        )(th, arr.covariates, arr)
+    def one_patient(th, cov, a):
+        traj = solve(model, th, cov, a.schedule, a.obs_time, settings)
+        f = jnp.take_along_axis(traj.outputs, a.obs_output[:, None], axis=1)[:, 0]
+        return f, traj.status
 
-    return jax.lax.map(one_draw, theta)
+    return jax.lax.map(lambda th: jax.vmap(one_patient)(th, arr.covariates, arr), theta)
+
+
+def _verdict(
+    worst: float,
+    threshold: float,
+    fit_only: int,
+    reference_only: SolveStatus,
+    fixed_step: float,
+) -> tuple[str, str]:
+    """Message and remedy of a check: what disagreed, and what to change."""
+    problems, remedies = [], []
+    if worst > threshold:
+        problems.append(
+            f"The fixed-step solver (rk4, fixed_step={fixed_step}) differs from the adaptive "
+            f"reference by up to {worst:.3g} residual SDs (threshold {threshold:.3g})."
+        )
+    if fit_only:
+        problems.append(
+            f"{fit_only} solve(s) failed with rk4 but not with the adaptive reference (an "
+            "explicit step too large for the model's fastest process diverges)."
+        )
+    if worst > threshold or fit_only:
+        remedies.append("Use a smaller fixed_step or an adaptive method (e.g. method='tsit5').")
+    reference_failed = count_statuses(reference_only)
+    if reference_failed:
+        problems.append(
+            f"{sum(reference_failed.values())} solve(s) failed with the adaptive reference but "
+            "not with rk4: "
+            + " ".join(
+                f"{n} {name}: {STATUS_INFO[name].message}" for name, n in reference_failed.items()
+            )
+        )
+        remedies.extend(STATUS_INFO[name].remedy for name in reference_failed)
+    if not problems:
+        return (
+            f"The fixed-step solver (rk4, fixed_step={fixed_step}) agrees with the adaptive "
+            f"reference within {threshold:.3g} residual SDs.",
+            "",
+        )
+    return " ".join(problems), " ".join(remedies)
 
 
 def check_fixed_step(
@@ -85,13 +136,18 @@ def check_fixed_step(
         ``max_error_sd`` (largest error in residual SDs), ``threshold_sd``, ``passed``
         (error within the threshold and no disagreements),
         ``draws_checked``, ``worst_patient``, ``disagreements`` (patient × draw pairs where
-        exactly one of the two solvers failed), ``reference`` (the reference settings).
+        exactly one of the two solvers failed), ``reference_failures`` (how many reference
+        solves ended in each :class:`~twin_uq.simulate.SolveStatus` other than
+        ``successful``), ``message`` and ``remedy`` (the outcome in words, what to change),
+        ``reference`` (the reference settings).
     """
     model = structure.model
     reference = structure.settings.adaptive_reference()
     arr = data.arrays
-    f_ref, ok_ref = _reference_predictions(model, reference, jnp.asarray(theta), data)
-    f_ref, ok_ref = np.asarray(f_ref), np.asarray(ok_ref)
+    f_ref, status_ref = _reference_predictions(model, reference, jnp.asarray(theta), data)
+    ok_ref = np.asarray(status_ref == SolveStatus.successful)
+    # A failed solve's values are meaningless (maybe inf/NaN): 1.0 keeps them harmless.
+    f_ref = np.where(ok_ref[..., None], np.asarray(f_ref), 1.0)
     out = np.asarray(arr.obs_output)
     code = np.asarray(data.error_code)[out][None]
     sd = np.asarray(
@@ -114,8 +170,20 @@ def check_fixed_step(
     n_obs = int(np.asarray(arr.obs_mask).sum())
     threshold = 0.1 / math.sqrt(max(n_obs, 1))
     worst = float(error.max()) if error.size else 0.0
-    worst_patient = arr.ids[int(np.unravel_index(np.argmax(error), error.shape)[1])] if error.size else ""
+    worst_patient = (
+        arr.ids[int(np.unravel_index(np.argmax(error), error.shape)[1])] if error.size else ""
+    )
     disagreements = int((solver_ok != ok_ref).sum())
+    reference_only = jax.tree.map(lambda v: np.asarray(v)[solver_ok & ~ok_ref], status_ref)
+    message, remedy = _verdict(
+        worst,
+        threshold,
+        int((~solver_ok & ok_ref).sum()),
+        reference_only,
+        structure.settings.fixed_step,
+    )
+    reference_failures = count_statuses(status_ref)
+    reference_failures.pop("successful", None)
     return {
         "max_error_sd": worst,
         "threshold_sd": threshold,
@@ -123,6 +191,9 @@ def check_fixed_step(
         "draws_checked": int(theta.shape[0]),
         "worst_patient": worst_patient,
         "disagreements": disagreements,
+        "reference_failures": reference_failures,
+        "message": message,
+        "remedy": remedy,
         "reference": dataclasses.asdict(reference),
     }
 
@@ -153,7 +224,9 @@ def check_fit_draws(prepared, samples: dict, derived) -> dict | None:
         v = np.asarray(v)
         return v.reshape(chains * draws, *v.shape[2:])[pick]
 
-    residual_sites = {k: flat(v) for k, v in samples.items() if k in ("sigma_add", "sigma_prop", "nu")}
+    residual_sites = {
+        k: flat(v) for k, v in samples.items() if k in ("sigma_add", "sigma_prop", "nu")
+    }
     add, prop, _ = residuals_of_draws(structure, residual_sites, prepared.data.error_code.shape[0])
     check = check_fixed_step(
         structure,
@@ -167,11 +240,8 @@ def check_fit_draws(prepared, samples: dict, derived) -> dict | None:
     check["seconds"] = time.perf_counter() - t0
     if not check["passed"]:
         warnings.warn(
-            f"The fixed-step solver (rk4, fixed_step={structure.settings.fixed_step}) differs "
-            f"from the adaptive reference by up to {check['max_error_sd']:.3g} residual SDs "
-            f"at the posterior draws (patient {check['worst_patient']}; threshold "
-            f"{check['threshold_sd']:.3g}; {check['disagreements']} solves failed in only one "
-            "of the two): use a smaller fixed_step or an adaptive method.",
+            f"Fixed-step solver check at {check['draws_checked']} posterior draws (worst "
+            f"patient {check['worst_patient']}): {check['message']} {check['remedy']}".strip(),
             stacklevel=3,
         )
     return check

@@ -164,7 +164,7 @@ class SolverSettings:
         ``"rk4"`` only: the latest time the grid reaches (model time unit); it fixes the
         number of steps, which compiled code needs to know. twin_uq's entry points set it
         from the times they are asked for (:meth:`covering`); a solve asked for a later
-        time fails with status ``STATUS_BEYOND_HORIZON`` instead of stretching the steps.
+        time fails with ``SolveStatus.beyond_horizon`` instead of stretching the steps.
     precision
         ``"rk4"`` only: the floating-point type of the solve, ``"float64"`` (default) or
         ``"float32"``. Parameters go in and states come out in the caller's type (float64

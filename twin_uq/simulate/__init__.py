@@ -11,6 +11,15 @@ from twin_uq.simulate.schedule import (
 from twin_uq.simulate.solve import (
     simulate as simulate,
     simulate_cohort_outputs as simulate_cohort_outputs,
+    solve as solve,
+    solve_cohort as solve_cohort,
     solve_cohort_on_grid as solve_cohort_on_grid,
     solve_outputs as solve_outputs,
+)
+from twin_uq.simulate.status import (
+    SolveStatus as SolveStatus,
+    StatusInfo as StatusInfo,
+    count_statuses as count_statuses,
+    describe_failures as describe_failures,
+    explain as explain,
 )

@@ -26,11 +26,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import expm
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Float
 
-from twin_uq.model.base import Model
+from twin_uq.errors import InputError
+from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate.events import bolus_jumps, infusion_rate_vectors
 from twin_uq.simulate.schedule import Schedule
+from twin_uq.simulate.status import SolveStatus
 
 __all__ = ["solve_exact", "transition_matrices"]
 
@@ -61,17 +63,24 @@ def transition_matrices(
 
 def solve_exact(
     model: Model,
+    settings: SolverSettings,
     theta: Float[Array, " K"],
     covariates: Float[Array, " C"],
     schedule: Schedule,
     times: Float[Array, " T"],
-) -> tuple[Float[Array, "T n_states"], Bool[Array, ""]]:
-    """States of a linear model at ``times`` (any order), and whether they are finite.
+) -> tuple[Float[Array, "T n_states"], SolveStatus]:
+    """States of a linear model at ``times`` (any order), and how the solve ended.
+
+    The signature of the other solve paths (:func:`twin_uq.simulate.ode.solve_ode`,
+    :func:`twin_uq.simulate.fixed_step.solve_fixed_step`); ``settings`` only selects this
+    path (``method="exact"``), the solution has no tolerance.
 
     Parameters
     ----------
     model
-        A model with ``linear_system``.
+        A model with ``linear_system`` (a ``ValueError`` when tracing otherwise).
+    settings
+        ``method="exact"``.
     theta
         Individual parameters in ``model.parameter_names`` order, natural scale, ``(K,)``.
     covariates
@@ -83,9 +92,18 @@ def solve_exact(
 
     Returns
     -------
-    states, ok
-        ``(T, n_states)`` states (post-dose at dose times) and a boolean scalar.
+    states, status
+        ``(T, n_states)`` states (post-dose at dose times); ``SolveStatus.successful``, or
+        ``SolveStatus.nonfinite`` (e.g. a matrix exponential overflowing for extreme
+        parameters).
     """
+    if settings.method != "exact":
+        raise InputError(f"solve_exact runs method='exact', not {settings.method!r}.")
+    if not model.is_linear:
+        raise InputError(
+            f"Model {model.name!r} has no linear_system; method='exact' needs one. Use an "
+            "ODE solver ('tsit5', 'dopri5', 'kvaerno5')."
+        )
     th = model.theta_dict(theta)
     cov = dict(zip(model.covariates, covariates, strict=True))
     n = len(model.states)
@@ -132,4 +150,5 @@ def solve_exact(
     _, ys = jax.lax.scan(step, (y0, jnp.zeros(n, dtype)), (phi, psi, jump[order], d_rate[order]))
     position = jnp.argsort(order)[nb + 2 * ni :]
     states = ys[position]
-    return states, jnp.all(jnp.isfinite(states))
+    finite = jnp.all(jnp.isfinite(states))
+    return states, SolveStatus.where(finite, SolveStatus.successful, SolveStatus.nonfinite)

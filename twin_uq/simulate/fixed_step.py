@@ -33,7 +33,7 @@ Conventions are those of the adaptive path (:mod:`twin_uq.simulate.ode`): a bolu
 jump applied at its grid point, so an observation at a dose time sees the post-dose state;
 infusions add their rate on ``[start, stop)``; signals are interpolated linearly; events
 after ``t_end`` are switched off. A requested time past the horizon is not silently
-reached with longer steps: the solve returns ``STATUS_BEYOND_HORIZON``.
+reached with longer steps: the solve returns ``SolveStatus.beyond_horizon``.
 
 Accuracy is that of RK4 with step ``h`` (global error ``O(h^4)``); there is no error
 control during the solve, so a fit with ``method="rk4"`` re-solves a subset of its
@@ -56,8 +56,8 @@ from jaxtyping import Array, Float, Int
 from twin_uq.errors import InputError
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate.events import bolus_jumps, infusion_rate_vectors
-from twin_uq.simulate.ode import STATUS_BEYOND_HORIZON, STATUS_OK
 from twin_uq.simulate.schedule import Schedule
+from twin_uq.simulate.status import SolveStatus
 
 __all__ = [
     "FixedGrid",
@@ -103,7 +103,8 @@ class FixedGrid(eqx.Module):
     read
         ``(T,)`` grid point of each requested time (the last one at or before it).
     status
-        ``STATUS_OK``, or ``STATUS_BEYOND_HORIZON`` when a time is past the horizon.
+        ``SolveStatus.successful``, or ``SolveStatus.beyond_horizon`` when a time is past
+        the horizon.
     """
 
     t0: Float[Array, "... S"]
@@ -113,7 +114,7 @@ class FixedGrid(eqx.Module):
     start_jump: Float[Array, "... n"]
     jump: Float[Array, "... S n"] | None
     read: Int[Array, "... T"]
-    status: Int[Array, "*batch"]
+    status: SolveStatus
 
 
 def fixed_grid(
@@ -174,7 +175,7 @@ def fixed_grid(
         start_jump=jump[0],
         jump=jump[1:],
         read=read,
-        status=jnp.where(beyond, jnp.int32(STATUS_BEYOND_HORIZON), jnp.int32(STATUS_OK)),
+        status=SolveStatus.where(beyond, SolveStatus.beyond_horizon, SolveStatus.successful),
     )
     cast = lambda a: a.astype(out_dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a  # noqa: E731
     return jax.tree.map(cast, grid)
@@ -238,7 +239,7 @@ def integrate_on_grid(
     theta: Float[Array, " K"],
     covariates: Float[Array, " C"],
     grid: FixedGrid,
-) -> tuple[Float[Array, "T n_states"], Int[Array, ""]]:
+) -> tuple[Float[Array, "T n_states"], SolveStatus]:
     """RK4 along a :class:`FixedGrid`: the states at the grid's requested times and a status.
 
     Plain JAX (one ``lax.scan``): reverse-mode differentiable in ``theta`` and
@@ -262,7 +263,7 @@ def integrate_cohort_on_grid(
     theta: Float[Array, "P K"],
     covariates: Float[Array, "P C"],
     grids: FixedGrid,
-) -> tuple[Float[Array, "P T n_states"], Int[Array, " P"]]:
+) -> tuple[Float[Array, "P T n_states"], SolveStatus]:
     """:func:`integrate_on_grid` for every patient at once, in one scan over the steps.
 
     ``grids`` has a leading patient axis (:func:`cohort_grids`). The numbers are those of
@@ -309,7 +310,7 @@ def solve_fixed_step(
     covariates: Float[Array, " C"],
     schedule: Schedule,
     times: Float[Array, " T"],
-) -> tuple[Float[Array, "T n_states"], Int[Array, ""]]:
+) -> tuple[Float[Array, "T n_states"], SolveStatus]:
     """Integrate one patient with RK4 on the fixed grid; states at ``times`` and a status.
 
     Same contract as :func:`twin_uq.simulate.ode.solve_ode` (``theta`` natural scale
@@ -322,7 +323,7 @@ def solve_fixed_step(
     states
         ``(T, n_states)``.
     status
-        ``STATUS_OK`` or ``STATUS_BEYOND_HORIZON`` (``int32`` scalar); non-finite values
+        ``SolveStatus.successful`` or ``SolveStatus.beyond_horizon``; non-finite values
         are flagged by the caller.
     """
     grid = fixed_grid(model, settings, schedule, times)

@@ -26,30 +26,15 @@ from __future__ import annotations
 import diffrax
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float
 
 from twin_uq.errors import InputError
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate.events import bolus_jumps, infusion_rate_vectors, signal_inputs
 from twin_uq.simulate.schedule import Schedule
+from twin_uq.simulate.status import SolveStatus
 
-__all__ = [
-    "STATUS_BEYOND_HORIZON",
-    "STATUS_NONFINITE",
-    "STATUS_OK",
-    "STATUS_SOLVER_FAILED",
-    "solve_ode",
-    "solve_ode_sensitivities",
-]
-
-STATUS_OK = 0
-"""Status code: solved and all values finite."""
-STATUS_SOLVER_FAILED = 1
-"""Status code: the ODE solver did not succeed (step budget exhausted, step size collapse)."""
-STATUS_NONFINITE = 2
-"""Status code: the solver reported success but some state or output is NaN/inf."""
-STATUS_BEYOND_HORIZON = 3
-"""Status code: a fixed-step solve (``method="rk4"``) was asked for a time past its horizon."""
+__all__ = ["solve_ode", "solve_ode_sensitivities"]
 
 _SOLVERS = {
     "tsit5": diffrax.Tsit5,
@@ -75,8 +60,8 @@ def solve_ode(
     covariates: Float[Array, " C"],
     schedule: Schedule,
     times: Float[Array, " T"],
-) -> tuple[Float[Array, "T n_states"], Int[Array, ""]]:
-    """Integrate one patient and return states at ``times`` and a status code.
+) -> tuple[Float[Array, "T n_states"], SolveStatus]:
+    """Integrate one patient and return states at ``times`` and how the solve ended.
 
     Parameters
     ----------
@@ -96,8 +81,11 @@ def solve_ode(
     states
         ``(T, n_states)``.
     status
-        ``STATUS_OK`` or ``STATUS_SOLVER_FAILED`` (``int32`` scalar); non-finite values are
-        checked by the caller after the observation function.
+        ``successful``, or the first failure of a segment: ``max_steps_reached``,
+        ``nonfinite`` (the model's rhs is NaN/inf where the failed segment starts: every
+        step is rejected, which diffrax reports as a spent step budget) or
+        ``solver_failed`` (:class:`~twin_uq.simulate.status.SolveStatus`); non-finite
+        values after a successful solve are flagged by the caller after ``observe``.
     """
     states, _, status = _integrate(model, settings, theta, covariates, schedule, times, False)
     return states, status
@@ -110,7 +98,7 @@ def solve_ode_sensitivities(
     covariates: Float[Array, " C"],
     schedule: Schedule,
     times: Float[Array, " T"],
-) -> tuple[Float[Array, "T n_states"], Float[Array, "T n_states K"], Int[Array, ""]]:
+) -> tuple[Float[Array, "T n_states"], Float[Array, "T n_states K"], SolveStatus]:
     """:func:`solve_ode` and the forward sensitivities ``d states / d theta``.
 
     The sensitivity equations ``S' = (∂f/∂y) S + ∂f/∂θ``, ``S(0) = ∂y0/∂θ``, are integrated
@@ -127,6 +115,22 @@ def solve_ode_sensitivities(
     Returns ``(states (T, n), sensitivities (T, n, K), status)``.
     """
     return _integrate(model, settings, theta, covariates, schedule, times, True)
+
+
+def _segment_status(result: diffrax.RESULTS, rhs_finite) -> SolveStatus:
+    """One segment's diffrax result as a :class:`SolveStatus`.
+
+    A NaN/inf right-hand side makes the step-size controller reject every step until the
+    budget is spent; ``rhs_finite`` (the rhs at the segment's start) tells that case apart
+    so that the remedy points at the model rather than at ``max_steps``.
+    """
+    failure = SolveStatus.where(
+        result == diffrax.RESULTS.max_steps_reached,
+        SolveStatus.max_steps_reached,
+        SolveStatus.solver_failed,
+    )
+    failure = SolveStatus.where(rhs_finite, failure, SolveStatus.nonfinite)
+    return SolveStatus.where(result == diffrax.RESULTS.successful, SolveStatus.successful, failure)
 
 
 def _rms_of_states(error: tuple) -> Float[Array, ""]:
@@ -218,7 +222,9 @@ def _integrate(model, settings, theta, covariates, schedule, times, sensitivitie
             stepsize_controller=controller,
             # Forward-mode differentiable for the plain solve (the custom VJP of
             # twin_uq.simulate.solve); the sensitivity solve is never differentiated.
-            adjoint=diffrax.RecursiveCheckpointAdjoint() if sensitivities else diffrax.ForwardMode(),
+            adjoint=diffrax.RecursiveCheckpointAdjoint()
+            if sensitivities
+            else diffrax.ForwardMode(),
             max_steps=settings.max_steps,
             throw=False,
         )
@@ -229,8 +235,13 @@ def _integrate(model, settings, theta, covariates, schedule, times, sensitivitie
             saved,
         )
         y_end = jax.tree.map(lambda ys: ys[-1], sol.ys)
-        failed = sol.result != diffrax.RESULTS.successful
-        status = jnp.where(failed, jnp.int32(STATUS_SOLVER_FAILED), status)
+        # Only for the status: the rhs where this segment starts (one evaluation).
+        y_start = y[0] if sensitivities else y
+        rhs_finite = jnp.all(jnp.isfinite(vector_field(t0, y_start, rate)))
+        # The first failing segment names the cause (later ones start from its garbage).
+        status = SolveStatus.where(
+            status == SolveStatus.successful, _segment_status(sol.result, rhs_finite), status
+        )
         return (y_end, status, saved), None
 
     if sensitivities:
@@ -239,7 +250,7 @@ def _integrate(model, settings, theta, covariates, schedule, times, sensitivitie
         empty = (jnp.zeros((T, n), dtype), jnp.zeros((T, n, K), dtype))
     else:
         start, empty = y0, jnp.zeros((T, n), dtype)
-    init = (start, jnp.int32(STATUS_OK), empty)
+    init = (start, SolveStatus.successful, empty)
     xs = (jnp.arange(n_seg), bounds[:-1], bounds[1:], seg_jump, seg_rate)
     (_, status, saved), _ = jax.lax.scan(segment, init, xs)
     back = jnp.argsort(t_order)

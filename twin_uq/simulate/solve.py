@@ -1,10 +1,18 @@
-"""Front door of the simulation engine: one pure core function and two conveniences.
+"""Front door of the simulation engine: one pure solve for all three paths, and conveniences.
 
-* :func:`solve_outputs` — pure, jit/vmap/pmap-able, differentiable in ``theta``; what the
+* :func:`solve` — pure, jit/vmap/pmap-able, differentiable in ``theta``: one patient's
+  :class:`Trajectory` whichever path ``settings.method`` selects, the exact solution of a
+  linear model (``"exact"``, :mod:`~twin_uq.simulate.exact`), an adaptive diffrax solver
+  (``"tsit5"``, ``"dopri5"``, ``"kvaerno5"``, :mod:`~twin_uq.simulate.ode`) or RK4 on a
+  fixed grid (``"rk4"``, :mod:`~twin_uq.simulate.fixed_step`). Every path reports how it
+  ended in the same :class:`~twin_uq.simulate.status.SolveStatus`.
+* :func:`solve_outputs` — :func:`solve` unpacked to ``(states, outputs, ok)``; what the
   likelihood calls for every patient and posterior draw.
 * :func:`simulate` — one patient from user-friendly inputs (dicts, lists), compiled once
   per (model, settings, shapes), returns a :class:`Trajectory`.
-* :func:`simulate_cohort_outputs` — ``vmap`` of :func:`solve_outputs` over patients.
+* :func:`solve_cohort` — ``vmap`` of :func:`solve` over patients (compiled);
+  :func:`simulate_cohort_outputs` the same unpacked.
+* :func:`solve_cohort_on_grid` — the fixed-step path for a whole cohort in one scan.
 
 Gradients
 ---------
@@ -30,7 +38,7 @@ under ``pmap``, and makes gradients work under ``vmap``, ``pmap`` and ``jit`` al
 Consequences:
 
 * the cotangents of ``covariates``, ``schedule`` and ``times`` are **zero** (they are data);
-* when a solve fails (``ok`` is ``False``) the ``theta`` cotangent is zero — on both
+* when a solve fails (its status is not ``successful``) the ``theta`` cotangent is zero — on both
   paths — so a likelihood that masks failed solves with ``jnp.where(ok, ll, -inf)`` gets
   finite gradients;
 * forward-over-reverse (Hessians) through the ODE path is not supported; use
@@ -44,7 +52,7 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float
 
 from twin_uq.errors import InputError
 from twin_uq.model.base import Model, SolverSettings
@@ -55,13 +63,16 @@ from twin_uq.simulate.fixed_step import (
     integrate_on_grid,
     solve_fixed_step,
 )
-from twin_uq.simulate.ode import STATUS_NONFINITE, STATUS_OK, solve_ode, solve_ode_sensitivities
+from twin_uq.simulate.ode import solve_ode, solve_ode_sensitivities
 from twin_uq.simulate.result import Trajectory
 from twin_uq.simulate.schedule import Schedule
+from twin_uq.simulate.status import SolveStatus
 
 __all__ = [
     "simulate",
     "simulate_cohort_outputs",
+    "solve",
+    "solve_cohort",
     "solve_cohort_on_grid",
     "solve_outputs",
     "trace_count",
@@ -75,6 +86,25 @@ def trace_count(name: str = "simulate") -> int:
     return _TRACES[name]
 
 
+def _states(
+    model: Model,
+    settings: SolverSettings,
+    theta: Float[Array, " K"],
+    covariates: Float[Array, " C"],
+    schedule: Schedule,
+    times: Float[Array, " T"],
+    grid: FixedGrid | None = None,
+) -> tuple[Float[Array, "T n"], SolveStatus]:
+    """The three solve paths behind one signature: states at ``times`` and a status."""
+    if settings.method == "exact":
+        return solve_exact(model, settings, theta, covariates, schedule, times)
+    if settings.is_fixed_step and grid is not None:
+        return integrate_on_grid(model, theta, covariates, grid)
+    if settings.is_fixed_step:
+        return solve_fixed_step(model, settings, theta, covariates, schedule, times)
+    return solve_ode(model, settings, theta, covariates, schedule, times)
+
+
 def _core(
     model: Model,
     settings: SolverSettings,
@@ -83,30 +113,19 @@ def _core(
     schedule: Schedule,
     times: Float[Array, " T"],
     grid: FixedGrid | None = None,
-) -> tuple[Float[Array, "T n"], Float[Array, "T m"], Int[Array, ""]]:
-    if settings.method == "exact":
-        if not model.is_linear:
-            raise InputError(
-                f"Model {model.name!r} has no linear_system; method='exact' needs one. Use an "
-                "ODE solver ('tsit5', 'dopri5', 'kvaerno5')."
-            )
-        states, _ = solve_exact(model, theta, covariates, schedule, times)
-        status = jnp.int32(STATUS_OK)
-    elif settings.is_fixed_step and grid is not None:
-        states, status = integrate_on_grid(model, theta, covariates, grid)
-    elif settings.is_fixed_step:
-        states, status = solve_fixed_step(model, settings, theta, covariates, schedule, times)
-    else:
-        states, status = solve_ode(model, settings, theta, covariates, schedule, times)
+) -> tuple[Float[Array, "T n"], Float[Array, "T m"], SolveStatus]:
+    states, status = _states(model, settings, theta, covariates, schedule, times, grid)
     th = model.theta_dict(theta)
     outputs = jax.vmap(lambda y: jnp.asarray(model.observe(y, th)))(states)
     return states, outputs, _flag_nonfinite(states, outputs, status)
 
 
-def _flag_nonfinite(states, outputs, status) -> Int[Array, ""]:
-    """``STATUS_NONFINITE`` where a solve reported success but gave NaN/inf values."""
+def _flag_nonfinite(states, outputs, status: SolveStatus) -> SolveStatus:
+    """``nonfinite`` where a solve reported success but gave NaN/inf values."""
     finite = jnp.all(jnp.isfinite(states)) & jnp.all(jnp.isfinite(outputs))
-    return jnp.where((status == STATUS_OK) & ~finite, jnp.int32(STATUS_NONFINITE), status)
+    return SolveStatus.where(
+        (status == SolveStatus.successful) & ~finite, SolveStatus.nonfinite, status
+    )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
@@ -139,7 +158,7 @@ def _ode_bwd(model, settings, residuals, cotangents):
         "tok,to->k", jac_outputs, g_outputs
     )
     # A failed solve carries inf/NaN sensitivities; the likelihood masks it, so give 0.
-    ct = jnp.where(status == STATUS_OK, ct, 0.0)
+    ct = jnp.where(status == SolveStatus.successful, ct, 0.0)
     return ct, None, None, None
 
 
@@ -170,7 +189,7 @@ def _gated_cotangents(residuals, cotangents):
     """
     pullback, status = residuals
     g_states, g_outputs, _ = cotangents
-    ok = status == STATUS_OK
+    ok = status == SolveStatus.successful
     return tuple(
         jnp.where(ok.reshape(ok.shape + (1,) * (ct.ndim - ok.ndim)), ct, 0.0)
         for ct in pullback((g_states, g_outputs))
@@ -235,7 +254,7 @@ def solve_cohort_on_grid(
     theta = jnp.asarray(theta, dtype=float)
     covariates = jnp.asarray(covariates, dtype=float).reshape(theta.shape[0], len(model.covariates))
     states, outputs, status = _cohort_with_vjp(model, theta, covariates, grids)
-    return states, outputs, status == STATUS_OK
+    return states, outputs, status == SolveStatus.successful
 
 
 def _solve(
@@ -246,16 +265,20 @@ def _solve(
     schedule: Schedule,
     times: ArrayLike,
     grid: FixedGrid | None = None,
-) -> tuple[Float[Array, "T n"], Float[Array, "T m"], Int[Array, ""]]:
+) -> Trajectory:
     theta = jnp.asarray(theta, dtype=float)
     covariates = jnp.asarray(covariates, dtype=float).reshape(len(model.covariates))
     times = jnp.asarray(times, dtype=theta.dtype)
     if settings.method == "exact" or settings.is_fixed_step:
-        return _reverse_with_vjp(model, settings, theta, covariates, schedule, times, grid)
-    return _ode_with_vjp(model, settings, theta, covariates, schedule, times)
+        states, outputs, status = _reverse_with_vjp(
+            model, settings, theta, covariates, schedule, times, grid
+        )
+    else:
+        states, outputs, status = _ode_with_vjp(model, settings, theta, covariates, schedule, times)
+    return Trajectory(times=times, states=states, outputs=outputs, status=status)
 
 
-def solve_outputs(
+def solve(
     model: Model,
     theta: Float[ArrayLike, " K"],
     covariates: Float[ArrayLike, " C"],
@@ -263,10 +286,12 @@ def solve_outputs(
     times: Float[ArrayLike, " T"],
     settings: SolverSettings | None = None,
     grid: FixedGrid | None = None,
-) -> tuple[Float[Array, "T n_states"], Float[Array, "T n_outputs"], Bool[Array, ""]]:
-    """Simulate one patient: states and outputs at ``times``, and whether the solve is usable.
+) -> Trajectory:
+    """Simulate one patient: states and outputs at ``times``, and how the solve ended.
 
-    Pure and traceable: never raises inside ``jit``; vmap it over patients and draws.
+    The one entry point to the three solve paths (``settings.method``: ``"exact"``, an
+    adaptive ODE solver, or ``"rk4"``). Pure and traceable: never raises inside ``jit``
+    (a failure is a status); vmap it over patients and draws.
 
     Parameters
     ----------
@@ -296,24 +321,45 @@ def solve_outputs(
 
     Returns
     -------
-    states
-        ``(T, n_states)``.
-    outputs
-        ``(T, n_outputs)``.
-    ok
-        Boolean scalar: the solver succeeded and all values are finite. When ``False`` the
-        values are meaningless (possibly inf/NaN) and the ``theta`` gradient is zero.
+    Trajectory
+        ``times`` ``(T,)``, ``states`` ``(T, n_states)``, ``outputs`` ``(T, n_outputs)``
+        and ``status`` (:class:`~twin_uq.simulate.status.SolveStatus`). When the status is
+        not ``successful`` the values are meaningless (possibly inf/NaN) and the ``theta``
+        gradient is zero.
 
     Notes
     -----
-    Gradients are exact in ``theta`` (forward sensitivities); the gradients with respect to
-    ``covariates``, ``schedule`` and ``times`` are zero on the ODE path.
+    Gradients are exact in ``theta`` (forward sensitivities on the ODE path, reverse mode
+    on the others); the gradients with respect to ``covariates``, ``schedule`` and
+    ``times`` are zero on the ODE path.
     """
     settings = model.solver if settings is None else settings
-    if settings.is_fixed_step and settings.horizon is None and not isinstance(times, jax.core.Tracer):
+    if (
+        settings.is_fixed_step
+        and settings.horizon is None
+        and not isinstance(times, jax.core.Tracer)
+    ):
         settings = settings.covering(times)
-    states, outputs, status = _solve(model, settings, theta, covariates, schedule, times, grid)
-    return states, outputs, status == STATUS_OK
+    return _solve(model, settings, theta, covariates, schedule, times, grid)
+
+
+def solve_outputs(
+    model: Model,
+    theta: Float[ArrayLike, " K"],
+    covariates: Float[ArrayLike, " C"],
+    schedule: Schedule,
+    times: Float[ArrayLike, " T"],
+    settings: SolverSettings | None = None,
+    grid: FixedGrid | None = None,
+) -> tuple[Float[Array, "T n_states"], Float[Array, "T n_outputs"], Bool[Array, ""]]:
+    """:func:`solve` unpacked: ``(states, outputs, ok)``, for code that needs only a flag.
+
+    Same arguments and values as :func:`solve`; ``ok`` is
+    ``status == SolveStatus.successful`` (a boolean scalar). Use :func:`solve` where the
+    reason for a failure is reported.
+    """
+    traj = solve(model, theta, covariates, schedule, times, settings, grid)
+    return traj.states, traj.outputs, traj.ok
 
 
 def _as_theta(model: Model, params: Mapping[str, float] | ArrayLike) -> Array:
@@ -359,10 +405,7 @@ def _as_covariates(model: Model, covariates: Mapping[str, float] | ArrayLike | N
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _simulate_compiled(model, settings, theta, covariates, schedule, times):
     _TRACES["simulate"] += 1
-    states, outputs, status = _solve(model, settings, theta, covariates, schedule, times)
-    return Trajectory(
-        times=times, states=states, outputs=outputs, ok=status == STATUS_OK, status=status
-    )
+    return _solve(model, settings, theta, covariates, schedule, times)
 
 
 def simulate(
@@ -386,7 +429,7 @@ def simulate(
         Individual parameters: a dict name -> value or a vector in ``model.parameter_names``
         order (natural scale, covariate effects already applied).
     schedule
-        Unbatched :class:`Schedule` (see :func:`solve_outputs` for the conventions).
+        Unbatched :class:`Schedule` (see :func:`solve` for the conventions).
     times
         ``(T,)`` output times ``>= 0`` (model time unit).
     covariates
@@ -418,9 +461,30 @@ def simulate(
 @functools.partial(jax.jit, static_argnums=(0, 5))
 def _cohort_compiled(model, theta, covariates, schedules, times, settings):
     _TRACES["cohort"] += 1
-    return jax.vmap(lambda th, cv, sc, ts: solve_outputs(model, th, cv, sc, ts, settings))(
+    return jax.vmap(lambda th, cv, sc, ts: solve(model, th, cv, sc, ts, settings))(
         theta, covariates, schedules, times
     )
+
+
+def solve_cohort(
+    model: Model,
+    theta: Float[ArrayLike, "P K"],
+    covariates: Float[ArrayLike, "P C"],
+    schedules: Schedule,
+    times: Float[ArrayLike, "P T"],
+    settings: SolverSettings | None = None,
+) -> Trajectory:
+    """:func:`solve` for every patient of a cohort (jit-compiled ``vmap``).
+
+    Returns a batched :class:`Trajectory` (leading patient axis ``P``, one status per
+    patient). ``schedules`` is batched (leading patient axis, e.g. from
+    :func:`~twin_uq.simulate.schedule.stack_schedules`).
+    """
+    settings = model.solver if settings is None else settings
+    theta = jnp.asarray(theta, dtype=float)
+    covariates = jnp.asarray(covariates, dtype=float).reshape(theta.shape[0], len(model.covariates))
+    times = jnp.asarray(times, float)
+    return _cohort_compiled(model, theta, covariates, schedules, times, settings.covering(times))
 
 
 def simulate_cohort_outputs(
@@ -431,13 +495,6 @@ def simulate_cohort_outputs(
     times: Float[ArrayLike, "P T"],
     settings: SolverSettings | None = None,
 ) -> tuple[Float[Array, "P T n_states"], Float[Array, "P T n_outputs"], Bool[Array, " P"]]:
-    """:func:`solve_outputs` for every patient of a cohort (jit-compiled ``vmap``).
-
-    ``schedules`` is batched (leading patient axis, e.g. from
-    :func:`~twin_uq.simulate.schedule.stack_schedules`).
-    """
-    settings = model.solver if settings is None else settings
-    theta = jnp.asarray(theta, dtype=float)
-    covariates = jnp.asarray(covariates, dtype=float).reshape(theta.shape[0], len(model.covariates))
-    times = jnp.asarray(times, float)
-    return _cohort_compiled(model, theta, covariates, schedules, times, settings.covering(times))
+    """:func:`solve_cohort` unpacked to ``(states, outputs, ok)`` (``ok`` of shape ``(P,)``)."""
+    traj = solve_cohort(model, theta, covariates, schedules, times, settings)
+    return traj.states, traj.outputs, traj.ok

@@ -21,7 +21,8 @@ from twin_uq.errors import InputError, UnavailableError
 from twin_uq.model.base import Model
 from twin_uq.model.load import load_model
 from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal, stack_schedules
-from twin_uq.simulate.solve import simulate_cohort_outputs
+from twin_uq.simulate.solve import solve_cohort
+from twin_uq.simulate.status import describe_failures
 
 __all__ = ["Design", "SimulatedCohort", "Truth", "simulate_cohort"]
 
@@ -246,7 +247,7 @@ def simulate_cohort(
     for j, c in enumerate(model.covariates):
         cov_mat[:, j] = cov[c].to_numpy(float) if c in cov else model.covariate_defaults[c]
     # Known truth comes from an adaptive solve even when the model fits on a fixed grid.
-    _, outs, ok = simulate_cohort_outputs(
+    traj = solve_cohort(
         model,
         jnp.asarray(theta),
         jnp.asarray(cov_mat),
@@ -254,11 +255,12 @@ def simulate_cohort(
         jnp.asarray(tgrid),
         model.solver.adaptive_reference(),
     )
-    outs = np.asarray(outs)
-    if not np.all(np.asarray(ok)):
-        bad = [ids[i] for i in np.flatnonzero(~np.asarray(ok))]
+    outs, ok = np.asarray(traj.outputs), np.asarray(traj.ok)
+    if not np.all(ok):
+        bad = [ids[i] for i in np.flatnonzero(~ok)]
         raise UnavailableError(
-            f"Simulation failed for true parameters of patients {bad[:5]}; adjust the design."
+            f"Simulation failed for true parameters of patients {bad[:5]}; adjust the design. "
+            + describe_failures(traj.status, "patient")
         )
 
     rows: list[dict] = []

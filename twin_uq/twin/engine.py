@@ -1,6 +1,6 @@
 """Compiled posterior-predictive simulation of one patient over all posterior draws.
 
-:func:`predict_draws` is one ``jax.jit`` of a ``vmap`` of :func:`twin_uq.simulate.solve_outputs`
+:func:`predict_draws` is one ``jax.jit`` of a ``vmap`` of :func:`twin_uq.simulate.solve`
 over draws, followed by residual noise. The model and solver settings are static
 arguments, so JAX keeps one compiled function per (model, settings, array shapes) and
 repeated predictions with the same shapes never retrace (see :func:`trace_count`).
@@ -15,11 +15,11 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Float, Int
 
 from twin_uq.inference.residual import residual_sd
 from twin_uq.model.base import Model, SolverSettings
-from twin_uq.simulate import solve_outputs
+from twin_uq.simulate import SolveStatus, solve
 from twin_uq.simulate.schedule import Schedule
 
 __all__ = ["bucket_schedule", "predict_draws", "trace_count"]
@@ -83,28 +83,30 @@ def predict_draws(
     prop: Float[Array, "S O"],
     nu: Float[Array, " S"],
     key: jax.Array,
-) -> tuple[Float[Array, "S T O"], Float[Array, "S T O"], Bool[Array, " S"]]:
-    """Noise-free and noisy outputs at ``times`` for every draw, and which solves worked.
+) -> tuple[Float[Array, "S T O"], Float[Array, "S T O"], SolveStatus]:
+    """Noise-free and noisy outputs at ``times`` for every draw, and how each solve ended.
 
     Returns
     -------
     f, y
         ``(S, T, O)``; NaN at draws whose solve failed (callers drop those draws).
-    ok
-        ``(S,)`` solve succeeded and every output is finite.
+    status
+        ``(S,)`` :class:`~twin_uq.simulate.SolveStatus`; ``successful`` means every
+        output is finite.
     """
     _TRACES["predict"] += 1
 
     def one(th):
-        _, out, ok = solve_outputs(model, th, covariates, schedule, times, settings)
-        return out, ok & jnp.all(jnp.isfinite(out))
+        traj = solve(model, th, covariates, schedule, times, settings)
+        return traj.outputs, traj.status
 
-    f, ok = jax.vmap(one)(theta)
+    f, status = jax.vmap(one)(theta)
+    ok = status == SolveStatus.successful
     safe = jnp.where(ok[:, None, None], f, 1.0)  # keep NaN out of the noise arithmetic
     y = add_noise(key, safe, error_code, add, prop, nu)
     nan = jnp.nan
     return (
         jnp.where(ok[:, None, None], f, nan),
         jnp.where(ok[:, None, None], y, nan),
-        ok,
+        status,
     )

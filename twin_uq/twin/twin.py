@@ -23,6 +23,7 @@ import xarray as xr
 from twin_uq.errors import InputError, UnavailableError
 from twin_uq.posterior.patient import PatientPosterior, UnknownPatientError
 from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal
+from twin_uq.simulate.status import SolveStatus, describe_failures
 from twin_uq.twin.conditioning import update_twin
 from twin_uq.twin.criteria import Criterion, Event, event_grid
 from twin_uq.twin.engine import _bucket, bucket_schedule, predict_draws
@@ -181,13 +182,13 @@ class PosteriorTwin:
 
     def _simulate(
         self, times: np.ndarray, schedule: Schedule, idx: np.ndarray, seed: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, SolveStatus]:
         # Pad times and draws to power-of-two sizes (repeating the last one) so that a few
         # compiled shapes serve every request; the padding is sliced off again.
         T, D = times.size, idx.size
         t_pad = np.concatenate([times, np.full(_bucket(T, 16) - T, times[-1])])
         i_pad = np.concatenate([idx, np.full(_bucket(D, 16) - D, idx[-1])])
-        f, y, ok = predict_draws(
+        f, y, status = predict_draws(
             self.model,
             self.settings.covering(t_pad),
             jnp.asarray(self.theta[i_pad]),
@@ -200,7 +201,8 @@ class PosteriorTwin:
             jnp.asarray(self.nu[i_pad]),
             jax.random.key(seed),
         )
-        return np.asarray(f)[:D, :T], np.asarray(y)[:D, :T], np.asarray(ok)[:D]
+        status = jax.tree.map(lambda v: np.asarray(v)[:D], status)
+        return np.asarray(f)[:D, :T], np.asarray(y)[:D, :T], status
 
     def predict(
         self,
@@ -237,7 +239,8 @@ class PosteriorTwin:
             (time): later than the last observation; ``horizon`` (time): how much later.
             Attributes: ``patient_id``, ``model_name``, ``interval``, ``approximate`` and
             ``population_only`` (0/1), ``last_observation_time``, ``n_draws``,
-            ``n_failed_draws`` (draws whose solve failed: excluded, not imputed), ``seed``.
+            ``n_failed_draws`` (draws whose solve failed: excluded, not imputed),
+            ``solver_failures`` (why they failed and what to change; empty if none), ``seed``.
 
         Raises
         ------
@@ -250,15 +253,17 @@ class PosteriorTwin:
         t = check_times(times)
         sched = self._as_schedule(schedule)
         idx = self._draw_index(draws)
-        f, y, ok = self._simulate(t, sched, idx, seed)
-        return self._dataset(t, f, y, ok, idx, interval, seed)
+        f, y, status = self._simulate(t, sched, idx, seed)
+        return self._dataset(t, f, y, status, idx, interval, seed)
 
-    def _dataset(self, t, f, y, ok, idx, interval, seed) -> xr.Dataset:
+    def _dataset(self, t, f, y, status, idx, interval, seed) -> xr.Dataset:
+        ok = np.asarray(status == SolveStatus.successful)
         n_failed = int((~ok).sum())
+        failures = describe_failures(status, "posterior draw")
         if not ok.any():
             raise UnavailableError(
                 f"Patient {self.patient_id}: the ODE solver failed at all {ok.size} posterior "
-                "draws for this schedule and these times; no prediction is possible."
+                f"draws for this schedule and these times; no prediction is possible. {failures}"
             )
         f, y, idx = f[ok], y[ok], idx[ok]
         a = (1 - interval) / 2
@@ -298,6 +303,7 @@ class PosteriorTwin:
                 "last_observation_time": last,
                 "n_draws": int(ok.sum()),
                 "n_failed_draws": n_failed,
+                "solver_failures": failures,
                 "seed": int(seed),
                 "n_updates": len(self.history),
             },
@@ -384,18 +390,23 @@ class PosteriorTwin:
         raw = {}
         ok_all = np.ones(idx.size, dtype=bool)
         for name, sched in regimens.items():
-            f, y, ok = self._simulate(
+            f, y, status = self._simulate(
                 times, self._as_schedule(sched, f"regimen {name!r}"), idx, seed
             )
-            raw[name] = (f, y, ok)
-            ok_all &= ok
+            raw[name] = (f, y, status)
+            ok_all &= np.asarray(status == SolveStatus.successful)
         if not ok_all.any():
+            why = " ".join(
+                f"Regimen {name!r}: {describe_failures(status, 'posterior draw')}"
+                for name, (_, _, status) in raw.items()
+                if describe_failures(status)
+            )
             raise UnavailableError(
-                f"Patient {self.patient_id}: the ODE solver failed at every draw."
+                f"Patient {self.patient_id}: the ODE solver failed at every draw. {why}"
             )
         preds = {}
-        for name, (f, y, ok) in raw.items():
-            ds = self._dataset(times, f, y, ok, idx, interval, seed)
+        for name, (f, y, status) in raw.items():
+            ds = self._dataset(times, f, y, status, idx, interval, seed)
             preds[name] = ds.sel(draw=idx[ok_all])
             preds[name].attrs["n_failed_draws"] = int((~ok_all).sum())
             preds[name].attrs["n_draws"] = int(ok_all.sum())
