@@ -194,7 +194,7 @@ def fit(
             prepared.structure, prepared.data, prepared.priors, init, key=k_fit, chains=chains,
             warmup=warmup, draws=draws, target_accept=target_accept,
             max_tree_depth=max_tree_depth, dense_mass=dense_mass, chain_method=chain_method,
-            mass=prepared.posterior_variance_guess(),
+            mass=prepared.posterior_variance_guess(), progress=progress,
         )  # fmt: skip
     elif method == "svi":
         with _explained_invalid_start(prepared, init, method):
