@@ -244,7 +244,7 @@ def run_chains(
 
     Outputs have the chain axis first and come as one batch (``vectorized``) or one per
     round of ``pmap`` (``parallel``: as many chains per round as host devices). Chain ``c``
-    gets ``per_chain[c]`` whichever method runs it, so the method does not change the draws.
+    gets ``per_chain[c]`` (its start and key) whichever method runs it.
     With ``progress`` a bar (iterations of all chains, divergences so far, time left) is
     shown while the chains run; the draws are the same with and without it.
     """

@@ -80,6 +80,7 @@ class ChainProgress:
         self.divergences = np.zeros((chains, 2), dtype=np.int64)  # (warm-up, sampling)
         self._lock = threading.Lock()
         self._bar = None
+        self._started = False
         self._id = next(_IDS)
         self.token = jnp.asarray(self._id, dtype=jnp.int32)
 
@@ -89,6 +90,7 @@ class ChainProgress:
         self._bar = tqdm(
             total=self.chains * (self.warmup + self.draws), desc=self.description, unit="it"
         )
+        self._bar.set_postfix_str("compiling")
         _OPEN[self._id] = self
         return self
 
@@ -100,6 +102,11 @@ class ChainProgress:
             self.divergences[chain] = np.maximum(self.divergences[chain], divergences)
             if self._bar is None:
                 return
+            if not self._started:
+                # The first report comes after compilation: restart the clock so that the
+                # rate and time left are those of sampling, not of compiling.
+                self._bar.reset()
+                self._started = True
             self._bar.update(int(self.done.sum()) - self._bar.n)
             phase = "warm-up" if self.done.min() < self.warmup else "sampling"
             warm, sampling = self.divergences.sum(axis=0)
@@ -107,10 +114,12 @@ class ChainProgress:
                 f"{phase}, divergences {sampling} (warm-up {warm})", refresh=False
             )
 
-    def __exit__(self, *exc) -> bool:
-        # Callbacks run asynchronously: wait for the last reports before closing the bar.
+    def __exit__(self, exc_type, exc, tb) -> bool:
         try:
-            jax.effects_barrier()
+            # Callbacks run asynchronously: wait for the last reports before closing the
+            # bar. Not after an error or Ctrl-C: that would wait for the whole run.
+            if exc_type is None:
+                jax.effects_barrier()
         finally:
             _OPEN.pop(self._id, None)
             if self._bar is not None:
