@@ -203,18 +203,26 @@ ChainFn = Callable[[Hashable, Any, Any, ProgressChannel | None], Any]
 
 
 @functools.cache
-def _mapped(chain_fn: ChainFn, method: str) -> Callable:
+def _mapped(chain_fn: ChainFn, method: str, progress: bool) -> Callable:
     """``chain_fn`` compiled over a leading chain axis.
 
-    One transform per function and method, cached so that its compiled code is reused by
-    every later run with the same statics and shapes.
+    One transform per function, method and progress switch, cached so that its compiled
+    code is reused by every later run with the same statics and shapes. Without progress
+    the token and chain ids are not arguments at all (``pmap`` misassigns ``in_axes`` when
+    an argument is None: seen with the locked jax 0.12).
     """
+    if progress:
 
-    def one(statics, shared, per_chain, token, chain_id):
-        channel = None if token is None else ProgressChannel(token, chain_id)
-        return chain_fn(statics, shared, per_chain, channel)
+        def one(statics, shared, per_chain, token, chain_id):
+            return chain_fn(statics, shared, per_chain, ProgressChannel(token, chain_id))
 
-    axes = (None, None, 0, None, 0)
+        axes = (None, None, 0, None, 0)
+    else:
+
+        def one(statics, shared, per_chain):
+            return chain_fn(statics, shared, per_chain, None)
+
+        axes = (None, None, 0)
     if method == "vectorized":
         return jax.jit(jax.vmap(one, in_axes=axes), static_argnums=0)
     return jax.pmap(one, in_axes=axes, static_broadcasted_argnums=(0,))
@@ -253,20 +261,19 @@ def run_chains(
     chain_ids = jnp.arange(chains, dtype=jnp.int32) if progress else None
     outs = []
     with bar if bar is not None else contextlib.nullcontext():
-        token = None if bar is None else bar.token
+        watch = () if bar is None else (bar.token,)
         if chosen == "vectorized":
-            outs.append(
-                _mapped(chain_fn, "vectorized")(statics, shared, per_chain, token, chain_ids)
-            )
+            ids = () if bar is None else (chain_ids,)
+            call = _mapped(chain_fn, "vectorized", bar is not None)
+            outs.append(call(statics, shared, per_chain, *watch, *ids))
             label = "vectorized (vmap)"
         else:
+            call = _mapped(chain_fn, "parallel", bar is not None)
             per_round = max(1, min(chains, jax.local_device_count()))
             for start in range(0, chains, per_round):
-                n = min(per_round, chains - start)
-                part, ids = jax.tree.map(
-                    lambda v, s=start, n=n: v[s : s + n], (per_chain, chain_ids)
-                )
-                outs.append(_mapped(chain_fn, "parallel")(statics, shared, part, token, ids))
+                part = jax.tree.map(lambda v, s=start: v[s : s + per_round], per_chain)
+                ids = () if bar is None else (chain_ids[start : start + per_round],)
+                outs.append(call(statics, shared, part, *watch, *ids))
             label = "parallel (pmap)" if per_round > 1 else "sequential"
         if bar is not None:
             outs = jax.block_until_ready(outs)
