@@ -223,8 +223,9 @@ def _toy_update_data(means: np.ndarray, chol: np.ndarray):
 
 def test_nuts_update_samples_a_known_gaussian_mixture_within_mcse():
     """The update (the fit's NUTS driver) on a target with a closed form: two equally
-    weighted correlated Gaussians in log theta. Mean and sd of each log parameter and the
-    share of draws paired with each population draw (1/2) agree within 4 MCSE."""
+    weighted correlated Gaussians in log theta. Mean and sd of each log parameter, the share
+    of draws paired with each population draw (1/2) and the pairing's dependence on the
+    draw agree with the closed form within 4 MCSE."""
     import arviz_stats as azs
 
     from twin_uq.twin.update import run_update
@@ -245,6 +246,12 @@ def test_nuts_update_samples_a_known_gaussian_mixture_within_mcse():
         assert abs(x[:, :, k].std() - np.sqrt(cov[k, k])) < 4 * se_sd, k
     second = (res.draw_index == 1).astype(float).reshape(chains, draws)
     assert abs(second.mean() - 0.5) < 4 * float(azs.mcse(second, method="mean"))
+    # The pairing follows x: E[x 1{s = 1}] = means[1] / 2. A pairing blind to x would give
+    # E[x] / 2, off by (means[1] - means[0]) / 4 = (0.2, 0.075), many MCSE here.
+    for k in range(2):
+        joint = x[:, :, k] * second
+        se = float(azs.mcse(joint, method="mean"))
+        assert abs(joint.mean() - means[1, k] / 2) < 4 * se, (k, joint.mean(), se)
     assert res.r_hat < 1.01 and res.divergences == 0
     shown = run_update(model, model.solver, data, means.mean(axis=0), chains=chains, warmup=300,
                        draws=draws, seed=4, progress=True)  # fmt: skip
