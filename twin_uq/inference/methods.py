@@ -182,7 +182,7 @@ class NUTS(FitMethod):
             chains=self.chains, warmup=self.warmup, draws=self.draws,
             target_accept=self.target_accept, max_tree_depth=self.max_tree_depth,
             dense_mass=self.dense_mass, chain_method=self.chain_method,
-            mass=prepared.posterior_variance_guess(),
+            mass=prepared.posterior_variance_guess(), progress=progress,
         )  # fmt: skip
 
 

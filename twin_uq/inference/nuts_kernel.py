@@ -1,124 +1,187 @@
-"""NUTS for the population program as one compiled function per structure and shape.
+"""The one NUTS driver: a kernel in init / step form, one compiled loop, chains in parallel.
 
-NumPyro's ``MCMC`` driver re-traces the model to find initial values and re-initialises its
-kernels on every ``run``; for ODE likelihoods that tracing cost tens of seconds per fit. Here
-the whole chain — unconstraining the initial values, warm-up, sampling, constraining the
-draws — is one ``jit``-compiled function of the data (NumPyro's functional ``hmc`` kernel),
-so every later fit with the same structure and array shapes reuses the compiled code: SBC
-replicates, simulation studies, test suites and repeated clinical fits pay compilation once.
+Used by every NUTS run of the package: the cohort fit (:func:`twin_uq.inference.backends.run_nuts`),
+the twin update (:func:`twin_uq.twin.update.run_update`) and stage 2 of two-stage fits
+(whose workers call ``run_update``). Three layers, each usable on its own:
 
-Chains run in parallel with ``pmap`` over the host devices (see ``twin_uq._config``), one
-chain per device; more chains than devices run in rounds. ``pmap`` over a solve whose
-reverse-mode gradient is a ``custom_vjp`` of forward sensitivities does not hit equinox's
-closure-conversion crash (see ``twin_uq.simulate.solve``).
+* :func:`nuts` — NumPyro's functional NUTS kernel (``numpyro.infer.hmc.hmc``) as an
+  ``init(position, key, args) -> state`` / ``step(state, args) -> (state, info)`` pair, in
+  the manner of BlackJAX. The random key lives in the state (NumPyro splits it on every
+  step), which is why ``step`` takes none: keeping NumPyro's key stream keeps the draws of
+  every seed what they were.
+* :func:`sample_chain` — warm-up (step size by dual averaging, diagonal or dense mass matrix
+  by windowed adaptation, as NumPyro) and sampling of one chain in ONE ``lax.scan``.
+  NumPyro's kernel switches adaptation off by the iteration count, so one compiled loop
+  body serves both phases (two scans compiled the kernel, and the ODE gradient inside it,
+  twice). With a :class:`~twin_uq.inference.progress.ProgressChannel` it reports to a
+  progress bar from inside the loop.
+* :func:`run_chains` — one compiled function per chain function, structure and shapes, over
+  all chains: ``pmap`` over the host devices (one chain per device; more chains than
+  devices run in rounds) or ``vmap`` on one device.
 
-On a single accelerator (GPU/TPU) the chains are instead *vectorised* (``vmap`` of the
-whole chain): the device has the width to evaluate every chain's gradient at once, and
-the price of ``vmap`` — each chain's tree takes as many leapfrog steps as the longest in
-the batch — is paid in parallel lanes rather than in time. On CPU, vectorising would make
-every chain wait for the slowest one, so CPU chains stay one per device.
+Why compiled this way: NumPyro's ``MCMC`` driver re-traces the model to find initial values
+and re-initialises its kernels on every ``run``; for ODE likelihoods that cost tens of
+seconds per fit. Here the data are arguments of one compiled function, so every later run
+with the same structure and array shapes reuses the compiled code (SBC replicates,
+simulation studies, test suites, repeated clinical fits and twin updates pay compilation
+once).
+
+Chains run in parallel with ``pmap`` over the host devices (see ``twin_uq._config``).
+``pmap`` over a solve whose reverse-mode gradient is a ``custom_vjp`` of forward
+sensitivities does not hit equinox's closure-conversion crash (see
+``twin_uq.simulate.solve``). On a single accelerator (GPU/TPU) the chains are instead
+*vectorised* (``vmap`` of the whole chain): the device has the width to evaluate every
+chain's gradient at once, and the price of ``vmap`` — each chain's tree takes as many
+leapfrog steps as the longest in the batch — is paid in parallel lanes rather than in time.
+On CPU, vectorising would make every chain wait for the slowest one, so CPU chains stay one
+per device.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from functools import partial
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Bool, Float, Int
 from numpyro.infer.hmc import hmc
-from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
 from twin_uq.errors import InputError
-from twin_uq.inference.numpyro_model import ProgramStructure, cohort_program
+from twin_uq.inference.progress import ChainProgress, ProgressChannel, report_progress
 
-__all__ = ["NutsSettings", "sample_nuts"]
+__all__ = [
+    "CHAIN_METHODS",
+    "NutsInfo",
+    "NutsKernel",
+    "NutsSettings",
+    "choose_chain_method",
+    "nuts",
+    "run_chains",
+    "sample_chain",
+]
 
 
 @dataclass(frozen=True)
 class NutsSettings:
-    """Static settings of a NUTS run (hashable: part of the compilation key)."""
+    """Static settings of a NUTS run (hashable: part of the compilation key).
+
+    ``warmup`` and ``draws`` are iteration counts per chain; ``target_accept`` is the
+    step-size adaptation's target mean acceptance probability; ``dense_mass`` adapts a
+    dense instead of a diagonal mass matrix.
+    """
 
     warmup: int
     draws: int
-    target_accept: float
-    max_tree_depth: int
-    dense_mass: bool
+    target_accept: float = 0.8
+    max_tree_depth: int = 10
+    dense_mass: bool = False
 
 
-def _program(structure: ProgramStructure):
-    return partial(cohort_program, structure)
+class NutsInfo(NamedTuple):
+    """Per-iteration facts of one NUTS transition (scalars per chain and iteration)."""
+
+    diverging: Bool[Array, ""]
+    energy: Float[Array, ""]
+    num_steps: Int[Array, ""]
+    accept_prob: Float[Array, ""]
+    step_size: Float[Array, ""]
+    potential_energy: Float[Array, ""]
 
 
-def _one_chain(statics, data, priors, init_values, mass, key):
-    structure, settings = statics
-    program = _program(structure)
-    args = (data, priors)
+class NutsKernel(NamedTuple):
+    """``init(position, key, args, inverse_mass=None) -> state``; ``step(state, args) -> (state, info)``.
 
-    def potential_gen(d, p):
-        return lambda z: potential_energy(program, (d, p), {}, z)
+    ``state`` is NumPyro's ``HMCState`` (position ``state.z``, the adaptation state and the
+    chain's random key); ``args`` are the arguments of the potential (the data), passed on
+    every step so that they stay arguments of the compiled loop rather than constants.
+    """
 
-    supports_only = _program(structure.prior_only())  # no ODE solve traced for the maps
-    z0 = unconstrain_fn(supports_only, args, {}, init_values)
-    # The diagonal mass-matrix adaptation starts at the expected posterior variances of
-    # the unconstrained sites (``mass``; 1 for sites it does not name), not the identity.
-    # (A dense block over the population sites was tried on the 20-patient Bergman
-    # benchmark: no gain in ESS, measured 2026-12-01 at commit 8493aa3.)
-    if settings.dense_mass:
-        inverse_mass = None
-    else:
-        start = {k: jnp.broadcast_to(mass.get(k, 1.0), v.shape) for k, v in z0.items()}
-        inverse_mass = ravel_pytree(start)[0]
+    init: Callable[..., Any]
+    step: Callable[..., tuple[Any, NutsInfo]]
+
+
+def nuts(potential_gen: Callable[..., Callable], settings: NutsSettings) -> NutsKernel:
+    """NUTS for the potential ``potential_gen(*args)(z)`` (``-log density``, unconstrained ``z``).
+
+    Call inside the traced function that runs the chain: NumPyro's ``init_kernel`` sets up
+    the adaptation schedule that ``sample_kernel`` then reads, so one pair per chain.
+    """
     init_kernel, sample_kernel = hmc(potential_fn_gen=potential_gen, algo="NUTS")
-    state = init_kernel(
-        z0,
-        settings.warmup,
-        inverse_mass_matrix=inverse_mass,
-        target_accept_prob=settings.target_accept,
-        max_tree_depth=settings.max_tree_depth,
-        dense_mass=settings.dense_mass,
-        model_args=args,
-        rng_key=key,
-    )
 
-    # One scan over warm-up and sampling: NumPyro's kernel switches adaptation off by the
-    # iteration count, so one compiled loop body serves both phases (two scans compiled
-    # the NUTS kernel, and the ODE gradient inside it, twice). Draws are written into a
-    # buffer of ``draws`` rows; warm-up iterations write row 0, which sampling overwrites.
+    def init(position, key: jax.Array, args: tuple, inverse_mass: Array | None = None):
+        # ``inverse_mass`` (flat, unconstrained order) starts the mass-matrix adaptation;
+        # None is NumPyro's identity start.
+        return init_kernel(
+            position,
+            settings.warmup,
+            inverse_mass_matrix=inverse_mass,
+            target_accept_prob=settings.target_accept,
+            max_tree_depth=settings.max_tree_depth,
+            dense_mass=settings.dense_mass,
+            model_args=args,
+            rng_key=key,
+        )
+
+    def step(state, args: tuple):
+        state = sample_kernel(state, model_args=args)
+        info = NutsInfo(
+            state.diverging,
+            state.energy,
+            state.num_steps,
+            state.accept_prob,
+            state.adapt_state.step_size,
+            state.potential_energy,
+        )
+        return state, info
+
+    return NutsKernel(init, step)
+
+
+def sample_chain(
+    kernel: NutsKernel,
+    state,
+    args: tuple,
+    settings: NutsSettings,
+    progress: ProgressChannel | None = None,
+) -> tuple[Float[Array, "D P"], NutsInfo, Int[Array, ""]]:
+    """Warm-up and sampling of one chain in one compiled loop.
+
+    Returns the ``draws`` post-warm-up positions, flattened (``(draws, P)``, the order of
+    ``jax.flatten_util.ravel_pytree(state.z)``), the sampling iterations' :class:`NutsInfo`
+    (each field ``(draws,)``) and the number of divergent warm-up transitions.
+
+    Draws are written into a buffer of ``draws`` rows; warm-up iterations write row 0,
+    which sampling overwrites (keeping every state would hold ``warmup`` extra rows).
+    ``progress`` adds a divergence counter to the loop and a host callback every few
+    iterations; it reads the chain's values and changes none of them.
+    """
     warmup, draws = settings.warmup, settings.draws
-    z_flat, unravel = ravel_pytree(z0)
+    z_flat, _ = ravel_pytree(state.z)
     buffer = jnp.zeros((draws, z_flat.shape[0]), z_flat.dtype)
+    # Divergences so far, (warm-up, sampling); only carried when someone is watching, so
+    # that the compiled loop without a bar is exactly the loop it always was.
+    counts = None if progress is None else jnp.zeros(2, jnp.int32)
 
-    def step(carry, i):
-        st, kept = carry
-        st = sample_kernel(st, model_args=args)
+    def body(carry, i):
+        st, kept, n_div = carry
+        st, info = kernel.step(st, args)
         row = jnp.maximum(i - warmup, 0)
         kept = jax.lax.dynamic_update_slice(kept, ravel_pytree(st.z)[0][None], (row, 0))
-        stats = (
-            st.diverging,
-            st.energy,
-            st.num_steps,
-            st.accept_prob,
-            st.adapt_state.step_size,
-            st.potential_energy,
-        )
-        return (st, kept), stats
+        if progress is not None:
+            n_div = n_div.at[(i >= warmup).astype(jnp.int32)].add(info.diverging)
+            report_progress(progress, i + 1, n_div, warmup + draws)
+        return (st, kept, n_div), info
 
-    (_, kept), stats = jax.lax.scan(step, (state, buffer), jnp.arange(warmup + draws))
-    warm_div = jnp.sum(stats[0][:warmup])
-    stats = tuple(s[warmup:] for s in stats)
-    samples = jax.vmap(lambda flat: constrain_fn(supports_only, args, {}, unravel(flat)))(kept)
-    return samples, stats, warm_div
+    (_, kept, _), info = jax.lax.scan(body, (state, buffer, counts), jnp.arange(warmup + draws))
+    warm_div = jnp.sum(info.diverging[:warmup])
+    info = NutsInfo(*(s[warmup:] for s in info))
+    return kept, info, warm_div
 
-
-_pmapped_chain = jax.pmap(
-    _one_chain, in_axes=(None, None, None, 0, None, 0), static_broadcasted_argnums=(0,)
-)
-_vmapped_chain = jax.jit(
-    jax.vmap(_one_chain, in_axes=(None, None, None, 0, None, 0)), static_argnums=(0,)
-)
 
 CHAIN_METHODS = ("auto", "parallel", "vectorized")
 
@@ -137,50 +200,82 @@ def choose_chain_method(chains: int, requested: str = "auto") -> str:
     return "vectorized" if single_accelerator and chains > 1 else "parallel"
 
 
-def sample_nuts(
-    structure: ProgramStructure,
-    settings: NutsSettings,
-    data,
-    priors,
-    init_values: dict,
-    key: jax.Array,
-    chains: int,
-    chain_method: str = "auto",
-    mass: dict | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int, str]:
-    """Run ``chains`` NUTS chains; returns samples, sample stats, warm-up divergences, method.
+ChainFn = Callable[[Hashable, Any, Any, ProgressChannel | None], Any]
 
-    Samples have shape ``(chains, draws, ...)``. ``chain_method`` is ``"auto"``,
-    ``"parallel"`` or ``"vectorized"`` (see :func:`choose_chain_method`); chain ``c`` uses
-    the same random key whichever is chosen.
+
+@functools.cache
+def _mapped(chain_fn: ChainFn, method: str, progress: bool) -> Callable:
+    """``chain_fn`` compiled over a leading chain axis.
+
+    One transform per function, method and progress switch, cached so that its compiled
+    code is reused by every later run with the same statics and shapes. Without progress
+    the token and chain ids are not arguments at all (``pmap`` misassigns ``in_axes`` when
+    an argument is None: seen with the locked jax 0.12).
+    """
+    if progress:
+
+        def one(statics, shared, per_chain, token, chain_id):
+            return chain_fn(statics, shared, per_chain, ProgressChannel(token, chain_id))
+
+        axes = (None, None, 0, None, 0)
+    else:
+
+        def one(statics, shared, per_chain):
+            return chain_fn(statics, shared, per_chain, None)
+
+        axes = (None, None, 0)
+    if method == "vectorized":
+        return jax.jit(jax.vmap(one, in_axes=axes), static_argnums=0)
+    return jax.pmap(one, in_axes=axes, static_broadcasted_argnums=(0,))
+
+
+def run_chains(
+    chain_fn: ChainFn,
+    statics: Hashable,
+    shared: Any,
+    per_chain: Any,
+    *,
+    chains: int,
+    warmup: int,
+    draws: int,
+    chain_method: str = "auto",
+    progress: bool = False,
+    description: str = "NUTS",
+) -> tuple[list[Any], str]:
+    """Run ``chain_fn`` for every chain; returns the outputs per batch of chains and the method.
+
+    ``chain_fn(statics, shared, per_chain, progress)`` runs one chain (typically
+    :func:`nuts` + :func:`sample_chain`): ``statics`` is hashable (structure, settings:
+    the compilation key), ``shared`` a pytree given to every chain (the data),
+    ``per_chain`` a pytree with a leading axis of ``chains`` (initial positions, keys), and
+    ``progress`` a :class:`ProgressChannel` to pass to :func:`sample_chain`, or None.
+    ``chain_fn`` must be a module-level function (its compiled form is cached by identity).
+
+    Outputs have the chain axis first and come as one batch (``vectorized``) or one per
+    round of ``pmap`` (``parallel``: as many chains per round as host devices). Chain ``c``
+    gets ``per_chain[c]`` (its start and key) whichever method runs it.
+    With ``progress`` a bar (iterations of all chains, divergences so far, time left) is
+    shown while the chains run; the draws are the same with and without it.
     """
     chosen = choose_chain_method(chains, chain_method)
-    keys = jax.random.split(key, chains)
-    mass = {k: jnp.asarray(v, dtype=float) for k, v in (mass or {}).items()}
-    init = {k: jnp.asarray(v) for k, v in init_values.items()}
-    if chosen == "vectorized":
-        batch_init = jax.tree.map(lambda v: jnp.broadcast_to(v, (chains, *v.shape)), init)
-        out = _vmapped_chain((structure, settings), data, priors, batch_init, mass, keys)
-        return (*_collect([out]), "vectorized (vmap)")
-    n_dev = jax.local_device_count()
-    per_round = max(1, min(chains, n_dev))
+    bar = ChainProgress(chains, warmup, draws, description) if progress else None
+    chain_ids = jnp.arange(chains, dtype=jnp.int32) if progress else None
     outs = []
-    for start in range(0, chains, per_round):
-        n = min(per_round, chains - start)
-        batch_init = jax.tree.map(lambda v, n=n: jnp.broadcast_to(v, (n, *v.shape)), init)
-        outs.append(
-            _pmapped_chain(
-                (structure, settings), data, priors, batch_init, mass, keys[start : start + n]
-            )
-        )
-    method = "parallel (pmap)" if per_round > 1 else "sequential"
-    return (*_collect(outs), method)
-
-
-def _collect(outs: list) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
-    """Concatenate the chain batches' samples, stats and warm-up divergence counts."""
-    samples = {k: np.concatenate([np.asarray(o[0][k]) for o in outs]) for k in outs[0][0]}
-    names = ("diverging", "energy", "n_steps", "acceptance_rate", "step_size", "potential_energy")
-    stats = {n: np.concatenate([np.asarray(o[1][i]) for o in outs]) for i, n in enumerate(names)}
-    warm_div = int(sum(int(np.asarray(o[2]).sum()) for o in outs))
-    return samples, stats, warm_div
+    with bar if bar is not None else contextlib.nullcontext():
+        watch = () if bar is None else (bar.token,)
+        if chosen == "vectorized":
+            ids = () if bar is None else (chain_ids,)
+            call = _mapped(chain_fn, "vectorized", bar is not None)
+            outs.append(call(statics, shared, per_chain, *watch, *ids))
+            label = "vectorized (vmap)"
+        else:
+            call = _mapped(chain_fn, "parallel", bar is not None)
+            per_round = max(1, min(chains, jax.local_device_count()))
+            for start in range(0, chains, per_round):
+                part = jax.tree.map(lambda v, s=start: v[s : s + per_round], per_chain)
+                ids = () if bar is None else (chain_ids[start : start + per_round],)
+                outs.append(call(statics, shared, part, *watch, *ids))
+            label = "parallel (pmap)" if per_round > 1 else "sequential"
+        if bar is not None:
+            outs = jax.block_until_ready(outs)
+    return outs, label

@@ -31,11 +31,11 @@ import jax.numpy as jnp
 import jax.scipy.special as jsp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
-from numpyro.infer.hmc import hmc
 
 from twin_uq.data import CohortArrays
 from twin_uq.errors import InputError
 from twin_uq.inference.likelihood import ResidualParams, patient_loglik, patient_predictions
+from twin_uq.inference.nuts_kernel import NutsSettings, nuts, run_chains, sample_chain
 from twin_uq.inference.residual import ERROR_CODES, residual_sd
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.twin.engine import _TRACES, _bucket
@@ -171,46 +171,32 @@ def log_target(
     return jax.scipy.special.logsumexp(terms) - jnp.log(terms.shape[0])
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
-def _sample(
-    model: Model,
-    settings: SolverSettings,
-    student: bool,
-    chains: int,
-    warmup: int,
-    draws: int,
-    data: UpdateData,
-    init: Float[Array, "C K"],
-    key: jax.Array,
-):
-    """NUTS (NumPyro's functional kernel) for all chains, warm-up and sampling in one jit.
+#: Target acceptance of the update's step-size adaptation (NumPyro's default is 0.8); the
+#: mass-matrix adaptation starts at the identity.
+TARGET_ACCEPT = 0.85
 
-    The data are arguments, so every update with the same shapes reuses the compiled
-    sampler (NumPyro's ``MCMC`` re-initialises and re-traces on every ``run``).
+
+def _update_chain(statics, data: UpdateData, per_chain, progress):
+    """One chain of the update (the shared NUTS driver) and its population-draw assignment.
+
+    ``per_chain`` is ``(x0, key)``: starting log parameters ``(K,)`` and the chain's key,
+    split into the kernel's key and the key of the assignment ``s ~ p(s | x, y)``.
+    Returns the draws ``(D, K)``, their divergence flags ``(D,)`` and assignments ``(D,)``.
     """
-    _TRACES["update"] += 1
+    model, settings, student, nuts_settings = statics
+    x0, key = per_chain
+    k_init, k_assign = jax.random.split(key)
 
     def potential_gen(d):
         return lambda x: -log_target(model, settings, x, d, student)
 
-    def chain(x0, k):
-        k_init, k_assign = jax.random.split(k)
-        init_kernel, sample_kernel = hmc(potential_fn_gen=potential_gen, algo="NUTS")
-        state = init_kernel(x0, warmup, target_accept_prob=0.85, model_args=(data,), rng_key=k_init)
-
-        def step(st, _):
-            st = sample_kernel(st, model_args=(data,))
-            return st, (st.z, st.diverging)
-
-        state, _ = jax.lax.scan(step, state, None, length=warmup)
-        _, (z, div) = jax.lax.scan(step, state, None, length=draws)
-        # Pair each draw with a population draw s ~ p(s | x, y).
-        terms = jax.vmap(lambda x: _mixture_terms(model, settings, x, data, student))(z)
-        s = jax.random.categorical(k_assign, terms, axis=1)
-        return z, div, s
-
-    keys = jax.random.split(key, chains)
-    return jax.vmap(chain)(init, keys)
+    kernel = nuts(potential_gen, nuts_settings)
+    state = kernel.init(x0, k_init, (data,))
+    z, info, _ = sample_chain(kernel, state, (data,), nuts_settings, progress)
+    # Pair each draw with a population draw s ~ p(s | x, y).
+    terms = jax.vmap(lambda x: _mixture_terms(model, settings, x, data, student))(z)
+    s = jax.random.categorical(k_assign, terms, axis=1)
+    return z, info.diverging, s
 
 
 @dataclass(frozen=True)
@@ -238,17 +224,29 @@ def run_update(
     warmup: int,
     draws: int,
     seed: int,
+    progress: bool = False,
 ) -> UpdateResult:
-    """NUTS on the patient's log parameters; compiled once per (model, settings, shapes)."""
+    """NUTS on the patient's log parameters; compiled once per (model, settings, shapes).
+
+    The sampler is the package's one NUTS driver (:mod:`twin_uq.inference.nuts_kernel`),
+    as for the cohort fit; ``progress`` shows its bar (the draws are the same either way).
+    """
     if chains < 1 or warmup < 1 or draws < 1:
         raise InputError(f"chains, warmup and draws must be >= 1, got {chains}, {warmup}, {draws}.")
     student = bool(np.any(np.asarray(data.error_code) == ERROR_CODES["student_t"]))
     rng = np.random.default_rng(seed)
     x0 = np.asarray(init)[None, :] + 0.05 * rng.standard_normal((chains, init.shape[0]))
+    nuts_settings = NutsSettings(warmup, draws, target_accept=TARGET_ACCEPT)
     t0 = time.perf_counter()
-    z, div, s = _sample(
-        model, settings, student, chains, warmup, draws, data, jnp.asarray(x0), jax.random.key(seed)
-    )
+    # Vectorised chains (vmap), as the update has always run them: one compiled function
+    # for all chains, the same in a notebook and inside a single-threaded Dask worker.
+    (out,), _ = run_chains(
+        _update_chain, (model, settings, student, nuts_settings), data,
+        (jnp.asarray(x0), jax.random.split(jax.random.key(seed), chains)),
+        chains=chains, warmup=warmup, draws=draws, chain_method="vectorized",
+        progress=progress, description="NUTS update",
+    )  # fmt: skip
+    z, div, s = out
     x = np.asarray(z)  # (chains, draws, K)
     s = np.asarray(s).reshape(-1)
     seconds = time.perf_counter() - t0
