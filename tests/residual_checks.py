@@ -8,6 +8,7 @@ draws from exactly the density the fit scores, parameters of each element includ
 
 import jax.numpy as jnp
 import numpy as np
+from scipy import stats
 
 from twin_uq.inference.residual import ErrorKind, observation_loglik
 
@@ -41,15 +42,23 @@ def ks_distance(u: np.ndarray) -> float:
     return float(np.sqrt(n) * max(np.max(i / n - u), np.max(u - (i - 1) / n)))
 
 
-def assert_student_t_replicates(y, f, a, b, nu) -> None:
-    """``y`` are Student-t replicates (scale sqrt(a² + b²f²), dof ``nu``), and not Normal.
+def assert_student_t_replicates(y, f, a, b, nu, beyond: float = 3.0) -> None:
+    """``y`` are Student-t replicates (scale sqrt(a² + b²f²), dof ``nu``), not Normal ones.
 
-    The second check is the power of the first: the same replicates scored as Normal
-    (combined error) must be rejected, so a consumer that silently drew Normal noise for a
-    Student-t output fails here.
+    Two checks: the replicates are uniform under the Student-t CDF of each element's own
+    parameters (PIT, KS test), and the number beyond ``beyond`` scale units from ``f``
+    matches the Student-t expectation within 5 standard deviations. The data must be able
+    to tell Student-t from Normal noise (small enough ``nu``, enough elements); that is
+    asserted too, so a consumer drawing Normal noise for a Student-t output fails here.
     """
-    y, f, a, b, nu = (np.asarray(x, dtype=float) for x in (y, f, a, b, nu))
+    y, f, a, b, nu = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (y, f, a, b, nu)))
     u_t = pit(ErrorKind.STUDENT_T, y, f, a, b, nu)
-    u_normal = pit(ErrorKind.COMBINED, y, f, a, b, nu)
     assert ks_distance(u_t) < KS_CRIT_001, ks_distance(u_t)
-    assert ks_distance(u_normal) > KS_CRIT_001, ks_distance(u_normal)
+    scale = np.sqrt(a**2 + (b * f) ** 2)
+    count = int(np.sum(np.abs(y - f) / scale > beyond))
+    p_t = 2 * stats.t.sf(beyond, nu)
+    p_normal = 2 * stats.norm.sf(beyond)
+    mean_t, sd_t = p_t.sum(), np.sqrt(np.sum(p_t * (1 - p_t)))
+    mean_n, sd_n = y.size * p_normal, np.sqrt(y.size * p_normal * (1 - p_normal))
+    assert mean_t - 5 * sd_t > mean_n + 5 * sd_n, "too few or too light-tailed elements"
+    assert abs(count - mean_t) < 5 * sd_t, (count, mean_t, sd_t)
