@@ -6,9 +6,11 @@ Flagged (data-poor) twins must predict worse than trustworthy ones, and the inte
 must stay calibrated for everyone (honest uncertainty, not only a flag).
 """
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
+from residual_checks import assert_student_t_replicates
 
 from twin_uq.simulate.solve import solve_outputs
 from twin_uq.trust import TrustThresholds, assess_cohort
@@ -16,6 +18,7 @@ from twin_uq.trust.validation import (
     auc,
     bootstrap_difference,
     flag_performance,
+    heldout_predictive,
     patient_heldout_summary,
 )
 
@@ -97,3 +100,60 @@ def test_auc_and_bootstrap_on_known_cases():
     # the true difference 1 lies in the 95 % interval; its width ~ 4 * sqrt(2 / 400) = 0.28
     assert lo < 1.0 < hi and 0.2 < hi - lo < 0.4
     assert d == pytest.approx(a.mean() - b.mean())
+
+
+def test_heldout_predictive_draws_student_t_noise_for_a_student_t_output(
+    student_t_fit, monkeypatch
+):
+    import twin_uq.trust.validation as validation
+
+    post = student_t_fit
+    model = post.model
+    # The fit's own nu is weakly identified (posterior median ~20, nearly Normal): give the
+    # draws alternating nu = 2.5 / 8 so that Student-t and Normal noise can be told apart.
+    real = validation._residual_arrays
+    add, prop, nu = real(post)
+    nu = np.resize([2.5, 8.0], nu.size)
+    monkeypatch.setattr(validation, "_residual_arrays", lambda p: (add, prop, nu))
+    P = len(post.patient_ids)
+    times = np.tile(np.linspace(1.0, 30.0, 8), (P, 1))
+    y = heldout_predictive(post, times, np.zeros_like(times, int), seed=2, max_draws=None)
+    # Noise-free predictions of the same draws, solved here independently.
+    theta = np.asarray(post.posterior["theta"].transpose("chain", "draw", ...).values, float)
+    theta = theta.reshape(-1, *theta.shape[2:])  # (S, P, K)
+    f = np.empty_like(y)
+    solve = jax.vmap(solve_outputs, in_axes=(None, 0, None, None, None))
+    for i, pid in enumerate(post.patient_ids):
+        sched = post.cohort.schedule(pid, signals=model.signals)
+        cov = post.twin(pid).covariates
+        f[:, i, :] = np.asarray(solve(model, theta[:, i, :], cov, sched, times[i])[1])[..., 0]
+    a, b, v = add[:, :1, None], prop[:, :1, None], nu[:, None, None]
+    assert_student_t_replicates(y, f, a, b, v)
+
+
+def test_residual_arrays_put_each_site_at_its_output():
+    from types import SimpleNamespace
+
+    import xarray as xr
+
+    from twin_uq.inference.residual import NU_UNUSED
+    from twin_uq.trust.validation import _residual_arrays
+
+    rng = np.random.default_rng(0)
+    s_add = rng.random((2, 3, 1))  # (chain, draw, add_output): output "c"
+    s_prop = rng.random((2, 3, 2))  # outputs "a" and "c"
+    posterior = xr.Dataset(
+        {
+            "sigma_add": (("chain", "draw", "add_output"), s_add),
+            # stored in another dimension order: the values must still land right
+            "sigma_prop": (("prop_output", "chain", "draw"), s_prop.transpose(2, 0, 1)),
+        },
+        coords={"add_output": ["c"], "prop_output": ["a", "c"]},
+    )
+    post = SimpleNamespace(posterior=posterior, model=SimpleNamespace(output_names=("a", "b", "c")))
+    add, prop, nu = _residual_arrays(post)
+    np.testing.assert_array_equal(add[:, 2], s_add.reshape(6))
+    np.testing.assert_array_equal(add[:, :2], 0.0)
+    np.testing.assert_array_equal(prop[:, [0, 2]], s_prop.reshape(6, 2))
+    np.testing.assert_array_equal(prop[:, 1], 0.0)
+    np.testing.assert_array_equal(nu, np.full(6, NU_UNUSED))

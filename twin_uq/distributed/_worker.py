@@ -83,11 +83,15 @@ def _derive_fn():
     import jax.numpy as jnp
 
     from twin_uq.inference.likelihood import patient_predictions
-    from twin_uq.inference.residual import observation_loglik, residual_sd
+    from twin_uq.inference.residual import observation_loglik, sample_observations
 
-    @functools.partial(jax.jit, static_argnums=(0, 1))
-    def derive(model, settings, theta, arr, error_code, add, prop, nu, key):
-        """f, per-observation log-likelihood, a noisy replicate and solver status per draw."""
+    @functools.partial(jax.jit, static_argnums=(0, 1), static_argnames=("student_t",))
+    def derive(model, settings, theta, arr, error_code, add, prop, nu, key, *, student_t=True):
+        """f, per-observation log-likelihood, a noisy replicate and solver status per draw.
+
+        ``student_t``: whether any output is Student-t (``uses_student_t``); static, so the
+        Student-t draw is compiled only for cohorts that need it.
+        """
 
         def one(th, a, b, v, k):
             f, ok = patient_predictions(
@@ -100,13 +104,7 @@ def _derive_fn():
             )
             ll = jnp.where(arr.obs_mask, ll, 0.0)
             ll = jnp.where(ok, ll, -jnp.inf)
-            sd = residual_sd(code, f, aa, bb)
-            k1, k2 = jax.random.split(k)
-            noise = (
-                jnp.where(code == 4, jax.random.t(k2, v, f.shape), jax.random.normal(k1, f.shape))
-                * sd
-            )
-            y = jnp.where(code == 3, jnp.maximum(f, 1e-12) * jnp.exp(noise), f + noise)
+            y = sample_observations(k, code, f, aa, bb, v, student_t=student_t)
             y = jnp.where(arr.obs_mask, y, jnp.nan)
             return f, ll, y, ok
 
@@ -136,6 +134,7 @@ def conditional_batch(payload: dict[str, Any]) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
+    from twin_uq.inference.residual import uses_student_t
     from twin_uq.twin.update import UpdateData, run_update
 
     t_start = time.perf_counter()
@@ -149,6 +148,7 @@ def conditional_batch(payload: dict[str, Any]) -> dict[str, Any]:
     logdet = jnp.asarray(np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1))
     add, prop, nu = (np.asarray(payload[k]) for k in ("add", "prop", "nu"))
     error_code = jnp.asarray(payload["error_code"])
+    student_t = uses_student_t(payload["error_code"])
     inputs = batch_inputs(model, payload["table"], payload["n_obs"])
     res: dict[str, list] = {k: [] for k in (
         "theta", "draw_index", "f", "loglik", "y_rep", "ok",
@@ -170,7 +170,7 @@ def conditional_batch(payload: dict[str, Any]) -> dict[str, Any]:
         f, ll, y, ok = _DERIVE(
             model, settings, jnp.asarray(up.theta), arr, error_code,
             jnp.asarray(add[s]), jnp.asarray(prop[s]), jnp.asarray(nu[s]),
-            jax.random.key(seed + 1),
+            jax.random.key(seed + 1), student_t=student_t,
         )  # fmt: skip
         res["theta"].append(up.theta.reshape(chains, draws, -1))
         res["draw_index"].append(s)

@@ -23,7 +23,7 @@ from jaxtyping import Array, Float
 from twin_uq.inference.centering import solve_upper_transposed, whitened_log_theta
 from twin_uq.inference.likelihood import FitData, ResidualParams, cohort_loglik
 from twin_uq.inference.population import PopulationModel
-from twin_uq.inference.residual import ERROR_CODES
+from twin_uq.inference.residual import ERROR_CODES, per_output_residuals
 from twin_uq.model.base import Model, SolverSettings
 
 __all__ = [
@@ -205,13 +205,14 @@ def residual_params(
     structure: ProgramStructure, priors: PriorArrays, n_outputs: int
 ) -> ResidualParams:
     """Sample the residual error parameters and scatter them into per-output vectors."""
-    add = jnp.zeros(n_outputs)
-    prop = jnp.zeros(n_outputs)
+    s_add = s_prop = nu = None
     if structure.add_outputs:
-        s = numpyro.sample("sigma_add", dist.HalfNormal(priors.add_scale).to_event(1))
-        add = add.at[jnp.asarray(structure.add_outputs)].set(s)
+        s_add = numpyro.sample("sigma_add", dist.HalfNormal(priors.add_scale).to_event(1))
     if structure.prop_outputs:
-        s = numpyro.sample("sigma_prop", dist.HalfNormal(priors.prop_scale).to_event(1))
-        prop = prop.at[jnp.asarray(structure.prop_outputs)].set(s)
-    nu = numpyro.sample("nu", dist.Gamma(2.0, 0.1)) if structure.student_t else jnp.asarray(1e6)
+        s_prop = numpyro.sample("sigma_prop", dist.HalfNormal(priors.prop_scale).to_event(1))
+    if structure.student_t:
+        nu = numpyro.sample("nu", dist.Gamma(2.0, 0.1))
+    add, prop, nu = per_output_residuals(
+        n_outputs, structure.add_outputs, s_add, structure.prop_outputs, s_prop, nu
+    )
     return ResidualParams(add=add, prop=prop, nu=nu)

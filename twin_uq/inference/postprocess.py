@@ -18,7 +18,12 @@ import numpy as np
 from twin_uq.inference.centering import whitened_log_theta
 from twin_uq.inference.likelihood import FitData, ResidualParams, patient_predictions
 from twin_uq.inference.numpyro_model import ProgramStructure, individual_log_theta, population_mean
-from twin_uq.inference.residual import observation_loglik, residual_sd
+from twin_uq.inference.residual import (
+    NU_UNUSED,
+    observation_loglik,
+    per_output_residuals,
+    sample_observations,
+)
 
 __all__ = ["DrawQuantities", "derive_draw_quantities"]
 
@@ -28,13 +33,8 @@ class DrawQuantities(dict):
 
 
 def residual_from_draw(structure: ProgramStructure, draw: dict, n_outputs: int) -> ResidualParams:
-    add = jnp.zeros(n_outputs)
-    prop = jnp.zeros(n_outputs)
-    if structure.add_outputs:
-        add = add.at[jnp.asarray(structure.add_outputs)].set(draw["sigma_add"])
-    if structure.prop_outputs:
-        prop = prop.at[jnp.asarray(structure.prop_outputs)].set(draw["sigma_prop"])
-    nu = draw["nu"] if structure.student_t else jnp.asarray(1e6)
+    """Per-output residual parameters of one draw of the latent sites."""
+    add, prop, nu = _residual_sites(structure, draw, n_outputs)
     return ResidualParams(add=add, prop=prop, nu=nu)
 
 
@@ -44,14 +44,27 @@ def residuals_of_draws(
     """Residual parameters of ``S`` flat posterior draws.
 
     Returns per-output additive and proportional SDs ``(S, O)`` and Student-t ``nu``
-    ``(S,)``; zeros / 1e6 where the model has no such site.
+    ``(S,)``; zeros / ``NU_UNUSED`` where the model has no such site.
     """
-    site = {k: jnp.asarray(v) for k, v in draws.items() if k in ("sigma_add", "sigma_prop", "nu")}
     S = next(iter(draws.values())).shape[0]
-    if not site:
-        return np.zeros((S, n_outputs)), np.zeros((S, n_outputs)), np.full(S, 1e6)
-    r = jax.vmap(lambda d: residual_from_draw(structure, d, n_outputs))(site)
-    return np.asarray(r.add), np.asarray(r.prop), np.asarray(r.nu)
+    if not any(k in draws for k in ("sigma_add", "sigma_prop", "nu")):
+        return np.zeros((S, n_outputs)), np.zeros((S, n_outputs)), np.full(S, NU_UNUSED)
+    add, prop, nu = _residual_sites(structure, draws, n_outputs)
+    return np.asarray(add), np.asarray(prop), np.asarray(nu)
+
+
+def _residual_sites(
+    structure: ProgramStructure, draw: Mapping, n_outputs: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    # One draw (sites without a leading axis) or a batch (every site with the same one).
+    return per_output_residuals(
+        n_outputs,
+        structure.add_outputs,
+        draw["sigma_add"] if structure.add_outputs else None,
+        structure.prop_outputs,
+        draw["sigma_prop"] if structure.prop_outputs else None,
+        draw["nu"] if structure.student_t else None,
+    )
 
 
 def log_theta_from_latents(structure: ProgramStructure, draw: dict, data: FitData) -> jax.Array:
@@ -164,12 +177,13 @@ def _replicate(
 ) -> jax.Array:
     """One noisy replicate of every observation under the residual error model."""
     out = data.arrays.obs_output
-    code = data.error_code[out]
-    sd = residual_sd(code, f, residual.add[out], residual.prop[out])
-    k1, k2 = jax.random.split(key)
-    noise = jax.random.normal(k1, f.shape)
-    if student_t:  # static: the t sampler (a rejection loop) is compiled only when used
-        noise = jnp.where(code == 4, jax.random.t(k2, residual.nu, f.shape), noise)
-    noise = noise * sd
-    y = jnp.where(code == 3, jnp.maximum(f, 1e-12) * jnp.exp(noise), f + noise)
+    y = sample_observations(
+        key,
+        data.error_code[out],
+        f,
+        residual.add[out],
+        residual.prop[out],
+        residual.nu,
+        student_t=student_t,
+    )
     return jnp.where(data.arrays.obs_mask, y, jnp.nan)

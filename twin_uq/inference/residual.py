@@ -1,7 +1,18 @@
-"""Residual error models: the likelihood of one observation given the model prediction.
+"""The residual error contract: how an observation scatters around the model prediction.
 
-Every function is elementwise and pure JAX, so it broadcasts over observations, patients
-and posterior draws. Parameters per output (vectors indexed by the observation's output):
+One module holds all of it, so that fitting, posterior predictive checks, twin predictions,
+twin updates, Dask workers and validation studies agree on one model:
+
+* :class:`ErrorKind` names the error models (the integer value is the code carried in
+  arrays such as ``FitData.error_code``);
+* :func:`observation_loglik` scores an observation (the density, or the M3 probability of
+  a below-limit point);
+* :func:`sample_observations` draws a noisy replicate from exactly that density;
+* :func:`per_output_residuals` turns a posterior draw's residual variables (``sigma_add``,
+  ``sigma_prop``, ``nu``) into per-output vectors.
+
+Parameters per output (``a``: additive SD in output units, ``b``: proportional SD as a
+fraction of the prediction, ``nu``: Student-t degrees of freedom):
 
 * ``additive``      y ~ Normal(f, a)
 * ``proportional``  y ~ Normal(f, b·|f|)
@@ -10,43 +21,111 @@ and posterior draws. Parameters per output (vectors indexed by the observation's
 * ``student_t``     y ~ StudentT(nu, f, sqrt(a² + b²·f²))  (robust to outliers)
 
 Below-limit observations (M3 method, Beal 2001) contribute ``log P(Y < lloq)``.
+
+Every JAX function here is elementwise and pure, so it broadcasts over observations,
+patients and posterior draws.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from enum import IntEnum
 from typing import Literal
 
+import jax
 import jax.numpy as jnp
 import jax.scipy.special as jsp
 import jax.scipy.stats as jst
-from jaxtyping import Array, Float
+import numpy as np
+from jax.custom_derivatives import SymbolicZero
+from jaxtyping import Array, ArrayLike, Float, Int
 
-ErrorKind = Literal["additive", "proportional", "combined", "lognormal", "student_t"]
-ERROR_KINDS: tuple[str, ...] = ("additive", "proportional", "combined", "lognormal", "student_t")
-ERROR_CODES = {k: i for i, k in enumerate(ERROR_KINDS)}
+from twin_uq.errors import InputError
+
+
+class ErrorKind(IntEnum):
+    """Residual error model of one output; the value is the integer code used in arrays."""
+
+    ADDITIVE = 0
+    PROPORTIONAL = 1
+    COMBINED = 2
+    LOGNORMAL = 3
+    STUDENT_T = 4
+
+    @property
+    def label(self) -> str:
+        """The name used in model files, ``PopulationModel(error=...)`` and reports."""
+        return self.name.lower()
+
+    @classmethod
+    def from_label(cls, label: str) -> ErrorKind:
+        """The kind named ``label`` (e.g. ``"student_t"``); ValueError names the choices."""
+        try:
+            return cls[label.upper()]
+        except KeyError:
+            raise InputError(f"Unknown error model {label!r}; choose from {ERROR_KINDS}.") from None
+
+
+#: The error-model names a user may write, as a type.
+ErrorKindName = Literal["additive", "proportional", "combined", "lognormal", "student_t"]
+#: The error-model names in code order.
+ERROR_KINDS: tuple[str, ...] = tuple(k.label for k in ErrorKind)
+#: Name -> integer code (``ErrorKind(code).label`` goes back).
+ERROR_CODES: dict[str, int] = {k.label: int(k) for k in ErrorKind}
 
 #: Floor on the residual SD and on predictions entering logs, in output units; keeps the
 #: density finite when a prediction is exactly 0 (e.g. before the first dose).
 _TINY = 1e-12
 
-__all__ = ["ERROR_CODES", "ERROR_KINDS", "ErrorKind", "observation_loglik", "residual_sd"]
+#: Degrees of freedom stored for a fit without Student-t outputs (never used by the
+#: density; a Student-t with this many degrees of freedom is Normal to ~1e-6).
+NU_UNUSED = 1e6
+
+__all__ = [
+    "ERROR_CODES",
+    "ERROR_KINDS",
+    "NU_UNUSED",
+    "ErrorKind",
+    "ErrorKindName",
+    "observation_loglik",
+    "per_output_residuals",
+    "residual_sd",
+    "sample_observations",
+    "uses_student_t",
+]
+
+
+def uses_student_t(codes: ArrayLike) -> bool:
+    """Whether any of the (concrete, host-side) error codes is ``student_t``.
+
+    The samplers take this as a static switch: the Student-t draw is a rejection loop,
+    compiled and run only when an output needs it.
+    """
+    return bool(np.any(np.asarray(codes) == ErrorKind.STUDENT_T))
 
 
 def residual_sd(
-    code: Array, f: Float[Array, ...], a: Float[Array, ...], b: Float[Array, ...]
+    code: Int[Array, ...],
+    f: Float[Array, ...],
+    a: Float[Array, ...],
+    b: Float[Array, ...],
 ) -> Float[Array, ...]:
-    """Residual SD on the scale the error model works on (log scale for ``lognormal``)."""
+    """Residual SD on the scale the error model works on (log scale for ``lognormal``).
+
+    All arguments broadcast elementwise; ``f`` and ``a`` in output units, ``b`` a fraction
+    (the SD of log y for ``lognormal``). Floored at ``1e-12``.
+    """
     comb = jnp.sqrt(a**2 + (b * f) ** 2)
     sd = jnp.select(
-        [code == 0, code == 1, code == 3],
+        [code == ErrorKind.ADDITIVE, code == ErrorKind.PROPORTIONAL, code == ErrorKind.LOGNORMAL],
         [a, b * jnp.abs(f), b],
-        comb,
+        comb,  # combined and student_t
     )
     return jnp.maximum(sd, _TINY)
 
 
 def observation_loglik(
-    code: Array,
+    code: Int[Array, ...],
     y: Float[Array, ...],
     f: Float[Array, ...],
     a: Float[Array, ...],
@@ -60,7 +139,7 @@ def observation_loglik(
     Parameters
     ----------
     code
-        Integer error-model code per observation (see ``ERROR_CODES``).
+        Integer error-model code per observation (an :class:`ErrorKind` value).
     y, f
         Observed and predicted values (output units).
     a, b, nu
@@ -72,10 +151,11 @@ def observation_loglik(
 
     Returns
     -------
-    Log density (or log probability for censored points), same shape as ``y``.
+    Log density (or log probability for censored points), the broadcast shape of the
+    arguments.
     """
     sd = residual_sd(code, f, a, b)
-    is_log = code == 3
+    is_log = code == ErrorKind.LOGNORMAL
     f_pos = jnp.maximum(f, _TINY)
     y_pos = jnp.maximum(y, _TINY)
     centre = jnp.where(is_log, jnp.log(f_pos), f)
@@ -88,7 +168,7 @@ def observation_loglik(
     zl = (limit - centre) / sd
     # Every branch of jnp.where is differentiated; feed unused branches harmless values so
     # that, e.g., a Student-t CDF evaluated far in its tail cannot put NaN into gradients.
-    is_t = code == 4
+    is_t = code == ErrorKind.STUDENT_T
     z_t = jnp.where(is_t, z, 0.0)
     nu_t = jnp.where(is_t, nu, 10.0)
     zl_c = jnp.where(censored, zl, 0.0)
@@ -100,9 +180,152 @@ def observation_loglik(
     return jnp.where(censored, cens, dens)
 
 
-def _t_logcdf(z: Array, nu: Array) -> Array:
+def _t_logcdf_value(z: Array, nu: Array) -> Array:
     # Student-t CDF through the regularised incomplete beta function (stable in the tails
     # the M3 likelihood cares about: zl usually < 0).
     x = nu / (nu + z**2)
     tail = 0.5 * jsp.betainc(nu / 2.0, 0.5, x)
     return jnp.log(jnp.where(z < 0, tail, 1.0 - tail))
+
+
+#: Relative step of the central difference in nu (about the cube root of float64 epsilon:
+#: truncation and rounding error both near 1e-10 relative).
+_NU_STEP = 1e-5
+
+
+@jax.custom_jvp
+def _t_logcdf(z: Array, nu: Array) -> Array:
+    """``log P(T < z)`` for a standard Student-t with ``nu`` degrees of freedom."""
+    return _t_logcdf_value(z, nu)
+
+
+def _t_logcdf_jvp(primals, tangents):
+    # JAX's betainc has no derivative in its shape parameter (nu / 2), and jnp.where
+    # differentiates every branch: without this rule any gradient in nu (a sampled
+    # parameter of every Student-t fit) failed at trace time, censored points or not.
+    # In z the derivative is the one autodiff gives; in nu a central difference of the
+    # exact value. A fit without Student-t outputs has a constant nu (a symbolic zero
+    # tangent here), so it computes exactly what it computed before.
+    z, nu = primals
+    z_dot, nu_dot = tangents
+    if isinstance(z_dot, SymbolicZero):
+        value = _t_logcdf_value(z, nu)
+        tangent = jnp.zeros_like(value)
+    else:
+        value, tangent = jax.jvp(lambda z_: _t_logcdf_value(z_, nu), (z,), (z_dot,))
+    if not isinstance(nu_dot, SymbolicZero):
+        h = _NU_STEP * nu
+        slope = (_t_logcdf_value(z, nu + h) - _t_logcdf_value(z, nu - h)) / (2.0 * h)
+        tangent = tangent + slope * nu_dot
+    return value, tangent
+
+
+_t_logcdf.defjvp(_t_logcdf_jvp, symbolic_zeros=True)
+
+
+def sample_observations(
+    key: jax.Array,
+    code: Int[Array, ...],
+    f: Float[Array, ...],
+    a: Float[Array, ...],
+    b: Float[Array, ...],
+    nu: Float[Array, ...],
+    *,
+    student_t: bool = True,
+) -> Float[Array, ...]:
+    """One noisy replicate of every prediction, from the density :func:`observation_loglik` scores.
+
+    Replicates are uncensored: the value an assay would report before any below-limit
+    rule is applied.
+
+    Parameters
+    ----------
+    key
+        PRNG key. It is split once into ``(k_normal, k_t)``; a standard Normal of the
+        broadcast shape is drawn from ``k_normal`` and, when ``student_t``, a standard
+        Student-t of that shape from ``k_t``. Callers that drew the same way before get
+        the same numbers for the same key.
+    code
+        Integer error-model code per element (an :class:`ErrorKind` value).
+    f
+        Predictions (output units).
+    a, b, nu
+        Additive SD (output units), proportional SD (fraction; the SD of log y for
+        ``lognormal``) and Student-t degrees of freedom per element.
+    student_t
+        Static switch: whether any element may be ``student_t`` (see
+        :func:`uses_student_t`). With ``False`` the Student-t draw is not compiled, and
+        any ``student_t`` element comes back NaN rather than silently Normal.
+
+    Returns
+    -------
+    Replicates with the broadcast shape of ``code, f, a, b, nu`` (output units; > 0 for
+    ``lognormal``).
+    """
+    shape = jnp.broadcast_shapes(
+        jnp.shape(code), jnp.shape(f), jnp.shape(a), jnp.shape(b), jnp.shape(nu)
+    )
+    sd = residual_sd(code, f, a, b)
+    k_normal, k_t = jax.random.split(key)
+    z = jax.random.normal(k_normal, shape)
+    is_t = code == ErrorKind.STUDENT_T
+    if student_t:
+        z = jnp.where(is_t, jax.random.t(k_t, nu, shape), z)
+    else:
+        z = jnp.where(is_t, jnp.nan, z)
+    noise = z * sd
+    # lognormal: the noise is on the log scale, around log f.
+    return jnp.where(code == ErrorKind.LOGNORMAL, jnp.maximum(f, _TINY) * jnp.exp(noise), f + noise)
+
+
+def per_output_residuals(
+    n_outputs: int,
+    add_outputs: Sequence[int],
+    sigma_add: Float[ArrayLike, "*B A"] | None,
+    prop_outputs: Sequence[int],
+    sigma_prop: Float[ArrayLike, "*B Q"] | None,
+    nu: Float[ArrayLike, "*B"] | None,
+) -> tuple[Float[Array, "*B O"], Float[Array, "*B O"], Float[Array, "*B"]]:
+    """Per-output residual parameters from a draw's (or a batch of draws') residual sites.
+
+    Parameters
+    ----------
+    n_outputs
+        ``O``, the model's number of outputs.
+    add_outputs, sigma_add
+        Indices of the outputs with an additive SD, and their SDs ``(*B, A)`` in output
+        units (``None`` exactly when there are no such outputs).
+    prop_outputs, sigma_prop
+        The same for the proportional (or log-scale) SDs ``(*B, Q)``.
+    nu
+        Student-t degrees of freedom ``(*B,)``, or ``None`` when no output is Student-t.
+
+    Returns
+    -------
+    ``add``, ``prop`` ``(*B, O)`` (0 at outputs without that term) and ``nu`` ``(*B,)``
+    (:data:`NU_UNUSED` when ``nu`` is ``None``). ``*B`` is any leading batch shape, e.g.
+    ``()`` for one draw or ``(S,)`` for ``S`` draws.
+    """
+    for name, idx, value in (
+        ("sigma_add", add_outputs, sigma_add),
+        ("sigma_prop", prop_outputs, sigma_prop),
+    ):
+        if bool(len(idx)) != (value is not None):
+            raise InputError(
+                f"{name} must be given exactly when some output uses it; outputs {tuple(idx)}, "
+                f"{name} {'missing' if value is None else 'given'}."
+            )
+    if sigma_add is not None:
+        batch = jnp.shape(sigma_add)[:-1]
+    elif sigma_prop is not None:
+        batch = jnp.shape(sigma_prop)[:-1]
+    else:
+        batch = jnp.shape(nu) if nu is not None else ()
+    add = jnp.zeros((*batch, n_outputs))
+    prop = jnp.zeros((*batch, n_outputs))
+    if sigma_add is not None:
+        add = add.at[..., jnp.asarray(add_outputs)].set(sigma_add)
+    if sigma_prop is not None:
+        prop = prop.at[..., jnp.asarray(prop_outputs)].set(sigma_prop)
+    nu_out = jnp.full(batch, NU_UNUSED) if nu is None else jnp.asarray(nu)
+    return add, prop, nu_out

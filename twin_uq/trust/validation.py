@@ -8,6 +8,7 @@ residual error of the same draw, so they are exactly the twin's posterior predic
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from twin_uq.inference.residual import per_output_residuals, sample_observations, uses_student_t
 from twin_uq.simulate.solve import solve_outputs
 
 __all__ = [
@@ -31,27 +33,23 @@ def _residual_arrays(post) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ds = post.posterior
     S = ds.sizes["chain"] * ds.sizes["draw"]
     outs = list(post.model.output_names)
-    add = np.zeros((S, len(outs)))
-    prop = np.zeros((S, len(outs)))
-    for var, dim, arr in (("sigma_add", "add_output", add), ("sigma_prop", "prop_output", prop)):
-        if var in ds:
-            vals = np.asarray(ds[var].values, float).reshape(S, -1)
-            for j, o in enumerate(ds[dim].values):
-                arr[:, outs.index(str(o))] = vals[:, j]
-    nu = np.asarray(ds["nu"].values, float).reshape(S) if "nu" in ds else np.full(S, 1e6)
-    return add, prop, nu
+
+    def site(var: str, dim: str) -> tuple[list[int], np.ndarray | None]:
+        if var not in ds:
+            return [], None
+        idx = [outs.index(str(o)) for o in ds[dim].values]
+        return idx, np.asarray(ds[var].transpose("chain", "draw", dim).values, float).reshape(S, -1)
+
+    nu = np.asarray(ds["nu"].values, float).reshape(S) if "nu" in ds else None
+    add, prop, nu = per_output_residuals(
+        len(outs), *site("sigma_add", "add_output"), *site("sigma_prop", "prop_output"), nu
+    )
+    return np.asarray(add), np.asarray(prop), np.asarray(nu)
 
 
-@jax.jit
-def _noisy(key, f, code, a, b, nu):
-    from twin_uq.inference.residual import residual_sd
-
-    sd = residual_sd(code, f, a, b)
-    k1, k2 = jax.random.split(key)
-    z = jax.random.normal(k1, f.shape)
-    t = jax.random.t(k2, nu, f.shape)
-    noise = jnp.where(code == 4, t, z) * sd
-    return jnp.where(code == 3, jnp.maximum(f, 1e-12) * jnp.exp(noise), f + noise)
+@functools.partial(jax.jit, static_argnames=("student_t",))
+def _noisy(key, f, code, a, b, nu, *, student_t: bool):
+    return sample_observations(key, code, f, a, b, nu, student_t=student_t)
 
 
 def heldout_predictive(
@@ -111,6 +109,7 @@ def heldout_predictive(
         jnp.asarray(a),
         jnp.asarray(b),
         jnp.asarray(nu)[:, None, None],
+        student_t=uses_student_t(code),
     )
     return np.asarray(y)
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from twin_uq.inference.residual import residual_sd
+from twin_uq.inference.residual import sample_observations
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate import SolveStatus, solve
 from twin_uq.simulate.schedule import Schedule
@@ -60,14 +60,21 @@ def add_noise(
     prop: Float[Array, "S O"],
     nu: Float[Array, " S"],
 ) -> Float[Array, "S T O"]:
-    """One noisy replicate of every prediction under each draw's residual error model."""
-    code = jnp.broadcast_to(error_code[None, None, :], f.shape)
-    sd = residual_sd(code, f, add[:, None, :], prop[:, None, :])
-    k1, k2 = jax.random.split(key)
-    normal = jax.random.normal(k1, f.shape)
-    student = jax.random.t(k2, jnp.broadcast_to(nu[:, None, None], f.shape), f.shape)
-    noise = jnp.where(code == 4, student, normal) * sd
-    return jnp.where(code == 3, jnp.maximum(f, 1e-12) * jnp.exp(noise), f + noise)
+    """One noisy replicate of every prediction under each draw's residual error model.
+
+    ``f`` holds ``S`` draws x ``T`` times x ``O`` outputs; ``add``/``prop``/``nu`` are the
+    draws' residual parameters (see :func:`twin_uq.inference.residual.sample_observations`).
+    """
+    # error_code is traced here, so the Student-t draw stays compiled in (as it always was).
+    return sample_observations(
+        key,
+        error_code[None, None, :],
+        f,
+        add[:, None, :],
+        prop[:, None, :],
+        nu[:, None, None],
+        student_t=True,
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
