@@ -4,11 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from residual_checks import assert_student_t_replicates
-from twin_uq.twin.population import flat_draws
 
 from twin_uq.distributed._worker import _derive_fn, batch_inputs
 from twin_uq.inference.postprocess import residuals_of_draws
 from twin_uq.inference.residual import uses_student_t
+from twin_uq.posterior.population import flat_draws
 
 
 def test_worker_replicates_of_a_student_t_output_are_student_t(student_t_fit):
