@@ -12,8 +12,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from optional_deps import require
 
-distributed = pytest.importorskip("distributed")
+distributed = require("distributed")
 
 import arviz_stats as azs  # noqa: E402
 
