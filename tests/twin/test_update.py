@@ -3,9 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from jax_traces import count_traces
 
 import twin_uq as tq
-from twin_uq.twin import trace_count
+from twin_uq.twin.update import _laplace, _log_target_batch, _sample
 
 from .conftest import HOLDOUT_TIMES
 
@@ -97,12 +98,19 @@ def test_update_without_information_keeps_the_posterior(twins, rich_id, method):
             assert diff < 4 * se + 0.02, (k, p, diff, se)
 
 
-def test_update_compiles_once_per_shape(twins, rich_id, holdout, updated):
-    before = trace_count("importance")
-    # different values and a different number of rows: same padded shapes
-    twins[rich_id].update(_rows(holdout, rich_id, [30.0, 36.0]), seed=1)
-    twins["P02"].update(_rows(holdout, "P02", [30.0]), seed=1)
-    assert trace_count("importance") == before
+def test_update_compiles_once_per_shape(twins, rich_id, holdout, new_rows):
+    importance = (_laplace, _log_target_batch)
+    for f in importance:
+        f.clear_cache()  # so that the first update below must trace both
+    with count_traces(*importance) as traces:
+        twins[rich_id].update(new_rows, seed=0)
+        # the listener sees both compiled functions' traces
+        assert traces(_laplace) >= 1 and traces(_log_target_batch) >= 1
+        first = traces()
+        # different values and a different number of rows: same padded shapes
+        twins[rich_id].update(_rows(holdout, rich_id, [30.0, 36.0]), seed=1)
+        twins["P02"].update(_rows(holdout, "P02", [30.0]), seed=1)
+        assert traces() == first
 
 
 @pytest.mark.slow
@@ -111,10 +119,12 @@ def test_nuts_update_compiles_once_and_agrees_with_importance(twins, rich_id, ne
     import arviz_stats as azs
 
     tw = twins[rich_id]
-    first = tw.update(new_rows, seed=5, method="nuts")
-    before = trace_count("update")
-    again = tw.update(new_rows, seed=6, method="nuts")
-    assert trace_count("update") == before
+    _sample.clear_cache()  # so that the first update below must trace
+    with count_traces(_sample) as traces:
+        first = tw.update(new_rows, seed=5, method="nuts")
+        assert traces() == 1  # the listener sees the sampler's traces
+        again = tw.update(new_rows, seed=6, method="nuts")
+        assert traces() == 1  # same shapes: the compiled sampler is reused
     for upd in (first, again):
         rec = upd.history[0]
         assert rec.method == "nuts-conditional" and rec.r_hat < 1.01 and rec.divergences == 0

@@ -63,15 +63,7 @@ __all__ = [
     "simulate_cohort_outputs",
     "solve_cohort_on_grid",
     "solve_outputs",
-    "trace_count",
 ]
-
-_TRACES: dict[str, int] = {"simulate": 0, "cohort": 0}
-
-
-def trace_count(name: str = "simulate") -> int:
-    """How many times the compiled front door ``name`` has been traced (for tests)."""
-    return _TRACES[name]
 
 
 def _core(
@@ -357,7 +349,6 @@ def _as_covariates(model: Model, covariates: Mapping[str, float] | ArrayLike | N
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _simulate_compiled(model, settings, theta, covariates, schedule, times):
-    _TRACES["simulate"] += 1
     states, outputs, status = _solve(model, settings, theta, covariates, schedule, times)
     return Trajectory(
         times=times, states=states, outputs=outputs, ok=status == STATUS_OK, status=status
@@ -414,7 +405,6 @@ def simulate(
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
 def _cohort_compiled(model, theta, covariates, schedules, times, settings):
-    _TRACES["cohort"] += 1
     return jax.vmap(lambda th, cv, sc, ts: solve_outputs(model, th, cv, sc, ts, settings))(
         theta, covariates, schedules, times
     )
