@@ -82,6 +82,7 @@ def main(names):
             for t, v in times.items()
         }
         print(json.dumps({name: res[name]}), flush=True)
+    (HERE / "out").mkdir(exist_ok=True)  # benchmarks/out is not in a fresh clone
     (HERE / "out" / "gradient_cost.json").write_text(json.dumps(res, indent=1))
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 from cli_helpers import one_error_line
+from optional_deps import require
 
 import twin_uq as tq
 from twin_uq.cli.fit import parse_scheduler
@@ -47,7 +48,7 @@ def test_bad_scheduler_options_are_refused_before_any_work(cli, tmp_path, option
 @pytest.mark.slow
 def test_fit_on_a_local_cluster_writes_every_patient_once(cli, tmp_path, oral_sim):
     """A real two-stage fit on a 2-worker LocalCluster, stage 1 on half the patients."""
-    pytest.importorskip("distributed")
+    require("distributed")
     data = tmp_path / "cohort.csv"
     oral_sim.table.to_csv(data, index=False)
     out = tmp_path / "fit.nc"

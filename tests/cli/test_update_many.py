@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 from cli_helpers import one_error_line
+from optional_deps import require
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def test_bad_input_is_refused_before_any_work(cli, tmp_path, saved_fit, oral_sim
 @pytest.mark.slow
 def test_update_many_on_a_local_cluster(cli, tmp_path, saved_fit, oral_sim):
     """Two patients updated on a real 2-worker LocalCluster; each appears once, with draws."""
-    pytest.importorskip("distributed")
+    require("distributed")
     ids = [str(i) for i in oral_sim.table["id"].unique()[:2]]
     data = tmp_path / "rows.csv"
     new_rows(oral_sim, ids).to_csv(data, index=False)

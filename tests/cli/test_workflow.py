@@ -101,7 +101,6 @@ def test_trust_csv_and_json(cli, fit_file, tmp_path, oral_fit):
 
 
 def test_audit_csv_and_html(cli, fit_file, tmp_path):
-    pytest.importorskip("twin_uq.audit.audit")
     out = tmp_path / "audit.csv"
     result = cli("audit", fit_file, "--by", "sampling", "--out", out)
     assert result.exit_code == 0, result.output

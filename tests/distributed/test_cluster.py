@@ -3,8 +3,9 @@
 import os
 
 import pytest
+from optional_deps import require
 
-distributed = pytest.importorskip("distributed")
+distributed = require("distributed")
 
 from twin_uq.distributed import IncompleteResultError, get_client, map_replicates  # noqa: E402
 from twin_uq.distributed.assemble import check_complete  # noqa: E402

@@ -12,14 +12,16 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from optional_deps import require
 
-distributed = pytest.importorskip("distributed")
+distributed = require("distributed")
 
 import arviz_stats as azs  # noqa: E402
+import cloudpickle  # noqa: E402
+import worker_faults  # noqa: E402
 
 import twin_uq as tq  # noqa: E402
 from twin_uq.distributed import fit_two_stage  # noqa: E402
-from twin_uq.distributed._worker import FAULT_ENV  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -32,12 +34,9 @@ def marker(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory, marker):
-    env = {
-        FAULT_ENV: str(marker),
-        # A restarted worker reloads compiled samplers from disk instead of recompiling.
-        "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax-cache")),
-    }
+def client(tmp_path_factory):
+    # A restarted worker reloads compiled samplers from disk instead of recompiling.
+    env = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax-cache"))}
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", env=env
     ) as cluster, distributed.Client(cluster) as c:
@@ -111,9 +110,15 @@ def test_saved_result_round_trips(two_stage, tmp_path):
 
 
 def test_killed_worker_still_gives_the_complete_identical_result(two_stage, oral_fit, client, marker):
+    # The plugin travels by value: worker processes need not import the tests folder.
+    cloudpickle.register_pickle_by_value(worker_faults)
+    client.register_plugin(worker_faults.KillOnceOnTask(marker, key_prefix="twin-uq-stage2-"))
     marker.write_text("kill the first worker that starts a batch")
-    post = fit_two_stage("one_compartment_oral", oral_fit.cohort, population=oral_fit,
-                         cluster=client, **SETTINGS)  # fmt: skip
+    try:
+        post = fit_two_stage("one_compartment_oral", oral_fit.cohort, population=oral_fit,
+                             cluster=client, **SETTINGS)  # fmt: skip
+    finally:
+        client.unregister_worker_plugin(worker_faults.KillOnceOnTask.name)
     assert not marker.exists()  # a worker really died
     assert list(post.posterior["patient"].values) == list(oral_fit.patient_ids)
     # Per-patient seeds: the rerun batch gives the same draws whichever worker ran it.

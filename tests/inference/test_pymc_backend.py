@@ -12,13 +12,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from optional_deps import require
 
 import twin_uq as tq
 from twin_uq.inference.population import PopulationModel
 from twin_uq.inference.prepare import prepare_fit
 
-pm = pytest.importorskip("pymc")
-pytensor = pytest.importorskip("pytensor")
+pm = require("pymc")
+pytensor = require("pytensor")
 import pytensor.tensor as pt  # noqa: E402
 from numpyro.infer.util import log_density  # noqa: E402
 from pymc.model.transform.conditioning import remove_value_transforms  # noqa: E402

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from optional_deps import require, require_executable
 
 from twin_uq.data import read_cohort
 from twin_uq.inference.prepare import prepare_fit
@@ -58,13 +59,9 @@ def doctored(post, rename=None, drop_observations=()):
 
 @pytest.fixture(scope="session")
 def browser():
-    """Headless Debian chromium driven by playwright (skipped when either is missing)."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    import shutil
-
-    exe = shutil.which("chromium") or "/usr/bin/chromium"
-    if not shutil.os.path.exists(exe):
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    """Headless Debian chromium driven by playwright (optional: see tests/optional_deps.py)."""
+    sync_api = require("playwright.sync_api")
+    exe = require_executable("chromium", "/usr/bin/chromium", hint="apt-get install chromium")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=exe, args=BROWSER_ARGS)
         yield b

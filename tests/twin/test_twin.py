@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import scipy.stats as st
 import xarray as xr
+from jax_traces import count_traces
 
 import twin_uq as tq
 from twin_uq.simulate import SolveStatus
-from twin_uq.twin import Criterion, Event, PosteriorTwin, UnknownPatientError, trace_count
+from twin_uq.twin import Criterion, Event, PosteriorTwin, UnknownPatientError
+from twin_uq.twin.engine import predict_draws
 
 from .conftest import HOLDOUT_TIMES, true_outputs
 
@@ -80,12 +82,14 @@ def test_predict_dataset_layout(twins, rich_id):
 
 def test_predict_does_not_retrace(twins, rich_id):
     tw = twins[rich_id]
-    tw.predict(GRID)
-    before = trace_count("predict")
-    tw.predict(GRID, seed=1)
-    tw.predict(GRID + 1.0, schedule=[tq.Bolus(0.0, 50.0, 1), tq.Bolus(12.0, 50.0, 1)])
-    twins["P02"].predict(GRID)  # another patient of the same fit: same shapes
-    assert trace_count("predict") == before
+    predict_draws.clear_cache()  # so that the first prediction below must trace
+    with count_traces(predict_draws) as traces:
+        tw.predict(GRID)
+        assert traces() == 1  # the listener sees the prediction's traces
+        tw.predict(GRID, seed=1)
+        tw.predict(GRID + 1.0, schedule=[tq.Bolus(0.0, 50.0, 1), tq.Bolus(12.0, 50.0, 1)])
+        twins["P02"].predict(GRID)  # another patient of the same fit: same shapes
+        assert traces() == 1
 
 
 def test_predict_draws_and_seed(twins, rich_id):

@@ -14,21 +14,6 @@ from typing import Any
 
 import numpy as np
 
-#: Chaos-testing hook: if this environment variable names an existing file on a worker,
-#: the first batch that sees it deletes it and kills its worker process (``os._exit``),
-#: so tests can check that a lost worker still yields a complete result.
-FAULT_ENV = "TWIN_UQ_DISTRIBUTED_FAULT_MARKER"
-
-
-def _maybe_die() -> None:
-    marker = os.environ.get(FAULT_ENV)
-    if marker and os.path.exists(marker):
-        try:
-            os.remove(marker)
-        except FileNotFoundError:  # another worker got there first
-            return
-        os._exit(17)
-
 
 def resolve_model(ref: Any):
     """A model from a built-in name or a (pickled) Model object."""
@@ -130,7 +115,6 @@ def conditional_batch(payload: dict[str, Any]) -> dict[str, Any]:
     and ``r_hat``, ``ess_bulk``, ``divergences``, ``seconds``; plus the worker's pid.
     """
     global _DERIVE
-    _maybe_die()
     import jax
     import jax.numpy as jnp
 

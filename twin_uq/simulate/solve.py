@@ -75,15 +75,7 @@ __all__ = [
     "solve_cohort",
     "solve_cohort_on_grid",
     "solve_outputs",
-    "trace_count",
 ]
-
-_TRACES: dict[str, int] = {"simulate": 0, "cohort": 0}
-
-
-def trace_count(name: str = "simulate") -> int:
-    """How many times the compiled front door ``name`` has been traced (for tests)."""
-    return _TRACES[name]
 
 
 def _states(
@@ -404,7 +396,6 @@ def _as_covariates(model: Model, covariates: Mapping[str, float] | ArrayLike | N
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _simulate_compiled(model, settings, theta, covariates, schedule, times):
-    _TRACES["simulate"] += 1
     return _solve(model, settings, theta, covariates, schedule, times)
 
 
@@ -460,7 +451,6 @@ def simulate(
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
 def _cohort_compiled(model, theta, covariates, schedules, times, settings):
-    _TRACES["cohort"] += 1
     return jax.vmap(lambda th, cv, sc, ts: solve(model, th, cv, sc, ts, settings))(
         theta, covariates, schedules, times
     )

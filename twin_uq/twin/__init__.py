@@ -1,7 +1,6 @@
 """Posterior twins: one patient's posterior, its predictions, what-ifs, doses and updates."""
 
 from twin_uq.twin.criteria import Criterion as Criterion, Event as Event
-from twin_uq.twin.engine import trace_count as trace_count
 from twin_uq.twin.results import (
     DoseRecommendation as DoseRecommendation,
     ProbabilityResult as ProbabilityResult,

@@ -3,7 +3,7 @@
 :func:`predict_draws` is one ``jax.jit`` of a ``vmap`` of :func:`twin_uq.simulate.solve`
 over draws, followed by residual noise. The model and solver settings are static
 arguments, so JAX keeps one compiled function per (model, settings, array shapes) and
-repeated predictions with the same shapes never retrace (see :func:`trace_count`).
+repeated predictions with the same shapes never retrace.
 Schedules are padded to bucketed sizes (:func:`bucket_schedule`) so that different
 regimens of similar size share one compiled function.
 """
@@ -22,17 +22,7 @@ from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate import SolveStatus, solve
 from twin_uq.simulate.schedule import Schedule
 
-__all__ = ["bucket_schedule", "predict_draws", "trace_count"]
-
-_TRACES: dict[str, int] = {"predict": 0, "update": 0, "importance": 0}
-
-
-def trace_count(name: str = "predict") -> int:
-    """How many times the compiled function ``name`` was traced.
-
-    Names: ``predict``, ``update`` (NUTS), ``importance`` (importance sampling).
-    """
-    return _TRACES[name]
+__all__ = ["bucket_schedule", "predict_draws"]
 
 
 def _bucket(n: int, minimum: int) -> int:
@@ -101,7 +91,6 @@ def predict_draws(
         ``(S,)`` :class:`~twin_uq.simulate.SolveStatus`; ``successful`` means every
         output is finite.
     """
-    _TRACES["predict"] += 1
 
     def one(th):
         traj = solve(model, th, covariates, schedule, times, settings)

@@ -38,7 +38,7 @@ from twin_uq.inference.likelihood import ResidualParams, patient_loglik, patient
 from twin_uq.inference.nuts_kernel import NutsSettings, nuts, run_chains, sample_chain
 from twin_uq.inference.residual import ERROR_CODES, residual_sd
 from twin_uq.model.base import Model, SolverSettings
-from twin_uq.twin.engine import _TRACES, _bucket
+from twin_uq.twin.engine import _bucket
 
 __all__ = ["UpdateData", "UpdateResult", "log_target", "run_update"]
 
@@ -271,7 +271,6 @@ def _log_target_batch(
     model: Model, settings: SolverSettings, student: bool, xs: Float[Array, "M K"], data: UpdateData
 ) -> tuple[Float[Array, " M"], Float[Array, "M S"]]:
     """Log target at many points at once (one vmapped solve each) and the mixture terms."""
-    _TRACES["importance"] += 1
     terms = jax.vmap(lambda x: _mixture_terms(model, settings, x, data, student))(xs)
     return jsp.logsumexp(terms, axis=1) - jnp.log(terms.shape[1]), terms
 
@@ -286,7 +285,6 @@ def _laplace(
     available through the ODE path's custom VJP); K is small, so it is one batch of 2K
     gradients.
     """
-    _TRACES["importance"] += 1
 
     def neg(x):
         return -log_target(model, settings, x, data, student)
