@@ -37,6 +37,7 @@ __all__ = [
     "NUTS",
     "SVI",
     "FitMethod",
+    "FitOptions",
     "FitSettings",
     "FitSettingsError",
     "Laplace",
@@ -99,6 +100,25 @@ class FitSettings:
     chain_method: str = "auto"
 
 
+@dataclass(frozen=True)
+class FitOptions:
+    """What a fit is asked besides the model, the cohort and the method's own settings.
+
+    Attributes
+    ----------
+    solver
+        ODE solver settings (``None``: the model's defaults).
+    seed
+        Random seed of the fit.
+    progress
+        Whether to show a progress bar.
+    """
+
+    solver: SolverSettings | None = None
+    seed: int = 0
+    progress: bool = False
+
+
 class FitMethod(ABC):
     """How a cohort's posterior is computed. Subclasses are frozen dataclasses.
 
@@ -130,17 +150,11 @@ class FitMethod(ABC):
         return dataclasses.asdict(FitSettings(**(values | {"seed": seed})))
 
     def fit_cohort(
-        self,
-        spec: PopulationModel,
-        cohort: Cohort,
-        *,
-        solver: SolverSettings | None,
-        seed: int,
-        progress: bool,
+        self, spec: PopulationModel, cohort: Cohort, options: FitOptions
     ) -> CohortPosterior:
         """Prepare the problem, run the method and post-process its draws into a posterior."""
-        prepared = prepare_problem(spec, cohort, solver)
-        return fit_prepared(self, prepared, seed=seed, progress=progress)
+        prepared = prepare_problem(spec, cohort, options.solver)
+        return fit_prepared(self, prepared, seed=options.seed, progress=options.progress)
 
 
 @dataclass(frozen=True)
