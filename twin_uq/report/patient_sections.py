@@ -164,6 +164,7 @@ def what_if_section(
     twin,
     post,
     schedules,
+    *,
     grid,
     forecast_times,
     criterion,
