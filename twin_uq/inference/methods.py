@@ -200,8 +200,32 @@ class NUTS(FitMethod):
         )  # fmt: skip
 
 
+class _Optimisation(FitMethod):
+    """SVI and Laplace: an optimisation started at every patient at the population median.
+
+    Subclasses are frozen dataclasses with ``steps`` and ``draws`` and implement
+    :meth:`_optimise`; a start where the log density is not finite is explained by
+    :func:`explained_invalid_start`.
+    """
+
+    approximate: ClassVar[bool] = True
+
+    def record(self) -> dict[str, Any]:
+        # The flat settings layout of fit files calls the optimisation steps svi_steps.
+        return {**super().record(), "svi_steps": self.steps}  # type: ignore[attr-defined]
+
+    def run(self, prepared, key, *, seed, progress):
+        init = prepared.init_values()
+        with explained_invalid_start(prepared, init, self.name):
+            return self._optimise(prepared, init, key, progress)
+
+    @abstractmethod
+    def _optimise(self, prepared: PreparedFit, init, key: jax.Array, progress: bool):
+        """Run the optimiser from ``init`` and draw from the fitted approximation."""
+
+
 @dataclass(frozen=True)
-class SVI(FitMethod):
+class SVI(_Optimisation):
     """Stochastic variational inference with a Gaussian guide: fast, approximate.
 
     The guide on the unconstrained space cannot represent funnels or skewed posteriors;
@@ -218,7 +242,6 @@ class SVI(FitMethod):
     """
 
     name: ClassVar[str] = "svi"
-    approximate: ClassVar[bool] = True
 
     steps: int = 3000
     learning_rate: float = 0.01
@@ -230,21 +253,16 @@ class SVI(FitMethod):
         if self.guide not in ("lowrank", "mvn"):
             raise FitSettingsError(f"guide must be 'lowrank' or 'mvn', got {self.guide!r}.")
 
-    def record(self) -> dict[str, Any]:
-        return {"method": self.name, **dataclasses.asdict(self), "svi_steps": self.steps}
-
-    def run(self, prepared, key, *, seed, progress):
-        init = prepared.init_values()
-        with explained_invalid_start(prepared, init, self.name):
-            return run_svi(
-                prepared.structure, (prepared.data, prepared.priors), init, key=key,
-                draws=self.draws, steps=self.steps, learning_rate=self.learning_rate,
-                guide=self.guide, progress=progress,
-            )  # fmt: skip
+    def _optimise(self, prepared, init, key, progress):
+        return run_svi(
+            prepared.structure, (prepared.data, prepared.priors), init, key=key,
+            draws=self.draws, steps=self.steps, learning_rate=self.learning_rate,
+            guide=self.guide, progress=progress,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
-class Laplace(FitMethod):
+class Laplace(_Optimisation):
     """MAP estimate and a Gaussian at it (Hessian on the unconstrained scale): approximate.
 
     Exact only for Gaussian posteriors; the Hessian is taken on the log scale of positive
@@ -252,7 +270,6 @@ class Laplace(FitMethod):
     """
 
     name: ClassVar[str] = "laplace"
-    approximate: ClassVar[bool] = True
 
     steps: int = 3000
     learning_rate: float = 0.01
@@ -261,17 +278,12 @@ class Laplace(FitMethod):
     def __post_init__(self) -> None:
         _check_counts(self, ("steps", "draws"))
 
-    def record(self) -> dict[str, Any]:
-        return {"method": self.name, **dataclasses.asdict(self), "svi_steps": self.steps}
-
-    def run(self, prepared, key, *, seed, progress):
-        init = prepared.init_values()
-        with explained_invalid_start(prepared, init, self.name):
-            return run_laplace(
-                prepared.structure, (prepared.data, prepared.priors), init, key=key,
-                draws=self.draws, steps=self.steps, learning_rate=self.learning_rate,
-                progress=progress,
-            )  # fmt: skip
+    def _optimise(self, prepared, init, key, progress):
+        return run_laplace(
+            prepared.structure, (prepared.data, prepared.priors), init, key=key,
+            draws=self.draws, steps=self.steps, learning_rate=self.learning_rate,
+            progress=progress,
+        )  # fmt: skip
 
 
 #: Samplers the PyMC method can run the PyMC model with.
