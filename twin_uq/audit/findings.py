@@ -56,6 +56,31 @@ _WORDS = {
 }
 
 
+#: Sentence of a detected difference, per metric name: ``{a} {word}`` is its size and
+#: direction ("12 percentage points more often"), ``{ci}`` its interval, ``{pi}`` the
+#: predictive interval audited ("90%"). Values are substituted once (braces in a group name
+#: stay as they are).
+_DETECTED = {
+    "flagged": (
+        "Patients in group {group} are flagged 'limited' or worse {a} {word} than group "
+        "{reference} {ci}."
+    ),
+    "width": (
+        "The {pi} predictive intervals of patients in group {group} are {a} {word} (median "
+        "width) than in group {reference} {ci}."
+    ),
+    "coverage": (
+        "Held-out coverage of the {pi} interval is {a} {word} in group {group} than in group "
+        "{reference} {ci}."
+    ),
+    "mae": (
+        "Prediction error (mean absolute error) is {a} {word} in group {group} than in group "
+        "{reference} {ci}."
+    ),
+}
+_DETECTED_OTHER = "{label} is {a} {word} in group {group} than in group {reference} {ci}."
+
+
 def disparity_sentence(
     metric: Metric,
     group: str,
@@ -81,28 +106,16 @@ def disparity_sentence(
         mag, lo, hi = (diff, lower, upper) if up else (-diff, -upper, -lower)
         word = _WORDS.get(metric.name, ("higher", "lower"))[0 if up else 1]
         ci = f"({pct} interval {_num(lo, u)} to {_num(hi, u)})"
-        a = _amount(mag, u)
-        if metric.name == "flagged":
-            return (
-                f"Patients in group {group} are flagged 'limited' or worse {a} {word} than "
-                f"group {reference} {ci}."
-            )
-        if metric.name == "width":
-            return (
-                f"The {100 * interval:g}% predictive intervals of patients in group {group} are "
-                f"{a} {word} (median width) than in group {reference} {ci}."
-            )
-        if metric.name == "coverage":
-            return (
-                f"Held-out coverage of the {100 * interval:g}% interval is {a} {word} in group "
-                f"{group} than in group {reference} {ci}."
-            )
-        if metric.name == "mae":
-            return (
-                f"Prediction error (mean absolute error) is {a} {word} in group {group} than in "
-                f"group {reference} {ci}."
-            )
-        return f"{metric.label.capitalize()} is {a} {word} in group {group} than in group {reference} {ci}."
+        template = _DETECTED.get(metric.name, _DETECTED_OTHER)
+        return template.format(
+            label=metric.label.capitalize(),
+            group=group,
+            reference=reference,
+            a=_amount(mag, u),
+            word=word,
+            ci=ci,
+            pi=f"{100 * interval:g}%",
+        )
     bound = max(abs(lower), abs(upper))
     return (
         f"No difference detected in {metric.label} between group {group} and group {reference} "

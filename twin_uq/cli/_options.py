@@ -11,12 +11,15 @@ import typer
 from twin_uq.cli._errors import CLIError
 
 __all__ = [
+    "FitFile",
     "FitModel",
+    "Interval",
+    "PatientId",
+    "Seed",
     "UpdateChains",
     "UpdateDraws",
-    "UpdateSeed",
-    "UpdateWarmup",
     "Verbose",
+    "Warmup",
     "check_suffix",
     "existing_file",
     "parse_assignments",
@@ -26,6 +29,11 @@ __all__ = [
 Verbose = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show full error messages and tracebacks.")
 ]
+FitFile = Annotated[Path, typer.Argument(metavar="FIT", help="Fit file (.nc or .zarr).")]
+PatientId = Annotated[str, typer.Option("--patient", "-p", help="Patient id.")]
+Interval = Annotated[float, typer.Option(help="Central credible interval, in (0, 1).")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
+Warmup = Annotated[int, typer.Option("--warmup", help="Warm-up iterations per chain.")]
 FitModel = Annotated[
     str | None,
     typer.Option(
@@ -34,11 +42,10 @@ FitModel = Annotated[
     ),
 ]
 
-# NUTS settings of a twin update (one patient conditioned on the population posterior).
+# NUTS settings of a twin update (one patient conditioned on the population posterior);
+# its --warmup and --seed are the shared Warmup and Seed.
 UpdateChains = Annotated[int, typer.Option("--chains", help="NUTS chains per patient.")]
-UpdateWarmup = Annotated[int, typer.Option("--warmup", help="Warm-up iterations per chain.")]
 UpdateDraws = Annotated[int, typer.Option("--draws", help="Draws per chain.")]
-UpdateSeed = Annotated[int, typer.Option("--seed", help="Random seed.")]
 
 
 def existing_file(path: Path, what: str) -> Path:

@@ -9,7 +9,14 @@ import typer
 
 from twin_uq.cli._console import out_console, spinner
 from twin_uq.cli._errors import CLIError, handle_errors
-from twin_uq.cli._options import Verbose, check_suffix, existing_file, parse_assignments
+from twin_uq.cli._options import (
+    Seed,
+    Verbose,
+    Warmup,
+    check_suffix,
+    existing_file,
+    parse_assignments,
+)
 
 
 @handle_errors
@@ -25,9 +32,9 @@ def fit(
         str, typer.Option(help="nuts (exact MCMC), svi or laplace (approximate).")
     ] = "nuts",
     chains: Annotated[int, typer.Option(help="MCMC chains (run in parallel on CPU cores).")] = 4,
-    warmup: Annotated[int, typer.Option(help="Warm-up iterations per chain.")] = 1000,
+    warmup: Warmup = 1000,
     draws: Annotated[int, typer.Option(help="Posterior draws per chain.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Seed = 0,
     covariate: Annotated[
         list[str] | None,
         typer.Option(

@@ -11,19 +11,27 @@ from twin_uq._csv import write_csv
 from twin_uq.cli._console import out_console, spinner
 from twin_uq.cli._errors import CLIError, handle_errors
 from twin_uq.cli._io import load_fit, read_schedule, write_dataset
-from twin_uq.cli._options import FitModel, Verbose, check_suffix, parse_assignments, parse_times
+from twin_uq.cli._options import (
+    FitFile,
+    FitModel,
+    Interval,
+    PatientId,
+    Verbose,
+    check_suffix,
+    parse_assignments,
+    parse_times,
+)
 
-Patient = Annotated[str, typer.Option("--patient", "-p", help="Patient id.")]
 Times = Annotated[
     str,
     typer.Option(
         "--times", "-t", help="Prediction times: START:STOP:STEP (STOP included) or 0,1,2.5."
     ),
 ]
-Interval = Annotated[float, typer.Option(help="Central credible interval, in (0, 1).")]
 Draws = Annotated[
     int | None, typer.Option("--draws", help="Use this many posterior draws (default: all).")
 ]
+NoiseSeed = Annotated[int, typer.Option(help="Seed of the residual-noise draws.")]
 
 
 def prediction_table(ds) -> object:
@@ -39,17 +47,21 @@ def prediction_table(ds) -> object:
 
 @handle_errors
 def predict(
-    fit_file: Annotated[Path, typer.Argument(metavar="FIT", help="Fit file (.nc or .zarr).")],
-    patient: Patient,
+    fit_file: FitFile,
+    patient: PatientId,
     times: Times,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Write .csv (intervals) or .nc (draws too).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Write .csv (intervals) or .nc (draws too).")
+    ],
     schedule: Annotated[
         Path | None,
-        typer.Option(help="Dosing schedule CSV (time, amt, cmt, rate); default: the patient's own."),
+        typer.Option(
+            help="Dosing schedule CSV (time, amt, cmt, rate); default: the patient's own."
+        ),
     ] = None,
     interval: Interval = 0.9,
     draws: Draws = None,
-    seed: Annotated[int, typer.Option(help="Seed of the residual-noise draws.")] = 0,
+    seed: NoiseSeed = 0,
     model: FitModel = None,
     verbose: Verbose = False,
 ) -> None:
@@ -59,7 +71,9 @@ def predict(
     sched = read_schedule(schedule) if schedule is not None else None
     post = load_fit(fit_file, model)
     with spinner(f"Simulating patient {patient} at {t.size} times"):
-        ds = post.twin(patient).predict(t, schedule=sched, interval=interval, draws=draws, seed=seed)
+        ds = post.twin(patient).predict(
+            t, schedule=sched, interval=interval, draws=draws, seed=seed
+        )
     if suffix == ".csv":
         write_csv(prediction_table(ds), out, index=False)
     else:
@@ -74,8 +88,8 @@ def predict(
 
 @handle_errors
 def whatif(
-    fit_file: Annotated[Path, typer.Argument(metavar="FIT", help="Fit file (.nc or .zarr).")],
-    patient: Patient,
+    fit_file: FitFile,
+    patient: PatientId,
     schedule: Annotated[
         list[str],
         typer.Option(
@@ -86,7 +100,8 @@ def whatif(
     ],
     times: Times,
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Write .csv (comparison table) or .nc (predictions).")
+        Path,
+        typer.Option("--out", "-o", help="Write .csv (comparison table) or .nc (predictions)."),
     ],
     output: Annotated[
         str | None, typer.Option(help="Output compared (default: the model's first).")
@@ -97,7 +112,7 @@ def whatif(
     goal: Annotated[str, typer.Option(help="maximize or minimize the criterion.")] = "maximize",
     interval: Interval = 0.9,
     draws: Draws = None,
-    seed: Annotated[int, typer.Option(help="Seed of the residual-noise draws.")] = 0,
+    seed: NoiseSeed = 0,
     model: FitModel = None,
     verbose: Verbose = False,
 ) -> None:

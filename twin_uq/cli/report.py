@@ -11,7 +11,9 @@ from twin_uq.cli._console import out_console, spinner
 from twin_uq.cli._errors import CLIError, handle_errors
 from twin_uq.cli._io import ensure_parent, load_fit, read_schedule
 from twin_uq.cli._options import (
+    FitFile,
     FitModel,
+    Interval,
     Verbose,
     check_suffix,
     existing_file,
@@ -28,7 +30,7 @@ def write_html(result, path: Path) -> Path:
 
 @handle_errors
 def report(
-    fit_file: Annotated[Path, typer.Argument(metavar="FIT", help="Fit file (.nc or .zarr).")],
+    fit_file: FitFile,
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")],
     patient: Annotated[
         str | None, typer.Option("--patient", "-p", help="Clinician report of this patient.")
@@ -42,7 +44,7 @@ def report(
             help="What-if regimen for a patient report: NAME=schedule.csv (repeatable; NAME=own).",
         ),
     ] = None,
-    interval: Annotated[float, typer.Option(help="Central credible interval, in (0, 1).")] = 0.9,
+    interval: Interval = 0.9,
     model: FitModel = None,
     verbose: Verbose = False,
 ) -> None:
@@ -78,7 +80,7 @@ def _cuts(column: str, text: object) -> list[float]:
 
 @handle_errors
 def audit(
-    fit_file: Annotated[Path, typer.Argument(metavar="FIT", help="Fit file (.nc or .zarr).")],
+    fit_file: FitFile,
     by: Annotated[
         list[str],
         typer.Option("--by", help="Covariate column to compare subgroups by (repeatable)."),

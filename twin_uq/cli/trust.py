@@ -12,7 +12,7 @@ from twin_uq._csv import write_csv
 from twin_uq.cli._console import out_console, spinner
 from twin_uq.cli._errors import handle_errors
 from twin_uq.cli._io import load_fit
-from twin_uq.cli._options import FitModel, Verbose, check_suffix
+from twin_uq.cli._options import FitFile, FitModel, Verbose, check_suffix
 
 
 def print_counts(report) -> None:
@@ -23,10 +23,12 @@ def print_counts(report) -> None:
 
 @handle_errors
 def trust(
-    fit_file: Annotated[Path, typer.Argument(metavar="FIT", help="Fit file (.nc or .zarr).")],
+    fit_file: FitFile,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Write .csv (one row per patient) or .json (full report)."),
+        typer.Option(
+            "--out", "-o", help="Write .csv (one row per patient) or .json (full report)."
+        ),
     ] = None,
     model: FitModel = None,
     verbose: Verbose = False,

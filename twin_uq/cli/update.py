@@ -12,12 +12,14 @@ from twin_uq.cli._console import err_console, out_console, spinner
 from twin_uq.cli._errors import handle_errors
 from twin_uq.cli._io import load_fit, read_patient_rows, write_dataset
 from twin_uq.cli._options import (
+    FitFile,
     FitModel,
+    PatientId,
+    Seed,
     UpdateChains,
     UpdateDraws,
-    UpdateSeed,
-    UpdateWarmup,
     Verbose,
+    Warmup,
     check_suffix,
 )
 
@@ -62,16 +64,18 @@ def twin_dataset(twin, fit_file: Path):
 
 @handle_errors
 def update(
-    fit_file: Annotated[Path, typer.Argument(metavar="FIT", help="Fit file (.nc or .zarr).")],
-    patient: Annotated[str, typer.Option("--patient", "-p", help="Patient id.")],
+    fit_file: FitFile,
+    patient: PatientId,
     data: Annotated[
         Path, typer.Option("--data", "-d", help="New rows of this patient (cohort table format).")
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="netCDF file (.nc) of the updated twin.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="netCDF file (.nc) of the updated twin.")
+    ],
     chains: UpdateChains = 4,
-    warmup: UpdateWarmup = 300,
+    warmup: Warmup = 300,
     draws: UpdateDraws = 250,
-    seed: UpdateSeed = 0,
+    seed: Seed = 0,
     model: FitModel = None,
     verbose: Verbose = False,
 ) -> None:

@@ -11,12 +11,13 @@ from twin_uq.cli._console import err_console, out_console, spinner
 from twin_uq.cli._errors import CLIError, handle_errors
 from twin_uq.cli._io import _read_relabelled, _read_table, load_fit, write_dataset
 from twin_uq.cli._options import (
+    FitFile,
     FitModel,
+    Seed,
     UpdateChains,
     UpdateDraws,
-    UpdateSeed,
-    UpdateWarmup,
     Verbose,
+    Warmup,
     check_suffix,
 )
 from twin_uq.cli.fit import _cluster, parse_scheduler
@@ -64,12 +65,14 @@ def updates_dataset(results: dict[str, dict], parameter_names, fit_file: Path, s
 
 @handle_errors
 def update_many(
-    fit_file: Annotated[Path, typer.Argument(metavar="FIT", help="Fit file (.nc or .zarr).")],
+    fit_file: FitFile,
     data: Annotated[
         Path,
         typer.Option("--data", "-d", help="New rows of several patients (cohort table with id)."),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="netCDF file (.nc) of the updated twins.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="netCDF file (.nc) of the updated twins.")
+    ],
     scheduler: Annotated[
         str,
         typer.Option(
@@ -78,9 +81,9 @@ def update_many(
         ),
     ] = "local",
     chains: UpdateChains = 4,
-    warmup: UpdateWarmup = 300,
+    warmup: Warmup = 300,
     draws: UpdateDraws = 250,
-    seed: UpdateSeed = 0,
+    seed: Seed = 0,
     model: FitModel = None,
     verbose: Verbose = False,
 ) -> None:

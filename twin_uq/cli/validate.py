@@ -10,7 +10,7 @@ import typer
 from twin_uq._csv import write_csv
 from twin_uq.cli._console import err_console, out_console
 from twin_uq.cli._errors import handle_errors
-from twin_uq.cli._options import Verbose, check_suffix
+from twin_uq.cli._options import Seed, Verbose, check_suffix
 from twin_uq.errors import UnavailableError
 
 
@@ -33,7 +33,7 @@ def validate(
     patients: Annotated[int, typer.Option(help="Patients per simulated cohort.")] = 8,
     warmup: Annotated[int, typer.Option(help="Warm-up per fit.")] = 200,
     draws: Annotated[int, typer.Option(help="Draws per fit (ranks among 99 thinned draws).")] = 200,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Seed = 0,
     verbose: Verbose = False,
 ) -> None:
     """Check by simulation-based calibration that population posteriors are calibrated.

@@ -41,11 +41,11 @@ from twin_uq.distributed.assemble import IncompleteResultError, assemble, patien
 from twin_uq.distributed.cluster import gather_all, get_client, worker_task
 from twin_uq.errors import InputError
 from twin_uq.inference.fit import method_from_options
-from twin_uq.inference.methods import NUTS, FitMethod, FitSettingsError
+from twin_uq.inference.methods import NUTS, FitMethod, FitOptions, FitSettingsError
 from twin_uq.inference.population import PopulationModel
 from twin_uq.inference.postprocess import residuals_of_draws
 from twin_uq.inference.prepare import prepare_fit
-from twin_uq.model.base import Model, SolverSettings
+from twin_uq.model.base import Model
 from twin_uq.model.load import load_model, model_source_hash
 from twin_uq.posterior import CohortPosterior
 from twin_uq.posterior.population import flat_draws, population_chol
@@ -172,15 +172,13 @@ class TwoStage(FitMethod):
         raise TypeError("TwoStage runs through fit_cohort (stage 2 is distributed).")
 
     def fit_cohort(
-        self,
-        spec: PopulationModel,
-        cohort: Cohort,
-        *,
-        solver: SolverSettings | None,
-        seed: int,
-        progress: bool,
+        self, spec: PopulationModel, cohort: Cohort, options: FitOptions
     ) -> CohortPosterior:
-        """Stage 1 on a subsample (or the given population), stage 2 on the cluster."""
+        """Stage 1 on a subsample (or the given population), stage 2 on the cluster.
+
+        Stage 1 runs without a progress bar whatever ``options.progress`` says.
+        """
+        seed = options.seed
         t0 = time.perf_counter()
         model = spec.model
         ids = list(cohort.ids)
@@ -194,9 +192,10 @@ class TwoStage(FitMethod):
                 raise FitSettingsError(f"subsample must be >= 2 patients, got {self.subsample}.")
             sub_ids = [ids[i] for i in np.sort(rng.choice(P, n_sub, replace=False))]
             stage1 = self.population_method.fit_cohort(
-                spec, cohort.select(sub_ids) if n_sub < P else cohort,
-                solver=solver, seed=seed, progress=False,
-            )  # fmt: skip
+                spec,
+                cohort.select(sub_ids) if n_sub < P else cohort,
+                dataclasses.replace(options, progress=False),
+            )
         else:
             stage1 = self.population
             if stage1.model.name != model.name:
@@ -314,4 +313,4 @@ def fit_two_stage(
         batch_size=batch_size, chains=chains, warmup=warmup, draws=draws,
         population_draws_used=population_draws_used, retries=retries,
     )  # fmt: skip
-    return method.fit_cohort(spec, cohort, solver=solver, seed=seed, progress=False)
+    return method.fit_cohort(spec, cohort, FitOptions(solver=solver, seed=seed, progress=False))

@@ -22,6 +22,7 @@ from twin_uq.inference.methods import (
     NUTS,
     SVI,
     FitMethod,
+    FitOptions,
     FitSettings,
     FitSettingsError,
     Laplace,
@@ -185,7 +186,7 @@ def fit(
     spec = _population(model, population, covariate_effects, correlation, centering, error, priors)
     if progress is None:
         progress = os.isatty(2) if hasattr(os, "isatty") else False
-    return chosen.fit_cohort(spec, cohort, solver=solver, seed=seed, progress=progress)
+    return chosen.fit_cohort(spec, cohort, FitOptions(solver=solver, seed=seed, progress=progress))
 
 
 def _population(model, population, covariate_effects, correlation, centering, error, priors):

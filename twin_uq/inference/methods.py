@@ -37,6 +37,7 @@ __all__ = [
     "NUTS",
     "SVI",
     "FitMethod",
+    "FitOptions",
     "FitSettings",
     "FitSettingsError",
     "Laplace",
@@ -99,6 +100,25 @@ class FitSettings:
     chain_method: str = "auto"
 
 
+@dataclass(frozen=True)
+class FitOptions:
+    """What a fit is asked besides the model, the cohort and the method's own settings.
+
+    Attributes
+    ----------
+    solver
+        ODE solver settings (``None``: the model's defaults).
+    seed
+        Random seed of the fit.
+    progress
+        Whether to show a progress bar.
+    """
+
+    solver: SolverSettings | None = None
+    seed: int = 0
+    progress: bool = False
+
+
 class FitMethod(ABC):
     """How a cohort's posterior is computed. Subclasses are frozen dataclasses.
 
@@ -130,17 +150,11 @@ class FitMethod(ABC):
         return dataclasses.asdict(FitSettings(**(values | {"seed": seed})))
 
     def fit_cohort(
-        self,
-        spec: PopulationModel,
-        cohort: Cohort,
-        *,
-        solver: SolverSettings | None,
-        seed: int,
-        progress: bool,
+        self, spec: PopulationModel, cohort: Cohort, options: FitOptions
     ) -> CohortPosterior:
         """Prepare the problem, run the method and post-process its draws into a posterior."""
-        prepared = prepare_problem(spec, cohort, solver)
-        return fit_prepared(self, prepared, seed=seed, progress=progress)
+        prepared = prepare_problem(spec, cohort, options.solver)
+        return fit_prepared(self, prepared, seed=options.seed, progress=options.progress)
 
 
 @dataclass(frozen=True)
@@ -186,8 +200,32 @@ class NUTS(FitMethod):
         )  # fmt: skip
 
 
+class _Optimisation(FitMethod):
+    """SVI and Laplace: an optimisation started at every patient at the population median.
+
+    Subclasses are frozen dataclasses with ``steps`` and ``draws`` and implement
+    :meth:`_optimise`; a start where the log density is not finite is explained by
+    :func:`explained_invalid_start`.
+    """
+
+    approximate: ClassVar[bool] = True
+
+    def record(self) -> dict[str, Any]:
+        # The flat settings layout of fit files calls the optimisation steps svi_steps.
+        return {**super().record(), "svi_steps": self.steps}  # type: ignore[attr-defined]
+
+    def run(self, prepared, key, *, seed, progress):
+        init = prepared.init_values()
+        with explained_invalid_start(prepared, init, self.name):
+            return self._optimise(prepared, init, key, progress)
+
+    @abstractmethod
+    def _optimise(self, prepared: PreparedFit, init, key: jax.Array, progress: bool):
+        """Run the optimiser from ``init`` and draw from the fitted approximation."""
+
+
 @dataclass(frozen=True)
-class SVI(FitMethod):
+class SVI(_Optimisation):
     """Stochastic variational inference with a Gaussian guide: fast, approximate.
 
     The guide on the unconstrained space cannot represent funnels or skewed posteriors;
@@ -204,7 +242,6 @@ class SVI(FitMethod):
     """
 
     name: ClassVar[str] = "svi"
-    approximate: ClassVar[bool] = True
 
     steps: int = 3000
     learning_rate: float = 0.01
@@ -216,21 +253,16 @@ class SVI(FitMethod):
         if self.guide not in ("lowrank", "mvn"):
             raise FitSettingsError(f"guide must be 'lowrank' or 'mvn', got {self.guide!r}.")
 
-    def record(self) -> dict[str, Any]:
-        return {"method": self.name, **dataclasses.asdict(self), "svi_steps": self.steps}
-
-    def run(self, prepared, key, *, seed, progress):
-        init = prepared.init_values()
-        with explained_invalid_start(prepared, init, self.name):
-            return run_svi(
-                prepared.structure, (prepared.data, prepared.priors), init, key=key,
-                draws=self.draws, steps=self.steps, learning_rate=self.learning_rate,
-                guide=self.guide, progress=progress,
-            )  # fmt: skip
+    def _optimise(self, prepared, init, key, progress):
+        return run_svi(
+            prepared.structure, (prepared.data, prepared.priors), init, key=key,
+            draws=self.draws, steps=self.steps, learning_rate=self.learning_rate,
+            guide=self.guide, progress=progress,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
-class Laplace(FitMethod):
+class Laplace(_Optimisation):
     """MAP estimate and a Gaussian at it (Hessian on the unconstrained scale): approximate.
 
     Exact only for Gaussian posteriors; the Hessian is taken on the log scale of positive
@@ -238,7 +270,6 @@ class Laplace(FitMethod):
     """
 
     name: ClassVar[str] = "laplace"
-    approximate: ClassVar[bool] = True
 
     steps: int = 3000
     learning_rate: float = 0.01
@@ -247,17 +278,12 @@ class Laplace(FitMethod):
     def __post_init__(self) -> None:
         _check_counts(self, ("steps", "draws"))
 
-    def record(self) -> dict[str, Any]:
-        return {"method": self.name, **dataclasses.asdict(self), "svi_steps": self.steps}
-
-    def run(self, prepared, key, *, seed, progress):
-        init = prepared.init_values()
-        with explained_invalid_start(prepared, init, self.name):
-            return run_laplace(
-                prepared.structure, (prepared.data, prepared.priors), init, key=key,
-                draws=self.draws, steps=self.steps, learning_rate=self.learning_rate,
-                progress=progress,
-            )  # fmt: skip
+    def _optimise(self, prepared, init, key, progress):
+        return run_laplace(
+            prepared.structure, (prepared.data, prepared.priors), init, key=key,
+            draws=self.draws, steps=self.steps, learning_rate=self.learning_rate,
+            progress=progress,
+        )  # fmt: skip
 
 
 #: Samplers the PyMC method can run the PyMC model with.

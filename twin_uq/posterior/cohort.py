@@ -297,26 +297,19 @@ class CohortPosterior:
             x = np.asarray(x).reshape(-1)
             return float(np.median(x)), float(np.quantile(x, lo)), float(np.quantile(x, hi))
 
+        def row(quantity: str, kind: str, unit: str, draws: np.ndarray, **extra) -> dict:
+            """One quantity's median and central interval over ``draws`` (any shape)."""
+            m, lower, upper = q(draws)
+            return dict(
+                quantity=quantity, kind=kind, unit=unit, median=m, lower=lower, upper=upper, **extra
+            )
+
         for p in self.model.parameters:
             typ = post["typical"].sel(parameter=p.name).values
             om = post["omega"].sel(parameter=p.name).values
-            cv = 100 * np.sqrt(np.expm1(om**2))
-            m, lo_, up_ = q(typ)
-            cm, cl, cu = q(cv)
-            rows.append(
-                dict(
-                    quantity=p.name,
-                    kind="typical value",
-                    unit=p.unit,
-                    median=m,
-                    lower=lo_,
-                    upper=up_,
-                    cv_percent=cm,
-                    cv_lower=cl,
-                    cv_upper=cu,
-                    description=p.description,
-                )
-            )
+            cm, cl, cu = q(100 * np.sqrt(np.expm1(om**2)))
+            cv = dict(cv_percent=cm, cv_lower=cl, cv_upper=cu)
+            rows.append(row(p.name, "typical value", p.unit, typ, **cv, description=p.description))
         if "beta" in post:
             design = self.covariate_design
             for label, (par, term) in zip(design.effect_labels, design.effects, strict=True):
@@ -327,17 +320,9 @@ class CohortPosterior:
                     if design.scale[j] != 1.0 or design.centre[j] != 0.0
                     else "vs reference level"
                 )
-                m, lo_, up_ = q(np.exp(b))
+                effect = f"multiplicative effect of {term} on {par}"
                 rows.append(
-                    dict(
-                        quantity=label,
-                        kind="covariate effect (ratio)",
-                        unit=per,
-                        median=m,
-                        lower=lo_,
-                        upper=up_,
-                        description=f"multiplicative effect of {term} on {par}",
-                    )
+                    row(label, "covariate effect (ratio)", per, np.exp(b), description=effect)
                 )
         for var, kind, dim in (
             ("sigma_add", "additive residual SD", "add_output"),
@@ -350,29 +335,9 @@ class CohortPosterior:
                         if var == "sigma_add"
                         else "fraction"
                     )
-                    m, lo_, up_ = q(post[var].sel({dim: out}).values)
-                    rows.append(
-                        dict(
-                            quantity=f"{var}[{out}]",
-                            kind=kind,
-                            unit=unit,
-                            median=m,
-                            lower=lo_,
-                            upper=up_,
-                        )
-                    )
+                    rows.append(row(f"{var}[{out}]", kind, unit, post[var].sel({dim: out}).values))
         if "nu" in post:
-            m, lo_, up_ = q(post["nu"].values)
-            rows.append(
-                dict(
-                    quantity="nu",
-                    kind="Student-t degrees of freedom",
-                    unit="",
-                    median=m,
-                    lower=lo_,
-                    upper=up_,
-                )
-            )
+            rows.append(row("nu", "Student-t degrees of freedom", "", post["nu"].values))
         table = pd.DataFrame(rows).set_index("quantity")
         table.attrs["interval"] = interval
         table.attrs["approximate"] = self.approximate

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from twin_uq.errors import InputError
 from twin_uq.report.figures import PALETTE, figure, svg_from_figure
 from twin_uq.report.render import provenance, render, write, write_pdf
 from twin_uq.report.text import format_estimate, format_number, percent
+from twin_uq.twin.inputs import check_interval
 
 __all__ = ["cohort"]
 
@@ -188,14 +188,8 @@ def _population(
                 label="patients (posterior medians)",
             )
             ax.plot(grid, dens, color=PALETTE[1], lw=1.5, label="population distribution")
-            ax.axvspan(
-                r["lower"],
-                r["upper"],
-                color=PALETTE[2],
-                alpha=0.15,
-                lw=0,
-                label=f"typical value ({percent(interval)} interval)",
-            )
+            label = f"typical value ({percent(interval)} interval)"
+            ax.axvspan(r["lower"], r["upper"], color=PALETTE[2], alpha=0.15, lw=0, label=label)
             ax.axvline(r["median"], color=PALETTE[2], lw=1.2)
             ax.set_xlabel(f"{pname} ({r['unit']})")
             ax.set_yticks([])
@@ -376,7 +370,7 @@ def cohort(
     Parameters
     ----------
     post
-        The cohort fit (:class:`~twin_uq.inference.CohortPosterior`).
+        The cohort fit to describe (:class:`~twin_uq.CohortPosterior`).
     path
         Output ``.html`` file.
     sbc
@@ -398,9 +392,7 @@ def cohort(
     Path
         The HTML file.
     """
-    interval = float(interval)
-    if not 0.0 < interval < 1.0:
-        raise InputError(f"interval must lie strictly between 0 and 1, got {interval}.")
+    interval = check_interval(interval)
     params, effects, residual, dist_svg, eff_svg = _population(post, interval)
     trust_rows, counts, shared = _trust(post, thresholds)
     ok_rate = post.idata["constant_data"]["solver_ok_rate"].to_series()

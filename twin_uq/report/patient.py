@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from twin_uq.errors import InputError
 from twin_uq.report.patient_figures import forecast_figure, parameter_figure
 from twin_uq.report.patient_sections import (
     check_forecast_times,
@@ -31,6 +30,7 @@ from twin_uq.report.patient_sections import (
 from twin_uq.report.render import provenance, render, write, write_pdf
 from twin_uq.report.text import format_number
 from twin_uq.trust import STATUS_MEANING, assess_patient, assess_prediction
+from twin_uq.twin.inputs import check_interval
 
 __all__ = ["patient"]
 
@@ -59,7 +59,7 @@ def patient(
     Parameters
     ----------
     post
-        The cohort fit (:class:`~twin_uq.inference.CohortPosterior`).
+        The fit of the cohort the patient belongs to (:class:`~twin_uq.CohortPosterior`).
     patient_id
         The patient (as in the data's ``id`` column).
     path
@@ -98,9 +98,7 @@ def patient(
     Path
         The HTML file.
     """
-    interval = float(interval)
-    if not 0.0 < interval < 1.0:
-        raise InputError(f"interval must lie strictly between 0 and 1, got {interval}.")
+    interval = check_interval(interval)
     model = post.model
     twin = post.twin(patient_id)
     pid = twin.patient_id
@@ -130,14 +128,14 @@ def patient(
             twin,
             post,
             schedules,
-            grid,
-            ft,
-            criterion,
-            interval,
-            draws,
-            seed,
-            assessment,
-            clinical_range,
+            grid=grid,
+            forecast_times=ft,
+            criterion=criterion,
+            interval=interval,
+            draws=draws,
+            seed=seed,
+            assessment=assessment,
+            clinical_range=clinical_range,
         )
         if schedules
         else None

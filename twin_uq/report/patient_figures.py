@@ -33,24 +33,15 @@ def forecast_figure(pred: xr.Dataset, obs: pd.DataFrame, model, interval, foreca
         for ax, out in zip(axes[:, 0], outputs, strict=True):
             s = pred.sel(output=out.name)
             t = pred["time"].values
-            ax.fill_between(
-                t,
-                s["lower"],
-                s["upper"],
-                color=PALETTE[0],
-                alpha=0.18,
-                lw=0,
-                label=f"{p} interval of a measurement",
-            )
-            ax.fill_between(
-                t,
-                s["f_lower"],
-                s["f_upper"],
-                color=PALETTE[0],
-                alpha=0.35,
-                lw=0,
-                label=f"{p} interval of the true level",
-            )
+            # The wider, lighter band (a new measurement, noise included) under the
+            # narrower, darker one (the true level).
+            for prefix, alpha, what in (
+                ("", 0.18, "a measurement"),
+                ("f_", 0.35, "the true level"),
+            ):
+                lower, upper = s[f"{prefix}lower"], s[f"{prefix}upper"]
+                label = f"{p} interval of {what}"
+                ax.fill_between(t, lower, upper, color=PALETTE[0], alpha=alpha, lw=0, label=label)
             ax.plot(t, s["median"], color=PALETTE[0], lw=1.6, label="median prediction")
             o = obs[obs["output"] == out.name]
             ok = o[~o["censored"].astype(bool)]

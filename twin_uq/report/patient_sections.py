@@ -22,6 +22,7 @@ from twin_uq.report.text import (
     ratio_sentence,
 )
 from twin_uq.trust import assess_prediction
+from twin_uq.twin.results import probability_percent
 
 __all__ = [
     "check_forecast_times",
@@ -164,6 +165,7 @@ def what_if_section(
     twin,
     post,
     schedules,
+    *,
     grid,
     forecast_times,
     criterion,
@@ -220,11 +222,7 @@ def what_if_section(
 
 
 def _pct(p: float) -> str:
-    if p < 0.01:
-        return "less than 1%" if p > 0 else "0%"
-    if p > 0.99:
-        return "more than 99%" if p < 1 else "100%"
-    return f"{100 * p:.0f}%"
+    return probability_percent(p, in_words=True)
 
 
 def _default_candidates(twin) -> list[float]:

@@ -27,26 +27,29 @@ _STATISTICS = ("mean", "max", "min", "value_at", "time_in_range", "auc")
 _GOALS = ("maximize", "minimize", "target")
 
 
-def _check_range(target: tuple[float, float] | None, what: str) -> tuple[float, float] | None:
-    if target is None:
+def _float_pair(pair, what: str, names: str) -> tuple[float, float] | None:
+    """``pair`` as two floats (``None`` stays ``None``); ``names`` ("low, high") in the error."""
+    if pair is None:
         return None
-    if len(target) != 2:
-        raise InputError(f"{what} must be a pair (low, high), got {target!r}.")
-    low, high = float(target[0]), float(target[1])
-    if not low < high:
+    if len(pair) != 2:
+        raise InputError(f"{what} must be a pair ({names}), got {pair!r}.")
+    return float(pair[0]), float(pair[1])
+
+
+def _check_range(target: tuple[float, float] | None, what: str) -> tuple[float, float] | None:
+    pair = _float_pair(target, what, "low, high")
+    if pair is not None and not pair[0] < pair[1]:
         raise InputError(f"{what} needs low < high, got {target!r}.")
-    return low, high
+    return pair
 
 
 def _check_window(window: tuple[float, float] | None, what: str) -> tuple[float, float] | None:
-    if window is None:
-        return None
-    if len(window) != 2:
-        raise InputError(f"{what} must be a pair (t0, t1), got {window!r}.")
-    t0, t1 = float(window[0]), float(window[1])
-    if not (np.isfinite(t0) and np.isfinite(t1)) or t0 < 0 or t1 < t0:
-        raise InputError(f"{what} needs finite times 0 <= t0 <= t1, got {window!r}.")
-    return t0, t1
+    pair = _float_pair(window, what, "t0, t1")
+    if pair is not None:
+        t0, t1 = pair
+        if not (np.isfinite(t0) and np.isfinite(t1)) or t0 < 0 or t1 < t0:
+            raise InputError(f"{what} needs finite times 0 <= t0 <= t1, got {window!r}.")
+    return pair
 
 
 @dataclass(frozen=True)

@@ -42,22 +42,27 @@ def check_doses(schedule: Schedule, model: Model, label: str) -> None:
     n_states = len(model.states)
     for k, b in enumerate(schedule.boluses(), 1):
         where = f"{label}, bolus {k} (time {b.time:g})"
-        if not (np.isfinite(b.amount) and b.amount > 0):
-            raise InputError(f"{where}: dose amount must be finite and > 0, got {b.amount:g}.")
-        if not (np.isfinite(b.time) and b.time >= 0):
-            raise InputError(f"{where}: dose time must be finite and >= 0, got {b.time:g}.")
-        if not 0 <= b.cmt <= n_states:
-            raise InputError(f"{where}: compartment {b.cmt} outside 1..{n_states} (0 = default).")
+        _check_dose_value(b.amount, where, "dose amount", zero_allowed=False)
+        _check_dose_value(b.time, where, "dose time", zero_allowed=True)
+        _check_compartment(b.cmt, where, n_states)
     for k, i in enumerate(schedule.infusions(), 1):
         where = f"{label}, infusion {k} (start {i.start:g})"
-        if not (np.isfinite(i.rate) and i.rate > 0):
-            raise InputError(f"{where}: infusion rate must be finite and > 0, got {i.rate:g}.")
-        if not (np.isfinite(i.duration) and i.duration > 0):
-            raise InputError(f"{where}: duration must be finite and > 0, got {i.duration:g}.")
-        if not (np.isfinite(i.start) and i.start >= 0):
-            raise InputError(f"{where}: start time must be finite and >= 0, got {i.start:g}.")
-        if not 0 <= i.cmt <= n_states:
-            raise InputError(f"{where}: compartment {i.cmt} outside 1..{n_states} (0 = default).")
+        _check_dose_value(i.rate, where, "infusion rate", zero_allowed=False)
+        _check_dose_value(i.duration, where, "duration", zero_allowed=False)
+        _check_dose_value(i.start, where, "start time", zero_allowed=True)
+        _check_compartment(i.cmt, where, n_states)
+
+
+def _check_dose_value(value: float, where: str, what: str, *, zero_allowed: bool) -> None:
+    """Refuse a non-finite ``value``, or one below 0 (``zero_allowed``) or at or below 0."""
+    if not (np.isfinite(value) and (value >= 0 if zero_allowed else value > 0)):
+        bound = ">= 0" if zero_allowed else "> 0"
+        raise InputError(f"{where}: {what} must be finite and {bound}, got {value:g}.")
+
+
+def _check_compartment(cmt: int, where: str, n_states: int) -> None:
+    if not 0 <= cmt <= n_states:
+        raise InputError(f"{where}: compartment {cmt} outside 1..{n_states} (0 = default).")
 
 
 def scaled_schedule(schedule: Schedule, amount: float) -> Schedule:

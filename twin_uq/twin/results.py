@@ -17,6 +17,7 @@ __all__ = [
     "UpdateRecord",
     "WhatIfResult",
     "beta_interval",
+    "probability_percent",
 ]
 
 
@@ -34,12 +35,20 @@ def beta_interval(k: float, n: int, interval: float) -> tuple[float, float]:
     return lo, hi
 
 
-def _pct(p: float) -> str:
+def probability_percent(p: float, *, in_words: bool = False) -> str:
+    """A probability as a whole percentage that reads "0%" or "100%" only when exactly so.
+
+    Below 1% it is ``"<1%"`` and above 99% ``">99%"`` (``in_words``: "less than 1%", "more
+    than 99%"), so a rare but possible event is never shown as impossible or certain.
+    """
     if p < 0.01:
-        return "<1%" if p > 0 else "0%"
+        return ("less than 1%" if in_words else "<1%") if p > 0 else "0%"
     if p > 0.99:
-        return ">99%" if p < 1 else "100%"
+        return ("more than 99%" if in_words else ">99%") if p < 1 else "100%"
     return f"{100 * p:.0f}%"
+
+
+_pct = probability_percent  # short name for the sentences below
 
 
 @dataclass(frozen=True)
