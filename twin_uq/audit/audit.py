@@ -330,7 +330,7 @@ def audit(
     Parameters
     ----------
     post
-        A :class:`~twin_uq.inference.CohortPosterior`.
+        A :class:`~twin_uq.posterior.CohortPosterior`.
     by
         Covariate column(s) of the cohort (or of ``covariates``) defining the groups.
         Categorical columns give one group per value; numeric ones are cut into bands at

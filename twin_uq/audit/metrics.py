@@ -123,7 +123,7 @@ def patient_metrics(
     Parameters
     ----------
     post
-        A :class:`~twin_uq.inference.CohortPosterior`.
+        A :class:`~twin_uq.posterior.CohortPosterior`.
     holdout
         Held-out observations (see :func:`holdout_table`) or ``None``.
     trust

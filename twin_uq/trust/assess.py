@@ -370,7 +370,7 @@ def assess_cohort(post, thresholds: TrustThresholds | Mapping | None = None) -> 
     Parameters
     ----------
     post
-        A :class:`~twin_uq.inference.CohortPosterior`.
+        A :class:`~twin_uq.posterior.CohortPosterior`.
     thresholds
         :class:`TrustThresholds`, a dict of its fields, or ``None`` for the defaults.
 
