@@ -152,8 +152,8 @@ def test_every_bad_input_error_is_a_twin_uq_error():
     from twin_uq.cli._errors import CLIError
     from twin_uq.data import CohortError
     from twin_uq.distributed import IncompleteResultError
-    from twin_uq.posterior import PosteriorLoadError
     from twin_uq.model.load import ModelLoadError
+    from twin_uq.posterior import PosteriorLoadError
     from twin_uq.twin import UnknownPatientError
 
     # each keeps its builtin base, so `except ValueError` / `except KeyError` still work
