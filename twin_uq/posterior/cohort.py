@@ -71,10 +71,6 @@ class CohortPosterior:
         population_model: PopulationModel | None = None,
         prepare: Callable[[], PreparedFit] | None = None,
     ):
-        if prepared is None and (population_model is None or prepare is None):
-            raise TypeError(
-                "CohortPosterior needs `prepared`, or `population_model` and `prepare`."
-            )
         self.idata = idata
         self.model = model
         self.cohort = cohort
