@@ -223,9 +223,8 @@ class SVI(FitMethod):
         init = prepared.init_values()
         with explained_invalid_start(prepared, init, self.name):
             return run_svi(
-                prepared.structure, (prepared.data, prepared.priors), init, key=key,
-                draws=self.draws, steps=self.steps, learning_rate=self.learning_rate,
-                guide=self.guide, progress=progress,
+                prepared.structure, (prepared.data, prepared.priors), init, self, key=key,
+                progress=progress,
             )  # fmt: skip
 
 
@@ -254,8 +253,7 @@ class Laplace(FitMethod):
         init = prepared.init_values()
         with explained_invalid_start(prepared, init, self.name):
             return run_laplace(
-                prepared.structure, (prepared.data, prepared.priors), init, key=key,
-                draws=self.draws, steps=self.steps, learning_rate=self.learning_rate,
+                prepared.structure, (prepared.data, prepared.priors), init, self, key=key,
                 progress=progress,
             )  # fmt: skip
 
