@@ -1,7 +1,8 @@
-"""Turn a padded :class:`Schedule` into the arrays both solvers need.
+"""Turn a padded :class:`Schedule` into the arrays the solve paths need.
 
-Shared by the ODE path (:mod:`twin_uq.simulate.ode`) and the exact path
-(:mod:`twin_uq.simulate.exact`) so that the two agree on every convention:
+Shared by the ODE path (:mod:`twin_uq.simulate.ode`), the fixed-grid RK4 path
+(:mod:`twin_uq.simulate.fixed_step`) and the exact path (:mod:`twin_uq.simulate.exact`)
+so that they agree on every convention:
 
 * ``cmt`` is 1-based (NONMEM); ``cmt == 0`` means ``model.default_dose_cmt``.
 * Padding (``mask == False``) has no effect.
