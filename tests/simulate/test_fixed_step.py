@@ -12,6 +12,7 @@ import twin_uq as tq
 from twin_uq.model.base import SolverSettings
 from twin_uq.simulate import Bolus, Infusion, Schedule, Signal, solve_outputs
 from twin_uq.simulate.events import signal_inputs
+from twin_uq.simulate.schedule import PatientInputs
 from twin_uq.simulate.status import SolveStatus
 
 fixed_step = importlib.import_module("twin_uq.simulate.fixed_step")
@@ -124,7 +125,7 @@ def test_precomputed_grid_gives_the_same_values_and_gradients(sink_model):
 def test_times_past_the_horizon_fail_instead_of_stretching_the_steps(sink_model):
     traj = jax.jit(
         lambda t: fixed_step.solve_fixed_step(
-            sink_model, rk4(0.5, horizon=20.0), THETA, NOCOV, schedule(), t
+            sink_model, rk4(0.5, horizon=20.0), THETA, PatientInputs(NOCOV, schedule(), t)
         )[1]
     )
     assert bool(traj(jnp.array([1.0, 20.0])) == SolveStatus.successful)

@@ -207,16 +207,18 @@ def test_forward_sensitivities_match_the_analytic_derivative(oral):
     the sensitivities must pass the jumps unchanged and follow the infusion's rate switches.
     """
     from twin_uq.simulate.ode import solve_ode, solve_ode_sensitivities
+    from twin_uq.simulate.schedule import PatientInputs
 
     for p, sched in enumerate(schedules()):
-        states, S, status = solve_ode_sensitivities(oral, TIGHT_ODE, THETAS[p], COV, sched, TIMES)
+        patient = PatientInputs(COV, sched, TIMES)
+        states, S, status = solve_ode_sensitivities(oral, TIGHT_ODE, THETAS[p], patient)
         assert bool(status == SolveStatus.successful)
         exact = jax.jacrev(lambda th, sc=sched: solve_outputs(oral, th, COV, sc, TIMES, EXACT)[0])
         # rtol 1e-10 solves: both are within ~1e-9 of the true derivative; 1e-6 relative
         # leaves room for the near-zero states before the first dose of patient 2.
         np.testing.assert_allclose(S, exact(THETAS[p]), rtol=1e-6, atol=1e-8)
         # The controller looks at the states only: the same steps, the same states.
-        plain, _ = solve_ode(oral, TIGHT_ODE, THETAS[p], COV, sched, TIMES)
+        plain, _ = solve_ode(oral, TIGHT_ODE, THETAS[p], patient)
         np.testing.assert_allclose(states, plain, rtol=1e-12, atol=1e-12)
 
 
@@ -224,6 +226,7 @@ def test_forward_sensitivities_with_a_measured_signal():
     """Bergman: ``y0`` depends on ``G0``, the input is interpolated; at tight tolerance the
     sensitivities and the derivative of the discrete solve converge to the same values."""
     from twin_uq.simulate.ode import solve_ode, solve_ode_sensitivities
+    from twin_uq.simulate.schedule import PatientInputs
 
     model = tq.load_model("bergman_minimal")
     knots = [0.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 180.0]
@@ -234,9 +237,10 @@ def test_forward_sensitivities_with_a_measured_signal():
     theta = jnp.array([0.025, 0.03, 6e-4, 90.0, 280.0])
     cov = jnp.array([10.0])
     times = jnp.array([5.0, 10.0, 20.0, 45.0, 90.0, 180.0])
-    _, S, status = solve_ode_sensitivities(model, TIGHT_ODE, theta, cov, sched, times)
+    patient = PatientInputs(cov, sched, times)
+    _, S, status = solve_ode_sensitivities(model, TIGHT_ODE, theta, patient)
     assert bool(status == SolveStatus.successful)
-    discrete = jax.jacfwd(lambda th: solve_ode(model, TIGHT_ODE, th, cov, sched, times)[0])(theta)
+    discrete = jax.jacfwd(lambda th: solve_ode(model, TIGHT_ODE, th, patient)[0])(theta)
     scale = np.abs(np.asarray(discrete)).max(axis=0, keepdims=True)  # per state and parameter
     np.testing.assert_allclose(S / scale, discrete / scale, rtol=0, atol=1e-7)
     assert np.abs(np.asarray(S)[:, 0, 4]).max() > 0.1  # G0 moves glucose: not trivially zero

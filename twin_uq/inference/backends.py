@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +29,9 @@ from twin_uq.errors import InputError, UnavailableError
 from twin_uq.inference.numpyro_model import ProgramStructure, cohort_program
 from twin_uq.inference.nuts_kernel import NutsSettings, nuts, run_chains, sample_chain
 from twin_uq.inference.progress import ProgressChannel
+
+if TYPE_CHECKING:
+    from twin_uq.inference import methods
 
 __all__ = ["BackendResult", "run_laplace", "run_nuts", "run_svi", "sample_nuts"]
 
@@ -195,48 +198,39 @@ def run_svi(
     structure: ProgramStructure,
     args: tuple,
     init_values: dict[str, Any],
+    method: methods.SVI,
     *,
     key: jax.Array,
-    draws: int,
-    steps: int,
-    learning_rate: float,
-    guide: str,
     progress: bool,
 ) -> BackendResult:
     """Stochastic variational inference with a (low-rank) multivariate normal guide.
+
+    ``method`` gives the guide, the Adam steps and learning rate and the number of draws.
 
     Approximate: the Gaussian guide on the unconstrained space cannot represent funnels or
     skewed posteriors; intervals are typically too narrow for weakly identified parameters.
     """
     program = partial(cohort_program, structure)
     init = init_to_value(values=init_values)
-    if guide == "mvn":
+    if method.guide == "mvn":
         g = AutoMultivariateNormal(program, init_loc_fn=init, init_scale=0.05)
-    elif guide == "lowrank":
+    elif method.guide == "lowrank":
         rank = min(round(_latent_dim(structure, args, init_values) ** 0.5), SVI_MAX_RANK)
         g = AutoLowRankMultivariateNormal(program, init_loc_fn=init, init_scale=0.05, rank=rank)
     else:
-        raise InputError(f"Unknown SVI guide {guide!r}: use 'lowrank' or 'mvn'.")
-    optimiser = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(learning_rate))
-    svi = SVI(program, g, optimiser, loss=Trace_ELBO())
-    k_fit, k_draw = jax.random.split(key)
-    t0 = time.perf_counter()
-    result = _optimise(svi, k_fit, steps, args, progress)
-    t1 = time.perf_counter()
-    latent = g.sample_posterior(k_draw, result.params, *args, sample_shape=(draws,))
-    samples = {k: np.asarray(v)[None] for k, v in latent.items()}
-    t2 = time.perf_counter()
+        raise InputError(f"Unknown SVI guide {method.guide!r}: use 'lowrank' or 'mvn'.")
+    result, samples, timings = _fit_guide(program, g, args, key, method, progress)
     losses = np.asarray(result.losses)
-    tail = losses[-max(steps // 10, 1) :]
+    tail = losses[-max(method.steps // 10, 1) :]
     return BackendResult(
         samples=samples,
-        timings={"optimisation": t1 - t0, "draws": t2 - t1},
+        timings=timings,
         info={
             "guide_rank": getattr(g, "rank", None),
             "final_elbo": float(-tail.mean()),
             "elbo_tail_sd": float(tail.std()),
-            "guide": guide,
-            "steps": steps,
+            "guide": method.guide,
+            "steps": method.steps,
         },
     )
 
@@ -289,6 +283,32 @@ def _optimise(svi: SVI, key: jax.Array, steps: int, args: tuple, progress: bool)
     return _Optimised(params=svi.get_params(state), losses=jnp.concatenate(losses))
 
 
+def _fit_guide(
+    program,
+    guide,
+    args: tuple,
+    key: jax.Array,
+    method: methods.SVI | methods.Laplace,
+    progress: bool,
+) -> tuple[_Optimised, dict[str, np.ndarray], dict[str, float]]:
+    """Fit ``guide`` to ``program`` by ``method.steps`` clipped Adam updates, then draw from it.
+
+    The one optimise-then-draw of SVI and Laplace: the key splits into the optimisation's
+    and the draws'. Returns the optimisation result, ``method.draws`` latent draws per site with a
+    leading chain axis of 1, and the seconds spent optimising and drawing.
+    """
+    optimiser = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(method.learning_rate))
+    svi = SVI(program, guide, optimiser, loss=Trace_ELBO())
+    k_fit, k_draw = jax.random.split(key)
+    t0 = time.perf_counter()
+    result = _optimise(svi, k_fit, method.steps, args, progress)
+    t1 = time.perf_counter()
+    latent = guide.sample_posterior(k_draw, result.params, *args, sample_shape=(method.draws,))
+    samples = {k: np.asarray(v)[None] for k, v in latent.items()}
+    t2 = time.perf_counter()
+    return result, samples, {"optimisation": t1 - t0, "draws": t2 - t1}
+
+
 def _fd_hessian(f, x: jax.Array, rel_step: float = 1e-5) -> jax.Array:
     # Central differences of the exact gradient: the ODE gradient is a custom VJP built on
     # forward sensitivities, which JAX cannot differentiate a second time in reverse mode.
@@ -307,14 +327,14 @@ def run_laplace(
     structure: ProgramStructure,
     args: tuple,
     init_values: dict[str, Any],
+    method: methods.Laplace,
     *,
     key: jax.Array,
-    draws: int,
-    steps: int,
-    learning_rate: float,
     progress: bool,
 ) -> BackendResult:
     """MAP estimate by optimisation, then a Gaussian with the inverse Hessian as covariance.
+
+    ``method`` gives the Adam steps and learning rate of the MAP search and the draws.
 
     Approximate: exact only for Gaussian posteriors; the Hessian is taken on the
     unconstrained scale (log of positive parameters) where posteriors are closer to normal.
@@ -323,15 +343,7 @@ def run_laplace(
     g = AutoLaplaceApproximation(
         program, init_loc_fn=init_to_value(values=init_values), hessian_fn=_fd_hessian
     )
-    optimiser = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(learning_rate))
-    svi = SVI(program, g, optimiser, loss=Trace_ELBO())
-    k_fit, k_draw = jax.random.split(key)
-    t0 = time.perf_counter()
-    result = _optimise(svi, k_fit, steps, args, progress)
-    t1 = time.perf_counter()
-    latent = g.sample_posterior(k_draw, result.params, *args, sample_shape=(draws,))
-    samples = {k: np.asarray(v)[None] for k, v in latent.items()}
-    t2 = time.perf_counter()
+    result, samples, timings = _fit_guide(program, g, args, key, method, progress)
     bad = [k for k, v in samples.items() if not np.all(np.isfinite(v))]
     if bad:
         raise UnavailableError(
@@ -340,6 +352,6 @@ def run_laplace(
         )
     return BackendResult(
         samples=samples,
-        timings={"optimisation": t1 - t0, "draws": t2 - t1},
-        info={"final_loss": float(np.asarray(result.losses)[-1]), "steps": steps},
+        timings=timings,
+        info={"final_loss": float(np.asarray(result.losses)[-1]), "steps": method.steps},
     )

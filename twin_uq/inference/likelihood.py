@@ -51,12 +51,10 @@ class FitData(eqx.Module):
     ----------
     arrays
         The cohort's padded observations, schedules and model covariates.
-    design
-        ``(P, Q)`` covariate design matrix.
-    effect_param, effect_term
-        ``(E,)`` parameter and design-column index of each covariate coefficient.
-    allometric
-        ``(P, K)`` fixed allometric log offsets.
+    design, effect_param, effect_term, allometric
+        The population mean's inputs, as in
+        :class:`~twin_uq.inference.population.CovariateArrays` (design ``(P, Q)``, effect
+        indices ``(E,)``, allometric offsets ``(P, K)``).
     error_code
         ``(O,)`` residual error model per output.
     centering

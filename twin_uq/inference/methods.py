@@ -255,9 +255,8 @@ class SVI(_Optimisation):
 
     def _optimise(self, prepared, init, key, progress):
         return run_svi(
-            prepared.structure, (prepared.data, prepared.priors), init, key=key,
-            draws=self.draws, steps=self.steps, learning_rate=self.learning_rate,
-            guide=self.guide, progress=progress,
+            prepared.structure, (prepared.data, prepared.priors), init, self, key=key,
+            progress=progress,
         )  # fmt: skip
 
 
@@ -280,8 +279,7 @@ class Laplace(_Optimisation):
 
     def _optimise(self, prepared, init, key, progress):
         return run_laplace(
-            prepared.structure, (prepared.data, prepared.priors), init, key=key,
-            draws=self.draws, steps=self.steps, learning_rate=self.learning_rate,
+            prepared.structure, (prepared.data, prepared.priors), init, self, key=key,
             progress=progress,
         )  # fmt: skip
 

@@ -84,6 +84,21 @@ def require_pymc(module: str = "pymc"):
         ) from err
 
 
+def _residual_sd(kind: str, outputs: tuple[int, ...], scale, n_out: int):
+    """``(n_out,)`` residual SDs of one kind (``"add"``, ``"prop"``) for the PyMC model.
+
+    A half-normal site ``sigma_<kind>`` over the outputs that have this error term (dims
+    ``<kind>_output``), zero at the others; no site when no output has it.
+    """
+    pm = require_pymc()
+    pt = require_pymc("pytensor.tensor")
+    sd = pt.zeros(n_out)
+    if outputs:
+        site = pm.HalfNormal(f"sigma_{kind}", np.asarray(scale), dims=f"{kind}_output")
+        sd = pt.set_subtensor(sd[list(outputs)], site)
+    return sd
+
+
 def build_pymc_model(prepared: PreparedFit):
     """The population model of a prepared fit as a ``pm.Model`` (extend it by hand).
 
@@ -131,22 +146,8 @@ def build_pymc_model(prepared: PreparedFit):
             contrib = np.asarray(data.design)[:, np.asarray(data.effect_term)] * beta  # (P, E)
             onehot = np.eye(K)[np.asarray(data.effect_param)]  # (E, K)
             mean = mean + pt.dot(contrib, onehot)
-        add = pt.zeros(n_out)
-        prop = pt.zeros(n_out)
-        if s.add_outputs:
-            sa = pm.HalfNormal(
-                "sigma_add",
-                np.asarray(priors.add_scale),
-                dims="add_output",
-            )
-            add = pt.set_subtensor(add[list(s.add_outputs)], sa)
-        if s.prop_outputs:
-            sp = pm.HalfNormal(
-                "sigma_prop",
-                np.asarray(priors.prop_scale),
-                dims="prop_output",
-            )
-            prop = pt.set_subtensor(prop[list(s.prop_outputs)], sp)
+        add = _residual_sd("add", s.add_outputs, priors.add_scale, n_out)
+        prop = _residual_sd("prop", s.prop_outputs, priors.prop_scale, n_out)
         if s.student_t:
             nu = pm.Gamma("nu", alpha=2.0, beta=0.1)
         else:

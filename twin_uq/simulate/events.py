@@ -1,7 +1,8 @@
-"""Turn a padded :class:`Schedule` into the arrays both solvers need.
+"""Turn a padded :class:`Schedule` into the arrays the solve paths need.
 
-Shared by the ODE path (:mod:`twin_uq.simulate.ode`) and the exact path
-(:mod:`twin_uq.simulate.exact`) so that the two agree on every convention:
+Shared by the ODE path (:mod:`twin_uq.simulate.ode`), the fixed-grid RK4 path
+(:mod:`twin_uq.simulate.fixed_step`) and the exact path (:mod:`twin_uq.simulate.exact`)
+so that they agree on every convention:
 
 * ``cmt`` is 1-based (NONMEM); ``cmt == 0`` means ``model.default_dose_cmt``.
 * Padding (``mask == False``) has no effect.
@@ -25,6 +26,7 @@ from twin_uq.simulate.schedule import Schedule
 
 __all__ = [
     "bolus_jumps",
+    "dose_events",
     "dose_state_index",
     "infusion_rate_vectors",
     "signal_inputs",
@@ -45,6 +47,30 @@ def bolus_jumps(
     amount = jnp.where(live, schedule.bolus_amount, 0.0)
     onehot = jax.nn.one_hot(dose_state_index(model, schedule.bolus_cmt), n, dtype=amount.dtype)
     return onehot * amount[:, None]
+
+
+def dose_events(
+    model: Model, schedule: Schedule, t_end: Float[Array, ""], dtype
+) -> tuple[Float[Array, " nb+2ni"], Float[Array, "nb+2ni n_states"]]:
+    """Every dose event's time, clipped into ``[0, t_end]``, and the state jump it applies.
+
+    Events in the order boluses, infusion starts, infusion stops (padding included); only
+    a bolus jumps (:func:`bolus_jumps`), infusions switch rates instead. Both arrays in
+    ``dtype``. The event list of the ODE and the fixed-grid paths.
+    """
+    n = len(model.states)
+    event_t = jnp.clip(
+        jnp.concatenate([schedule.bolus_time, schedule.infusion_start, schedule.infusion_stop]),
+        0.0,
+        t_end,
+    ).astype(dtype)
+    event_jump = jnp.concatenate(
+        [
+            bolus_jumps(model, schedule, t_end).astype(dtype),
+            jnp.zeros((2 * schedule.n_infusion, n), dtype),
+        ]
+    )
+    return event_t, event_jump
 
 
 def infusion_rate_vectors(model: Model, schedule: Schedule) -> Float[Array, "ni n_states"]:

@@ -31,7 +31,7 @@ from jaxtyping import Array, Float
 from twin_uq.errors import InputError
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate.events import bolus_jumps, infusion_rate_vectors
-from twin_uq.simulate.schedule import Schedule
+from twin_uq.simulate.schedule import PatientInputs
 from twin_uq.simulate.status import SolveStatus
 
 __all__ = ["solve_exact", "transition_matrices"]
@@ -65,11 +65,9 @@ def solve_exact(
     model: Model,
     settings: SolverSettings,
     theta: Float[Array, " K"],
-    covariates: Float[Array, " C"],
-    schedule: Schedule,
-    times: Float[Array, " T"],
+    patient: PatientInputs,
 ) -> tuple[Float[Array, "T n_states"], SolveStatus]:
-    """States of a linear model at ``times`` (any order), and how the solve ended.
+    """States of a linear model at ``patient.times`` (any order), and how the solve ended.
 
     The signature of the other solve paths (:func:`twin_uq.simulate.ode.solve_ode`,
     :func:`twin_uq.simulate.fixed_step.solve_fixed_step`); ``settings`` only selects this
@@ -83,12 +81,8 @@ def solve_exact(
         ``method="exact"``.
     theta
         Individual parameters in ``model.parameter_names`` order, natural scale, ``(K,)``.
-    covariates
-        Covariates in ``model.covariates`` order, ``(C,)``.
-    schedule
-        One patient's (unbatched) schedule.
-    times
-        Observation times ``>= 0``, shape ``(T,)``, any order, padding allowed.
+    patient
+        Covariates, schedule and observation times (any order, padding allowed).
 
     Returns
     -------
@@ -104,6 +98,7 @@ def solve_exact(
             f"Model {model.name!r} has no linear_system; method='exact' needs one. Use an "
             "ODE solver ('tsit5', 'dopri5', 'kvaerno5')."
         )
+    covariates, schedule, times = patient
     th = model.theta_dict(theta)
     cov = dict(zip(model.covariates, covariates, strict=True))
     n = len(model.states)

@@ -55,8 +55,8 @@ from jaxtyping import Array, Float, Int
 
 from twin_uq.errors import InputError
 from twin_uq.model.base import Model, SolverSettings
-from twin_uq.simulate.events import bolus_jumps, infusion_rate_vectors
-from twin_uq.simulate.schedule import Schedule
+from twin_uq.simulate.events import dose_events, infusion_rate_vectors
+from twin_uq.simulate.schedule import PatientInputs, Schedule
 from twin_uq.simulate.status import SolveStatus
 
 __all__ = [
@@ -136,16 +136,7 @@ def fixed_grid(
     times = jax.lax.stop_gradient(jnp.asarray(times, dtype))
     t_end = jnp.max(times)
     m = n_uniform_steps(settings)
-    ni = schedule.n_infusion
-
-    event_t = jnp.clip(
-        jnp.concatenate([schedule.bolus_time, schedule.infusion_start, schedule.infusion_stop]),
-        0.0,
-        t_end,
-    ).astype(dtype)
-    event_jump = jnp.concatenate(
-        [bolus_jumps(model, schedule, t_end).astype(dtype), jnp.zeros((2 * ni, n), dtype)]
-    )
+    event_t, event_jump = dose_events(model, schedule, t_end, dtype)
     knots = schedule.signal_time.astype(dtype) if model.signals else jnp.zeros((0,), dtype)
     uniform = jnp.asarray(np.arange(m + 1) * settings.fixed_step, dtype)
     breaks = jnp.clip(jnp.concatenate([times, knots, event_t]), 0.0, t_end)
@@ -307,15 +298,13 @@ def solve_fixed_step(
     model: Model,
     settings: SolverSettings,
     theta: Float[Array, " K"],
-    covariates: Float[Array, " C"],
-    schedule: Schedule,
-    times: Float[Array, " T"],
+    patient: PatientInputs,
 ) -> tuple[Float[Array, "T n_states"], SolveStatus]:
     """Integrate one patient with RK4 on the fixed grid; states at ``times`` and a status.
 
     Same contract as :func:`twin_uq.simulate.ode.solve_ode` (``theta`` natural scale
-    ``(K,)``, ``covariates`` ``(C,)``, one unbatched schedule, ``times`` ``(T,)`` in any
-    order): :func:`fixed_grid` then :func:`integrate_on_grid`. ``times`` only place the
+    ``(K,)``, one patient's :class:`~twin_uq.simulate.schedule.PatientInputs`):
+    :func:`fixed_grid` then :func:`integrate_on_grid`. ``patient.times`` only place the
     grid and carry no gradient.
 
     Returns
@@ -326,8 +315,8 @@ def solve_fixed_step(
         ``SolveStatus.successful`` or ``SolveStatus.beyond_horizon``; non-finite values
         are flagged by the caller.
     """
-    grid = fixed_grid(model, settings, schedule, times)
-    return integrate_on_grid(model, theta, covariates, grid)
+    grid = fixed_grid(model, settings, patient.schedule, patient.times)
+    return integrate_on_grid(model, theta, patient.covariates, grid)
 
 
 def _merge_sorted(

@@ -30,8 +30,8 @@ from jaxtyping import Array, Float
 
 from twin_uq.errors import InputError
 from twin_uq.model.base import Model, SolverSettings
-from twin_uq.simulate.events import bolus_jumps, infusion_rate_vectors, signal_inputs
-from twin_uq.simulate.schedule import Schedule
+from twin_uq.simulate.events import dose_events, infusion_rate_vectors, signal_inputs
+from twin_uq.simulate.schedule import PatientInputs, Schedule
 from twin_uq.simulate.status import SolveStatus
 
 __all__ = ["solve_ode", "solve_ode_sensitivities"]
@@ -57,9 +57,7 @@ def solve_ode(
     model: Model,
     settings: SolverSettings,
     theta: Float[Array, " K"],
-    covariates: Float[Array, " C"],
-    schedule: Schedule,
-    times: Float[Array, " T"],
+    patient: PatientInputs,
 ) -> tuple[Float[Array, "T n_states"], SolveStatus]:
     """Integrate one patient and return states at ``times`` and how the solve ended.
 
@@ -69,12 +67,9 @@ def solve_ode(
         The model and how to integrate it (``settings.method`` a diffrax solver name).
     theta
         Individual parameters in ``model.parameter_names`` order, natural scale, ``(K,)``.
-    covariates
-        Covariates in ``model.covariates`` order, ``(C,)``.
-    schedule
-        One patient's (unbatched) schedule.
-    times
-        Observation times ``>= 0``, shape ``(T,)``, any order, padding allowed.
+    patient
+        Covariates, the schedule (its signal knots are the controller's jump times) and
+        the observation times, in any order.
 
     Returns
     -------
@@ -87,7 +82,7 @@ def solve_ode(
         ``solver_failed`` (:class:`~twin_uq.simulate.status.SolveStatus`); non-finite
         values after a successful solve are flagged by the caller after ``observe``.
     """
-    states, _, status = _integrate(model, settings, theta, covariates, schedule, times, False)
+    states, _, status = _integrate(model, settings, theta, *patient, False)
     return states, status
 
 
@@ -95,9 +90,7 @@ def solve_ode_sensitivities(
     model: Model,
     settings: SolverSettings,
     theta: Float[Array, " K"],
-    covariates: Float[Array, " C"],
-    schedule: Schedule,
-    times: Float[Array, " T"],
+    patient: PatientInputs,
 ) -> tuple[Float[Array, "T n_states"], Float[Array, "T n_states K"], SolveStatus]:
     """:func:`solve_ode` and the forward sensitivities ``d states / d theta``.
 
@@ -114,7 +107,7 @@ def solve_ode_sensitivities(
 
     Returns ``(states (T, n), sensitivities (T, n, K), status)``.
     """
-    return _integrate(model, settings, theta, covariates, schedule, times, True)
+    return _integrate(model, settings, theta, *patient, True)
 
 
 def _segment_status(result: diffrax.RESULTS, rhs_finite) -> SolveStatus:
@@ -154,14 +147,7 @@ def _integrate(model, settings, theta, covariates, schedule, times, sensitivitie
     nb, ni = schedule.n_bolus, schedule.n_infusion
 
     # Events (clipped into [0, t_end]) and the jump each applies at its time.
-    event_t = jnp.clip(
-        jnp.concatenate([schedule.bolus_time, schedule.infusion_start, schedule.infusion_stop]),
-        0.0,
-        t_end,
-    ).astype(dtype)
-    event_jump = jnp.concatenate(
-        [bolus_jumps(model, schedule, t_end).astype(dtype), jnp.zeros((2 * ni, n), dtype)]
-    )
+    event_t, event_jump = dose_events(model, schedule, t_end, dtype)
     order = jnp.argsort(event_t, stable=True)
     bounds = jnp.concatenate([jnp.zeros((1,), dtype), event_t[order], t_end[None]])
     seg_jump = jnp.concatenate([jnp.zeros((1, n), dtype), event_jump[order]])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -23,7 +24,15 @@ from jaxtyping import Array, Bool, Float, Int
 
 from twin_uq.errors import InputError
 
-__all__ = ["Bolus", "Infusion", "Schedule", "Signal", "schedule_fields", "stack_schedules"]
+__all__ = [
+    "Bolus",
+    "Infusion",
+    "PatientInputs",
+    "Schedule",
+    "Signal",
+    "schedule_fields",
+    "stack_schedules",
+]
 
 
 @dataclass(frozen=True)
@@ -260,6 +269,28 @@ class Schedule(eqx.Module):
         )
 
 
+class PatientInputs(NamedTuple):
+    """What one patient brings to a solve besides its parameters (a pytree).
+
+    The common argument of the solve paths (:func:`~twin_uq.simulate.exact.solve_exact`,
+    :func:`~twin_uq.simulate.ode.solve_ode`,
+    :func:`~twin_uq.simulate.fixed_step.solve_fixed_step`).
+
+    Attributes
+    ----------
+    covariates
+        Covariates in ``model.covariates`` order, ``(C,)``.
+    schedule
+        One patient's (unbatched) schedule.
+    times
+        Observation times ``>= 0``, shape ``(T,)``, any order, padding allowed.
+    """
+
+    covariates: Float[Array, " C"]
+    schedule: Schedule
+    times: Float[Array, " T"]
+
+
 def schedule_fields(
     boluses: Sequence[Bolus] = (),
     infusions: Sequence[Infusion] = (),
@@ -353,7 +384,9 @@ def stack_schedules(schedules: Sequence[Schedule | Mapping[str, np.ndarray]]) ->
     """
     if not schedules:
         raise InputError("stack_schedules needs at least one schedule.")
-    items = [s if isinstance(s, Mapping) else {k: getattr(s, k) for k in _FIELDS} for s in schedules]
+    items = [
+        s if isinstance(s, Mapping) else {k: getattr(s, k) for k in _FIELDS} for s in schedules
+    ]
     nb = max(np.shape(s["bolus_time"])[0] for s in items)
     ni = max(np.shape(s["infusion_start"])[0] for s in items)
     ns = max(np.shape(s["signal_time"])[0] for s in items)

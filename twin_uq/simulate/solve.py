@@ -65,7 +65,7 @@ from twin_uq.simulate.fixed_step import (
 )
 from twin_uq.simulate.ode import solve_ode, solve_ode_sensitivities
 from twin_uq.simulate.result import Trajectory
-from twin_uq.simulate.schedule import Schedule
+from twin_uq.simulate.schedule import PatientInputs, Schedule
 from twin_uq.simulate.status import SolveStatus
 
 __all__ = [
@@ -82,31 +82,27 @@ def _states(
     model: Model,
     settings: SolverSettings,
     theta: Float[Array, " K"],
-    covariates: Float[Array, " C"],
-    schedule: Schedule,
-    times: Float[Array, " T"],
+    patient: PatientInputs,
     grid: FixedGrid | None = None,
 ) -> tuple[Float[Array, "T n"], SolveStatus]:
-    """The three solve paths behind one signature: states at ``times`` and a status."""
+    """The three solve paths behind one signature: states at ``patient.times`` and a status."""
     if settings.method == "exact":
-        return solve_exact(model, settings, theta, covariates, schedule, times)
+        return solve_exact(model, settings, theta, patient)
     if settings.is_fixed_step and grid is not None:
-        return integrate_on_grid(model, theta, covariates, grid)
+        return integrate_on_grid(model, theta, patient.covariates, grid)
     if settings.is_fixed_step:
-        return solve_fixed_step(model, settings, theta, covariates, schedule, times)
-    return solve_ode(model, settings, theta, covariates, schedule, times)
+        return solve_fixed_step(model, settings, theta, patient)
+    return solve_ode(model, settings, theta, patient)
 
 
 def _core(
     model: Model,
     settings: SolverSettings,
     theta: Float[Array, " K"],
-    covariates: Float[Array, " C"],
-    schedule: Schedule,
-    times: Float[Array, " T"],
+    patient: PatientInputs,
     grid: FixedGrid | None = None,
 ) -> tuple[Float[Array, "T n"], Float[Array, "T m"], SolveStatus]:
-    states, status = _states(model, settings, theta, covariates, schedule, times, grid)
+    states, status = _states(model, settings, theta, patient, grid)
     th = model.theta_dict(theta)
     outputs = jax.vmap(lambda y: jnp.asarray(model.observe(y, th)))(states)
     return states, outputs, _flag_nonfinite(states, outputs, status)
@@ -122,13 +118,12 @@ def _flag_nonfinite(states, outputs, status: SolveStatus) -> SolveStatus:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _ode_with_vjp(model, settings, theta, covariates, schedule, times):
-    return _core(model, settings, theta, covariates, schedule, times)
+    return _core(model, settings, theta, PatientInputs(covariates, schedule, times))
 
 
 def _ode_fwd(model, settings, theta, covariates, schedule, times):
-    states, jac_states, status = solve_ode_sensitivities(
-        model, settings, theta, covariates, schedule, times
-    )
+    patient = PatientInputs(covariates, schedule, times)
+    states, jac_states, status = solve_ode_sensitivities(model, settings, theta, patient)
 
     def observe(y, th):
         out = jnp.asarray(model.observe(y, model.theta_dict(th)))
@@ -159,7 +154,7 @@ _ode_with_vjp.defvjp(_ode_fwd, _ode_bwd)
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _reverse_with_vjp(model, settings, theta, covariates, schedule, times, grid):
-    return _core(model, settings, theta, covariates, schedule, times, grid)
+    return _core(model, settings, theta, PatientInputs(covariates, schedule, times), grid)
 
 
 def _vjp_with_status(core, *primals):
@@ -189,7 +184,9 @@ def _gated_cotangents(residuals, cotangents):
 
 
 def _reverse_fwd(model, settings, theta, covariates, schedule, times, grid):
-    core = lambda th, cv, ts: _core(model, settings, th, cv, schedule, ts, grid)  # noqa: E731
+    def core(th, cv, ts):
+        return _core(model, settings, th, PatientInputs(cv, schedule, ts), grid)
+
     return _vjp_with_status(core, theta, covariates, times)
 
 
