@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -30,8 +30,22 @@ from twin_uq.inference.numpyro_model import ProgramStructure, cohort_program
 from twin_uq.inference.nuts_kernel import NutsSettings, nuts, run_chains, sample_chain
 from twin_uq.inference.progress import ProgressChannel
 
-if TYPE_CHECKING:
-    from twin_uq.inference import methods
+
+class OptimisationSettings(Protocol):
+    """What the optimisers read of an ``SVI`` / ``Laplace`` method object.
+
+    (A protocol: the method objects sit above this module, in ``inference/methods.py``.)
+    """
+
+    steps: int
+    learning_rate: float
+    draws: int
+
+
+class GuideSettings(OptimisationSettings, Protocol):
+    """An ``SVI`` method object: the optimiser's settings and the guide's family."""
+
+    guide: str
 
 __all__ = ["BackendResult", "run_laplace", "run_nuts", "run_svi", "sample_nuts"]
 
@@ -198,7 +212,7 @@ def run_svi(
     structure: ProgramStructure,
     args: tuple,
     init_values: dict[str, Any],
-    method: methods.SVI,
+    method: GuideSettings,
     *,
     key: jax.Array,
     progress: bool,
@@ -288,7 +302,7 @@ def _fit_guide(
     guide,
     args: tuple,
     key: jax.Array,
-    method: methods.SVI | methods.Laplace,
+    method: OptimisationSettings,
     progress: bool,
 ) -> tuple[_Optimised, dict[str, np.ndarray], dict[str, float]]:
     """Fit ``guide`` to ``program`` by ``method.steps`` clipped Adam updates, then draw from it.
@@ -327,7 +341,7 @@ def run_laplace(
     structure: ProgramStructure,
     args: tuple,
     init_values: dict[str, Any],
-    method: methods.Laplace,
+    method: OptimisationSettings,
     *,
     key: jax.Array,
     progress: bool,
