@@ -343,6 +343,10 @@ class Model(abc.ABC):
     ) -> Float[Array, " n_states"]:
         """Time derivative ``dy/dt`` without doses (the engine adds infusion rates).
 
+        The default, for models that declare :meth:`linear_system`, is ``A @ y``. A model
+        written with the earlier four-argument ``rhs(t, y, theta, inputs)`` still works
+        (it is wrapped once, when the class is created, with a ``FutureWarning``).
+
         Parameters
         ----------
         t
@@ -356,10 +360,6 @@ class Model(abc.ABC):
         covariates
             The patient's baseline covariates, keyed by :attr:`covariates` (constant over
             time, e.g. basal insulin or body weight).
-
-        The default, for models that declare :meth:`linear_system`, is ``A @ y``. A model
-        written with the earlier four-argument ``rhs(t, y, theta, inputs)`` still works
-        (it is wrapped once, when the class is created, with a ``FutureWarning``).
         """
         if self.is_linear:
             return self.linear_system(theta) @ y
