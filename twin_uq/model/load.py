@@ -11,6 +11,7 @@ whether from a file or passed in as a class or an instance, has passed
 from __future__ import annotations
 
 import ast
+import copyreg
 import hashlib
 import importlib.util
 import inspect
@@ -161,7 +162,21 @@ def _import_file(path: Path) -> Model:
         )
     model._source_path = str(path)
     _LOADED[cache_key] = model
+    # The class lives in a module made from the file, which another process (a Dask
+    # worker, a PyMC chain) cannot import by name: a copy travels as "load this file".
+    copyreg.pickle(type(model), _reduce_file_model)
     return model
+
+
+def _reduce_file_model(model: Model):
+    """Pickle a model loaded from a file as a reload of that file (same source hash).
+
+    Other instances of the same class (built with other arguments) pickle as usual.
+    """
+    path = model._source_path
+    if path is not None and any(m is model for m in _LOADED.values()):
+        return (load_model, (path,))
+    return object.__reduce_ex__(model, 2)
 
 
 def model_source_hash(model: Model) -> str:
