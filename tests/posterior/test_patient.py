@@ -80,3 +80,10 @@ def test_twin_is_built_from_the_view(oral_fit):
     twin = oral_fit.twin(pid)
     view = oral_fit.patient(pid)
     assert twin.posterior is view and twin.theta is view.theta
+
+
+def test_what_patients_share_is_computed_once(oral_fit):
+    """Population scale and residual draws are the same arrays in every patient's view."""
+    a, b = (oral_fit.patient(pid).population for pid in oral_fit.patient_ids[:2])
+    assert a.chol is b.chol and a.add is b.add and a.nu is b.nu
+    assert not np.array_equal(a.mean, b.mean)  # the per-patient part differs

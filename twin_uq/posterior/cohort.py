@@ -32,6 +32,7 @@ from twin_uq.posterior.population import (
     model_covariates,
     patient_population,
     population_for_covariates,
+    population_scale,
 )
 from twin_uq.simulate.schedule import Bolus, Infusion, Schedule
 
@@ -196,9 +197,10 @@ class CohortPosterior:
         pid = self.patient_ids[i]
         model = self.model
         draws = self.population_draws()
-        if "means" not in self._cache:
+        if "means" not in self._cache:  # shared by every patient's view: computed once
             self._cache["means"] = cohort_population_means(self, draws)
-        pop = patient_population(self, i, draws, self._cache["means"])
+            self._cache["scale"] = population_scale(self, draws)
+        pop = patient_population(self, i, draws, self._cache["means"], self._cache["scale"])
         th = self.posterior["theta"].sel(patient=pid, parameter=list(model.parameter_names))
         th = th.transpose("chain", "draw", "parameter").values
         arrays = self.arrays

@@ -48,6 +48,7 @@ __all__ = [
     "patient_population",
     "population_chol",
     "population_for_covariates",
+    "population_scale",
 ]
 
 _POP_VARS = ("mu", "omega", "beta", "sigma_add", "sigma_prop", "nu", "corr")
@@ -118,17 +119,26 @@ def _residuals(post: CohortPosterior, draws: Mapping[str, np.ndarray]):
     return residuals_of_draws(post.structure, draws, len(post.model.outputs))
 
 
-def _population_draws(
-    post: CohortPosterior, draws: Mapping[str, np.ndarray], mean: np.ndarray
-) -> PopulationDraws:
+def population_scale(
+    post: CohortPosterior, draws: Mapping[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What every patient shares at each draw: ``(chol, add, prop, nu)``, read-only.
+
+    ``chol`` ``(S, K, K)`` of the between-patient covariance, residual SDs ``(S, O)``,
+    Student-t ``nu`` ``(S,)``.
+    """
     add, prop, nu = _residuals(post, draws)
-    return PopulationDraws(
-        mean=frozen(mean),
-        chol=frozen(population_chol(draws)),
-        add=frozen(add),
-        prop=frozen(prop),
-        nu=frozen(nu),
-    )
+    return frozen(population_chol(draws)), frozen(add), frozen(prop), frozen(nu)
+
+
+def _population_draws(
+    post: CohortPosterior,
+    draws: Mapping[str, np.ndarray],
+    mean: np.ndarray,
+    scale: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> PopulationDraws:
+    chol, add, prop, nu = population_scale(post, draws) if scale is None else scale
+    return PopulationDraws(mean=frozen(mean), chol=chol, add=add, prop=prop, nu=nu)
 
 
 def population_chol(draws: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -153,16 +163,17 @@ def patient_population(
     index: int,
     draws: Mapping[str, np.ndarray] | None = None,
     means: np.ndarray | None = None,
+    scale: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> PopulationDraws:
     """The population distribution of fitted patient ``index`` at every posterior draw.
 
-    ``draws`` (:func:`flat_draws`) and ``means`` (:func:`cohort_population_means`) may be
-    passed in when several patients are extracted, so that they are computed once.
+    ``draws`` (:func:`flat_draws`), ``means`` (:func:`cohort_population_means`) and
+    ``scale`` (:func:`population_scale`) may be passed in when several patients are
+    extracted, so that they are computed once, not once per patient.
     """
     draws = flat_draws(post) if draws is None else draws
     means = cohort_population_means(post, draws) if means is None else means
-    mean = means[:, index]
-    return _population_draws(post, draws, mean)
+    return _population_draws(post, draws, means[:, index], scale)
 
 
 def design_row(
