@@ -39,3 +39,37 @@ def test_population_means_agree_with_nuts(approximate_fit, oral_fit):
         b = nuts.sel(parameter=name).values.ravel()
         assert abs(a.mean() - b.mean()) < b.std(), (name, a.mean(), b.mean(), b.std())
         assert 0.3 < a.std() / b.std() < 2.0, (name, a.std(), b.std())
+
+
+@pytest.mark.parametrize("hessian", ["zero", "indefinite"])
+def test_laplace_refuses_a_hessian_that_is_not_positive_definite(monkeypatch, oral_sim, hessian):
+    # NumPyro turns a Hessian whose Cholesky factor fails into constant draws (all equal to
+    # the MAP) with a warning: zero-width intervals. The fit must refuse instead.
+    import jax.numpy as jnp
+
+    import twin_uq as tq
+    from twin_uq.errors import UnavailableError
+    from twin_uq.inference import backends
+
+    def broken(f, x):
+        n = x.shape[0]
+        return jnp.zeros((n, n)) if hessian == "zero" else -jnp.eye(n)
+
+    monkeypatch.setattr(backends, "_fd_hessian", broken)
+    with pytest.raises(UnavailableError, match="not positive definite"):
+        tq.fit(
+            "one_compartment_oral", oral_sim.cohort, method="laplace", draws=50, svi_steps=20,
+            seed=3, progress=False,
+        )
+
+
+def test_constant_sites_name_each_dimension_without_spread():
+    import numpy as np
+
+    from twin_uq.inference.backends import _constant_sites
+
+    rng = np.random.default_rng(0)
+    eta = rng.normal(size=(1, 30, 4, 3))
+    eta[:, :, 2, 1] = 0.7
+    samples = {"eta": eta, "mu": rng.normal(size=(1, 30, 3)), "s": np.full((1, 30), 2.0)}
+    assert _constant_sites(samples) == ["eta[7]", "s"]

@@ -8,6 +8,7 @@ one contract so that :func:`twin_uq.fit` can post-process all of them the same w
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -337,6 +338,28 @@ def _fd_hessian(f, x: jax.Array, rel_step: float = 1e-5) -> jax.Array:
     return 0.5 * (H + H.T)
 
 
+def _not_positive_definite(why: str) -> UnavailableError:
+    return UnavailableError(
+        "Laplace approximation failed: the Hessian of the log posterior at the MAP is not "
+        f"positive definite ({why}), so no Gaussian approximation exists there (a parameter "
+        "the data and priors leave flat, or an optimisation that has not reached a maximum). "
+        "Use method='nuts', or 'svi', or more optimisation steps."
+    )
+
+
+def _constant_sites(samples: dict[str, np.ndarray]) -> list[str]:
+    """``site[index]`` of every latent dimension whose draws are all equal (zero spread)."""
+    out = []
+    for name, v in samples.items():
+        flat = v.reshape(-1, *v.shape[2:]) if v.ndim > 2 else v.reshape(-1)
+        if flat.shape[0] < 2:
+            continue
+        flat = flat.reshape(flat.shape[0], -1)
+        for j in np.flatnonzero(np.ptp(flat, axis=0) == 0):
+            out.append(f"{name}[{j}]" if flat.shape[1] > 1 else name)
+    return out
+
+
 def run_laplace(
     structure: ProgramStructure,
     args: tuple,
@@ -357,13 +380,21 @@ def run_laplace(
     g = AutoLaplaceApproximation(
         program, init_loc_fn=init_to_value(values=init_values), hessian_fn=_fd_hessian
     )
-    result, samples, timings = _fit_guide(program, g, args, key, method, progress)
+    with warnings.catch_warnings():
+        # NumPyro answers a Hessian that is not positive definite with a warning and
+        # constant draws (every draw the MAP): zero-width intervals that look like
+        # certainty. Made an error here, and checked below whatever NumPyro says.
+        warnings.filterwarnings("error", message=".*Hessian of log posterior.*singular")
+        try:
+            result, samples, timings = _fit_guide(program, g, args, key, method, progress)
+        except UserWarning as err:
+            raise _not_positive_definite("NumPyro: " + str(err).split(".")[0]) from None
     bad = [k for k, v in samples.items() if not np.all(np.isfinite(v))]
     if bad:
-        raise UnavailableError(
-            f"Laplace approximation failed: the Hessian at the MAP is not positive definite "
-            f"(non-finite draws for {bad}). Use method='nuts' or 'svi'."
-        )
+        raise _not_positive_definite(f"non-finite draws of {', '.join(bad)}")
+    constant = _constant_sites(samples)
+    if constant:
+        raise _not_positive_definite(f"draws without spread: {', '.join(constant)}")
     return BackendResult(
         samples=samples,
         timings=timings,
