@@ -39,7 +39,9 @@ __all__ = ["FitSettings", "fit", "method_from_options"]
 METHODS = ("nuts", "svi", "laplace")
 
 # Population-model keywords of the flat signature, and the method keywords.
-_POPULATION_KEYS = ("covariate_effects", "correlation", "centering", "error", "priors")
+_POPULATION_KEYS = (
+    "covariate_effects", "correlation", "centering", "error", "priors", "prior_check",
+)  # fmt: skip
 _METHOD_KEYS = (
     "chains", "warmup", "draws", "target_accept", "max_tree_depth", "dense_mass", "svi_steps",
     "learning_rate", "guide", "chain_method", "backend", "sampler", "cluster",
@@ -128,6 +130,7 @@ def fit(
     centering: float | str | None = None,
     error: Mapping[str, str] | None = None,
     priors: Mapping[str, object] | None = None,
+    prior_check: str | None = None,
     **method_options: Any,
 ) -> CohortPosterior:
     """Fit a hierarchical Bayesian model to every patient of a cohort at once.
@@ -155,7 +158,7 @@ def fit(
         Override the model's ODE solver settings.
     progress
         Show a progress bar (default: when running in a terminal).
-    covariate_effects, correlation, centering, error, priors
+    covariate_effects, correlation, centering, error, priors, prior_check
         The population model as keywords (instead of ``population=``).
     **method_options
         With a string ``method``: that method's settings as keywords (``chains``,
@@ -183,19 +186,24 @@ def fit(
     model = load_model(model)
     if not isinstance(cohort, Cohort):
         cohort = read_cohort(cohort)
-    spec = _population(model, population, covariate_effects, correlation, centering, error, priors)
+    spec = _population(
+        model, population, covariate_effects, correlation, centering, error, priors, prior_check
+    )
     if progress is None:
         progress = os.isatty(2) if hasattr(os, "isatty") else False
     return chosen.fit_cohort(spec, cohort, FitOptions(solver=solver, seed=seed, progress=progress))
 
 
-def _population(model, population, covariate_effects, correlation, centering, error, priors):
+def _population(
+    model, population, covariate_effects, correlation, centering, error, priors, prior_check
+):
     flat = {
         "covariate_effects": covariate_effects,
         "correlation": correlation,
         "centering": centering,
         "error": error,
         "priors": priors,
+        "prior_check": prior_check,
     }
     given = {k: v for k, v in flat.items() if v is not None}
     if population is not None:
@@ -217,4 +225,5 @@ def _population(model, population, covariate_effects, correlation, centering, er
         centering="auto" if centering is None else centering,
         error=dict(error or {}),
         priors=dict(priors or {}),
+        prior_check=prior_check or "adapt",
     )

@@ -70,6 +70,7 @@ def provenance(prepared: PreparedFit, settings_json: str, info: dict) -> dict[st
                 "covariate_effects": {k: list(v) for k, v in spec.covariate_effects.items()},
                 "correlation": spec.correlation,
                 "centering": spec.centering,
+                "prior_check": spec.prior_check,
                 "error": dict(zip(model.output_names, spec.error_kinds(), strict=True)),
                 "priors": {
                     k: v if isinstance(v, int | float | str) else list(v)

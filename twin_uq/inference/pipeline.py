@@ -6,8 +6,10 @@ a method only supplies the draws of the latent sites (its ``run``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+import warnings
 from typing import TYPE_CHECKING, Any, Protocol
 
 import jax
@@ -15,6 +17,7 @@ import jax
 from twin_uq.inference.backends import BackendResult
 from twin_uq.inference.idata import build_idata
 from twin_uq.inference.postprocess import derive_draw_quantities
+from twin_uq.inference.prefit import PriorDataConflict, review_typical_values
 from twin_uq.inference.prepare import PreparedFit, prepare_fit
 from twin_uq.inference.solver_check import check_fit_draws
 from twin_uq.posterior.cohort import CohortPosterior
@@ -42,8 +45,25 @@ class _Method(Protocol):
 def prepare_problem(
     spec: PopulationModel, cohort: Cohort, solver: SolverSettings | None
 ) -> PreparedFit:
-    """Bind the population model to the cohort (arrays, priors, centring)."""
-    return prepare_fit(spec, cohort, solver)
+    """Bind the population model to the cohort (arrays, priors, centring).
+
+    Unless ``spec.prior_check == "off"``, a quick pooled fit checks the typical values
+    against the priors first (:func:`~twin_uq.inference.prefit.review_typical_values`);
+    with ``"adapt"`` the priors in conflict are re-centred and the problem prepared again
+    with them. Either way a conflict is a :class:`PriorDataConflict` warning and the review
+    rides along as ``prepared.prior_review``.
+    """
+    prepared = prepare_fit(spec, cohort, solver)
+    if spec.prior_check == "off":
+        return prepared
+    review = review_typical_values(prepared)
+    message = review.message()
+    if message is not None:
+        warnings.warn(message, PriorDataConflict, stacklevel=4)
+    if review.adjusted:
+        adapted = dataclasses.replace(spec, priors={**spec.priors, **review.adjusted})
+        prepared = prepare_fit(adapted, cohort, solver)
+    return dataclasses.replace(prepared, prior_review=review)
 
 
 def fit_prepared(
@@ -66,6 +86,8 @@ def fit_prepared(
     idata.attrs["fit_method"] = json.dumps(method.record())
     if check is not None:
         idata.attrs["fixed_step_check"] = json.dumps(check)
+    if prepared.prior_review is not None:
+        idata.attrs["prior_check"] = json.dumps(prepared.prior_review.record())
     return CohortPosterior(
         idata=idata, model=prepared.spec.model, cohort=prepared.cohort, prepared=prepared
     )

@@ -31,7 +31,10 @@ from twin_uq.errors import InputError
 from twin_uq.inference.residual import ERROR_CODES, ERROR_KINDS
 from twin_uq.model.base import Model
 
-__all__ = ["CovariateDesign", "PopulationModel", "build_covariate_design"]
+__all__ = ["PRIOR_CHECKS", "CovariateDesign", "PopulationModel", "build_covariate_design"]
+
+#: What a fit may do about typical values far from the data (see ``PopulationModel``).
+PRIOR_CHECKS = ("adapt", "warn", "off")
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,13 @@ class PopulationModel:
     priors
         Overrides: ``{"mu.CL": (mean_log, sd_log), "omega.CL": scale, "sigma_add.conc":
         scale, "sigma_prop.conc": scale, "beta.CL.AGE": sd, "nu": (shape, rate)}``.
+    prior_check
+        What a fit does when a quick pooled fit (:mod:`twin_uq.inference.prefit`) puts a
+        typical value more than 3 prior SDs from its prior median (a real drug clearing
+        40 times faster than the model's default): ``"adapt"`` (default) re-centres that
+        parameter's prior on the pooled estimate, widened to keep the default within two
+        SDs, starts there, warns and records it in the fit; ``"warn"`` only warns;
+        ``"off"`` skips the check. Parameters with a ``priors`` override are never adapted.
     """
 
     model: Model
@@ -74,8 +84,13 @@ class PopulationModel:
     centering: float | str = 0.0
     error: Mapping[str, str] = field(default_factory=dict)
     priors: Mapping[str, object] = field(default_factory=dict)
+    prior_check: str = "adapt"
 
     def __post_init__(self) -> None:
+        if self.prior_check not in PRIOR_CHECKS:
+            raise InputError(
+                f"prior_check must be one of {PRIOR_CHECKS}, got {self.prior_check!r}."
+            )
         names = self.model.parameter_names
         for p in self.covariate_effects:
             if p not in names:

@@ -36,6 +36,9 @@ class PreparedFit:
     structure: ProgramStructure
     data: FitData
     priors: PriorArrays
+    prior_review: object | None = None
+    """The :class:`~twin_uq.inference.prefit.PriorReview` of the pre-fit check of typical
+    values (``None``: not run). Typed loosely because prefit sits above this module."""
 
     def init_values(self) -> dict[str, np.ndarray]:
         """Starting point of every latent site.

@@ -132,6 +132,9 @@ def load_posterior(path: str | Path, model: str | Path | Model | None = None) ->
         covariate_effects=pm["covariate_effects"],
         correlation=pm["correlation"],
         centering=pm["centering"],
+        # the priors stored are those the fit used, adapted ones included: a reloaded fit
+        # is never checked again (files from before the check lack the key)
+        prior_check=pm.get("prior_check", "off"),
         error=pm["error"],
         priors={k: tuple(v) if isinstance(v, list) else v for k, v in pm["priors"].items()},
     )

@@ -1,0 +1,122 @@
+"""The pre-fit check of typical values: a pooled fit finds where the data put them."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import twin_uq as tq
+from twin_uq.inference.pipeline import prepare_problem
+from twin_uq.inference.population import PopulationModel
+from twin_uq.inference.prefit import PriorDataConflict, pooled_fit, review_typical_values
+from twin_uq.inference.prepare import prepare_fit
+
+# A drug that clears 40x slower than the model's default typical CL (5 L/h) and
+# distributes in 20 L instead of 50: the shape of a real record the defaults do not suit.
+TRUE_TYPICAL = {"ka": 1.0, "CL": 0.13, "V": 20.0}
+DESIGN = tq.Design(
+    times=[1.0, 4.0, 12.0, 24.0, 48.0],
+    doses=[tq.Bolus(0.0, 100.0, 1)],
+    covariates={"WT": ("lognormal", 70.0, 0.2)},
+)
+
+
+@pytest.fixture(scope="module")
+def slow_drug():
+    return tq.simulate_cohort("one_compartment_oral", 32, DESIGN, seed=5, typical=TRUE_TYPICAL)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tq.load_model("one_compartment_oral")
+
+
+def test_pooled_fit_finds_the_typical_values_the_priors_miss(slow_drug, model):
+    prepared = prepare_fit(PopulationModel(model), slow_drug.cohort, None)
+    pooled = pooled_fit(prepared)
+    assert pooled.converged
+    estimate = dict(zip(model.parameter_names, np.exp(pooled.log_typical), strict=True))
+    # Naive pooling ignores between-patient variability (omega 0.3 here), which biases
+    # the estimate by a fraction of omega; a factor 1.5 is far inside the 40x at stake.
+    for name, truth in TRUE_TYPICAL.items():
+        assert truth / 1.5 < estimate[name] < truth * 1.5, (name, estimate[name], truth)
+    review = review_typical_values(prepared)
+    flagged = {c.parameter for c in review.conflicts}
+    assert flagged == {"CL"}  # log(5/0.13) / 0.7 = 5.2 prior SDs; V is 1.3, ka 0
+    ((key, (loc, sd)),) = review.adjusted.items()
+    assert key == "mu.CL" and abs(loc - np.log(0.13)) < np.log(1.5)
+    # the model's default stays within two SDs of the adapted prior
+    assert abs(np.log(5.0) - loc) <= 2 * sd + 1e-12
+
+
+def test_a_user_prior_is_never_adapted(slow_drug, model):
+    spec = PopulationModel(model, priors={"mu.CL": (np.log(5.0), 0.7)})
+    with pytest.warns(PriorDataConflict, match="priors left as given"):
+        prepared = prepare_problem(spec, slow_drug.cohort, None)
+    assert prepared.prior_review.adjusted == {}
+    assert float(prepared.priors.mu_loc[1]) == pytest.approx(np.log(5.0))
+
+
+def test_no_conflict_leaves_the_problem_unchanged(oral_sim, model):
+    spec = PopulationModel(model, centering="auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PriorDataConflict)
+        checked = prepare_problem(spec, oral_sim.cohort, None)
+    plain = prepare_problem(
+        PopulationModel(model, centering="auto", prior_check="off"), oral_sim.cohort, None
+    )
+    assert plain.prior_review is None
+    assert checked.prior_review.conflicts == ()
+    for k, v in plain.init_values().items():
+        np.testing.assert_array_equal(checked.init_values()[k], v)
+    np.testing.assert_array_equal(checked.priors.mu_loc, plain.priors.mu_loc)
+
+
+def test_off_skips_the_pooled_fit(monkeypatch, oral_sim, model):
+    from twin_uq.inference import prefit
+
+    monkeypatch.setattr(prefit, "pooled_fit", lambda *a, **k: pytest.fail("pooled fit ran"))
+    prepare_problem(PopulationModel(model, prior_check="off"), oral_sim.cohort, None)
+
+
+def test_prior_check_is_validated(model):
+    with pytest.raises(tq.InputError, match="prior_check"):
+        PopulationModel(model, prior_check="sometimes")
+
+
+def test_default_fit_of_a_drug_far_from_the_defaults(slow_drug):
+    with pytest.warns(PriorDataConflict, match="CL: the data put the typical value near"):
+        post = tq.fit(
+            "one_compartment_oral",
+            slow_drug.cohort,
+            chains=2,
+            warmup=300,
+            draws=300,
+            seed=1,
+            progress=False,
+        )
+    record = json.loads(post.idata.attrs["prior_check"])
+    assert list(record["adjusted_priors"]) == ["mu.CL"]
+    assert json.loads(post.idata.attrs["population_model"])["priors"]["mu.CL"][0] == pytest.approx(
+        record["adjusted_priors"]["mu.CL"][0]
+    )
+    cl = np.exp(post.posterior["mu"].sel(parameter="CL").values.ravel())
+    lo, hi = np.quantile(cl, [0.05, 0.95])
+    assert lo < 0.13 < hi, (lo, hi)
+    assert post.diagnostics().divergences == 0
+
+
+@pytest.mark.slow
+def test_default_settings_converge_on_a_drug_far_from_the_defaults(slow_drug):
+    # The fit a new user runs: every setting at its default (4 chains x 1000 + 1000).
+    # Measured 2026-12-07 on this cohort: with the check 254 s, R-hat 1.005, smallest bulk
+    # ESS 490, 7 divergences; without it (prior_check="off") 978 s, R-hat 1.063, ESS 47,
+    # 89 divergences. The remaining divergences are an open item of issue #26, so this
+    # test asserts what the check achieves (R-hat, ESS) and that divergences are reported.
+    with pytest.warns(PriorDataConflict):
+        post = tq.fit("one_compartment_oral", slow_drug.cohort, seed=2, progress=False)
+    diag = post.diagnostics()
+    assert float(diag.table["r_hat"].max()) < 1.01
+    assert float(diag.table["ess_bulk"].min()) > 400
+    assert diag.converged == (diag.divergences == 0)
