@@ -30,6 +30,7 @@ from twin_uq.data.arrays import (
 )
 from twin_uq.data.build import cohort_fields
 from twin_uq.data.schedules import patient_schedule_fields, patient_signal
+from twin_uq.data.summary import CohortSummary
 from twin_uq.data.table import covariate_column, id_text, used_obs
 from twin_uq.data.validate import CohortError, Problem
 from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal
@@ -41,38 +42,18 @@ if TYPE_CHECKING:
 
 __all__ = ["Cohort", "CohortSummary", "build_cohort"]
 
-_OBS_FIELDS = ("obs_time", "obs_value", "obs_output", "obs_mask", "obs_censored", "obs_lloq")
-
-
-@dataclass(frozen=True)
-class CohortSummary:
-    """A few numbers describing a cohort (``str()`` gives a readable block)."""
-
-    source: str
-    patients: int
-    obs_per_patient: tuple[int, float, int]
-    doses: int
-    censored: int
-    excluded: int
-    outputs: tuple[str, ...]
-    covariates: tuple[str, ...]
-    time_varying: tuple[str, ...]
-
-    def __str__(self) -> str:
-        lo, med, hi = self.obs_per_patient
-        tv = f" (time-varying: {', '.join(self.time_varying)})" if self.time_varying else ""
-        return "\n".join(
-            [
-                f"Cohort from {self.source}",
-                f"  patients:              {self.patients}",
-                f"  observations/patient:  min {lo}, median {med:g}, max {hi}",
-                f"  doses:                 {self.doses}",
-                f"  censored (BLQ) obs:    {self.censored}",
-                f"  excluded rows:         {self.excluded}",
-                f"  outputs:               {', '.join(self.outputs) or '(model default)'}",
-                f"  covariates:            {', '.join(self.covariates) or '(none)'}{tv}",
-            ]
-        )
+_OBS_FIELDS = (
+    "obs_time",
+    "obs_value",
+    "obs_output",
+    "obs_mask",
+    "obs_censored",
+    "obs_lloq",
+    "obs_cens",
+    "obs_limit",
+    "obs_dvid",
+    "obs_occ",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,10 +81,22 @@ class Cohort:
     obs_mask
         True for a real observation (censored ones included).
     obs_censored
-        True for an observation below the lower limit of quantification (the likelihood
-        uses ``P(Y < lloq)``).
+        True for a censored observation (either direction; the likelihood uses the
+        probability of its interval, see ``obs_cens``).
     obs_lloq
-        Lower limit of quantification, -inf where none.
+        The limit of a censored observation (LLOQ, or DV of a ``CENS`` row: the upper limit
+        for ``CENS=-1``); on other observations their LLOQ; -inf where none.
+    obs_cens
+        Censoring direction (int): 1 below ``obs_lloq``, -1 above it, 0 not censored.
+    obs_limit
+        The other bound of a censored observation's interval (``LIMIT``; e.g. 0 for M4),
+        NaN where none.
+    obs_dvid
+        The 1-based output index of a numeric ``DVID`` column (resolved against a model's
+        outputs by :meth:`for_model`), 0 where there is none.
+    obs_occ
+        The occasion (``OCC``) of each observation, 0 without an OCC column; every row's
+        occasion is in :attr:`table`.
     boluses, infusions
         Per patient (aligned with :attr:`ids`), the doses in time order, ``ADDL``
         expanded; ``cmt`` is the CMT column (1-based) or 0 without one.
@@ -124,6 +117,14 @@ class Cohort:
         ``reason`` column.
     row_word
         How row labels are named in messages (``"line"``, ``"row"``, ``"index"``).
+    understood
+        ``(column as spelled, standard name)`` of the columns read with their NONMEM
+        meaning (see :meth:`summary`).
+    ignored
+        Columns read past on request (``read_cohort(..., ignore=...)``).
+    time_unit
+        The declared unit of TIME (canonical spelling, e.g. ``"h"``), or ``None``: then the
+        cohort is taken to be in a model's unit, which :meth:`summary` says.
     """
 
     ids: tuple[str, ...]
@@ -134,6 +135,10 @@ class Cohort:
     obs_mask: np.ndarray
     obs_censored: np.ndarray
     obs_lloq: np.ndarray
+    obs_cens: np.ndarray
+    obs_limit: np.ndarray
+    obs_dvid: np.ndarray
+    obs_occ: np.ndarray
     boluses: tuple[tuple[Bolus, ...], ...]
     infusions: tuple[tuple[Infusion, ...], ...]
     covariates: pd.DataFrame
@@ -142,6 +147,9 @@ class Cohort:
     source: str
     excluded: pd.DataFrame
     row_word: str = "line"
+    understood: tuple[tuple[str, str], ...] = ()
+    ignored: tuple[str, ...] = ()
+    time_unit: str | None = None
 
     # ---- basic views -------------------------------------------------------------------
     @property
@@ -190,7 +198,7 @@ class Cohort:
         )
 
     def summary(self) -> CohortSummary:
-        """Counts of patients, observations, doses, censored and excluded rows."""
+        """The load summary: counts, and how every column was read (see CohortSummary)."""
         n = self.n_obs
         return CohortSummary(
             source=self.source,
@@ -206,6 +214,9 @@ class Cohort:
             outputs=self.outputs,
             covariates=self.covariate_names,
             time_varying=self.time_varying,
+            understood=self.understood,
+            ignored=self.ignored,
+            time_unit=self.time_unit,
         )
 
     def __str__(self) -> str:
@@ -255,7 +266,14 @@ class Cohort:
 
     # ---- sub-cohorts -------------------------------------------------------------------
     def _rebuild(self, table: pd.DataFrame) -> Cohort:
-        return build_cohort(table, source=self.source, row_word=self.row_word)
+        return build_cohort(
+            table,
+            source=self.source,
+            row_word=self.row_word,
+            understood=self.understood,
+            ignored=self.ignored,
+            time_unit=self.time_unit,
+        )
 
     def select(self, ids: Sequence[object]) -> Cohort:
         """The cohort of the given patients, in the order given.
@@ -392,7 +410,8 @@ class Cohort:
             return False
         for f in _OBS_FIELDS:
             a, b = getattr(self, f), getattr(other, f)
-            if a.shape != b.shape or a.dtype != b.dtype or not np.array_equal(a, b):
+            same = np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+            if a.shape != b.shape or a.dtype != b.dtype or not same:
                 return False
         if self.boluses != other.boluses or self.infusions != other.infusions:
             return False
@@ -419,6 +438,21 @@ def _frames_equal(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     return True
 
 
-def build_cohort(table: pd.DataFrame, *, source: str, row_word: str = "line") -> Cohort:
+def build_cohort(
+    table: pd.DataFrame,
+    *,
+    source: str,
+    row_word: str = "line",
+    understood: tuple[tuple[str, str], ...] = (),
+    ignored: tuple[str, ...] = (),
+    time_unit: str | None = None,
+) -> Cohort:
     """Build a :class:`Cohort` from a normalised, validated table (see ``normalise``)."""
-    return Cohort(**cohort_fields(table), source=source, row_word=row_word)
+    return Cohort(
+        **cohort_fields(table),
+        source=source,
+        row_word=row_word,
+        understood=understood,
+        ignored=ignored,
+        time_unit=time_unit,
+    )
