@@ -142,9 +142,7 @@ def test_reset_with_an_amount_refused(tmp_path):
 
 def test_unknown_evid(tmp_path):
     err = error_for(tmp_path, replace_line(GOOD, 3, "A,1,5.0,.,7"))
-    assert "line 3, column EVID, patient 'A': EVID must be 0 (observation), 1 (dose), 2" in str(
-        err
-    )
+    assert "line 3, column EVID, patient 'A': EVID must be 0 (observation), 1 (dose), 2" in str(err)
 
 
 def test_steady_state_without_interval_refused(tmp_path):

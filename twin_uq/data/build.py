@@ -181,13 +181,15 @@ def cohort_fields(t: pd.DataFrame) -> dict[str, Any]:
     """
     ids = tuple(str(i) for i in pd.unique(t["id"]))
     obs = padded_observations(t, ids)
-    boluses, infusions = doses_by_patient(t, ids)
+    boluses, infusions, modelled, resets = doses_by_patient(t, ids)
     covariates, series = baseline_covariates(t, ids)
     return {
         "ids": ids,
         **obs,
         "boluses": boluses,
         "infusions": infusions,
+        "modelled": modelled,
+        "resets": resets,
         "covariates": covariates,
         "covariate_series": series,
         "table": t,

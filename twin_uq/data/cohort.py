@@ -29,11 +29,24 @@ from twin_uq.data.arrays import (
     stack_arrays,
 )
 from twin_uq.data.build import cohort_fields
+from twin_uq.data.model_checks import (
+    check_modelled_doses,
+    check_observation_compartments,
+    warn_depot_infusions,
+)
 from twin_uq.data.schedules import patient_schedule_fields, patient_signal
 from twin_uq.data.summary import CohortSummary
 from twin_uq.data.table import covariate_column, id_text, used_obs
+from twin_uq.data.time_units import check_time_unit
 from twin_uq.data.validate import CohortError, Problem
-from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal
+from twin_uq.simulate.schedule import (
+    Bolus,
+    Infusion,
+    ModelledInfusion,
+    Reset,
+    Schedule,
+    Signal,
+)
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -97,9 +110,12 @@ class Cohort:
     obs_occ
         The occasion (``OCC``) of each observation, 0 without an OCC column; every row's
         occasion is in :attr:`table`.
-    boluses, infusions
+    boluses, infusions, modelled
         Per patient (aligned with :attr:`ids`), the doses in time order, ``ADDL``
-        expanded; ``cmt`` is the CMT column (1-based) or 0 without one.
+        expanded; ``cmt`` is the CMT column (1-based) or 0 without one; ``modelled`` holds
+        the ``RATE=-1`` / ``RATE=-2`` (without ``DUR``) infusions.
+    resets
+        Per patient, the resets (``EVID=3`` and ``4``) in time order.
     covariates
         Baseline covariates (first non-missing value in time), index = ids; float or
         categorical columns.
@@ -141,6 +157,8 @@ class Cohort:
     obs_occ: np.ndarray
     boluses: tuple[tuple[Bolus, ...], ...]
     infusions: tuple[tuple[Infusion, ...], ...]
+    modelled: tuple[tuple[ModelledInfusion, ...], ...]
+    resets: tuple[tuple[Reset, ...], ...]
     covariates: pd.DataFrame
     covariate_series: pd.DataFrame
     table: pd.DataFrame
@@ -208,7 +226,10 @@ class Cohort:
                 float(np.median(n)) if n.size else 0.0,
                 int(n.max()) if n.size else 0,
             ),
-            doses=sum(len(b) for b in self.boluses) + sum(len(i) for i in self.infusions),
+            doses=sum(
+                len(b) + len(i) + len(m)
+                for b, i, m in zip(self.boluses, self.infusions, self.modelled, strict=True)
+            ),
             censored=int(self.obs_censored.sum()),
             excluded=len(self.excluded),
             outputs=self.outputs,
@@ -367,6 +388,8 @@ class Cohort:
             self.boluses[k],
             self.infusions[k],
             [self.signal(self.ids[k], s) for s in signals],
+            modelled=self.modelled[k],
+            resets=self.resets[k],
             n_bolus=n_bolus,
             n_infusion=n_infusion,
             n_knots=n_knots,
@@ -378,20 +401,50 @@ class Cohort:
         Raises
         ------
         CohortError
-            For outputs the model does not define (with the first rows using them), a dose
-            compartment beyond the model's states, a model signal missing from the data, or a
-            model covariate missing for a patient without a default.
+            For a declared time unit that is not the model's (with the conversion), outputs
+            the model does not define (by name or DVID number, with the first rows using
+            them), an observation or dose compartment beyond the model's states, a
+            ``RATE=-1/-2`` dose into a compartment without the model's rate/duration, a
+            model signal missing from the data, or a model covariate missing for a patient
+            without a default.
+
+        Warns
+        -----
+        CovariateDefaultWarning
+            For a model covariate the data lack (or a patient lacks) that takes its default.
+        DepotInfusionWarning
+            For infusions (``RATE > 0``) into a compartment no output observes.
         """
         where = {"source": self.source, "row_word": self.row_word}
+        check_time_unit(self.time_unit, model.card.time_unit, model=model.name, source=self.source)
         out_idx = model_output_index(
-            model, self.table, self.outputs, self.obs_output, self.obs_mask, **where
+            model,
+            self.table,
+            self.outputs,
+            self.obs_output,
+            self.obs_mask,
+            obs_dvid=self.obs_dvid,
+            **where,
         )
         check_dose_compartments(model, self.table, **where)
+        check_observation_compartments(model, self.table, **where)
+        check_modelled_doses(model, self.table, **where)
+        warn_depot_infusions(model, self.table, **where)
         check_signals(model, self.table, source=self.source)
         schedules = [self.schedule_fields(k, model.signals) for k in range(self.n_patients)]
         cov = covariate_matrix(model, self.table, self.covariates, self.ids, **where)
         obs = {f: getattr(self, f) for f in _OBS_FIELDS}
         return stack_arrays(model, obs, out_idx, schedules, cov, self.ids)
+
+    def covariate_column(self, name: str) -> str:
+        """The covariate column matching ``name`` (exact, else without regard to case).
+
+        Raises
+        ------
+        CohortError
+            When no covariate column has that name.
+        """
+        return self._covariate_column(name)
 
     def _covariate_column(self, name: str, what: str = "covariate") -> str:
         """The covariate column called ``name`` (exact, else case-insensitive match)."""
@@ -413,8 +466,9 @@ class Cohort:
             same = np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
             if a.shape != b.shape or a.dtype != b.dtype or not same:
                 return False
-        if self.boluses != other.boluses or self.infusions != other.infusions:
-            return False
+        for f in ("boluses", "infusions", "modelled", "resets"):
+            if getattr(self, f) != getattr(other, f):
+                return False
         frames = ("covariates", "covariate_series", "table", "excluded")
         for f in frames:
             a, b = getattr(self, f), getattr(other, f)
