@@ -61,7 +61,8 @@ class CohortArrays(eqx.Module):
     obs_cens, obs_limit
         Shape ``(P, N)``: censoring direction (int32: 1 below ``obs_lloq``, -1 above it, 0
         none) and the interval's other bound (float64, NaN: none; e.g. 0 for M4). ``None``
-        in arrays built without them (then ``obs_censored`` means below ``obs_lloq``).
+        unless some observation is censored above its limit or on an interval; then
+        ``obs_censored`` means below ``obs_lloq`` (M3), as it always did.
     """
 
     obs_time: Float[Array, "P N"]
@@ -82,6 +83,24 @@ class CohortArrays(eqx.Module):
     def n_patients(self) -> int:
         """Number of patients ``P``."""
         return self.obs_time.shape[0]
+
+    def require_lower_censoring_only(self, what: str) -> None:
+        """Refuse upper-limit or interval censoring in a path that only computes M3.
+
+        ``what`` names the path in the message (e.g. ``"a twin update"``).
+
+        Raises
+        ------
+        CohortError
+            When some observation is censored above its limit or on an interval.
+        """
+        if self.obs_cens is not None:
+            msg = (
+                f"{what} handles observations censored below a limit (CENS=1 / BLQ) only; "
+                "these data have upper-limit (CENS=-1) or interval (LIMIT) censoring, which "
+                "tq.fit handles. Leave those rows out here (or fit the cohort)."
+            )
+            raise CohortError(msg, [Problem(None, "CENS", None, msg)])
 
 
 def model_output_index(
@@ -322,6 +341,21 @@ def stack_arrays(
         ids=ids,
         output_names=model.output_names,
         covariate_names=tuple(model.covariates),
-        obs_cens=jnp.asarray(obs["obs_cens"], dtype=jnp.int32),
-        obs_limit=jnp.asarray(obs["obs_limit"], dtype=jnp.float64),
+        **_extended_censoring(obs),
     )
+
+
+def _extended_censoring(obs: Mapping[str, np.ndarray]) -> dict[str, Array | None]:
+    """``obs_cens`` and ``obs_limit`` when some observation is censored above or on an interval.
+
+    ``None`` otherwise: below-limit censoring alone is ``obs_censored`` with ``obs_lloq``,
+    and the likelihood then computes exactly what it always computed (M3), at no extra cost.
+    """
+    cens = np.asarray(obs["obs_cens"])
+    limit = np.asarray(obs["obs_limit"])
+    if not (np.any(cens < 0) or np.any(np.isfinite(limit) & (cens != 0))):
+        return {"obs_cens": None, "obs_limit": None}
+    return {
+        "obs_cens": jnp.asarray(cens, dtype=jnp.int32),
+        "obs_limit": jnp.asarray(np.where(cens != 0, limit, np.nan), dtype=jnp.float64),
+    }
