@@ -146,6 +146,10 @@ def test_evid_3_and_4_are_resets():
     assert c.resets[0] == (Reset(10.0), Reset(20.0))
     assert c.boluses[0] == (Bolus(0.0, 100.0), Bolus(20.0, 50.0))
     assert c.summary().doses == 2
+    assert c.excluded.index.tolist() == [1]  # the reset; the reset-and-dose row is a dose
+    assert c.excluded["reason"].tolist() == [
+        "EVID=3: reset of the patient's state, neither observation nor dose"
+    ]
 
 
 def test_evid_4_before_any_dose_is_a_reset_of_nothing():

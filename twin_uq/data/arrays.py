@@ -200,7 +200,7 @@ def check_dose_compartments(
     if "cmt" not in t:
         return
     n = len(model.states)
-    bad = t[(t["evid"] == 1) & (t["cmt"] > n)]
+    bad = t[t["evid"].isin((1, 4)) & (t["cmt"] > n)]
     if len(bad):
         problems = [
             Problem(lab, "cmt", str(pid), f"CMT={c} but model {model.name!r} has {n} states")

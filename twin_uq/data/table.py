@@ -79,14 +79,19 @@ def censoring(t: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def exclusion_reasons(t: pd.DataFrame) -> list[str | None]:
-    """Per row, why it is neither an observation nor a dose (``None`` for rows that are)."""
+    """Per row, why it is neither an observation nor a dose (``None`` for rows that are).
+
+    Dose rows are ``EVID`` 1 and 4 (reset and dose); a reset (``EVID=3``) is listed.
+    """
     evid = t["evid"].to_numpy()
     mdv = t["mdv"].to_numpy()
     used = used_obs(t)
     reasons: list[str | None] = []
     for i in range(len(t)):
-        if evid[i] == 1 or used[i]:
+        if evid[i] in (1, 4) or used[i]:
             reasons.append(None)
+        elif evid[i] == 3:
+            reasons.append("EVID=3: reset of the patient's state, neither observation nor dose")
         elif evid[i] == 2:
             reasons.append("EVID=2: other/covariate-only row, neither observation nor dose")
         elif mdv[i] == 1:
