@@ -134,3 +134,10 @@ def test_all_problems_of_a_file_are_listed_with_rows(tmp_path):
     assert "line 2, column II, patient 'A'" in msg
     assert "line 3, column OCC, patient 'A'" in msg
     assert "line 4, column AMT, patient 'B'" in msg
+
+
+def test_dvid_zero_on_a_dose_row_means_none(tmp_path):
+    # NONMEM files often carry DVID=0 on dose rows; only observations need an output.
+    c = read_cohort(write(tmp_path, "A,0,.,100,1,0,.,.,.,0,.,1,0\n" + OBS))
+    assert c.boluses[0] == (Bolus(0.0, 100.0),)
+    assert c.obs_dvid[0].tolist() == [1]

@@ -279,3 +279,24 @@ def test_summary_survives_select_and_split():
     c = read_cohort(df, time_unit="min", ignore=["n"])
     for sub in (c.select(["b"]), *c.split_at(0.5)):
         assert sub.time_unit == "min" and sub.ignored == ("N",)
+
+
+def test_table_round_trip_keeps_every_new_column():
+    df = frame(
+        ID=["a"] * 6,
+        TIME=[0, 0, 1, 2, 10, 11],
+        DV=[NAN, NAN, 0.5, 40.0, NAN, 3.0],
+        AMT=[100, 50, NAN, NAN, 80, NAN],
+        EVID=[1, 1, 0, 0, 4, 0],
+        RATE=[0, -1, NAN, NAN, -2, NAN],
+        SS=[1, 0, 0, 0, 0, 0],
+        II=[12, NAN, NAN, NAN, NAN, NAN],
+        CENS=[0, 0, 1, -1, 0, 0],
+        LIMIT=[NAN, NAN, 0.0, NAN, NAN, NAN],
+        DVID=[NAN, NAN, 1, 1, NAN, 2],
+        OCC=[1, 1, 1, 1, 2, 2],
+    )
+    c = read_cohort(df)
+    back = read_cohort(c.to_dataframe())
+    assert back.equals(c)
+    assert back.modelled == c.modelled and back.resets == c.resets

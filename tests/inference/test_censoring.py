@@ -176,3 +176,42 @@ def test_upper_or_interval_censoring_reaches_the_likelihood(cens, limit):
     np.testing.assert_array_equal(np.asarray(lim)[0], [np.nan, expected_limit])
     with pytest.raises(tq.CohortError, match="A twin update handles observations censored below"):
         arrays.require_lower_censoring_only("A twin update")
+
+
+def test_the_fits_patient_likelihood_scores_each_censoring_by_its_interval():
+    """patient_loglik (what every fit method sums) on a cohort with CENS -1, 1 and M4 rows."""
+    from twin_uq.inference.likelihood import ResidualParams, patient_loglik, patient_predictions
+
+    oral = tq.load_model("one_compartment_oral")
+    df = pd.DataFrame(
+        {
+            "ID": ["a"] * 5,
+            "TIME": [0.0, 1.0, 2.0, 4.0, 8.0],
+            "DV": [np.nan, 3.0, 9.0, 0.5, 0.4],
+            "AMT": [100.0, np.nan, np.nan, np.nan, np.nan],
+            "CENS": [0, 0, -1, 1, 1],
+            "LIMIT": [np.nan, np.nan, np.nan, np.nan, 0.0],
+            "WT": [70.0] * 5,
+        }
+    )
+    arrays = read_cohort(df).for_model(oral)
+    one = jax.tree.map(lambda x: x[0], arrays)
+    theta = jnp.array([p.typical for p in oral.parameters])
+    settings = oral.solver
+    sd = 0.4  # additive error
+    residual = ResidualParams(add=jnp.array([sd]), prop=jnp.array([0.0]), nu=jnp.asarray(1e6))
+    code = jnp.array([int(ErrorKind.ADDITIVE)])
+    ll, ok = patient_loglik(oral, settings, theta, one.covariates, one, code, residual)
+    f, _ = patient_predictions(
+        oral, settings, theta, one.covariates, one.schedule, one.obs_time, one.obs_output
+    )
+    f = np.asarray(f)
+    d = [stats.norm(m, sd) for m in f[:4]]
+    expected = [
+        d[0].logpdf(3.0),
+        d[1].logsf(9.0),
+        d[2].logcdf(0.5),
+        np.log((d[3].cdf(0.4) - d[3].cdf(0.0)) / d[3].sf(0.0)),
+    ]
+    assert bool(ok)
+    np.testing.assert_allclose(np.asarray(ll)[:4], expected, rtol=1e-9)

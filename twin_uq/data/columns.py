@@ -213,11 +213,13 @@ def _read_cens(cols: Columns) -> np.ndarray:
     return cens
 
 
-def _read_dvid(cols: Columns) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _read_dvid(cols: Columns, observed: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
     """DVID as ``(index, names)``: numbers (1-based output index) or output names.
 
     A column whose present values are all whole numbers gives ``index`` (0 where missing);
-    any other gives ``names`` (text, NaN where missing). Numbers below 1 are logged.
+    any other gives ``names`` (text, NaN where missing). Negative numbers are logged, and 0
+    or a missing value on an observation row (``observed``); 0 elsewhere (e.g. on dose rows)
+    means none.
     """
     if "dvid" not in cols:
         return None, None
@@ -226,13 +228,15 @@ def _read_dvid(cols: Columns) -> tuple[np.ndarray | None, np.ndarray | None]:
     if bad.any():  # names (a column mixing names and numbers reads every value as a name)
         return None, text_series(raw).to_numpy()
     dvid = cols.integer("dvid", "a 1-based output index (or an output name)")
-    for i in np.flatnonzero(~np.isnan(vals) & (dvid < 1)):
+    for i in np.flatnonzero(~np.isnan(vals) & ((dvid < 0) | ((dvid == 0) & observed))):
         cols.add(
             i,
             "dvid",
             f"DVID must be >= 1 (1-based index into the model's outputs) or an output name, "
             f"got {vals[i]:g}.",
         )
+    for i in np.flatnonzero(np.isnan(vals) & observed):
+        cols.add(i, "dvid", "observation has no DVID (1-based output index or output name).")
     return np.where(dvid >= 1, dvid, 0).astype(np.int64), None
 
 
@@ -265,7 +269,7 @@ def read_fields(cols: Columns) -> StandardFields:
     output = text_series(cols.col_of["output"]).to_numpy() if "output" in cols else None
     cens = _read_cens(cols)
     limit = cols.numeric("limit", finite=True)
-    dvid, dvid_names = _read_dvid(cols)
+    dvid, dvid_names = _read_dvid(cols, (evid == 0) & (mdv == 0))
     occ = _read_occ(cols)
     return StandardFields(
         present=frozenset(cols.col_of),

@@ -262,9 +262,7 @@ def _check_output_name(f: StandardFields) -> _Found:
 
 def _check_dvid(f: StandardFields) -> _Found:
     """Every observation names its output; a DVID of names agrees with ``output``."""
-    if f.dvid is not None:
-        for i in np.flatnonzero(f.is_observed & (f.dvid == 0)):
-            yield i, "dvid", "observation has no DVID (1-based output index or output name)."
+    # A numeric DVID's missing or 0 values on observations are logged where it is read.
     if f.dvid_names is not None:
         for i in np.flatnonzero(f.is_observed):
             name = f.dvid_names[i]
