@@ -141,3 +141,17 @@ def test_dvid_zero_on_a_dose_row_means_none(tmp_path):
     c = read_cohort(write(tmp_path, "A,0,.,100,1,0,.,.,.,0,.,1,0\n" + OBS))
     assert c.boluses[0] == (Bolus(0.0, 100.0),)
     assert c.obs_dvid[0].tolist() == [1]
+
+
+def test_cens_row_with_blank_blq_is_not_a_disagreement(tmp_path):
+    head = "ID,TIME,DV,LLOQ,CENS,BLQ\n"
+    c = read_cohort(write(tmp_path, "A,0,0.5,0.5,1,.\nA,1,2.0,0.5,0,0\n", head))
+    assert c.obs_cens[0].tolist() == [1, 0]
+
+
+def test_cens_without_dv_is_one_problem_not_two(tmp_path):
+    head = "ID,TIME,DV,LLOQ,CENS\n"
+    path = write(tmp_path, "A,0,.,0.5,1\nA,1,2.0,0.5,0\n", head)
+    with pytest.raises(CohortError) as info:
+        read_cohort(path)
+    assert [p.column for p in info.value.problems] == ["DV"]

@@ -97,7 +97,8 @@ class StandardFields:
     ``output`` column (names), ``dvid_names`` a ``DVID`` column of names and ``dvid`` the
     1-based output index of a numeric ``DVID`` column (0 where missing). ``cens`` is the ``CENS`` column (-1, 0, 1;
     0 where missing or absent), ``limit`` the ``LIMIT`` column (NaN where missing);
-    ``dur`` is 0 where missing, and ``dur_given`` says where it is not.
+    ``dur`` is 0 where missing, and ``dur_given`` says where it is not; ``blq`` is 0 where
+    missing, and ``blq_given`` says where it is not.
     """
 
     present: frozenset[str]
@@ -116,6 +117,7 @@ class StandardFields:
     ii: np.ndarray
     ss: np.ndarray
     blq: np.ndarray
+    blq_given: np.ndarray
     output: np.ndarray | None
     cens: np.ndarray
     limit: np.ndarray
@@ -288,6 +290,11 @@ def read_fields(cols: Columns) -> StandardFields:
         ii=ii,
         ss=ss,
         blq=blq,
+        blq_given=(
+            text_series(cols.col_of["blq"]).notna().to_numpy()
+            if "blq" in cols
+            else np.zeros(cols.n, bool)
+        ),
         output=output,
         cens=cens,
         limit=limit,

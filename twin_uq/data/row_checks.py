@@ -234,9 +234,9 @@ def _check_cens_against_blq(f: StandardFields) -> _Found:
                 else f"DV is below (or has no value under) LLOQ={f.lloq[i]:g}"
             )
             yield i, "cens", f"CENS=0 but {why}; the censoring columns disagree: correct one."
-        elif c == 1 and has_blq and f.blq[i] == 0:
+        elif c == 1 and has_blq and f.blq_given[i] and f.blq[i] == 0:
             yield i, "cens", "CENS=1 but BLQ=0; the censoring columns disagree: correct one."
-        elif c == 1 and np.isfinite(f.lloq[i]) and f.dv[i] != f.lloq[i]:
+        elif c == 1 and np.isfinite(f.lloq[i]) and not np.isnan(f.dv[i]) and f.dv[i] != f.lloq[i]:
             yield (
                 i,
                 "lloq",
