@@ -70,21 +70,25 @@ def padded_observations(t: pd.DataFrame, ids: Sequence[str]) -> dict[str, Any]:
     obs_limit = np.full((P, N), np.nan)
     obs_dvid = np.zeros((P, N), dtype=np.int64)
     obs_occ = np.zeros((P, N), dtype=np.int64)
-    fill = np.zeros(P, dtype=np.int64)
-    for i in np.flatnonzero(used):
-        p = patient_of[i]
-        j = fill[p]
-        fill[p] += 1
-        obs_time[p, j] = time[i]
-        obs_value[p, j] = 0.0 if np.isnan(dv[i]) else dv[i]
-        obs_output[p, j] = out_idx[i]
-        obs_mask[p, j] = True
-        obs_cens[p, j] = cens[i] != 0
-        obs_lloq[p, j] = lloq[i] if np.isfinite(lloq[i]) else -np.inf
-        obs_cens_dir[p, j] = cens[i]
-        obs_limit[p, j] = limit[i]
-        obs_dvid[p, j] = dvid[i]
-        obs_occ[p, j] = occ[i]
+    # Each used row goes to (its patient, its rank among that patient's used rows), in table
+    # order; vectorised, since a Python loop over rows dominated reading a million rows.
+    rows = np.flatnonzero(used)
+    pat = patient_of[rows]
+    by_patient = np.argsort(pat, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(rows.size, dtype=np.int64)
+    rank[by_patient] = np.arange(rows.size) - starts[pat[by_patient]]
+    fill = counts.astype(np.int64)
+    obs_time[pat, rank] = time[rows]
+    obs_value[pat, rank] = np.nan_to_num(dv[rows], nan=0.0)
+    obs_output[pat, rank] = out_idx[rows]
+    obs_mask[pat, rank] = True
+    obs_cens[pat, rank] = cens[rows] != 0
+    obs_lloq[pat, rank] = np.where(np.isfinite(lloq[rows]), lloq[rows], -np.inf)
+    obs_cens_dir[pat, rank] = cens[rows]
+    obs_limit[pat, rank] = limit[rows]
+    obs_dvid[pat, rank] = dvid[rows]
+    obs_occ[pat, rank] = occ[rows]
     for p in range(P):  # padding repeats the last time so time grids never decrease
         obs_time[p, fill[p] :] = obs_time[p, fill[p] - 1] if fill[p] else 0.0
     return {
