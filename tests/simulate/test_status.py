@@ -52,9 +52,9 @@ def test_members_keep_the_values_of_the_old_codes_and_each_has_words():
         "nonfinite",
         "beyond_horizon",
         "solver_failed",
+        "ss_tails_exceeded",
         "no_steady_state",
         "steady_state_not_reached",
-        "steady_state_tails_exceeded",
     ]
     assert STATUS_INFO["successful"].text == ""
     for name, info in STATUS_INFO.items():

@@ -255,11 +255,11 @@ def test_a_bolus_with_ii_zero_has_no_steady_state():
 def test_too_many_overlapping_infusions_is_a_named_status():
     dose = _dose(2000.0, 10.0, 200.0, 0.0, 12.0, 1)  # 16 infusions running at t0
     _, status = steady_state_tails(dose, max_tails=8)
-    assert explain(status).name == "steady_state_tails_exceeded"
+    assert explain(status).name == "ss_tails_exceeded"
     _, status = steady_state_tails(dose, max_tails=16)
     assert explain(status).name == "successful"
     lagged = _dose(100.0, 0.0, 0.0, 100.0, 12.0, 0)  # 8 boluses still to arrive
-    assert explain(steady_state_tails(lagged, max_tails=7)[1]).name == "steady_state_tails_exceeded"
+    assert explain(steady_state_tails(lagged, max_tails=7)[1]).name == "ss_tails_exceeded"
     assert explain(steady_state_tails(lagged, max_tails=8)[1]).name == "successful"
 
 

@@ -16,11 +16,12 @@ max_steps_reached             1      adaptive ODE path: ``SolverSettings.max_ste
 nonfinite                     2      any path: NaN/inf in a state, output or the ``rhs``
 beyond_horizon                3      fixed-step path: a time past ``SolverSettings.horizon``
 solver_failed                 4      adaptive ODE path: any other diffrax failure
-no_steady_state               5      steady-state dose: the system has none (singular)
-steady_state_not_reached      6      steady-state dose, nonlinear model: pre-run did not
+ss_tails_exceeded             5      any path: a steady-state dose's past doses reach
+                                     further past its time than
+                                     ``SolverSettings.max_ss_tails`` intervals
+no_steady_state               6      steady-state dose: the system has none (singular)
+steady_state_not_reached      7      steady-state dose, nonlinear model: pre-run did not
                                      converge within its interval budget
-steady_state_tails_exceeded   7      steady-state dose: more past doses still acting
-                                     after the steady-state time than compiled for
 ============================  =====  ===================================================
 """
 
@@ -107,6 +108,15 @@ _INFO: dict[str, StatusInfo] = {
             "'kvaerno5' for stiff models).",
         ),
         StatusInfo(
+            "ss_tails_exceeded",
+            "A steady-state dose's earlier doses still act after its time beyond the number "
+            "of dosing intervals resolved (SolverSettings.max_ss_tails): its lag time or "
+            "infusion duration is longer than max_ss_tails interdose intervals at these "
+            "parameters; the solve is not continued with a truncated steady state.",
+            "Raise SolverSettings.max_ss_tails above (lag + duration) / II, or keep the lag "
+            "and modelled duration priors in a range shorter than that many intervals.",
+        ),
+        StatusInfo(
             "no_steady_state",
             "A steady-state dose (SS=1 or SS=2) has no steady state at these parameters: "
             "the dosing-interval map I - Φ(II) (or, for a constant infusion with II = 0, the "
@@ -127,15 +137,6 @@ _INFO: dict[str, StatusInfo] = {
             "Michaelis-Menten elimination: average rate F·AMT/II below Vmax); raise the "
             "pre-run budget (max_intervals of twin_uq.simulate.steady_state) or loosen "
             "SolverSettings.rtol for slowly approached steady states.",
-        ),
-        StatusInfo(
-            "steady_state_tails_exceeded",
-            "A steady-state dose whose past doses still act after the steady-state time: "
-            "more infusions still running (DUR > II) or lagged doses still to arrive "
-            "(ALAG > II) than the static number of such tails the solve was compiled for.",
-            "Raise the maximal number of steady-state tails (max_tails, default "
-            "twin_uq.simulate.steady_state.MAX_SS_TAILS), or check the modelled duration "
-            "or lag time: a duration or lag many times the dosing interval is unusual.",
         ),
     )
 }
@@ -158,9 +159,9 @@ class SolveStatus(eqx.Enumeration):
     nonfinite = _INFO["nonfinite"].text
     beyond_horizon = _INFO["beyond_horizon"].text
     solver_failed = _INFO["solver_failed"].text
+    ss_tails_exceeded = _INFO["ss_tails_exceeded"].text
     no_steady_state = _INFO["no_steady_state"].text
     steady_state_not_reached = _INFO["steady_state_not_reached"].text
-    steady_state_tails_exceeded = _INFO["steady_state_tails_exceeded"].text
 
 
 def _members() -> list[tuple[StatusInfo, SolveStatus]]:

@@ -90,9 +90,10 @@ __all__ = [
     "steady_state_tails",
 ]
 
-MAX_SS_TAILS = 8
+MAX_SS_TAILS = SolverSettings.max_ss_tails
 """Default static number of past doses per kind (arrivals, infusion ends) still acting
-after ``t0``; more gives ``SolveStatus.steady_state_tails_exceeded``."""
+after ``t0`` (that of :class:`SolverSettings`, whose ``max_ss_tails`` the dose resolution
+passes); more gives ``SolveStatus.ss_tails_exceeded``."""
 
 MAX_SS_INTERVALS = 500
 """Default budget of dosing intervals for the pre-run of a nonlinear model."""
@@ -209,7 +210,7 @@ def steady_state_tails(
     Returns
     -------
     tails, status
-        :class:`SteadyTails`; ``SolveStatus.steady_state_tails_exceeded`` when dose
+        :class:`SteadyTails`; ``SolveStatus.ss_tails_exceeded`` when dose
         ``k = max_tails + 1`` would still act after ``t0`` (its tails are then missing),
         else ``successful``. A constant infusion (``II = 0``) has no tails.
     """
@@ -230,9 +231,7 @@ def steady_state_tails(
         mask=jnp.concatenate([arrives, ends]),
     )
     exceeded = g.periodic & ((g.q_lag > max_tails) | (g.infusion & (g.n_ending > max_tails)))
-    return tails, SolveStatus.where(
-        exceeded, SolveStatus.steady_state_tails_exceeded, SolveStatus.successful
-    )
+    return tails, SolveStatus.where(exceeded, SolveStatus.ss_tails_exceeded, SolveStatus.successful)
 
 
 def _running_rate(dose: SteadyDose, g: _Geometry, n: int, dtype) -> Float[Array, " n"]:
