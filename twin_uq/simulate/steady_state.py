@@ -38,7 +38,10 @@ with ``w`` one dose's whole input carried to the interval end that follows it. W
 ``II - ρ(L)`` and ``II - ρ(L + D)``) and one small linear solve; ``C`` is continuous in
 ``L`` and ``D``, so the result is differentiable in every parameter (gradients flow
 through lag, duration, rate, amount and the system matrix). A constant infusion
-(``II = 0``, ``RATE > 0``): ``y_ss = -A⁻¹·R·e`` and ``r_ss = R·e`` (it keeps running).
+(``II = 0``, ``RATE > 0``): ``y_ss = -A⁻¹·R·e`` and ``r_ss = 0``: the infusion whose
+plateau it is ends at ``t0``, as in NONMEM (its reference run of nmtests 1001, scenario 29:
+``SS=1, AMT=0, RATE=100, II=0`` and no later record, the concentration falls from the
+plateau right after ``t0``); the record's own dose (``AMT/RATE``) follows as usual.
 A singular ``I - Φ(II)`` (or ``A``) — a compartment without elimination, whose amount
 grows without bound — gives ``SolveStatus.no_steady_state`` and zeros, not NaN.
 
@@ -235,9 +238,12 @@ def steady_state_tails(
 
 
 def _running_rate(dose: SteadyDose, g: _Geometry, n: int, dtype) -> Float[Array, " n"]:
-    """``r_ss``: past infusions started before ``t0`` and ending after it, or the constant one."""
+    """``r_ss``: past infusions started before ``t0`` and ending after it.
+
+    None for a constant infusion (``II = 0``): it ends at ``t0`` (module docstring).
+    """
     count = jnp.maximum(g.n_ending - g.q_lag, 0.0)
-    rate = jnp.where(g.periodic, count * dose.rate, dose.rate)
+    rate = jnp.where(g.periodic, count * dose.rate, 0.0)
     rate = jnp.where(g.infusion, rate, 0.0)
     return rate * jax.nn.one_hot(dose.cmt, n, dtype=dtype)
 
