@@ -1,11 +1,13 @@
-"""The steady state itself against NONMEM: the first dosing interval of each SS scenario.
+"""The steady state itself against NONMEM, in each SS scenario until its first plain dose.
 
 Independent of how the solve paths apply doses: for every nmtests 1001 scenario whose
-first record is a steady-state dose (``SS = 1`` at ``t0 = 0``), the state after it is
+first record is a steady-state dose (``SS = 1`` at ``t0 = 0``), the state after each of
+its steady-state records (``SS = 1`` resets to, ``SS = 2`` adds, the steady state) is
 built from :func:`~twin_uq.simulate.steady_state.steady_state` (``y_ss``, ``r_ss``),
 :func:`~twin_uq.simulate.steady_state.steady_state_tails` and the record's own dose, and
-carried forward with the model's exact transition up to the next dose record; NONMEM's
-``CP`` at the observations in that window must agree to 1e-4 relative / 1e-6 absolute.
+carried forward with the model's exact transition up to the first dose that is not a
+steady-state record (an ``ADDL`` dose or a plain record); NONMEM's ``CP`` at the
+observations in that window must agree to 1e-4 relative / 1e-6 absolute.
 Fixture and model: ``test_nmtests_dosing.py`` and ``tests/fixtures/nmtests_dosing``.
 """
 
@@ -79,14 +81,18 @@ def _record_dose(record, params) -> tuple[SteadyDose, float, float]:
     return dose, lag, duration
 
 
-def _carry(A, y, r, events, t):
-    """State at ``t`` from ``(y, r)`` at 0, events ``(time, jump, rate change)`` applied first."""
-    now = 0.0
-    for when, jump, d_rate in sorted(events, key=lambda e: e[0]):
+def _carry(A, actions, t):
+    """State at ``t`` from zero, applying ``(time, order, keep, add_y, add_r)`` actions.
+
+    At an action ``y = keep·y + add_y`` and ``r = keep·r + add_r``; at equal times steady
+    states (order 1) before doses (order 2); an action at ``t`` acts before the observation.
+    """
+    y, r, now = np.zeros(2), np.zeros(2), 0.0
+    for when, _, keep, add_y, add_r in sorted(actions, key=lambda a: (a[0], a[1])):
         if when > t:
             break
         y = _step(A, y, r, when - now)
-        y, r, now = y + jump, r + d_rate, when
+        y, r, now = keep * y + add_y, keep * r + add_r, when
     return _step(A, y, r, t - now)
 
 
@@ -95,45 +101,49 @@ def _step(A, y, r, dt):
     return np.asarray(phi[0]) @ y + np.asarray(psi[0]) @ r
 
 
-@pytest.mark.parametrize("scenario", SS_SCENARIOS, ids=[f"ID{i}" for i in SS_SCENARIOS])
-def test_first_interval_after_steady_state_matches_nonmem(scenario):
-    rows = RECORDS[RECORDS["ID"] == scenario]
-    doses = rows[rows["EVID"] != 0]
-    record = doses.iloc[0]
-    params = patient_parameters(rows)
-    theta = jnp.asarray([params[n] for n in MODEL.parameter_names])
+def _steady_state_actions(record, params, theta):
+    """The actions of one SS record at its time: the steady state, its tails, its own dose."""
+    t0 = float(record["TIME"])
     dose, lag, duration = _record_dose(record, params)
     y_ss, r_ss, status = steady_state(MODEL, MODEL.solver, theta, jnp.zeros(0), dose)
     assert explain(status).name == "successful"
     tails, tail_status = steady_state_tails(dose)
     assert explain(tail_status).name == "successful"
-
+    keep = 0.0 if int(record["SS"]) == 1 else 1.0
+    actions = [(t0, 1, keep, np.asarray(y_ss), np.asarray(r_ss))]
     e = np.eye(2)[int(record["CMT"]) - 1]
-    events = [
-        (float(t), float(j) * e, float(rc) * e)
-        for t, j, rc, m in zip(tails.time, tails.jump, tails.rate_change, tails.mask, strict=True)
-        if m
-    ]
+    for t, j, rc, m in zip(tails.time, tails.jump, tails.rate_change, tails.mask, strict=True):
+        if m:
+            actions.append((t0 + float(t), 2, 1.0, float(j) * e, float(rc) * e))
     rate = float(dose.rate)
     if rate == 0:
-        events.append((lag, float(dose.amount) * e, 0.0 * e))
+        actions.append((t0 + lag, 2, 1.0, float(dose.amount) * e, 0.0 * e))
     elif np.isfinite(duration):
-        events += [(lag, 0.0 * e, rate * e), (lag + duration, 0.0 * e, -rate * e)]
+        actions.append((t0 + lag, 2, 1.0, 0.0 * e, rate * e))
+        actions.append((t0 + lag + duration, 2, 1.0, 0.0 * e, -rate * e))
     # else a constant infusion's record (AMT = 0): nothing of its own after t0.
+    return actions
 
-    # The window: until the next dose (ADDL or the next record).
-    later = doses["TIME"].iloc[1:].tolist()
-    if int(record["ADDL"]) > 0:
-        later.append(float(record["II"]))
-    end = min(later, default=np.inf)
+
+@pytest.mark.parametrize("scenario", SS_SCENARIOS, ids=[f"ID{i}" for i in SS_SCENARIOS])
+def test_steady_state_records_match_nonmem_until_the_next_plain_dose(scenario):
+    # Scenarios 25 (three EVID 4 SS=1 records) and 28 (SS=1, then SS=2 added at 12 h) run
+    # through several steady-state records; the others to the first ADDL dose.
+    rows = RECORDS[RECORDS["ID"] == scenario]
+    doses = rows[rows["EVID"] != 0]
+    params = patient_parameters(rows)
+    theta = jnp.asarray([params[n] for n in MODEL.parameter_names])
+    steady = doses[doses["SS"] > 0]
+    plain = doses[doses["SS"] == 0]["TIME"].tolist()
+    addl = (steady["TIME"] + steady["II"])[steady["ADDL"] > 0].tolist()
+    end = min(plain + addl, default=np.inf)
+    actions = []
+    for _, record in steady[steady["TIME"] < end].iterrows():
+        actions += _steady_state_actions(record, params, theta)
+
     reference = NONMEM[(NONMEM["ID"] == scenario) & (NONMEM["TIME"] < end)]
     A = np.asarray(MODEL.linear_system(MODEL.theta_dict(theta)))
-    got = np.array(
-        [
-            _carry(A, np.asarray(y_ss), np.asarray(r_ss), events, t)[1] / (params["V"] / 1000)
-            for t in reference["TIME"]
-        ]
-    )
+    got = np.array([_carry(A, actions, t)[1] / (params["V"] / 1000) for t in reference["TIME"]])
     expected = reference["CP"].to_numpy()
     bad = np.abs(got - expected) > np.maximum(RTOL * np.abs(expected), ATOL)
     assert not bad.any(), (
