@@ -60,6 +60,8 @@ def test_members_keep_the_values_of_the_old_codes_and_each_has_words():
         "beyond_horizon",
         "solver_failed",
         "ss_tails_exceeded",
+        "no_steady_state",
+        "steady_state_not_reached",
     ]
     assert STATUS_INFO["successful"].text == ""
     for name, info in STATUS_INFO.items():
