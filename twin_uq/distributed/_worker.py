@@ -40,6 +40,7 @@ def batch_inputs(model, table, n_obs: int):
 
     cohort = read_cohort(table)
     arrays = cohort.for_model(model)
+    arrays.require_lower_censoring_only("A two-stage (Dask) fit")
     mask = np.asarray(arrays.obs_mask)
     scheds = [bucket_schedule(cohort.schedule(p, signals=model.signals)) for p in cohort.ids]
     nb = max(s.n_bolus for s in scheds)

@@ -173,6 +173,18 @@ def build_idata(
             "obs_mask": mask,
             "obs_censored": np.asarray(arrays.obs_censored),
             "obs_lloq": np.asarray(arrays.obs_lloq),
+            # Direction (1 below obs_lloq, -1 above) and the interval's other bound (NaN:
+            # none): posterior predictive checks score censored points by their interval.
+            "obs_cens": (
+                np.asarray(arrays.obs_censored, dtype=np.int64)
+                if arrays.obs_cens is None
+                else np.asarray(arrays.obs_cens, dtype=np.int64)
+            ),
+            "obs_limit": (
+                np.full(np.shape(arrays.obs_lloq), np.nan)
+                if arrays.obs_limit is None
+                else np.asarray(arrays.obs_limit)
+            ),
             "solver_ok_rate": derived["solver_ok"].mean(axis=(0, 1)),
             "centering_weight": np.asarray(prepared.data.centering),
         },
@@ -202,6 +214,8 @@ def build_idata(
             "obs_mask": ["patient", "obs"],
             "obs_censored": ["patient", "obs"],
             "obs_lloq": ["patient", "obs"],
+            "obs_cens": ["patient", "obs"],
+            "obs_limit": ["patient", "obs"],
             "solver_ok_rate": ["patient"],
             "centering_weight": ["patient", "parameter"],
         }

@@ -25,7 +25,14 @@ from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate import solve_cohort_on_grid, solve_outputs
 from twin_uq.simulate.fixed_step import FixedGrid
 
-__all__ = ["FitData", "ResidualParams", "cohort_loglik", "patient_loglik", "patient_predictions"]
+__all__ = [
+    "FitData",
+    "ResidualParams",
+    "censoring_args",
+    "cohort_loglik",
+    "patient_loglik",
+    "patient_predictions",
+]
 
 
 class ResidualParams(eqx.Module):
@@ -117,6 +124,18 @@ def patient_predictions(
     return _select_predictions(outputs, output_index, ok)
 
 
+def censoring_args(arrays: CohortArrays) -> tuple[Array, Array, Array | None]:
+    """``(censored, lloq, limit)`` for :func:`observation_loglik` from a cohort's arrays.
+
+    Below-limit censoring alone passes the boolean ``obs_censored`` and no limit (the M3
+    computation); with upper-limit or interval censoring (``obs_cens`` present) the
+    direction and the interval's other bound.
+    """
+    if arrays.obs_cens is None:
+        return arrays.obs_censored, arrays.obs_lloq, None
+    return arrays.obs_cens, arrays.obs_lloq, arrays.obs_limit
+
+
 def _score(arrays: CohortArrays, error_code, residual: ResidualParams, f, ok):
     """Pointwise log-likelihood of one patient's observations given its predictions ``f``."""
     out = arrays.obs_output
@@ -127,8 +146,7 @@ def _score(arrays: CohortArrays, error_code, residual: ResidualParams, f, ok):
         residual.add[out],
         residual.prop[out],
         residual.nu,
-        arrays.obs_censored,
-        arrays.obs_lloq,
+        *censoring_args(arrays),
     )
     ll = jnp.where(arrays.obs_mask, ll, 0.0)
     return jnp.where(ok, ll, -jnp.inf), ok

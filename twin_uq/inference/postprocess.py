@@ -16,7 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from twin_uq.inference.centering import whitened_log_theta
-from twin_uq.inference.likelihood import FitData, ResidualParams, patient_predictions
+from twin_uq.inference.likelihood import (
+    FitData,
+    ResidualParams,
+    censoring_args,
+    patient_predictions,
+)
 from twin_uq.inference.numpyro_model import ProgramStructure, individual_log_theta, population_mean
 from twin_uq.inference.residual import (
     NU_UNUSED,
@@ -161,8 +166,7 @@ def _derive_batch(structure: ProgramStructure, flat: dict, keys: jax.Array, data
             residual.add[out],
             residual.prop[out],
             residual.nu,
-            arr.obs_censored,
-            arr.obs_lloq,
+            *censoring_args(arr),
         )
         ll = jnp.where(arr.obs_mask, ll, 0.0)
         ll = jnp.where(ok[:, None], ll, -jnp.inf)

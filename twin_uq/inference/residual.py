@@ -20,7 +20,9 @@ fraction of the prediction, ``nu``: Student-t degrees of freedom):
 * ``lognormal``     log y ~ Normal(log f, b)           (b is the SD on the log scale)
 * ``student_t``     y ~ StudentT(nu, f, sqrt(a² + b²·f²))  (robust to outliers)
 
-Below-limit observations (M3 method, Beal 2001) contribute ``log P(Y < lloq)``.
+Censored observations (NONMEM ``CENS``): below the limit (M3 method, Beal 2001)
+``log P(Y < lloq)``, above it ``log P(Y > lloq)``, and with the interval's other bound
+(``LIMIT``) ``log P(limit < Y < lloq)``; M4 (``LIMIT = 0``) conditions that on ``Y > 0``.
 
 Every JAX function here is elementwise and pure, so it broadcasts over observations,
 patients and posterior draws.
@@ -133,6 +135,7 @@ def observation_loglik(
     nu: Float[Array, ...],
     censored: Array,
     lloq: Float[Array, ...],
+    limit: Float[Array, ...] | None = None,
 ) -> Float[Array, ...]:
     """Log-likelihood of observations ``y`` given predictions ``f`` (elementwise).
 
@@ -146,14 +149,25 @@ def observation_loglik(
         Additive SD, proportional SD (fraction) and Student-t degrees of freedom per
         observation (gathered from the per-output parameters).
     censored, lloq
-        Below-limit flag and the limit; a censored observation contributes
-        ``log P(Y < lloq)`` under the same error model.
+        Censoring and its limit (NONMEM ``CENS`` with the limit in ``DV``): ``censored`` is
+        bool (True: below ``lloq``) or int (1: below ``lloq``, -1: above it, 0: not
+        censored). Without ``limit`` a point below contributes ``log P(Y < lloq)`` (M3) and a
+        point above ``log P(Y > lloq)``, under the same error model.
+    limit
+        The other bound of a censored point's interval (NONMEM/Monolix ``LIMIT``; NaN or
+        ``None``: none): below-censoring gives ``log P(limit < Y < lloq)``, above-censoring
+        ``log P(lloq < Y < limit)``. ``limit = 0`` below the limit is M4: for error models
+        that allow negative values (all but ``lognormal``) the probability is conditioned
+        on ``Y > 0``, ``log P(0 < Y < lloq) - log P(Y > 0)``.
 
     Returns
     -------
     Log density (or log probability for censored points), the broadcast shape of the
     arguments.
     """
+    m3_only = limit is None and jnp.issubdtype(jnp.result_type(censored), jnp.bool_)
+    direction = censored
+    censored = jnp.asarray(censored) != 0  # the same booleans when ``censored`` is bool
     sd = residual_sd(code, f, a, b)
     is_log = code == ErrorKind.LOGNORMAL
     f_pos = jnp.maximum(f, _TINY)
@@ -163,9 +177,9 @@ def observation_loglik(
     # Uncensored points may carry lloq = -inf; a -inf in the unused branch would still send
     # NaN through the gradient of jnp.where, so give those points a finite stand-in.
     lloq = jnp.where(censored & jnp.isfinite(lloq), lloq, f)
-    limit = jnp.where(is_log, jnp.log(jnp.maximum(lloq, _TINY)), lloq)
+    limit_ = jnp.where(is_log, jnp.log(jnp.maximum(lloq, _TINY)), lloq)
     z = (value - centre) / sd
-    zl = (limit - centre) / sd
+    zl = (limit_ - centre) / sd
     # Every branch of jnp.where is differentiated; feed unused branches harmless values so
     # that, e.g., a Student-t CDF evaluated far in its tail cannot put NaN into gradients.
     is_t = code == ErrorKind.STUDENT_T
@@ -177,7 +191,59 @@ def observation_loglik(
     student = jst.t.logpdf(z_t, nu_t) - jnp.log(sd)
     dens = jnp.where(is_t, student, normal)
     cens = jnp.where(is_t, _t_logcdf(jnp.where(is_t, zl_c, 0.0), nu_t), jsp.log_ndtr(zl_c))
+    if m3_only:
+        return jnp.where(censored, cens, dens)  # below-limit only: the M3 computation as ever
+    above = jnp.asarray(direction) < 0
+    # Above the limit: log P(Y > lloq) = log F(-zl) by symmetry of both distributions.
+    cens = jnp.where(above, _log_cdf(-zl_c, is_t, nu_t), cens)
+    if limit is not None:
+        cens = _interval(cens, code, censored, above, limit, centre, sd, zl_c, is_t, nu_t)
     return jnp.where(censored, cens, dens)
+
+
+def _log_cdf(z: Array, is_t: Array, nu_t: Array) -> Array:
+    """``log F(z)`` of the standard Normal, or of the Student-t where ``is_t``."""
+    return jnp.where(is_t, _t_logcdf(jnp.where(is_t, z, 0.0), nu_t), jsp.log_ndtr(z))
+
+
+def _interval(
+    cens: Array,
+    code: Array,
+    censored: Array,
+    above: Array,
+    limit: Array,
+    centre: Array,
+    sd: Array,
+    zl: Array,
+    is_t: Array,
+    nu_t: Array,
+) -> Array:
+    """Censored log-probabilities with the interval's other bound ``limit`` where it is finite.
+
+    ``zl`` is the standardised censoring limit (``lloq``); the interval is ``(limit, lloq)``
+    below the limit and ``(lloq, limit)`` above it. M4 (``limit = 0`` below the limit)
+    divides by ``P(Y > 0)`` for error models that allow negative values.
+    """
+    is_log = code == ErrorKind.LOGNORMAL
+    has = jnp.asarray(censored).astype(bool) & jnp.isfinite(limit)
+    other = jnp.where(has, limit, 0.0)
+    other_ = jnp.where(is_log, jnp.log(jnp.maximum(other, _TINY)), other)
+    zo = jnp.where(has, (other_ - centre) / sd, zl - 1.0)  # stand-in: a proper interval
+    lo = jnp.where(above, zl, zo)
+    hi = jnp.where(above, zo, zl)
+    # log(F(hi) - F(lo)) in the tail where it is accurate: upper tails when lo > 0.
+    upper = lo > 0
+    big = jnp.where(upper, _log_cdf(-lo, is_t, nu_t), _log_cdf(hi, is_t, nu_t))
+    small = jnp.where(upper, _log_cdf(-hi, is_t, nu_t), _log_cdf(lo, is_t, nu_t))
+    # log(1 - exp(gap)), accurate for a narrow interval (gap near 0); gap < 0 for a proper
+    # interval, and the floor keeps the log (and its gradient) finite.
+    gap = jnp.minimum(small - big, -1e-300)
+    interval = big + jnp.log(-jnp.expm1(gap))
+    # M4: conditioned on Y > 0 (P(Y > 0) = F(centre / sd)); lognormal values are > 0 anyway.
+    m4 = has & ~above & (other == 0) & ~is_log
+    z0 = jnp.where(m4, centre / sd, 0.0)
+    interval = interval - jnp.where(m4, _log_cdf(z0, is_t, nu_t), 0.0)
+    return jnp.where(has, interval, cens)
 
 
 def _t_logcdf_value(z: Array, nu: Array) -> Array:

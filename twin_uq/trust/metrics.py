@@ -243,9 +243,13 @@ def information_metrics(post, th: TrustThresholds) -> tuple[pd.DataFrame, pd.Dat
 
 
 def ppc_metrics(post) -> pd.DataFrame:
-    """Posterior predictive check of each patient's own (uncensored) observations.
+    """Posterior predictive check of each patient's own observations.
 
-    PIT ``u_j = P(y_rep_j < y_j)`` from ``posterior_predictive.y``. Columns: ``ppc_n``,
+    PIT ``u_j = P(y_rep_j < y_j)`` from ``posterior_predictive.y``; a censored observation
+    (known only to lie in an interval ``(lo, hi)``, e.g. below the LLOQ) has the mid-PIT
+    ``u_j = (P(y_rep_j < lo) + P(y_rep_j < hi)) / 2`` of its interval, so a BLQ point whose
+    replicates almost all lie above the LLOQ is a miss (fits saved without the censoring
+    direction check their uncensored observations only). Columns: ``ppc_n``,
     ``ppc_outside95`` (count with ``u`` outside [0.025, 0.975]), ``ppc_fraction_outside95``,
     ``ppc_pvalue`` (binomial tail probability of at least that many misses at rate 0.05),
     ``ppc_extreme`` (observations beyond every replicate), ``ppc_worst_time``.
@@ -256,12 +260,24 @@ def ppc_metrics(post) -> pd.DataFrame:
     y_obs = np.asarray(post.idata["observed_data"]["y"].values, float)  # (P, N)
     y_rep = np.asarray(post.idata["posterior_predictive"]["y"].values, float)  # (C, D, P, N)
     y_rep = y_rep.reshape(-1, *y_rep.shape[2:])
-    times = np.asarray(post.idata["constant_data"]["obs_time"].values, float)
+    constant = post.idata["constant_data"]
+    times = np.asarray(constant["obs_time"].values, float)
     valid = np.isfinite(y_obs)
     with np.errstate(invalid="ignore"):
         below = (y_rep < y_obs[None]).mean(axis=0)
         tie = (y_rep == y_obs[None]).mean(axis=0)
     pit = np.where(valid, below + 0.5 * tie, np.nan)
+    if "obs_cens" in constant:
+        cens = np.asarray(constant["obs_cens"].values)
+        censored = (cens != 0) & np.asarray(constant["obs_mask"].values, bool)
+        bound = np.asarray(constant["obs_lloq"].values, float)
+        other = np.asarray(constant["obs_limit"].values, float)
+        lo = np.where(cens > 0, np.nan_to_num(other, nan=-np.inf), bound)
+        hi = np.where(cens > 0, bound, np.nan_to_num(other, nan=np.inf))
+        with np.errstate(invalid="ignore"):
+            mid = 0.5 * ((y_rep < lo[None]).mean(axis=0) + (y_rep < hi[None]).mean(axis=0))
+        pit = np.where(censored, mid, pit)
+        valid = valid | censored
     outside = valid & ((pit < 0.025) | (pit > 0.975))
     extreme = valid & ((pit <= 0.0) | (pit >= 1.0))
     n = valid.sum(axis=1)

@@ -74,6 +74,7 @@ def update_twin(  # noqa: UP047 (PEP 695 syntax breaks the 3.11 layer checker)
     combined = combined.sort_values("time", kind="stable").reset_index(drop=True)
     cohort = read_cohort(combined, name=f"patient {twin.patient_id} (updated)")
     arrays = cohort.for_model(twin.model)
+    arrays.require_lower_censoring_only("A twin update")
     obs = {
         "time": np.asarray(arrays.obs_time[0])[np.asarray(arrays.obs_mask[0])],
         "value": np.asarray(arrays.obs_value[0])[np.asarray(arrays.obs_mask[0])],
