@@ -84,6 +84,11 @@ def test_fixed_effect_has_no_sampled_dimension_and_prior_draws_are_fractions(sim
     assert abs(np.median(logit) - np.log(0.6 / 0.4)) < 0.3
 
 
+def test_an_omega_prior_for_a_fixed_effect_is_refused():
+    with pytest.raises(InputError, match=r"'omega.ka': parameter 'ka' is a fixed effect"):
+        PopulationModel(model=MODEL, priors={"omega.ka": 0.2})
+
+
 def test_allometric_scaling_of_a_logit_parameter_is_refused():
     class Bad(IvOralF):
         name = "bad_allometric_F"
