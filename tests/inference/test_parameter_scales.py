@@ -163,3 +163,17 @@ def test_sbc_prior_draws_respect_scales():
     F = np.array([d["typical"]["F"] for d in draws])
     assert np.all((F > 0) & (F < 1))
     assert all(d["omega"]["ka"] == 0.0 for d in draws)
+
+
+def test_trust_and_report_read_the_scales(fit):
+    from twin_uq.report.cohort import _population
+    from twin_uq.trust import TrustThresholds
+    from twin_uq.trust.metrics import information_metrics
+
+    _, contraction = information_metrics(fit, TrustThresholds())
+    assert contraction["ka"].isna().all()  # a fixed effect has no individual contraction
+    assert contraction["F"].notna().all() and contraction["F"].median() > 0.3
+    params = {row["quantity"]: row for row in _population(fit, 0.9)[0]}
+    assert params["F"]["cv"].endswith("(logit scale)")
+    assert params["ka"]["cv"].startswith("fixed")
+    assert params["CL"]["cv"][0].isdigit()
