@@ -177,3 +177,22 @@ def test_trust_and_report_read_the_scales(fit):
     assert params["F"]["cv"].endswith("(logit scale)")
     assert params["ka"]["cv"].startswith("fixed")
     assert params["CL"]["cv"][0].isdigit()
+
+
+def test_saved_fit_reloads_with_its_scales(fit, tmp_path):
+    path = fit.save(tmp_path / "scales.nc")
+    back = tq.load_posterior(path, model=MODEL)
+    assert back.idata.attrs["parameter_scales"] == fit.idata.attrs["parameter_scales"]
+    np.testing.assert_array_equal(back.posterior["typical"].values, fit.posterior["typical"].values)
+    a = back.new_patient({}, [tq.Bolus(0.0, 200.0, 1)], seed=3).theta
+    b = fit.new_patient({}, [tq.Bolus(0.0, 200.0, 1)], seed=3).theta
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert back.prepared.init_values()["z"].shape == (24, 3)
+
+
+def test_laplace_keeps_fractions_and_the_fixed_effect(sim):
+    post = tq.fit(MODEL, sim.cohort, method="laplace", draws=200, seed=0, progress=False)
+    theta = post.posterior["theta"].values
+    assert np.all((theta[..., 3] > 0) & (theta[..., 3] < 1))
+    assert np.all(theta[..., 0] == theta[..., :1, 0])
+    assert np.all(post.posterior["omega"].sel(parameter="ka").values == 0.0)
