@@ -68,8 +68,10 @@ def render(model: tq.Model) -> str:
         ["name", "unit", "typical", "prior SD (log)", "BSV prior scale", "valid range",
          "description"],
         [
-            [f"`{p.name}`", p.unit, _num(p.typical), _num(p.prior_sd),
-             _num(p.bsv_prior_scale), f"{_num(p.valid_range[0])} – {_num(p.valid_range[1])}",
+            [f"`{p.name}`", p.unit, _num(p.typical),
+             _num(p.prior_sd) + (" (logit)" if p.scale == "logit" else ""),
+             _num(p.bsv_prior_scale) if p.bsv else "fixed (no BSV)",
+             f"{_num(p.valid_range[0])} – {_num(p.valid_range[1])}",
              p.description]
             for p in model.parameters
         ],

@@ -31,6 +31,7 @@ from twin_uq.inference.likelihood import FitData, cohort_loglik
 from twin_uq.inference.numpyro_model import ProgramStructure
 from twin_uq.inference.postprocess import residual_from_draw
 from twin_uq.inference.prepare import PreparedFit
+from twin_uq.model.scales import to_natural
 
 __all__ = [
     "PooledFit",
@@ -55,7 +56,8 @@ class PooledFit:
     Attributes
     ----------
     log_typical
-        ``(K,)`` pooled estimate of the log typical values (``mu``), model parameter order.
+        ``(K,)`` pooled estimate of the typical values on the latent scale (``mu``: log, or
+        logit for a fraction), model parameter order.
     sigma_add, sigma_prop
         Pooled residual SDs of the additive / proportional sites (their structure order).
     loglik
@@ -79,11 +81,14 @@ class PooledFit:
 class TypicalValueCheck:
     """One parameter's pooled estimate against its prior.
 
-    ``z`` is ``(log estimate - prior mean) / prior SD``; ``conflict`` is ``|z| > threshold``.
+    ``z`` is ``(estimate - prior mean) / prior SD`` on the parameter's latent scale (log,
+    or logit for a fraction); ``conflict`` is ``|z| > threshold``. ``prior_median`` and
+    ``estimate`` are natural-scale values, ``prior_loc`` the prior mean on the latent scale.
     """
 
     parameter: str
     unit: str
+    prior_loc: float
     prior_median: float
     prior_sd: float
     estimate: float
@@ -144,14 +149,14 @@ def pooled_fit(prepared: PreparedFit, *, steps: int = 600, learning_rate: float 
 
 
 def _pooled_loglik(structure: ProgramStructure, data: FitData, params: dict, fixed: dict):
-    """Cohort log-likelihood with every patient at ``exp(allometric + mu)``."""
+    """Cohort log-likelihood with every patient at ``to_natural(allometric + mu)``."""
     draw = dict(fixed)
     if structure.add_outputs:
         draw["sigma_add"] = jnp.exp(params["log_add"])
     if structure.prop_outputs:
         draw["sigma_prop"] = jnp.exp(params["log_prop"])
     residual = residual_from_draw(structure, draw, int(data.error_code.shape[0]))
-    theta = jnp.exp(jnp.asarray(data.allometric) + params["mu"])
+    theta = to_natural(structure.model, jnp.asarray(data.allometric) + params["mu"])
     ll, ok = cohort_loglik(structure.model, structure.settings, theta, data, residual)
     per_patient = jnp.sum(jnp.where(jnp.isfinite(ll), ll, 0.0), axis=1)
     # A failed solve counts as a large finite penalty, so the search leaves it (not NaN).
@@ -182,18 +187,22 @@ def check_typical_values(
     prepared: PreparedFit, pooled: PooledFit, *, threshold: float = CONFLICT_Z
 ) -> list[TypicalValueCheck]:
     """Each parameter's pooled estimate against its prior, in model parameter order."""
-    loc = np.asarray(prepared.priors.mu_loc)
-    scale = np.asarray(prepared.priors.mu_scale)
+    model = prepared.spec.model
+    loc = np.asarray(prepared.priors.mu_loc, float)
+    scale = np.asarray(prepared.priors.mu_scale, float)
+    median = np.asarray(to_natural(model, loc))
+    estimate = np.asarray(to_natural(model, np.asarray(pooled.log_typical, float)))
     out = []
-    for k, p in enumerate(prepared.spec.model.parameters):
+    for k, p in enumerate(model.parameters):
         z = float((pooled.log_typical[k] - loc[k]) / scale[k])
         out.append(
             TypicalValueCheck(
                 parameter=p.name,
                 unit=p.unit,
-                prior_median=float(np.exp(loc[k])),
+                prior_loc=float(loc[k]),
+                prior_median=float(median[k]),
                 prior_sd=float(scale[k]),
-                estimate=float(np.exp(pooled.log_typical[k])),
+                estimate=float(estimate[k]),
                 z=z,
                 conflict=bool(np.isfinite(z) and abs(z) > threshold),
             )
@@ -216,7 +225,7 @@ def data_informed_priors(
         if not c.conflict:
             continue
         loc = float(pooled.log_typical[k])
-        distance = abs(loc - float(np.log(c.prior_median)))
+        distance = abs(loc - c.prior_loc)
         out[f"mu.{parameter_names[k]}"] = (loc, max(c.prior_sd, 0.5 * distance))
     return out
 
