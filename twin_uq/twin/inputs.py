@@ -8,7 +8,7 @@ import numpy as np
 
 from twin_uq.errors import InputError
 from twin_uq.model.base import Model
-from twin_uq.simulate.schedule import Bolus, Infusion, Schedule
+from twin_uq.simulate.schedule import Infusion, Schedule
 
 __all__ = ["check_doses", "check_interval", "check_times", "scaled_schedule"]
 
@@ -66,15 +66,39 @@ def _check_compartment(cmt: int, where: str, n_states: int) -> None:
 
 
 def scaled_schedule(schedule: Schedule, amount: float) -> Schedule:
-    """The schedule with every dose's amount replaced by ``amount`` (signals kept)."""
-    boluses = [Bolus(b.time, amount, b.cmt) for b in schedule.boluses()]
+    """The schedule with every dose's amount replaced by ``amount``.
+
+    Everything else stays: dose times and compartments, infusion durations, modelled
+    infusions (``RATE=-1/-2``: the model still gives their rate or duration), steady-state
+    flags and intervals, resets and measured signals. A constant steady-state infusion has
+    a rate, not an amount, and is refused.
+    """
+    infusions = schedule.infusions()
+    constant = [i for i in infusions if i.is_constant]
+    if constant:
+        raise InputError(
+            f"The dosing template has a constant steady-state infusion (rate {constant[0].rate:g} "
+            f"from time {constant[0].start:g}), which has no amount to scale; pass the "
+            "candidate regimens as schedules."
+        )
+    boluses = [dataclasses.replace(b, amount=amount) for b in schedule.boluses()]
     infusions = [
-        Infusion.from_amount(i.start, amount, i.duration, i.cmt) for i in schedule.infusions()
+        Infusion.from_amount(i.start, amount, i.duration, i.cmt, ss=i.ss, ii=i.ii)
+        for i in infusions
     ]
-    if not boluses and not infusions:
+    modelled = [dataclasses.replace(m, amount=amount) for m in schedule.modelled_infusions()]
+    if not boluses and not infusions and not modelled:
         raise InputError("The dosing template has no doses to scale; pass candidates as schedules.")
     new = Schedule.build(
-        boluses, infusions, n_bolus=schedule.n_bolus, n_infusion=schedule.n_infusion
+        boluses,
+        infusions,
+        modelled=modelled,
+        resets=schedule.resets(),
+        n_bolus=schedule.n_bolus,
+        n_infusion=schedule.n_infusion,
+        n_modelled=schedule.n_modelled,
+        n_reset=schedule.n_reset,
+        n_steady=schedule.n_steady,
     )
     return dataclasses.replace(
         new,
