@@ -39,6 +39,7 @@ from twin_uq.errors import InputError
 
 __all__ = [
     "Allometric",
+    "DoseParameters",
     "Model",
     "ModelCard",
     "Output",
@@ -139,6 +140,41 @@ class Allometric:
 
 
 @dataclass(frozen=True)
+class DoseParameters:
+    """Which model parameters act on doses into one compartment (names from ``parameters``).
+
+    Declared per 1-based compartment in :attr:`Model.dose_parameters`, usually through
+    :func:`twin_uq.with_dose_parameters`. Their meaning is NONMEM's: a dose record
+    ``(AMT, RATE)`` into the compartment enters at ``time + ALAG`` with amount ``F·AMT``;
+    ``RATE > 0`` infuses it at ``RATE`` over ``F·AMT / RATE``; ``RATE = -1``
+    (:class:`twin_uq.simulate.records.ModelledInfusion` ``by="rate"``) at ``R`` over
+    ``F·AMT / R``; ``RATE = -2`` (``by="duration"``) over ``D`` at ``F·AMT / D``. Without a
+    declaration ``ALAG = 0`` and ``F = 1``, and ``RATE = -1/-2`` records are refused.
+
+    Parameters
+    ----------
+    lag
+        Absorption lag time ``ALAG`` (model time unit, >= 0).
+    bioavailability
+        Fraction ``F`` of the amount that enters (typical value in ``(0, 1]``).
+    rate
+        Infusion rate ``R`` for ``RATE = -1`` records (amount / time, > 0).
+    duration
+        Infusion duration ``D`` for ``RATE = -2`` records (time, > 0).
+    """
+
+    lag: str | None = None
+    bioavailability: str | None = None
+    rate: str | None = None
+    duration: str | None = None
+
+    def names(self) -> dict[str, str]:
+        """The declared roles and their parameter names, e.g. ``{"lag": "ALAG"}``."""
+        roles = ("lag", "bioavailability", "rate", "duration")
+        return {r: getattr(self, r) for r in roles if getattr(self, r) is not None}
+
+
+@dataclass(frozen=True)
 class SolverSettings:
     """How the engine integrates the model.
 
@@ -175,6 +211,12 @@ class SolverSettings:
         1-minute step, and a fit's check against the float64 adaptive reference measures
         both together. Not for stiff or badly scaled models, where float32 loses the
         small states.
+    max_ss_tails
+        Steady-state doses only: how many of the earlier doses of a steady state may still
+        act after the dose's time (a lag or an infusion longer than the interdose
+        interval): at most ``max_ss_tails`` intervals are resolved as separate events, a
+        static number; a dose that needs more gives
+        ``SolveStatus.ss_tails_exceeded``, never a truncated steady state.
     """
 
     method: Literal["tsit5", "dopri5", "kvaerno5", "rk4", "exact"] = "tsit5"
@@ -185,8 +227,15 @@ class SolverSettings:
     fixed_step: float | None = None
     horizon: float | None = None
     precision: Literal["float64", "float32"] = "float64"
+    max_ss_tails: int = 8
 
     def __post_init__(self) -> None:
+        if isinstance(self.max_ss_tails, bool) or not (
+            isinstance(self.max_ss_tails, int) and self.max_ss_tails >= 1
+        ):
+            raise InputError(
+                f"SolverSettings.max_ss_tails must be a whole number >= 1; got {self.max_ss_tails!r}."
+            )
         if self.precision not in ("float64", "float32"):
             raise InputError(
                 f"SolverSettings.precision must be 'float64' or 'float32'; got {self.precision!r}."
@@ -224,7 +273,11 @@ class SolverSettings:
         if not self.is_fixed_step:
             return self
         return SolverSettings(
-            method="tsit5", rtol=self.rtol, atol=self.atol, max_steps=self.max_steps
+            method="tsit5",
+            rtol=self.rtol,
+            atol=self.atol,
+            max_steps=self.max_steps,
+            max_ss_tails=self.max_ss_tails,
         )
 
     def covering(self, *times: object) -> SolverSettings:
@@ -304,6 +357,8 @@ class Model(abc.ABC):
     covariates: ClassVar[tuple[str, ...]] = ()
     covariate_defaults: ClassVar[Mapping[str, float]] = {}
     allometric: ClassVar[tuple[Allometric, ...]] = ()
+    dose_parameters: ClassVar[Mapping[int, DoseParameters]] = {}
+    """Dose parameters (lag, bioavailability, modelled rate/duration) by 1-based compartment."""
     solver: ClassVar[SolverSettings] = SolverSettings()
     _source_path: str | None = None
     """The file a model was loaded from (set by :func:`twin_uq.load_model`); ``None`` else."""

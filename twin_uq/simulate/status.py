@@ -16,6 +16,8 @@ max_steps_reached   1      adaptive ODE path: ``SolverSettings.max_steps`` used 
 nonfinite           2      any path: NaN/inf in a state, output or the model's ``rhs``
 beyond_horizon      3      fixed-step path: a time past ``SolverSettings.horizon``
 solver_failed       4      adaptive ODE path: any other diffrax failure
+ss_tails_exceeded   5      any path: a steady-state dose's past doses reach further
+                           past its time than ``SolverSettings.max_ss_tails`` intervals
 ==================  =====  =========================================================
 """
 
@@ -101,6 +103,15 @@ _INFO: dict[str, StatusInfo] = {
             "tighter rtol/atol or a smaller dt0, or another method ('tsit5' for non-stiff, "
             "'kvaerno5' for stiff models).",
         ),
+        StatusInfo(
+            "ss_tails_exceeded",
+            "A steady-state dose's earlier doses still act after its time beyond the number "
+            "of dosing intervals resolved (SolverSettings.max_ss_tails): its lag time or "
+            "infusion duration is longer than max_ss_tails interdose intervals at these "
+            "parameters; the solve is not continued with a truncated steady state.",
+            "Raise SolverSettings.max_ss_tails above (lag + duration) / II, or keep the lag "
+            "and modelled duration priors in a range shorter than that many intervals.",
+        ),
     )
 }
 
@@ -122,6 +133,7 @@ class SolveStatus(eqx.Enumeration):
     nonfinite = _INFO["nonfinite"].text
     beyond_horizon = _INFO["beyond_horizon"].text
     solver_failed = _INFO["solver_failed"].text
+    ss_tails_exceeded = _INFO["ss_tails_exceeded"].text
 
 
 def _members() -> list[tuple[StatusInfo, SolveStatus]]:
