@@ -16,7 +16,6 @@ so that they agree on every convention:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +23,6 @@ from jaxtyping import Array, Float, Int
 
 from twin_uq.model.base import Model
 from twin_uq.simulate.schedule import Schedule
-from twin_uq.simulate.status import SolveStatus
 
 __all__ = [
     "bolus_jumps",
@@ -73,40 +71,6 @@ def dose_events(
         ]
     )
     return event_t, event_jump
-
-
-class _ScheduleDoseEvents(NamedTuple):
-    time: Array
-    order: Array
-    keep: Array
-    set_state: Array
-    jump: Array
-    rate_change: Array
-    mask: Array
-
-
-def schedule_dose_events(model: Model, schedule: Schedule, t_end: Float[Array, ""]):
-    """Stand-in for ``resolve_doses`` until it lands: the schedule's boluses and infusions.
-
-    Fields of ``DoseEvents``; events in the order boluses, infusion starts, infusion stops.
-    """
-    n = len(model.states)
-    dtype = t_end.dtype
-    event_t, event_jump = dose_events(model, schedule, t_end, dtype)
-    rates = infusion_rate_vectors(model, schedule).astype(dtype)
-    E = event_t.shape[0]
-    return (
-        _ScheduleDoseEvents(
-            time=event_t,
-            order=jnp.full((E,), 2, jnp.int32),
-            keep=jnp.ones((E,), dtype),
-            set_state=jnp.zeros((E, n), dtype),
-            jump=event_jump,
-            rate_change=jnp.concatenate([jnp.zeros((schedule.n_bolus, n), dtype), rates, -rates]),
-            mask=jnp.ones((E,), bool),
-        ),
-        SolveStatus.successful,
-    )
 
 
 def infusion_rate_vectors(model: Model, schedule: Schedule) -> Float[Array, "ni n_states"]:

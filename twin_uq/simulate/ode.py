@@ -42,6 +42,7 @@ from jaxtyping import Array, Float
 
 from twin_uq.errors import InputError
 from twin_uq.model.base import Model, SolverSettings
+from twin_uq.simulate.dose_events import resolve_doses
 from twin_uq.simulate.event_jumps import (
     apply_event,
     event_order,
@@ -49,7 +50,7 @@ from twin_uq.simulate.event_jumps import (
     live_events_with_jacobians,
     sensitivity_jump,
 )
-from twin_uq.simulate.events import schedule_dose_events, signal_inputs
+from twin_uq.simulate.events import signal_inputs
 from twin_uq.simulate.schedule import PatientInputs, Schedule
 from twin_uq.simulate.status import SolveStatus
 
@@ -141,7 +142,7 @@ def _dose_events_of(model: Model, settings: SolverSettings, patient: PatientInpu
     t_end = jnp.max(patient.times)
 
     def events_of(theta):
-        return schedule_dose_events(model, patient.schedule, t_end.astype(theta.dtype))
+        return resolve_doses(model, settings, theta, patient, t_end)
 
     return events_of
 
