@@ -1,12 +1,12 @@
-"""Adaptive ODE and fixed-step RK4 paths consuming resolved dose events whose times,
+"""The adaptive ODE path consuming resolved dose events whose times,
 amounts and rates move with the parameters (lag, F, modelled duration), and resets.
 
 The events here are written by hand as functions of ``theta`` (the fields of
 ``DoseEvents``), so that these tests check the solvers' side of the contract: the event
 arithmetic and the sensitivity jump conditions. References are independent: a
-matrix-exponential propagation written below for the linear model, ``scipy``'s
-``solve_ivp`` for a Michaelis–Menten model; gradients against central differences of
-those references.
+matrix-exponential propagation written below; gradients against central differences of
+it. (Records through the public solve, both paths and a nonlinear model:
+``test_dose_records_on_solvers.py``.)
 """
 
 from typing import NamedTuple
@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.integrate
 import scipy.linalg
 
 import twin_uq as tq
@@ -53,31 +52,6 @@ class OralWithDoseParameters(tq.Model):
         ka, k = theta["ka"], theta["CL"] / theta["V"]
         z = jnp.zeros_like(ka)
         return jnp.stack([jnp.stack([-ka, z, z]), jnp.stack([ka, -k, z]), jnp.stack([z, k, z])])
-
-    def observe(self, y, theta):
-        return y[1:2] / theta["V"]
-
-
-class MichaelisMentenOral(tq.Model):
-    """Oral absorption into a central compartment eliminated by Michaelis–Menten kinetics."""
-
-    name = "mm_oral"
-    states = ("depot", "central")
-    parameters = (
-        tq.Parameter("ka", "1/h", 1.2),
-        tq.Parameter("Vmax", "mg/h", 20.0),
-        tq.Parameter("Km", "mg/L", 2.0),
-        tq.Parameter("V", "L", 30.0),
-        tq.Parameter("lag", "h", 0.7),
-    )
-    outputs = (tq.Output("concentration", "mg/L"),)
-    card = tq.ModelCard("test", "test", "h")
-    solver = TIGHT_ODE
-
-    def rhs(self, t, y, theta, inputs, covariates):
-        c = y[1] / theta["V"]
-        absorbed = theta["ka"] * y[0]
-        return jnp.stack([-absorbed, absorbed - theta["Vmax"] * c / (theta["Km"] + c)])
 
     def observe(self, y, theta):
         return y[1:2] / theta["V"]
@@ -237,50 +211,3 @@ def test_adaptive_sensitivity_of_a_lag_moving_a_dose_across_an_observation(side)
     np.testing.assert_allclose(S[..., 3], fd[..., 3], rtol=1e-6, atol=1e-7)
     # Before the dose the depot does not depend on the lag; after it it does.
     assert (abs(float(S[0, 0, 3])) > 1.0) == (side > 0)
-
-
-def mm_events(theta, t_end):
-    """Doses of 100 at 0 and 12 into the depot, both lagged."""
-    lag = theta[4]
-    rows = [(jnp.clip(t + lag, 0.0, t_end), 2, 1.0, 0, 100.0, 0.0, True) for t in (0.0, 12.0)]
-    return make_events(rows, 2, theta.dtype), SolveStatus.successful
-
-
-MM_THETA = jnp.array([1.2, 20.0, 2.0, 30.0, 0.7])
-MM_TIMES = jnp.array([0.5, 1.0, 2.0, 4.0, 8.0, 12.5, 13.0, 16.0, 24.0])
-
-
-def mm_reference(theta, times=MM_TIMES):
-    """``solve_ivp`` (DOP853, rtol 1e-12) on the schedule shifted by the lag, piecewise."""
-    ka, vmax, km, v, lag = (float(x) for x in theta)
-
-    def f(t, y):
-        c = y[1] / v
-        return [-ka * y[0], ka * y[0] - vmax * c / (km + c)]
-
-    bounds = [0.0, lag, 12.0 + lag, float(np.max(times))]
-    y = np.zeros(2)
-    out = np.zeros((len(times), 2))
-    for i in range(3):
-        t0, t1 = bounds[i], bounds[i + 1]
-        if i > 0:
-            y = y + np.array([100.0, 0.0])
-        inside = [j for j, t in enumerate(times) if t0 <= t < t1 or (i == 2 and t == t1)]
-        sol = scipy.integrate.solve_ivp(
-            f, (t0, t1), y, method="DOP853", rtol=1e-12, atol=1e-12, dense_output=True
-        )
-        for j in inside:
-            out[j] = sol.sol(float(times[j]))
-        y = sol.y[:, -1]
-    return out
-
-
-def test_adaptive_path_nonlinear_model_with_lag_against_solve_ivp():
-    model = MichaelisMentenOral()
-    events_of = lambda th: mm_events(th, jnp.max(MM_TIMES))  # noqa: E731
-    states, S, status = ode(model, MM_THETA, events_of, times=MM_TIMES, sensitivities=True)
-    assert bool(status == SolveStatus.successful)
-    np.testing.assert_allclose(states, mm_reference(MM_THETA), rtol=1e-7, atol=1e-8)
-    fd = central_differences(mm_reference, MM_THETA, h=1e-5)
-    scale = np.abs(fd).max(axis=(0, 1), keepdims=True)
-    np.testing.assert_allclose(S / scale, fd / scale, rtol=0, atol=1e-6)
