@@ -69,8 +69,9 @@ class Events(NamedTuple):
     mask: jnp.ndarray
 
 
-def make_events(rows, n, dtype=float):
-    """``rows``: (time, order, keep, cmt or None, jump amount, rate change, mask)."""
+def make_events(rows, n, dtype=float, set_state=None):
+    """``rows``: (time, order, keep, cmt or None, jump amount, rate change, mask);
+    ``set_state`` ``(E, n)`` (default zeros)."""
 
     def onehot(c, v):
         return jnp.zeros(n, dtype) if c is None else jnp.zeros(n, dtype).at[c].set(v)
@@ -79,7 +80,7 @@ def make_events(rows, n, dtype=float):
         time=jnp.stack([jnp.asarray(r[0], dtype) for r in rows]),
         order=jnp.asarray([r[1] for r in rows], jnp.int32),
         keep=jnp.asarray([r[2] for r in rows], dtype),
-        set_state=jnp.zeros((len(rows), n), dtype),
+        set_state=jnp.zeros((len(rows), n), dtype) if set_state is None else set_state,
         jump=jnp.stack([onehot(r[3], r[4]) for r in rows]),
         rate_change=jnp.stack([onehot(r[3], r[5]) for r in rows]),
         mask=jnp.asarray([r[6] for r in rows]),
@@ -88,9 +89,11 @@ def make_events(rows, n, dtype=float):
 
 def oral_events(theta, t_end):
     """A lagged oral dose F·100 at 1 + lag; an infusion of F·60 into the central
-    compartment over the modelled duration D from 3 + lag; a reset at 14 then a bolus of
-    40 (not lagged) at 14; a padding row; a lagged dose past the end."""
-    _, _, _, lag, F, D = theta
+    compartment over the modelled duration D from 3 + lag; at 9 a steady-state-like set
+    (keep 0, the state set to a vector that depends on ka and F, listed before the dose
+    at 9 it must precede); a reset at 14 then a bolus of 40 (not lagged) at 14; a padding
+    row; a lagged dose past the end."""
+    ka, _, _, lag, F, D = theta
     rate = F * 60.0 / D
     clip = lambda t: jnp.clip(t, 0.0, t_end)  # noqa: E731
     rows = [
@@ -101,8 +104,12 @@ def oral_events(theta, t_end):
         (14.0, 0, 0.0, None, 0.0, 0.0, True),  # the reset: listed after, acts first
         (7.0, 2, 1.0, 0, 999.0, 0.0, False),
         (clip(40.0 + lag), 2, 1.0, 0, 0.0, 0.0, True),
+        (9.0, 2, 1.0, 0, 10.0, 0.0, True),
+        (9.0, 1, 0.0, None, 0.0, 0.0, True),
     ]
-    return make_events(rows, 3, theta.dtype), SolveStatus.successful
+    steady = jnp.stack([F * 30.0, 8.0 * ka, jnp.zeros_like(ka)])
+    set_state = jnp.zeros((len(rows), 3), theta.dtype).at[-1].set(steady)
+    return make_events(rows, 3, theta.dtype, set_state), SolveStatus.successful
 
 
 def propagate_linear(A, y0, events, times):
@@ -142,7 +149,7 @@ def propagate_linear(A, y0, events, times):
 THETA = jnp.array([1.3, 4.0, 40.0, 0.6, 0.75, 2.5])
 # Observations before, inside and after the lagged dose and the infusion, at the reset
 # (sees the post-reset, post-dose state), and after it.
-TIMES = jnp.array([0.5, 1.0, 1.8, 2.5, 4.0, 5.0, 6.5, 9.0, 14.0, 16.0, 24.0])
+TIMES = jnp.array([0.5, 1.0, 1.8, 2.5, 4.0, 5.0, 6.5, 9.0, 11.0, 14.0, 16.0, 24.0])
 
 
 def oral_reference(theta, times=TIMES):
@@ -176,8 +183,11 @@ def test_adaptive_path_with_lag_F_modelled_duration_and_reset_matches_exact():
     assert bool(status == SolveStatus.successful)
     ref = oral_reference(THETA)
     np.testing.assert_allclose(states, ref, rtol=1e-8, atol=1e-9)
-    # The reset at 14 empties everything before the bolus of 40: only the depot holds it.
-    np.testing.assert_allclose(states[8], [40.0, 0.0, 0.0], atol=1e-12)
+    # At 9 the set replaces the state, then the dose of 10 adds; the reset at 14 empties
+    # everything before the bolus of 40.
+    F, ka = float(THETA[4]), float(THETA[0])
+    np.testing.assert_allclose(states[7], [F * 30.0 + 10.0, 8.0 * ka, 0.0], rtol=1e-12)
+    np.testing.assert_allclose(states[9], [40.0, 0.0, 0.0], atol=1e-12)
 
 
 def test_adaptive_sensitivities_follow_moving_event_times():

@@ -307,3 +307,25 @@ def test_nonlinear_model_with_a_lag_against_solve_ivp(settings):
     fd = central_differences(mm_reference, MM_THETA, h=1e-5)
     jscale = np.abs(fd).max(axis=(0, 1), keepdims=True)
     np.testing.assert_allclose(jac / jscale, fd / jscale, rtol=0, atol=10 * tol)
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_doses_inserted_at_the_solve_equal_doses_built_into_the_grid(precision):
+    """The same doses through both kinds of grid: built in (no dose can move) and inserted
+    at each solve (an unused reset slot makes the schedule one whose doses may move)."""
+    doses = [Bolus(0.0, 100.0, 1), Bolus(8.0, 50.0, 1), Bolus(8.0, 5.0, 2)]
+    infusions = [Infusion(3.3, 20.1, 2.5, cmt=2), Infusion(12.7, 3.0, 4.0, cmt=1)]
+    fixed = Schedule.build(doses, infusions)
+    inserted = Schedule.build(doses, infusions, n_reset=1)
+    assert not doses_move(BASE, fixed) and doses_move(BASE, inserted)
+    times = jnp.array([0.0, 2.3, 3.3, 8.0, 8.0, 12.7, 16.0, 29.0])
+    settings = rk4(0.25, precision)
+    theta = jnp.array([1.3, 4.0, 40.0])
+
+    def run(sched, th=theta):
+        return solve_outputs(BASE, th, NOCOV, sched, times, settings)[0]
+
+    np.testing.assert_allclose(run(inserted), run(fixed), rtol=1e-14, atol=1e-14)
+    g_fixed = jax.grad(lambda th: jnp.sum(run(fixed, th)))(theta)
+    g_inserted = jax.grad(lambda th: jnp.sum(run(inserted, th)))(theta)
+    np.testing.assert_allclose(g_inserted, g_fixed, rtol=1e-13)

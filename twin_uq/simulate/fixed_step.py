@@ -23,16 +23,30 @@ The grid
 --------
 The uniform points ``0, h, 2h, ..., M h`` (``h = settings.fixed_step``, ``M h`` the
 static ``settings.horizon`` rounded up) are merged with every observation time, dose
-event (bolus, infusion start and stop) and signal knot, all clipped into ``[0, t_end]``
+event (bolus, infusion start and stop; see below for doses that move) and signal knot, all clipped into ``[0, t_end]``
 (``t_end`` the latest requested time) and sorted. Steps are therefore at most ``h`` long,
 none straddles a dose, a rate change or a kink of an interpolated signal, and every
 observation is a grid point (no interpolation of the solution). Points past ``t_end``
 collapse onto it as steps of length zero, which leave the state unchanged.
 
-Conventions are those of the adaptive path (:mod:`twin_uq.simulate.ode`): a bolus is a
-jump applied at its grid point, so an observation at a dose time sees the post-dose state;
-infusions add their rate on ``[start, stop)``; signals are interpolated linearly; events
-after ``t_end`` are switched off. A requested time past the horizon is not silently
+Conventions are those of the adaptive path (:mod:`twin_uq.simulate.ode`): the doses are
+the patient's resolved ``DoseEvents`` (:mod:`twin_uq.simulate.dose_events`), each applied
+at its own grid point (``y = keep·y + set_state + jump``, ``r = keep·r + rate_change``,
+in (time, order) order), so an observation at a dose time sees the post-dose state;
+infusions add their rate from their start to their stop; signals are interpolated
+linearly; events after ``t_end`` are switched off.
+
+Doses that move with the parameters
+-----------------------------------
+When a dose may depend on the parameters (a declared lag, ``F``, modelled rate or
+duration; modelled infusions, resets or steady states in the schedule:
+:func:`doses_move`, decided statically), the precomputed grid holds only the points that
+do not move; each solve resolves the doses for its ``theta`` and merges every event
+into the grid at its time ``tau(theta)``, which splits the step containing it in two.
+The step lengths are then differentiable in ``tau``, and the reverse-mode gradient is the
+derivative of the discrete solution with respect to lag, duration and ``F`` as well
+(it has a kink of RK4's error size where an event crosses a grid point). Otherwise the
+doses are resolved once, when the grid is built, and the solve is the one it always was. A requested time past the horizon is not silently
 reached with longer steps: the solve returns ``SolveStatus.beyond_horizon``.
 
 Accuracy is that of RK4 with step ``h`` (global error ``O(h^4)``); there is no error
