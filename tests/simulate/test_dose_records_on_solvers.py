@@ -329,3 +329,29 @@ def test_doses_inserted_at_the_solve_equal_doses_built_into_the_grid(precision):
     g_fixed = jax.grad(lambda th: jnp.sum(run(fixed, th)))(theta)
     g_inserted = jax.grad(lambda th: jnp.sum(run(inserted, th)))(theta)
     np.testing.assert_allclose(g_inserted, g_fixed, rtol=1e-13)
+
+
+def test_inserted_doses_with_a_measured_signal_equal_the_built_in_ones():
+    """Bergman (interpolated insulin): the signals interpolated on the merged grid at each
+    solve equal those of the grid built with the doses in it."""
+    from twin_uq.simulate import Signal
+
+    model = tq.load_model("bergman_minimal")
+    knots = [0.0, 2.0, 4.5, 7.0, 13.0, 22.0, 45.0, 90.0, 180.0]
+    insulin = Signal("insulin", knots, [120.0, 100.0, 80.0, 60.0, 45.0, 30.0, 20.0, 12.0, 10.0])
+    doses = [Bolus(0.0, 50.0), Bolus(3.3, 20.0), Bolus(22.0, 10.0)]
+    fixed = Schedule.build(doses, signals=[insulin], signal_names=model.signals)
+    inserted = Schedule.build(doses, signals=[insulin], signal_names=model.signals, n_reset=1)
+    assert doses_move(model, inserted) and not doses_move(model, fixed)
+    times = jnp.array([5.0, 10.0, 22.0, 30.0, 60.0, 120.0, 180.0])
+    theta = jnp.array([0.03, 0.02, 6e-4, 85.0, 300.0])
+    cov = jnp.array([9.0])
+    settings = SolverSettings("rk4", fixed_step=1.0, horizon=180.0)
+
+    def run(sched, th=theta):
+        return solve_outputs(model, th, cov, sched, times, settings)[0]
+
+    np.testing.assert_allclose(run(inserted), run(fixed), rtol=1e-14, atol=1e-14)
+    g_fixed = jax.grad(lambda th: jnp.sum(run(fixed, th)))(theta)
+    g_inserted = jax.grad(lambda th: jnp.sum(run(inserted, th)))(theta)
+    np.testing.assert_allclose(g_inserted, g_fixed, rtol=1e-12)

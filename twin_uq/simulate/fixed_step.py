@@ -117,7 +117,8 @@ class FixedGrid(eqx.Module):
         ``(S, n_states)`` infusion input ``dy/dt`` added during each step; ``None`` when
         it is zero throughout (:func:`cohort_grids` drops it: a saved addition per stage).
     inputs
-        Each signal at the start, middle and end of every step: three dicts of ``(S,)``.
+        Each signal at the start, middle and end of every step: three dicts of ``(S,)``
+        (empty dicts when the doses are resolved at each solve).
     start_jump, jump
         ``(n_states,)`` bolus jump at time 0 and ``(S, n_states)`` at the end of each
         step; ``jump`` is ``None`` when there is none after time 0.
@@ -206,15 +207,15 @@ def fixed_grid(
     read = jnp.sum(grid[None, :] <= times[:, None], axis=1) - 1
     beyond = t_end > m * settings.fixed_step * (1.0 + 1e-12)
     status = SolveStatus.where(beyond, SolveStatus.beyond_horizon, SolveStatus.successful)
-    inputs = _signals_on_steps(model, schedule, t0, step, dtype)
     cast = lambda a: a.astype(out_dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a  # noqa: E731
 
     if moving:
+        # The solve merges the events into `points` and interpolates the signals there.
         return FixedGrid(
             t0=cast(t0),
             step=cast(step),
             rate=None,
-            inputs=jax.tree.map(cast, inputs),
+            inputs=({}, {}, {}),
             start_jump=jnp.zeros((n,), out_dtype),
             jump=None,
             read=read,
@@ -238,7 +239,7 @@ def fixed_grid(
         t0=t0,
         step=step,
         rate=rate[:-1],
-        inputs=inputs,
+        inputs=_signals_on_steps(model, schedule, t0, step, dtype),
         start_jump=jump[0],
         jump=jump[1:],
         read=read,
