@@ -355,3 +355,13 @@ def test_inserted_doses_with_a_measured_signal_equal_the_built_in_ones():
     g_fixed = jax.grad(lambda th: jnp.sum(run(fixed, th)))(theta)
     g_inserted = jax.grad(lambda th: jnp.sum(run(inserted, th)))(theta)
     np.testing.assert_allclose(g_inserted, g_fixed, rtol=1e-12)
+
+
+def test_the_three_paths_agree_on_the_records(reference):
+    """The exact path resolves the same records itself (``resolve_doses``): all three
+    paths give the hand-shifted reference, and so each other."""
+    exact = states(EXACT)
+    np.testing.assert_allclose(exact, reference, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(states(TIGHT_ODE), exact, rtol=1e-8, atol=1e-9)
+    scale = np.abs(reference).max(axis=0)
+    assert np.max(np.abs(states(rk4(0.05)) - exact) / scale) < 1e-6
