@@ -23,16 +23,30 @@ The grid
 --------
 The uniform points ``0, h, 2h, ..., M h`` (``h = settings.fixed_step``, ``M h`` the
 static ``settings.horizon`` rounded up) are merged with every observation time, dose
-event (bolus, infusion start and stop) and signal knot, all clipped into ``[0, t_end]``
+event (bolus, infusion start and stop; see below for doses that move) and signal knot, all clipped into ``[0, t_end]``
 (``t_end`` the latest requested time) and sorted. Steps are therefore at most ``h`` long,
 none straddles a dose, a rate change or a kink of an interpolated signal, and every
 observation is a grid point (no interpolation of the solution). Points past ``t_end``
 collapse onto it as steps of length zero, which leave the state unchanged.
 
-Conventions are those of the adaptive path (:mod:`twin_uq.simulate.ode`): a bolus is a
-jump applied at its grid point, so an observation at a dose time sees the post-dose state;
-infusions add their rate on ``[start, stop)``; signals are interpolated linearly; events
-after ``t_end`` are switched off. A requested time past the horizon is not silently
+Conventions are those of the adaptive path (:mod:`twin_uq.simulate.ode`): the doses are
+the patient's resolved ``DoseEvents`` (:mod:`twin_uq.simulate.dose_events`), each applied
+at its own grid point (``y = keep·y + set_state + jump``, ``r = keep·r + rate_change``,
+in (time, order) order), so an observation at a dose time sees the post-dose state;
+infusions add their rate from their start to their stop; signals are interpolated
+linearly; events after ``t_end`` are switched off.
+
+Doses that move with the parameters
+-----------------------------------
+When a dose may depend on the parameters (a declared lag, ``F``, modelled rate or
+duration; modelled infusions, resets or steady states in the schedule:
+:func:`doses_move`, decided statically), the precomputed grid holds only the points that
+do not move; each solve resolves the doses for its ``theta`` and merges every event
+into the grid at its time ``tau(theta)``, which splits the step containing it in two.
+The step lengths are then differentiable in ``tau``, and the reverse-mode gradient is the
+derivative of the discrete solution with respect to lag, duration and ``F`` as well
+(it has a kink of RK4's error size where an event crosses a grid point). Otherwise the
+doses are resolved once, when the grid is built, and the solve is the one it always was. A requested time past the horizon is not silently
 reached with longer steps: the solve returns ``SolveStatus.beyond_horizon``.
 
 Accuracy is that of RK4 with step ``h`` (global error ``O(h^4)``); there is no error
@@ -55,7 +69,8 @@ from jaxtyping import Array, Float, Int
 
 from twin_uq.errors import InputError
 from twin_uq.model.base import Model, SolverSettings
-from twin_uq.simulate.events import dose_events, infusion_rate_vectors
+from twin_uq.simulate.dose_events import resolve_doses
+from twin_uq.simulate.event_jumps import event_order, live_events
 from twin_uq.simulate.schedule import PatientInputs, Schedule
 from twin_uq.simulate.status import SolveStatus
 
@@ -88,6 +103,12 @@ class FixedGrid(eqx.Module):
     builds it once per patient and every log-density gradient reuses it (building it
     costs about as much as the RK4 solve itself). Leading batch axes allowed.
 
+    Two kinds (:func:`doses_move`). When no dose depends on the parameters (the model
+    declares no dose parameters; no modelled infusion, reset or steady state), the dose
+    events are part of the grid: ``rate`` and ``jump`` hold them. Otherwise the grid holds
+    only the points that do not move (``points``) and the doses are resolved at every
+    solve (:func:`~twin_uq.simulate.dose_events.resolve_doses`) and inserted into it.
+
     Attributes
     ----------
     t0, step
@@ -96,7 +117,8 @@ class FixedGrid(eqx.Module):
         ``(S, n_states)`` infusion input ``dy/dt`` added during each step; ``None`` when
         it is zero throughout (:func:`cohort_grids` drops it: a saved addition per stage).
     inputs
-        Each signal at the start, middle and end of every step: three dicts of ``(S,)``.
+        Each signal at the start, middle and end of every step: three dicts of ``(S,)``
+        (empty dicts when the doses are resolved at each solve).
     start_jump, jump
         ``(n_states,)`` bolus jump at time 0 and ``(S, n_states)`` at the end of each
         step; ``jump`` is ``None`` when there is none after time 0.
@@ -105,6 +127,16 @@ class FixedGrid(eqx.Module):
     status
         ``SolveStatus.successful``, or ``SolveStatus.beyond_horizon`` when a time is past
         the horizon.
+    points
+        Doses resolved at each solve only: ``(S + 1,)`` the grid's points without the dose
+        events, in the default float type (float64) whatever the solve's precision, so
+        that each event is placed exactly; else ``None``.
+    schedule, times
+        Doses resolved at each solve only: the patient's schedule and requested times
+        (default float type); else ``None``.
+    settings
+        Doses resolved at each solve only (static): the solver settings ``resolve_doses``
+        reads.
     """
 
     t0: Float[Array, "... S"]
@@ -115,6 +147,23 @@ class FixedGrid(eqx.Module):
     jump: Float[Array, "... S n"] | None
     read: Int[Array, "... T"]
     status: SolveStatus
+    points: Float[Array, "... S1"] | None = None
+    schedule: Schedule | None = None
+    times: Float[Array, "... T"] | None = None
+    settings: SolverSettings | None = eqx.field(static=True, default=None)
+
+
+def doses_move(model: Model, schedule: Schedule) -> bool:
+    """Whether a patient's dose events may depend on the parameters (static).
+
+    True when the model declares any dose parameter (lag, F, modelled rate or duration:
+    event times, amounts and rates move) or the schedule has slots for modelled
+    infusions, resets or steady-state doses (a steady state depends on every parameter).
+    Then the fixed grid leaves the doses out and each solve resolves and inserts them.
+    """
+    return bool(model.dose_parameters) or any(
+        n > 0 for n in (schedule.n_modelled, schedule.n_reset, schedule.n_steady)
+    )
 
 
 def fixed_grid(
@@ -136,39 +185,66 @@ def fixed_grid(
     times = jax.lax.stop_gradient(jnp.asarray(times, dtype))
     t_end = jnp.max(times)
     m = n_uniform_steps(settings)
-    event_t, event_jump = dose_events(model, schedule, t_end, dtype)
+    moving = doses_move(model, schedule)
+    if moving:
+        events = None
+        event_t = jnp.zeros((0,), dtype)
+    else:
+        # Nothing here depends on the parameters: any values resolve the same events.
+        typical = jnp.asarray([p.typical for p in model.parameters], dtype)
+        patient = PatientInputs(jnp.zeros(len(model.covariates), dtype), schedule, times)
+        resolved, _ = resolve_doses(model, settings, typical, patient, t_end)
+        events = live_events(resolved, dtype)
+        event_t = events.time
     knots = schedule.signal_time.astype(dtype) if model.signals else jnp.zeros((0,), dtype)
     uniform = jnp.asarray(np.arange(m + 1) * settings.fixed_step, dtype)
     breaks = jnp.clip(jnp.concatenate([times, knots, event_t]), 0.0, t_end)
     grid, break_at = _merge_sorted(uniform, breaks)
     grid = jnp.minimum(grid, t_end)
     t0, step = grid[:-1], jnp.diff(grid)
-
-    # Each event has its own grid point: its jump is applied there once; simultaneous
-    # points are zero-length steps, and a time reads the last of them (below), which has
-    # seen every jump at that time.
-    event_at = break_at[times.shape[0] + knots.shape[0] :]
-    jump = jnp.zeros((grid.shape[0], n), dtype).at[event_at].add(event_jump)
-
-    rates = infusion_rate_vectors(model, schedule).astype(dtype)
-    running = (schedule.infusion_start[None, :] <= t0[:, None]) & (
-        t0[:, None] < schedule.infusion_stop[None, :]
-    )
     # Last grid point at or before each time (compare-all: a few thousand comparisons,
     # cheaper than a sort or a binary-search loop on CPU).
     read = jnp.sum(grid[None, :] <= times[:, None], axis=1) - 1
     beyond = t_end > m * settings.fixed_step * (1.0 + 1e-12)
+    status = SolveStatus.where(beyond, SolveStatus.beyond_horizon, SolveStatus.successful)
+    cast = lambda a: a.astype(out_dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a  # noqa: E731
+
+    if moving:
+        # The solve merges the events into `points` and interpolates the signals there.
+        return FixedGrid(
+            t0=cast(t0),
+            step=cast(step),
+            rate=None,
+            inputs=({}, {}, {}),
+            start_jump=jnp.zeros((n,), out_dtype),
+            jump=None,
+            read=read,
+            status=status,
+            points=grid,
+            schedule=schedule,
+            times=times,
+            settings=settings,
+        )
+
+    # Each event has its own grid point: its jump is applied there once; simultaneous
+    # points are zero-length steps, and a time reads the last of them (above), which has
+    # seen every jump at that time.
+    event_at = break_at[times.shape[0] + knots.shape[0] :]
+    jump = jnp.zeros((grid.shape[0], n), dtype).at[event_at].add(events.jump)
+    rate_change = jnp.zeros((grid.shape[0], n), dtype).at[event_at].add(events.rate_change)
+    # The input rate of each step: the rate changes at its start point and before, summed
+    # in time order (for infusions that do not overlap, exactly the rates themselves).
+    _, rate = jax.lax.scan(lambda r, dr: (r + dr, r + dr), jnp.zeros((n,), dtype), rate_change)
     grid = FixedGrid(
         t0=t0,
         step=step,
-        rate=running.astype(dtype) @ rates,
+        rate=rate[:-1],
         inputs=_signals_on_steps(model, schedule, t0, step, dtype),
         start_jump=jump[0],
         jump=jump[1:],
         read=read,
-        status=SolveStatus.where(beyond, SolveStatus.beyond_horizon, SolveStatus.successful),
+        status=status,
     )
-    cast = lambda a: a.astype(out_dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a  # noqa: E731
     return jax.tree.map(cast, grid)
 
 
@@ -225,6 +301,80 @@ def _path(f, y0, xs):
     return jnp.concatenate([y0[None], ys])
 
 
+def _rk4_dose_step(f, carry, xs):
+    """:func:`_rk4_step` with the running input rate carried and the step's end event.
+
+    At the end of the step its event acts (neutral when none):
+    ``y = keep·y + set_state + jump``, ``r = keep·r + rate_change``. Shape-agnostic as
+    :func:`_rk4_step` (``keep`` a scalar, or ``(P,)`` broadcasting along the last axis).
+    """
+    y, r = carry
+    t, h, inputs, (keep, set_state, jump, rate_change) = xs
+    y_next, _ = _rk4_step(f, y, (t, h, r, inputs, None))
+    y_next = keep * y_next + set_state + jump
+    return (y_next, keep * r + rate_change), y_next
+
+
+def _dose_path(f, y0, xs):
+    """:func:`_path` for grids whose doses are resolved at the solve (rate starts at 0)."""
+    _, ys = jax.lax.scan(functools.partial(_rk4_dose_step, f), (y0, jnp.zeros_like(y0)), xs)
+    return jnp.concatenate([y0[None], ys])
+
+
+def _steps_with_doses(
+    model: Model, theta: Float[Array, " K"], covariates: Float[Array, " C"], grid: FixedGrid
+):
+    """One patient's steps with its doses resolved for ``theta`` and inserted (unbatched).
+
+    Each event gets a grid point of its own at its time ``tau(theta)`` (after the grid's
+    points at the same time, in (time, order) order among events), so the step that
+    contains it is split in two at ``tau``: differentiable in ``tau`` (a lag, a modelled
+    duration), the derivative of the discrete solution. Placed in the default float
+    type, then the steps are stored in the solve's type.
+
+    Returns ``(xs, read, status)``: the scan's rows ``(t0, step, inputs, (keep,
+    set_state, jump, rate_change))``, each ``(S + E, ...)``, with the event acting at the
+    end of each step; ``read`` ``(T,)``; the grid's status, or the doses' when they failed.
+    """
+    dtype = grid.t0.dtype
+    wide = jnp.result_type(float)
+    patient = PatientInputs(covariates, grid.schedule, grid.times)
+    resolved, dose_status = resolve_doses(model, grid.settings, theta, patient, jnp.max(grid.times))
+    events = live_events(resolved, wide)
+    perm = event_order(events.time, resolved.order)
+    tau = events.time[perm]
+    points = grid.points
+    G, E = points.shape[0], tau.shape[0]
+    # Merge by ranks (both sorted): an event goes after the points at or before it.
+    point_at = jnp.arange(G) + jnp.sum(tau[None, :] < points[:, None], axis=1)
+    event_at = jnp.arange(E) + jnp.sum(points[None, :] <= tau[:, None], axis=1)
+    merged = (
+        jnp.zeros(G + E, wide)
+        .at[point_at]
+        .set(points, unique_indices=True)
+        .at[event_at]
+        .set(tau, unique_indices=True)
+    )
+
+    def at_events(values, neutral):
+        base = jnp.full((G + E, *values.shape[1:]), neutral, wide)
+        return base.at[event_at].set(values[perm], unique_indices=True)[1:].astype(dtype)
+
+    end_event = (
+        at_events(events.keep, 1.0),
+        at_events(events.set_state, 0.0),
+        at_events(events.jump, 0.0),
+        at_events(events.rate_change, 0.0),
+    )
+    t0, step = merged[:-1], jnp.diff(merged)
+    inputs = _signals_on_steps(model, grid.schedule, t0, step, wide)
+    cast = lambda a: a.astype(dtype)  # noqa: E731
+    xs = (cast(t0), cast(step), jax.tree.map(cast, inputs), end_event)
+    read = jnp.sum(merged[None, :] <= grid.times[:, None], axis=1) - 1
+    status = SolveStatus.where(dose_status == SolveStatus.successful, grid.status, dose_status)
+    return xs, read, status
+
+
 def integrate_on_grid(
     model: Model,
     theta: Float[Array, " K"],
@@ -244,6 +394,10 @@ def integrate_on_grid(
     def f(t, y, inputs):
         return jnp.asarray(model.rhs(t, y, th, inputs, cov), dtype)
 
+    if grid.points is not None:
+        xs, read, status = _steps_with_doses(model, theta, covariates, grid)
+        path = _dose_path(f, jnp.asarray(model.y0(th, cov), dtype), xs)
+        return path[read].astype(theta.dtype), status
     y0 = jnp.asarray(model.y0(th, cov), dtype) + grid.start_jump
     path = _path(f, y0, (grid.t0, grid.step, grid.rate, grid.inputs, grid.jump))
     return path[grid.read].astype(theta.dtype), grid.status
@@ -281,6 +435,13 @@ def integrate_cohort_on_grid(
         return None if a is None else jnp.moveaxis(a, 0, -1)
 
     y0 = jax.vmap(lambda th_, c: jnp.asarray(model.y0(th_, c), dtype), out_axes=1)(th, cov)
+    patient = jnp.arange(theta.shape[0])[:, None]
+    if grids.points is not None:
+        xs, read, status = jax.vmap(
+            lambda th_, cv, g: _steps_with_doses(model, th_, cv, g), in_axes=(0, 0, 0)
+        )(theta, covariates, grids)
+        path = _dose_path(f, y0, jax.tree.map(time_major, xs))  # (S + E + 1, n, P)
+        return path[read, :, patient].astype(theta.dtype), status
     y0 = y0 + grids.start_jump.T
     xs = (
         time_major(grids.t0),
@@ -290,7 +451,6 @@ def integrate_cohort_on_grid(
         time_major(grids.jump),
     )
     path = _path(f, y0, xs)  # (S + 1, n, P)
-    patient = jnp.arange(theta.shape[0])[:, None]
     return path[grids.read, :, patient].astype(theta.dtype), grids.status
 
 

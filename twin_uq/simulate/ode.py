@@ -1,12 +1,16 @@
 """ODE path: diffrax integration split at dose events.
 
-Time ``[0, t_end]`` (``t_end`` = the latest requested time) is cut at every event time
-(boluses, infusion starts and stops). Segment ``k`` runs from ``b_k`` to ``b_{k+1}`` with
-a constant infusion rate; the bolus of event ``k`` is added at its start. Events are
-sorted and clipped into ``[0, t_end]`` so the number of segments is static
-(``1 + n_bolus + 2 n_infusion``) and a ``lax.scan`` runs them; empty segments
-(``t0 == t1``, from padding, events after ``t_end`` or simultaneous events) are handled by
-diffrax, which returns the initial state at all save points without stepping.
+The patient's doses come resolved with its parameters as ``DoseEvents``
+(:mod:`twin_uq.simulate.dose_events`: lag, bioavailability, modelled rate and duration,
+resets and steady states applied; ``E`` events, times in ``[0, t_end]``, ``t_end`` the
+latest requested time). Time ``[0, t_end]`` is cut at every event time; segment ``k``
+runs from ``b_k`` to ``b_{k+1}`` with a constant input rate, and event ``k - 1`` acts at
+its start (``y = keep·y + set_state + jump``, ``r = keep·r + rate_change``,
+:mod:`twin_uq.simulate.event_jumps`). Events are sorted by time, then by their ``order``
+(reset, steady-state set, dose), so the number of segments is static (``1 + E``) and a
+``lax.scan`` runs them; empty segments (``t0 == t1``, from padding, events after
+``t_end`` or simultaneous events) are handled by diffrax, which returns the initial state
+at all save points without stepping.
 
 Each segment saves at all observation times, sorted and clipped into the segment
 (``SaveAt(ts)`` must be sorted and inside ``[t0, t1]``); an observation keeps the value of
@@ -18,7 +22,15 @@ never straddle a kink of the interpolated input.
 
 Gradients: solved with ``adjoint=diffrax.ForwardMode()`` so the solve is forward-mode
 differentiable; :mod:`twin_uq.simulate.solve` wraps it in a ``custom_vjp`` (reverse mode
-through the diffrax loop is never traced).
+through the diffrax loop is never traced) built on :func:`solve_ode_sensitivities`, whose
+sensitivities jump at events whose time, amount or rate moves with the parameters
+(:func:`twin_uq.simulate.event_jumps.sensitivity_jump`).
+
+Arithmetic: with ``keep = 1`` and no steady state an event is ``y + jump`` to the last
+bit, as the bolus jumps were before events; the running rate is now accumulated event by
+event instead of summed over the infusions running in each segment, which is the same
+number except where infusions overlap (then it may differ in the last bit: (a + b) - a
+is not always b).
 """
 
 from __future__ import annotations
@@ -30,7 +42,15 @@ from jaxtyping import Array, Float
 
 from twin_uq.errors import InputError
 from twin_uq.model.base import Model, SolverSettings
-from twin_uq.simulate.events import dose_events, infusion_rate_vectors, signal_inputs
+from twin_uq.simulate.dose_events import resolve_doses
+from twin_uq.simulate.event_jumps import (
+    apply_event,
+    event_order,
+    live_events,
+    live_events_with_jacobians,
+    sensitivity_jump,
+)
+from twin_uq.simulate.events import signal_inputs
 from twin_uq.simulate.schedule import PatientInputs, Schedule
 from twin_uq.simulate.status import SolveStatus
 
@@ -82,7 +102,9 @@ def solve_ode(
         ``solver_failed`` (:class:`~twin_uq.simulate.status.SolveStatus`); non-finite
         values after a successful solve are flagged by the caller after ``observe``.
     """
-    states, _, status = _integrate(model, settings, theta, *patient, False)
+    states, _, status = _integrate(
+        model, settings, theta, patient, _dose_events_of(model, settings, patient), False
+    )
     return states, status
 
 
@@ -97,8 +119,11 @@ def solve_ode_sensitivities(
     The sensitivity equations ``S' = (∂f/∂y) S + ∂f/∂θ``, ``S(0) = ∂y0/∂θ``, are integrated
     alongside the states (``K`` Jacobian-vector products of the right-hand side per
     stage), with the step-size controller looking at the states only: the steps, and so
-    the states, are those of :func:`solve_ode`. Dose jumps, infusion rates and signals
-    are data, so ``S`` is continuous across them. The sensitivities are those of the
+    the states, are those of :func:`solve_ode`. At a dose event ``S`` jumps by the
+    derivative of the event's amounts and rates and, when its time moves with ``theta``
+    (lag, modelled duration), by the change of vector field across it times the time's
+    derivative (:func:`twin_uq.simulate.event_jumps.sensitivity_jump`); the rate's own
+    derivative enters the sensitivity equations. The sensitivities are those of the
     exact solution, accurate to about the solver tolerance (CVODES's and Stan's
     approach), not the derivative of the discrete solver. Differentiating through
     diffrax's loop instead (``jacfwd``) also carried the tangents through the controller
@@ -107,7 +132,19 @@ def solve_ode_sensitivities(
 
     Returns ``(states (T, n), sensitivities (T, n, K), status)``.
     """
-    return _integrate(model, settings, theta, *patient, True)
+    return _integrate(
+        model, settings, theta, patient, _dose_events_of(model, settings, patient), True
+    )
+
+
+def _dose_events_of(model: Model, settings: SolverSettings, patient: PatientInputs):
+    """``theta -> (DoseEvents, status)``: the patient's doses resolved with its parameters."""
+    t_end = jnp.max(patient.times)
+
+    def events_of(theta):
+        return resolve_doses(model, settings, theta, patient, t_end)
+
+    return events_of
 
 
 def _segment_status(result: diffrax.RESULTS, rhs_finite) -> SolveStatus:
@@ -131,50 +168,60 @@ def _rms_of_states(error: tuple) -> Float[Array, ""]:
     return jnp.sqrt(jnp.mean(error[0] ** 2))
 
 
-def _integrate(model, settings, theta, covariates, schedule, times, sensitivities: bool):
+def _integrate(model, settings, theta, patient: PatientInputs, events_of, sensitivities: bool):
+    """States (and sensitivities) at ``patient.times``; ``events_of(theta) -> (DoseEvents, status)``."""
     if settings.method not in _SOLVERS:
         raise InputError(
             f"Unknown ODE solver {settings.method!r} for model {model.name!r}; use one of "
             f"{sorted(_SOLVERS)} or 'exact'."
         )
+    covariates, schedule, times = patient.covariates, patient.schedule, patient.times
     th = model.theta_dict(theta)
     cov = dict(zip(model.covariates, covariates, strict=True))
     n = len(model.states)
+    K = theta.shape[0]
     dtype = jnp.result_type(theta.dtype, float)
     times = jnp.asarray(times, dtype)
     y0 = jnp.asarray(model.y0(th, cov), dtype)
     t_end = jnp.max(times)
-    nb, ni = schedule.n_bolus, schedule.n_infusion
 
-    # Events (clipped into [0, t_end]) and the jump each applies at its time.
-    event_t, event_jump = dose_events(model, schedule, t_end, dtype)
-    order = jnp.argsort(event_t, stable=True)
-    bounds = jnp.concatenate([jnp.zeros((1,), dtype), event_t[order], t_end[None]])
-    seg_jump = jnp.concatenate([jnp.zeros((1, n), dtype), event_jump[order]])
-    n_seg = 1 + nb + 2 * ni
+    # The resolved dose events (times in [0, t_end]), sorted; segment k >= 1 starts with
+    # event k - 1, segment 0 with a neutral one.
+    if sensitivities:
+        events, jacobians, order, dose_status = live_events_with_jacobians(events_of, theta, dtype)
+    else:
+        resolved, dose_status = events_of(theta)
+        events, order = live_events(resolved, dtype), resolved.order
+    perm = event_order(events.time, order)
+    n_seg = 1 + events.time.shape[0]
+    bounds = jnp.concatenate([jnp.zeros((1,), dtype), events.time[perm], t_end[None]])
 
-    # Constant infusion input of each segment: infusions running at the segment start.
-    rates = infusion_rate_vectors(model, schedule).astype(dtype)
-    start = bounds[:-1, None]
-    running = (schedule.infusion_start[None, :] <= start) & (
-        start < schedule.infusion_stop[None, :]
+    def with_neutral_first(a, first):
+        return jnp.concatenate([jnp.broadcast_to(first, (1, *a.shape[1:])).astype(dtype), a[perm]])
+
+    seg_event = (
+        with_neutral_first(events.keep, 1.0),
+        with_neutral_first(events.set_state, 0.0),
+        with_neutral_first(events.jump, 0.0),
+        with_neutral_first(events.rate_change, 0.0),
     )
-    seg_rate = running.astype(dtype) @ rates
+    seg_jacobian = tuple(with_neutral_first(a, 0.0) for a in jacobians) if sensitivities else None
 
     # Observation -> segment membership, on sorted times.
     t_order = jnp.argsort(times)
     t_sorted = times[t_order]
     seg_of_t = jnp.searchsorted(bounds[:-1], t_sorted, side="right") - 1
 
-    def vector_field(t, y, args):
-        rate = args
+    def rhs(t, y):
         inputs = signal_inputs(model, schedule, t)
-        return jnp.asarray(model.rhs(t, y, th, inputs, cov), dtype) + rate
+        return jnp.asarray(model.rhs(t, y, th, inputs, cov), dtype)
 
-    K = theta.shape[0]
+    def vector_field(t, y, args):
+        return rhs(t, y) + args
 
     def augmented_field(t, ys, args):
         y, S = ys
+        rate, d_rate = args
         inputs = signal_inputs(model, schedule, t)
 
         def f(y_, theta_):
@@ -185,7 +232,8 @@ def _integrate(model, settings, theta, covariates, schedule, times, sensitivitie
 
         # vmap over the K directions; the primal is unbatched, so computed once.
         dy, dS = jax.vmap(tangent, in_axes=(1, 0), out_axes=(None, 1))(S, jnp.eye(K, dtype=dtype))
-        return dy + args, dS
+        # The dose input rate depends on theta too (modelled rate or duration, F).
+        return dy + rate, dS + d_rate
 
     term = diffrax.ODETerm(augmented_field if sensitivities else vector_field)
     solver = _SOLVERS[settings.method]()
@@ -193,9 +241,14 @@ def _integrate(model, settings, theta, covariates, schedule, times, sensitivitie
     T = times.shape[0]
 
     def segment(carry, xs):
-        y, status, saved = carry
-        k, t0, t1, jump, rate = xs
-        y = (y[0] + jump, y[1]) if sensitivities else y + jump
+        y, rate, status, saved = carry
+        k, t0, t1, event, jacobian = xs
+        if sensitivities:
+            (y_, S), (rate_, d_rate) = y, rate
+            y_, rate_, S, d_rate = sensitivity_jump(rhs, t0, y_, rate_, S, d_rate, event, jacobian)
+            y, rate = (y_, S), (rate_, d_rate)
+        else:
+            y, rate = apply_event(y, rate, *event)
         sol = diffrax.diffeqsolve(
             term,
             solver,
@@ -222,23 +275,27 @@ def _integrate(model, settings, theta, covariates, schedule, times, sensitivitie
         )
         y_end = jax.tree.map(lambda ys: ys[-1], sol.ys)
         # Only for the status: the rhs where this segment starts (one evaluation).
-        y_start = y[0] if sensitivities else y
-        rhs_finite = jnp.all(jnp.isfinite(vector_field(t0, y_start, rate)))
+        y_start, rate_start = (y[0], rate[0]) if sensitivities else (y, rate)
+        rhs_finite = jnp.all(jnp.isfinite(vector_field(t0, y_start, rate_start)))
         # The first failing segment names the cause (later ones start from its garbage).
         status = SolveStatus.where(
             status == SolveStatus.successful, _segment_status(sol.result, rhs_finite), status
         )
-        return (y_end, status, saved), None
+        return (y_end, rate, status, saved), None
 
+    rate0 = jnp.zeros(n, dtype)
     if sensitivities:
         S0 = jax.jacfwd(lambda th_: jnp.asarray(model.y0(model.theta_dict(th_), cov), dtype))(theta)
         start = (y0, S0)
+        rate0 = (rate0, jnp.zeros((n, K), dtype))
         empty = (jnp.zeros((T, n), dtype), jnp.zeros((T, n, K), dtype))
     else:
         start, empty = y0, jnp.zeros((T, n), dtype)
-    init = (start, SolveStatus.successful, empty)
-    xs = (jnp.arange(n_seg), bounds[:-1], bounds[1:], seg_jump, seg_rate)
-    (_, status, saved), _ = jax.lax.scan(segment, init, xs)
+    init = (start, rate0, SolveStatus.successful, empty)
+    xs = (jnp.arange(n_seg), bounds[:-1], bounds[1:], seg_event, seg_jacobian)
+    (_, _, status, saved), _ = jax.lax.scan(segment, init, xs)
+    # A dose that could not be resolved (e.g. an unconverged steady state) names the cause.
+    status = SolveStatus.where(dose_status == SolveStatus.successful, status, dose_status)
     back = jnp.argsort(t_order)
     if sensitivities:
         return saved[0][back], saved[1][back], status
