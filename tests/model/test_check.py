@@ -303,6 +303,13 @@ BAD = {
         {"allometric": (tq.Allometric("CL", "WT", 0.75, 70.0),)},
         r"allometric effect on unknown parameter 'CL'",
     ),
+    "allometric on a logit parameter": (
+        {
+            "parameters": (tq.Parameter("k", "1/h", 0.5, scale="logit"),),
+            "allometric": (tq.Allometric("k", "WT", 0.75, 70.0),),
+        },
+        r"allometric effect on 'k', a logit-normal parameter \(a fraction in \(0, 1\)\)",
+    ),
     "covariate default": (
         {"covariate_defaults": {"AGE": 40.0}},
         r"covariate_defaults names 'AGE', which is not in covariates \('WT',\)",

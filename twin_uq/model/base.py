@@ -58,15 +58,28 @@ class Parameter:
     unit
         Physical unit (e.g. ``"L/h"``).
     typical
-        Typical (population median) value on the natural scale, > 0.
+        Typical (population median) value on the natural scale: > 0, and < 1 when
+        ``scale="logit"``.
     description
         Meaning in plain words.
     prior_sd
-        SD of the Normal prior on ``log(typical value)``, centred on ``log(typical)``.
+        SD of the Normal prior on the typical value on the parameter's ``scale``
+        (``log(typical)`` or ``logit(typical)``), centred on the declared ``typical``.
     bsv_prior_scale
-        Scale of the HalfNormal prior on the between-patient SD of ``log(theta)``.
+        Scale of the HalfNormal prior on the between-patient SD on the parameter's
+        ``scale`` (unused when ``bsv=False``).
     valid_range
         Physiologically plausible range (natural scale); used in model cards and checks.
+        For ``scale="logit"`` the default ``(0, inf)`` becomes ``(0, 1)``.
+    scale
+        ``"log"`` (default): log-normal, ``theta = exp(z)``. ``"logit"``: logit-normal for a
+        fraction in (0, 1) such as a bioavailability, ``theta = 1 / (1 + exp(-z))``; the
+        between-patient SD and estimated covariate effects then act on the logit scale,
+        and fixed allometric scaling (a power law of the natural value) is refused.
+    bsv
+        ``True`` (default): each patient has its own value (between-patient variability
+        ``omega``). ``False``: a fixed effect shared by all patients (no ``omega``, no
+        random effect); covariate effects still apply.
     """
 
     name: str
@@ -76,9 +89,36 @@ class Parameter:
     prior_sd: float = 1.0
     bsv_prior_scale: float = 0.5
     valid_range: tuple[float, float] = (0.0, math.inf)
+    scale: Literal["log", "logit"] = "log"
+    bsv: bool = True
 
     def __post_init__(self) -> None:
-        if not (self.typical > 0 and math.isfinite(self.typical)):
+        if self.scale not in ("log", "logit"):
+            raise InputError(
+                f"Parameter {self.name!r}: scale must be 'log' (log-normal, values > 0) or "
+                f"'logit' (logit-normal, fractions in (0, 1)); got {self.scale!r}."
+            )
+        if not isinstance(self.bsv, bool):
+            raise InputError(
+                f"Parameter {self.name!r}: bsv must be True (between-patient variability) or "
+                f"False (one value shared by all patients); got {self.bsv!r}."
+            )
+        if self.scale == "logit":
+            if not (0 < self.typical < 1):
+                raise InputError(
+                    f"Parameter {self.name!r}: typical value must lie strictly between 0 and 1 "
+                    f"(logit-normal parameter, a fraction), got {self.typical}."
+                )
+            if self.valid_range == (0.0, math.inf):
+                # frozen dataclass: the default range of a fraction is (0, 1), not (0, inf).
+                object.__setattr__(self, "valid_range", (0.0, 1.0))
+            lo, hi = self.valid_range
+            if not (0.0 <= lo < hi <= 1.0):
+                raise InputError(
+                    f"Parameter {self.name!r}: valid_range of a logit-normal parameter must lie "
+                    f"within [0, 1]; got {self.valid_range}."
+                )
+        elif not (self.typical > 0 and math.isfinite(self.typical)):
             raise InputError(
                 f"Parameter {self.name!r}: typical value must be finite and > 0 (log-normal "
                 f"parameters), got {self.typical}."

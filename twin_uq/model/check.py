@@ -13,8 +13,9 @@ Declaration: a non-empty ``name``; unique, non-empty state, parameter, output, c
 and signal names; at least one parameter and one output; units for every parameter and
 output and a time unit in the card; finite positive prior scales; a typical value inside
 ``valid_range``; known residual error models and ordered clinical ranges; covariate
-defaults and allometric effects that refer to declared names; ``default_dose_cmt`` a
-state; ``method="exact"`` and ``transition`` only for linear models.
+defaults and allometric effects that refer to declared names (and log-normal parameters
+only); ``default_dose_cmt`` a state; ``method="exact"`` and ``transition`` only for linear
+models.
 
 Functions, at the typical parameter values and the covariate defaults (1.0 where a
 covariate has none): ``y0``, ``rhs``, ``observe`` (and ``linear_system``, ``transition``)
@@ -152,6 +153,13 @@ def _check_declaration(model: Model, where: str) -> None:
             raise ModelCheckError(
                 f"{where}: allometric effect on {allo.parameter!r} uses covariate "
                 f"{allo.covariate!r}, which is not in covariates {covariates}."
+            )
+        if model.parameter(allo.parameter).scale != "log":
+            raise ModelCheckError(
+                f"{where}: allometric effect on {allo.parameter!r}, a logit-normal parameter "
+                "(a fraction in (0, 1)): a power law of a covariate would push it past 1. "
+                "Estimate a covariate effect on the logit scale instead "
+                f"(PopulationModel(covariate_effects={{{allo.parameter!r}: [...]}}))."
             )
         if not _finite(allo.exponent) or not _positive_finite(allo.reference):
             raise ModelCheckError(
