@@ -51,6 +51,10 @@ def _designs() -> dict[str, tq.Design]:
         "one_compartment_oral": tq.Design(times=pk, doses=[tq.Bolus(0.0, 100.0, 1)]),
         "two_compartment": tq.Design(times=[*pk, 48.0], doses=[tq.Bolus(0.0, 100.0, 1)]),
         "one_compartment_transit": tq.Design(times=[0.25, *pk], doses=[tq.Bolus(0.0, 100.0, 1)]),
+        "michaelis_menten_iv": tq.Design(times=pk, doses=[tq.Bolus(0.0, 500.0, 1)]),
+        "michaelis_menten_oral": tq.Design(
+            times=[*pk, 36.0], doses=[tq.Bolus(0.0, 300.0, 1), tq.Bolus(12.0, 300.0, 1)]
+        ),
         "three_compartment": tq.Design(
             times=[0.1, 0.25, *pk, 48.0, 72.0], doses=[tq.Infusion(0.0, 100.0, 1.0, 1)]
         ),
