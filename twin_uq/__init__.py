@@ -25,6 +25,8 @@ _LAZY: dict[str, str] = {
     "CohortError": "twin_uq.data",
     "read_cohort": "twin_uq.data",
     "Allometric": "twin_uq.model.base",
+    "DoseParameters": "twin_uq.model.base",
+    "with_dose_parameters": "twin_uq.model.dosing",
     "Model": "twin_uq.model.base",
     "ModelCard": "twin_uq.model.base",
     "Output": "twin_uq.model.base",
@@ -36,6 +38,8 @@ _LAZY: dict[str, str] = {
     "simulate": "twin_uq.simulate",
     "Bolus": "twin_uq.simulate.schedule",
     "Infusion": "twin_uq.simulate.schedule",
+    "ModelledInfusion": "twin_uq.simulate.schedule",
+    "Reset": "twin_uq.simulate.schedule",
     "Schedule": "twin_uq.simulate.schedule",
     "Signal": "twin_uq.simulate.schedule",
     "audit": "twin_uq.audit",
@@ -121,12 +125,14 @@ if TYPE_CHECKING:  # what static tools and IDEs see
     from twin_uq.inference.population import PopulationModel as PopulationModel
     from twin_uq.model.base import (
         Allometric as Allometric,
+        DoseParameters as DoseParameters,
         Model as Model,
         ModelCard as ModelCard,
         Output as Output,
         Parameter as Parameter,
         SolverSettings as SolverSettings,
     )
+    from twin_uq.model.dosing import with_dose_parameters as with_dose_parameters
     from twin_uq.model.load import list_models as list_models, load_model as load_model
     from twin_uq.posterior import (
         CohortPosterior as CohortPosterior,
@@ -138,6 +144,8 @@ if TYPE_CHECKING:  # what static tools and IDEs see
     from twin_uq.simulate.schedule import (
         Bolus as Bolus,
         Infusion as Infusion,
+        ModelledInfusion as ModelledInfusion,
+        Reset as Reset,
         Schedule as Schedule,
         Signal as Signal,
     )

@@ -39,6 +39,7 @@ from twin_uq.errors import InputError
 
 __all__ = [
     "Allometric",
+    "DoseParameters",
     "Model",
     "ModelCard",
     "Output",
@@ -176,6 +177,41 @@ class Allometric:
     covariate: str
     exponent: float
     reference: float
+
+
+@dataclass(frozen=True)
+class DoseParameters:
+    """Which model parameters act on doses into one compartment (names from ``parameters``).
+
+    Declared per 1-based compartment in :attr:`Model.dose_parameters`, usually through
+    :func:`twin_uq.with_dose_parameters`. Their meaning is NONMEM's: a dose record
+    ``(AMT, RATE)`` into the compartment enters at ``time + ALAG`` with amount ``F·AMT``;
+    ``RATE > 0`` infuses it at ``RATE`` over ``F·AMT / RATE``; ``RATE = -1``
+    (:class:`twin_uq.simulate.records.ModelledInfusion` ``by="rate"``) at ``R`` over
+    ``F·AMT / R``; ``RATE = -2`` (``by="duration"``) over ``D`` at ``F·AMT / D``. Without a
+    declaration ``ALAG = 0`` and ``F = 1``, and ``RATE = -1/-2`` records are refused.
+
+    Parameters
+    ----------
+    lag
+        Absorption lag time ``ALAG`` (model time unit, >= 0).
+    bioavailability
+        Fraction ``F`` of the amount that enters (typical value in ``(0, 1]``).
+    rate
+        Infusion rate ``R`` for ``RATE = -1`` records (amount / time, > 0).
+    duration
+        Infusion duration ``D`` for ``RATE = -2`` records (time, > 0).
+    """
+
+    lag: str | None = None
+    bioavailability: str | None = None
+    rate: str | None = None
+    duration: str | None = None
+
+    def names(self) -> dict[str, str]:
+        """The declared roles and their parameter names, e.g. ``{"lag": "ALAG"}``."""
+        roles = ("lag", "bioavailability", "rate", "duration")
+        return {r: getattr(self, r) for r in roles if getattr(self, r) is not None}
 
 
 @dataclass(frozen=True)
@@ -344,6 +380,8 @@ class Model(abc.ABC):
     covariates: ClassVar[tuple[str, ...]] = ()
     covariate_defaults: ClassVar[Mapping[str, float]] = {}
     allometric: ClassVar[tuple[Allometric, ...]] = ()
+    dose_parameters: ClassVar[Mapping[int, DoseParameters]] = {}
+    """Dose parameters (lag, bioavailability, modelled rate/duration) by 1-based compartment."""
     solver: ClassVar[SolverSettings] = SolverSettings()
     _source_path: str | None = None
     """The file a model was loaded from (set by :func:`twin_uq.load_model`); ``None`` else."""

@@ -14,7 +14,9 @@ and signal names; at least one parameter and one output; units for every paramet
 output and a time unit in the card; finite positive prior scales; a typical value inside
 ``valid_range``; known residual error models and ordered clinical ranges; covariate
 defaults and allometric effects that refer to declared names (and log-normal parameters
-only); ``default_dose_cmt`` a state; ``method="exact"`` and ``transition`` only for linear
+only); ``default_dose_cmt`` a state; dose parameters declared for states, naming declared
+parameters, one role each, a lag whose valid range is non-negative and a bioavailability
+with typical value in ``(0, 1]``; ``method="exact"`` and ``transition`` only for linear
 models.
 
 Functions, at the typical parameter values and the covariate defaults (1.0 where a
@@ -33,7 +35,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from twin_uq.model.base import Model, ModelCard, Output, Parameter, SolverSettings
+from twin_uq.model.base import (
+    DoseParameters,
+    Model,
+    ModelCard,
+    Output,
+    Parameter,
+    SolverSettings,
+)
 from twin_uq.model.errors import ModelCheckError
 
 __all__ = ["check_model", "ensure_checked"]
@@ -171,6 +180,7 @@ def _check_declaration(model: Model, where: str) -> None:
         raise ModelCheckError(
             f"{where}: default_dose_cmt={model.default_dose_cmt} outside 1..{len(states)}."
         )
+    _check_dose_parameters(model, where)
     solver = model.solver
     if not isinstance(solver, SolverSettings):
         raise ModelCheckError(f"{where}: solver must be a tq.SolverSettings; got {solver!r}.")
@@ -184,6 +194,53 @@ def _check_declaration(model: Model, where: str) -> None:
             f"{where} defines transition() but no linear_system(); the closed form replaces "
             "the matrix exponential of a linear model only."
         )
+
+
+def _check_dose_parameters(model: Model, where: str) -> None:
+    declared = model.dose_parameters
+    if not hasattr(declared, "items"):
+        raise ModelCheckError(
+            f"{where}: dose_parameters must be a mapping compartment -> tq.DoseParameters; "
+            f"got {declared!r}."
+        )
+    n_states = len(model.states)
+    for cmt, dp in declared.items():
+        if (
+            isinstance(cmt, bool)
+            or not isinstance(cmt, numbers.Integral)
+            or not 1 <= cmt <= n_states
+        ):
+            raise ModelCheckError(
+                f"{where}: dose_parameters key {cmt!r} is not a compartment 1..{n_states} "
+                f"(1-based, like NONMEM's CMT)."
+            )
+        if not isinstance(dp, DoseParameters):
+            raise ModelCheckError(
+                f"{where}: dose_parameters[{cmt}] must be a tq.DoseParameters; got {dp!r}."
+            )
+        roles = dp.names()
+        names = list(roles.values())
+        if len(set(names)) != len(names):
+            raise ModelCheckError(
+                f"{where}: dose_parameters[{cmt}] uses one parameter for two roles: {roles}."
+            )
+        for role, name in roles.items():
+            what = f"{where}: dose_parameters[{cmt}].{role}"
+            if name not in model.parameter_names:
+                raise ModelCheckError(
+                    f"{what} names {name!r}, which is not a parameter of the model "
+                    f"{model.parameter_names}; add it with tq.with_dose_parameters."
+                )
+            p = model.parameter(name)
+            if role == "lag" and not p.valid_range[0] >= 0:
+                raise ModelCheckError(
+                    f"{what}: a lag time is >= 0; {name!r} has valid_range {p.valid_range}."
+                )
+            if role == "bioavailability" and not 0 < p.typical <= 1:
+                raise ModelCheckError(
+                    f"{what}: a bioavailability is a fraction in (0, 1]; {name!r} has typical "
+                    f"value {p.typical}."
+                )
 
 
 def _check_parameters(model: Model, where: str) -> None:

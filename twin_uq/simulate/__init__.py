@@ -4,6 +4,8 @@ from twin_uq.simulate.result import Trajectory as Trajectory
 from twin_uq.simulate.schedule import (
     Bolus as Bolus,
     Infusion as Infusion,
+    ModelledInfusion as ModelledInfusion,
+    Reset as Reset,
     Schedule as Schedule,
     Signal as Signal,
     stack_schedules as stack_schedules,

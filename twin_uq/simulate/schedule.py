@@ -1,10 +1,13 @@
-"""Dosing and input schedules: padded pytrees of boluses, infusions and measured signals.
+"""Dosing and input schedules: padded pytrees of doses, resets and measured signals.
 
 A :class:`Schedule` describes everything that enters a patient from outside the model:
-instantaneous doses (boluses, meals as carbohydrate boluses), zero-order infusions and
-measured input signals (e.g. plasma insulin in an IVGTT) that the right-hand side reads
-by interpolation. Arrays are padded to fixed sizes with boolean masks so that schedules of
-different patients can be stacked along a leading patient axis and ``vmap``-ed.
+instantaneous doses (boluses, meals as carbohydrate boluses), zero-order infusions, infusions
+whose rate or duration the model gives (NONMEM ``RATE=-1/-2``), resets (``EVID=3``) and
+measured input signals (e.g. plasma insulin in an IVGTT) that the right-hand side reads by
+interpolation. Arrays are padded to fixed sizes with boolean masks so that schedules of
+different patients can be stacked along a leading patient axis and ``vmap``-ed. The records
+themselves (:class:`Bolus`, :class:`Infusion`, :class:`ModelledInfusion`, :class:`Reset`,
+:class:`Signal`) live in :mod:`twin_uq.simulate.records`.
 
 Compartments follow NONMEM numbering: ``cmt`` is 1-based (``cmt = k`` targets the k-th
 state of the model); ``cmt = 0`` means "the model's default dose compartment".
@@ -14,7 +17,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import equinox as eqx
@@ -23,115 +25,25 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from twin_uq.errors import InputError
+from twin_uq.simulate.records import Bolus, Infusion, ModelledInfusion, Reset, Signal
 
 __all__ = [
+    "STEADY_BOLUS",
+    "STEADY_INFUSION",
+    "STEADY_MODELLED",
     "Bolus",
     "Infusion",
+    "ModelledInfusion",
     "PatientInputs",
+    "Reset",
     "Schedule",
     "Signal",
     "schedule_fields",
     "stack_schedules",
 ]
 
-
-@dataclass(frozen=True)
-class Bolus:
-    """An instantaneous dose.
-
-    Parameters
-    ----------
-    time
-        Dose time, in the model's time unit.
-    amount
-        Amount added to the target state (model's amount unit, e.g. mg, g of carbohydrate, U).
-    cmt
-        1-based target compartment; 0 means the model's default dose compartment.
-    """
-
-    time: float
-    amount: float
-    cmt: int = 0
-
-    def __post_init__(self) -> None:
-        _check_finite("Bolus", time=self.time, amount=self.amount)
-        if self.amount < 0:
-            raise InputError(f"Bolus amount must be >= 0, got {self.amount} (at time {self.time}).")
-        _check_cmt("Bolus", self.cmt)
-
-
-def _check_finite(kind: str, **values: float) -> None:
-    for name, v in values.items():
-        try:
-            ok = math.isfinite(float(v))
-        except (TypeError, ValueError):
-            raise InputError(f"{kind} {name} must be a number, got {v!r}.") from None
-        if not ok:
-            raise InputError(f"{kind} {name} must be finite, got {v}.")
-
-
-def _check_cmt(kind: str, cmt: int) -> None:
-    if isinstance(cmt, bool) or int(cmt) != cmt or cmt < 0:
-        raise InputError(
-            f"{kind} compartment must be a whole number >= 1 (or 0 for the model's default), got {cmt!r}."
-        )
-
-
-@dataclass(frozen=True)
-class Infusion:
-    """A zero-order infusion from ``start`` to ``start + duration`` at constant ``rate``.
-
-    Parameters
-    ----------
-    start
-        Start time (model time unit).
-    rate
-        Amount per time unit (> 0).
-    duration
-        Length of the infusion (> 0, model time unit).
-    cmt
-        1-based target compartment; 0 means the model's default dose compartment.
-    """
-
-    start: float
-    rate: float
-    duration: float
-    cmt: int = 0
-
-    def __post_init__(self) -> None:
-        _check_finite("Infusion", start=self.start, rate=self.rate, duration=self.duration)
-        if self.rate <= 0 or self.duration <= 0:
-            raise InputError(
-                f"Infusion needs rate > 0 and duration > 0, got rate {self.rate}, duration {self.duration} "
-                f"(starting at {self.start})."
-            )
-        _check_cmt("Infusion", self.cmt)
-
-    @classmethod
-    def from_amount(cls, start: float, amount: float, duration: float, cmt: int = 0) -> Infusion:
-        """Infusion delivering ``amount`` evenly over ``duration``."""
-        if duration <= 0:
-            raise InputError(f"Infusion duration must be > 0, got {duration}.")
-        return cls(start=start, rate=amount / duration, duration=duration, cmt=cmt)
-
-
-@dataclass(frozen=True)
-class Signal:
-    """A measured input signal, linearly interpolated between knots.
-
-    Parameters
-    ----------
-    name
-        Signal name as the model's ``signals`` declares it (e.g. ``"insulin"``).
-    times
-        Knot times, strictly increasing, shape ``(n,)``.
-    values
-        Values at the knots, shape ``(n,)``. Held constant outside the knot range.
-    """
-
-    name: str
-    times: Sequence[float]
-    values: Sequence[float]
+STEADY_BOLUS, STEADY_INFUSION, STEADY_MODELLED = 0, 1, 2
+"""Values of :attr:`Schedule.steady_kind`: which array a steady-state dose's slot is in."""
 
 
 class Schedule(eqx.Module):
@@ -139,10 +51,24 @@ class Schedule(eqx.Module):
 
     Attributes
     ----------
-    bolus_time, bolus_amount, bolus_cmt, bolus_mask
-        Shape ``(n_bolus,)``. Masked-out entries are padding and have no effect.
-    infusion_start, infusion_stop, infusion_rate, infusion_cmt, infusion_mask
-        Shape ``(n_infusion,)``; ``rate`` in amount per time unit.
+    bolus_time, bolus_amount, bolus_cmt, bolus_mask, bolus_ss, bolus_ii
+        Shape ``(n_bolus,)``. Masked-out entries are padding and have no effect. ``ss``
+        (0, 1, 2) and ``ii`` as in :class:`Bolus`.
+    infusion_start, infusion_stop, infusion_rate, infusion_cmt, infusion_mask,
+    infusion_ss, infusion_ii
+        Shape ``(n_infusion,)``; ``rate`` in amount per time unit; ``stop`` is ``inf`` for
+        a constant steady-state infusion.
+    modelled_start, modelled_amount, modelled_cmt, modelled_by, modelled_mask,
+    modelled_ss, modelled_ii
+        Shape ``(n_modelled,)``: :class:`ModelledInfusion` records; ``by`` is the NONMEM
+        ``RATE`` (-1 rate from the model, -2 duration from the model; 0 padding).
+    reset_time, reset_mask
+        Shape ``(n_reset,)``: :class:`Reset` times.
+    steady_kind, steady_index, steady_mask
+        Shape ``(n_steady,)``: the steady-state doses (``ss != 0``), each the array it is
+        in (``STEADY_BOLUS``, ``STEADY_INFUSION``, ``STEADY_MODELLED``) and its position
+        there. The dose itself is an ordinary entry of that array; this list only sizes
+        the steady-state events statically (``n_steady`` is 0 without steady state).
     signal_time
         Shape ``(n_knots,)``: knot times shared by all signals (padding repeats the last knot).
     signal_value
@@ -163,6 +89,22 @@ class Schedule(eqx.Module):
     signal_time: Float[Array, "... ns"]
     signal_value: Float[Array, "... ns nsig"]
     signal_mask: Bool[Array, "... ns"]
+    bolus_ss: Int[Array, "... nb"]
+    bolus_ii: Float[Array, "... nb"]
+    infusion_ss: Int[Array, "... ni"]
+    infusion_ii: Float[Array, "... ni"]
+    modelled_start: Float[Array, "... nm"]
+    modelled_amount: Float[Array, "... nm"]
+    modelled_cmt: Int[Array, "... nm"]
+    modelled_by: Int[Array, "... nm"]
+    modelled_mask: Bool[Array, "... nm"]
+    modelled_ss: Int[Array, "... nm"]
+    modelled_ii: Float[Array, "... nm"]
+    reset_time: Float[Array, "... nr"]
+    reset_mask: Bool[Array, "... nr"]
+    steady_kind: Int[Array, "... nss"]
+    steady_index: Int[Array, "... nss"]
+    steady_mask: Bool[Array, "... nss"]
 
     @classmethod
     def build(
@@ -171,10 +113,15 @@ class Schedule(eqx.Module):
         infusions: Sequence[Infusion] = (),
         signals: Sequence[Signal] = (),
         *,
+        modelled: Sequence[ModelledInfusion] = (),
+        resets: Sequence[Reset] = (),
         signal_names: Sequence[str] | None = None,
         n_bolus: int | None = None,
         n_infusion: int | None = None,
         n_knots: int | None = None,
+        n_modelled: int | None = None,
+        n_reset: int | None = None,
+        n_steady: int | None = None,
     ) -> Schedule:
         """Build a schedule for one patient, padded to the requested sizes.
 
@@ -182,20 +129,32 @@ class Schedule(eqx.Module):
         ----------
         boluses, infusions, signals
             The inputs. Signals must share their knot times.
+        modelled
+            Infusions whose rate or duration the model gives (NONMEM ``RATE=-1/-2``).
+        resets
+            Resets of every state and running infusion (NONMEM ``EVID=3``).
         signal_names
             Order of signals in ``signal_value``'s last axis (a model's ``signals``).
             Defaults to the order given.
         n_bolus, n_infusion, n_knots
             Padded sizes (at least the number given; at least 1 so arrays are never empty).
+        n_modelled, n_reset, n_steady
+            Padded sizes of the modelled infusions, resets and steady-state doses (at least
+            the number given; default exactly that, 0 when there are none).
         """
         fields = schedule_fields(
             boluses,
             infusions,
             signals,
+            modelled=modelled,
+            resets=resets,
             signal_names=signal_names,
             n_bolus=n_bolus,
             n_infusion=n_infusion,
             n_knots=n_knots,
+            n_modelled=n_modelled,
+            n_reset=n_reset,
+            n_steady=n_steady,
         )
         return cls(**{k: jnp.asarray(v) for k, v in fields.items()})
 
@@ -214,15 +173,30 @@ class Schedule(eqx.Module):
         """Padded number of signal knots."""
         return self.signal_time.shape[-1]
 
+    @property
+    def n_modelled(self) -> int:
+        """Padded number of modelled infusions."""
+        return self.modelled_start.shape[-1]
+
+    @property
+    def n_reset(self) -> int:
+        """Padded number of resets."""
+        return self.reset_time.shape[-1]
+
+    @property
+    def n_steady(self) -> int:
+        """Padded number of steady-state doses."""
+        return self.steady_kind.shape[-1]
+
     def boluses(self) -> list[Bolus]:
         """Return the unpadded boluses of a single (unbatched) schedule."""
         m = np.asarray(self.bolus_mask)
         return [
-            Bolus(float(t), float(a), int(c))
-            for t, a, c in zip(
-                np.asarray(self.bolus_time)[m],
-                np.asarray(self.bolus_amount)[m],
-                np.asarray(self.bolus_cmt)[m],
+            Bolus(float(t), float(a), int(c), int(s), float(i))
+            for t, a, c, s, i in zip(
+                *(np.asarray(x)[m] for x in (self.bolus_time, self.bolus_amount, self.bolus_cmt)),
+                np.asarray(self.bolus_ss)[m],
+                np.asarray(self.bolus_ii)[m],
                 strict=True,
             )
         ]
@@ -231,42 +205,93 @@ class Schedule(eqx.Module):
         """Return the unpadded infusions of a single (unbatched) schedule."""
         m = np.asarray(self.infusion_mask)
         return [
-            Infusion(float(s), float(r), float(e - s), int(c))
-            for s, e, r, c in zip(
-                np.asarray(self.infusion_start)[m],
-                np.asarray(self.infusion_stop)[m],
-                np.asarray(self.infusion_rate)[m],
-                np.asarray(self.infusion_cmt)[m],
+            Infusion(float(s), float(r), float(e - s), int(c), int(ss), float(ii))
+            for s, e, r, c, ss, ii in zip(
+                *(
+                    np.asarray(x)[m]
+                    for x in (
+                        self.infusion_start,
+                        self.infusion_stop,
+                        self.infusion_rate,
+                        self.infusion_cmt,
+                        self.infusion_ss,
+                        self.infusion_ii,
+                    )
+                ),
                 strict=True,
             )
         ]
 
-    def pad(self, n_bolus: int, n_infusion: int, n_knots: int) -> Schedule:
-        """Return the same (unbatched) schedule padded to larger sizes."""
+    def modelled_infusions(self) -> list[ModelledInfusion]:
+        """Return the unpadded modelled infusions of a single (unbatched) schedule."""
+        m = np.asarray(self.modelled_mask)
+        return [
+            ModelledInfusion(
+                float(s), float(a), int(c), "rate" if by == -1 else "duration", int(ss), float(ii)
+            )
+            for s, a, c, by, ss, ii in zip(
+                *(
+                    np.asarray(x)[m]
+                    for x in (
+                        self.modelled_start,
+                        self.modelled_amount,
+                        self.modelled_cmt,
+                        self.modelled_by,
+                        self.modelled_ss,
+                        self.modelled_ii,
+                    )
+                ),
+                strict=True,
+            )
+        ]
 
-        def grow(x: Array, n: int, fill: Array) -> Array:
-            extra = n - x.shape[0]
+    def resets(self) -> list[Reset]:
+        """Return the unpadded resets of a single (unbatched) schedule."""
+        return [Reset(float(t)) for t in np.asarray(self.reset_time)[np.asarray(self.reset_mask)]]
+
+    def pad(
+        self,
+        n_bolus: int,
+        n_infusion: int,
+        n_knots: int,
+        *,
+        n_modelled: int | None = None,
+        n_reset: int | None = None,
+        n_steady: int | None = None,
+    ) -> Schedule:
+        """Return the same (unbatched) schedule padded to larger sizes.
+
+        ``n_modelled``, ``n_reset``, ``n_steady`` default to the current sizes.
+        """
+        sizes = {
+            "bolus": n_bolus,
+            "infusion": n_infusion,
+            "signal": n_knots,
+            "modelled": self.n_modelled if n_modelled is None else n_modelled,
+            "reset": self.n_reset if n_reset is None else n_reset,
+            "steady": self.n_steady if n_steady is None else n_steady,
+        }
+        fields = {}
+        for name in _FIELDS:
+            x = getattr(self, name)
+            extra = sizes[_group(name)] - x.shape[0]
             if extra < 0:
-                raise ValueError(f"Cannot pad an axis of {x.shape[0]} down to {n}.")
-            return jnp.concatenate([x, jnp.broadcast_to(fill, (extra, *x.shape[1:]))])
+                raise ValueError(
+                    f"Cannot pad {name} of length {x.shape[0]} down to {extra + x.shape[0]}."
+                )
+            fill = x[-1] if name in _REPEAT_LAST else jnp.zeros((), x.dtype)
+            fields[name] = jnp.concatenate([x, jnp.broadcast_to(fill, (extra, *x.shape[1:]))])
+        return Schedule(**fields)
 
-        z = jnp.asarray(0.0)
-        return Schedule(
-            bolus_time=grow(self.bolus_time, n_bolus, z),
-            bolus_amount=grow(self.bolus_amount, n_bolus, z),
-            bolus_cmt=grow(self.bolus_cmt, n_bolus, jnp.asarray(0, self.bolus_cmt.dtype)),
-            bolus_mask=grow(self.bolus_mask, n_bolus, jnp.asarray(False)),
-            infusion_start=grow(self.infusion_start, n_infusion, z),
-            infusion_stop=grow(self.infusion_stop, n_infusion, z),
-            infusion_rate=grow(self.infusion_rate, n_infusion, z),
-            infusion_cmt=grow(
-                self.infusion_cmt, n_infusion, jnp.asarray(0, self.infusion_cmt.dtype)
-            ),
-            infusion_mask=grow(self.infusion_mask, n_infusion, jnp.asarray(False)),
-            signal_time=grow(self.signal_time, n_knots, self.signal_time[-1]),
-            signal_value=grow(self.signal_value, n_knots, self.signal_value[-1]),
-            signal_mask=grow(self.signal_mask, n_knots, jnp.asarray(False)),
-        )
+
+def _group(field: str) -> str:
+    """The padded-size group of a field: its name up to the first underscore."""
+    return field.split("_")[0]
+
+
+# Signal knots repeat their last value so that interpolation past the last knot stays flat;
+# everything else (masks, amounts, times) pads with zeros / False.
+_REPEAT_LAST = ("signal_time", "signal_value")
 
 
 class PatientInputs(NamedTuple):
@@ -291,48 +316,141 @@ class PatientInputs(NamedTuple):
     times: Float[Array, " T"]
 
 
+def _padded(n_given: int, requested: int | None, what: str, minimum: int) -> int:
+    n = max(n_given, minimum) if requested is None else requested
+    if n_given > n:
+        raise ValueError(f"Padded size {n} smaller than the number of {what} given ({n_given}).")
+    return n
+
+
+def _check_records(kind: type, records: Sequence[object], what: str) -> None:
+    for k, r in enumerate(records):
+        if not isinstance(r, kind):
+            raise InputError(
+                f"{what} item {k} must be a twin_uq.{kind.__name__}, got {type(r).__name__} ({r!r:.80})."
+            )
+
+
 def schedule_fields(
     boluses: Sequence[Bolus] = (),
     infusions: Sequence[Infusion] = (),
     signals: Sequence[Signal] = (),
     *,
+    modelled: Sequence[ModelledInfusion] = (),
+    resets: Sequence[Reset] = (),
     signal_names: Sequence[str] | None = None,
     n_bolus: int | None = None,
     n_infusion: int | None = None,
     n_knots: int | None = None,
+    n_modelled: int | None = None,
+    n_reset: int | None = None,
+    n_steady: int | None = None,
 ) -> dict[str, np.ndarray]:
     """The arrays of :meth:`Schedule.build` as NumPy arrays, by field name.
 
     Cohort-sized code builds these and stacks them (:func:`stack_schedules`) without one
-    JAX dispatch per patient.
+    JAX dispatch per patient. Each kind of record is sorted by time (stably).
     """
-    nb = max(len(boluses), 1) if n_bolus is None else n_bolus
-    ni = max(len(infusions), 1) if n_infusion is None else n_infusion
-    if len(boluses) > nb or len(infusions) > ni:
-        raise ValueError("Padded size smaller than the number of doses given.")
+    _check_records(Bolus, boluses, "boluses")
+    _check_records(Infusion, infusions, "infusions")
+    _check_records(ModelledInfusion, modelled, "modelled")
+    _check_records(Reset, resets, "resets")
+    nb = _padded(len(boluses), n_bolus, "boluses", 1)
+    ni = _padded(len(infusions), n_infusion, "infusions", 1)
+    nm = _padded(len(modelled), n_modelled, "modelled infusions", 0)
+    nr = _padded(len(resets), n_reset, "resets", 0)
     bt = np.zeros(nb)
     ba = np.zeros(nb)
     bc = np.zeros(nb, dtype=np.int32)
     bm = np.zeros(nb, dtype=bool)
+    bs = np.zeros(nb, dtype=np.int32)
+    bi = np.zeros(nb)
+    steady: list[tuple[int, int]] = []
     for k, b in enumerate(sorted(boluses, key=lambda b: b.time)):
-        if not np.isfinite(b.time) or not np.isfinite(b.amount):
-            raise InputError(f"Bolus {k} has a non-finite time or amount: {b}.")
-        bt[k], ba[k], bc[k], bm[k] = b.time, b.amount, b.cmt, True
+        bt[k], ba[k], bc[k], bm[k], bs[k], bi[k] = b.time, b.amount, b.cmt, True, b.ss, b.ii
+        if b.ss:
+            steady.append((STEADY_BOLUS, k))
     it = np.zeros(ni)
     ie = np.zeros(ni)
     ir = np.zeros(ni)
     ic = np.zeros(ni, dtype=np.int32)
     im = np.zeros(ni, dtype=bool)
+    iss = np.zeros(ni, dtype=np.int32)
+    iii = np.zeros(ni)
     for k, inf in enumerate(sorted(infusions, key=lambda i: i.start)):
-        if not (inf.rate > 0 and inf.duration > 0):
-            raise InputError(f"Infusion {k} needs rate > 0 and duration > 0, got {inf}.")
-        it[k], ie[k], ir[k], ic[k], im[k] = (
+        it[k], ie[k], ir[k], ic[k], im[k], iss[k], iii[k] = (
             inf.start,
-            inf.start + inf.duration,
+            math.inf if inf.is_constant else inf.start + inf.duration,
             inf.rate,
             inf.cmt,
             True,
+            inf.ss,
+            inf.ii,
         )
+        if inf.ss:
+            steady.append((STEADY_INFUSION, k))
+    mt = np.zeros(nm)
+    ma = np.zeros(nm)
+    mc = np.zeros(nm, dtype=np.int32)
+    mby = np.zeros(nm, dtype=np.int32)
+    mm = np.zeros(nm, dtype=bool)
+    ms = np.zeros(nm, dtype=np.int32)
+    mi = np.zeros(nm)
+    for k, mod in enumerate(sorted(modelled, key=lambda m: m.start)):
+        mt[k], ma[k], mc[k], mby[k], mm[k], ms[k], mi[k] = (
+            mod.start,
+            mod.amount,
+            mod.cmt,
+            mod.nonmem_rate,
+            True,
+            mod.ss,
+            mod.ii,
+        )
+        if mod.ss:
+            steady.append((STEADY_MODELLED, k))
+    rt = np.zeros(nr)
+    rt[: len(resets)] = sorted(r.time for r in resets)
+    rm = np.arange(nr) < len(resets)
+    nss = _padded(len(steady), n_steady, "steady-state doses", 0)
+    sk = np.zeros(nss, dtype=np.int32)
+    si = np.zeros(nss, dtype=np.int32)
+    if steady:
+        sk[: len(steady)], si[: len(steady)] = np.asarray(steady, dtype=np.int32).T
+    sm = np.arange(nss) < len(steady)
+    signal = _signal_fields(signals, signal_names, n_knots)
+    return {
+        "bolus_time": bt,
+        "bolus_amount": ba,
+        "bolus_cmt": bc,
+        "bolus_mask": bm,
+        "infusion_start": it,
+        "infusion_stop": ie,
+        "infusion_rate": ir,
+        "infusion_cmt": ic,
+        "infusion_mask": im,
+        **signal,
+        "bolus_ss": bs,
+        "bolus_ii": bi,
+        "infusion_ss": iss,
+        "infusion_ii": iii,
+        "modelled_start": mt,
+        "modelled_amount": ma,
+        "modelled_cmt": mc,
+        "modelled_by": mby,
+        "modelled_mask": mm,
+        "modelled_ss": ms,
+        "modelled_ii": mi,
+        "reset_time": rt,
+        "reset_mask": rm,
+        "steady_kind": sk,
+        "steady_index": si,
+        "steady_mask": sm,
+    }
+
+
+def _signal_fields(
+    signals: Sequence[Signal], signal_names: Sequence[str] | None, n_knots: int | None
+) -> dict[str, np.ndarray]:
     names = list(signal_names) if signal_names is not None else [s.name for s in signals]
     by_name = {s.name: s for s in signals}
     missing = [n for n in names if n not in by_name]
@@ -358,20 +476,7 @@ def schedule_fields(
     sv[: knots.size] = values
     sm = np.zeros(ns, dtype=bool)
     sm[: knots.size] = bool(names)
-    return {
-        "bolus_time": bt,
-        "bolus_amount": ba,
-        "bolus_cmt": bc,
-        "bolus_mask": bm,
-        "infusion_start": it,
-        "infusion_stop": ie,
-        "infusion_rate": ir,
-        "infusion_cmt": ic,
-        "infusion_mask": im,
-        "signal_time": st,
-        "signal_value": sv,
-        "signal_mask": sm,
-    }
+    return {"signal_time": st, "signal_value": sv, "signal_mask": sm}
 
 
 _FIELDS = tuple(Schedule.__dataclass_fields__)
@@ -387,23 +492,26 @@ def stack_schedules(schedules: Sequence[Schedule | Mapping[str, np.ndarray]]) ->
     items = [
         s if isinstance(s, Mapping) else {k: getattr(s, k) for k in _FIELDS} for s in schedules
     ]
-    nb = max(np.shape(s["bolus_time"])[0] for s in items)
-    ni = max(np.shape(s["infusion_start"])[0] for s in items)
-    ns = max(np.shape(s["signal_time"])[0] for s in items)
+    missing = sorted(set(_FIELDS) - set(items[0]))
+    if missing:
+        raise InputError(f"stack_schedules: schedule fields {missing} are missing.")
+    # One padded size per group of fields (bolus_*, infusion_*, ...): the longest.
+    sizes: dict[str, int] = {}
+    for name in _FIELDS:
+        group = _group(name)
+        n = max(np.shape(s[name])[0] for s in items)
+        sizes[group] = max(sizes.get(group, 0), n)
     # Padded and stacked in NumPy, then moved to JAX once: per-patient jnp operations and
     # a jnp.stack of P operands cost minutes of dispatch and compilation at 10 000 patients.
-    sizes = {"bolus": nb, "infusion": ni, "signal": ns}
     fields: dict[str, np.ndarray] = {}
     for name in _FIELDS:
-        n = sizes[name.split("_")[0]]
+        n = sizes[_group(name)]
         parts = [np.asarray(s[name]) for s in items]
         out = np.empty((len(parts), n, *parts[0].shape[1:]), dtype=parts[0].dtype)
         for i, x in enumerate(parts):
             m = x.shape[0]
             out[i, :m] = x
-            # Masks and amounts pad with zeros/False; signal knots repeat their last
-            # value so that interpolation past the last knot stays flat.
-            fill = x[-1] if name in ("signal_time", "signal_value") and m else 0
+            fill = x[-1] if name in _REPEAT_LAST and m else 0
             out[i, m:] = fill
         fields[name] = out
     return Schedule(**{k: jnp.asarray(v) for k, v in fields.items()})
