@@ -35,6 +35,12 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
+def _prior_sd(p: tq.Parameter) -> str:
+    """The prior SD of the typical value, naming the scale when it is not the log scale."""
+    scale = getattr(p, "scale", "log")
+    return _num(p.prior_sd) if scale == "log" else f"{_num(p.prior_sd)} ({scale} scale)"
+
+
 def render(model: tq.Model) -> str:
     """Markdown page of one model."""
     card = model.card
@@ -68,12 +74,25 @@ def render(model: tq.Model) -> str:
         ["name", "unit", "typical", "prior SD (log)", "BSV prior scale", "valid range",
          "description"],
         [
-            [f"`{p.name}`", p.unit, _num(p.typical), _num(p.prior_sd),
-             _num(p.bsv_prior_scale), f"{_num(p.valid_range[0])} – {_num(p.valid_range[1])}",
-             p.description]
+            [f"`{p.name}`", p.unit, _num(p.typical), _prior_sd(p),
+             _num(p.bsv_prior_scale) if getattr(p, "bsv", True) else "none (fixed effect)",
+             f"{_num(p.valid_range[0])} – {_num(p.valid_range[1])}", p.description]
             for p in model.parameters
         ],
     )
+    if model.dose_parameters:
+        lines += ["## Dose parameters", "",
+                  "Applied by the engine to doses into the compartment (NONMEM meaning: a "
+                  "dose AMT at time t enters at t + lag as F·AMT).", ""]
+        lines += _table(
+            ["cmt", "state", "lag (ALAG)", "bioavailability (F)", "rate (R)", "duration (D)"],
+            [
+                [str(cmt), f"`{model.states[cmt - 1]}`",
+                 *(f"`{n}`" if n else "—"
+                   for n in (dp.lag, dp.bioavailability, dp.rate, dp.duration))]
+                for cmt, dp in sorted(model.dose_parameters.items())
+            ],
+        )
     lines += ["## Outputs", ""]
     lines += _table(
         ["name", "unit", "error model", "clinical range", "description"],
