@@ -49,7 +49,10 @@ def _designs() -> dict[str, tq.Design]:
     return {
         "one_compartment_iv": tq.Design(times=pk, doses=[tq.Bolus(0.0, 100.0, 1)]),
         "one_compartment_oral": tq.Design(times=pk, doses=[tq.Bolus(0.0, 100.0, 1)]),
+        "one_compartment_oral_lag": tq.Design(times=pk, doses=[tq.Bolus(0.0, 100.0, 1)]),
+        "one_compartment_transit_f": tq.Design(times=[0.25, *pk], doses=[tq.Bolus(0.0, 100.0, 1)]),
         "two_compartment": tq.Design(times=[*pk, 48.0], doses=[tq.Bolus(0.0, 100.0, 1)]),
+        "two_compartment_lag": tq.Design(times=[*pk, 48.0], doses=[tq.Bolus(0.0, 100.0, 1)]),
         "one_compartment_transit": tq.Design(times=[0.25, *pk], doses=[tq.Bolus(0.0, 100.0, 1)]),
         "michaelis_menten_iv": tq.Design(times=pk, doses=[tq.Bolus(0.0, 500.0, 1)]),
         "michaelis_menten_oral": tq.Design(
