@@ -15,6 +15,7 @@ from scipy.integrate import solve_ivp
 
 import twin_uq as tq
 from twin_uq.simulate import Bolus, Infusion, Schedule
+from twin_uq.simulate.exact import transition_matrices
 from twin_uq.testing import check_model
 
 # Propofol-like (Schnider 1998 at 70 kg, in L and L/h): three well-separated phases.
@@ -72,7 +73,7 @@ def test_declaration(model):
     assert model.states == ("central", "peripheral1", "peripheral2")
     assert model.parameter_names == ("CL", "V1", "Q2", "V2", "Q3", "V3")
     assert model.default_dose_cmt == 1
-    assert model.solver.method == "exact" and model.is_linear and not model.has_transition
+    assert model.solver.method == "exact" and model.is_linear and model.has_transition
     assert "three_compartment" in tq.list_models()
 
 
@@ -185,8 +186,63 @@ def test_gradient_matches_finite_differences(model):
         return tq.simulate(model, jnp.exp(x), sched, jnp.array([2.5, 8.0])).outputs[:, 0].sum()
 
     g = np.asarray(jax.grad(conc)(x0))
-    eps = 1e-6
-    fd = np.array(
-        [(conc(x0.at[k].add(eps)) - conc(x0.at[k].add(-eps))) / (2 * eps) for k in range(6)]
+
+    def central(h):
+        return np.array(
+            [(conc(x0.at[k].add(h)) - conc(x0.at[k].add(-h))) / (2 * h) for k in range(6)]
+        )
+
+    # Richardson-extrapolated central differences (error O(h^4)): a step large enough that
+    # rounding noise in the solution (~1e-15 relative) stays below 1e-10.
+    fd = (4 * central(5e-4) - central(1e-3)) / 3
+    np.testing.assert_allclose(g, fd, rtol=1e-7, atol=1e-9)
+
+
+# Where the closed form could lose accuracy: stiff (fast central elimination, slow deep
+# compartment), two rates nearly equal (k21 == k31 with weak coupling), all rates close.
+HARD_THETAS = [
+    THETA,
+    {"CL": 1328.5, "V1": 4.35, "Q2": 1.585, "V2": 185.3, "Q3": 3.128, "V3": 6758.6},
+    {"CL": 5.0, "V1": 10.0, "Q2": 1e-6, "V2": 20.0, "Q3": 5e-6, "V3": 100.0},
+    {"CL": 1.0, "V1": 10.0, "Q2": 0.5, "V2": 5.0, "Q3": 0.5, "V3": 5.0},
+    {"CL": 0.1, "V1": 1.0, "Q2": 1e-4, "V2": 1.0, "Q3": 1e-4, "V3": 1.0},
+]
+DTS = jnp.array([0.0, 1e-9, 1e-6, 1e-3, 0.3, 2.0, 24.0, 200.0])
+
+
+@pytest.mark.parametrize("theta", HARD_THETAS)
+def test_closed_form_transition_matches_the_matrix_exponential(model, theta):
+    th = {k: jnp.asarray(v) for k, v in theta.items()}
+    phi, psi = jax.vmap(model.transition, in_axes=(None, 0))(th, DTS)
+    phi_ref, psi_ref = transition_matrices(model.linear_system(th), DTS)
+    # Entries far below the largest one carry no information about the solution: compare
+    # each matrix to its largest entry (|Φ| <= 1; Ψ's scale is that of dt and 1/rate).
+    np.testing.assert_allclose(phi, phi_ref, rtol=0, atol=1e-10)
+    scale = np.max(np.abs(np.asarray(psi_ref)), axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(
+        psi / np.maximum(scale, 1e-300), psi_ref / np.maximum(scale, 1e-300), rtol=0, atol=1e-10
     )
-    np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("theta", HARD_THETAS)
+def test_closed_form_gradient_matches_the_matrix_exponential(model, theta):
+    names = model.parameter_names
+    weights = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 3)))
+
+    def contract(phi, psi):
+        return jnp.sum(weights[0] * phi) + jnp.sum(weights[1] * psi)
+
+    def closed(x, dt):
+        return contract(*model.transition(dict(zip(names, jnp.exp(x), strict=True)), dt))
+
+    def generic(x, dt):
+        A = model.linear_system(dict(zip(names, jnp.exp(x), strict=True)))
+        phi, psi = transition_matrices(A, jnp.atleast_1d(dt))
+        return contract(phi[0], psi[0])
+
+    x = jnp.log(jnp.array([theta[n] for n in names]))
+    for dt in (1e-3, 0.5, 5.0, 48.0):
+        g = np.asarray(jax.grad(closed)(x, dt))
+        g_ref = np.asarray(jax.grad(generic)(x, dt))
+        assert np.all(np.isfinite(g))
+        np.testing.assert_allclose(g, g_ref, rtol=0, atol=1e-9 * np.max(np.abs(g_ref)))
