@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from optional_deps import require
+from scales_models import DESIGN as SCALES_DESIGN, IvOralF
 
 import twin_uq as tq
 from twin_uq.inference.population import PopulationModel
@@ -104,10 +105,22 @@ def _log_densities(prepared, pmodel, point):
     return float(lp_numpyro), float(f(values))
 
 
-@pytest.mark.parametrize("variant", ["diagonal_auto", "lkj_covariate_student_t"])
+@pytest.mark.parametrize(
+    "variant",
+    ["diagonal_auto", "lkj_covariate_student_t", "logit_fixed_auto", "logit_fixed_half", "logit_fixed_lkj"],
+)
 def test_pymc_model_has_the_numpyro_density(tiny, variant):
     model = tq.load_model("one_compartment_oral")
-    if variant == "diagonal_auto":
+    cohort = tiny.cohort
+    if variant.startswith("logit_fixed"):
+        # logit-normal F and a fixed-effect ka (tests/scales_models.py)
+        model = IvOralF()
+        cohort = tq.simulate_cohort(model, 4, SCALES_DESIGN, seed=3).cohort
+        population = {"auto": {"centering": "auto"}, "half": {"centering": 0.5}}.get(
+            variant.rsplit("_", 1)[1], {"correlation": "lkj"}
+        )
+        spec = PopulationModel(model=model, **population)
+    elif variant == "diagonal_auto":
         spec = PopulationModel(model=model, centering="auto")
     else:
         spec = PopulationModel(
@@ -116,7 +129,7 @@ def test_pymc_model_has_the_numpyro_density(tiny, variant):
             covariate_effects={"CL": ["AGE"]},
             error={"concentration": "student_t"},
         )
-    prep = prepare_fit(spec, tiny.cohort)
+    prep = prepare_fit(spec, cohort)
     pmodel = build_pymc_model(prep)
     rng = np.random.default_rng(5)
     points = []
@@ -139,7 +152,7 @@ def test_pymc_model_has_the_numpyro_density(tiny, variant):
     # differences between two points agree to rounding.
     assert np.isfinite([n1, n2, m1, m2]).all()
     np.testing.assert_allclose(m1 - m2, n1 - n2, rtol=1e-9, atol=1e-8)
-    if variant == "diagonal_auto":
+    if "auto" in variant or "half" in variant:
         np.testing.assert_allclose(m1, n1, rtol=1e-10)
 
 

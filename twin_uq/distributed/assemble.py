@@ -14,6 +14,7 @@ from twin_uq.inference.backends import BackendResult
 from twin_uq.inference.idata import build_idata
 from twin_uq.inference.postprocess import DrawQuantities
 from twin_uq.inference.solver_check import check_fit_draws
+from twin_uq.model.scales import to_unconstrained
 from twin_uq.posterior import CohortPosterior
 
 __all__ = ["IncompleteResultError", "assemble", "check_complete", "patient_means"]
@@ -103,7 +104,7 @@ def assemble(model, cohort, prepared, stage1, flat, keep, done, failed, batches,
     for i in range(P):
         m_i = patient_means(flat, prepared.data, np.asarray([i]))[0]  # (S1, K)
         s = pop_draw[:, :, i]
-        eta[:, :, i] = (np.log(theta[:, :, i]) - m_i[s]) / flat["omega"][s]
+        eta[:, :, i] = (to_unconstrained(model, theta[:, :, i]) - m_i[s]) / flat["omega"][s]
     derived = DrawQuantities(theta=theta, eta=eta, loglik_obs=ll, y_rep=y_rep, f=f, solver_ok=ok)
     settings = {
         "method": "two-stage", "seed": seed, "population_method": population_method,

@@ -181,6 +181,14 @@ class TwoStage(FitMethod):
         seed = options.seed
         t0 = time.perf_counter()
         model = spec.model
+        fixed = [p.name for p in model.parameters if not p.bsv]
+        if fixed:
+            # Stage 2 samples each patient's parameters against the population's
+            # between-patient distribution, which a fixed effect does not have.
+            raise FitSettingsError(
+                f"TwoStage cannot fit model {model.name!r}: parameter(s) {fixed} are fixed "
+                "effects (bsv=False); fit it in one stage (method=tq.NUTS(...))."
+            )
         ids = list(cohort.ids)
         P = len(ids)
         rng = np.random.default_rng(seed)

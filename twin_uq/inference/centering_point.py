@@ -24,6 +24,7 @@ from twin_uq.inference.linearisation import AutoCentering
 from twin_uq.inference.residual import _TINY, ERROR_CODES, residual_sd
 from twin_uq.inference.whitening import shrinkage_weights
 from twin_uq.model.base import Model, SolverSettings
+from twin_uq.model.scales import to_natural
 from twin_uq.simulate.fixed_step import FixedGrid
 
 __all__ = ["CenteringPoint", "centering_point", "fisher_information"]
@@ -69,7 +70,7 @@ def _whitened(
             return patient_predictions(
                 model,
                 settings,
-                jnp.exp(lt + shift),
+                to_natural(model, lt + shift),
                 cov,
                 arr.schedule,
                 arr.obs_time,
@@ -195,7 +196,8 @@ def centering_point(
     mean
         ``(P, K)`` population mean of ``log theta`` for each patient (covariates applied).
     omega
-        ``(K,)`` between-patient SD (log scale).
+        ``(K,)`` between-patient SD (latent scale); 0 for a fixed effect, which stays at
+        its mean.
     add, prop
         ``(O,)`` starting residual SDs.
     grids
@@ -211,7 +213,12 @@ def centering_point(
     add = np.asarray(add, dtype=float).copy()
     prop = np.asarray(prop, dtype=float).copy()
     P, K = mean.shape
-    prior_precision = np.diag(1.0 / omega**2)
+    # A fixed effect (omega = 0) stays at its mean: its row and column of the step's
+    # system are the identity and its gradient 0, so its step is 0 and the others' steps
+    # are those of the random effects alone.
+    fixed = omega == 0
+    free = np.where(fixed, 1.0, omega)
+    prior_precision = np.diag(1.0 / free**2)
     output = np.asarray(arrays.obs_output)
     n_out = add.shape[0]
 
@@ -227,7 +234,7 @@ def centering_point(
             grids,
         )
         r, S, log_sd, ok, used, f, sd = map(np.asarray, out)
-        objective = 0.5 * np.sum(r**2, 1) + log_sd + 0.5 * np.sum((eta / omega) ** 2, 1)
+        objective = 0.5 * np.sum(r**2, 1) + log_sd + 0.5 * np.sum((eta / free) ** 2, 1)
         return r, S, used, np.where(ok, objective, np.inf), f, sd
 
     eta = np.zeros((P, K))
@@ -238,7 +245,10 @@ def centering_point(
         damping = np.full(P, 1e-2)
         for _ in range(iterations):
             H = _information(S) + prior_precision
-            g = np.einsum("pkn,pn->pk", S, r) - eta / omega**2
+            g = np.einsum("pkn,pn->pk", S, r) - eta / free**2
+            if fixed.any():
+                H = np.where(fixed[:, None] | fixed[None, :], np.diag(fixed * 1.0), H)
+                g = np.where(fixed, 0.0, g)
             diag = np.einsum("pkk->pk", H)
             lhs = H + damping[:, None, None] * np.eye(K) * diag[:, :, None]
             step = np.linalg.solve(lhs, g[:, :, None])[:, :, 0]

@@ -16,7 +16,9 @@ import xarray as xr
 from twin_uq.inference.backends import BackendResult
 from twin_uq.inference.postprocess import DrawQuantities
 from twin_uq.inference.prepare import PreparedFit
+from twin_uq.inference.random_effects import all_random, embed_omega
 from twin_uq.model.load import model_source_hash
+from twin_uq.model.scales import fixed_index, random_index, scale_labels, to_natural
 
 __all__ = ["APPROXIMATE_METHODS", "build_idata", "cohort_table_dataset", "data_hash", "provenance"]
 
@@ -118,10 +120,13 @@ def build_idata(
     arrays = prepared.data.arrays
     samples = result.samples
     param = list(model.parameter_names)
+    mu = samples["mu"]
+    # omega over every parameter: 0 for a fixed effect (it has no between-patient SD)
+    omega = embed_omega(model, samples["omega"], xp=np) if "omega" in samples else 0.0 * mu
     posterior = {
-        "mu": samples["mu"],
-        "typical": np.exp(samples["mu"]),
-        "omega": samples["omega"],
+        "mu": mu,
+        "typical": to_natural(model, mu),
+        "omega": omega,
         "theta": derived["theta"],
         "eta": derived["eta"],
     }
@@ -154,7 +159,14 @@ def build_idata(
         posterior["nu"] = samples["nu"]
     if structure.correlated:
         chol = samples["corr_chol"]
-        posterior["corr"] = np.einsum("cdij,cdkj->cdik", chol, chol)
+        corr = np.einsum("cdij,cdkj->cdik", chol, chol)
+        if not all_random(model):  # a fixed effect correlates with nothing
+            r = random_index(model)
+            full = np.broadcast_to(np.eye(len(param)), (*corr.shape[:2], len(param), len(param)))
+            full = full.copy()
+            full[..., r[:, None], r[None, :]] = corr
+            corr = full
+        posterior["corr"] = corr
         dims["corr"] = ["parameter", "parameter_"]
         coords["parameter_"] = param
     mask = np.asarray(arrays.obs_mask)
@@ -220,5 +232,9 @@ def build_idata(
     tree["cohort_table"] = xr.DataTree(cohort_table_dataset(cohort.to_dataframe()))
     solver_fail = int((~derived["solver_ok"]).sum())
     tree.attrs.update(attrs)
+    # How to read mu, typical and omega: each parameter's latent scale, and which ones are
+    # fixed effects (omega 0, eta 0, one value for all patients given their covariates).
+    tree.attrs["parameter_scales"] = json.dumps(dict(zip(param, scale_labels(model), strict=True)))
+    tree.attrs["fixed_parameters"] = json.dumps([param[k] for k in fixed_index(model)])
     tree.attrs["solver_failures_at_draws"] = str(solver_fail)
     return tree

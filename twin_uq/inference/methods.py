@@ -26,6 +26,7 @@ from twin_uq.inference.backends import BackendResult, run_laplace, run_nuts, run
 from twin_uq.inference.nuts_kernel import CHAIN_METHODS
 from twin_uq.inference.pipeline import fit_prepared, prepare_problem
 from twin_uq.inference.prepare import PreparedFit
+from twin_uq.model.scales import to_natural
 
 if TYPE_CHECKING:
     from twin_uq.data import Cohort
@@ -342,7 +343,7 @@ def explained_invalid_start(prepared: PreparedFit, init: Mapping[str, object], m
         from twin_uq.inference.postprocess import residual_from_draw
 
         data, structure = prepared.data, prepared.structure
-        theta = np.exp(np.asarray(data.allometric) + np.asarray(init["mu"]))
+        theta = to_natural(structure.model, np.asarray(data.allometric) + np.asarray(init["mu"]))
         residual = residual_from_draw(structure, dict(init), data.error_code.shape[0])
         ll, ok = cohort_loglik(structure.model, structure.settings, theta, data, residual)
         bad_mask = ~np.asarray(ok) | ~np.isfinite(np.asarray(ll).sum(axis=1))

@@ -23,8 +23,15 @@ from jaxtyping import Array, Float
 from twin_uq.inference.centering import solve_upper_transposed, whitened_log_theta
 from twin_uq.inference.likelihood import FitData, ResidualParams, cohort_loglik
 from twin_uq.inference.population import PopulationModel
+from twin_uq.inference.random_effects import (
+    all_random,
+    embed_columns,
+    embed_omega,
+    random_columns,
+)
 from twin_uq.inference.residual import ERROR_CODES, per_output_residuals
 from twin_uq.model.base import Model, SolverSettings
+from twin_uq.model.scales import random_index, to_natural
 
 __all__ = [
     "PriorArrays",
@@ -82,7 +89,7 @@ class PriorArrays(eqx.Module):
 
     mu_loc: Float[Array, " K"]
     mu_scale: Float[Array, " K"]
-    omega_scale: Float[Array, " K"]
+    omega_scale: Float[Array, " R"]  # the R parameters with between-patient variability
     beta_scale: Float[Array, " E"]
     add_scale: Float[Array, " A"]
     prop_scale: Float[Array, " B"]
@@ -101,7 +108,7 @@ class PriorArrays(eqx.Module):
         return cls(
             mu_loc=jnp.asarray(mu_loc),
             mu_scale=jnp.asarray(mu_scale),
-            omega_scale=jnp.asarray(spec.omega_prior()),
+            omega_scale=jnp.asarray(spec.omega_prior()[random_index(spec.model)]),
             beta_scale=jnp.asarray(beta, dtype=float).reshape(-1),
             add_scale=jnp.asarray(add[list(structure.add_outputs)]).reshape(-1),
             prop_scale=jnp.asarray(prop[list(structure.prop_outputs)]).reshape(-1),
@@ -170,35 +177,58 @@ class WhitenedNormal(dist.Distribution):
 def cohort_program(structure: ProgramStructure, data: FitData, priors: PriorArrays) -> None:
     """NumPyro model of the cohort: priors, random effects, ODE likelihood."""
     K, P = structure.n_params, data.n_patients
+    model = structure.model
+    # Sites cover the R parameters with between-patient variability (random_effects).
+    R = len(random_index(model))
     mu = numpyro.sample("mu", dist.Normal(priors.mu_loc, priors.mu_scale).to_event(1))
-    omega = numpyro.sample("omega", dist.HalfNormal(priors.omega_scale).to_event(1))
+    if R:
+        omega = numpyro.sample("omega", dist.HalfNormal(priors.omega_scale).to_event(1))
     if structure.n_effects:
         beta = numpyro.sample("beta", dist.Normal(0.0, priors.beta_scale).to_event(1))
     else:
         beta = jnp.zeros(0)
     mean = population_mean(mu, beta, data, K)
     residual = residual_params(structure, priors, data.error_code.shape[0])
-    if structure.correlated:
-        chol = numpyro.sample("corr_chol", dist.LKJCholesky(K, concentration=2.0))
+    if not R:
+        log_theta = mean
+    elif structure.correlated:
+        chol = numpyro.sample("corr_chol", dist.LKJCholesky(R, concentration=2.0))
         with numpyro.plate("patient", P, dim=-1):
-            z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([K]).to_event(1))
-        log_theta = mean + (z @ chol.T) * omega
+            z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([R]).to_event(1))
+        log_theta = embed_columns(model, mean, random_columns(model, mean) + (z @ chol.T) * omega)
         numpyro.deterministic("corr", chol @ chol.T)
     elif data.auto_centering is not None:
-        loc, upper = data.auto_centering.latent_prior(mean, omega, residual.add, residual.prop)
+        full = embed_omega(model, omega)
+        loc, upper = data.auto_centering.latent_prior(mean, full, residual.add, residual.prop)
         with numpyro.plate("patient", P, dim=-1):
-            z = numpyro.sample("z", WhitenedNormal(loc, upper))
-        log_theta = whitened_log_theta(mean, omega, z, loc, upper)
+            z = numpyro.sample(
+                "z", WhitenedNormal(random_columns(model, loc), _random_block(model, upper))
+            )
+        log_theta = whitened_log_theta(mean, full, embed_columns(model, loc, z), loc, upper)
     else:
-        w = data.centering
+        w = random_columns(model, data.centering)
+        mean_r = random_columns(model, mean)
         with numpyro.plate("patient", P, dim=-1):
-            z = numpyro.sample("z", dist.Normal(w * mean, omega**w).to_event(1))
-        log_theta = individual_log_theta(mean, omega, z, w)
-    theta = numpyro.deterministic("theta", jnp.exp(log_theta))
+            z = numpyro.sample("z", dist.Normal(w * mean_r, omega**w).to_event(1))
+        log_theta = embed_columns(model, mean, individual_log_theta(mean_r, omega, z, w))
+    theta = numpyro.deterministic("theta", to_natural(model, log_theta))
     if not structure.with_likelihood:
         return
     ll, _ = cohort_loglik(structure.model, structure.settings, theta, data, residual)
     numpyro.factor("loglik", jnp.sum(ll))
+
+
+def _random_block(model: Model, upper: Float[Array, "P K K"]) -> Float[Array, "P R R"]:
+    """The block of the whitening factor ``U`` of the parameters with variability.
+
+    With ``omega = 0`` at a fixed effect, ``I + Ω F Ω`` and its factor ``U`` are the
+    identity in that row and column, so this block is the factor of the random effects'
+    own matrix and the fixed effect's latent is its ``loc`` (0: the population mean).
+    """
+    if all_random(model):
+        return upper
+    r = random_index(model)
+    return upper[:, r][:, :, r]
 
 
 def residual_params(

@@ -1,6 +1,7 @@
 """The statistical specification of a cohort fit, independent of any inference backend.
 
-``PopulationModel`` describes *what* is assumed: log-normal individual parameters, the
+``PopulationModel`` describes *what* is assumed: log-normal individual parameters
+(logit-normal for fractions declared ``scale="logit"``; see :mod:`twin_uq.model.scales`), the
 population typical values and their covariate effects, between-patient variability
 (diagonal or correlated), the parameterisation of the random effects, the residual error
 model of each output and the priors. Backends (NumPyro, PyMC) compile the same description.
@@ -12,7 +13,9 @@ Individual parameters, for patient i and parameter k::
 with ``x_ij`` the patient's covariates (continuous ones centred on the cohort median and
 scaled by their SD; categorical ones as indicators against the most frequent level),
 ``allometric_ik`` the model's fixed allometric terms, and ``eta ~ Normal(0, R)`` with
-``R`` the identity or an LKJ-distributed correlation matrix.
+``R`` the identity or an LKJ-distributed correlation matrix. A logit-normal parameter has
+``logit theta_ik`` on the left and no allometric term; a parameter declared ``bsv=False``
+has no ``omega_k * eta_ik`` (one value for all patients with the same covariates).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from twin_uq.data import Cohort
 from twin_uq.errors import InputError
 from twin_uq.inference.residual import ERROR_CODES, ERROR_KINDS
 from twin_uq.model.base import Model
+from twin_uq.model.scales import latent_typical
 
 __all__ = ["CovariateDesign", "PopulationModel", "build_covariate_design"]
 
@@ -124,16 +128,22 @@ class PopulationModel:
         return np.array([ERROR_CODES[k] for k in self.error_kinds()], dtype=np.int32)
 
     def mu_prior(self) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and SD of the Normal priors on ``mu`` (log typical values)."""
+        """Mean and SD of the Normal priors on ``mu``, typical values on the latent scale.
+
+        The latent scale is each parameter's ``log``, or ``logit`` for a logit-normal one.
+        """
         loc, scale = [], []
         for p in self.model.parameters:
-            m, s = self.priors.get(f"mu.{p.name}", (np.log(p.typical), p.prior_sd))
+            m, s = self.priors.get(f"mu.{p.name}", (latent_typical(p), p.prior_sd))
             loc.append(float(m))
             scale.append(float(s))
         return np.array(loc), np.array(scale)
 
     def omega_prior(self) -> np.ndarray:
-        """Scales of the HalfNormal priors on the between-patient SDs ``omega``."""
+        """Scales of the HalfNormal priors on the between-patient SDs ``omega``, ``(K,)``.
+
+        A fixed-effect parameter's scale is unused: it has no ``omega``.
+        """
         return np.array(
             [
                 float(self.priors.get(f"omega.{p.name}", p.bsv_prior_scale))
@@ -274,6 +284,12 @@ def build_covariate_design(spec: PopulationModel, cohort: Cohort) -> CovariateDe
     allometric = np.zeros((P, K))
     for allo in model.allometric:
         k = model.parameter_names.index(allo.parameter)
+        if model.parameters[k].scale != "log":
+            raise InputError(
+                f"Allometric scaling of {allo.parameter!r}, a logit-normal parameter: a power "
+                "law applies to log-normal parameters only; estimate a covariate effect on "
+                "the logit scale instead (covariate_effects)."
+            )
         if allo.covariate in cov.columns and not cov[allo.covariate].isna().all():
             x = cov[allo.covariate].astype(float)
             default = model.covariate_defaults.get(allo.covariate, allo.reference)

@@ -18,12 +18,19 @@ import numpy as np
 from twin_uq.inference.centering import whitened_log_theta
 from twin_uq.inference.likelihood import FitData, ResidualParams, patient_predictions
 from twin_uq.inference.numpyro_model import ProgramStructure, individual_log_theta, population_mean
+from twin_uq.inference.random_effects import (
+    all_random,
+    embed_columns,
+    embed_omega,
+    random_columns,
+)
 from twin_uq.inference.residual import (
     NU_UNUSED,
     observation_loglik,
     per_output_residuals,
     sample_observations,
 )
+from twin_uq.model.scales import to_natural
 
 __all__ = ["DrawQuantities", "derive_draw_quantities"]
 
@@ -68,18 +75,30 @@ def _residual_sites(
 
 
 def log_theta_from_latents(structure: ProgramStructure, draw: dict, data: FitData) -> jax.Array:
-    """``(P, K)`` log individual parameters of one draw of the latent sites."""
+    """``(P, K)`` individual parameters on their latent scale of one draw of the latent sites.
+
+    The latent scale is ``log``, or ``logit`` for a logit-normal parameter; the map is that of
+    :func:`~twin_uq.inference.numpyro_model.cohort_program`.
+    """
+    model = structure.model
     beta = draw["beta"] if structure.n_effects else jnp.zeros(0)
     mean = population_mean(draw["mu"], beta, data, structure.n_params)
+    if "omega" not in draw:  # every parameter a fixed effect
+        return mean
+    omega = draw["omega"]
     if structure.correlated:
-        return mean + (draw["z"] @ draw["corr_chol"].T) * draw["omega"]
+        return embed_columns(
+            model, mean, random_columns(model, mean) + (draw["z"] @ draw["corr_chol"].T) * omega
+        )
     if data.auto_centering is not None:
         residual = residual_from_draw(structure, draw, data.error_code.shape[0])
-        loc, upper = data.auto_centering.latent_prior(
-            mean, draw["omega"], residual.add, residual.prop
-        )
-        return whitened_log_theta(mean, draw["omega"], draw["z"], loc, upper)
-    return individual_log_theta(mean, draw["omega"], draw["z"], data.centering)
+        full = embed_omega(model, omega)
+        loc, upper = data.auto_centering.latent_prior(mean, full, residual.add, residual.prop)
+        z = embed_columns(model, loc, draw["z"])
+        return whitened_log_theta(mean, full, z, loc, upper)
+    w = random_columns(model, data.centering)
+    latent = individual_log_theta(random_columns(model, mean), omega, draw["z"], w)
+    return embed_columns(model, mean, latent)
 
 
 def derive_draw_quantities(
@@ -143,10 +162,14 @@ def _derive_batch(structure: ProgramStructure, flat: dict, keys: jax.Array, data
     def one(args):
         draw, k = args
         log_theta = log_theta_from_latents(structure, draw, data)
-        theta = jnp.exp(log_theta)
+        theta = to_natural(model, log_theta)
         beta = draw["beta"] if structure.n_effects else jnp.zeros(0)
         mean = population_mean(draw["mu"], beta, data, structure.n_params)
-        eta = (log_theta - mean) / draw["omega"]
+        if all_random(model):
+            eta = (log_theta - mean) / draw["omega"]
+        else:  # a fixed effect's standardised random effect is 0 (it has none)
+            full = embed_omega(model, draw["omega"]) if "omega" in draw else jnp.zeros_like(mean)
+            eta = jnp.where(full > 0, (log_theta - mean) / jnp.where(full > 0, full, 1.0), 0.0)
         residual = residual_from_draw(structure, draw, n_out)
         f, ok = jax.vmap(
             lambda th, cov, a, grid: patient_predictions(

@@ -20,7 +20,9 @@ from twin_uq.inference.centering import (
 from twin_uq.inference.likelihood import FitData
 from twin_uq.inference.numpyro_model import PriorArrays, ProgramStructure
 from twin_uq.inference.population import CovariateDesign, PopulationModel, build_covariate_design
+from twin_uq.inference.random_effects import embed_omega, random_columns
 from twin_uq.model.base import SolverSettings
+from twin_uq.model.scales import random_index
 from twin_uq.simulate.fixed_step import cohort_grids
 
 __all__ = ["PreparedFit", "centering_weights", "prepare_fit"]
@@ -50,17 +52,20 @@ class PreparedFit:
         and the residual SDs at half their prior scale.
         """
         s = self.structure
-        P, K = self.data.n_patients, s.n_params
+        model = s.model
+        P, R = self.data.n_patients, len(random_index(model))
         auto = self.data.auto_centering
         mu = np.asarray(self.priors.mu_loc)
         omega = _initial_omega(self.priors)
-        values: dict[str, np.ndarray] = {"mu": mu, "omega": omega}
+        values: dict[str, np.ndarray] = {"mu": mu}
+        if R:
+            values["omega"] = omega
         mean = np.asarray(self.data.allometric) + mu
         if s.n_effects:
             values["beta"] = np.zeros(s.n_effects)
-        if s.correlated:
-            values["corr_chol"] = np.eye(K)
-            values["z"] = np.zeros((P, K))
+        if s.correlated and R:
+            values["corr_chol"] = np.eye(R)
+            values["z"] = np.zeros((P, R))
         add = np.asarray(auto.add) if auto is not None else None
         prop = np.asarray(auto.prop) if auto is not None else None
         if s.add_outputs:
@@ -71,16 +76,19 @@ class PreparedFit:
             values["sigma_prop"] = start if prop is None else prop[list(s.prop_outputs)]
         if s.student_t:
             values["nu"] = np.asarray(10.0)
-        if s.correlated:
+        if s.correlated or not R:
             return values
         if auto is None:
-            values["z"] = np.asarray(self.data.centering) * mean
+            values["z"] = random_columns(model, np.asarray(self.data.centering) * mean)
         else:
             numpy_auto = auto.as_numpy()
-            loc, upper = numpy_auto.latent_prior(mean, omega, add, prop, xp=np)
-            # the inverse of log theta = mean + Ω U⁻ᵀ (z - loc), at the modes
-            shift = (numpy_auto.point - mean) / omega
-            values["z"] = loc + np.einsum("pkl,pk->pl", upper, shift)
+            full = embed_omega(model, omega, xp=np)
+            loc, upper = numpy_auto.latent_prior(mean, full, add, prop, xp=np)
+            # the inverse of log theta = mean + Ω U⁻ᵀ (z - loc), at the modes (a fixed
+            # effect's mode is its mean: no shift)
+            shift = (numpy_auto.point - mean) / np.where(full > 0, full, 1.0)
+            z = loc + np.einsum("pkl,pk->pl", upper, shift)
+            values["z"] = random_columns(model, z)
         return values
 
     def posterior_variance_guess(self) -> dict[str, np.ndarray]:
@@ -102,12 +110,15 @@ class PreparedFit:
         per_output = np.bincount(
             np.asarray(arr.obs_output)[usable], minlength=self.data.error_code.shape[0]
         )
-        guess: dict[str, np.ndarray] = {
-            "mu": omega**2 / P,
-            "omega": np.full(s.n_params, 1.0 / (2 * P)),
-        }
+        # A fixed effect varies by its prior scale's worth less than a random one: its
+        # posterior variance is guessed as that of a random one at the starting SD.
+        full = embed_omega(s.model, omega, xp=np)
+        full = np.where(full > 0, full, _initial_omega_of(self.spec.omega_prior()))
+        guess: dict[str, np.ndarray] = {"mu": full**2 / P}
+        if omega.size:
+            guess["omega"] = np.full(omega.size, 1.0 / (2 * P))
         if s.n_effects:
-            guess["beta"] = np.full(s.n_effects, float(np.mean(omega**2)) / P)
+            guess["beta"] = np.full(s.n_effects, float(np.mean(full**2)) / P)
         if s.add_outputs:
             guess["sigma_add"] = 1.0 / (2 * np.maximum(per_output[list(s.add_outputs)], 1))
         if s.prop_outputs:
@@ -116,8 +127,12 @@ class PreparedFit:
 
 
 def _initial_omega(priors: PriorArrays) -> np.ndarray:
-    """Starting between-patient SD per parameter (log scale)."""
-    return np.minimum(0.5 * np.asarray(priors.omega_scale), 0.3)
+    """Starting between-patient SD per parameter with variability (latent scale), ``(R,)``."""
+    return _initial_omega_of(priors.omega_scale)
+
+
+def _initial_omega_of(scale) -> np.ndarray:
+    return np.minimum(0.5 * np.asarray(scale), 0.3)
 
 
 def _initial_sigma(scale: jnp.ndarray) -> np.ndarray:
@@ -151,7 +166,7 @@ def centering_weights(
     add[list(structure.add_outputs)] = _initial_sigma(priors.add_scale)
     prop[list(structure.prop_outputs)] = _initial_sigma(priors.prop_scale)
     mean = np.asarray(data.allometric) + np.asarray(priors.mu_loc)
-    omega = _initial_omega(priors)
+    omega = embed_omega(structure.model, _initial_omega(priors), xp=np)  # 0: fixed effects
     point = centering_point(
         structure.model, structure.settings, mean, omega, data.arrays, data.error_code, add,
         prop, grids=data.grids,

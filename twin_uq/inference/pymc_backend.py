@@ -14,6 +14,9 @@ priors and parameterisation of the NumPyro program
 * correlated random effects: ``corr_chol ~ LKJCorr(K, eta=2)`` (a Cholesky factor),
   ``z ~ Normal(0, 1)``, ``log theta = mean + (z @ corr_chol.T)·omega``;
 * ``sigma_add``, ``sigma_prop ~ HalfNormal``, ``nu ~ Gamma(2, 0.1)`` (Student-t);
+* ``theta = exp(log theta)`` (the logistic function for a logit-normal parameter); the
+  random effects ``omega``, ``z`` cover the parameters with between-patient variability
+  only (dimension ``random_parameter`` when some are fixed effects, ``bsv=False``);
 * the ODE likelihood, covariates' allometric offsets, residual models and censoring as
   one PyTensor Op wrapping the JAX cohort log-likelihood
   (:mod:`twin_uq.inference.pymc_op`), added as ``pm.Potential("loglik", ...)``.
@@ -60,6 +63,7 @@ from twin_uq.errors import DependencyError, InputError
 from twin_uq.inference.backends import BackendResult
 from twin_uq.inference.centering import whitened_log_theta
 from twin_uq.inference.prepare import PreparedFit
+from twin_uq.model.scales import logit_mask, random_index
 
 __all__ = ["PYMC_SAMPLERS", "build_pymc_model", "require_pymc", "run_pymc"]
 
@@ -131,6 +135,20 @@ def build_pymc_model(prepared: PreparedFit):
         coords["add_output"] = [model.output_names[i] for i in s.add_outputs]
     if s.prop_outputs:
         coords["prop_output"] = [model.output_names[i] for i in s.prop_outputs]
+    # The random effects cover the parameters with between-patient variability only (as in
+    # the NumPyro program); a fixed effect's latent value is its population mean.
+    r = random_index(model)
+    every = len(r) == K
+    rdim = "parameter" if every else "random_parameter"
+    if not every:
+        coords[rdim] = [model.parameter_names[k] for k in r]
+
+    def cols(x):
+        return x if every else x[:, r]
+
+    def embed(base, values):
+        return values if every else pt.set_subtensor(base[:, r], values)
+
     allometric = np.asarray(data.allometric)
     with pm.Model(coords=coords) as pmodel:
         mu = pm.Normal(
@@ -139,7 +157,9 @@ def build_pymc_model(prepared: PreparedFit):
             np.asarray(priors.mu_scale),
             dims="parameter",
         )
-        omega = pm.HalfNormal("omega", np.asarray(priors.omega_scale), dims="parameter")
+        if len(r):
+            omega = pm.HalfNormal("omega", np.asarray(priors.omega_scale), dims=rdim)
+            full = omega if every else pt.set_subtensor(pt.zeros(K)[r], omega)
         mean = pt.as_tensor_variable(allometric) + mu
         if s.n_effects:
             beta = pm.Normal("beta", 0.0, np.asarray(priors.beta_scale), dims="effect")
@@ -152,24 +172,35 @@ def build_pymc_model(prepared: PreparedFit):
             nu = pm.Gamma("nu", alpha=2.0, beta=0.1)
         else:
             nu = pt.constant(1e6, dtype="float64")
-        if s.correlated:
-            chol = pm.LKJCorr("corr_chol", n=K, eta=2.0)
-            z = pm.Normal("z", 0.0, 1.0, dims=("patient", "parameter"))
-            log_theta = mean + pt.dot(z, chol.T) * omega
+        if not len(r):
+            log_theta = mean
+        elif s.correlated:
+            chol = pm.LKJCorr("corr_chol", n=len(r), eta=2.0)
+            z = pm.Normal("z", 0.0, 1.0, dims=("patient", rdim))
+            log_theta = embed(mean, cols(mean) + pt.dot(z, chol.T) * omega)
         else:
             auto = data.auto_centering
             if auto is None:
-                w = np.asarray(data.centering)
-                z = pm.Normal("z", w * mean, omega**w, dims=("patient", "parameter"))
-                log_theta = mean + omega ** (1.0 - w) * (z - w * mean)
+                w = cols(np.asarray(data.centering))
+                mean_r = cols(mean)
+                z = pm.Normal("z", w * mean_r, omega**w, dims=("patient", rdim))
+                log_theta = embed(mean, mean_r + omega ** (1.0 - w) * (z - w * mean_r))
             else:  # the whitened latents of the NumPyro program, in PyTensor
                 auto = jax.tree.map(np.asarray, auto)
-                loc, upper = auto.latent_prior(mean, omega, add, prop, xp=pt)
+                loc, upper = auto.latent_prior(mean, full, add, prop, xp=pt)
+                block = upper if every else upper[:, r][:, :, r]
                 z = pm.MvNormal(
-                    "z", mu=loc, chol=upper.swapaxes(-1, -2), dims=("patient", "parameter")
+                    "z", mu=cols(loc), chol=block.swapaxes(-1, -2), dims=("patient", rdim)
                 )
-                log_theta = whitened_log_theta(mean, omega, z, loc, upper, xp=pt)
-        theta = pm.Deterministic("theta", pt.exp(log_theta), dims=("patient", "parameter"))
+                log_theta = whitened_log_theta(mean, full, embed(loc, z), loc, upper, xp=pt)
+        logit = logit_mask(model)
+        if logit.any():  # logit-normal parameters (twin_uq.model.scales.to_natural)
+            natural = pt.where(
+                logit, pt.sigmoid(log_theta), pt.exp(pt.where(logit, 0.0, log_theta))
+            )
+        else:
+            natural = pt.exp(log_theta)
+        theta = pm.Deterministic("theta", natural, dims=("patient", "parameter"))
         op = CohortLoglikOp(s, data)
         pm.Potential("loglik", op(theta, add, prop, nu))
     del P
@@ -178,10 +209,10 @@ def build_pymc_model(prepared: PreparedFit):
 
 def _latent_names(prepared: PreparedFit) -> list[str]:
     s = prepared.structure
-    names = ["mu", "omega", "z"]
+    names = ["mu", "omega", "z"] if len(random_index(s.model)) else ["mu"]
     if s.n_effects:
         names.append("beta")
-    if s.correlated:
+    if s.correlated and len(random_index(s.model)):
         names.append("corr_chol")
     if s.add_outputs:
         names.append("sigma_add")

@@ -17,21 +17,31 @@ JAX in (including tracers), JAX out.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import special
 
-from twin_uq.model.base import Model
+from twin_uq.model.base import Model, Parameter
 
 __all__ = [
     "fixed_index",
+    "latent_typical",
     "logit_mask",
     "random_index",
     "scale_labels",
     "to_natural",
     "to_unconstrained",
 ]
+
+
+def latent_typical(parameter: Parameter) -> float:
+    """A parameter's declared typical value on its latent scale (``log`` or ``logit``)."""
+    if parameter.scale == "logit":
+        return math.log(parameter.typical) - math.log1p(-parameter.typical)
+    return float(np.log(parameter.typical))
 
 
 def logit_mask(model: Model) -> np.ndarray:

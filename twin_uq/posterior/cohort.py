@@ -18,6 +18,7 @@ from twin_uq.inference.numpyro_model import ProgramStructure
 from twin_uq.inference.population import CovariateDesign, PopulationModel, build_covariate_design
 from twin_uq.inference.prepare import PreparedFit
 from twin_uq.model.base import Model, SolverSettings
+from twin_uq.model.scales import to_natural
 from twin_uq.posterior.diagnostics import Diagnostics, diagnose
 from twin_uq.posterior.patient import (
     PatientPosterior,
@@ -240,7 +241,7 @@ class CohortPosterior:
         between-patient variability).
         """
         pop = population_for_covariates(self, covariates)
-        theta = np.exp(pop.sample_log_theta(seed))
+        theta = to_natural(self.model, pop.sample_log_theta(seed))
         if isinstance(schedule, Schedule):
             sched = schedule
         else:
@@ -284,7 +285,11 @@ class CohortPosterior:
         Returns a DataFrame indexed by quantity (parameter names such as ``CL``, covariate
         effects such as ``CL~AGE``, residual parameters such as ``sigma_prop[conc]``) with
         ``kind``, ``unit``, ``median``, ``lower``, ``upper`` (central ``interval``), and for
-        parameters the between-patient variability as ``cv_percent`` (median and interval).
+        parameters the between-patient variability as ``cv_percent`` (median and interval;
+        log-normal parameters only) and as ``omega`` (its SD on the parameter's ``scale``,
+        ``"log"`` or ``"logit"``, with ``omega_lower``, ``omega_upper``); ``variability``
+        says whether a parameter is a fixed effect (no between-patient variability: CV and
+        omega are NaN).
         """
         _check_interval(interval)
         lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
@@ -305,9 +310,19 @@ class CohortPosterior:
         for p in self.model.parameters:
             typ = post["typical"].sel(parameter=p.name).values
             om = post["omega"].sel(parameter=p.name).values
-            cm, cl, cu = q(100 * np.sqrt(np.expm1(om**2)))
-            cv = dict(cv_percent=cm, cv_lower=cl, cv_upper=cu)
-            rows.append(row(p.name, "typical value", p.unit, typ, **cv, description=p.description))
+            nan3 = (np.nan, np.nan, np.nan)
+            # CV% is a log-normal notion; a logit-normal parameter's variability is its SD on
+            # the logit scale (omega columns); a fixed effect has none.
+            cm, cl, cu = q(100 * np.sqrt(np.expm1(om**2))) if p.bsv and p.scale == "log" else nan3
+            om_m, om_l, om_u = q(om) if p.bsv else nan3
+            extra = dict(
+                cv_percent=cm, cv_lower=cl, cv_upper=cu, omega=om_m, omega_lower=om_l,
+                omega_upper=om_u, scale=p.scale,
+                variability="between-patient" if p.bsv else "fixed (no between-patient variability)",
+            )  # fmt: skip
+            rows.append(
+                row(p.name, "typical value", p.unit, typ, **extra, description=p.description)
+            )
         if "beta" in post:
             design = self.covariate_design
             for label, (par, term) in zip(design.effect_labels, design.effects, strict=True):
@@ -318,7 +333,10 @@ class CohortPosterior:
                     if design.scale[j] != 1.0 or design.centre[j] != 0.0
                     else "vs reference level"
                 )
-                effect = f"multiplicative effect of {term} on {par}"
+                if self.model.parameter(par).scale == "logit":
+                    effect = f"effect of {term} on the odds of {par} (odds ratio)"
+                else:
+                    effect = f"multiplicative effect of {term} on {par}"
                 rows.append(
                     row(label, "covariate effect (ratio)", per, np.exp(b), description=effect)
                 )

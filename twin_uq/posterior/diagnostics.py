@@ -113,6 +113,10 @@ def diagnose(
         [azs.summary(idata, var_names=[n], kind="diagnostics", round_to="none") for n in names]
     )
     table = summ[["r_hat", "ess_bulk", "ess_tail"]].astype(float)
+    # A fixed effect's omega is 0 by declaration, not a sampled quantity: no row for it.
+    fixed = json.loads(idata.attrs.get("fixed_parameters", "[]"))
+    if fixed:
+        table = table.drop(index=[f"omega[{p}]" for p in fixed], errors="ignore")
     ess_needed = min(ess_min, 100.0 * n_chains)
     stats = idata["sample_stats"].to_dataset()
     divergences = int(stats["diverging"].sum())

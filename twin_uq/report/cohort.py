@@ -139,6 +139,33 @@ def _vpc(post, interval: float) -> list[str]:
     return figs
 
 
+def _population_density(r) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Grid and density of a parameter's population distribution at the posterior medians.
+
+    Log-normal (from the CV%), logit-normal (from the SD on the logit scale), or
+    ``(None, None)`` for a fixed effect.
+    """
+    if r.get("scale", "log") == "logit":
+        om = float(r["omega"])
+        if not np.isfinite(om) or om <= 0:
+            return None, None
+        centre = np.log(r["median"]) - np.log1p(-r["median"])
+        z = np.linspace(centre - 3.2 * om, centre + 3.2 * om, 200)
+        grid = 1.0 / (1.0 + np.exp(-z))
+        dens = np.exp(-0.5 * ((z - centre) / om) ** 2) / (
+            grid * (1.0 - grid) * om * np.sqrt(2 * np.pi)
+        )
+        return grid, dens
+    if not np.isfinite(r["cv_percent"]):
+        return None, None
+    om = np.log1p((r["cv_percent"] / 100) ** 2) ** 0.5
+    grid = np.exp(np.linspace(np.log(r["median"]) - 3.2 * om, np.log(r["median"]) + 3.2 * om, 200))
+    dens = np.exp(-0.5 * ((np.log(grid) - np.log(r["median"])) / om) ** 2) / (
+        grid * om * np.sqrt(2 * np.pi)
+    )
+    return grid, dens
+
+
 def _population(
     post, interval: float
 ) -> tuple[list[dict], list[dict], list[dict], str | None, str | None]:
@@ -156,7 +183,13 @@ def _population(
             else "",
         )
         if r["kind"] == "typical value":
-            cm, civ = format_estimate(r["cv_percent"], r["cv_lower"], r["cv_upper"])
+            if r.get("scale", "log") == "log" and pd.notna(r["cv_percent"]):
+                cm, civ = format_estimate(r["cv_percent"], r["cv_lower"], r["cv_upper"])
+            elif pd.notna(r.get("omega", np.nan)):  # logit-normal: the SD on the logit scale
+                cm, civ = format_estimate(r["omega"], r["omega_lower"], r["omega_upper"])
+                cm = f"SD {cm} (logit scale)"
+            else:
+                cm, civ = "fixed (same for all patients)", ""
             row |= dict(cv=cm, cv_interval=civ)
             params.append(row)
         elif str(r["kind"]).startswith("covariate"):
@@ -172,13 +205,7 @@ def _population(
         for ax, pname in zip(axes[0], names, strict=True):
             vals = np.asarray(med.sel(parameter=pname).values, float)
             r = summ.loc[pname]
-            om = np.log1p((r["cv_percent"] / 100) ** 2) ** 0.5
-            grid = np.exp(
-                np.linspace(np.log(r["median"]) - 3.2 * om, np.log(r["median"]) + 3.2 * om, 200)
-            )
-            dens = np.exp(-0.5 * ((np.log(grid) - np.log(r["median"])) / om) ** 2) / (
-                grid * om * np.sqrt(2 * np.pi)
-            )
+            grid, dens = _population_density(r)
             ax.hist(
                 vals,
                 bins=min(20, max(5, vals.size // 2)),
@@ -187,7 +214,8 @@ def _population(
                 alpha=0.35,
                 label="patients (posterior medians)",
             )
-            ax.plot(grid, dens, color=PALETTE[1], lw=1.5, label="population distribution")
+            if grid is not None:  # a fixed effect has no distribution between patients
+                ax.plot(grid, dens, color=PALETTE[1], lw=1.5, label="population distribution")
             label = f"typical value ({percent(interval)} interval)"
             ax.axvspan(r["lower"], r["upper"], color=PALETTE[2], alpha=0.15, lw=0, label=label)
             ax.axvline(r["median"], color=PALETTE[2], lw=1.2)

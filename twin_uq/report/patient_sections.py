@@ -12,6 +12,7 @@ import numpy as np
 import xarray as xr
 
 from twin_uq.errors import InputError
+from twin_uq.model.scales import to_natural
 from twin_uq.report.patient_figures import what_if_figure
 from twin_uq.report.text import (
     format_estimate,
@@ -132,7 +133,7 @@ def parameter_rows(twin, model, interval: float) -> tuple[list[dict], np.ndarray
     """
     a = (1 - interval) / 2
     theta = np.asarray(twin.theta)
-    typical = np.exp(np.asarray(twin.population.mean))
+    typical = to_natural(model, np.asarray(twin.population.mean))
     rows = []
     ratios = []
     for k, par in enumerate(model.parameters):

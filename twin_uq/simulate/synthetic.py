@@ -20,6 +20,7 @@ from twin_uq.data import Cohort, read_cohort
 from twin_uq.errors import InputError, UnavailableError
 from twin_uq.model.base import Model
 from twin_uq.model.load import load_model
+from twin_uq.model.scales import to_natural, to_unconstrained
 from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal, stack_schedules
 from twin_uq.simulate.solve import solve_cohort
 from twin_uq.simulate.status import describe_failures
@@ -87,7 +88,8 @@ class Truth:
     ----------
     typical, omega
         Population typical values (natural scale, at reference covariates) and
-        between-patient SDs of log parameters, by parameter name.
+        between-patient SDs of the parameters on their latent scale (``log``, or ``logit``
+        for a logit-normal parameter; 0 for a fixed effect), by parameter name.
     sigma_add, sigma_prop
         Residual error parameters by output name.
     theta
@@ -189,9 +191,23 @@ def simulate_cohort(
         if spec[0] != "categorical" and name in design.sparse_covariate_shift:
             values = values + design.sparse_covariate_shift[name] * sparse
         cov[name] = values
-    log_theta = np.log(np.array([typ[n] for n in names]))[None, :] + rng.standard_normal(
-        (n_patients, len(names))
-    ) * np.array([om[n] for n in names])
+    for p in model.parameters:
+        if not p.bsv:
+            if isinstance(omega, Mapping) and float(omega.get(p.name, 0.0)) != 0.0:
+                raise InputError(
+                    f"omega given for {p.name!r}, which model {model.name!r} declares a fixed "
+                    "effect (bsv=False): it has no between-patient variability."
+                )
+            om[p.name] = 0.0
+        if p.scale == "logit" and not 0.0 < float(typ[p.name]) < 1.0:
+            raise InputError(
+                f"typical value of {p.name!r} must lie strictly between 0 and 1 (a logit-normal "
+                f"parameter), got {typ[p.name]}."
+            )
+    # Latent scale: log, or logit for a logit-normal parameter (twin_uq.model.scales).
+    log_theta = to_unconstrained(model, np.array([typ[n] for n in names], dtype=float))[
+        None, :
+    ] + rng.standard_normal((n_patients, len(names))) * np.array([om[n] for n in names])
     for allo in model.allometric:
         k = names.index(allo.parameter)
         x = (
@@ -205,7 +221,7 @@ def simulate_cohort(
         for c, coef in effs.items():
             x = cov[c].to_numpy(float)
             log_theta[:, k] += coef * (x - np.median(x))
-    theta = np.exp(log_theta)
+    theta = to_natural(model, log_theta)
 
     times_per_patient = []
     base = np.asarray(design.times, dtype=float)

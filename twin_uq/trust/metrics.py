@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from twin_uq.model.scales import fixed_index, to_unconstrained
 from twin_uq.trust.thresholds import TrustThresholds
 
 __all__ = [
@@ -170,7 +171,8 @@ def information_metrics(post, th: TrustThresholds) -> tuple[pd.DataFrame, pd.Dat
     with covariate effects). ``V_ik`` is the variance of ``log theta`` for a *new* patient
     with the same covariates given the population posterior — what the twin would know
     without any of the patient's data. ``c = 0``: the data taught nothing; ``c = 1``: the
-    parameter is pinned down.
+    parameter is pinned down. ``log`` is the parameter's latent scale (``logit`` for a
+    logit-normal parameter); a fixed effect (``bsv=False``) has no contraction (NaN).
 
     Returns
     -------
@@ -189,7 +191,7 @@ def information_metrics(post, th: TrustThresholds) -> tuple[pd.DataFrame, pd.Dat
     eta = np.asarray(ds["eta"].values, float)
     omega = np.asarray(ds["omega"].values, float)  # (C, D, K)
     S = theta.shape[0] * theta.shape[1]
-    log_theta = np.log(theta).reshape(S, *theta.shape[2:])
+    log_theta = to_unconstrained(post.model, theta).reshape(S, *theta.shape[2:])
     eta = eta.reshape(S, *eta.shape[2:])
     omega = omega.reshape(S, -1)
     mean = log_theta - omega[:, None, :] * eta
@@ -197,6 +199,8 @@ def information_metrics(post, th: TrustThresholds) -> tuple[pd.DataFrame, pd.Dat
     prior_var = (omega**2).mean(axis=0)[None, :] + mean.var(axis=0, ddof=1)
     contraction = 1.0 - var_post / prior_var
     contraction = np.where(np.sqrt(prior_var) < th.min_population_sd, np.nan, contraction)
+    # A fixed effect is the population's value: it has no individual contraction.
+    contraction[:, fixed_index(post.model)] = np.nan
     ctab = pd.DataFrame(contraction, index=pd.Index(ids, name="patient"), columns=names)
 
     cd = post.idata["constant_data"].to_dataset()

@@ -17,13 +17,14 @@ import pandas as pd
 from twin_uq.data import Cohort, read_cohort
 from twin_uq.errors import InputError, UnavailableError
 from twin_uq.model.base import Model
+from twin_uq.model.scales import fixed_index, to_unconstrained
 from twin_uq.posterior.patient import observations_frame
 from twin_uq.posterior.population import frozen
 from twin_uq.twin.engine import bucket_schedule
 from twin_uq.twin.results import UpdateRecord
 from twin_uq.twin.update import UpdateData, patient_arrays, run_importance, run_update
 
-__all__ = ["update_twin"]
+__all__ = ["update_twin", "with_fixed_effect_bandwidth"]
 
 #: A :class:`~twin_uq.twin.PosteriorTwin`, typed loosely: the twin module imports this one.
 Twin = TypeVar("Twin")
@@ -88,7 +89,7 @@ def update_twin(  # noqa: UP047 (PEP 695 syntax breaks the 3.11 layer checker)
     # Evenly thinned population draws (all chains) represent the population posterior.
     keep = np.unique(np.linspace(0, pop.n_draws - 1, min(population_draws, pop.n_draws)).round())
     keep = keep.astype(int)
-    chol = pop.chol[keep]
+    chol = with_fixed_effect_bandwidth(twin.model, pop.chol[keep], pop.mean[keep])
     update_arrays = patient_arrays(twin.model, obs, schedule, twin.covariates)
     settings = twin.settings.covering(np.asarray(update_arrays.obs_time))
     data = UpdateData(
@@ -103,7 +104,7 @@ def update_twin(  # noqa: UP047 (PEP 695 syntax breaks the 3.11 layer checker)
     )
     if method not in ("auto", "nuts", "importance"):
         raise InputError(f"method must be 'auto', 'nuts' or 'importance', got {method!r}.")
-    log_theta = np.log(twin.theta)
+    log_theta = to_unconstrained(twin.model, twin.theta)
     res = None
     if method in ("auto", "importance"):
         res = run_importance(
@@ -198,3 +199,27 @@ def _known_outputs(table: pd.DataFrame, pid: str, model: Model) -> pd.DataFrame:
             f"{model.name!r} does not define; its outputs are {list(model.output_names)}."
         )
     return table
+
+
+def with_fixed_effect_bandwidth(model: Model, chol: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """The population Cholesky factors ``(S, K, K)`` with a kernel width at fixed effects.
+
+    A fixed effect (``bsv=False``) has no between-patient SD: at draw ``s`` the patient's
+    value *is* the population value ``mean[s, k]``, and the factor has a zero on its
+    diagonal. The update's target is a mixture over the ``S`` draws, so it represents the
+    fixed effect's posterior by a kernel density estimate of ``mean[:, k]`` instead: each
+    component gets the SD ``h_k = 1.06 sd(mean[:, k]) S^(-1/5)`` (Silverman's rule; at
+    least 1e-6) on that diagonal, which keeps one model solve per gradient (a point mass
+    per draw would need ``S``). Unchanged when every parameter varies between patients.
+    """
+    fixed = fixed_index(model)
+    if not fixed.size:
+        return chol
+    chol = np.array(chol, dtype=float, copy=True)
+    S = chol.shape[0]
+    for k in fixed:
+        h = 1.06 * float(np.std(mean[:, k])) * S ** (-0.2)
+        chol[:, k, :] = 0.0
+        chol[:, :, k] = 0.0
+        chol[:, k, k] = max(h, 1e-6)
+    return chol

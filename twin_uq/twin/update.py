@@ -1,8 +1,9 @@
 """Condition one patient's twin on new observations without refitting the cohort.
 
-Target (``x = log theta``, ``s = 1..S`` population posterior draws)::
+Target (``x = log theta``, or ``logit theta`` for a logit-normal parameter;
+``s = 1..S`` population posterior draws)::
 
-    log p(x | y) = logsumexp_s [ log N(x; m_s, L_s L_s^T) + log p(y | exp(x), sigma_s) ] - log S
+    log p(x | y) = logsumexp_s [ log N(x; m_s, L_s L_s^T) + log p(y | theta(x), sigma_s) ] - log S
 
 the patient's conditional posterior given the data, integrated over the population and
 residual-error posterior. It is sampled with NUTS on the K log parameters (one ODE solve
@@ -38,6 +39,7 @@ from twin_uq.inference.likelihood import ResidualParams, patient_loglik, patient
 from twin_uq.inference.nuts_kernel import NutsSettings, nuts, run_chains, sample_chain
 from twin_uq.inference.residual import ERROR_CODES, residual_sd
 from twin_uq.model.base import Model, SolverSettings
+from twin_uq.model.scales import to_natural
 from twin_uq.twin.engine import _bucket
 
 __all__ = ["UpdateData", "UpdateResult", "log_target", "run_update"]
@@ -125,8 +127,12 @@ def _loglik_gaussian(
 def _mixture_terms(
     model: Model, settings: SolverSettings, x: Float[Array, " K"], data: UpdateData, student: bool
 ) -> Float[Array, " S"]:
-    """``log N(x; m_s, Sigma_s) + log p(y | exp(x), sigma_s)`` for every draw ``s``."""
-    theta = jnp.exp(x)
+    """``log N(x; m_s, Sigma_s) + log p(y | theta(x), sigma_s)`` for every draw ``s``.
+
+    ``x`` is the patient's parameters on their latent scale (``log``, or ``logit`` for a
+    logit-normal parameter; :func:`twin_uq.model.scales.to_natural`).
+    """
+    theta = to_natural(model, x)
     arr = data.arrays
     if student:
         residual = ResidualParams(add=data.add, prop=data.prop, nu=data.nu)
@@ -166,7 +172,10 @@ def log_target(
     data: UpdateData,
     student: bool = True,
 ) -> Float[Array, ""]:
-    """Log posterior density of ``x = log theta`` (up to a constant)."""
+    """Log posterior density of the latent ``x``, up to a constant.
+
+    ``x`` is ``log theta``, or ``logit theta`` for a logit-normal parameter.
+    """
     terms = _mixture_terms(model, settings, x, data, student)
     return jax.scipy.special.logsumexp(terms) - jnp.log(terms.shape[0])
 
@@ -256,7 +265,7 @@ def run_update(
         r_hat = float("nan")
     ess = float(min(azs.ess(x[:, :, k]) for k in range(x.shape[-1])))
     return UpdateResult(
-        theta=np.exp(x.reshape(-1, x.shape[-1])),
+        theta=to_natural(model, x.reshape(-1, x.shape[-1])),
         draw_index=s,
         n_chains=chains,
         r_hat=r_hat,
@@ -378,7 +387,7 @@ def run_importance(
     g = rng.gumbel(size=logits.shape)
     s = np.argmax(np.where(np.isfinite(logits), logits + g, -np.inf), axis=1)
     return UpdateResult(
-        theta=np.exp(xs[pick]),
+        theta=to_natural(model, xs[pick]),
         draw_index=s,
         n_chains=1,
         r_hat=float("nan"),

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from twin_uq.model.base import Model
 from twin_uq.model.load import load_model
+from twin_uq.model.scales import latent_typical, to_unconstrained
 from twin_uq.simulate.synthetic import Design, simulate_cohort
 
 __all__ = ["SBCResult", "draw_population_from_prior", "run_sbc"]
@@ -56,8 +57,18 @@ class SBCResult:
 
 def draw_population_from_prior(model: Model, rng: np.random.Generator) -> dict[str, dict[str, float]]:
     """Draw typical values, between-patient SDs and residual SDs from the default priors."""
-    typical = {p.name: float(np.exp(rng.normal(np.log(p.typical), p.prior_sd))) for p in model.parameters}
-    omega = {p.name: float(abs(rng.normal(0.0, p.bsv_prior_scale))) for p in model.parameters}
+    # Each typical value on its latent scale (log, or logit for a fraction); a fixed effect
+    # (bsv=False) has no between-patient SD to draw.
+    typical = {
+        p.name: float(np.exp(rng.normal(np.log(p.typical), p.prior_sd)))
+        if p.scale == "log"
+        else float(special.expit(rng.normal(latent_typical(p), p.prior_sd)))
+        for p in model.parameters
+    }
+    omega = {
+        p.name: float(abs(rng.normal(0.0, p.bsv_prior_scale))) if p.bsv else 0.0
+        for p in model.parameters
+    }
     sigma_add = {o.name: float(abs(rng.normal(0.0, o.sigma_prior_scale[0]))) for o in model.outputs}
     sigma_prop = {o.name: float(abs(rng.normal(0.0, o.sigma_prior_scale[1]))) for o in model.outputs}
     return {"typical": typical, "omega": omega, "sigma_add": sigma_add, "sigma_prop": sigma_prop}
@@ -111,9 +122,12 @@ def run_sbc(
             continue
         p = post.posterior
         row = {}
-        for name in model.parameter_names:
-            row[f"mu[{name}]"] = _rank(p["mu"].sel(parameter=name).values, np.log(truth["typical"][name]), n_rank_draws)
-            row[f"omega[{name}]"] = _rank(p["omega"].sel(parameter=name).values, truth["omega"][name], n_rank_draws)
+        latent = to_unconstrained(model, np.array([truth["typical"][n] for n in model.parameter_names]))
+        for k, par in enumerate(model.parameters):
+            name = par.name
+            row[f"mu[{name}]"] = _rank(p["mu"].sel(parameter=name).values, latent[k], n_rank_draws)
+            if par.bsv:
+                row[f"omega[{name}]"] = _rank(p["omega"].sel(parameter=name).values, truth["omega"][name], n_rank_draws)
         for var, dim in (("sigma_add", "add_output"), ("sigma_prop", "prop_output")):
             if var in p:
                 for out in p[dim].values:
