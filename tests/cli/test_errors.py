@@ -25,8 +25,9 @@ DATA_CASES = {
     "dose without amount": (replace_line(GOOD, 4, "B,0,.,.,1"), "dose row (EVID=1) has no amount"),
     "dose amount negative": (replace_line(GOOD, 2, "A,0,.,-5,1"), "needs AMT > 0"),
     "reset event": (replace_line(GOOD, 4, "B,0,.,100,3"), "EVID=3"),
-    "unknown evid": (replace_line(GOOD, 3, "A,1,5.0,.,7"), "EVID must be 0 (observation), 1 (dose) or 2"),
-    "steady state": ("ID,TIME,DV,AMT,EVID,SS,II\nA,0,.,100,1,1,12\nA,1,5.0,.,0,0,.\n", "steady-state dosing is not supported"),
+    "unknown evid": (replace_line(GOOD, 3, "A,1,5.0,.,7"), "EVID must be 0 (observation), 1 (dose), 2"),
+    "steady state without ii": ("ID,TIME,DV,AMT,EVID,SS,II\nA,0,.,100,1,1,.\nA,1,5.0,.,0,0,.\n", "SS=1 needs the dosing interval II > 0"),
+    "reserved name": ("ID,TIME,DV,DATE\nA,0,1.0,2026-01-01\n", "'DATE' is a reserved NONMEM/Monolix name"),
     "addl without ii": ("ID,TIME,DV,AMT,EVID,ADDL,II\nA,0,.,100,1,3,.\nA,1,5.0,.,0,.,.\n", "need an interval II > 0"),
     "bad rate": ("ID,TIME,DV,AMT,EVID,RATE\nA,0,.,100,1,-3\nA,1,5.0,.,0,.\n", "RATE must be > 0"),
     "blq without lloq": ("ID,TIME,DV,AMT,EVID,LLOQ,BLQ\nA,0,.,100,1,.,.\nA,1,.,.,0,.,1\n", "BLQ=1 but no LLOQ"),
@@ -47,6 +48,19 @@ def test_bad_cohort_gives_one_line(cli, tmp_path, case):
     line = one_error_line(cli("fit", path, "--model", "one_compartment_oral", "--out", out))
     assert str(path) in line
     assert expected in line
+    assert not out.exists()
+
+
+def test_fit_prints_the_load_summary_and_refuses_another_time_unit(cli, tmp_path):
+    path = tmp_path / "cohort.csv"
+    path.write_text("ID,TIME,DV,AMT,EVID,CENS,WT\nA,0,.,100,1,0,60\nA,1,5.0,.,0,0,60\nB,0,.,100,1,0,80\nB,2,0.1,.,0,1,80\n")
+    out = tmp_path / "fit.nc"
+    result = cli("fit", path, "--model", "one_compartment_oral", "--out", out, "--time-unit", "min")
+    line = one_error_line(result)
+    assert "time unit is 'min' but model 'one_compartment_oral' works in 'h'" in line
+    assert "columns understood:    ID, TIME, DV, AMT, EVID, CENS" in result.stdout
+    assert "baseline covariates:   WT" in result.stdout
+    assert "time unit:             min" in result.stdout
     assert not out.exists()
 
 

@@ -133,7 +133,7 @@ def test_to_xarray(hospital):
 
 def test_repr_and_str(hospital):
     assert "6 patients" in repr(hospital)
-    assert "censored (BLQ) obs:    3" in str(hospital)
+    assert "censored obs:          3" in str(hospital)
 
 
 # ---- property: padding never mixes patients ---------------------------------------------------

@@ -41,7 +41,14 @@ def _status(model, theta, settings, times=TIMES, schedule=SCHEDULE, cov=COV):
 def test_members_keep_the_values_of_the_old_codes_and_each_has_words():
     # 0 ok, 1 step budget, 2 non-finite, 3 beyond horizon: the codes before the enumeration.
     for value, member in enumerate(
-        ["successful", "max_steps_reached", "nonfinite", "beyond_horizon", "solver_failed"]
+        [
+            "successful",
+            "max_steps_reached",
+            "nonfinite",
+            "beyond_horizon",
+            "solver_failed",
+            "ss_tails_exceeded",
+        ]
     ):
         status = jax.jit(lambda: getattr(SolveStatus, member))()  # noqa: B023
         assert explain(status).name == member
@@ -52,6 +59,9 @@ def test_members_keep_the_values_of_the_old_codes_and_each_has_words():
         "nonfinite",
         "beyond_horizon",
         "solver_failed",
+        "ss_tails_exceeded",
+        "no_steady_state",
+        "steady_state_not_reached",
     ]
     assert STATUS_INFO["successful"].text == ""
     for name, info in STATUS_INFO.items():

@@ -78,6 +78,12 @@ def read_schedule(path: Path) -> list:
         frame = frame.drop(columns=[lower["id"]])
     frame.insert(0, "id", _SCHEDULE_ID)
     cohort = _read_relabelled(frame, path, patient=False)
+    if cohort.modelled[0] or cohort.resets[0]:
+        # Only boluses and infusions are returned: refuse rather than drop the others.
+        raise CLIError(
+            f"Schedule file {path}: RATE=-1/-2 doses without DUR and resets (EVID 3/4) are "
+            "not supported in a schedule file; give RATE > 0 (or RATE=-2 with DUR)."
+        )
     sched = cohort.schedule(_SCHEDULE_ID)
     return [*sched.boluses(), *sched.infusions()]
 

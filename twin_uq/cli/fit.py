@@ -63,6 +63,14 @@ def fit(
     sort: Annotated[
         bool, typer.Option("--sort", help="Sort each patient's rows by time instead of refusing.")
     ] = False,
+    time_unit: Annotated[
+        str | None,
+        typer.Option(
+            "--time-unit",
+            help="Unit of TIME in the data (h, min, s, d, ...): checked against the model's; "
+            "when left out the data are taken to be in the model's unit.",
+        ),
+    ] = None,
     scheduler: Annotated[
         str | None,
         typer.Option(
@@ -100,8 +108,10 @@ def fit(
     import twin_uq as tq
 
     with spinner("Reading and validating the cohort"):
-        cohort = tq.read_cohort(data, sort=sort)
+        cohort = tq.read_cohort(data, sort=sort, time_unit=time_unit)
         chosen = tq.load_model(model)
+    # The load summary: how every column was read (covariates, ignored, time unit).
+    out_console.print(str(cohort.summary()), markup=False)
     n_obs = int(cohort.n_obs.sum())
     label = (
         f"Fitting {chosen.name} to {cohort.n_patients} patients ({n_obs} observations), {method}"

@@ -6,13 +6,16 @@ validated :class:`Cohort`; ``Cohort.for_model`` gives the padded JAX arrays
 """
 
 from twin_uq.data.arrays import CohortArrays as CohortArrays
-from twin_uq.data.cohort import Cohort as Cohort, CohortSummary as CohortSummary
-from twin_uq.data.read import read_cohort as read_cohort
-from twin_uq.data.validate import (
+from twin_uq.data.cohort import Cohort as Cohort
+from twin_uq.data.model_checks import DepotInfusionWarning as DepotInfusionWarning
+from twin_uq.data.problems import (
     CohortError as CohortError,
     CohortWarning as CohortWarning,
+    CovariateDefaultWarning as CovariateDefaultWarning,
     Problem as Problem,
 )
+from twin_uq.data.read import read_cohort as read_cohort
+from twin_uq.data.summary import CohortSummary as CohortSummary
 
 __all__ = [
     "Cohort",
@@ -20,6 +23,8 @@ __all__ = [
     "CohortError",
     "CohortSummary",
     "CohortWarning",
+    "CovariateDefaultWarning",
+    "DepotInfusionWarning",
     "Problem",
     "read_cohort",
 ]

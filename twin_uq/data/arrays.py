@@ -8,6 +8,7 @@ container, which calls them from :meth:`Cohort.for_model` (so imports point one 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 from jaxtyping import Array, Bool, Float, Int
 
+from twin_uq.data.problems import CovariateDefaultWarning
 from twin_uq.data.table import covariate_column
 from twin_uq.data.validate import CohortError, Problem
 from twin_uq.simulate.schedule import Schedule, stack_schedules
@@ -43,7 +45,8 @@ class CohortArrays(eqx.Module):
     Attributes
     ----------
     obs_time, obs_value, obs_lloq
-        Shape ``(P, N)``, float64. ``obs_lloq`` is -inf where there is no limit.
+        Shape ``(P, N)``, float64. ``obs_lloq`` is the limit of a censored observation
+        (-inf where there is no limit).
     obs_output
         Shape ``(P, N)``, int: index into ``model.output_names``.
     obs_mask, obs_censored
@@ -55,6 +58,10 @@ class CohortArrays(eqx.Module):
         ``model.covariate_defaults`` filling gaps).
     ids, output_names, covariate_names
         Static metadata: patient ids, the model's outputs and covariates.
+    obs_cens, obs_limit
+        Shape ``(P, N)``: censoring direction (int32: 1 below ``obs_lloq``, -1 above it, 0
+        none) and the interval's other bound (float64, NaN: none; e.g. 0 for M4). ``None``
+        in arrays built without them (then ``obs_censored`` means below ``obs_lloq``).
     """
 
     obs_time: Float[Array, "P N"]
@@ -68,6 +75,8 @@ class CohortArrays(eqx.Module):
     ids: tuple[str, ...] = eqx.field(static=True)
     output_names: tuple[str, ...] = eqx.field(static=True)
     covariate_names: tuple[str, ...] = eqx.field(static=True)
+    obs_cens: Int[Array, "P N"] | None = None
+    obs_limit: Float[Array, "P N"] | None = None
 
     @property
     def n_patients(self) -> int:
@@ -84,22 +93,25 @@ def model_output_index(
     *,
     source: str,
     row_word: str,
+    obs_dvid: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``obs_output`` (indices into the cohort's ``outputs``) as indices into the model's.
+    """The observed output of every observation as an index into the model's outputs.
 
-    Shape ``(P, N)`` int; 0 at padding, and everywhere when the cohort has no ``output``
-    column (every observation is of the model's first output).
+    From a numeric ``DVID`` (``obs_dvid``, 1-based, 0 where none) when the cohort has one,
+    else from the output names (``obs_output``: indices into the cohort's ``outputs``).
+    Shape ``(P, N)`` int; 0 at padding, and everywhere when the cohort names no output
+    (every observation is of the model's first output).
 
     Raises
     ------
     CohortError
-        For output names the model does not define, with the first rows using them.
+        For output names the model does not define, DVID numbers beyond its outputs, or a
+        DVID number and an output name that disagree, with the first rows concerned.
     """
     names = model.output_names
+    used = table[(table["evid"] == 0) & (table["mdv"] == 0)]
     unknown = [o for o in outputs if o not in names]
     if unknown:
-        t = table
-        used = t[(t["evid"] == 0) & (t["mdv"] == 0)] if "output" in t else t.iloc[:0]
         problems, parts = [], []
         for o in unknown:
             rows = used[used["output"] == o]
@@ -115,10 +127,50 @@ def model_output_index(
             problems,
             source,
         )
-    if not outputs:
-        return np.zeros_like(obs_output)
-    remap = np.array([names.index(o) for o in outputs], dtype=np.int64)
-    return np.where(obs_mask, remap[obs_output], 0)
+    by_name = (
+        np.where(obs_mask, np.array([names.index(o) for o in outputs])[obs_output], 0)
+        if outputs
+        else np.zeros_like(obs_output)
+    )
+    if obs_dvid is None or not np.any(obs_dvid[obs_mask]):
+        return by_name
+    _check_dvid(model, used, source=source, row_word=row_word)
+    return np.where(obs_mask, np.maximum(obs_dvid - 1, 0), 0)
+
+
+def _check_dvid(model: Model, used: pd.DataFrame, *, source: str, row_word: str) -> None:
+    """Refuse DVID numbers beyond the model's outputs or disagreeing with an output name."""
+    names = model.output_names
+    problems = []
+    for lab, pid, d, name in zip(
+        used.index,
+        used["id"],
+        used["dvid"],
+        used["output"] if "output" in used else [None] * len(used),
+        strict=True,
+    ):
+        if d > len(names):
+            problems.append(
+                Problem(
+                    lab,
+                    "dvid",
+                    str(pid),
+                    f"DVID={d} names no output: model {model.name!r} has {len(names)} "
+                    f"({', '.join(f'{k + 1} = {n}' for k, n in enumerate(names))}).",
+                )
+            )
+        elif isinstance(name, str) and d >= 1 and names[d - 1] != name:
+            problems.append(
+                Problem(
+                    lab,
+                    "dvid",
+                    str(pid),
+                    f"DVID={d} is output {names[d - 1]!r} of model {model.name!r}, but the "
+                    f"output column says {name!r}; correct one.",
+                )
+            )
+    if problems:
+        raise CohortError.from_problems(source, problems, row_word)
 
 
 def check_dose_compartments(
@@ -160,8 +212,11 @@ def covariate_matrix(
 ) -> np.ndarray:
     """Baseline covariates in ``model.covariates`` order, shape ``(P, C)`` float64.
 
-    ``baseline`` is the cohort's per-patient covariate frame (index = ids); a column the
-    table lacks, or a patient's missing value, takes ``model.covariate_defaults``.
+    ``baseline`` is the cohort's per-patient covariate frame (index = ids); columns match
+    the model's names without regard to case. A column the table lacks, or a patient's
+    missing value, takes ``model.covariate_defaults``, announced by a
+    :class:`~twin_uq.data.problems.CovariateDefaultWarning` naming the covariate, the
+    default and the patients.
 
     Raises
     ------
@@ -178,6 +233,15 @@ def covariate_matrix(
         except CohortError:
             if name in defaults:
                 out[:, k] = defaults[name]
+                warnings.warn(
+                    f"{source}: model {model.name!r} uses covariate {name!r}, which the data "
+                    f"do not have: every patient takes its default {name} = "
+                    f"{defaults[name]:g}. Add the column (or map yours with "
+                    "read_cohort(..., rename={...}))"
+                    f" if {name} differs between patients.",
+                    CovariateDefaultWarning,
+                    stacklevel=3,
+                )
                 continue
             problems.append(
                 Problem(
@@ -203,7 +267,16 @@ def covariate_matrix(
             )
             continue
         x = np.array(vals.to_numpy(dtype=float), copy=True)
-        for p in np.flatnonzero(np.isnan(x)):
+        gaps = np.flatnonzero(np.isnan(x))
+        if gaps.size and name in defaults:
+            shown = ", ".join(repr(ids[p]) for p in gaps[:5]) + (" ..." if gaps.size > 5 else "")
+            warnings.warn(
+                f"{source}: {gaps.size} patient(s) have no value of covariate {col!r} and take "
+                f"model {model.name!r}'s default {name} = {defaults[name]:g}: {shown}.",
+                CovariateDefaultWarning,
+                stacklevel=3,
+            )
+        for p in gaps:
             if name in defaults:
                 x[p] = defaults[name]
             else:
@@ -232,8 +305,8 @@ def stack_arrays(
 ) -> CohortArrays:
     """Wrap matched NumPy pieces as :class:`CohortArrays` (JAX arrays, float64 / int32).
 
-    ``obs`` holds ``obs_time``, ``obs_value``, ``obs_mask``, ``obs_censored``, ``obs_lloq``
-    (shape ``(P, N)``); ``output_index`` is :func:`model_output_index`; ``schedules`` the
+    ``obs`` holds ``obs_time``, ``obs_value``, ``obs_mask``, ``obs_censored``, ``obs_lloq``,
+    ``obs_cens`` and ``obs_limit`` (shape ``(P, N)``); ``output_index`` is :func:`model_output_index`; ``schedules`` the
     per-patient schedule fields (stacked along a leading patient axis); ``covariates`` is
     :func:`covariate_matrix`.
     """
@@ -249,4 +322,6 @@ def stack_arrays(
         ids=ids,
         output_names=model.output_names,
         covariate_names=tuple(model.covariates),
+        obs_cens=jnp.asarray(obs["obs_cens"], dtype=jnp.int32),
+        obs_limit=jnp.asarray(obs["obs_limit"], dtype=jnp.float64),
     )

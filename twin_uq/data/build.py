@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from twin_uq.data.names import STANDARD_COLUMNS
 from twin_uq.data.schedules import doses_by_patient
-from twin_uq.data.table import censored, exclusion_reasons, used_obs
-from twin_uq.data.validate import STANDARD_COLUMNS
+from twin_uq.data.table import censoring, exclusion_reasons, used_obs
 
 __all__ = ["baseline_covariates", "cohort_fields", "excluded_rows", "padded_observations"]
 
@@ -29,19 +29,25 @@ def padded_observations(t: pd.DataFrame, ids: Sequence[str]) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``outputs`` (names in order of first use, ``()`` without an ``output`` column) and
-        ``obs_time``, ``obs_value``, ``obs_output``, ``obs_mask``, ``obs_censored``,
-        ``obs_lloq``, each shape ``(P, N)`` with ``N`` the most observations of one patient
-        (at least 1). Padding: mask False, value 0, lloq -inf, time = the patient's last
-        observation time (0 without observations) so time grids never decrease.
+        ``outputs`` (names in order of first use, ``()`` without an ``output`` column or
+        DVID names) and ``obs_time``, ``obs_value``, ``obs_output``, ``obs_mask``,
+        ``obs_censored``, ``obs_lloq``, ``obs_cens``, ``obs_limit``, ``obs_dvid``,
+        ``obs_occ``, each shape ``(P, N)`` with ``N`` the most observations of one patient
+        (at least 1). Padding: mask False, value 0, lloq -inf, cens 0, limit NaN, dvid 0,
+        occ 0, time = the patient's last observation time (0 without observations) so time
+        grids never decrease.
     """
     pos = {p: k for k, p in enumerate(ids)}
     patient_of = np.array([pos[i] for i in t["id"]], dtype=np.int64)
     used = used_obs(t)
-    cens = censored(t)
+    cens, bound, limit = censoring(t)
     time = t["time"].to_numpy(dtype=float)
     dv = t["dv"].to_numpy(dtype=float) if "dv" in t else np.full(len(t), np.nan)
     lloq = t["lloq"].to_numpy(dtype=float) if "lloq" in t else np.full(len(t), np.nan)
+    # The limit of a censored row; other rows keep their LLOQ (if any) for reports.
+    lloq = np.where(cens != 0, bound, lloq)
+    dvid = t["dvid"].to_numpy(dtype=np.int64) if "dvid" in t else np.zeros(len(t), np.int64)
+    occ = t["occ"].to_numpy(dtype=np.int64) if "occ" in t else np.zeros(len(t), np.int64)
 
     outputs: tuple[str, ...] = ()
     out_idx = np.zeros(len(t), dtype=np.int64)
@@ -60,6 +66,10 @@ def padded_observations(t: pd.DataFrame, ids: Sequence[str]) -> dict[str, Any]:
     obs_mask = np.zeros((P, N), dtype=bool)
     obs_cens = np.zeros((P, N), dtype=bool)
     obs_lloq = np.full((P, N), -np.inf)
+    obs_cens_dir = np.zeros((P, N), dtype=np.int64)
+    obs_limit = np.full((P, N), np.nan)
+    obs_dvid = np.zeros((P, N), dtype=np.int64)
+    obs_occ = np.zeros((P, N), dtype=np.int64)
     fill = np.zeros(P, dtype=np.int64)
     for i in np.flatnonzero(used):
         p = patient_of[i]
@@ -69,8 +79,12 @@ def padded_observations(t: pd.DataFrame, ids: Sequence[str]) -> dict[str, Any]:
         obs_value[p, j] = 0.0 if np.isnan(dv[i]) else dv[i]
         obs_output[p, j] = out_idx[i]
         obs_mask[p, j] = True
-        obs_cens[p, j] = cens[i]
+        obs_cens[p, j] = cens[i] != 0
         obs_lloq[p, j] = lloq[i] if np.isfinite(lloq[i]) else -np.inf
+        obs_cens_dir[p, j] = cens[i]
+        obs_limit[p, j] = limit[i]
+        obs_dvid[p, j] = dvid[i]
+        obs_occ[p, j] = occ[i]
     for p in range(P):  # padding repeats the last time so time grids never decrease
         obs_time[p, fill[p] :] = obs_time[p, fill[p] - 1] if fill[p] else 0.0
     return {
@@ -81,6 +95,10 @@ def padded_observations(t: pd.DataFrame, ids: Sequence[str]) -> dict[str, Any]:
         "obs_mask": obs_mask,
         "obs_censored": obs_cens,
         "obs_lloq": obs_lloq,
+        "obs_cens": obs_cens_dir,
+        "obs_limit": obs_limit,
+        "obs_dvid": obs_dvid,
+        "obs_occ": obs_occ,
     }
 
 
@@ -163,13 +181,15 @@ def cohort_fields(t: pd.DataFrame) -> dict[str, Any]:
     """
     ids = tuple(str(i) for i in pd.unique(t["id"]))
     obs = padded_observations(t, ids)
-    boluses, infusions = doses_by_patient(t, ids)
+    boluses, infusions, modelled, resets = doses_by_patient(t, ids)
     covariates, series = baseline_covariates(t, ids)
     return {
         "ids": ids,
         **obs,
         "boluses": boluses,
         "infusions": infusions,
+        "modelled": modelled,
+        "resets": resets,
         "covariates": covariates,
         "covariate_series": series,
         "table": t,

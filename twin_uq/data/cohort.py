@@ -29,10 +29,24 @@ from twin_uq.data.arrays import (
     stack_arrays,
 )
 from twin_uq.data.build import cohort_fields
+from twin_uq.data.model_checks import (
+    check_modelled_doses,
+    check_observation_compartments,
+    warn_depot_infusions,
+)
 from twin_uq.data.schedules import patient_schedule_fields, patient_signal
+from twin_uq.data.summary import CohortSummary
 from twin_uq.data.table import covariate_column, id_text, used_obs
+from twin_uq.data.time_units import check_time_unit
 from twin_uq.data.validate import CohortError, Problem
-from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal
+from twin_uq.simulate.schedule import (
+    Bolus,
+    Infusion,
+    ModelledInfusion,
+    Reset,
+    Schedule,
+    Signal,
+)
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -41,38 +55,18 @@ if TYPE_CHECKING:
 
 __all__ = ["Cohort", "CohortSummary", "build_cohort"]
 
-_OBS_FIELDS = ("obs_time", "obs_value", "obs_output", "obs_mask", "obs_censored", "obs_lloq")
-
-
-@dataclass(frozen=True)
-class CohortSummary:
-    """A few numbers describing a cohort (``str()`` gives a readable block)."""
-
-    source: str
-    patients: int
-    obs_per_patient: tuple[int, float, int]
-    doses: int
-    censored: int
-    excluded: int
-    outputs: tuple[str, ...]
-    covariates: tuple[str, ...]
-    time_varying: tuple[str, ...]
-
-    def __str__(self) -> str:
-        lo, med, hi = self.obs_per_patient
-        tv = f" (time-varying: {', '.join(self.time_varying)})" if self.time_varying else ""
-        return "\n".join(
-            [
-                f"Cohort from {self.source}",
-                f"  patients:              {self.patients}",
-                f"  observations/patient:  min {lo}, median {med:g}, max {hi}",
-                f"  doses:                 {self.doses}",
-                f"  censored (BLQ) obs:    {self.censored}",
-                f"  excluded rows:         {self.excluded}",
-                f"  outputs:               {', '.join(self.outputs) or '(model default)'}",
-                f"  covariates:            {', '.join(self.covariates) or '(none)'}{tv}",
-            ]
-        )
+_OBS_FIELDS = (
+    "obs_time",
+    "obs_value",
+    "obs_output",
+    "obs_mask",
+    "obs_censored",
+    "obs_lloq",
+    "obs_cens",
+    "obs_limit",
+    "obs_dvid",
+    "obs_occ",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,13 +94,28 @@ class Cohort:
     obs_mask
         True for a real observation (censored ones included).
     obs_censored
-        True for an observation below the lower limit of quantification (the likelihood
-        uses ``P(Y < lloq)``).
+        True for a censored observation (either direction; the likelihood uses the
+        probability of its interval, see ``obs_cens``).
     obs_lloq
-        Lower limit of quantification, -inf where none.
-    boluses, infusions
+        The limit of a censored observation (LLOQ, or DV of a ``CENS`` row: the upper limit
+        for ``CENS=-1``); on other observations their LLOQ; -inf where none.
+    obs_cens
+        Censoring direction (int): 1 below ``obs_lloq``, -1 above it, 0 not censored.
+    obs_limit
+        The other bound of a censored observation's interval (``LIMIT``; e.g. 0 for M4),
+        NaN where none.
+    obs_dvid
+        The 1-based output index of a numeric ``DVID`` column (resolved against a model's
+        outputs by :meth:`for_model`), 0 where there is none.
+    obs_occ
+        The occasion (``OCC``) of each observation, 0 without an OCC column; every row's
+        occasion is in :attr:`table`.
+    boluses, infusions, modelled
         Per patient (aligned with :attr:`ids`), the doses in time order, ``ADDL``
-        expanded; ``cmt`` is the CMT column (1-based) or 0 without one.
+        expanded; ``cmt`` is the CMT column (1-based) or 0 without one; ``modelled`` holds
+        the ``RATE=-1`` / ``RATE=-2`` (without ``DUR``) infusions.
+    resets
+        Per patient, the resets (``EVID=3`` and ``4``) in time order.
     covariates
         Baseline covariates (first non-missing value in time), index = ids; float or
         categorical columns.
@@ -124,6 +133,14 @@ class Cohort:
         ``reason`` column.
     row_word
         How row labels are named in messages (``"line"``, ``"row"``, ``"index"``).
+    understood
+        ``(column as spelled, standard name)`` of the columns read with their NONMEM
+        meaning (see :meth:`summary`).
+    ignored
+        Columns read past on request (``read_cohort(..., ignore=...)``).
+    time_unit
+        The declared unit of TIME (canonical spelling, e.g. ``"h"``), or ``None``: then the
+        cohort is taken to be in a model's unit, which :meth:`summary` says.
     """
 
     ids: tuple[str, ...]
@@ -134,14 +151,23 @@ class Cohort:
     obs_mask: np.ndarray
     obs_censored: np.ndarray
     obs_lloq: np.ndarray
+    obs_cens: np.ndarray
+    obs_limit: np.ndarray
+    obs_dvid: np.ndarray
+    obs_occ: np.ndarray
     boluses: tuple[tuple[Bolus, ...], ...]
     infusions: tuple[tuple[Infusion, ...], ...]
+    modelled: tuple[tuple[ModelledInfusion, ...], ...]
+    resets: tuple[tuple[Reset, ...], ...]
     covariates: pd.DataFrame
     covariate_series: pd.DataFrame
     table: pd.DataFrame
     source: str
     excluded: pd.DataFrame
     row_word: str = "line"
+    understood: tuple[tuple[str, str], ...] = ()
+    ignored: tuple[str, ...] = ()
+    time_unit: str | None = None
 
     # ---- basic views -------------------------------------------------------------------
     @property
@@ -190,7 +216,7 @@ class Cohort:
         )
 
     def summary(self) -> CohortSummary:
-        """Counts of patients, observations, doses, censored and excluded rows."""
+        """The load summary: counts, and how every column was read (see CohortSummary)."""
         n = self.n_obs
         return CohortSummary(
             source=self.source,
@@ -200,12 +226,18 @@ class Cohort:
                 float(np.median(n)) if n.size else 0.0,
                 int(n.max()) if n.size else 0,
             ),
-            doses=sum(len(b) for b in self.boluses) + sum(len(i) for i in self.infusions),
+            doses=sum(
+                len(b) + len(i) + len(m)
+                for b, i, m in zip(self.boluses, self.infusions, self.modelled, strict=True)
+            ),
             censored=int(self.obs_censored.sum()),
             excluded=len(self.excluded),
             outputs=self.outputs,
             covariates=self.covariate_names,
             time_varying=self.time_varying,
+            understood=self.understood,
+            ignored=self.ignored,
+            time_unit=self.time_unit,
         )
 
     def __str__(self) -> str:
@@ -255,7 +287,14 @@ class Cohort:
 
     # ---- sub-cohorts -------------------------------------------------------------------
     def _rebuild(self, table: pd.DataFrame) -> Cohort:
-        return build_cohort(table, source=self.source, row_word=self.row_word)
+        return build_cohort(
+            table,
+            source=self.source,
+            row_word=self.row_word,
+            understood=self.understood,
+            ignored=self.ignored,
+            time_unit=self.time_unit,
+        )
 
     def select(self, ids: Sequence[object]) -> Cohort:
         """The cohort of the given patients, in the order given.
@@ -349,6 +388,8 @@ class Cohort:
             self.boluses[k],
             self.infusions[k],
             [self.signal(self.ids[k], s) for s in signals],
+            modelled=self.modelled[k],
+            resets=self.resets[k],
             n_bolus=n_bolus,
             n_infusion=n_infusion,
             n_knots=n_knots,
@@ -360,20 +401,50 @@ class Cohort:
         Raises
         ------
         CohortError
-            For outputs the model does not define (with the first rows using them), a dose
-            compartment beyond the model's states, a model signal missing from the data, or a
-            model covariate missing for a patient without a default.
+            For a declared time unit that is not the model's (with the conversion), outputs
+            the model does not define (by name or DVID number, with the first rows using
+            them), an observation or dose compartment beyond the model's states, a
+            ``RATE=-1/-2`` dose into a compartment without the model's rate/duration, a
+            model signal missing from the data, or a model covariate missing for a patient
+            without a default.
+
+        Warns
+        -----
+        CovariateDefaultWarning
+            For a model covariate the data lack (or a patient lacks) that takes its default.
+        DepotInfusionWarning
+            For infusions (``RATE > 0``) into a compartment no output observes.
         """
         where = {"source": self.source, "row_word": self.row_word}
+        check_time_unit(self.time_unit, model.card.time_unit, model=model.name, source=self.source)
         out_idx = model_output_index(
-            model, self.table, self.outputs, self.obs_output, self.obs_mask, **where
+            model,
+            self.table,
+            self.outputs,
+            self.obs_output,
+            self.obs_mask,
+            obs_dvid=self.obs_dvid,
+            **where,
         )
         check_dose_compartments(model, self.table, **where)
+        check_observation_compartments(model, self.table, **where)
+        check_modelled_doses(model, self.table, **where)
+        warn_depot_infusions(model, self.table, **where)
         check_signals(model, self.table, source=self.source)
         schedules = [self.schedule_fields(k, model.signals) for k in range(self.n_patients)]
         cov = covariate_matrix(model, self.table, self.covariates, self.ids, **where)
         obs = {f: getattr(self, f) for f in _OBS_FIELDS}
         return stack_arrays(model, obs, out_idx, schedules, cov, self.ids)
+
+    def covariate_column(self, name: str) -> str:
+        """The covariate column matching ``name`` (exact, else without regard to case).
+
+        Raises
+        ------
+        CohortError
+            When no covariate column has that name.
+        """
+        return self._covariate_column(name)
 
     def _covariate_column(self, name: str, what: str = "covariate") -> str:
         """The covariate column called ``name`` (exact, else case-insensitive match)."""
@@ -392,10 +463,12 @@ class Cohort:
             return False
         for f in _OBS_FIELDS:
             a, b = getattr(self, f), getattr(other, f)
-            if a.shape != b.shape or a.dtype != b.dtype or not np.array_equal(a, b):
+            same = np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+            if a.shape != b.shape or a.dtype != b.dtype or not same:
                 return False
-        if self.boluses != other.boluses or self.infusions != other.infusions:
-            return False
+        for f in ("boluses", "infusions", "modelled", "resets"):
+            if getattr(self, f) != getattr(other, f):
+                return False
         frames = ("covariates", "covariate_series", "table", "excluded")
         for f in frames:
             a, b = getattr(self, f), getattr(other, f)
@@ -419,6 +492,21 @@ def _frames_equal(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     return True
 
 
-def build_cohort(table: pd.DataFrame, *, source: str, row_word: str = "line") -> Cohort:
+def build_cohort(
+    table: pd.DataFrame,
+    *,
+    source: str,
+    row_word: str = "line",
+    understood: tuple[tuple[str, str], ...] = (),
+    ignored: tuple[str, ...] = (),
+    time_unit: str | None = None,
+) -> Cohort:
     """Build a :class:`Cohort` from a normalised, validated table (see ``normalise``)."""
-    return Cohort(**cohort_fields(table), source=source, row_word=row_word)
+    return Cohort(
+        **cohort_fields(table),
+        source=source,
+        row_word=row_word,
+        understood=understood,
+        ignored=ignored,
+        time_unit=time_unit,
+    )

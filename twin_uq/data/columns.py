@@ -92,8 +92,12 @@ class Columns:
 class StandardFields:
     """The standard columns, parsed (each shape ``(n,)``; see :func:`read_fields`).
 
-    ``present`` holds the standard names the input has; ``cmt`` and ``output`` are ``None``
-    without their column.
+    ``present`` holds the standard names the input has; ``cmt``, ``output``, ``dvid``,
+    ``dvid_names`` and ``occ`` are ``None`` without their column. ``output`` holds the
+    ``output`` column (names), ``dvid_names`` a ``DVID`` column of names and ``dvid`` the
+    1-based output index of a numeric ``DVID`` column (0 where missing). ``cens`` is the ``CENS`` column (-1, 0, 1;
+    0 where missing or absent), ``limit`` the ``LIMIT`` column (NaN where missing);
+    ``dur`` is 0 where missing, and ``dur_given`` says where it is not.
     """
 
     present: frozenset[str]
@@ -107,16 +111,22 @@ class StandardFields:
     cmt: np.ndarray | None
     rate: np.ndarray
     dur: np.ndarray
+    dur_given: np.ndarray
     addl: np.ndarray
     ii: np.ndarray
     ss: np.ndarray
     blq: np.ndarray
     output: np.ndarray | None
+    cens: np.ndarray
+    limit: np.ndarray
+    dvid: np.ndarray | None
+    dvid_names: np.ndarray | None
+    occ: np.ndarray | None
 
     @property
     def is_dose(self) -> np.ndarray:
-        """Dose rows (``EVID=1``)."""
-        return self.evid == 1
+        """Dose rows (``EVID=1``, or ``EVID=4``: reset and dose)."""
+        return (self.evid == 1) | (self.evid == 4)
 
     @property
     def is_observed(self) -> np.ndarray:
@@ -145,26 +155,24 @@ def _read_time(cols: Columns) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_evid(cols: Columns, amt: np.ndarray) -> np.ndarray:
-    """EVID: 0 observation, 1 dose, 2 other; inferred from AMT (> 0: dose) when absent or blank.
+    """EVID: 0 observation, 1 dose, 2 other, 3 reset, 4 reset and dose.
 
-    Logs resets (3, 4) and unknown codes; those rows get the inferred code.
+    Inferred from AMT (> 0: dose) when absent or blank; unknown codes are logged and get the
+    inferred code.
     """
     inferred = np.where(np.nan_to_num(amt, nan=0.0) > 0, 1, 0)
     if "evid" not in cols:
         return inferred.astype(np.int64)
     ev = cols.numeric("evid")
-    for i in np.flatnonzero(np.isin(ev, (3, 4))):
-        kind = "reset" if ev[i] == 3 else "reset-and-dose"
+    known = np.isin(ev, (0, 1, 2, 3, 4)) | np.isnan(ev)
+    for i in np.flatnonzero(~known):
         cols.add(
             i,
             "evid",
-            f"EVID={int(ev[i])} ({kind}) is not supported: a patient's state cannot be "
-            "reset. Split the record into separate patients (distinct IDs) instead.",
+            f"EVID must be 0 (observation), 1 (dose), 2 (other), 3 (reset) or 4 (reset and "
+            f"dose), got {ev[i]:g}.",
         )
-    known = np.isin(ev, (0, 1, 2, 3, 4)) | np.isnan(ev)
-    for i in np.flatnonzero(~known):
-        cols.add(i, "evid", f"EVID must be 0 (observation), 1 (dose) or 2 (other), got {ev[i]:g}.")
-    evid = np.where(np.isin(ev, (0, 1, 2)), ev, inferred).astype(np.int64)
+    evid = np.where(np.isin(ev, (0, 1, 2, 3, 4)), ev, inferred).astype(np.int64)
     evid[np.isnan(ev)] = inferred[np.isnan(ev)]
     return evid
 
@@ -190,6 +198,53 @@ def _read_cmt(cols: Columns) -> np.ndarray | None:
     return cmt
 
 
+def _read_cens(cols: Columns) -> np.ndarray:
+    """CENS (0 where missing or absent); logs codes other than -1, 0 and 1."""
+    if "cens" not in cols:
+        return np.zeros(cols.n, np.int64)
+    cens = cols.integer("cens", "-1 (above the limit), 0 or 1 (below the limit)")
+    for i in np.flatnonzero(~np.isin(cens, (-1, 0, 1))):
+        cols.add(
+            i,
+            "cens",
+            f"CENS must be -1 (above the limit), 0 or 1 (below the limit), got {cens[i]}.",
+        )
+        cens[i] = 0
+    return cens
+
+
+def _read_dvid(cols: Columns) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """DVID as ``(index, names)``: numbers (1-based output index) or output names.
+
+    A column whose present values are all whole numbers gives ``index`` (0 where missing);
+    any other gives ``names`` (text, NaN where missing). Numbers below 1 are logged.
+    """
+    if "dvid" not in cols:
+        return None, None
+    raw = cols.col_of["dvid"]
+    vals, bad = numbers(raw)
+    if bad.any():  # names (a column mixing names and numbers reads every value as a name)
+        return None, text_series(raw).to_numpy()
+    dvid = cols.integer("dvid", "a 1-based output index (or an output name)")
+    for i in np.flatnonzero(~np.isnan(vals) & (dvid < 1)):
+        cols.add(
+            i,
+            "dvid",
+            f"DVID must be >= 1 (1-based index into the model's outputs) or an output name, "
+            f"got {vals[i]:g}.",
+        )
+    return np.where(dvid >= 1, dvid, 0).astype(np.int64), None
+
+
+def _read_occ(cols: Columns) -> np.ndarray | None:
+    """OCC (``None`` without the column); logs missing and non-integer occasions."""
+    if "occ" not in cols:
+        return None
+    for i in np.flatnonzero(text_series(cols.col_of["occ"]).isna().to_numpy()):
+        cols.add(i, "occ", "OCC is missing; with an OCC column every row needs its occasion.")
+    return cols.integer("occ", "a whole number (the occasion)")
+
+
 def read_fields(cols: Columns) -> StandardFields:
     """Parse every standard column (in a fixed order, which is the order of its problems)."""
     time, time_ok = _read_time(cols)
@@ -200,13 +255,18 @@ def read_fields(cols: Columns) -> StandardFields:
     mdv = _read_mdv(cols)
     cmt = _read_cmt(cols)
     rate = np.nan_to_num(cols.numeric("rate", finite=True), nan=0.0)
-    dur = np.nan_to_num(cols.numeric("dur", finite=True), nan=0.0)
+    dur_raw = cols.numeric("dur", finite=True)
+    dur = np.nan_to_num(dur_raw, nan=0.0)
     zeros = np.zeros(cols.n, np.int64)
     addl = cols.integer("addl", "a whole number >= 0") if "addl" in cols else zeros
     ii = np.nan_to_num(cols.numeric("ii", finite=True), nan=0.0)
-    ss = np.nan_to_num(cols.numeric("ss"), nan=0.0)
+    ss = cols.integer("ss", "0, 1 or 2") if "ss" in cols else zeros.copy()
     blq = cols.integer("blq", "0 or 1") if "blq" in cols else zeros.copy()
     output = text_series(cols.col_of["output"]).to_numpy() if "output" in cols else None
+    cens = _read_cens(cols)
+    limit = cols.numeric("limit", finite=True)
+    dvid, dvid_names = _read_dvid(cols)
+    occ = _read_occ(cols)
     return StandardFields(
         present=frozenset(cols.col_of),
         time=time,
@@ -219,11 +279,17 @@ def read_fields(cols: Columns) -> StandardFields:
         cmt=cmt,
         rate=rate,
         dur=dur,
+        dur_given=~np.isnan(dur_raw),
         addl=addl,
         ii=ii,
         ss=ss,
         blq=blq,
         output=output,
+        cens=cens,
+        limit=limit,
+        dvid=dvid,
+        dvid_names=dvid_names,
+        occ=occ,
     )
 
 

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 from twin_uq.errors import InputError
 
-__all__ = ["MAX_PROBLEMS", "CohortError", "CohortWarning", "Problem", "ProblemLog"]
+__all__ = [
+    "MAX_PROBLEMS",
+    "CohortError",
+    "CohortWarning",
+    "CovariateDefaultWarning",
+    "Problem",
+    "ProblemLog",
+]
 
 #: Most problems listed in one :class:`CohortError` (the rest are counted).
 MAX_PROBLEMS = 20
@@ -85,7 +92,11 @@ class CohortError(InputError):
 
 
 class CohortWarning(UserWarning):
-    """Something in a cohort table was changed on request (e.g. rows sorted)."""
+    """Something in a cohort table was changed on request (e.g. rows sorted) or looks wrong."""
+
+
+class CovariateDefaultWarning(CohortWarning):
+    """A model covariate is absent from the data (or from a patient) and takes its default."""
 
 
 class ProblemLog:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from twin_uq.data.cohort import Cohort, build_cohort
-from twin_uq.data.validate import CohortError, Problem, normalise
+from twin_uq.data.names import STANDARD_COLUMNS
+from twin_uq.data.time_units import canonical_time_unit
+from twin_uq.data.validate import CohortError, Problem, normalise, select_columns
 
 __all__ = ["read_cohort"]
 
@@ -21,27 +24,39 @@ def read_cohort(
     *,
     sort: bool = False,
     name: str | None = None,
+    time_unit: str | None = None,
+    rename: Mapping[str, str] | None = None,
+    ignore: Sequence[str] = (),
 ) -> Cohort:
     """Read and validate a cohort table.
 
-    One row per observation, dose or other event, NONMEM conventions. Column names are
+    One row per observation, dose or other event, NONMEM conventions; every column and
+    every rule is documented on the *Data format* page of the docs. Column names are
     case-insensitive:
 
     ``ID`` (number or text, kept as text, patients in order of first appearance),
-    ``TIME`` (>= 0, finite), ``DV`` (observed value), ``AMT`` (dose amount),
-    ``EVID`` (0 observation, 1 dose, 2 other/covariate-only row; 3 and 4 resets are
-    refused; when absent, a row with ``AMT > 0`` is a dose and any other row an
-    observation), ``MDV`` (1 on an observation row: kept in the table, not observed, listed
-    in ``cohort.excluded``), ``CMT`` (1-based dose compartment; 0 or absent = the model's
-    default), ``RATE`` (> 0: zero-order infusion lasting ``AMT/RATE``; -2: infusion lasting
-    ``DUR``; 0 or absent: bolus; -1 and other negatives refused), ``DUR``, ``ADDL`` and
-    ``II`` (``ADDL`` further doses every ``II``, expanded), ``SS`` (must be 0: steady state
-    is refused, write the doses explicitly), ``output`` (observable name for multi-output
-    models), ``lloq`` (lower limit of quantification) and ``blq`` (0/1). An observation
-    with an ``lloq`` and a value below it, no value, or ``blq = 1`` is *censored*: the
-    likelihood uses ``P(Y < lloq)``. Every other column is a covariate: numeric when every
-    value is a number, else categorical; it may change over time (``covariate_series``).
-    Empty cells and ``.`` are missing values; blank lines are skipped.
+    ``TIME`` (>= 0, finite, in ``time_unit``), ``DV`` (observed value), ``AMT`` (dose
+    amount), ``EVID`` (0 observation, 1 dose, 2 other/covariate-only row, 3 reset, 4 reset
+    and dose; when absent, a row with ``AMT > 0`` is a dose and any other row an
+    observation), ``MDV`` (1 on an observation row: kept in the table as a prediction time,
+    not data, listed in ``cohort.excluded``), ``CMT`` (1-based compartment; 0 or absent = the
+    model's default dose compartment), ``RATE`` (> 0: zero-order infusion lasting
+    ``AMT/RATE``; -1: rate from the model; -2: duration from the model, or ``DUR`` when
+    given; 0 or absent: bolus), ``DUR`` (twin_uq's own duration column of ``RATE=-2``),
+    ``ADDL`` and ``II`` (``ADDL`` further doses every ``II``, expanded), ``SS`` (1: reset to
+    the steady state of this dose repeated every ``II``, then dose; 2: add that steady
+    state; ``SS=1, AMT=0, RATE>0, II=0`` is a constant infusion at steady state; with
+    ``ADDL`` the further doses are not steady-state doses), ``CENS`` (1: the value is below
+    the limit in ``DV``; -1: above it; M3) with ``LIMIT`` (the interval's other bound, e.g.
+    0 for M4), ``DVID`` (the observed output: 1-based index into the model's outputs, or
+    its name; ``output`` is twin_uq's spelling for names), ``OCC`` (integer occasion of
+    every row), ``lloq`` and ``blq`` (twin_uq's spelling of ``CENS=1``: an observation with
+    an ``lloq`` and a value below it, no value, or ``blq = 1`` is censored below ``lloq``).
+    Reserved NONMEM/Monolix names that are not read (``L1``, ``L2``, ``DATE``, ``DAT1-3``,
+    ``TAD``, ``YTYPE``, ...) are refused with what to do. Every other column is a covariate:
+    numeric when every value is a number, else categorical; it may change over time
+    (``covariate_series``). Empty cells and ``.`` are missing values; blank lines are
+    skipped. ``cohort.summary()`` lists how every column was read.
 
     **Sorting policy.** Times must not decrease within a patient (rows of different
     patients may interleave). By default an unsorted table is refused, naming each
@@ -65,6 +80,18 @@ def read_cohort(
     name
         Name used for the cohort's ``source`` and in messages (default: the path as given,
         or ``"DataFrame"``).
+    time_unit
+        Unit of ``TIME`` (``"h"``, ``"min"``, ``"s"``, ``"ms"``, ``"d"``, ``"week"`` or
+        spellings such as ``"hours"``). A model refuses a cohort whose declared unit differs
+        from its own (``model.card.time_unit``), saying the conversion to apply; a cohort
+        without a declared unit is taken to be in the model's unit, which the load summary
+        says.
+    rename
+        Input column -> name to use (e.g. ``{"weight_kg": "WT"}`` to match a model's
+        covariate, or ``{"CONC": "DV"}``), matched without regard to case.
+    ignore
+        Input columns to read past (listed as ignored in the load summary), e.g. a
+        ``DATE`` column kept for the record.
 
     Returns
     -------
@@ -77,6 +104,7 @@ def read_cohort(
         problem found (up to 20) with file, row, column and patient, and ``.problems``
         holds them all.
     """
+    unit = None if time_unit is None else canonical_time_unit(time_unit)
     if isinstance(source, pd.DataFrame):
         label = name or "DataFrame"
         _check_column_labels(source, label)
@@ -88,8 +116,21 @@ def read_cohort(
         label = name or str(source)
         raw, row_word = _read_file(path, label)
         labels = list(raw.index + 2) if row_word == "line" else list(raw.index + 1)
+    raw, ignored = select_columns(raw, rename=rename, ignore=ignore, source=label)
     table = normalise(raw, labels, source=label, row_word=row_word, sort=sort)
-    return build_cohort(table, source=label, row_word=row_word)
+    understood = tuple(
+        (str(c).strip(), str(c).strip().lower())
+        for c in raw.columns
+        if str(c).strip().lower() in STANDARD_COLUMNS
+    )
+    return build_cohort(
+        table,
+        source=label,
+        row_word=row_word,
+        understood=understood,
+        ignored=ignored,
+        time_unit=unit,
+    )
 
 
 def _check_column_labels(frame: pd.DataFrame, label: str) -> None:

@@ -1,63 +1,97 @@
 """Schedule extraction: doses and measured signals of one patient from the normalised table.
 
-Dose rows (``EVID=1``) become :class:`Bolus` / :class:`Infusion` records with ``ADDL``
-expanded; a time-varying covariate column becomes a :class:`Signal`; both become the padded
+Dose rows (``EVID=1`` and ``4``) become :class:`Bolus` / :class:`Infusion` /
+:class:`ModelledInfusion` records with ``ADDL`` expanded, reset rows (``EVID=3`` and ``4``)
+:class:`Reset` records; a time-varying covariate column becomes a :class:`Signal`; both become the padded
 NumPy fields of a :class:`~twin_uq.simulate.schedule.Schedule`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from twin_uq.data.validate import CohortError, Problem
-from twin_uq.simulate.schedule import Bolus, Infusion, Signal, schedule_fields
+from twin_uq.simulate.schedule import (
+    Bolus,
+    Infusion,
+    ModelledInfusion,
+    Reset,
+    Signal,
+    schedule_fields,
+)
 
 __all__ = ["doses_by_patient", "patient_doses", "patient_schedule_fields", "patient_signal"]
 
-Doses = tuple[tuple[Bolus, ...], tuple[Infusion, ...]]
+Doses = tuple[
+    tuple[Bolus, ...], tuple[Infusion, ...], tuple[ModelledInfusion, ...], tuple[Reset, ...]
+]
+
+
+def _dose(
+    t: float, amt: float, rate: float, dur: float, cmt: int, ss: int, ii: float
+) -> Bolus | Infusion | ModelledInfusion:
+    """The record of one dose (NONMEM meaning of RATE; ``dur`` 0 means no DUR given)."""
+    if ss == 1 and rate > 0 and ii == 0:  # NONMEM's constant infusion at steady state
+        return Infusion(t, rate, math.inf, cmt, ss=1, ii=0.0)
+    if rate > 0:
+        return Infusion(t, rate, amt / rate, cmt, ss=ss, ii=ii)
+    if rate == -2 and dur > 0:  # the project's DUR column: the duration is data
+        return Infusion.from_amount(t, amt, dur, cmt, ss=ss, ii=ii)
+    if rate in (-1, -2):
+        by = "rate" if rate == -1 else "duration"
+        return ModelledInfusion(t, amt, cmt, by, ss=ss, ii=ii)
+    return Bolus(t, amt, cmt, ss=ss, ii=ii)
 
 
 def patient_doses(rows: pd.DataFrame) -> Doses:
-    """Boluses and infusions of the dose rows ``rows``, each in time order, ``ADDL`` expanded.
+    """The dose and reset records of the rows ``rows`` (any rows; dose and reset rows used).
 
-    ``cmt`` is the CMT column (1-based) or 0 without one; an infusion is ``RATE > 0`` (lasting
-    ``AMT/RATE``) or ``RATE = -2`` (lasting ``DUR``), anything else a bolus.
+    Each kind in time order (stable). ``cmt`` is the CMT column (1-based) or 0 without
+    one. ``EVID=3`` is a :class:`Reset`; ``EVID=4`` a reset and the row's dose. A dose is an
+    infusion when ``RATE > 0`` (lasting ``AMT/RATE``) or ``RATE = -2`` with ``DUR`` (lasting
+    ``DUR``), a :class:`ModelledInfusion` for ``RATE = -1`` and ``RATE = -2`` without
+    ``DUR``, else a bolus. ``SS`` and ``II`` go on the row's dose; ``ADDL`` adds further
+    doses every ``II`` that are not steady-state doses (NONMEM).
     """
     bol: list[Bolus] = []
     inf: list[Infusion] = []
+    mod: list[ModelledInfusion] = []
+    resets: list[Reset] = []
     has = rows.columns
     for _, r in rows.iterrows():
+        evid = int(r["evid"])
+        if evid in (3, 4):
+            resets.append(Reset(float(r["time"])))
+        if evid not in (1, 4):
+            continue
         cmt = int(r["cmt"]) if "cmt" in has else 0
         rate = float(r["rate"]) if "rate" in has else 0.0
+        dur = float(r["dur"]) if "dur" in has else 0.0
         addl = int(r["addl"]) if "addl" in has else 0
         ii = float(r["ii"]) if "ii" in has else 0.0
-        amt = float(r["amt"])
+        ss = int(r["ss"]) if "ss" in has else 0
+        amt = float(r["amt"]) if not np.isnan(r["amt"]) else 0.0
         for k in range(addl + 1):
-            t = float(r["time"]) + k * ii
-            if rate > 0:
-                inf.append(Infusion(t, rate, amt / rate, cmt))
-            elif rate == -2:
-                inf.append(Infusion.from_amount(t, amt, float(r["dur"]), cmt))
-            else:
-                bol.append(Bolus(t, amt, cmt))
+            ss_k = ss if k == 0 else 0
+            rec = _dose(float(r["time"]) + k * ii, amt, rate, dur, cmt, ss_k, ii if ss_k else 0.0)
+            {Bolus: bol, Infusion: inf, ModelledInfusion: mod}[type(rec)].append(rec)
     bol.sort(key=lambda b: b.time)
     inf.sort(key=lambda i: i.start)
-    return tuple(bol), tuple(inf)
+    mod.sort(key=lambda m: m.start)
+    resets.sort(key=lambda x: x.time)
+    return tuple(bol), tuple(inf), tuple(mod), tuple(resets)
 
 
-def doses_by_patient(
-    t: pd.DataFrame, ids: Sequence[str]
-) -> tuple[tuple[tuple[Bolus, ...], ...], tuple[tuple[Infusion, ...], ...]]:
-    """Per patient of ``ids`` (in that order), its boluses and its infusions."""
-    dose_rows = t[t["evid"].to_numpy() == 1]
-    per_patient = {p: patient_doses(g) for p, g in dose_rows.groupby("id", sort=False)}
-    empty: Doses = ((), ())
-    boluses = tuple(per_patient.get(p, empty)[0] for p in ids)
-    infusions = tuple(per_patient.get(p, empty)[1] for p in ids)
-    return boluses, infusions
+def doses_by_patient(t: pd.DataFrame, ids: Sequence[str]) -> tuple[tuple, tuple, tuple, tuple]:
+    """Per patient of ``ids`` (in that order): boluses, infusions, modelled infusions, resets."""
+    rows = t[np.isin(t["evid"].to_numpy(), (1, 3, 4))]
+    per_patient = {p: patient_doses(g) for p, g in rows.groupby("id", sort=False)}
+    empty: Doses = ((), (), (), ())
+    return tuple(tuple(per_patient.get(p, empty)[k] for p in ids) for k in range(4))  # type: ignore[return-value]
 
 
 def patient_signal(
@@ -102,6 +136,8 @@ def patient_schedule_fields(
     infusions: Sequence[Infusion],
     signals: Sequence[Signal],
     *,
+    modelled: Sequence[ModelledInfusion] = (),
+    resets: Sequence[Reset] = (),
     n_bolus: int | None = None,
     n_infusion: int | None = None,
     n_knots: int | None = None,
@@ -122,6 +158,8 @@ def patient_schedule_fields(
         boluses,
         infusions,
         sigs,
+        modelled=modelled,
+        resets=resets,
         signal_names=[s.name for s in signals],
         n_bolus=n_bolus,
         n_infusion=n_infusion,

@@ -11,9 +11,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from twin_uq.data.validate import STANDARD_COLUMNS, CohortError, Problem, as_text
+from twin_uq.data.names import STANDARD_COLUMNS
+from twin_uq.data.validate import CohortError, Problem, as_text
 
-__all__ = ["censored", "covariate_column", "exclusion_reasons", "id_text", "used_obs"]
+__all__ = [
+    "censored",
+    "censoring",
+    "covariate_column",
+    "exclusion_reasons",
+    "id_text",
+    "used_obs",
+]
 
 
 def id_text(v: object) -> str:
@@ -30,20 +38,44 @@ def used_obs(t: pd.DataFrame) -> np.ndarray:
 
 
 def censored(t: pd.DataFrame) -> np.ndarray:
-    """Observation rows below the lower limit of quantification, shape ``(n,)`` bool.
+    """Censored observation rows (either direction), shape ``(n,)`` bool; see :func:`censoring`."""
+    return censoring(t)[0] != 0
 
-    A row is censored when it has a finite LLOQ and its DV is below it, missing, or flagged
-    ``BLQ=1``.
+
+def censoring(t: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, the censoring of an observation: ``(cens, bound, limit)``, each shape ``(n,)``.
+
+    ``cens`` is 1 (the value lies below ``bound``), -1 (above ``bound``) or 0; ``limit``
+    is the interval's other bound (NaN: none, so 1 means ``Y < bound`` as in M3 and -1
+    ``Y > bound``). Only observation rows (``EVID=0, MDV=0``) are censored.
+
+    Two spellings give it: NONMEM's ``CENS`` (DV holds the limit, ``LIMIT`` the other bound)
+    and the project's ``lloq``/``blq``: a row with a finite LLOQ and a DV below it, no DV,
+    or ``BLQ=1`` is ``cens = 1`` with ``bound = LLOQ``. ``validate`` has refused rows where
+    the two disagree.
     """
-    if "lloq" not in t:
-        return np.zeros(len(t), bool)
-    lloq = t["lloq"].to_numpy(dtype=float)
-    dv = t["dv"].to_numpy(dtype=float) if "dv" in t else np.full(len(t), np.nan)
-    blq = t["blq"].to_numpy() == 1 if "blq" in t else np.zeros(len(t), bool)
+    n = len(t)
     obs = (t["evid"].to_numpy() == 0) & (t["mdv"].to_numpy() == 0)
-    with np.errstate(invalid="ignore"):
-        below = dv < lloq
-    return obs & np.isfinite(lloq) & (below | np.isnan(dv) | blq)
+    dv = t["dv"].to_numpy(dtype=float) if "dv" in t else np.full(n, np.nan)
+    cens = np.zeros(n, np.int64)
+    bound = np.full(n, np.nan)
+    limit = np.full(n, np.nan)
+    if "lloq" in t:
+        lloq = t["lloq"].to_numpy(dtype=float)
+        blq = t["blq"].to_numpy() == 1 if "blq" in t else np.zeros(n, bool)
+        with np.errstate(invalid="ignore"):
+            below = dv < lloq
+        low = obs & np.isfinite(lloq) & (below | np.isnan(dv) | blq)
+        cens[low] = 1
+        bound[low] = lloq[low]
+    if "cens" in t:
+        c = t["cens"].to_numpy(dtype=np.int64)
+        given = obs & (c != 0)
+        cens[given] = c[given]
+        bound[given] = dv[given]
+        if "limit" in t:
+            limit[given] = t["limit"].to_numpy(dtype=float)[given]
+    return cens, bound, limit
 
 
 def exclusion_reasons(t: pd.DataFrame) -> list[str | None]:

@@ -16,13 +16,14 @@ number, for a DataFrame its index label.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from twin_uq.data.cells import as_text, covariate_values, is_missing, text_series
 from twin_uq.data.columns import MAX_MAGNITUDE, Columns, StandardFields, read_fields, too_large
+from twin_uq.data.names import STANDARD_COLUMNS, reserved_advice
 from twin_uq.data.problems import (
     MAX_PROBLEMS,
     CohortError,
@@ -42,26 +43,8 @@ __all__ = [
     "Problem",
     "as_text",
     "normalise",
+    "select_columns",
 ]
-
-#: Recognised NONMEM-style columns (lower case), in the order the normalised table uses.
-STANDARD_COLUMNS = (
-    "id",
-    "time",
-    "dv",
-    "amt",
-    "evid",
-    "mdv",
-    "cmt",
-    "rate",
-    "dur",
-    "addl",
-    "ii",
-    "ss",
-    "output",
-    "lloq",
-    "blq",
-)
 
 # Columns that are always present in the normalised table (inferred when absent).
 _ALWAYS = ("id", "time", "evid", "mdv")
@@ -152,8 +135,8 @@ def normalise(
 def _standard_names(raw: pd.DataFrame, log: ProblemLog) -> dict[str, Hashable]:
     """Map each column to its standard name (case-insensitive) or its own spelling.
 
-    Logs columns given twice and reserved names; the result maps the standard (or
-    covariate) name to the raw column label.
+    Logs columns given twice, reserved names (with what to do) and NONMEM names that are
+    not read; the result maps the standard (or covariate) name to the raw column label.
     """
     spelled: dict[str, Hashable] = {}
     seen: set[str] = set()
@@ -169,8 +152,58 @@ def _standard_names(raw: pd.DataFrame, log: ProblemLog) -> dict[str, Hashable]:
         if key in _RESERVED:
             log.add(None, name, None, f"column name {name!r} is reserved; rename the column.")
             continue
+        advice = reserved_advice(key)
+        if advice is not None:
+            log.add(
+                None,
+                name,
+                None,
+                f"{name!r} is a reserved NONMEM/Monolix name, never read as a covariate: {advice}.",
+            )
+            continue
         spelled[key if key in STANDARD_COLUMNS else name] = col
     return spelled
+
+
+def select_columns(
+    raw: pd.DataFrame,
+    *,
+    rename: Mapping[str, str] | None,
+    ignore: Sequence[str],
+    source: str,
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Apply ``read_cohort``'s ``rename`` and ``ignore`` to the raw table.
+
+    Names match columns without regard to case (and surrounding blanks). Returns the table
+    with ``ignore``'s columns dropped and ``rename``'s renamed, and the dropped columns as
+    spelled in the input.
+
+    Raises
+    ------
+    CohortError
+        A name in ``rename`` or ``ignore`` that is no column, or a column both renamed and
+        ignored.
+    """
+    log = ProblemLog(source, "line")
+    by_key = {str(c).strip().lower(): c for c in raw.columns}
+    renamed = {str(k).strip().lower(): str(v) for k, v in (rename or {}).items()}
+    dropped = [str(c).strip().lower() for c in ignore]
+    for what, keys in (("rename", renamed), ("ignore", dropped)):
+        for key in keys:
+            if key not in by_key:
+                log.add(
+                    None,
+                    key,
+                    None,
+                    f"read_cohort({what}=...) names column {key!r}, which the table does not "
+                    f"have (columns: {', '.join(map(str, raw.columns))}).",
+                )
+    for key in set(renamed) & set(dropped):
+        log.add(None, key, None, f"column {key!r} is both renamed and ignored; choose one.")
+    log.raise_if_any()
+    out = raw.drop(columns=[by_key[k] for k in dropped])
+    out = out.rename(columns={by_key[k]: v for k, v in renamed.items()})
+    return out, tuple(str(by_key[k]).strip() for k in dropped)
 
 
 def _drop_blank_rows(
@@ -212,6 +245,11 @@ def _standard_table(cols: Columns, f: StandardFields) -> pd.DataFrame:
     table = pd.DataFrame(index=pd.Index(cols.labels, name="row"))
     table["id"] = pd.array(cols.patient, dtype=object)
     table["time"] = f.time
+    # A DVID column of names is the ``output`` column under its NONMEM name.
+    output = f.output if f.output is not None else f.dvid_names
+    if f.output is not None and f.dvid_names is not None:
+        gaps = np.array([is_missing(v) for v in f.output], dtype=bool)
+        output = np.where(gaps, f.dvid_names, f.output)
     columns: dict[str, object] = {
         "dv": f.dv,
         "amt": f.amt,
@@ -223,12 +261,16 @@ def _standard_table(cols: Columns, f: StandardFields) -> pd.DataFrame:
         "addl": f.addl,
         "ii": f.ii,
         "ss": f.ss,
-        "output": f.output,
+        "dvid": f.dvid,
+        "output": output,
+        "cens": f.cens,
+        "limit": f.limit,
         "lloq": f.lloq,
         "blq": f.blq,
+        "occ": f.occ,
     }
     for std, vals in columns.items():
-        if std in cols or std in _ALWAYS:
+        if vals is not None and (std in cols or std in _ALWAYS or std == "output"):
             table[std] = vals
     table["id"] = table["id"].astype(object)
     if "output" in table:

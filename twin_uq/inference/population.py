@@ -244,12 +244,13 @@ def build_covariate_design(spec: PopulationModel, cohort: Cohort) -> CovariateDe
     scales: list[float] = []
     term_of: dict[str, list[str]] = {}
     for name in dict.fromkeys(c for cs in spec.covariate_effects.values() for c in cs):
-        if name not in cov.columns:
+        found = _column(cov, name)
+        if found is None:
             raise InputError(
                 f"Covariate {name!r} requested in covariate_effects is not in the cohort "
                 f"(covariates: {list(cov.columns)})."
             )
-        col = cov[name]
+        col = cov[found]
         if col.isna().any():
             missing = list(col.index[col.isna()])[:5]
             raise InputError(f"Covariate {name!r} is missing for patient(s) {missing}.")
@@ -290,8 +291,11 @@ def build_covariate_design(spec: PopulationModel, cohort: Cohort) -> CovariateDe
                 "law applies to log-normal parameters only; estimate a covariate effect on "
                 "the logit scale instead (covariate_effects)."
             )
-        if allo.covariate in cov.columns and not cov[allo.covariate].isna().all():
-            x = cov[allo.covariate].astype(float)
+        # Matched like Cohort.for_model matches its covariate arrays (case-insensitive): an
+        # exact-name test here once gave a lowercase ``wt`` column all-zero offsets.
+        found = _column(cov, allo.covariate)
+        if found is not None and not cov[found].isna().all():
+            x = cov[found].astype(float)
             default = model.covariate_defaults.get(allo.covariate, allo.reference)
             x = x.fillna(default).to_numpy()
         else:
@@ -311,3 +315,15 @@ def build_covariate_design(spec: PopulationModel, cohort: Cohort) -> CovariateDe
         centre=np.array(centres),
         scale=np.array(scales),
     )
+
+
+def _column(cov: pd.DataFrame, name: str) -> str | None:
+    """The covariate column called ``name``: exact, else the one equal without regard to case.
+
+    A cohort never has two covariate columns equal without regard to case (``read_cohort``
+    refuses them), so the match is unique.
+    """
+    if name in cov.columns:
+        return name
+    matches = [c for c in cov.columns if str(c).lower() == name.lower()]
+    return matches[0] if matches else None

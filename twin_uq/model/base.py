@@ -251,6 +251,12 @@ class SolverSettings:
         1-minute step, and a fit's check against the float64 adaptive reference measures
         both together. Not for stiff or badly scaled models, where float32 loses the
         small states.
+    max_ss_tails
+        Steady-state doses only: how many of the earlier doses of a steady state may still
+        act after the dose's time (a lag or an infusion longer than the interdose
+        interval): at most ``max_ss_tails`` intervals are resolved as separate events, a
+        static number; a dose that needs more gives
+        ``SolveStatus.ss_tails_exceeded``, never a truncated steady state.
     """
 
     method: Literal["tsit5", "dopri5", "kvaerno5", "rk4", "exact"] = "tsit5"
@@ -261,8 +267,15 @@ class SolverSettings:
     fixed_step: float | None = None
     horizon: float | None = None
     precision: Literal["float64", "float32"] = "float64"
+    max_ss_tails: int = 8
 
     def __post_init__(self) -> None:
+        if isinstance(self.max_ss_tails, bool) or not (
+            isinstance(self.max_ss_tails, int) and self.max_ss_tails >= 1
+        ):
+            raise InputError(
+                f"SolverSettings.max_ss_tails must be a whole number >= 1; got {self.max_ss_tails!r}."
+            )
         if self.precision not in ("float64", "float32"):
             raise InputError(
                 f"SolverSettings.precision must be 'float64' or 'float32'; got {self.precision!r}."
@@ -300,7 +313,11 @@ class SolverSettings:
         if not self.is_fixed_step:
             return self
         return SolverSettings(
-            method="tsit5", rtol=self.rtol, atol=self.atol, max_steps=self.max_steps
+            method="tsit5",
+            rtol=self.rtol,
+            atol=self.atol,
+            max_steps=self.max_steps,
+            max_ss_tails=self.max_ss_tails,
         )
 
     def covering(self, *times: object) -> SolverSettings:

@@ -1,11 +1,15 @@
 """Exact solution of linear models ``dy/dt = A y + u(t)`` with piecewise-constant ``u``.
 
-Between two consecutive points of the merged, sorted grid of event times (boluses,
-infusion starts and stops) and observation times the input rate ``r`` is constant, so
+Between two consecutive points of the merged, sorted grid of dose event times
+(:class:`~twin_uq.simulate.dose_events.DoseEvents`: boluses, infusion starts and stops,
+resets, steady-state sets, with lags applied) and observation times the input rate ``r``
+is constant, so
 
     y(t + dt) = Φ(dt) y(t) + Ψ(dt) r,   Φ(dt) = exp(A dt),   Ψ(dt) = ∫_0^dt exp(A s) ds,
 
-and a bolus is a jump ``y += amount · e_cmt``. Both blocks come out of one matrix
+and at an event ``y = keep·y + set_state + jump``, ``r = keep·r + rate_change`` (a bolus
+is a jump ``y += F·amount · e_cmt``; at equal times resets, steady-state sets, doses, then
+observations). Both blocks come out of one matrix
 exponential of the augmented matrix ``[[A, I], [0, 0]] · dt`` (top-left block Φ,
 top-right block Ψ), which does not need ``A`` to be invertible (e.g. a model with no
 elimination from some compartment).
@@ -30,7 +34,7 @@ from jaxtyping import Array, Float
 
 from twin_uq.errors import InputError
 from twin_uq.model.base import Model, SolverSettings
-from twin_uq.simulate.events import bolus_jumps, infusion_rate_vectors
+from twin_uq.simulate.dose_events import ORDER_OBSERVATION, resolve_doses
 from twin_uq.simulate.schedule import PatientInputs
 from twin_uq.simulate.status import SolveStatus
 
@@ -98,7 +102,7 @@ def solve_exact(
             f"Model {model.name!r} has no linear_system; method='exact' needs one. Use an "
             "ODE solver ('tsit5', 'dopri5', 'kvaerno5')."
         )
-    covariates, schedule, times = patient
+    covariates, _, times = patient
     th = model.theta_dict(theta)
     cov = dict(zip(model.covariates, covariates, strict=True))
     n = len(model.states)
@@ -108,27 +112,20 @@ def solve_exact(
     y0 = jnp.asarray(model.y0(th, cov), dtype)
     t_end = jnp.max(times)
 
-    nb, ni = schedule.n_bolus, schedule.n_infusion
-    clip = lambda t: jnp.clip(t, 0.0, t_end)  # noqa: E731
-    rates = infusion_rate_vectors(model, schedule).astype(dtype)
-    zeros_b = jnp.zeros((nb, n), dtype)
-    zeros_i = jnp.zeros((ni, n), dtype)
-    zeros_t = jnp.zeros((times.shape[0], n), dtype)
-    # Events first so that a stable sort puts them before observations at equal times.
-    grid = jnp.concatenate(
-        [
-            clip(schedule.bolus_time),
-            clip(schedule.infusion_start),
-            clip(schedule.infusion_stop),
-            times,
-        ]
-    )
-    jump = jnp.concatenate(
-        [bolus_jumps(model, schedule, t_end).astype(dtype), zeros_i, zeros_i, zeros_t]
-    )
-    d_rate = jnp.concatenate([zeros_b, rates, -rates, zeros_t])
+    events, dose_status = resolve_doses(model, settings, theta, patient, t_end)
+    n_events, n_times = events.n_events, times.shape[0]
+    # Events first, observations after them at equal times (post-dose observations);
+    # among events, resets, then steady-state sets, then doses (their `order`).
+    grid = jnp.concatenate([events.time.astype(dtype), times])
+    rank = jnp.concatenate([events.order, jnp.full(n_times, ORDER_OBSERVATION, jnp.int32)])
+    by_rank = jnp.argsort(rank, stable=True)
+    order = by_rank[jnp.argsort(grid[by_rank], stable=True)]
+    zeros_t = jnp.zeros((n_times, n), dtype)
+    keep = jnp.concatenate([events.keep.astype(dtype), jnp.ones(n_times, dtype)])
+    set_state = jnp.concatenate([events.set_state.astype(dtype), zeros_t])
+    jump = jnp.concatenate([events.jump.astype(dtype), zeros_t])
+    d_rate = jnp.concatenate([events.rate_change.astype(dtype), zeros_t])
 
-    order = jnp.argsort(grid, stable=True)
     g = grid[order]
     dt = jnp.diff(g, prepend=jnp.zeros((1,), dtype))
     if model.has_transition:
@@ -138,12 +135,14 @@ def solve_exact(
 
     def step(carry, xs):
         y, r = carry
-        phi_k, psi_k, jump_k, d_rate_k = xs
-        y = phi_k @ y + psi_k @ r + jump_k
-        return (y, r + d_rate_k), y
+        phi_k, psi_k, keep_k, set_k, jump_k, d_rate_k = xs
+        y = keep_k * (phi_k @ y + psi_k @ r) + set_k + jump_k
+        return (y, keep_k * r + d_rate_k), y
 
-    _, ys = jax.lax.scan(step, (y0, jnp.zeros(n, dtype)), (phi, psi, jump[order], d_rate[order]))
-    position = jnp.argsort(order)[nb + 2 * ni :]
+    xs = (phi, psi, keep[order], set_state[order], jump[order], d_rate[order])
+    _, ys = jax.lax.scan(step, (y0, jnp.zeros(n, dtype)), xs)
+    position = jnp.argsort(order)[n_events:]
     states = ys[position]
     finite = jnp.all(jnp.isfinite(states))
-    return states, SolveStatus.where(finite, SolveStatus.successful, SolveStatus.nonfinite)
+    status = SolveStatus.where(finite, SolveStatus.successful, SolveStatus.nonfinite)
+    return states, SolveStatus.where(dose_status == SolveStatus.successful, status, dose_status)

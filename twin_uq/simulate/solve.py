@@ -56,6 +56,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float
 
 from twin_uq.errors import InputError
 from twin_uq.model.base import Model, SolverSettings
+from twin_uq.simulate.dose_events import check_dose_declarations
 from twin_uq.simulate.exact import solve_exact
 from twin_uq.simulate.fixed_step import (
     FixedGrid,
@@ -417,7 +418,9 @@ def simulate(
         Individual parameters: a dict name -> value or a vector in ``model.parameter_names``
         order (natural scale, covariate effects already applied).
     schedule
-        Unbatched :class:`Schedule` (see :func:`solve` for the conventions).
+        Unbatched :class:`Schedule` (see :func:`solve` for the conventions): boluses,
+        infusions, modelled infusions (``RATE=-1/-2``, refused with an ``InputError`` for a
+        compartment that declares no modelled rate / duration), resets, steady state.
     times
         ``(T,)`` output times ``>= 0`` (model time unit).
     covariates
@@ -436,6 +439,7 @@ def simulate(
         raise InputError(f"times must be a non-empty 1-D sequence; got shape {times_arr.shape}.")
     if schedule.bolus_time.ndim != 1:
         raise InputError("simulate takes one patient's (unbatched) Schedule.")
+    check_dose_declarations(model, schedule)
     return _simulate_compiled(
         model,
         settings.covering(times_arr),

@@ -8,15 +8,21 @@ counted over many (:func:`explain`, :func:`count_statuses`, :func:`describe_fail
 
 Members and their integer values (stable; the values the bare status codes had before):
 
-==================  =====  =========================================================
-member              value  produced by
-==================  =====  =========================================================
-successful          0      every path, when all states and outputs are finite
-max_steps_reached   1      adaptive ODE path: ``SolverSettings.max_steps`` used up
-nonfinite           2      any path: NaN/inf in a state, output or the model's ``rhs``
-beyond_horizon      3      fixed-step path: a time past ``SolverSettings.horizon``
-solver_failed       4      adaptive ODE path: any other diffrax failure
-==================  =====  =========================================================
+============================  =====  ===================================================
+member                        value  produced by
+============================  =====  ===================================================
+successful                    0      every path, when all states and outputs are finite
+max_steps_reached             1      adaptive ODE path: ``SolverSettings.max_steps`` used up
+nonfinite                     2      any path: NaN/inf in a state, output or the ``rhs``
+beyond_horizon                3      fixed-step path: a time past ``SolverSettings.horizon``
+solver_failed                 4      adaptive ODE path: any other diffrax failure
+ss_tails_exceeded             5      any path: a steady-state dose's past doses reach
+                                     further past its time than
+                                     ``SolverSettings.max_ss_tails`` intervals
+no_steady_state               6      steady-state dose: the system has none (singular)
+steady_state_not_reached      7      steady-state dose, nonlinear model: pre-run did not
+                                     converge within its interval budget
+============================  =====  ===================================================
 """
 
 from __future__ import annotations
@@ -101,6 +107,37 @@ _INFO: dict[str, StatusInfo] = {
             "tighter rtol/atol or a smaller dt0, or another method ('tsit5' for non-stiff, "
             "'kvaerno5' for stiff models).",
         ),
+        StatusInfo(
+            "ss_tails_exceeded",
+            "A steady-state dose's earlier doses still act after its time beyond the number "
+            "of dosing intervals resolved (SolverSettings.max_ss_tails): its lag time or "
+            "infusion duration is longer than max_ss_tails interdose intervals at these "
+            "parameters; the solve is not continued with a truncated steady state.",
+            "Raise SolverSettings.max_ss_tails above (lag + duration) / II, or keep the lag "
+            "and modelled duration priors in a range shorter than that many intervals.",
+        ),
+        StatusInfo(
+            "no_steady_state",
+            "A steady-state dose (SS=1 or SS=2) has no steady state at these parameters: "
+            "the dosing-interval map I - Φ(II) (or, for a constant infusion with II = 0, the "
+            "system matrix A) is singular, e.g. a compartment without elimination keeps "
+            "accumulating, or a bolus was given with II = 0.",
+            "Check that every compartment the dose reaches is eliminated (no pure sink "
+            "state), that the elimination parameters are not zero, and that steady-state "
+            "boluses have II > 0 (II = 0 is for a constant infusion, RATE > 0).",
+        ),
+        StatusInfo(
+            "steady_state_not_reached",
+            "A steady-state dose into a nonlinear model: repeating the dosing interval did "
+            "not bring the state at the interval start to a fixed point within the "
+            "pre-run's interval budget (tolerances SolverSettings.rtol/atol), or the "
+            "steady state does not exist (e.g. a dosing rate above the maximal elimination "
+            "rate of saturable elimination).",
+            "Check that the dose rate can be eliminated at these parameters (for "
+            "Michaelis-Menten elimination: average rate F·AMT/II below Vmax); raise the "
+            "pre-run budget (max_intervals of twin_uq.simulate.steady_state) or loosen "
+            "SolverSettings.rtol for slowly approached steady states.",
+        ),
     )
 }
 
@@ -122,6 +159,9 @@ class SolveStatus(eqx.Enumeration):
     nonfinite = _INFO["nonfinite"].text
     beyond_horizon = _INFO["beyond_horizon"].text
     solver_failed = _INFO["solver_failed"].text
+    ss_tails_exceeded = _INFO["ss_tails_exceeded"].text
+    no_steady_state = _INFO["no_steady_state"].text
+    steady_state_not_reached = _INFO["steady_state_not_reached"].text
 
 
 def _members() -> list[tuple[StatusInfo, SolveStatus]]:
