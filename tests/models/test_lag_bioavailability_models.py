@@ -28,11 +28,11 @@ VARIANTS = {
 TIMES = np.array([0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 8.0, 12.0, 12.5, 13.0, 24.0, 36.0])
 DOSES = [(0.0, 100.0), (12.0, 200.0)]
 
-# The solve paths apply ALAG/F once helper dose-events wires its DoseEvents into them
-# (DESIGN26 §4); until that is merged the engine ignores dose parameters. Strict: the first
-# run where the engine applies them fails here, and the marker must then be removed.
-NEEDS_DOSE_EVENTS = pytest.mark.xfail(
-    strict=True, reason="dose parameters are applied by the solve paths of branch dose-events"
+# The adaptive ODE path applies ALAG/F once helper ode-dosing's DoseEvents support is merged
+# (the exact path has it from dose-events); until then it ignores dose parameters. Strict:
+# the first run where it applies them fails here, and the marker must then be removed.
+ODE_NEEDS_DOSE_EVENTS = pytest.mark.xfail(
+    strict=True, reason="the ODE path applies dose parameters on branch ode-dosing"
 )
 
 
@@ -55,9 +55,8 @@ def test_passes_check_model_and_declares_nonmem_dose_parameters(name):
     assert set(model.dose_parameters) == {1}  # IV doses (central) are neither lagged nor scaled
 
 
-@NEEDS_DOSE_EVENTS
 @pytest.mark.parametrize("name", sorted(VARIANTS))
-@pytest.mark.parametrize("method", ["exact", "tsit5"])
+@pytest.mark.parametrize("method", ["exact", pytest.param("tsit5", marks=ODE_NEEDS_DOSE_EVENTS)])
 def test_doses_enter_at_t_plus_alag_as_f_times_amt(name, method):
     model = tq.load_model(name)
     base_name, theta = VARIANTS[name]
@@ -79,7 +78,6 @@ def test_doses_enter_at_t_plus_alag_as_f_times_amt(name, method):
     np.testing.assert_allclose(traj.outputs, ref.outputs, rtol=1e-8, atol=1e-12)
 
 
-@NEEDS_DOSE_EVENTS
 def test_one_compartment_lag_is_the_lagged_bateman_function():
     model = tq.load_model("one_compartment_oral_lag")
     ka, cl, v, lag, f = 1.3, 4.0, 40.0, 0.6, 0.7
@@ -108,7 +106,6 @@ def test_iv_doses_are_neither_lagged_nor_scaled():
     np.testing.assert_allclose(traj.outputs, ref.outputs, rtol=1e-10, atol=1e-14)
 
 
-@NEEDS_DOSE_EVENTS
 def test_gradient_in_lag_and_f_matches_finite_differences():
     # Lag times move event times: the exact path's gradient must follow them.
     model = tq.load_model("one_compartment_oral_lag")
