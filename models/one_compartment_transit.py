@@ -150,28 +150,25 @@ class OneCompartmentTransit(tq.Model):
 
         Returns
         -------
-        A model instance of its own class (compiled functions are cached per class),
-        named ``<name>_n<n>``, with ``n + 3`` states: gut, transit1..transit<n>,
-        absorption, central. The same ``n`` gives the same class every time; the
-        model's own ``n`` gives this model's class.
+        OneCompartmentTransit
+            A model of its own class (compiled functions are cached per class), named
+            ``<name>_n<n>``, with ``n + 3`` states: gut, transit1..transit<n>,
+            absorption, central. The same ``n`` gives the same class every time; the
+            ``n`` of the model this family started from gives that model itself.
         """
         if isinstance(n, bool) or int(n) != n or not 0 <= n <= MAX_TRANSITS:
             raise tq.InputError(
                 f"with_transits: n must be a whole number from 0 to {MAX_TRANSITS}; got {n!r}."
             )
-        root = _registered_class(type(self))
-        cls = root if int(n) == root.n_transit else _transit_class(root, int(n))
-        model = cls()
-        model._source_path = self._source_path
+        root = vars(self).get("_transit_root", self)
+        if int(n) == root.n_transit:
+            return root
+        model = _transit_class(type(root), int(n))()
+        model._source_path = root._source_path
+        # The model it was made from: a pickled copy is "root.with_transits(n)" (its class
+        # is made at run time and cannot be found by name in another process).
+        model._transit_root = root
         return model
-
-    def __reduce__(self):
-        # A model loaded from a file pickles as "load the file, then with_transits(n)":
-        # its class is made at run time and cannot be found by name in another process.
-        if self._source_path is not None and type(self) is not _registered_class(type(self)):
-            base = tq.load_model(self._source_path)
-            return (operator.methodcaller("with_transits", self.n_transit), (base,))
-        return object.__reduce__(self)
 
     def linear_system(self, theta):
         n = self.n_transit
@@ -189,11 +186,9 @@ class OneCompartmentTransit(tq.Model):
         return y[-1:] / theta["V"]
 
 
-def _registered_class(cls: type) -> type:
-    """The class defined in a model file (not one made by ``with_transits``)."""
-    while cls.__dict__.get("_made_by_with_transits", False):
-        cls = cls.__base__
-    return cls
+def _reduce_variant(model: OneCompartmentTransit) -> tuple:
+    """Pickle a ``with_transits`` model as the call that makes it again."""
+    return (operator.methodcaller("with_transits", model.n_transit), (model._transit_root,))
 
 
 @functools.cache
@@ -201,11 +196,11 @@ def _transit_class(root: type, n: int) -> type:
     """A subclass of ``root`` with ``n`` transit compartments, one per (root, n)."""
     name = f"{root.name}_n{n}"
     attrs = {
+        "__reduce__": _reduce_variant,
         "n_transit": n,
         "name": name,
         "states": _states(n),
         "card": root._card_for(n, name),
-        "_made_by_with_transits": True,
         "__module__": root.__module__,
         "__qualname__": f"{root.__qualname__}_n{n}",
     }

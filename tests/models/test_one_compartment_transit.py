@@ -120,3 +120,14 @@ def test_variant_pickles_as_a_reload_in_a_fresh_process(model):
         [sys.executable, "-c", code], input=data, capture_output=True, check=True, timeout=120
     )
     assert out.stdout.decode().split() == ["one_compartment_transit_n6", "6", "9"]
+
+
+def test_variant_of_a_model_with_dose_parameters_keeps_both_when_pickled(model):
+    with_f = tq.with_dose_parameters(
+        model, bioavailability=tq.Parameter("F", "1", 0.8, "bioavailability", scale="logit")
+    )
+    m5 = with_f.with_transits(5)
+    assert m5.n_transit == 5 and m5.dose_parameters[1].bioavailability == "F"
+    assert m5.with_transits(3) is with_f
+    copy = pickle.loads(pickle.dumps(m5))
+    assert copy == m5 and copy.n_transit == 5 and copy.parameter_names[-1] == "F"
