@@ -33,6 +33,7 @@ from twin_uq.inference.likelihood import ResidualParams, cohort_loglik
 from twin_uq.inference.numpyro_model import cohort_program
 from twin_uq.inference.population import PopulationModel
 from twin_uq.inference.prepare import PreparedFit, prepare_fit
+from twin_uq.model.scales import latent_typical
 
 N_PATIENTS = 4
 
@@ -100,8 +101,10 @@ def prepare(name: str, widen: float = 1.0) -> PreparedFit:
     priors: dict[str, object] = {}
     if widen != 1.0:
         for p in model.parameters:
-            priors[f"mu.{p.name}"] = (float(np.log(p.typical)), widen * p.prior_sd)
-            priors[f"omega.{p.name}"] = widen * p.bsv_prior_scale
+            # Centred on the typical value on the parameter's own scale (log or logit).
+            priors[f"mu.{p.name}"] = (latent_typical(p), widen * p.prior_sd)
+            if p.bsv:  # a fixed effect has no omega
+                priors[f"omega.{p.name}"] = widen * p.bsv_prior_scale
     return prepare_fit(PopulationModel(model, priors=priors), sim.cohort)
 
 
