@@ -35,12 +35,6 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def _prior_sd(p: tq.Parameter) -> str:
-    """The prior SD of the typical value, naming the scale when it is not the log scale."""
-    scale = getattr(p, "scale", "log")
-    return _num(p.prior_sd) if scale == "log" else f"{_num(p.prior_sd)} ({scale} scale)"
-
-
 def render(model: tq.Model) -> str:
     """Markdown page of one model."""
     card = model.card
@@ -74,9 +68,11 @@ def render(model: tq.Model) -> str:
         ["name", "unit", "typical", "prior SD (log)", "BSV prior scale", "valid range",
          "description"],
         [
-            [f"`{p.name}`", p.unit, _num(p.typical), _prior_sd(p),
-             _num(p.bsv_prior_scale) if getattr(p, "bsv", True) else "none (fixed effect)",
-             f"{_num(p.valid_range[0])} – {_num(p.valid_range[1])}", p.description]
+            [f"`{p.name}`", p.unit, _num(p.typical),
+             _num(p.prior_sd) + (" (logit)" if p.scale == "logit" else ""),
+             _num(p.bsv_prior_scale) if p.bsv else "fixed (no BSV)",
+             f"{_num(p.valid_range[0])} – {_num(p.valid_range[1])}",
+             p.description]
             for p in model.parameters
         ],
     )

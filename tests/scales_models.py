@@ -13,6 +13,9 @@ import jax.numpy as jnp
 
 import twin_uq as tq
 
+#: A = [[-ka, 0], [ka, -CL/V]]: the same matrix as below up to the factor F.
+_ORAL = tq.load_model("one_compartment_oral")
+
 
 class IvOralF(tq.Model):
     """depot --ka--> (fraction F) central --CL/V--> out."""
@@ -42,6 +45,15 @@ class IvOralF(tq.Model):
         ka, k, F = theta["ka"], theta["CL"] / theta["V"], theta["F"]
         zero = jnp.zeros_like(ka)
         return jnp.stack([jnp.stack([-ka, zero]), jnp.stack([F * ka, -k])])
+
+    def transition(self, theta, dt):
+        """The oral model's closed form with the depot-to-plasma terms scaled by ``F``.
+
+        (``check_model`` compares it with the matrix exponential.)
+        """
+        phi, psi = _ORAL.transition(theta, dt)
+        scale = jnp.stack([jnp.ones(2), jnp.stack([theta["F"], jnp.ones_like(theta["F"])])])
+        return phi * scale, psi * scale
 
     def observe(self, y, theta):
         return y[1:2] / theta["V"]

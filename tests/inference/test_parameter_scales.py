@@ -84,6 +84,11 @@ def test_fixed_effect_has_no_sampled_dimension_and_prior_draws_are_fractions(sim
     assert abs(np.median(logit) - np.log(0.6 / 0.4)) < 0.3
 
 
+def test_an_omega_prior_for_a_fixed_effect_is_refused():
+    with pytest.raises(InputError, match=r"'omega.ka': parameter 'ka' is a fixed effect"):
+        PopulationModel(model=MODEL, priors={"omega.ka": 0.2})
+
+
 def test_allometric_scaling_of_a_logit_parameter_is_refused():
     class Bad(IvOralF):
         name = "bad_allometric_F"
@@ -158,3 +163,36 @@ def test_sbc_prior_draws_respect_scales():
     F = np.array([d["typical"]["F"] for d in draws])
     assert np.all((F > 0) & (F < 1))
     assert all(d["omega"]["ka"] == 0.0 for d in draws)
+
+
+def test_trust_and_report_read_the_scales(fit):
+    from twin_uq.report.cohort import _population
+    from twin_uq.trust import TrustThresholds
+    from twin_uq.trust.metrics import information_metrics
+
+    _, contraction = information_metrics(fit, TrustThresholds())
+    assert contraction["ka"].isna().all()  # a fixed effect has no individual contraction
+    assert contraction["F"].notna().all() and contraction["F"].median() > 0.3
+    params = {row["quantity"]: row for row in _population(fit, 0.9)[0]}
+    assert params["F"]["cv"].endswith("(logit scale)")
+    assert params["ka"]["cv"].startswith("fixed")
+    assert params["CL"]["cv"][0].isdigit()
+
+
+def test_saved_fit_reloads_with_its_scales(fit, tmp_path):
+    path = fit.save(tmp_path / "scales.nc")
+    back = tq.load_posterior(path, model=MODEL)
+    assert back.idata.attrs["parameter_scales"] == fit.idata.attrs["parameter_scales"]
+    np.testing.assert_array_equal(back.posterior["typical"].values, fit.posterior["typical"].values)
+    a = back.new_patient({}, [tq.Bolus(0.0, 200.0, 1)], seed=3).theta
+    b = fit.new_patient({}, [tq.Bolus(0.0, 200.0, 1)], seed=3).theta
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert back.prepared.init_values()["z"].shape == (24, 3)
+
+
+def test_laplace_keeps_fractions_and_the_fixed_effect(sim):
+    post = tq.fit(MODEL, sim.cohort, method="laplace", draws=200, seed=0, progress=False)
+    theta = post.posterior["theta"].values
+    assert np.all((theta[..., 3] > 0) & (theta[..., 3] < 1))
+    assert np.all(theta[..., 0] == theta[..., :1, 0])
+    assert np.all(post.posterior["omega"].sel(parameter="ka").values == 0.0)

@@ -14,6 +14,7 @@ from twin_uq.model.scales import (
     fixed_index,
     logit_mask,
     random_index,
+    scale_labels,
     to_natural,
     to_unconstrained,
 )
@@ -102,3 +103,11 @@ def test_logit_map_has_finite_gradients_far_out():
     g = jax.grad(lambda v: jnp.sum(to_natural(m, v)))(z)
     assert np.all(np.isfinite(np.asarray(g)))
     assert float(to_natural(m, z)[1]) == 1.0
+
+
+def test_maps_accept_the_recorded_scale_labels():
+    z = np.array([[0.3, -1.2, 3.0]])
+    labels = scale_labels(Mixed())
+    assert labels == ("log", "logit", "log")
+    assert np.array_equal(to_natural(list(labels), z), to_natural(Mixed(), z))
+    assert np.array_equal(to_unconstrained(labels, np.exp(z)), to_unconstrained(Mixed(), np.exp(z)))

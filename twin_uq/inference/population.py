@@ -117,6 +117,15 @@ class PopulationModel:
                 raise InputError(
                     f"Unknown prior override {key!r}; keys start with {known_prefixes}."
                 )
+            if (
+                key.startswith("omega.")
+                and key[6:] in names
+                and not self.model.parameter(key[6:]).bsv
+            ):
+                raise InputError(
+                    f"Prior override {key!r}: parameter {key[6:]!r} is a fixed effect "
+                    "(bsv=False) and has no between-patient SD omega."
+                )
 
     # ---- derived settings ------------------------------------------------------------
     def error_kinds(self) -> tuple[str, ...]:

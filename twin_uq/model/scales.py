@@ -18,6 +18,7 @@ JAX in (including tracers), JAX out.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -68,12 +69,20 @@ def _is_numpy(x: object) -> bool:
     return not isinstance(x, jax.Array)
 
 
-def to_natural(model: Model, z: np.ndarray | jax.Array) -> np.ndarray | jax.Array:
+def _mask(model: Model | Sequence[str]) -> np.ndarray:
+    if isinstance(model, Model):
+        return logit_mask(model)
+    return np.array([s == "logit" for s in model], dtype=bool)
+
+
+def to_natural(model: Model | Sequence[str], z: np.ndarray | jax.Array) -> np.ndarray | jax.Array:
     """Natural-scale parameters from latent ``z`` of shape ``(..., K)``.
 
     ``exp`` for log-normal parameters, the logistic function for logit-normal ones.
+    ``model`` is the model, or its parameters' scales (:func:`scale_labels`, e.g. as a
+    fit's ``idata.attrs["parameter_scales"]`` stores them).
     """
-    mask = logit_mask(model)
+    mask = _mask(model)
     if _is_numpy(z):
         z = np.asarray(z, dtype=float)
         if not mask.any():
@@ -86,13 +95,15 @@ def to_natural(model: Model, z: np.ndarray | jax.Array) -> np.ndarray | jax.Arra
     return jnp.where(mask, jax.nn.sigmoid(z), jnp.exp(jnp.where(mask, 0.0, z)))
 
 
-def to_unconstrained(model: Model, theta: np.ndarray | jax.Array) -> np.ndarray | jax.Array:
+def to_unconstrained(
+    model: Model | Sequence[str], theta: np.ndarray | jax.Array
+) -> np.ndarray | jax.Array:
     """Latent ``z`` from natural-scale parameters ``theta`` of shape ``(..., K)``.
 
     ``log`` for log-normal parameters, ``logit`` for logit-normal ones (values of 0 or 1
-    map to ``-inf`` / ``inf``, as ``log(0)`` does).
+    map to ``-inf`` / ``inf``, as ``log(0)`` does). ``model`` as in :func:`to_natural`.
     """
-    mask = logit_mask(model)
+    mask = _mask(model)
     if _is_numpy(theta):
         theta = np.asarray(theta, dtype=float)
         if not mask.any():

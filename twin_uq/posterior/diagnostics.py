@@ -109,14 +109,21 @@ def diagnose(
         )
     # One variable at a time: arviz-stats 1.3.3 summarising variables of different
     # dimensions together attached theta's values to the wrong patients' labels.
+    # A fixed effect's omega is 0 by declaration, not a sampled quantity: no row for it.
+    fixed = set(json.loads(idata.attrs.get("fixed_parameters", "[]")))
+    varying = [p for p in post["parameter"].values if p not in fixed]
+    if not varying:
+        names = [n for n in names if n != "omega"]
+    coords = {"omega": {"parameter": varying}} if fixed else {}
     summ = pd.concat(
-        [azs.summary(idata, var_names=[n], kind="diagnostics", round_to="none") for n in names]
+        [
+            azs.summary(
+                idata, var_names=[n], kind="diagnostics", round_to="none", coords=coords.get(n)
+            )
+            for n in names
+        ]
     )
     table = summ[["r_hat", "ess_bulk", "ess_tail"]].astype(float)
-    # A fixed effect's omega is 0 by declaration, not a sampled quantity: no row for it.
-    fixed = json.loads(idata.attrs.get("fixed_parameters", "[]"))
-    if fixed:
-        table = table.drop(index=[f"omega[{p}]" for p in fixed], errors="ignore")
     ess_needed = min(ess_min, 100.0 * n_chains)
     stats = idata["sample_stats"].to_dataset()
     divergences = int(stats["diverging"].sum())

@@ -15,6 +15,7 @@ Four families (see docs/trust.md):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from twin_uq.model.scales import fixed_index, to_unconstrained
+from twin_uq.model.scales import to_unconstrained
 from twin_uq.trust.thresholds import TrustThresholds
 
 __all__ = [
@@ -191,7 +192,13 @@ def information_metrics(post, th: TrustThresholds) -> tuple[pd.DataFrame, pd.Dat
     eta = np.asarray(ds["eta"].values, float)
     omega = np.asarray(ds["omega"].values, float)  # (C, D, K)
     S = theta.shape[0] * theta.shape[1]
-    log_theta = to_unconstrained(post.model, theta).reshape(S, *theta.shape[2:])
+    # Each parameter's latent scale and the fixed effects, as the fit recorded them (fits
+    # saved before parameters had scales: all log-normal with between-patient variability).
+    attrs = post.idata.attrs
+    scales = json.loads(attrs.get("parameter_scales", "{}"))
+    fixed = [names.index(p) for p in json.loads(attrs.get("fixed_parameters", "[]"))]
+    latent = [scales.get(n, "log") for n in names]
+    log_theta = to_unconstrained(latent, theta).reshape(S, *theta.shape[2:])
     eta = eta.reshape(S, *eta.shape[2:])
     omega = omega.reshape(S, -1)
     mean = log_theta - omega[:, None, :] * eta
@@ -200,7 +207,7 @@ def information_metrics(post, th: TrustThresholds) -> tuple[pd.DataFrame, pd.Dat
     contraction = 1.0 - var_post / prior_var
     contraction = np.where(np.sqrt(prior_var) < th.min_population_sd, np.nan, contraction)
     # A fixed effect is the population's value: it has no individual contraction.
-    contraction[:, fixed_index(post.model)] = np.nan
+    contraction[:, fixed] = np.nan
     ctab = pd.DataFrame(contraction, index=pd.Index(ids, name="patient"), columns=names)
 
     cd = post.idata["constant_data"].to_dataset()
