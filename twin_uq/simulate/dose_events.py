@@ -9,14 +9,14 @@ and is differentiable in ``theta`` through event times (lag, modelled duration,
 NONMEM semantics, per target compartment with its declared
 :class:`~twin_uq.model.base.DoseParameters` (missing: ``ALAG = 0``, ``F = 1``):
 
-=====================  ============  ========  =============  ==============
-record                 enters at     amount    rate           duration
-=====================  ============  ========  =============  ==============
-bolus                  ``t + ALAG``  ``F·AMT``  —              —
-``RATE > 0``           ``t + ALAG``  ``F·AMT``  ``RATE``       ``F·AMT/RATE``
-``RATE = -1``          ``t + ALAG``  ``F·AMT``  ``R``          ``F·AMT/R``
-``RATE = -2``          ``t + ALAG``  ``F·AMT``  ``F·AMT/D``    ``D``
-=====================  ============  ========  =============  ==============
+=================  ============  =========  =============  ================
+record             enters at     amount     rate           duration
+=================  ============  =========  =============  ================
+bolus              ``t + ALAG``  ``F·AMT``  —              —
+``RATE > 0``       ``t + ALAG``  ``F·AMT``  ``RATE``       ``F·AMT/RATE``
+``RATE = -1``      ``t + ALAG``  ``F·AMT``  ``R``          ``F·AMT/R``
+``RATE = -2``      ``t + ALAG``  ``F·AMT``  ``F·AMT/D``    ``D``
+=================  ============  =========  =============  ================
 
 An event at ``time`` applies ``y = keep·y + set_state + jump`` and
 ``r = keep·r + rate_change`` to the state ``y`` and the running input-rate vector ``r``
@@ -35,6 +35,16 @@ infusion to 0: the later stop of an infusion running at the reset is cancelled (
 otherwise subtract a rate that is no longer there). Doses whose lagged arrival or lagged
 start is after the reset still arrive. Times are clipped into ``[0, t_end]``; events after
 ``t_end`` cannot change any requested state and have no effect.
+
+Steady state (``ss=1``, ``ss=2``): a set at the dose's nominal time and the tails of its
+past doses (:mod:`twin_uq.simulate.steady_events`, computed by
+:mod:`twin_uq.simulate.steady_state`); the dose itself is one of the ordinary events. A
+constant steady-state infusion (``Infusion(t, RATE, math.inf, ss=1)``, NONMEM ``SS=1,
+AMT=0, RATE>0, II=0``) is its plateau at ``t`` for the rate ``F·RATE`` (the declared
+bioavailability scales what enters), which, as in NONMEM, ends at ``t``.
+
+Checked against NONMEM's own runs of the 29 dosing scenarios of mrgsolve's nmtests
+(``tests/conformance/test_nmtests_dosing.py``) on the exact path.
 """
 
 from __future__ import annotations
@@ -50,6 +60,7 @@ from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate.events import dose_state_index
 from twin_uq.simulate.schedule import PatientInputs, Schedule
 from twin_uq.simulate.status import SolveStatus
+from twin_uq.simulate.steady_events import DoseSlots, steady_state_events
 
 __all__ = [
     "ORDER_DOSE",
@@ -213,12 +224,7 @@ def resolve_doses(
         or why the doses cannot be resolved (``ss_tails_exceeded``, a steady state's own
         status).
     """
-    schedule = patient.schedule
-    if schedule.n_steady:
-        raise InputError(
-            "Steady-state doses (ss=1 or 2) need twin_uq.simulate.steady_state, which this "
-            "build does not have yet."
-        )
+    covariates, s, _ = patient
     th = model.theta_dict(theta_vec)
     dtype = jnp.result_type(theta_vec.dtype, float)
     n = len(model.states)
@@ -229,12 +235,13 @@ def resolve_doses(
         return jax.nn.one_hot(dose_state_index(model, cmt), n, dtype=dtype)
 
     # Boluses: F·AMT at t + ALAG; no effect after t_end.
-    s = schedule
     idx_b = dose_state_index(model, s.bolus_cmt)
     # Padding keeps its time (0): no grid point moves with the lag.
-    time_b = s.bolus_time + jnp.where(s.bolus_mask, lag_c[idx_b], 0.0)
+    lag_b = jnp.where(s.bolus_mask, lag_c[idx_b], 0.0)
+    time_b = s.bolus_time + lag_b
     live_b = s.bolus_mask & (time_b <= t_end)
-    jump_b = onehot(s.bolus_cmt) * jnp.where(live_b, f_c[idx_b] * s.bolus_amount, 0.0)[:, None]
+    amount_b = f_c[idx_b] * s.bolus_amount
+    jump_b = onehot(s.bolus_cmt) * jnp.where(live_b, amount_b, 0.0)[:, None]
 
     # Infusions (RATE > 0): RATE from t + ALAG over F·AMT/RATE = F·duration. Written as
     # stop + ALAG + (F - 1)·duration so that ALAG = 0, F = 1 give the stop time itself.
@@ -254,8 +261,10 @@ def resolve_doses(
     by_rate = s.modelled_by == -1
     amount_m = f_c[idx_m] * s.modelled_amount
     rate_m = jnp.where(by_rate, r_c[idx_m], amount_m / d_c[idx_m])
-    start_m = s.modelled_start + jnp.where(s.modelled_mask, lag_c[idx_m], 0.0)
-    stop_m = start_m + jnp.where(by_rate, amount_m / r_c[idx_m], d_c[idx_m])
+    lag_m = jnp.where(s.modelled_mask, lag_c[idx_m], 0.0)
+    start_m = s.modelled_start + lag_m
+    duration_m = jnp.where(by_rate, amount_m / r_c[idx_m], d_c[idx_m])
+    stop_m = start_m + duration_m
     undeclared = jnp.where(
         by_rate,
         ~jnp.asarray(_declared(model, "rate"))[idx_m],
@@ -265,40 +274,92 @@ def resolve_doses(
     rate_mv = onehot(s.modelled_cmt) * jnp.where(s.modelled_mask, rate_m, 0.0)[:, None]
 
     # Resets: keep = 0 (no effect after t_end, where a clipped reset would hide the state
-    # an observation at t_end sees).
+    # an observation at t_end sees). A steady-state set with ss=1 resets as well.
     live_r = s.reset_mask & (s.reset_time <= t_end)
+    resets_t, resets_live = s.reset_time, live_r
+    status = SolveStatus.successful
+    nb, ni, nm, nr, nss = s.n_bolus, s.n_infusion, s.n_modelled, s.n_reset, s.n_steady
+    if nss:  # static: only schedules with steady-state doses
+        f_i = f_c[idx_i]
+        slots = DoseSlots(
+            t0=jnp.concatenate([s.bolus_time, s.infusion_start, s.modelled_start]).astype(dtype),
+            lag=jnp.concatenate([lag_b, jnp.where(constant, 0.0, lag_i), lag_m]),
+            amount=jnp.concatenate([amount_b, f_i * s.infusion_rate * duration_i, amount_m]).astype(
+                dtype
+            ),
+            rate=jnp.concatenate(
+                [
+                    jnp.zeros(nb, dtype),
+                    jnp.where(constant, f_i * s.infusion_rate, s.infusion_rate),
+                    rate_m,
+                ]
+            ).astype(dtype),
+            duration=jnp.concatenate([jnp.zeros(nb, dtype), f_i * duration_i, duration_m]),
+            state=jnp.concatenate([idx_b, idx_i, idx_m]),
+            ii=jnp.concatenate([s.bolus_ii, s.infusion_ii, s.modelled_ii]).astype(dtype),
+            ss=jnp.concatenate([s.bolus_ss, s.infusion_ss, s.modelled_ss]),
+        )
+        steady, status = steady_state_events(
+            model, settings, theta_vec, covariates, s, slots, t_end
+        )
+        resets_t = jnp.concatenate([resets_t, steady.set_time])
+        resets_live = jnp.concatenate([resets_live, steady.set_resets])
 
     # Later stops of infusions running at a reset are cancelled.
-    resets_t, resets_live = s.reset_time, live_r
     stop_i_rate = _cancel_after_reset(-rate_i, start_i, stop_i, resets_t, resets_live)
     stop_m_rate = _cancel_after_reset(-rate_mv, start_m, stop_m, resets_t, resets_live)
 
-    nb, ni, nm, nr = s.n_bolus, s.n_infusion, s.n_modelled, s.n_reset
     zeros = lambda k: jnp.zeros((k, n), dtype)  # noqa: E731
-    time = jnp.concatenate([s.reset_time, time_b, start_i, stop_i, start_m, stop_m]).astype(dtype)
+    n_doses = nb + 2 * ni + 2 * nm
+    parts = {
+        "time": [s.reset_time, time_b, start_i, stop_i, start_m, stop_m],
+        "order": [jnp.full(nr, ORDER_RESET), jnp.full(n_doses, ORDER_DOSE)],
+        "keep": [jnp.where(live_r, 0.0, 1.0), jnp.ones(n_doses)],
+        "set_state": [zeros(nr + n_doses)],
+        "jump": [zeros(nr), jump_b, zeros(2 * ni + 2 * nm)],
+        "rate_change": [zeros(nr + nb), rate_i, stop_i_rate, rate_mv, stop_m_rate],
+        "mask": [
+            s.reset_mask,
+            s.bolus_mask,
+            s.infusion_mask,
+            s.infusion_mask,
+            s.modelled_mask,
+            s.modelled_mask,
+        ],
+    }
+    if nss:
+        # Sets after the resets, tails after the doses (array order = order at ties).
+        tail_rate = jnp.where(
+            steady.tail_is_stop[:, None],
+            _cancel_after_reset(
+                steady.tail_rate, steady.tail_on, steady.tail_time, resets_t, resets_live
+            ),
+            steady.tail_rate,
+        )
+        n_tails = steady.tail_time.shape[0]
+        insert = {
+            "time": (steady.set_time, steady.tail_time),
+            "order": (jnp.full(nss, ORDER_STEADY), jnp.full(n_tails, ORDER_DOSE)),
+            "keep": (steady.set_keep, jnp.ones(n_tails)),
+            "set_state": (steady.set_state, zeros(n_tails)),
+            "jump": (zeros(nss), steady.tail_jump),
+            "rate_change": (steady.set_rate, tail_rate),
+            "mask": (s.steady_mask, steady.tail_live),
+        }
+        for name, (at_sets, tails) in insert.items():
+            flat = jnp.concatenate(parts[name])
+            parts[name] = [flat[:nr], at_sets, flat[nr:], tails]
+    time = jnp.concatenate(parts["time"]).astype(dtype)
     events = DoseEvents(
         time=jnp.clip(time, 0.0, t_end),
-        order=jnp.concatenate(
-            [jnp.full(nr, ORDER_RESET), jnp.full(nb + 2 * ni + 2 * nm, ORDER_DOSE)]
-        ).astype(jnp.int32),
-        keep=jnp.concatenate([jnp.where(live_r, 0.0, 1.0), jnp.ones(nb + 2 * ni + 2 * nm)]).astype(
-            dtype
-        ),
-        set_state=zeros(nr + nb + 2 * ni + 2 * nm),
-        jump=jnp.concatenate([zeros(nr), jump_b, zeros(2 * ni + 2 * nm)]),
-        rate_change=jnp.concatenate([zeros(nr + nb), rate_i, stop_i_rate, rate_mv, stop_m_rate]),
-        mask=jnp.concatenate(
-            [
-                s.reset_mask,
-                s.bolus_mask,
-                s.infusion_mask,
-                s.infusion_mask,
-                s.modelled_mask,
-                s.modelled_mask,
-            ]
-        ),
+        order=jnp.concatenate(parts["order"]).astype(jnp.int32),
+        keep=jnp.concatenate(parts["keep"]).astype(dtype),
+        set_state=jnp.concatenate(parts["set_state"]).astype(dtype),
+        jump=jnp.concatenate(parts["jump"]).astype(dtype),
+        rate_change=jnp.concatenate(parts["rate_change"]).astype(dtype),
+        mask=jnp.concatenate(parts["mask"]),
     )
-    return events, SolveStatus.successful
+    return events, status
 
 
 def _cancel_after_reset(
