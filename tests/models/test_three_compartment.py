@@ -246,3 +246,29 @@ def test_closed_form_gradient_matches_the_matrix_exponential(model, theta):
         g_ref = np.asarray(jax.grad(generic)(x, dt))
         assert np.all(np.isfinite(g))
         np.testing.assert_allclose(g, g_ref, rtol=0, atol=1e-9 * np.max(np.abs(g_ref)))
+
+
+def test_steady_state_bolus_is_the_geometric_sum_of_tri_exponentials(model):
+    # SS=1: the regimen "D every II since forever"; each phase sums to c_i/(1 - exp(-λ_i II)).
+    dose, ii = 100.0, 12.0
+    lam, c = disposition(THETA)
+    times = np.array([0.0, 0.5, 2.0, 6.0, 11.9])
+    sched = Schedule.build([Bolus(0.0, dose, ss=1, ii=ii)])
+    traj = tq.simulate(model, THETA, sched, times)
+    expected = (
+        dose
+        / THETA["V1"]
+        * np.sum(c * np.exp(-lam * times[:, None]) / (1 - np.exp(-lam * ii)), axis=1)
+    )
+    np.testing.assert_allclose(traj.outputs[:, 0], expected, rtol=1e-8)
+
+
+def test_steady_state_infusion_equals_the_regimen_written_out(model):
+    # 2-h infusions every 12 h at steady state: the superposed integrated tri-exponential
+    # of the current and past infusions (400; the slowest phase, 0.14/h, needs 15 for 1e-10).
+    rate, dur, ii = 50.0, 2.0, 12.0
+    times = np.array([0.0, 1.0, 2.0, 3.0, 8.0, 11.5])
+    sched = Schedule.build([], [Infusion(0.0, rate, dur, ss=1, ii=ii)])
+    traj = tq.simulate(model, THETA, sched, times)
+    expected = sum(infusion_conc(times, rate, -k * ii, dur, THETA) for k in range(400))
+    np.testing.assert_allclose(traj.outputs[:, 0], expected, rtol=1e-8)
