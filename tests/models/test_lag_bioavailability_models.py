@@ -132,3 +132,22 @@ def test_transit_f_with_other_transits_keeps_f1():
     assert model.dose_parameters[1].bioavailability == "F1"
     assert "bioavailability F1" in model.card.summary and "n = 5" in model.card.equations
     assert check_model(model) is model
+
+
+@pytest.mark.parametrize("lag", [0.6, 13.0])  # a lag shorter and one longer than II
+def test_steady_state_with_lag_and_f_is_the_sum_of_lagged_bateman_functions(lag):
+    # SS=1 at t = 0 with II = 12: doses at -k·II entered at -k·II + ALAG1 as F1·AMT.
+    model = tq.load_model("one_compartment_oral_lag")
+    ka, cl, v, f, ii = 1.3, 4.0, 40.0, 0.7, 12.0
+    k = cl / v
+    times = np.array([0.0, 0.3, 1.0, 2.0, 6.0, 11.9])
+    traj = tq.simulate(
+        model,
+        {"ka": ka, "CL": cl, "V": v, "ALAG1": lag, "F1": f},
+        Schedule.build([Bolus(0.0, 100.0, ss=1, ii=ii)]),
+        times,
+    )
+    s = times[:, None] + ii * np.arange(400)[None, :] - lag  # time since each dose entered
+    s = np.where(s > 0, s, 0.0)
+    expected = (f * 100.0 * ka / (v * (ka - k)) * (np.exp(-k * s) - np.exp(-ka * s))).sum(axis=1)
+    np.testing.assert_allclose(traj.outputs[:, 0], expected, rtol=1e-8)

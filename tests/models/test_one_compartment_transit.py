@@ -131,3 +131,13 @@ def test_variant_of_a_model_with_dose_parameters_keeps_both_when_pickled(model):
     assert m5.with_transits(3) is with_f
     copy = pickle.loads(pickle.dumps(m5))
     assert copy == m5 and copy.n_transit == 5 and copy.parameter_names[-1] == "F"
+
+
+def test_steady_state_dose_equals_the_sum_over_past_doses(model):
+    # SS=1, a dose every 8 h since forever: the Savic reference summed over past doses
+    # (terminal rate CL/V = 0.1/h: 40 intervals leave exp(-32) ~ 1e-14).
+    ii, times = 8.0, np.array([0.0, 0.5, 1.5, 3.0, 7.5])
+    sched = Schedule.build([Bolus(0.0, 100.0, ss=1, ii=ii)])
+    traj = tq.simulate(model, {"MTT": MTT, "ka": KA, "CL": CL, "V": V}, sched, times)
+    expected = [sum(concentration(t + k * ii, 100.0, 3) for k in range(40)) for t in times]
+    np.testing.assert_allclose(traj.outputs[:, 0], expected, rtol=1e-7)
