@@ -76,6 +76,19 @@ def render(model: tq.Model) -> str:
             for p in model.parameters
         ],
     )
+    if model.dose_parameters:
+        lines += ["## Dose parameters", "",
+                  "Applied by the engine to doses into the compartment (NONMEM meaning: a "
+                  "dose AMT at time t enters at t + lag as F·AMT).", ""]
+        lines += _table(
+            ["cmt", "state", "lag (ALAG)", "bioavailability (F)", "rate (R)", "duration (D)"],
+            [
+                [str(cmt), f"`{model.states[cmt - 1]}`",
+                 *(f"`{n}`" if n else "—"
+                   for n in (dp.lag, dp.bioavailability, dp.rate, dp.duration))]
+                for cmt, dp in sorted(model.dose_parameters.items())
+            ],
+        )
     lines += ["## Outputs", ""]
     lines += _table(
         ["name", "unit", "error model", "clinical range", "description"],

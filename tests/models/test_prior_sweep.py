@@ -33,6 +33,7 @@ from twin_uq.inference.likelihood import ResidualParams, cohort_loglik
 from twin_uq.inference.numpyro_model import cohort_program
 from twin_uq.inference.population import PopulationModel
 from twin_uq.inference.prepare import PreparedFit, prepare_fit
+from twin_uq.model.scales import latent_typical
 
 N_PATIENTS = 4
 
@@ -49,7 +50,18 @@ def _designs() -> dict[str, tq.Design]:
     return {
         "one_compartment_iv": tq.Design(times=pk, doses=[tq.Bolus(0.0, 100.0, 1)]),
         "one_compartment_oral": tq.Design(times=pk, doses=[tq.Bolus(0.0, 100.0, 1)]),
+        "one_compartment_oral_lag": tq.Design(times=pk, doses=[tq.Bolus(0.0, 100.0, 1)]),
+        "one_compartment_transit_f": tq.Design(times=[0.25, *pk], doses=[tq.Bolus(0.0, 100.0, 1)]),
         "two_compartment": tq.Design(times=[*pk, 48.0], doses=[tq.Bolus(0.0, 100.0, 1)]),
+        "two_compartment_lag": tq.Design(times=[*pk, 48.0], doses=[tq.Bolus(0.0, 100.0, 1)]),
+        "one_compartment_transit": tq.Design(times=[0.25, *pk], doses=[tq.Bolus(0.0, 100.0, 1)]),
+        "michaelis_menten_iv": tq.Design(times=pk, doses=[tq.Bolus(0.0, 500.0, 1)]),
+        "michaelis_menten_oral": tq.Design(
+            times=[*pk, 36.0], doses=[tq.Bolus(0.0, 300.0, 1), tq.Bolus(12.0, 300.0, 1)]
+        ),
+        "three_compartment": tq.Design(
+            times=[0.1, 0.25, *pk, 48.0, 72.0], doses=[tq.Infusion(0.0, 100.0, 1.0, 1)]
+        ),
         "pkpd_emax": tq.Design(
             times=pk, doses=[tq.Bolus(0.0, 100.0, 1)], outputs=["concentration", "effect"]
         ),
@@ -89,8 +101,10 @@ def prepare(name: str, widen: float = 1.0) -> PreparedFit:
     priors: dict[str, object] = {}
     if widen != 1.0:
         for p in model.parameters:
-            priors[f"mu.{p.name}"] = (float(np.log(p.typical)), widen * p.prior_sd)
-            priors[f"omega.{p.name}"] = widen * p.bsv_prior_scale
+            # Centred on the typical value on the parameter's own scale (log or logit).
+            priors[f"mu.{p.name}"] = (latent_typical(p), widen * p.prior_sd)
+            if p.bsv:  # a fixed effect has no omega
+                priors[f"omega.{p.name}"] = widen * p.bsv_prior_scale
     return prepare_fit(PopulationModel(model, priors=priors), sim.cohort)
 
 
