@@ -28,13 +28,6 @@ VARIANTS = {
 TIMES = np.array([0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 8.0, 12.0, 12.5, 13.0, 24.0, 36.0])
 DOSES = [(0.0, 100.0), (12.0, 200.0)]
 
-# The adaptive ODE path applies ALAG/F once helper ode-dosing's DoseEvents support is merged
-# (the exact path has it from dose-events); until then it ignores dose parameters. Strict:
-# the first run where it applies them fails here, and the marker must then be removed.
-ODE_NEEDS_DOSE_EVENTS = pytest.mark.xfail(
-    strict=True, reason="the ODE path applies dose parameters on branch ode-dosing"
-)
-
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_passes_check_model_and_declares_nonmem_dose_parameters(name):
@@ -56,7 +49,7 @@ def test_passes_check_model_and_declares_nonmem_dose_parameters(name):
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
-@pytest.mark.parametrize("method", ["exact", pytest.param("tsit5", marks=ODE_NEEDS_DOSE_EVENTS)])
+@pytest.mark.parametrize("method", ["exact", "tsit5"])
 def test_doses_enter_at_t_plus_alag_as_f_times_amt(name, method):
     model = tq.load_model(name)
     base_name, theta = VARIANTS[name]
