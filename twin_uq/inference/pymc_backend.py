@@ -60,6 +60,7 @@ from twin_uq.errors import DependencyError, InputError
 from twin_uq.inference.backends import BackendResult
 from twin_uq.inference.centering import whitened_log_theta
 from twin_uq.inference.prepare import PreparedFit
+from twin_uq.inference.pytensor_blas import link_blas
 
 __all__ = ["PYMC_SAMPLERS", "build_pymc_model", "require_pymc", "run_pymc"]
 
@@ -114,6 +115,8 @@ def build_pymc_model(prepared: PreparedFit):
     pm = require_pymc("pymc")
     pt = require_pymc("pytensor.tensor")
     from twin_uq.inference.pymc_op import CohortLoglikOp
+
+    link_blas()  # before PyTensor's own search warns that it found none
 
     s = prepared.structure
     data = prepared.data
