@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from twin_uq.inference.centering import whitened_log_theta
 from twin_uq.inference.likelihood import FitData, ResidualParams, patient_predictions
-from twin_uq.inference.numpyro_model import ProgramStructure, individual_log_theta, population_mean
+from twin_uq.inference.numpyro_model import ProgramStructure, population_mean
+from twin_uq.inference.reparam import Centering
 from twin_uq.inference.residual import (
     NU_UNUSED,
     observation_loglik,
@@ -67,25 +67,24 @@ def _residual_sites(
     )
 
 
-def log_theta_from_latents(structure: ProgramStructure, draw: dict, data: FitData) -> jax.Array:
+def log_theta_from_latents(
+    structure: ProgramStructure, draw: dict, data: FitData, centering: Centering
+) -> jax.Array:
     """``(P, K)`` log individual parameters of one draw of the latent sites."""
     beta = draw["beta"] if structure.n_effects else jnp.zeros(0)
     mean = population_mean(draw["mu"], beta, data, structure.n_params)
     if structure.correlated:
         return mean + (draw["z"] @ draw["corr_chol"].T) * draw["omega"]
-    if data.auto_centering is not None:
-        residual = residual_from_draw(structure, draw, data.error_code.shape[0])
-        loc, upper = data.auto_centering.latent_prior(
-            mean, draw["omega"], residual.add, residual.prop
-        )
-        return whitened_log_theta(mean, draw["omega"], draw["z"], loc, upper)
-    return individual_log_theta(mean, draw["omega"], draw["z"], data.centering)
+    residual = residual_from_draw(structure, draw, data.error_code.shape[0])
+    prior = centering.latent_prior(mean, draw["omega"], residual.add, residual.prop)
+    return centering.log_theta(mean, draw["omega"], draw["z"], prior)
 
 
 def derive_draw_quantities(
     structure: ProgramStructure,
     samples: dict[str, np.ndarray],
     data: FitData,
+    centering: Centering,
     key: jax.Array,
     batch_size: int = 64,
 ) -> DrawQuantities:
@@ -95,6 +94,8 @@ def derive_draw_quantities(
     ----------
     samples
         Latent sites with leading ``(chains, draws)`` axes.
+    centering
+        How the fit parameterised the random effects (``PreparedFit.centering``).
 
     Returns
     -------
@@ -121,6 +122,7 @@ def derive_draw_quantities(
             {k: v[i : i + batch_size] for k, v in flat.items()},
             keys[i : i + batch_size],
             data,
+            centering,
         )
         for i in range(0, padded, batch_size)
     ]
@@ -134,7 +136,9 @@ def derive_draw_quantities(
 
 
 @partial(jax.jit, static_argnums=(0,))
-def _derive_batch(structure: ProgramStructure, flat: dict, keys: jax.Array, data: FitData):
+def _derive_batch(
+    structure: ProgramStructure, flat: dict, keys: jax.Array, data: FitData, centering: Centering
+):
     # Jitted with the structure static so that later fits of the same shapes reuse it.
     model, settings = structure.model, structure.settings
     n_out = data.error_code.shape[0]
@@ -142,7 +146,7 @@ def _derive_batch(structure: ProgramStructure, flat: dict, keys: jax.Array, data
 
     def one(args):
         draw, k = args
-        log_theta = log_theta_from_latents(structure, draw, data)
+        log_theta = log_theta_from_latents(structure, draw, data, centering)
         theta = jnp.exp(log_theta)
         beta = draw["beta"] if structure.n_effects else jnp.zeros(0)
         mean = population_mean(draw["mu"], beta, data, structure.n_params)

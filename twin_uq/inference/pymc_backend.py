@@ -7,10 +7,11 @@ priors and parameterisation of the NumPyro program
 
 * ``mu ~ Normal(mu_loc, mu_scale)``, ``omega ~ HalfNormal(omega_scale)``,
   ``beta ~ Normal(0, beta_scale)``;
-* diagonal random effects, partially centred with weights ``w`` (``data.centering``, or
-  with ``"auto"`` the shrinkage weights at the sampled ``omega``):
-  ``z ~ Normal(w·(mean - r), omega**w)``, ``log theta = mean + omega**(1-w)·(z - w·(mean - r))``
-  (``r`` the reference point of ``"auto"``, else 0);
+* diagonal random effects as the fit's :class:`~twin_uq.inference.reparam.Centering`
+  parameterises them: fixed weights ``w``, ``z ~ Normal(w·mean, omega**w)``,
+  ``log theta = mean + omega**(1-w)·(z - w·mean)``; with ``"auto"`` the whitened latents
+  ``z ~ MvNormal(loc, Uᵀ U)``, ``log theta = mean + Ω U⁻ᵀ (z - loc)``
+  (:mod:`twin_uq.inference.centering`);
 * correlated random effects: ``corr_chol ~ LKJCorr(K, eta=2)`` (a Cholesky factor),
   ``z ~ Normal(0, 1)``, ``log theta = mean + (z @ corr_chol.T)·omega``;
 * ``sigma_add``, ``sigma_prop ~ HalfNormal``, ``nu ~ Gamma(2, 0.1)`` (Student-t);
@@ -58,7 +59,6 @@ import numpy as np
 from twin_uq._processes import unguarded_main_script
 from twin_uq.errors import DependencyError, InputError
 from twin_uq.inference.backends import BackendResult
-from twin_uq.inference.centering import whitened_log_theta
 from twin_uq.inference.prepare import PreparedFit
 from twin_uq.inference.pytensor_blas import link_blas
 
@@ -159,19 +159,17 @@ def build_pymc_model(prepared: PreparedFit):
             chol = pm.LKJCorr("corr_chol", n=K, eta=2.0)
             z = pm.Normal("z", 0.0, 1.0, dims=("patient", "parameter"))
             log_theta = mean + pt.dot(z, chol.T) * omega
-        else:
-            auto = data.auto_centering
-            if auto is None:
-                w = np.asarray(data.centering)
-                z = pm.Normal("z", w * mean, omega**w, dims=("patient", "parameter"))
-                log_theta = mean + omega ** (1.0 - w) * (z - w * mean)
-            else:  # the whitened latents of the NumPyro program, in PyTensor
-                auto = jax.tree.map(np.asarray, auto)
-                loc, upper = auto.latent_prior(mean, omega, add, prop, xp=pt)
+        else:  # the random effects of the NumPyro program, in PyTensor
+            centering = jax.tree.map(np.asarray, prepared.centering)
+            prior = centering.latent_prior(mean, omega, add, prop, xp=pt)
+            if centering.whitened:
+                loc, upper = prior
                 z = pm.MvNormal(
                     "z", mu=loc, chol=upper.swapaxes(-1, -2), dims=("patient", "parameter")
                 )
-                log_theta = whitened_log_theta(mean, omega, z, loc, upper, xp=pt)
+            else:
+                z = pm.Normal("z", *prior, dims=("patient", "parameter"))
+            log_theta = centering.log_theta(mean, omega, z, prior, xp=pt)
         theta = pm.Deterministic("theta", pt.exp(log_theta), dims=("patient", "parameter"))
         op = CohortLoglikOp(s, data)
         pm.Potential("loglik", op(theta, add, prop, nu))
