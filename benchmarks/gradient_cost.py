@@ -43,7 +43,7 @@ def potentials(name):
     out = {}
     key = jax.random.key(0)
     info = initialize_model(
-        key, prog, model_args=(prep.data, prep.priors), init_strategy=init_to_median(num_samples=15)
+        key, prog, model_args=prep.program_args(), init_strategy=init_to_median(num_samples=15)
     )
     out["twin_uq"] = (info.potential_fn, info.param_info.z)
     data = (hw.load_oral if kind == "oral" else hw.load_bergman)(csv)

@@ -16,15 +16,12 @@ from twin_uq.inference.centering import (
     fisher_information,
     latent_prior,
     shrinkage_weights,
-    solve_upper,
-    solve_upper_transposed,
-    upper_cholesky,
-    weights_at,
     whitened_log_theta,
 )
 from twin_uq.inference.numpyro_model import cohort_program
 from twin_uq.inference.population import PopulationModel
 from twin_uq.inference.prepare import centering_weights, prepare_fit
+from twin_uq.inference.whitening import solve_upper, solve_upper_transposed, upper_cholesky
 
 TIMES = [0.25, 1.0, 3.0, 8.0, 24.0]
 DOSE = 100.0
@@ -172,30 +169,33 @@ def test_parameters_that_trade_off_are_not_over_centred():
 
 def test_auto_weights_follow_the_data(iv_cohort):
     spec = PopulationModel(model=tq.load_model("one_compartment_iv"), centering="auto")
-    w = np.asarray(prepare_fit(spec, iv_cohort).data.centering)
+    w = np.asarray(prepare_fit(spec, iv_cohort).centering.weights)
     assert w.shape == (6, 2)
     assert np.all((w >= 0.0) & (w < 1.0))
     # Patients 4 and 5 kept one observation: less centred on every parameter than any rich one.
     assert np.all(w[4:].max(axis=0) < w[:4].min(axis=0))
     fixed = prepare_fit(PopulationModel(model=spec.model, centering=0.7), iv_cohort)
-    assert np.all(np.asarray(fixed.data.centering) == 0.7)
+    assert np.all(np.asarray(fixed.centering.weights) == 0.7)
 
 
 def test_auto_weights_follow_omega(iv_cohort):
     spec = PopulationModel(model=tq.load_model("one_compartment_iv"), centering="auto")
     prepared = prepare_fit(spec, iv_cohort)
-    data = prepared.data
-    assert data.auto_centering.sensitivity.shape == (6, 2, 5)
-    assert data.auto_centering.point.shape == (6, 2)
+    centering = prepared.centering
+    assert centering.whitened
+    assert centering.auto.sensitivity.shape == (6, 2, 5)
+    assert centering.auto.point.shape == (6, 2)
     start = np.asarray(prepared.init_values()["omega"])
-    np.testing.assert_allclose(weights_at(data, jnp.asarray(start)), data.centering, atol=1e-12)
-    small, large = (np.asarray(weights_at(data, jnp.asarray(f * start))) for f in (1e-3, 10.0))
-    w = np.asarray(data.centering)
+    np.testing.assert_allclose(
+        centering.weights_at(jnp.asarray(start)), centering.weights, atol=1e-12
+    )
+    small, large = (np.asarray(centering.weights_at(jnp.asarray(f * start))) for f in (1e-3, 10.0))
+    w = np.asarray(centering.weights)
     # A vanishing between-patient SD makes every patient non-centred, a large one centred.
     assert np.all(small < 1e-3) and np.all(large[:4] > w[:4]) and np.all(large[:4] > 0.99)
-    fixed = prepare_fit(PopulationModel(model=spec.model, centering=0.7), iv_cohort).data
-    assert fixed.auto_centering is None
-    np.testing.assert_array_equal(weights_at(fixed, jnp.asarray(1e-3 * start)), fixed.centering)
+    fixed = prepare_fit(PopulationModel(model=spec.model, centering=0.7), iv_cohort).centering
+    assert fixed.auto is None and not fixed.whitened
+    np.testing.assert_array_equal(fixed.weights_at(jnp.asarray(1e-3 * start)), fixed.weights)
 
 
 def test_whitened_latents_have_a_standard_normal_posterior_under_a_gaussian_likelihood():
@@ -236,7 +236,7 @@ def test_omega_dependent_weights_keep_the_population_distribution(iv_cohort):
     spec = PopulationModel(model=tq.load_model("one_compartment_iv"), centering="auto")
     prepared = prepare_fit(spec, iv_cohort)
     draws = Predictive(cohort_program, num_samples=4000)(
-        jax.random.key(3), prepared.structure, prepared.data, prepared.priors
+        jax.random.key(3), prepared.structure, *prepared.program_args()
     )
     mean = np.asarray(draws["mu"])[:, None, :] + np.asarray(prepared.data.allometric)[None]
     standard = (np.log(np.asarray(draws["theta"])) - mean) / np.asarray(draws["omega"])[:, None, :]
@@ -249,7 +249,7 @@ def test_omega_dependent_weights_keep_the_population_distribution(iv_cohort):
 def test_given_weights_are_used_and_checked(iv_cohort):
     spec = PopulationModel(model=tq.load_model("one_compartment_iv"), centering="auto")
     w = np.linspace(0.0, 1.0, 12).reshape(6, 2)
-    assert np.array_equal(np.asarray(prepare_fit(spec, iv_cohort, centering=w).data.centering), w)
+    assert np.array_equal(np.asarray(prepare_fit(spec, iv_cohort, centering=w).centering.weights), w)
     with pytest.raises(ValueError, match=r"shape \(2, 6\), expected \(6, 2\)"):
         prepare_fit(spec, iv_cohort, centering=w.T)
 
@@ -259,12 +259,12 @@ def test_saved_fit_keeps_its_weights(oral_fit, tmp_path):
     oral_fit.save(path)
     loaded = tq.load_posterior(path)
     np.testing.assert_array_equal(
-        np.asarray(loaded.prepared.data.centering), np.asarray(oral_fit.prepared.data.centering)
+        np.asarray(loaded.prepared.centering.weights), np.asarray(oral_fit.prepared.centering.weights)
     )
     for part in ("sensitivity", "residual", "point", "var_add", "var_prop", "unused", "output", "add", "prop"):
         np.testing.assert_array_equal(
-            np.asarray(getattr(loaded.prepared.data.auto_centering, part)),
-            np.asarray(getattr(oral_fit.prepared.data.auto_centering, part)),
+            np.asarray(getattr(loaded.prepared.centering.auto, part)),
+            np.asarray(getattr(oral_fit.prepared.centering.auto, part)),
         )
     stored = oral_fit.idata["constant_data"]["centering_weight"]
     assert stored.dims == ("patient", "parameter")
@@ -319,7 +319,7 @@ def test_linearised_likelihood_follows_the_residual_sd():
     error = {"concentration": "proportional"}
     sim = tq.simulate_cohort("one_compartment_iv", 5, design, seed=9, error=error)
     spec = PopulationModel(model=tq.load_model("one_compartment_iv"), centering="auto", error=error)
-    auto = prepare_fit(spec, sim.cohort).data.auto_centering
+    auto = prepare_fit(spec, sim.cohort).centering.auto
     F0, h0 = (np.asarray(a) for a in auto.canonical(auto.add, auto.prop))
     F2, h2 = (np.asarray(a) for a in auto.canonical(auto.add, 2.0 * auto.prop))
     np.testing.assert_allclose(F2, F0 / 4.0, rtol=1e-12)
@@ -331,7 +331,7 @@ def test_auto_fits_start_each_patient_at_its_mode(iv_cohort):
     spec = PopulationModel(model=tq.load_model("one_compartment_iv"), centering="auto")
     prepared = prepare_fit(spec, iv_cohort)
     values = prepared.init_values()
-    auto = prepared.data.auto_centering
+    auto = prepared.centering.auto
     mean = np.asarray(prepared.data.allometric) + values["mu"]
     n_out = prepared.data.error_code.shape[0]
     add, prop = np.zeros(n_out), np.zeros(n_out)
@@ -359,7 +359,7 @@ def test_unit_scale_terms_equal_the_sum_over_observations(error, fast):
     design = tq.Design(times=[0.5, 2.0, 6.0, 12.0], doses=[tq.Bolus(0.0, 10.0, 1)])
     sim = tq.simulate_cohort("pkpd_emax", 4, design, seed=3, error=error)
     spec = PopulationModel(model=tq.load_model("pkpd_emax"), centering="auto", error=error)
-    auto = prepare_fit(spec, sim.cohort).data.auto_centering
+    auto = prepare_fit(spec, sim.cohort).centering.auto
     assert (auto.unit_information is not None) == fast
     general = eqx.tree_at(
         lambda a: (a.unit_information, a.unit_vector), auto, (None, None),

@@ -139,7 +139,7 @@ def test_correlated_random_effects_with_the_default_centering(oral_sim):
     corr = post.posterior["corr"]
     assert corr.dims == ("chain", "draw", "parameter", "parameter_")
     np.testing.assert_allclose(np.einsum("cdkk->cdk", corr.values), 1.0, atol=1e-12)
-    assert post.prepared.data.auto_centering is None
-    assert np.all(np.asarray(post.prepared.data.centering) == 0.0)
+    assert post.prepared.centering.auto is None
+    assert np.all(np.asarray(post.prepared.centering.weights) == 0.0)
     with pytest.raises(ValueError, match=r"lkj.*non-centred form"):
         tq.fit("one_compartment_oral", oral_sim.cohort, correlation="lkj", centering=0.5)

@@ -26,14 +26,14 @@ WARMUP, DRAWS = 25, 15
 def _reference_chain(prepared, key):
     """The same kernel driven one iteration at a time from Python (no scan, no buffer)."""
     program = partial(cohort_program, prepared.structure)
-    args = (prepared.data, prepared.priors)
+    args = prepared.program_args()
     z0 = unconstrain_fn(program, args, {}, prepared.init_values())
     mass = prepared.posterior_variance_guess()
     start = {
         k: jnp.broadcast_to(jnp.asarray(mass.get(k, 1.0), float), v.shape) for k, v in z0.items()
     }
     init_kernel, sample_kernel = hmc(
-        potential_fn_gen=lambda d, p: lambda z: potential_energy(program, (d, p), {}, z),
+        potential_fn_gen=lambda *a: lambda z: potential_energy(program, a, {}, z),
         algo="NUTS",
     )
     state = init_kernel(z0, WARMUP, inverse_mass_matrix=ravel_pytree(start)[0],
@@ -57,8 +57,8 @@ def test_compiled_loop_keeps_the_post_warmup_states_in_order():
     prepared = prepare_fit(PopulationModel(model=tq.load_model("one_compartment_iv")), cohort)
     key = jax.random.key(11)
     samples, stats, warm_div, _ = sample_nuts(
-        prepared.structure, NutsSettings(WARMUP, DRAWS, 0.9, 10, False), prepared.data,
-        prepared.priors, prepared.init_values(), key, chains=1,
+        prepared.structure, NutsSettings(WARMUP, DRAWS, 0.9, 10, False),
+        prepared.program_args(), prepared.init_values(), key, chains=1,
         mass=prepared.posterior_variance_guess(),
     )  # fmt: skip
     ref, ref_steps, ref_warm_div = _reference_chain(prepared, jax.random.split(key, 1)[0])
@@ -135,8 +135,8 @@ def test_progress_bar_counts_every_iteration_and_divergence_and_changes_no_draw(
 def test_fit_draws_are_the_same_with_the_progress_bar():
     cohort = tq.simulate_cohort("one_compartment_iv", 4, DESIGN, seed=5).cohort
     prepared = prepare_fit(PopulationModel(model=tq.load_model("one_compartment_iv")), cohort)
-    args = (prepared.structure, NutsSettings(WARMUP, DRAWS, 0.9, 10, False), prepared.data,
-            prepared.priors, prepared.init_values(), jax.random.key(11))  # fmt: skip
+    args = (prepared.structure, NutsSettings(WARMUP, DRAWS, 0.9, 10, False),
+            prepared.program_args(), prepared.init_values(), jax.random.key(11))  # fmt: skip
     runs = [
         sample_nuts(*args, chains=1, mass=prepared.posterior_variance_guess(), progress=p)
         for p in (False, True)

@@ -41,7 +41,7 @@ def _prior_draws(prepared, n):
     """``n`` draws of every site of the prior-only program (vectorised: compiled once)."""
 
     def program():
-        cohort_program(prepared.structure.prior_only(), prepared.data, prepared.priors)
+        cohort_program(prepared.structure.prior_only(), *prepared.program_args())
 
     return Predictive(program, num_samples=n)(jax.random.key(0))
 

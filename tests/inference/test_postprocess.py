@@ -41,7 +41,7 @@ def test_posterior_predictive_replicates_of_a_student_t_output_are_student_t(stu
         "sigma_prop": 0.05 + 0.1 * rng.random((C, D, 1)),
         "nu": np.resize(NU_DRAWS, (C, D)),
     }
-    q = derive_draw_quantities(structure, samples, data, jax.random.key(3))
+    q = derive_draw_quantities(structure, samples, data, prepared.centering, jax.random.key(3))
     y, f = np.asarray(q["y_rep"]), np.asarray(q["f"])  # (C, D, P, N)
     observed = np.broadcast_to(np.asarray(data.arrays.obs_mask), y.shape)
     assert np.isnan(y[~observed]).all()

@@ -95,9 +95,9 @@ def test_op_pickles_and_rebuilds(prepared):
 
 def _log_densities(prepared, pmodel, point):
     """Joint log density (constrained space, no Jacobian) from NumPyro and from PyMC."""
-    program = lambda d, p: cohort_program(prepared.structure, d, p)  # noqa: E731
+    program = lambda *args: cohort_program(prepared.structure, *args)  # noqa: E731
     lp_numpyro, _ = log_density(
-        program, (prepared.data, prepared.priors), {}, {k: jnp.asarray(v) for k, v in point.items()}
+        program, prepared.program_args(), {}, {k: jnp.asarray(v) for k, v in point.items()}
     )
     plain = remove_value_transforms(pmodel)
     f = plain.compile_logp(jacobian=False, mode="FAST_COMPILE")

@@ -76,13 +76,12 @@ class BackendResult:
 def _cohort_chain(statics, shared, per_chain, progress: ProgressChannel | None):
     """One NUTS chain of the cohort program: unconstrain, warm up and sample, constrain."""
     structure, settings = statics
-    data, priors, mass = shared
+    args, mass = shared
     init_values, key = per_chain
     program = partial(cohort_program, structure)
-    args = (data, priors)
 
-    def potential_gen(d, p):
-        return lambda z: potential_energy(program, (d, p), {}, z)
+    def potential_gen(*program_args):
+        return lambda z: potential_energy(program, program_args, {}, z)
 
     supports_only = partial(cohort_program, structure.prior_only())  # no ODE solve traced
     z0 = unconstrain_fn(supports_only, args, {}, init_values)
@@ -106,8 +105,7 @@ def _cohort_chain(statics, shared, per_chain, progress: ProgressChannel | None):
 def sample_nuts(
     structure: ProgramStructure,
     settings: NutsSettings,
-    data,
-    priors,
+    args: tuple,
     init_values: dict,
     key: jax.Array,
     chains: int,
@@ -127,7 +125,7 @@ def sample_nuts(
     init = {k: jnp.asarray(v) for k, v in init_values.items()}
     batch_init = jax.tree.map(lambda v: jnp.broadcast_to(v, (chains, *v.shape)), init)
     outs, method = run_chains(
-        _cohort_chain, (structure, settings), (data, priors, mass), (batch_init, keys),
+        _cohort_chain, (structure, settings), (args, mass), (batch_init, keys),
         chains=chains, warmup=settings.warmup, draws=settings.draws,
         chain_method=chain_method, progress=progress,
     )  # fmt: skip
@@ -145,8 +143,7 @@ def _collect(outs: list) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], 
 
 def run_nuts(
     structure,
-    data,
-    priors,
+    args: tuple,
     init_values: dict[str, Any],
     *,
     key: jax.Array,
@@ -175,9 +172,8 @@ def run_nuts(
     settings = NutsSettings(warmup, draws, target_accept, max_tree_depth, dense_mass)
     t0 = time.perf_counter()
     samples, stats, warm_div, method = sample_nuts(
-        structure, settings, data, priors, init_values, key, chains, chain_method, mass,
-        progress,
-    )  # fmt: skip
+        structure, settings, args, init_values, key, chains, chain_method, mass, progress
+    )
     t1 = time.perf_counter()
     n_steps = stats["n_steps"]
     sample_stats = {

@@ -54,53 +54,26 @@ population median gets ``F = 0, h = 0`` (non-centred).
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-from jaxtyping import Array, Float
-
 from twin_uq.inference.centering_point import (
     CenteringPoint,
     centering_point,
     fisher_information,
 )
-from twin_uq.inference.likelihood import FitData
 from twin_uq.inference.linearisation import AutoCentering
-from twin_uq.inference.whitening import (
-    latent_prior,
-    shrinkage_weights,
-    solve_upper,
-    solve_upper_transposed,
-    upper_cholesky,
-    whitened_log_theta,
-)
+from twin_uq.inference.reparam import Centering
+from twin_uq.inference.whitening import latent_prior, shrinkage_weights, whitened_log_theta
 
-# The parts live in one module each; this module keeps their names in one place:
-# whitening (the algebra of I + Ω F Ω), linearisation (AutoCentering), centering_point
-# (the modes and residual SD before the fit).
+# The parts live in one module each; this module keeps the names of the method in one
+# place: whitening (the algebra of I + Ω F Ω; its triangular solves are imported from
+# there), linearisation (AutoCentering), centering_point (the modes and residual SD before
+# the fit), reparam (Centering: what a fit samples with).
 __all__ = [
     "AutoCentering",
+    "Centering",
     "CenteringPoint",
     "centering_point",
     "fisher_information",
     "latent_prior",
     "shrinkage_weights",
-    "solve_upper",
-    "solve_upper_transposed",
-    "upper_cholesky",
-    "weights_at",
     "whitened_log_theta",
 ]
-
-
-def weights_at(data: FitData, omega: Float[Array, " K"]) -> Float[Array, "P K"]:
-    """The partial-centring weights of a fit at the between-patient SD ``omega``.
-
-    Fixed weights (``centering`` a number, or a fit saved before the random effects were
-    whitened) are returned as they are; with ``"auto"`` they are the shrinkage weights at
-    ``omega`` (``diag`` of ``1 - V Ω⁻²``), reported to say how centred each patient's
-    latent is; sampling uses :func:`latent_prior`.
-    """
-    if data.auto_centering is None:
-        return data.centering
-    auto = data.auto_centering
-    information, _ = auto.canonical(auto.add, auto.prop)
-    return shrinkage_weights(information, omega, xp=jnp)

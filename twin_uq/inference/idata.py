@@ -198,10 +198,10 @@ def build_idata(
                 else np.asarray(arrays.obs_limit)
             ),
             "solver_ok_rate": derived["solver_ok"].mean(axis=(0, 1)),
-            "centering_weight": np.asarray(prepared.data.centering),
+            "centering_weight": np.asarray(prepared.centering.weights),
         },
     }
-    auto = prepared.data.auto_centering
+    auto = prepared.centering.auto
     if auto is not None:
         # The linearised likelihood the random effects were whitened with (reloaded by
         # load_posterior), and for readers F and h at the residual SDs estimated for it.

@@ -8,8 +8,6 @@ so no NaN reaches a gradient.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -17,9 +15,6 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from twin_uq.data import CohortArrays
-
-if TYPE_CHECKING:
-    from twin_uq.inference.linearisation import AutoCentering
 from twin_uq.inference.residual import observation_loglik
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate import solve_cohort_on_grid, solve_outputs
@@ -52,7 +47,10 @@ class ResidualParams(eqx.Module):
 
 
 class FitData(eqx.Module):
-    """Everything numeric a cohort fit needs, as a pytree of arrays (leading patient axis).
+    """Everything numeric a cohort fit observed, as a pytree of arrays (leading patient axis).
+
+    How the random effects are parameterised is not part of the data: that is the fit's
+    :class:`~twin_uq.inference.reparam.Centering`, passed next to it.
 
     Attributes
     ----------
@@ -64,14 +62,6 @@ class FitData(eqx.Module):
         indices ``(E,)``, allometric offsets ``(P, K)``).
     error_code
         ``(O,)`` residual error model per output.
-    centering
-        ``(P, K)`` partial-centring weight of each random effect (0 non-centred, 1 centred);
-        with ``auto_centering`` the weights at the starting between-patient SD.
-    auto_centering
-        What ``"auto"`` weights follow during sampling
-        (:class:`twin_uq.inference.linearisation.AutoCentering`: information and reference
-        point; the weights then move with the sampled between-patient SD, see
-        :func:`twin_uq.inference.centering.weights_at`); ``None`` for fixed weights.
     grids
         Fixed-step solver (``method="rk4"``) only: every patient's
         :class:`~twin_uq.simulate.fixed_step.FixedGrid` (leading axis ``P``), built once
@@ -84,8 +74,6 @@ class FitData(eqx.Module):
     effect_term: Int[Array, " E"]
     allometric: Float[Array, "P K"]
     error_code: Int[Array, " O"]
-    centering: Float[Array, "P K"]
-    auto_centering: AutoCentering | None = None
     grids: FixedGrid | None = None
 
     @property

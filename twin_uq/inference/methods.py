@@ -193,7 +193,7 @@ class NUTS(FitMethod):
 
     def run(self, prepared, key, *, seed, progress):
         return run_nuts(
-            prepared.structure, prepared.data, prepared.priors, prepared.init_values(), key=key,
+            prepared.structure, prepared.program_args(), prepared.init_values(), key=key,
             chains=self.chains, warmup=self.warmup, draws=self.draws,
             target_accept=self.target_accept, max_tree_depth=self.max_tree_depth,
             dense_mass=self.dense_mass, chain_method=self.chain_method,
@@ -256,7 +256,7 @@ class SVI(_Optimisation):
 
     def _optimise(self, prepared, init, key, progress):
         return run_svi(
-            prepared.structure, (prepared.data, prepared.priors), init, self, key=key,
+            prepared.structure, prepared.program_args(), init, self, key=key,
             progress=progress,
         )  # fmt: skip
 
@@ -280,7 +280,7 @@ class Laplace(_Optimisation):
 
     def _optimise(self, prepared, init, key, progress):
         return run_laplace(
-            prepared.structure, (prepared.data, prepared.priors), init, self, key=key,
+            prepared.structure, prepared.program_args(), init, self, key=key,
             progress=progress,
         )  # fmt: skip
 

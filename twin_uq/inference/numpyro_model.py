@@ -20,7 +20,6 @@ import numpyro.distributions as dist
 from jax import random
 from jaxtyping import Array, Float
 
-from twin_uq.inference.centering import solve_upper_transposed, whitened_log_theta
 from twin_uq.inference.likelihood import FitData, ResidualParams, cohort_loglik
 from twin_uq.inference.population import PopulationModel
 from twin_uq.inference.random_effects import (
@@ -29,7 +28,9 @@ from twin_uq.inference.random_effects import (
     embed_omega,
     random_columns,
 )
+from twin_uq.inference.reparam import Centering, individual_log_theta
 from twin_uq.inference.residual import ERROR_CODES, per_output_residuals
+from twin_uq.inference.whitening import solve_upper_transposed
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.model.scales import random_index, to_natural
 
@@ -38,7 +39,6 @@ __all__ = [
     "ProgramStructure",
     "WhitenedNormal",
     "cohort_program",
-    "individual_log_theta",
 ]
 
 _NEEDS_ADD = {ERROR_CODES[k] for k in ("additive", "combined", "student_t")}
@@ -130,26 +130,12 @@ def population_mean(
     return shift
 
 
-def individual_log_theta(
-    mean: Float[Array, "P K"],
-    omega: Float[Array, " K"],
-    z: Float[Array, "P K"],
-    centering: Float[Array, "P K"],
-) -> Float[Array, "P K"]:
-    """Map the partially centred latent ``z ~ N(w mean, ω^(2w))`` to ``log theta``.
-
-    ``w`` is a fixed ``centering`` weight (see PopulationModel.centering); ``"auto"`` uses
-    :func:`twin_uq.inference.centering.whitened_log_theta` instead.
-    """
-    return mean + omega ** (1.0 - centering) * (z - centering * mean)
-
-
 class WhitenedNormal(dist.Distribution):
     """``N(loc, Uᵀ U)`` over the last axis, for an upper-triangular ``U`` (``scale_tril = Uᵀ``).
 
     NumPyro's ``MultivariateNormal`` would do, but its batched triangular solves are LAPACK
     calls per patient; this one uses the unrolled solves of
-    :mod:`twin_uq.inference.centering` (see there why).
+    :mod:`twin_uq.inference.whitening` (see there why).
     """
 
     arg_constraints: ClassVar[dict] = {"loc": dist.constraints.real_vector}
@@ -174,8 +160,14 @@ class WhitenedNormal(dist.Distribution):
         return -0.5 * jnp.sum(white**2, -1) - log_det - 0.5 * K * jnp.log(2 * jnp.pi)
 
 
-def cohort_program(structure: ProgramStructure, data: FitData, priors: PriorArrays) -> None:
-    """NumPyro model of the cohort: priors, random effects, ODE likelihood."""
+def cohort_program(
+    structure: ProgramStructure, data: FitData, priors: PriorArrays, centering: Centering
+) -> None:
+    """NumPyro model of the cohort: priors, random effects, ODE likelihood.
+
+    ``centering`` parameterises the diagonal random effects (chosen when the fit was
+    prepared; unused for correlated ones).
+    """
     K, P = structure.n_params, data.n_patients
     model = structure.model
     # Sites cover the R parameters with between-patient variability (random_effects).
@@ -197,16 +189,16 @@ def cohort_program(structure: ProgramStructure, data: FitData, priors: PriorArra
             z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([R]).to_event(1))
         log_theta = embed_columns(model, mean, random_columns(model, mean) + (z @ chol.T) * omega)
         numpyro.deterministic("corr", chol @ chol.T)
-    elif data.auto_centering is not None:
+    elif centering.whitened:
         full = embed_omega(model, omega)
-        loc, upper = data.auto_centering.latent_prior(mean, full, residual.add, residual.prop)
+        loc, upper = centering.latent_prior(mean, full, residual.add, residual.prop)
         with numpyro.plate("patient", P, dim=-1):
             z = numpyro.sample(
                 "z", WhitenedNormal(random_columns(model, loc), _random_block(model, upper))
             )
-        log_theta = whitened_log_theta(mean, full, embed_columns(model, loc, z), loc, upper)
+        log_theta = centering.log_theta(mean, full, embed_columns(model, loc, z), (loc, upper))
     else:
-        w = random_columns(model, data.centering)
+        w = random_columns(model, centering.weights)
         mean_r = random_columns(model, mean)
         with numpyro.plate("patient", P, dim=-1):
             z = numpyro.sample("z", dist.Normal(w * mean_r, omega**w).to_event(1))

@@ -77,7 +77,9 @@ def fit_prepared(
     k_fit, k_post = jax.random.split(jax.random.key(seed))
     result = method.run(prepared, k_fit, seed=seed, progress=progress)
     t0 = time.perf_counter()
-    derived = derive_draw_quantities(prepared.structure, result.samples, prepared.data, k_post)
+    derived = derive_draw_quantities(
+        prepared.structure, result.samples, prepared.data, prepared.centering, k_post
+    )
     result.timings["postprocess"] = time.perf_counter() - t0
     check = check_fit_draws(prepared, result.samples, derived)
     idata = build_idata(

@@ -15,20 +15,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from twin_uq.inference.centering import whitened_log_theta
 from twin_uq.inference.likelihood import (
     FitData,
     ResidualParams,
     censoring_args,
     patient_predictions,
 )
-from twin_uq.inference.numpyro_model import ProgramStructure, individual_log_theta, population_mean
+from twin_uq.inference.numpyro_model import ProgramStructure, population_mean
 from twin_uq.inference.random_effects import (
     all_random,
     embed_columns,
     embed_omega,
     random_columns,
 )
+from twin_uq.inference.reparam import Centering, individual_log_theta
 from twin_uq.inference.residual import (
     NU_UNUSED,
     observation_loglik,
@@ -79,7 +79,9 @@ def _residual_sites(
     )
 
 
-def log_theta_from_latents(structure: ProgramStructure, draw: dict, data: FitData) -> jax.Array:
+def log_theta_from_latents(
+    structure: ProgramStructure, draw: dict, data: FitData, centering: Centering
+) -> jax.Array:
     """``(P, K)`` individual parameters on their latent scale of one draw of the latent sites.
 
     The latent scale is ``log``, or ``logit`` for a logit-normal parameter; the map is that of
@@ -95,13 +97,12 @@ def log_theta_from_latents(structure: ProgramStructure, draw: dict, data: FitDat
         return embed_columns(
             model, mean, random_columns(model, mean) + (draw["z"] @ draw["corr_chol"].T) * omega
         )
-    if data.auto_centering is not None:
+    if centering.whitened:
         residual = residual_from_draw(structure, draw, data.error_code.shape[0])
         full = embed_omega(model, omega)
-        loc, upper = data.auto_centering.latent_prior(mean, full, residual.add, residual.prop)
-        z = embed_columns(model, loc, draw["z"])
-        return whitened_log_theta(mean, full, z, loc, upper)
-    w = random_columns(model, data.centering)
+        prior = centering.latent_prior(mean, full, residual.add, residual.prop)
+        return centering.log_theta(mean, full, embed_columns(model, prior[0], draw["z"]), prior)
+    w = random_columns(model, centering.weights)
     latent = individual_log_theta(random_columns(model, mean), omega, draw["z"], w)
     return embed_columns(model, mean, latent)
 
@@ -110,6 +111,7 @@ def derive_draw_quantities(
     structure: ProgramStructure,
     samples: dict[str, np.ndarray],
     data: FitData,
+    centering: Centering,
     key: jax.Array,
     batch_size: int = 64,
 ) -> DrawQuantities:
@@ -119,6 +121,8 @@ def derive_draw_quantities(
     ----------
     samples
         Latent sites with leading ``(chains, draws)`` axes.
+    centering
+        How the fit parameterised the random effects (``PreparedFit.centering``).
 
     Returns
     -------
@@ -145,6 +149,7 @@ def derive_draw_quantities(
             {k: v[i : i + batch_size] for k, v in flat.items()},
             keys[i : i + batch_size],
             data,
+            centering,
         )
         for i in range(0, padded, batch_size)
     ]
@@ -158,7 +163,9 @@ def derive_draw_quantities(
 
 
 @partial(jax.jit, static_argnums=(0,))
-def _derive_batch(structure: ProgramStructure, flat: dict, keys: jax.Array, data: FitData):
+def _derive_batch(
+    structure: ProgramStructure, flat: dict, keys: jax.Array, data: FitData, centering: Centering
+):
     # Jitted with the structure static so that later fits of the same shapes reuse it.
     model, settings = structure.model, structure.settings
     n_out = data.error_code.shape[0]
@@ -166,7 +173,7 @@ def _derive_batch(structure: ProgramStructure, flat: dict, keys: jax.Array, data
 
     def one(args):
         draw, k = args
-        log_theta = log_theta_from_latents(structure, draw, data)
+        log_theta = log_theta_from_latents(structure, draw, data, centering)
         theta = to_natural(model, log_theta)
         beta = draw["beta"] if structure.n_effects else jnp.zeros(0)
         mean = population_mean(draw["mu"], beta, data, structure.n_params)

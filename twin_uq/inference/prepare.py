@@ -14,6 +14,7 @@ import numpy as np
 from twin_uq.data import Cohort
 from twin_uq.inference.centering import (
     AutoCentering,
+    Centering,
     centering_point,
     shrinkage_weights,
 )
@@ -30,7 +31,12 @@ __all__ = ["PreparedFit", "centering_weights", "prepare_fit"]
 
 @dataclass(frozen=True)
 class PreparedFit:
-    """A population model bound to a cohort: structure, data and priors for a backend."""
+    """A population model bound to a cohort: structure, data and priors for a backend.
+
+    ``centering`` is how the random effects are parameterised (chosen here, kept out of
+    the data); :meth:`program_args` are the arguments of the NumPyro program after its
+    structure.
+    """
 
     spec: PopulationModel
     cohort: Cohort
@@ -38,9 +44,14 @@ class PreparedFit:
     structure: ProgramStructure
     data: FitData
     priors: PriorArrays
+    centering: Centering
     prior_review: object | None = None
     """The :class:`~twin_uq.inference.prefit.PriorReview` of the pre-fit check of typical
     values (``None``: not run). Typed loosely because prefit sits above this module."""
+
+    def program_args(self) -> tuple[FitData, PriorArrays, Centering]:
+        """``(data, priors, centering)``: the NumPyro program's arguments after its structure."""
+        return self.data, self.priors, self.centering
 
     def init_values(self) -> dict[str, np.ndarray]:
         """Starting point of every latent site.
@@ -57,7 +68,7 @@ class PreparedFit:
         s = self.structure
         model = s.model
         P, R = self.data.n_patients, len(random_index(model))
-        auto = self.data.auto_centering
+        auto = self.centering.auto
         mu = np.asarray(self.priors.mu_loc)
         omega = _initial_omega(self.priors)
         values: dict[str, np.ndarray] = {"mu": mu}
@@ -82,7 +93,7 @@ class PreparedFit:
         if s.correlated or not R:
             return values
         if auto is None:
-            values["z"] = random_columns(model, np.asarray(self.data.centering) * mean)
+            values["z"] = random_columns(model, np.asarray(self.centering.weights) * mean)
         else:
             numpy_auto = auto.as_numpy()
             full = embed_omega(model, omega, xp=np)
@@ -204,7 +215,6 @@ def prepare_fit(
         effect_term=covariate_arrays.effect_term,
         allometric=covariate_arrays.allometric,
         error_code=jnp.asarray(spec.error_codes()),
-        centering=jnp.zeros((cohort.n_patients, len(model.parameters))),
     )
     structure = ProgramStructure.from_spec(spec, len(design.effects), settings)
     priors = PriorArrays.from_spec(spec, structure, design.effects)
@@ -226,11 +236,16 @@ def prepare_fit(
             f"sensitivities {np.shape(auto.sensitivity)}, expected {expected} and "
             f"{(*expected, data.arrays.obs_time.shape[1])} (patients, parameters, observations)."
         )
-    data = dataclasses.replace(
-        data,
-        centering=jnp.asarray(centering, dtype=float),
-        auto_centering=None if auto is None else auto.with_unit_scale(),
+    chosen = Centering(
+        weights=jnp.asarray(centering, dtype=float),
+        auto=None if auto is None else auto.with_unit_scale(),
     )
     return PreparedFit(
-        spec=spec, cohort=cohort, design=design, structure=structure, data=data, priors=priors
+        spec=spec,
+        cohort=cohort,
+        design=design,
+        structure=structure,
+        data=data,
+        priors=priors,
+        centering=chosen,
     )

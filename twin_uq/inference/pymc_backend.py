@@ -7,10 +7,11 @@ priors and parameterisation of the NumPyro program
 
 * ``mu ~ Normal(mu_loc, mu_scale)``, ``omega ~ HalfNormal(omega_scale)``,
   ``beta ~ Normal(0, beta_scale)``;
-* diagonal random effects, partially centred with weights ``w`` (``data.centering``, or
-  with ``"auto"`` the shrinkage weights at the sampled ``omega``):
-  ``z ~ Normal(w·(mean - r), omega**w)``, ``log theta = mean + omega**(1-w)·(z - w·(mean - r))``
-  (``r`` the reference point of ``"auto"``, else 0);
+* diagonal random effects as the fit's :class:`~twin_uq.inference.reparam.Centering`
+  parameterises them: fixed weights ``w``, ``z ~ Normal(w·mean, omega**w)``,
+  ``log theta = mean + omega**(1-w)·(z - w·mean)``; with ``"auto"`` the whitened latents
+  ``z ~ MvNormal(loc, Uᵀ U)``, ``log theta = mean + Ω U⁻ᵀ (z - loc)``
+  (:mod:`twin_uq.inference.centering`);
 * correlated random effects: ``corr_chol ~ LKJCorr(K, eta=2)`` (a Cholesky factor),
   ``z ~ Normal(0, 1)``, ``log theta = mean + (z @ corr_chol.T)·omega``;
 * ``sigma_add``, ``sigma_prop ~ HalfNormal``, ``nu ~ Gamma(2, 0.1)`` (Student-t);
@@ -61,8 +62,9 @@ import numpy as np
 from twin_uq._processes import unguarded_main_script
 from twin_uq.errors import DependencyError, InputError
 from twin_uq.inference.backends import BackendResult
-from twin_uq.inference.centering import whitened_log_theta
 from twin_uq.inference.prepare import PreparedFit
+from twin_uq.inference.pytensor_blas import link_blas
+from twin_uq.inference.whitening import whitened_log_theta
 from twin_uq.model.scales import logit_mask, random_index
 
 __all__ = ["PYMC_SAMPLERS", "build_pymc_model", "require_pymc", "run_pymc"]
@@ -118,6 +120,8 @@ def build_pymc_model(prepared: PreparedFit):
     pm = require_pymc("pymc")
     pt = require_pymc("pytensor.tensor")
     from twin_uq.inference.pymc_op import CohortLoglikOp
+
+    link_blas()  # before PyTensor's own search warns that it found none
 
     s = prepared.structure
     data = prepared.data
@@ -179,9 +183,9 @@ def build_pymc_model(prepared: PreparedFit):
             z = pm.Normal("z", 0.0, 1.0, dims=("patient", rdim))
             log_theta = embed(mean, cols(mean) + pt.dot(z, chol.T) * omega)
         else:
-            auto = data.auto_centering
+            auto = prepared.centering.auto
             if auto is None:
-                w = cols(np.asarray(data.centering))
+                w = cols(np.asarray(prepared.centering.weights))
                 mean_r = cols(mean)
                 z = pm.Normal("z", w * mean_r, omega**w, dims=("patient", rdim))
                 log_theta = embed(mean, mean_r + omega ** (1.0 - w) * (z - w * mean_r))
