@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -107,55 +107,13 @@ class Schedule(eqx.Module):
     steady_mask: Bool[Array, "... nss"]
 
     @classmethod
-    def build(
-        cls,
-        boluses: Sequence[Bolus] = (),
-        infusions: Sequence[Infusion] = (),
-        signals: Sequence[Signal] = (),
-        *,
-        modelled: Sequence[ModelledInfusion] = (),
-        resets: Sequence[Reset] = (),
-        signal_names: Sequence[str] | None = None,
-        n_bolus: int | None = None,
-        n_infusion: int | None = None,
-        n_knots: int | None = None,
-        n_modelled: int | None = None,
-        n_reset: int | None = None,
-        n_steady: int | None = None,
-    ) -> Schedule:
+    def build(cls, *args: Any, **kwargs: Any) -> Schedule:
         """Build a schedule for one patient, padded to the requested sizes.
 
-        Parameters
-        ----------
-        boluses, infusions, signals
-            The inputs. Signals must share their knot times.
-        modelled
-            Infusions whose rate or duration the model gives (NONMEM ``RATE=-1/-2``).
-        resets
-            Resets of every state and running infusion (NONMEM ``EVID=3``).
-        signal_names
-            Order of signals in ``signal_value``'s last axis (a model's ``signals``).
-            Defaults to the order given.
-        n_bolus, n_infusion, n_knots
-            Padded sizes (at least the number given; at least 1 so arrays are never empty).
-        n_modelled, n_reset, n_steady
-            Padded sizes of the modelled infusions, resets and steady-state doses (at least
-            the number given; default exactly that, 0 when there are none).
+        Takes the arguments of :func:`schedule_fields` (documented there), which builds the
+        arrays; this only moves them to JAX.
         """
-        fields = schedule_fields(
-            boluses,
-            infusions,
-            signals,
-            modelled=modelled,
-            resets=resets,
-            signal_names=signal_names,
-            n_bolus=n_bolus,
-            n_infusion=n_infusion,
-            n_knots=n_knots,
-            n_modelled=n_modelled,
-            n_reset=n_reset,
-            n_steady=n_steady,
-        )
+        fields = schedule_fields(*args, **kwargs)
         return cls(**{k: jnp.asarray(v) for k, v in fields.items()})
 
     @property
@@ -350,6 +308,23 @@ def schedule_fields(
 
     Cohort-sized code builds these and stacks them (:func:`stack_schedules`) without one
     JAX dispatch per patient. Each kind of record is sorted by time (stably).
+
+    Parameters
+    ----------
+    boluses, infusions, signals
+        The inputs. Signals must share their knot times.
+    modelled
+        Infusions whose rate or duration the model gives (NONMEM ``RATE=-1/-2``).
+    resets
+        Resets of every state and running infusion (NONMEM ``EVID=3``).
+    signal_names
+        Order of signals in ``signal_value``'s last axis (a model's ``signals``).
+        Defaults to the order given.
+    n_bolus, n_infusion, n_knots
+        Padded sizes (at least the number given; at least 1 so arrays are never empty).
+    n_modelled, n_reset, n_steady
+        Padded sizes of the modelled infusions, resets and steady-state doses (at least
+        the number given; default exactly that, 0 when there are none).
     """
     _check_records(Bolus, boluses, "boluses")
     _check_records(Infusion, infusions, "infusions")
