@@ -48,7 +48,9 @@ Consequences:
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -334,22 +336,22 @@ def solve(
 
 
 def solve_outputs(
-    model: Model,
-    theta: Float[ArrayLike, " K"],
-    covariates: Float[ArrayLike, " C"],
-    schedule: Schedule,
-    times: Float[ArrayLike, " T"],
-    settings: SolverSettings | None = None,
-    grid: FixedGrid | None = None,
+    *args: Any, **kwargs: Any
 ) -> tuple[Float[Array, "T n_states"], Float[Array, "T n_outputs"], Bool[Array, ""]]:
     """:func:`solve` unpacked: ``(states, outputs, ok)``, for code that needs only a flag.
 
-    Same arguments and values as :func:`solve`; ``ok`` is
+    Same arguments (passed through unchanged) and values as :func:`solve`; ``ok`` is
     ``status == SolveStatus.successful`` (a boolean scalar). Use :func:`solve` where the
     reason for a failure is reported.
     """
-    traj = solve(model, theta, covariates, schedule, times, settings, grid)
+    traj = solve(*args, **kwargs)
     return traj.states, traj.outputs, traj.ok
+
+
+# help() and jax.jit(static_argnames=...) see solve's parameters.
+solve_outputs.__signature__ = inspect.signature(solve).replace(  # type: ignore[attr-defined]
+    return_annotation=inspect.signature(solve_outputs).return_annotation
+)
 
 
 def _as_theta(model: Model, params: Mapping[str, float] | ArrayLike) -> Array:
