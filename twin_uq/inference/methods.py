@@ -43,6 +43,7 @@ __all__ = [
     "FitSettingsError",
     "Laplace",
     "PyMC",
+    "check_counts",
 ]
 
 
@@ -61,7 +62,14 @@ def _whole(value: object, low: int) -> bool:
     return number.is_integer() and number >= low
 
 
-def _check_counts(method: object, positive: tuple[str, ...], non_negative: tuple[str, ...] = ()):
+def check_counts(
+    method: object, positive: tuple[str, ...], non_negative: tuple[str, ...] = ()
+) -> None:
+    """Refuse a fit method whose count settings are not whole numbers in range.
+
+    ``positive`` names attributes that must be whole numbers >= 1, ``non_negative`` those
+    that may also be 0; the :class:`FitSettingsError` names the setting and its value.
+    """
     for name in positive:
         if not _whole(getattr(method, name), 1):
             raise FitSettingsError(
@@ -159,7 +167,32 @@ class FitMethod(ABC):
 
 
 @dataclass(frozen=True)
-class NUTS(FitMethod):
+class _Hamiltonian(FitMethod):
+    """The NUTS settings and their checks, shared by :class:`NUTS` and :class:`PyMC`.
+
+    Parameters
+    ----------
+    chains, warmup, draws
+        Chains run in parallel on CPU cores; ``chains x draws`` draws are kept.
+    target_accept, max_tree_depth
+        Step-size adaptation target, tree depth limit.
+    """
+
+    name: ClassVar[str] = "nuts"
+
+    chains: int = 4
+    warmup: int = 1000
+    draws: int = 1000
+    target_accept: float = 0.9
+    max_tree_depth: int = 10
+
+    def __post_init__(self) -> None:
+        check_counts(self, ("chains", "draws", "max_tree_depth"), ("warmup",))
+        _check_target_accept(self.target_accept)
+
+
+@dataclass(frozen=True)
+class NUTS(_Hamiltonian):
     """The No-U-Turn sampler (NumPyro): exact MCMC, the default.
 
     Parameters
@@ -173,19 +206,11 @@ class NUTS(FitMethod):
         chains batched on one device, the default on a single GPU) or ``"auto"``.
     """
 
-    name: ClassVar[str] = "nuts"
-
-    chains: int = 4
-    warmup: int = 1000
-    draws: int = 1000
-    target_accept: float = 0.9
-    max_tree_depth: int = 10
     dense_mass: bool = False
     chain_method: str = "auto"
 
     def __post_init__(self) -> None:
-        _check_counts(self, ("chains", "draws", "max_tree_depth"), ("warmup",))
-        _check_target_accept(self.target_accept)
+        super().__post_init__()
         if self.chain_method not in CHAIN_METHODS:
             raise FitSettingsError(
                 f"chain_method must be one of {CHAIN_METHODS}, got {self.chain_method!r}."
@@ -250,7 +275,7 @@ class SVI(_Optimisation):
     draws: int = 1000
 
     def __post_init__(self) -> None:
-        _check_counts(self, ("steps", "draws"))
+        check_counts(self, ("steps", "draws"))
         if self.guide not in ("lowrank", "mvn"):
             raise FitSettingsError(f"guide must be 'lowrank' or 'mvn', got {self.guide!r}.")
 
@@ -276,7 +301,7 @@ class Laplace(_Optimisation):
     draws: int = 1000
 
     def __post_init__(self) -> None:
-        _check_counts(self, ("steps", "draws"))
+        check_counts(self, ("steps", "draws"))
 
     def _optimise(self, prepared, init, key, progress):
         return run_laplace(
@@ -290,26 +315,19 @@ PYMC_SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
 
 
 @dataclass(frozen=True)
-class PyMC(FitMethod):
+class PyMC(_Hamiltonian):
     """The same population model compiled to PyMC (the second, independent backend).
 
     Needs ``twin-uq[pymc]``. ``sampler`` is what runs the PyMC model: ``"nutpie"`` (the
     default, as PyMC itself picks when nutpie is installed), ``"pymc"`` (PyMC's own NUTS),
-    ``"numpyro"`` or ``"blackjax"`` (PyMC's JAX samplers).
+    ``"numpyro"`` or ``"blackjax"`` (PyMC's JAX samplers). The other settings are those
+    of :class:`NUTS` (pass them by keyword).
     """
 
-    name: ClassVar[str] = "nuts"
-
     sampler: str = "nutpie"
-    chains: int = 4
-    warmup: int = 1000
-    draws: int = 1000
-    target_accept: float = 0.9
-    max_tree_depth: int = 10
 
     def __post_init__(self) -> None:
-        _check_counts(self, ("chains", "draws", "max_tree_depth"), ("warmup",))
-        _check_target_accept(self.target_accept)
+        super().__post_init__()
         if self.sampler not in PYMC_SAMPLERS:
             raise FitSettingsError(f"sampler must be one of {PYMC_SAMPLERS}, got {self.sampler!r}.")
 
