@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import twin_uq as tq
+from twin_uq.distributed import TwoStage
 from twin_uq.inference.fit import method_from_options
 from twin_uq.inference.methods import FitSettingsError
 
@@ -20,6 +21,11 @@ from twin_uq.inference.methods import FitSettingsError
         (lambda: tq.SVI(guide="diag"), "guide must be"),
         (lambda: tq.Laplace(steps=2.5), "steps must be a positive integer"),
         (lambda: tq.PyMC(sampler="stan"), "sampler must be one of"),
+        (lambda: tq.PyMC(max_tree_depth=0), "max_tree_depth must be a positive integer"),
+        (lambda: tq.PyMC(target_accept=0.0), "target_accept must lie in"),
+        (lambda: TwoStage(batch_size=0), "batch_size must be a positive integer"),
+        (lambda: TwoStage(warmup=0), "warmup must be a positive integer"),
+        (lambda: TwoStage(draws=2.5), "draws must be a positive integer"),
     ],
 )
 def test_bad_settings_are_refused_when_built(build, message):

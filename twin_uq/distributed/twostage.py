@@ -41,7 +41,13 @@ from twin_uq.distributed.assemble import IncompleteResultError, assemble, patien
 from twin_uq.distributed.cluster import gather_all, get_client, worker_task
 from twin_uq.errors import InputError
 from twin_uq.inference.fit import method_from_options
-from twin_uq.inference.methods import NUTS, FitMethod, FitOptions, FitSettingsError
+from twin_uq.inference.methods import (
+    NUTS,
+    FitMethod,
+    FitOptions,
+    FitSettingsError,
+    check_counts,
+)
 from twin_uq.inference.population import PopulationModel
 from twin_uq.inference.postprocess import residuals_of_draws
 from twin_uq.inference.prepare import prepare_fit
@@ -151,13 +157,7 @@ class TwoStage(FitMethod):
     retries: int = 2
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise FitSettingsError(f"batch_size must be >= 1, got {self.batch_size}.")
-        if min(self.chains, self.warmup, self.draws) < 1:
-            raise FitSettingsError(
-                f"chains, warmup, draws must be >= 1, got {self.chains}, {self.warmup}, "
-                f"{self.draws}."
-            )
+        check_counts(self, ("batch_size", "chains", "warmup", "draws"))
         if isinstance(self.population_method, TwoStage):
             raise FitSettingsError("population_method of a TwoStage fit cannot be TwoStage.")
 
