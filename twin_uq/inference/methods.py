@@ -170,12 +170,8 @@ class FitMethod(ABC):
 class _Hamiltonian(FitMethod):
     """The NUTS settings and their checks, shared by :class:`NUTS` and :class:`PyMC`.
 
-    Parameters
-    ----------
-    chains, warmup, draws
-        Chains run in parallel on CPU cores; ``chains x draws`` draws are kept.
-    target_accept, max_tree_depth
-        Step-size adaptation target, tree depth limit.
+    ``chains``, ``warmup``, ``draws``, ``target_accept`` and ``max_tree_depth`` are
+    documented with :class:`NUTS`.
     """
 
     name: ClassVar[str] = "nuts"
