@@ -146,61 +146,34 @@ class Schedule(eqx.Module):
         """Padded number of steady-state doses."""
         return self.steady_kind.shape[-1]
 
+    def _rows(self, group: str, names: tuple[str, ...]) -> zip:
+        """The unpadded entries of fields ``{group}_{name}``, one tuple per entry (NumPy)."""
+        m = np.asarray(getattr(self, f"{group}_mask"))
+        return zip(*(np.asarray(getattr(self, f"{group}_{n}"))[m] for n in names), strict=True)
+
     def boluses(self) -> list[Bolus]:
         """Return the unpadded boluses of a single (unbatched) schedule."""
-        m = np.asarray(self.bolus_mask)
         return [
             Bolus(float(t), float(a), int(c), int(s), float(i))
-            for t, a, c, s, i in zip(
-                *(np.asarray(x)[m] for x in (self.bolus_time, self.bolus_amount, self.bolus_cmt)),
-                np.asarray(self.bolus_ss)[m],
-                np.asarray(self.bolus_ii)[m],
-                strict=True,
-            )
+            for t, a, c, s, i in self._rows("bolus", ("time", "amount", "cmt", "ss", "ii"))
         ]
 
     def infusions(self) -> list[Infusion]:
         """Return the unpadded infusions of a single (unbatched) schedule."""
-        m = np.asarray(self.infusion_mask)
+        names = ("start", "stop", "rate", "cmt", "ss", "ii")
         return [
             Infusion(float(s), float(r), float(e - s), int(c), int(ss), float(ii))
-            for s, e, r, c, ss, ii in zip(
-                *(
-                    np.asarray(x)[m]
-                    for x in (
-                        self.infusion_start,
-                        self.infusion_stop,
-                        self.infusion_rate,
-                        self.infusion_cmt,
-                        self.infusion_ss,
-                        self.infusion_ii,
-                    )
-                ),
-                strict=True,
-            )
+            for s, e, r, c, ss, ii in self._rows("infusion", names)
         ]
 
     def modelled_infusions(self) -> list[ModelledInfusion]:
         """Return the unpadded modelled infusions of a single (unbatched) schedule."""
-        m = np.asarray(self.modelled_mask)
+        names = ("start", "amount", "cmt", "by", "ss", "ii")
         return [
             ModelledInfusion(
                 float(s), float(a), int(c), "rate" if by == -1 else "duration", int(ss), float(ii)
             )
-            for s, a, c, by, ss, ii in zip(
-                *(
-                    np.asarray(x)[m]
-                    for x in (
-                        self.modelled_start,
-                        self.modelled_amount,
-                        self.modelled_cmt,
-                        self.modelled_by,
-                        self.modelled_ss,
-                        self.modelled_ii,
-                    )
-                ),
-                strict=True,
-            )
+            for s, a, c, by, ss, ii in self._rows("modelled", names)
         ]
 
     def resets(self) -> list[Reset]:
