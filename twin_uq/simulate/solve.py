@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -335,6 +335,23 @@ def solve(
     return _solve(model, settings, theta, covariates, schedule, times, grid)
 
 
+def _takes_arguments_of(source: Callable) -> Callable[[Callable], Callable]:
+    """Decorator for a ``(*args, **kwargs)`` wrapper of ``source``: show ``source``'s parameters.
+
+    ``help()`` and ``jax.jit(static_argnames=...)`` then see the real parameter names.
+    """
+
+    def decorate(wrapper: Callable) -> Callable:
+        returns = inspect.signature(wrapper).return_annotation
+        wrapper.__signature__ = inspect.signature(source).replace(  # type: ignore[attr-defined]
+            return_annotation=returns
+        )
+        return wrapper
+
+    return decorate
+
+
+@_takes_arguments_of(solve)
 def solve_outputs(
     *args: Any, **kwargs: Any
 ) -> tuple[Float[Array, "T n_states"], Float[Array, "T n_outputs"], Bool[Array, ""]]:
@@ -346,12 +363,6 @@ def solve_outputs(
     """
     traj = solve(*args, **kwargs)
     return traj.states, traj.outputs, traj.ok
-
-
-# help() and jax.jit(static_argnames=...) see solve's parameters.
-solve_outputs.__signature__ = inspect.signature(solve).replace(  # type: ignore[attr-defined]
-    return_annotation=inspect.signature(solve_outputs).return_annotation
-)
 
 
 def _as_theta(model: Model, params: Mapping[str, float] | ArrayLike) -> Array:
@@ -480,14 +491,10 @@ def solve_cohort(
     return _cohort_compiled(model, theta, covariates, schedules, times, settings.covering(times))
 
 
+@_takes_arguments_of(solve_cohort)
 def simulate_cohort_outputs(
-    model: Model,
-    theta: Float[ArrayLike, "P K"],
-    covariates: Float[ArrayLike, "P C"],
-    schedules: Schedule,
-    times: Float[ArrayLike, "P T"],
-    settings: SolverSettings | None = None,
+    *args: Any, **kwargs: Any
 ) -> tuple[Float[Array, "P T n_states"], Float[Array, "P T n_outputs"], Bool[Array, " P"]]:
     """:func:`solve_cohort` unpacked to ``(states, outputs, ok)`` (``ok`` of shape ``(P,)``)."""
-    traj = solve_cohort(model, theta, covariates, schedules, times, settings)
+    traj = solve_cohort(*args, **kwargs)
     return traj.states, traj.outputs, traj.ok
