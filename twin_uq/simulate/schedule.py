@@ -46,6 +46,11 @@ STEADY_BOLUS, STEADY_INFUSION, STEADY_MODELLED = 0, 1, 2
 """Values of :attr:`Schedule.steady_kind`: which array a steady-state dose's slot is in."""
 
 
+def _padded_size(field: str, what: str) -> property:
+    """A read-only property: the padded number of ``what``, the last axis of ``field``."""
+    return property(lambda self: getattr(self, field).shape[-1], doc=f"Padded number of {what}.")
+
+
 class Schedule(eqx.Module):
     """Padded arrays describing one patient's inputs (or a batch, with a leading axis).
 
@@ -116,35 +121,12 @@ class Schedule(eqx.Module):
         fields = schedule_fields(*args, **kwargs)
         return cls(**{k: jnp.asarray(v) for k, v in fields.items()})
 
-    @property
-    def n_bolus(self) -> int:
-        """Padded number of boluses."""
-        return self.bolus_time.shape[-1]
-
-    @property
-    def n_infusion(self) -> int:
-        """Padded number of infusions."""
-        return self.infusion_start.shape[-1]
-
-    @property
-    def n_knots(self) -> int:
-        """Padded number of signal knots."""
-        return self.signal_time.shape[-1]
-
-    @property
-    def n_modelled(self) -> int:
-        """Padded number of modelled infusions."""
-        return self.modelled_start.shape[-1]
-
-    @property
-    def n_reset(self) -> int:
-        """Padded number of resets."""
-        return self.reset_time.shape[-1]
-
-    @property
-    def n_steady(self) -> int:
-        """Padded number of steady-state doses."""
-        return self.steady_kind.shape[-1]
+    n_bolus = _padded_size("bolus_time", "boluses")
+    n_infusion = _padded_size("infusion_start", "infusions")
+    n_knots = _padded_size("signal_time", "signal knots")
+    n_modelled = _padded_size("modelled_start", "modelled infusions")
+    n_reset = _padded_size("reset_time", "resets")
+    n_steady = _padded_size("steady_kind", "steady-state doses")
 
     def _rows(self, group: str, names: tuple[str, ...]) -> zip:
         """The unpadded entries of fields ``{group}_{name}``, one tuple per entry (NumPy)."""
