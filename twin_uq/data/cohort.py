@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -371,7 +370,7 @@ class Cohort:
         fields = self.schedule_fields(
             self.index(patient_id), signals, n_bolus=n_bolus, n_infusion=n_infusion, n_knots=n_knots
         )
-        return Schedule(**{k: jnp.asarray(v) for k, v in fields.items()})
+        return Schedule.from_fields(fields)
 
     def schedule_fields(
         self,

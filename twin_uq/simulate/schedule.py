@@ -118,7 +118,11 @@ class Schedule(eqx.Module):
         Takes the arguments of :func:`schedule_fields` (documented there), which builds the
         arrays; this only moves them to JAX.
         """
-        fields = schedule_fields(*args, **kwargs)
+        return cls.from_fields(schedule_fields(*args, **kwargs))
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, np.ndarray]) -> Schedule:
+        """The schedule of :func:`schedule_fields`-style NumPy arrays, moved to JAX once."""
         return cls(**{k: jnp.asarray(v) for k, v in fields.items()})
 
     n_bolus = _padded_size("bolus_time", "boluses")
@@ -444,4 +448,4 @@ def stack_schedules(schedules: Sequence[Schedule | Mapping[str, np.ndarray]]) ->
             fill = x[-1] if name in _REPEAT_LAST and m else 0
             out[i, m:] = fill
         fields[name] = out
-    return Schedule(**{k: jnp.asarray(v) for k, v in fields.items()})
+    return Schedule.from_fields(fields)
