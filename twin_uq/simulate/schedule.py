@@ -293,55 +293,12 @@ def schedule_fields(
     ni = _padded(len(infusions), n_infusion, "infusions", 1)
     nm = _padded(len(modelled), n_modelled, "modelled infusions", 0)
     nr = _padded(len(resets), n_reset, "resets", 0)
-    bt = np.zeros(nb)
-    ba = np.zeros(nb)
-    bc = np.zeros(nb, dtype=np.int32)
-    bm = np.zeros(nb, dtype=bool)
-    bs = np.zeros(nb, dtype=np.int32)
-    bi = np.zeros(nb)
     steady: list[tuple[int, int]] = []
-    for k, b in enumerate(sorted(boluses, key=lambda b: b.time)):
-        bt[k], ba[k], bc[k], bm[k], bs[k], bi[k] = b.time, b.amount, b.cmt, True, b.ss, b.ii
-        if b.ss:
-            steady.append((STEADY_BOLUS, k))
-    it = np.zeros(ni)
-    ie = np.zeros(ni)
-    ir = np.zeros(ni)
-    ic = np.zeros(ni, dtype=np.int32)
-    im = np.zeros(ni, dtype=bool)
-    iss = np.zeros(ni, dtype=np.int32)
-    iii = np.zeros(ni)
-    for k, inf in enumerate(sorted(infusions, key=lambda i: i.start)):
-        it[k], ie[k], ir[k], ic[k], im[k], iss[k], iii[k] = (
-            inf.start,
-            math.inf if inf.is_constant else inf.start + inf.duration,
-            inf.rate,
-            inf.cmt,
-            True,
-            inf.ss,
-            inf.ii,
-        )
-        if inf.ss:
-            steady.append((STEADY_INFUSION, k))
-    mt = np.zeros(nm)
-    ma = np.zeros(nm)
-    mc = np.zeros(nm, dtype=np.int32)
-    mby = np.zeros(nm, dtype=np.int32)
-    mm = np.zeros(nm, dtype=bool)
-    ms = np.zeros(nm, dtype=np.int32)
-    mi = np.zeros(nm)
-    for k, mod in enumerate(sorted(modelled, key=lambda m: m.start)):
-        mt[k], ma[k], mc[k], mby[k], mm[k], ms[k], mi[k] = (
-            mod.start,
-            mod.amount,
-            mod.cmt,
-            mod.nonmem_rate,
-            True,
-            mod.ss,
-            mod.ii,
-        )
-        if mod.ss:
-            steady.append((STEADY_MODELLED, k))
+    records = {
+        **_record_fields("bolus", sorted(boluses, key=lambda b: b.time), nb, steady),
+        **_record_fields("infusion", sorted(infusions, key=lambda i: i.start), ni, steady),
+        **_record_fields("modelled", sorted(modelled, key=lambda m: m.start), nm, steady),
+    }
     rt = np.zeros(nr)
     rt[: len(resets)] = sorted(r.time for r in resets)
     rm = np.arange(nr) < len(resets)
@@ -351,35 +308,66 @@ def schedule_fields(
     if steady:
         sk[: len(steady)], si[: len(steady)] = np.asarray(steady, dtype=np.int32).T
     sm = np.arange(nss) < len(steady)
-    signal = _signal_fields(signals, signal_names, n_knots)
-    return {
-        "bolus_time": bt,
-        "bolus_amount": ba,
-        "bolus_cmt": bc,
-        "bolus_mask": bm,
-        "infusion_start": it,
-        "infusion_stop": ie,
-        "infusion_rate": ir,
-        "infusion_cmt": ic,
-        "infusion_mask": im,
-        **signal,
-        "bolus_ss": bs,
-        "bolus_ii": bi,
-        "infusion_ss": iss,
-        "infusion_ii": iii,
-        "modelled_start": mt,
-        "modelled_amount": ma,
-        "modelled_cmt": mc,
-        "modelled_by": mby,
-        "modelled_mask": mm,
-        "modelled_ss": ms,
-        "modelled_ii": mi,
+    fields = {
+        **records,
+        **_signal_fields(signals, signal_names, n_knots),
         "reset_time": rt,
         "reset_mask": rm,
         "steady_kind": sk,
         "steady_index": si,
         "steady_mask": sm,
     }
+    return {name: fields[name] for name in _FIELDS}
+
+
+# The padded columns of each record group: (field suffix, dtype, value of a record). A
+# constant infusion (duration inf) stops at inf; the rest stop at start + duration.
+_COLUMNS = {
+    "bolus": (
+        ("time", np.float64, lambda b: b.time),
+        ("amount", np.float64, lambda b: b.amount),
+        ("cmt", np.int32, lambda b: b.cmt),
+        ("ss", np.int32, lambda b: b.ss),
+        ("ii", np.float64, lambda b: b.ii),
+    ),
+    "infusion": (
+        ("start", np.float64, lambda i: i.start),
+        ("stop", np.float64, lambda i: math.inf if i.is_constant else i.start + i.duration),
+        ("rate", np.float64, lambda i: i.rate),
+        ("cmt", np.int32, lambda i: i.cmt),
+        ("ss", np.int32, lambda i: i.ss),
+        ("ii", np.float64, lambda i: i.ii),
+    ),
+    "modelled": (
+        ("start", np.float64, lambda m: m.start),
+        ("amount", np.float64, lambda m: m.amount),
+        ("cmt", np.int32, lambda m: m.cmt),
+        ("by", np.int32, lambda m: m.nonmem_rate),
+        ("ss", np.int32, lambda m: m.ss),
+        ("ii", np.float64, lambda m: m.ii),
+    ),
+}
+_STEADY_KIND = {"bolus": STEADY_BOLUS, "infusion": STEADY_INFUSION, "modelled": STEADY_MODELLED}
+
+
+def _record_fields(
+    group: str, records: Sequence[Bolus | Infusion | ModelledInfusion], n: int, steady: list
+) -> dict[str, np.ndarray]:
+    """The ``(n,)`` padded arrays ``{group}_*`` and ``{group}_mask`` of sorted ``records``.
+
+    Appends ``(kind, slot)`` to ``steady`` for every steady-state record, in slot order.
+    """
+    columns = _COLUMNS[group]
+    out = {f"{group}_{name}": np.zeros(n, dtype=dtype) for name, dtype, _ in columns}
+    mask = np.zeros(n, dtype=bool)
+    for k, record in enumerate(records):
+        for name, _, value in columns:
+            out[f"{group}_{name}"][k] = value(record)
+        mask[k] = True
+        if record.ss:
+            steady.append((_STEADY_KIND[group], k))
+    out[f"{group}_mask"] = mask
+    return out
 
 
 def _signal_fields(
