@@ -47,6 +47,7 @@ CASES: dict[str, list[tuple[str, str, list[str], list[str]]]] = {
         ("pymc", "p1_oral_12 --peers pymc", ["pymc"], []),
         ("stan", "p1_oral_12 --peers stan", ["stan"], []),
     ],
+    "dosing_cost.py": [("p4", "--patients 4", [], [])],
     "compile_probe.py": [("p1_oral_10", "--problem p1_oral_10 --warmup 5 --draws 5", [], [])],
     "gradient_cost.py": [("p1_oral_10", "p1_oral_10", [], ["out/gradient_cost.json"])],
     "simulate_vs_scipy.py": [("fixed", "", [], ["RESULTS_simulate.md"])],

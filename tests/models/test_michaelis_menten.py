@@ -31,8 +31,13 @@ def oral():
     return tq.load_model("michaelis_menten_oral")
 
 
-def test_pass_check_model(iv, oral):
-    assert check_model(iv) is iv and check_model(oral) is oral
+@pytest.mark.parametrize("name", ["michaelis_menten_iv", "michaelis_menten_oral"])
+def test_pass_check_model(name):
+    model = tq.load_model(name)
+    assert check_model(model) is model
+
+
+def test_states_parameters_and_solver(iv, oral):
     assert iv.states == ("central",) and iv.parameter_names == ("Vmax", "Km", "V")
     assert oral.states == ("depot", "central")
     assert oral.parameter_names == ("ka", "Vmax", "Km", "V")
