@@ -4,6 +4,7 @@ Fitting compiles a sampler (tens of seconds on 2 cores); the fixtures below fit 
 reference problem once per test session and every test module reuses them.
 """
 
+import jax
 import pytest
 
 import twin_uq as tq
@@ -11,6 +12,21 @@ import twin_uq as tq
 # float64 and 4+ CPU devices for parallel chains, before any test starts JAX (importing
 # twin_uq sets nothing). Test processes started from this one inherit the settings.
 tq.configure()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module.
+
+    Every XLA CPU executable keeps its machine code in memory mappings of its own; the
+    default run compiles thousands of distinct programs (every solve path, dose kind and
+    NONMEM scenario), and one process holding them all reached the kernel's limit of
+    65 530 mappings per process (vm.max_map_count) and aborted inside an XLA compile.
+    Fixtures keep their results (posteriors, arrays); a later module that needs a program
+    again compiles it again.
+    """
+    yield
+    jax.clear_caches()
 
 ORAL_DESIGN = tq.Design(
     times=[0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 24.0],
