@@ -38,10 +38,7 @@ __all__ = ["FitSettings", "fit", "method_from_options"]
 #: String shortcuts of the one-machine methods (the command line's ``--method``).
 METHODS = ("nuts", "svi", "laplace")
 
-# Population-model keywords of the flat signature, and the method keywords.
-_POPULATION_KEYS = (
-    "covariate_effects", "correlation", "centering", "error", "priors", "prior_check",
-)  # fmt: skip
+# The method keywords of the flat signature.
 _METHOD_KEYS = (
     "chains", "warmup", "draws", "target_accept", "max_tree_depth", "dense_mass", "svi_steps",
     "learning_rate", "guide", "chain_method", "backend", "sampler", "cluster",
