@@ -111,7 +111,7 @@ def prepare(name: str, widen: float = 1.0) -> PreparedFit:
 def make_sweep(prep: PreparedFit):
     """A compiled function: PRNG keys -> (log density, gradient, solves ok) per draw."""
     program = partial(cohort_program, prep.structure)
-    args = (prep.data, prep.priors)
+    args = prep.program_args()
     model, settings = prep.structure.model, prep.structure.settings
     n_out = len(model.outputs)
     unit = ResidualParams(add=jnp.ones(n_out), prop=jnp.ones(n_out), nu=jnp.asarray(1e6))
