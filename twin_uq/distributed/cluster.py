@@ -84,8 +84,7 @@ def get_client(cluster: Any = None, *, n_workers: int = 2) -> Iterator[Any]:
         try:
             yield client
         finally:
-            client.close()
-            local.close()
+            _close_quietly(client, local)
         return
     if isinstance(cluster, str) or hasattr(cluster, "scheduler_address"):
         client = Client(cluster)
@@ -98,6 +97,23 @@ def get_client(cluster: Any = None, *, n_workers: int = 2) -> Iterator[Any]:
         f"cluster must be None, a scheduler address string, a distributed.Client or a "
         f"Dask cluster object; got {type(cluster).__name__}."
     )
+
+
+def _close_quietly(client: Any, local: Any) -> None:
+    """Close a cluster made here without Dask's shutdown chatter on stderr.
+
+    While an in-process cluster stops, a worker's batched stream can still be writing to
+    the scheduler's closed comm; Dask logs that at INFO with a full ``CommClosedError``
+    traceback once ``LocalCluster`` has restored the log level it lowered. Warnings and
+    errors of the shutdown still show.
+    """
+    import logging
+
+    from distributed.utils import silence_logging_cmgr
+
+    with silence_logging_cmgr(logging.WARNING):
+        client.close()
+        local.close()
 
 
 def gather_all(client: Any, futures: dict[Any, Any]) -> tuple[dict[Any, Any], dict[Any, str]]:
