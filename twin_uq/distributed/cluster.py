@@ -102,18 +102,30 @@ def get_client(cluster: Any = None, *, n_workers: int = 2) -> Iterator[Any]:
 def _close_quietly(client: Any, local: Any) -> None:
     """Close a cluster made here without Dask's shutdown chatter on stderr.
 
-    While an in-process cluster stops, a worker's batched stream can still be writing to
-    the scheduler's closed comm; Dask logs that at INFO with a full ``CommClosedError``
-    traceback once ``LocalCluster`` has restored the log level it lowered. Warnings and
-    errors of the shutdown still show.
+    While an in-process cluster stops, a client's or worker's batched stream can still be
+    writing to a comm the other end has closed; Dask logs that at INFO, with a full
+    ``CommClosedError`` traceback, sometimes after ``close()`` has returned (the event
+    loop thread outlives the cluster). :class:`_InprocCommClosed` drops exactly those
+    records; warnings and errors of the shutdown still show.
     """
     import logging
 
     from distributed.utils import silence_logging_cmgr
 
+    batched = logging.getLogger("distributed.batched")
+    if not any(isinstance(f, _InprocCommClosed) for f in batched.filters):
+        batched.addFilter(_InprocCommClosed())
     with silence_logging_cmgr(logging.WARNING):
         client.close()
         local.close()
+
+
+class _InprocCommClosed:
+    """Logging filter: drop Dask's INFO "Batched Comm Closed" of in-process comms only."""
+
+    def filter(self, record: Any) -> bool:
+        closed = record.levelno <= 20 and str(record.msg).startswith("Batched Comm Closed")
+        return not (closed and "inproc://" in record.getMessage())
 
 
 def gather_all(client: Any, futures: dict[Any, Any]) -> tuple[dict[Any, Any], dict[Any, str]]:
