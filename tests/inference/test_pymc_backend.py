@@ -7,6 +7,7 @@ agreement test is marked slow.
 
 import sys
 import warnings
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -107,7 +108,13 @@ def _log_densities(prepared, pmodel, point):
 
 @pytest.mark.parametrize(
     "variant",
-    ["diagonal_auto", "lkj_covariate_student_t", "logit_fixed_auto", "logit_fixed_half", "logit_fixed_lkj"],
+    [
+        "diagonal_auto",
+        "lkj_covariate_student_t",
+        "logit_fixed_auto",
+        "logit_fixed_half",
+        "logit_fixed_lkj",
+    ],
 )
 def test_pymc_model_has_the_numpyro_density(tiny, variant):
     model = tq.load_model("one_compartment_oral")
@@ -166,7 +173,7 @@ def test_missing_pymc_names_the_extra(prepared, monkeypatch):
 
 def test_unknown_sampler_and_method_are_refused(prepared):
     with pytest.raises(ValueError, match="Unknown PyMC sampler 'stan'"):
-        run_pymc(prepared, sampler="stan")
+        run_pymc(prepared, SimpleNamespace(sampler="stan"))  # tq.PyMC refuses it earlier
     with pytest.raises(ValueError, match="method='nuts' only"):
         tq.fit("one_compartment_oral", prepared.cohort, backend="pymc", method="svi")
     with pytest.raises(ValueError, match="Unknown backend"):
@@ -177,7 +184,8 @@ def test_pymc_nuts_in_process_returns_backend_result(prepared):
     # cores=1: chains run in this process, reusing the jitted Op compiled above.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # PyTensor: no BLAS found
-        res = run_pymc(prepared, sampler="pymc", chains=1, warmup=30, draws=20, seed=1, cores=1)
+        method = tq.PyMC(sampler="pymc", chains=1, warmup=30, draws=20)
+        res = run_pymc(prepared, method, seed=1, cores=1)
     assert set(res.samples) == {"mu", "omega", "z", "sigma_add", "sigma_prop"}
     assert res.samples["z"].shape == (1, 20, 4, 3)
     assert set(res.sample_stats) == {
@@ -299,7 +307,9 @@ def test_script_without_main_guard_samples_with_the_default_and_pymc_samplers(tm
         "print(json.dumps([json.loads(p.idata.attrs['backend_info']) for p in (default, own)]\n"
         "                 + [[str(w.message) for w in caught if w.category is RuntimeWarning]]))\n"
     )
-    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=1800)
+    res = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=1800
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Traceback" not in res.stderr
     default, own, warned = json.loads(res.stdout.strip().splitlines()[-1])

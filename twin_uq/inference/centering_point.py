@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
+from twin_uq._types import CohortParams, ErrorCodes, PerObservation, PerOutput
 from twin_uq.data import CohortArrays
 from twin_uq.inference.likelihood import patient_predictions
 from twin_uq.inference.linearisation import AutoCentering
@@ -37,20 +38,20 @@ _LOGNORMAL = ERROR_CODES["lognormal"]
 def _whitened(
     model: Model,
     settings: SolverSettings,
-    log_theta: Float[Array, "P K"],
+    log_theta: CohortParams,
     arrays: CohortArrays,
-    error_code: Float[Array, " O"],
-    add: Float[Array, " O"],
-    prop: Float[Array, " O"],
+    error_code: ErrorCodes,
+    add: PerOutput,
+    prop: PerOutput,
     grids: FixedGrid | None = None,
 ) -> tuple[
-    Float[Array, "P N"],
+    PerObservation,
     Float[Array, "P K N"],
     Float[Array, " P"],
     Bool[Array, " P"],
     Bool[Array, "P N"],
-    Float[Array, "P N"],
-    Float[Array, "P N"],
+    PerObservation,
+    PerObservation,
 ]:
     """Whitened residuals and sensitivities of every patient at ``log_theta``.
 
@@ -101,11 +102,11 @@ def _whitened(
 def fisher_information(
     model: Model,
     settings: SolverSettings,
-    log_theta: Float[Array, "P K"],
+    log_theta: CohortParams,
     arrays: CohortArrays,
-    error_code: Float[Array, " O"],
-    add: Float[Array, " O"],
-    prop: Float[Array, " O"],
+    error_code: ErrorCodes,
+    add: PerOutput,
+    prop: PerOutput,
 ) -> np.ndarray:
     """Expected Fisher information matrix of each patient's data about ``log theta``.
 

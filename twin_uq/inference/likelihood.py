@@ -14,6 +14,16 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from twin_uq._types import (
+    BoolScalar,
+    CohortParams,
+    CovariateVector,
+    ErrorCodes,
+    FloatScalar,
+    ParamVector,
+    PerObservation,
+    PerOutput,
+)
 from twin_uq.data import CohortArrays
 from twin_uq.inference.residual import observation_loglik
 from twin_uq.model.base import Model, SolverSettings
@@ -41,9 +51,9 @@ class ResidualParams(eqx.Module):
         Student-t degrees of freedom (scalar; ignored unless an output uses ``student_t``).
     """
 
-    add: Float[Array, " O"]
-    prop: Float[Array, " O"]
-    nu: Float[Array, ""]
+    add: PerOutput
+    prop: PerOutput
+    nu: FloatScalar
 
 
 class FitData(eqx.Module):
@@ -73,7 +83,7 @@ class FitData(eqx.Module):
     effect_param: Int[Array, " E"]
     effect_term: Int[Array, " E"]
     allometric: Float[Array, "P K"]
-    error_code: Int[Array, " O"]
+    error_code: ErrorCodes
     grids: FixedGrid | None = None
 
     @property
@@ -97,13 +107,13 @@ def _select_predictions(outputs, output_index, ok):
 def patient_predictions(
     model: Model,
     settings: SolverSettings,
-    theta: Float[Array, " K"],
-    covariates: Float[Array, " C"],
+    theta: ParamVector,
+    covariates: CovariateVector,
     schedule,
     times: Float[Array, " N"],
     output_index: Int[Array, " N"],
     grid: FixedGrid | None = None,
-) -> tuple[Float[Array, " N"], Bool[Array, ""]]:
+) -> tuple[Float[Array, " N"], BoolScalar]:
     """Noise-free prediction of each observation (its own output at its own time).
 
     ``grid``: the patient's precomputed fixed grid for these times (``method="rk4"``).
@@ -143,13 +153,13 @@ def _score(arrays: CohortArrays, error_code, residual: ResidualParams, f, ok):
 def patient_loglik(
     model: Model,
     settings: SolverSettings,
-    theta: Float[Array, " K"],
-    covariates: Float[Array, " C"],
+    theta: ParamVector,
+    covariates: CovariateVector,
     arrays: CohortArrays,
-    error_code: Int[Array, " O"],
+    error_code: ErrorCodes,
     residual: ResidualParams,
     grid: FixedGrid | None = None,
-) -> tuple[Float[Array, " N"], Bool[Array, ""]]:
+) -> tuple[Float[Array, " N"], BoolScalar]:
     """Pointwise log-likelihood of one patient's observations.
 
     Parameters
@@ -182,10 +192,10 @@ def patient_loglik(
 def cohort_loglik(
     model: Model,
     settings: SolverSettings,
-    theta: Float[Array, "P K"],
+    theta: CohortParams,
     data: FitData,
     residual: ResidualParams,
-) -> tuple[Float[Array, "P N"], Bool[Array, " P"]]:
+) -> tuple[PerObservation, Bool[Array, " P"]]:
     """Pointwise log-likelihood of every patient.
 
     ``vmap``-ed over the cohort; with precomputed fixed grids the solve is one cohort-wide

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from twin_uq._types import CohortParams, PerObservation, PerOutput
 from twin_uq.inference.whitening import latent_prior
 
 __all__ = ["AutoCentering"]
@@ -65,14 +66,14 @@ class AutoCentering(eqx.Module):
     """
 
     sensitivity: Float[Array, "P K N"]
-    residual: Float[Array, "P N"]
-    point: Float[Array, "P K"]
-    var_add: Float[Array, "P N"]
-    var_prop: Float[Array, "P N"]
-    unused: Float[Array, "P N"]
+    residual: PerObservation
+    point: CohortParams
+    var_add: PerObservation
+    var_prop: PerObservation
+    unused: PerObservation
     output: Array
-    add: Float[Array, " O"]
-    prop: Float[Array, " O"]
+    add: PerOutput
+    prop: PerOutput
     unit_information: Float[Array, "P O K K"] | None = None
     unit_vector: Float[Array, "P O K"] | None = None
     unit_scale: tuple[str, ...] = eqx.field(static=True, default=())

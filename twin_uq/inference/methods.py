@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,6 +26,7 @@ from twin_uq.inference.backends import BackendResult, run_laplace, run_nuts, run
 from twin_uq.inference.nuts_kernel import CHAIN_METHODS
 from twin_uq.inference.pipeline import fit_prepared, prepare_problem
 from twin_uq.inference.prepare import PreparedFit
+from twin_uq.inference.pymc_backend import PYMC_SAMPLERS, run_pymc
 from twin_uq.model.scales import to_natural
 
 if TYPE_CHECKING:
@@ -225,12 +226,14 @@ class NUTS(_Hamiltonian):
 class _Optimisation(FitMethod):
     """SVI and Laplace: an optimisation started at every patient at the population median.
 
-    Subclasses are frozen dataclasses with ``steps`` and ``draws`` and implement
-    :meth:`_optimise`; a start where the log density is not finite is explained by
+    Subclasses are frozen dataclasses with ``steps``, ``learning_rate`` and ``draws`` and
+    name their backend function ``_optimiser`` (it reads those settings from the method
+    object); a start where the log density is not finite is explained by
     :func:`explained_invalid_start`.
     """
 
     approximate: ClassVar[bool] = True
+    _optimiser: ClassVar[Callable[..., BackendResult]]
 
     def record(self) -> dict[str, Any]:
         # The flat settings layout of fit files calls the optimisation steps svi_steps.
@@ -239,11 +242,10 @@ class _Optimisation(FitMethod):
     def run(self, prepared, key, *, seed, progress):
         init = prepared.init_values()
         with explained_invalid_start(prepared, init, self.name):
-            return self._optimise(prepared, init, key, progress)
-
-    @abstractmethod
-    def _optimise(self, prepared: PreparedFit, init, key: jax.Array, progress: bool):
-        """Run the optimiser from ``init`` and draw from the fitted approximation."""
+            return self._optimiser(
+                prepared.structure, prepared.program_args(), init, self, key=key,
+                progress=progress,
+            )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,7 @@ class SVI(_Optimisation):
     """
 
     name: ClassVar[str] = "svi"
+    _optimiser = staticmethod(run_svi)
 
     steps: int = 3000
     learning_rate: float = 0.01
@@ -275,12 +278,6 @@ class SVI(_Optimisation):
         if self.guide not in ("lowrank", "mvn"):
             raise FitSettingsError(f"guide must be 'lowrank' or 'mvn', got {self.guide!r}.")
 
-    def _optimise(self, prepared, init, key, progress):
-        return run_svi(
-            prepared.structure, prepared.program_args(), init, self, key=key,
-            progress=progress,
-        )  # fmt: skip
-
 
 @dataclass(frozen=True)
 class Laplace(_Optimisation):
@@ -291,6 +288,7 @@ class Laplace(_Optimisation):
     """
 
     name: ClassVar[str] = "laplace"
+    _optimiser = staticmethod(run_laplace)
 
     steps: int = 3000
     learning_rate: float = 0.01
@@ -298,16 +296,6 @@ class Laplace(_Optimisation):
 
     def __post_init__(self) -> None:
         check_counts(self, ("steps", "draws"))
-
-    def _optimise(self, prepared, init, key, progress):
-        return run_laplace(
-            prepared.structure, prepared.program_args(), init, self, key=key,
-            progress=progress,
-        )  # fmt: skip
-
-
-#: Samplers the PyMC method can run the PyMC model with.
-PYMC_SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
 
 
 @dataclass(frozen=True)
@@ -331,13 +319,7 @@ class PyMC(_Hamiltonian):
         return {"method": self.name, "backend": "pymc", **dataclasses.asdict(self)}
 
     def run(self, prepared, key, *, seed, progress):
-        from twin_uq.inference.pymc_backend import run_pymc  # optional dependency
-
-        return run_pymc(
-            prepared, sampler=self.sampler, chains=self.chains, warmup=self.warmup,
-            draws=self.draws, seed=seed, target_accept=self.target_accept,
-            max_tree_depth=self.max_tree_depth, progress=progress,
-        )  # fmt: skip
+        return run_pymc(prepared, self, seed=seed, progress=progress)
 
 
 @contextlib.contextmanager

@@ -48,9 +48,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Float
 from numpyro.infer.hmc import hmc
 
+from twin_uq._types import BoolScalar, FloatScalar, IntScalar
 from twin_uq.errors import InputError
 from twin_uq.inference.progress import ChainProgress, ProgressChannel, report_progress
 
@@ -85,12 +86,12 @@ class NutsSettings:
 class NutsInfo(NamedTuple):
     """Per-iteration facts of one NUTS transition (scalars per chain and iteration)."""
 
-    diverging: Bool[Array, ""]
-    energy: Float[Array, ""]
-    num_steps: Int[Array, ""]
-    accept_prob: Float[Array, ""]
-    step_size: Float[Array, ""]
-    potential_energy: Float[Array, ""]
+    diverging: BoolScalar
+    energy: FloatScalar
+    num_steps: IntScalar
+    accept_prob: FloatScalar
+    step_size: FloatScalar
+    potential_energy: FloatScalar
 
 
 class NutsKernel(NamedTuple):
@@ -148,7 +149,7 @@ def sample_chain(
     args: tuple,
     settings: NutsSettings,
     progress: ProgressChannel | None = None,
-) -> tuple[Float[Array, "D P"], NutsInfo, Int[Array, ""]]:
+) -> tuple[Float[Array, "D P"], NutsInfo, IntScalar]:
     """Warm-up and sampling of one chain in one compiled loop.
 
     Returns the ``draws`` post-warm-up positions, flattened (``(draws, P)``, the order of

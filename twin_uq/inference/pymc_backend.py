@@ -54,7 +54,7 @@ import importlib
 import os
 import time
 import warnings
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import numpy as np
@@ -67,9 +67,10 @@ from twin_uq.inference.pytensor_blas import link_blas
 from twin_uq.inference.whitening import whitened_log_theta
 from twin_uq.model.scales import logit_mask, random_index
 
-__all__ = ["PYMC_SAMPLERS", "build_pymc_model", "require_pymc", "run_pymc"]
+__all__ = ["PYMC_SAMPLERS", "SamplerSettings", "build_pymc_model", "require_pymc", "run_pymc"]
 
-PYMC_SAMPLERS = ("pymc", "nutpie", "numpyro", "blackjax")
+#: Samplers the PyMC method can run the PyMC model with (the default first).
+PYMC_SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
 _INSTALL = "pip install 'twin-uq[pymc]'"
 
 
@@ -278,16 +279,25 @@ def _sampling_seconds(trace, sampler: str, total: float, warmup: int, draws: int
     return total * draws / max(warmup + draws, 1)
 
 
+class SamplerSettings(Protocol):
+    """What :func:`run_pymc` reads of a ``PyMC`` method object.
+
+    (A protocol: the method objects sit above this module, in ``inference/methods.py``.)
+    """
+
+    sampler: str
+    chains: int
+    warmup: int
+    draws: int
+    target_accept: float
+    max_tree_depth: int
+
+
 def run_pymc(
     prepared: PreparedFit,
+    method: SamplerSettings,
     *,
-    sampler: str = "nutpie",
-    chains: int = 4,
-    warmup: int = 1000,
-    draws: int = 1000,
     seed: int = 0,
-    target_accept: float = 0.85,
-    max_tree_depth: int = 10,
     progress: bool = False,
     cores: int | None = None,
 ) -> BackendResult:
@@ -295,10 +305,11 @@ def run_pymc(
 
     Parameters
     ----------
-    sampler
-        ``"nutpie"`` (default), ``"pymc"`` (PyMC NUTS), ``"numpyro"`` or ``"blackjax"``
-        (PyMC's JAX samplers). See the module docstring for how each runs the JAX
-        likelihood.
+    method
+        The ``PyMC`` method object: ``sampler`` is ``"nutpie"``, ``"pymc"`` (PyMC NUTS),
+        ``"numpyro"`` or ``"blackjax"`` (PyMC's JAX samplers; see the module docstring for
+        how each runs the JAX likelihood), and the NUTS settings ``chains``, ``warmup``,
+        ``draws``, ``target_accept``, ``max_tree_depth``.
     cores
         Worker processes for ``sampler="pymc"`` (default: ``min(chains, cpu count)``;
         1, chains in this process, when the calling script has no ``__main__`` guard).
@@ -310,8 +321,10 @@ def run_pymc(
         ``beta``, ``corr_chol``, ``sigma_add``, ``sigma_prop``, ``nu`` where the model has
         them; NUTS ``sample_stats``; ``info`` with ``backend="pymc"`` and the sampler.
     """
-    if sampler not in PYMC_SAMPLERS:
-        raise InputError(f"Unknown PyMC sampler {sampler!r}; choose one of {PYMC_SAMPLERS}.")
+    if method.sampler not in PYMC_SAMPLERS:
+        raise InputError(f"Unknown PyMC sampler {method.sampler!r}; choose one of {PYMC_SAMPLERS}.")
+    sampler, chains, warmup, draws = method.sampler, method.chains, method.warmup, method.draws
+    target_accept, max_tree_depth = method.target_accept, method.max_tree_depth
     pm = require_pymc("pymc")
     pmodel = build_pymc_model(prepared)
     names = _latent_names(prepared)

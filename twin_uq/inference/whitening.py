@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+
+from twin_uq._types import CohortMatrices, CohortParams, ParamVector
 
 __all__ = [
     "latent_prior",
@@ -77,12 +78,12 @@ def solve_upper_transposed(upper, c, xp=jnp):
 
 
 def latent_prior(
-    information: Float[Array, "P K K"],
-    information_vector: Float[Array, "P K"],
-    mean: Float[Array, "P K"],
-    omega: Float[Array, " K"],
+    information: CohortMatrices,
+    information_vector: CohortParams,
+    mean: CohortParams,
+    omega: ParamVector,
     xp=jnp,
-) -> tuple[Float[Array, "P K"], Float[Array, "P K K"]]:
+) -> tuple[CohortParams, CohortMatrices]:
     """Prior of the whitened random effects: ``z ~ N(loc, Uᵀ U)``, per patient.
 
     With ``B = I + Ω F Ω = U Uᵀ`` (``U`` upper triangular), ``loc = U⁻¹ Ω (F mean - h)``
@@ -105,13 +106,13 @@ def latent_prior(
 
 
 def whitened_log_theta(
-    mean: Float[Array, "P K"],
-    omega: Float[Array, " K"],
-    z: Float[Array, "P K"],
-    loc: Float[Array, "P K"],
-    upper: Float[Array, "P K K"],
+    mean: CohortParams,
+    omega: ParamVector,
+    z: CohortParams,
+    loc: CohortParams,
+    upper: CohortMatrices,
     xp=jnp,
-) -> Float[Array, "P K"]:
+) -> CohortParams:
     """``log theta = mean + Ω U⁻ᵀ (z - loc)`` for the whitened latents of :func:`latent_prior`."""
     return mean + omega * solve_upper_transposed(upper, z - loc, xp)
 

@@ -41,6 +41,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
+from twin_uq._types import FloatScalar, ParamVector, States, StateVector
+
 __all__ = [
     "EventArrays",
     "EventJacobians",
@@ -103,8 +105,8 @@ def live_events(events: Any, dtype) -> EventArrays:
 
 
 def live_events_with_jacobians(
-    events_of: Callable[[Float[Array, " K"]], tuple[Any, Any]],
-    theta: Float[Array, " K"],
+    events_of: Callable[[ParamVector], tuple[Any, Any]],
+    theta: ParamVector,
     dtype,
 ) -> tuple[EventArrays, EventJacobians, Int[Array, " E"], Any]:
     """:func:`live_events` of ``events_of(theta)`` and their ``theta``-Jacobians (forward mode).
@@ -133,13 +135,13 @@ def event_order(time: Float[Array, " E"], order: Int[Array, " E"]) -> Int[Array,
 
 
 def apply_event(
-    y: Float[Array, "... n"],
-    r: Float[Array, "... n"],
+    y: States,
+    r: States,
     keep: Float[Array, " ..."],
-    set_state: Float[Array, "... n"],
-    jump: Float[Array, "... n"],
-    rate_change: Float[Array, "... n"],
-) -> tuple[Float[Array, "... n"], Float[Array, "... n"]]:
+    set_state: States,
+    jump: States,
+    rate_change: States,
+) -> tuple[States, States]:
     """``(keep·y + set_state + jump, keep·r + rate_change)``: one event's action.
 
     With ``keep = 1`` and ``set_state = 0`` the state is ``y + jump`` to the last bit
@@ -150,15 +152,15 @@ def apply_event(
 
 
 def sensitivity_jump(
-    field: Callable[[Float[Array, ""], Float[Array, " n"]], Float[Array, " n"]],
-    tau: Float[Array, ""],
-    y: Float[Array, " n"],
-    r: Float[Array, " n"],
+    field: Callable[[FloatScalar, StateVector], StateVector],
+    tau: FloatScalar,
+    y: StateVector,
+    r: StateVector,
     S: Float[Array, "n K"],
     R: Float[Array, "n K"],
     event: tuple,
     jacobian: tuple,
-) -> tuple[Float[Array, " n"], Float[Array, " n"], Float[Array, "n K"], Float[Array, "n K"]]:
+) -> tuple[StateVector, StateVector, Float[Array, "n K"], Float[Array, "n K"]]:
     """One event applied to the state, the rate and their sensitivities (module docstring).
 
     Parameters

@@ -320,32 +320,20 @@ def schedule_fields(
     return {name: fields[name] for name in _FIELDS}
 
 
-# The padded columns of each record group: (field suffix, dtype, value of a record). A
-# constant infusion (duration inf) stops at inf; the rest stop at start + duration.
+# The padded columns of each record group: (field suffix, dtype). A column holds the
+# record's attribute of that name, except the derived columns below. Every dose record
+# carries a compartment and a steady state.
+_DOSE_COLUMNS = (("cmt", np.int32), ("ss", np.int32), ("ii", np.float64))
 _COLUMNS = {
-    "bolus": (
-        ("time", np.float64, lambda b: b.time),
-        ("amount", np.float64, lambda b: b.amount),
-        ("cmt", np.int32, lambda b: b.cmt),
-        ("ss", np.int32, lambda b: b.ss),
-        ("ii", np.float64, lambda b: b.ii),
-    ),
-    "infusion": (
-        ("start", np.float64, lambda i: i.start),
-        ("stop", np.float64, lambda i: math.inf if i.is_constant else i.start + i.duration),
-        ("rate", np.float64, lambda i: i.rate),
-        ("cmt", np.int32, lambda i: i.cmt),
-        ("ss", np.int32, lambda i: i.ss),
-        ("ii", np.float64, lambda i: i.ii),
-    ),
-    "modelled": (
-        ("start", np.float64, lambda m: m.start),
-        ("amount", np.float64, lambda m: m.amount),
-        ("cmt", np.int32, lambda m: m.cmt),
-        ("by", np.int32, lambda m: m.nonmem_rate),
-        ("ss", np.int32, lambda m: m.ss),
-        ("ii", np.float64, lambda m: m.ii),
-    ),
+    "bolus": (("time", np.float64), ("amount", np.float64), *_DOSE_COLUMNS),
+    "infusion": (("start", np.float64), ("stop", np.float64), ("rate", np.float64), *_DOSE_COLUMNS),
+    "modelled": (("start", np.float64), ("amount", np.float64), ("by", np.int32), *_DOSE_COLUMNS),
+}
+# A constant infusion (duration inf) stops at inf, the rest at start + duration; a modelled
+# infusion's column ``by`` is its NONMEM RATE code (-1 or -2), not the label.
+_DERIVED = {
+    "stop": lambda i: math.inf if i.is_constant else i.start + i.duration,
+    "by": lambda m: m.nonmem_rate,
 }
 _STEADY_KIND = {"bolus": STEADY_BOLUS, "infusion": STEADY_INFUSION, "modelled": STEADY_MODELLED}
 
@@ -358,11 +346,12 @@ def _record_fields(
     Appends ``(kind, slot)`` to ``steady`` for every steady-state record, in slot order.
     """
     columns = _COLUMNS[group]
-    out = {f"{group}_{name}": np.zeros(n, dtype=dtype) for name, dtype, _ in columns}
+    out = {f"{group}_{name}": np.zeros(n, dtype=dtype) for name, dtype in columns}
     mask = np.zeros(n, dtype=bool)
     for k, record in enumerate(records):
-        for name, _, value in columns:
-            out[f"{group}_{name}"][k] = value(record)
+        for name, _ in columns:
+            value = _DERIVED[name](record) if name in _DERIVED else getattr(record, name)
+            out[f"{group}_{name}"][k] = value
         mask[k] = True
         if record.ss:
             steady.append((_STEADY_KIND[group], k))

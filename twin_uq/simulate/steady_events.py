@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
+from twin_uq._types import CovariateVector, FloatScalar, IntScalar, ParamVector
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate.schedule import STEADY_BOLUS, STEADY_INFUSION, Schedule
 from twin_uq.simulate.status import STATUS_INFO, SolveStatus
@@ -85,11 +86,11 @@ class SteadyEvents(NamedTuple):
 def steady_state_events(
     model: Model,
     settings: SolverSettings,
-    theta_vec: Float[Array, " K"],
-    covariates: Float[Array, " C"],
+    theta_vec: ParamVector,
+    covariates: CovariateVector,
     schedule: Schedule,
     slots: DoseSlots,
-    t_end: Float[Array, ""],
+    t_end: FloatScalar,
 ) -> tuple[SteadyEvents, SolveStatus]:
     """The sets and tails of the schedule's steady-state doses, and a status.
 
@@ -154,7 +155,7 @@ def steady_state_events(
     return events, _status_of(code)
 
 
-def _status_of(code: Int[Array, ""]) -> SolveStatus:
+def _status_of(code: IntScalar) -> SolveStatus:
     """The :class:`SolveStatus` whose integer value is ``code`` (traced)."""
     status = SolveStatus.successful
     for name in STATUS_INFO:

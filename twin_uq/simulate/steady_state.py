@@ -78,8 +78,16 @@ import diffrax
 import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import expm
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Bool, Float
 
+from twin_uq._types import (
+    BoolScalar,
+    CovariateVector,
+    FloatScalar,
+    IntScalar,
+    ParamVector,
+    StateVector,
+)
 from twin_uq.errors import InputError
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate.status import SolveStatus
@@ -130,12 +138,12 @@ class SteadyDose(NamedTuple):
         Interdose interval ``> 0``; ``0`` only for a constant infusion (``rate > 0``).
     """
 
-    amount: Float[Array, ""]
-    cmt: Int[Array, ""]
-    rate: Float[Array, ""]
-    duration: Float[Array, ""]
-    lag: Float[Array, ""]
-    ii: Float[Array, ""]
+    amount: FloatScalar
+    cmt: IntScalar
+    rate: FloatScalar
+    duration: FloatScalar
+    lag: FloatScalar
+    ii: FloatScalar
 
 
 class SteadyTails(NamedTuple):
@@ -168,18 +176,18 @@ class SteadyTails(NamedTuple):
 class _Geometry(NamedTuple):
     """Where one dose's input falls relative to the grid ``t0 - k·II`` (see the module doc)."""
 
-    periodic: Bool[Array, ""]  # II > 0
-    infusion: Bool[Array, ""]  # rate > 0
-    ii: Float[Array, ""]  # II, or 1 where II = 0 (a safe divisor)
-    duration: Float[Array, ""]  # D for a periodic infusion, else 0 (never inf)
-    q_lag: Float[Array, ""]  # ⌊L/II⌋ = number of past doses not yet arrived at t0
-    phase_lag: Float[Array, ""]  # ρ(L) in [0, II]
-    q_end: Float[Array, ""]  # ⌊(L+D)/II⌋
-    phase_end: Float[Array, ""]  # ρ(L+D) in [0, II]
-    n_ending: Float[Array, ""]  # number of past infusions ending after t0
+    periodic: BoolScalar  # II > 0
+    infusion: BoolScalar  # rate > 0
+    ii: FloatScalar  # II, or 1 where II = 0 (a safe divisor)
+    duration: FloatScalar  # D for a periodic infusion, else 0 (never inf)
+    q_lag: FloatScalar  # ⌊L/II⌋ = number of past doses not yet arrived at t0
+    phase_lag: FloatScalar  # ρ(L) in [0, II]
+    q_end: FloatScalar  # ⌊(L+D)/II⌋
+    phase_end: FloatScalar  # ρ(L+D) in [0, II]
+    n_ending: FloatScalar  # number of past infusions ending after t0
 
 
-def _phase(x: Float[Array, ""], ii: Float[Array, ""]) -> tuple[Float[Array, ""], Float[Array, ""]]:
+def _phase(x: FloatScalar, ii: FloatScalar) -> tuple[FloatScalar, FloatScalar]:
     # One floor for both the count and the remainder, so that the tails, r_ss and y_ss
     # classify a past dose at an exact multiple of II the same way.
     q = jnp.floor(x / ii)
@@ -237,7 +245,7 @@ def steady_state_tails(
     return tails, SolveStatus.where(exceeded, SolveStatus.ss_tails_exceeded, SolveStatus.successful)
 
 
-def _running_rate(dose: SteadyDose, g: _Geometry, n: int, dtype) -> Float[Array, " n"]:
+def _running_rate(dose: SteadyDose, g: _Geometry, n: int, dtype) -> StateVector:
     """``r_ss``: past infusions started before ``t0`` and ending after it.
 
     None for a constant infusion (``II = 0``): it ends at ``t0`` (module docstring).
@@ -251,12 +259,12 @@ def _running_rate(dose: SteadyDose, g: _Geometry, n: int, dtype) -> Float[Array,
 def steady_state(
     model: Model,
     settings: SolverSettings,
-    theta_vec: Float[Array, " K"],
-    covariates: Float[Array, " C"],
+    theta_vec: ParamVector,
+    covariates: CovariateVector,
     dose: SteadyDose,
     *,
     max_intervals: int = MAX_SS_INTERVALS,
-) -> tuple[Float[Array, " n"], Float[Array, " n"], SolveStatus]:
+) -> tuple[StateVector, StateVector, SolveStatus]:
     """State and input-rate vector at ``t0-`` of the periodic regime of ``dose``.
 
     Pure, jit/vmap-able and differentiable in ``theta_vec``, ``covariates`` and the

@@ -15,8 +15,16 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float
 
+from twin_uq._types import (
+    CovariateVector,
+    DrawOutputs,
+    DrawPredictions,
+    ErrorCodes,
+    PerDraw,
+    TimeGrid,
+)
 from twin_uq.inference.residual import sample_observations
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate import SolveStatus, solve
@@ -44,12 +52,12 @@ def bucket_schedule(schedule: Schedule) -> Schedule:
 
 def add_noise(
     key: jax.Array,
-    f: Float[Array, "S T O"],
-    error_code: Int[Array, " O"],
-    add: Float[Array, "S O"],
-    prop: Float[Array, "S O"],
-    nu: Float[Array, " S"],
-) -> Float[Array, "S T O"]:
+    f: DrawPredictions,
+    error_code: ErrorCodes,
+    add: DrawOutputs,
+    prop: DrawOutputs,
+    nu: PerDraw,
+) -> DrawPredictions:
     """One noisy replicate of every prediction under each draw's residual error model.
 
     ``f`` holds ``S`` draws x ``T`` times x ``O`` outputs; ``add``/``prop``/``nu`` are the
@@ -72,15 +80,15 @@ def predict_draws(
     model: Model,
     settings: SolverSettings,
     theta: Float[Array, "S K"],
-    covariates: Float[Array, " C"],
+    covariates: CovariateVector,
     schedule: Schedule,
-    times: Float[Array, " T"],
-    error_code: Int[Array, " O"],
-    add: Float[Array, "S O"],
-    prop: Float[Array, "S O"],
-    nu: Float[Array, " S"],
+    times: TimeGrid,
+    error_code: ErrorCodes,
+    add: DrawOutputs,
+    prop: DrawOutputs,
+    nu: PerDraw,
     key: jax.Array,
-) -> tuple[Float[Array, "S T O"], Float[Array, "S T O"], SolveStatus]:
+) -> tuple[DrawPredictions, DrawPredictions, SolveStatus]:
     """Noise-free and noisy outputs at ``times`` for every draw, and how each solve ended.
 
     Returns
