@@ -112,9 +112,9 @@ def test_next_measurement_of_a_data_poor_twin(oral_fit, oral_sim):
     times = np.array([0.0, 4.0, 12.0, 48.0])
     res = tw.next_measurement(times, goal="CL", draws=400, n_imagined=64, max_exact=0, seed=1)
     tab = res.table.set_index("time")
-    # At t = 0 nothing has been absorbed: every draw predicts 0 and one more value cannot
-    # narrow anything.
-    assert abs(tab.loc[0.0, "effect"]) < 1e-9
+    # At t = 0 nothing has been absorbed: every draw predicts 0, and a value there speaks
+    # only of the additive error SD (which the draws tie loosely to CL).
+    assert abs(tab.loc[0.0, "effect"]) < 0.1 * tab.loc[12.0, "effect"]
     assert tab.loc[12.0, "effect"] > 5 * tab.loc[12.0, "mcse"]
     assert res.best["time"] != 0.0
     assert "best next measurement" in res.summary()
