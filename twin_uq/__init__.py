@@ -65,7 +65,11 @@ _LAZY: dict[str, str] = {
     "assess_patient": "twin_uq.trust",
     "assess_prediction": "twin_uq.trust",
     "Criterion": "twin_uq.twin",
+    "DoseDecision": "twin_uq.twin",
     "Event": "twin_uq.twin",
+    "ForecastInterval": "twin_uq.twin",
+    "NextMeasurement": "twin_uq.twin",
+    "ParameterInterval": "twin_uq.twin",
     "PosteriorTwin": "twin_uq.twin",
     "simulate_patient": "twin_uq.twin",
 }
@@ -164,7 +168,11 @@ if TYPE_CHECKING:  # what static tools and IDEs see
     )
     from twin_uq.twin import (
         Criterion as Criterion,
+        DoseDecision as DoseDecision,
         Event as Event,
+        ForecastInterval as ForecastInterval,
+        NextMeasurement as NextMeasurement,
+        ParameterInterval as ParameterInterval,
         PosteriorTwin as PosteriorTwin,
         simulate_patient as simulate_patient,
     )

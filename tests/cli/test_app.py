@@ -10,7 +10,10 @@ import pytest
 
 from twin_uq.model.load import list_models
 
-COMMANDS = ["models", "demo", "fit", "predict", "whatif", "update", "trust", "report", "audit", "validate"]
+COMMANDS = [
+    "models", "demo", "fit", "predict", "whatif", "update", "next-sample", "trust", "report",
+    "audit", "validate",
+]  # fmt: skip
 
 
 def test_root_help_lists_every_command(cli):

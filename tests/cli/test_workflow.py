@@ -143,3 +143,19 @@ def test_update_writes_the_twin_draws(cli, fit_file, tmp_path, oral_fit):
     assert ds["obs_time"].values.max() == 36.0
     line = one_error_line(cli("update", fit_file, "--patient", pid, "--data", new, "--out", tmp_path / "t.csv"))
     assert "unsupported file type '.csv'" in line
+
+
+def test_next_sample_ranks_candidate_times(cli, fit_file, tmp_path, oral_fit):
+    pid = oral_fit.patient_ids[0]
+    out = tmp_path / "next.csv"
+    args = ("next-sample", fit_file, "--patient", pid, "--times", "0,12,36", "--goal", "CL")
+    result = cli(*args, "--imagined", "32", "--out", out)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert list(table["time"]) == [0.0, 12.0, 36.0]
+    # The statistics are checked in tests/twin/test_next_sample.py; here the table's shape.
+    assert table["effect"].between(-1, 1).all() and (table["mcse"] > 0).all()
+    assert set(table["output"]) == {"concentration"}
+    assert "best next measurement" in result.output and "Twin trust today:" in result.output
+    bad = cli(*args[:-2], "--goal", "forecast:concentration")
+    assert bad.exit_code != 0 and "forecast:OUTPUT@TIME" in bad.output

@@ -51,6 +51,17 @@ def test_patient_report_sections(reports, oral_fit):
     assert html.count("<title id=") == n_svg and html.count("<desc id=") == n_svg
 
 
+def test_patient_report_names_the_best_next_measurement(reports):
+    # P01 was last measured at 24 h and the last forecast is at 30 h: the candidates lie
+    # between, and the best is stated with its expected narrowing and Monte Carlo error.
+    html = reports["patient"].read_text()
+    assert "Best next measurement" in html
+    best = re.search(r"measurement at <strong>t = ([0-9.]+) h</strong>", html)
+    assert best is not None and 24.0 < float(best.group(1)) <= 30.0
+    assert "the concentration forecast at t = 30" in html
+    assert "Monte Carlo error" in html
+
+
 def test_patient_without_data_gets_population_prediction(reports):
     html = reports["no_data"].read_text()
     assert "population prediction" in html

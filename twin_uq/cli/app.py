@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 
 from twin_uq._config import configure
-from twin_uq.cli import demo, fit, models, predict, report, trust, update, update_many, validate
+from twin_uq.cli import (
+    demo,
+    fit,
+    models,
+    next_sample,
+    predict,
+    report,
+    trust,
+    update,
+    update_many,
+    validate,
+)
 from twin_uq.cli._cache import enable_compilation_cache
 
 app = typer.Typer(
@@ -23,6 +34,7 @@ app.command("fit")(fit.fit)
 app.command("predict")(predict.predict)
 app.command("whatif")(predict.whatif)
 app.command("update")(update.update)
+app.command("next-sample")(next_sample.next_sample)
 app.command("update-many")(update_many.update_many)
 app.command("trust")(trust.trust)
 app.command("report")(report.report)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from twin_uq.report.patient_figures import forecast_figure, parameter_figure
+from twin_uq.report.patient_next import next_sample_section
 from twin_uq.report.patient_sections import (
     check_forecast_times,
     cohort_last_time,
@@ -52,6 +53,7 @@ def patient(
     thresholds=None,
     draws: int | None = None,
     seed: int = 0,
+    next_sample: bool = True,
     pdf: bool = False,
 ) -> Path:
     """Write one patient's self-contained HTML report for a clinician.
@@ -89,6 +91,10 @@ def patient(
         Trust thresholds (:class:`~twin_uq.TrustThresholds`); default the documented ones.
     draws, seed
         Posterior draws used for predictions (default all) and the noise seed.
+    next_sample
+        Rank sampling times between the last observation and the last forecast time by
+        how much one more measurement would narrow that forecast's interval
+        (:meth:`PosteriorTwin.next_measurement`).
     pdf
         Also print the report to a PDF beside it with headless Chromium (skipped with a
         :class:`~twin_uq.report.render.PDFUnavailableWarning` when Chromium is absent).
@@ -145,6 +151,11 @@ def patient(
         if dose_target is not None
         else None
     )
+    upcoming = (
+        next_sample_section(twin, float(ft.max()), unit_t, draws, seed)
+        if next_sample and len(twin.observations) and ft.max() > last
+        else None
+    )
     limitations = list(model.card.limitations)
     if post.approximate:
         limitations.insert(
@@ -173,6 +184,7 @@ def patient(
         params_svg=parameter_figure(ratios, model, interval),
         whatif=whatif,
         dose=dose,
+        next_sample=upcoming,
         limitations=limitations,
         assumptions=list(model.card.assumptions),
         approximate=post.approximate,

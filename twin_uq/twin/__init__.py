@@ -1,6 +1,12 @@
 """Posterior twins: one patient's posterior, its predictions, what-ifs, doses and updates."""
 
 from twin_uq.twin.criteria import Criterion as Criterion, Event as Event
+from twin_uq.twin.next_sample import (
+    DoseDecision as DoseDecision,
+    ForecastInterval as ForecastInterval,
+    NextMeasurement as NextMeasurement,
+    ParameterInterval as ParameterInterval,
+)
 from twin_uq.twin.results import (
     DoseRecommendation as DoseRecommendation,
     ProbabilityResult as ProbabilityResult,

@@ -28,6 +28,7 @@ from twin_uq.twin.conditioning import update_twin
 from twin_uq.twin.criteria import Criterion, Event, event_grid
 from twin_uq.twin.engine import _bucket, bucket_schedule, predict_draws
 from twin_uq.twin.inputs import check_doses, check_interval, check_times, scaled_schedule
+from twin_uq.twin.next_sample import next_measurement
 from twin_uq.twin.results import (
     DoseRecommendation,
     ProbabilityResult,
@@ -562,6 +563,10 @@ class PosteriorTwin:
     #: Condition on new observations of this patient; returns a new twin
     #: (:func:`twin_uq.twin.conditioning.update_twin`, called as ``twin.update(new_rows, ...)``).
     update = update_twin
+
+    #: Expected effect of one more measurement at each candidate time
+    #: (:func:`twin_uq.twin.next_sample.next_measurement`, ``twin.next_measurement(times, goal=...)``).
+    next_measurement = next_measurement
 
 
 def simulate_patient(
