@@ -68,7 +68,8 @@ def fit(
         typer.Option(
             "--time-unit",
             help="Unit of TIME in the data (h, min, s, d, ...): checked against the model's; "
-            "when left out the data are taken to be in the model's unit.",
+            "when left out the data are taken to be in the model's unit, with a warning, and "
+            "the pre-fit check names a likely hours/minutes/days mismatch.",
         ),
     ] = None,
     scheduler: Annotated[
@@ -110,8 +111,9 @@ def fit(
     with spinner("Reading and validating the cohort"):
         cohort = tq.read_cohort(data, sort=sort, time_unit=time_unit)
         chosen = tq.load_model(model)
-    # The load summary: how every column was read (covariates, ignored, time unit).
-    out_console.print(str(cohort.summary()), markup=False)
+    # The load summary: how every column was read (covariates, ignored, time unit: declared,
+    # or "assumed" in the model's unit, which the pre-fit check then tests against the data).
+    out_console.print(str(cohort.summary(model=chosen)), markup=False)
     n_obs = int(cohort.n_obs.sum())
     label = (
         f"Fitting {chosen.name} to {cohort.n_patients} patients ({n_obs} observations), {method}"

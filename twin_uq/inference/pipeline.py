@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import jax
 
+from twin_uq.data.time_units import warn_assumed_time_unit
 from twin_uq.inference.backends import BackendResult
 from twin_uq.inference.idata import build_idata
 from twin_uq.inference.postprocess import derive_draw_quantities
@@ -51,9 +52,18 @@ def prepare_problem(
     against the priors first (:func:`~twin_uq.inference.prefit.review_typical_values`);
     with ``"adapt"`` the priors in conflict are re-centred and the problem prepared again
     with them. Either way a conflict is a :class:`PriorDataConflict` warning and the review
-    rides along as ``prepared.prior_review``.
+    rides along as ``prepared.prior_review``. A cohort without a declared time unit is
+    announced (:class:`~twin_uq.data.TimeUnitAssumedWarning`).
     """
     prepared = prepare_fit(spec, cohort, solver)
+    model = spec.model
+    warn_assumed_time_unit(
+        cohort.time_unit,
+        model.card.time_unit,
+        model=model.name,
+        source=cohort.source,
+        checked=spec.prior_check != "off",
+    )
     if spec.prior_check == "off":
         return prepared
     review = review_typical_values(prepared)
