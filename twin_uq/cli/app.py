@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 
 from twin_uq._config import configure
-from twin_uq.cli import demo, fit, models, predict, report, trust, update, update_many, validate
+from twin_uq.cli import (
+    check,
+    demo,
+    fit,
+    models,
+    predict,
+    report,
+    trust,
+    update,
+    update_many,
+    validate,
+)
 from twin_uq.cli._cache import enable_compilation_cache
 
 app = typer.Typer(
@@ -20,6 +31,7 @@ app = typer.Typer(
 app.command("models")(models.models)
 app.command("demo")(demo.demo)
 app.command("fit")(fit.fit)
+app.command("check")(check.check)
 app.command("predict")(predict.predict)
 app.command("whatif")(predict.whatif)
 app.command("update")(update.update)
