@@ -5,28 +5,16 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
+from censored_iv import TIMES, censored_iv_table
 from scipy import stats
 
 import twin_uq as tq
 from twin_uq.distributed._worker import _derive_fn, batch_inputs
 
-NAN = np.nan
-
 
 def test_worker_loglik_of_censored_rows_is_the_interval_probability():
     iv = tq.load_model("one_compartment_iv")
-    table = pd.DataFrame(
-        {
-            "ID": ["a"] * 4,
-            "TIME": [0.0, 1.0, 4.0, 8.0],
-            "DV": [NAN, 1.5, 3.0, 1.0],
-            "AMT": [100.0, NAN, NAN, NAN],
-            "CENS": [0, 0, -1, 1],
-            "LIMIT": [NAN, NAN, NAN, 0.2],
-            "WT": [70.0] * 4,
-        }
-    )
+    table = censored_iv_table()
     ((_obs, arr),) = batch_inputs(iv, table, n_obs=4).values()
     theta = np.array([[5.0, 50.0], [4.0, 40.0]])
     add, prop = np.array([[0.2], [0.3]]), np.array([[0.1], [0.05]])
@@ -35,7 +23,7 @@ def test_worker_loglik_of_censored_rows_is_the_interval_probability():
         jnp.asarray(prop), jnp.full(2, 1e6), jax.random.key(0), student_t=False,
     )  # fmt: skip
     assert bool(np.all(ok))
-    t = np.array([1.0, 4.0, 8.0])
+    t = TIMES
     for s in range(2):
         cl, v = theta[s]
         f = 100.0 / v * np.exp(-cl / v * t)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 import pytest
+from censored_iv import censored_iv_table
 from scipy import stats
 
 import twin_uq as tq
@@ -145,16 +145,7 @@ def test_the_nuts_update_samples_the_upper_censored_posterior(iv, schedule):
 
 
 def test_observed_carries_upper_and_interval_censoring_from_a_cohort(iv):
-    table = pd.DataFrame(
-        {
-            "ID": ["a"] * 4,
-            "TIME": [0.0, 1.0, 4.0, 8.0],
-            "DV": [NAN, 1.5, 3.0, 1.0],
-            "AMT": [100.0, NAN, NAN, NAN],
-            "CENS": [0, 0, -1, 1],
-            "LIMIT": [NAN, NAN, NAN, 0.2],
-        }
-    )
+    table = censored_iv_table()
     arrays = tq.read_cohort(table, time_unit="h").for_model(iv)
     obs = observed(arrays, 0)
     np.testing.assert_array_equal(obs["cens"], [0, -1, 1])

@@ -2,35 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
-import typer
-
 from twin_uq.cli._console import out_console, spinner
 from twin_uq.cli._errors import handle_errors
-from twin_uq.cli._options import Verbose, existing_file
+from twin_uq.cli._options import (
+    CohortData,
+    DataTimeUnit,
+    ModelChoice,
+    SortRows,
+    Verbose,
+    existing_file,
+)
 
 
 @handle_errors
 def check(
-    data: Annotated[
-        Path, typer.Argument(help="Cohort table (.csv or .parquet, NONMEM-style columns).")
-    ],
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="Built-in model name or a model .py file.")
-    ],
-    sort: Annotated[
-        bool, typer.Option("--sort", help="Sort each patient's rows by time instead of refusing.")
-    ] = False,
-    time_unit: Annotated[
-        str | None,
-        typer.Option(
-            "--time-unit",
-            help="Unit of TIME in the data (h, min, s, d, ...); when left out the data are "
-            "taken to be in the model's unit and the check tests that against the data.",
-        ),
-    ] = None,
+    data: CohortData,
+    model: ModelChoice,
+    sort: SortRows = False,
+    time_unit: DataTimeUnit = None,
     verbose: Verbose = False,
 ) -> None:
     """Check a model against a cohort without fitting it.

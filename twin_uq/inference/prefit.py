@@ -33,14 +33,13 @@ import optax
 
 from twin_uq.inference.likelihood import (
     FitData,
-    censoring_args,
     cohort_loglik,
     patient_predictions,
+    score_predictions,
 )
 from twin_uq.inference.numpyro_model import ProgramStructure
 from twin_uq.inference.postprocess import residual_from_draw
 from twin_uq.inference.prepare import PreparedFit
-from twin_uq.inference.residual import observation_loglik
 from twin_uq.model.scales import to_natural
 
 __all__ = [
@@ -201,8 +200,8 @@ def _penalised_sum(ll, ok):
 def _pooled_final(structure: ProgramStructure, data: FitData, params: dict, fixed: dict):
     """Log-likelihood and ``(P, N)`` predictions (NaN: failed solve) at the estimate.
 
-    Scores the predictions with the one residual contract (as ``cohort_loglik`` does), so
-    that the data-driven checks get them without a second compiled solve.
+    Scores the predictions as ``cohort_loglik`` does (``score_predictions``), so that the
+    data-driven checks get them without a second compiled solve.
     """
     model, settings, arrays = structure.model, structure.settings, data.arrays
     residual = _residual(structure, data, params, fixed)
@@ -214,18 +213,9 @@ def _pooled_final(structure: ProgramStructure, data: FitData, params: dict, fixe
     f, ok = jax.vmap(one)(
         theta, arrays.covariates, arrays.schedule, arrays.obs_time, arrays.obs_output, data.grids
     )
-    out = arrays.obs_output
-    ll = observation_loglik(
-        data.error_code[out],
-        arrays.obs_value,
-        f,
-        residual.add[out],
-        residual.prop[out],
-        residual.nu,
-        *censoring_args(arrays),
+    ll, ok = jax.vmap(lambda a, f_, ok_: score_predictions(a, data.error_code, residual, f_, ok_))(
+        arrays, f, ok
     )
-    ll = jnp.where(arrays.obs_mask, ll, 0.0)
-    ll = jnp.where(ok[:, None], ll, -jnp.inf)
     return _penalised_sum(ll, ok), jnp.where(ok[:, None], f, jnp.nan)
 
 
