@@ -18,7 +18,9 @@ def pytest_configure(config):
     # A cohort without a declared time unit is taken in the model's unit with a warning at
     # fit time (a user-facing announcement, like CovariateDefaultWarning in pyproject.toml);
     # tests that check it use pytest.warns, the rest fit tables without a unit.
-    config.addinivalue_line("filterwarnings", "ignore::twin_uq.data.problems.TimeUnitAssumedWarning")
+    config.addinivalue_line(
+        "filterwarnings", "ignore::twin_uq.data.problems.TimeUnitAssumedWarning"
+    )
 
 
 @pytest.fixture(autouse=True, scope="module")
