@@ -14,6 +14,15 @@ import twin_uq as tq
 tq.configure()
 
 
+def pytest_configure(config):
+    # A cohort without a declared time unit is taken in the model's unit with a warning at
+    # fit time (a user-facing announcement, like CovariateDefaultWarning in pyproject.toml);
+    # tests that check it use pytest.warns, the rest fit tables without a unit.
+    config.addinivalue_line(
+        "filterwarnings", "ignore::twin_uq.data.problems.TimeUnitAssumedWarning"
+    )
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
     """Drop JAX's compiled programs after each test module.

@@ -54,6 +54,7 @@ _LAZY: dict[str, str] = {
     "PyMC": "twin_uq.inference.methods",
     "TwoStage": "twin_uq.distributed.twostage",
     "fit": "twin_uq.inference.fit",
+    "check_data": "twin_uq.inference.data_checks",
     "load_posterior": "twin_uq.posterior",
     "Design": "twin_uq.simulate.synthetic",
     "SimulatedCohort": "twin_uq.simulate.synthetic",
@@ -118,6 +119,7 @@ if TYPE_CHECKING:  # what static tools and IDEs see
         read_cohort as read_cohort,
     )
     from twin_uq.errors import InputError as InputError, TwinUQError as TwinUQError
+    from twin_uq.inference.data_checks import check_data as check_data
     from twin_uq.inference.fit import fit as fit
     from twin_uq.inference.methods import (
         NUTS as NUTS,

@@ -11,8 +11,8 @@ import pytest
 from twin_uq.model.load import list_models
 
 COMMANDS = [
-    "models", "demo", "fit", "predict", "whatif", "update", "next-sample", "trust", "report",
-    "audit", "validate",
+    "models", "demo", "fit", "check", "predict", "whatif", "update", "next-sample", "trust",
+    "report", "audit", "validate",
 ]  # fmt: skip
 
 
@@ -28,7 +28,7 @@ def test_command_help(cli, command):
     result = cli(command, "--help")
     assert result.exit_code == 0, result.output
     assert "--verbose" in result.output
-    if command not in ("models", "validate", "trust"):
+    if command not in ("models", "validate", "trust", "check"):
         assert "--out" in result.output
 
 
@@ -64,7 +64,15 @@ def test_installed_entry_point_reports_bad_input_in_one_line(tmp_path):
     bad.write_text("ID,TIME,DV,AMT,EVID\nH-0042,0,.,100,1\nH-0042,-1,5.0,.,0\n")
     env = os.environ | {"COLUMNS": "200"}
     proc = subprocess.run(
-        [*_entry_point(), "fit", str(bad), "--model", "one_compartment_oral", "--out", str(tmp_path / "f.nc")],
+        [
+            *_entry_point(),
+            "fit",
+            str(bad),
+            "--model",
+            "one_compartment_oral",
+            "--out",
+            str(tmp_path / "f.nc"),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -73,5 +81,7 @@ def test_installed_entry_point_reports_bad_input_in_one_line(tmp_path):
     assert proc.returncode == 1
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith(f"error: {bad} line 3, column TIME, patient 'H-0042': TIME is negative (-1)")
+    assert lines[0].startswith(
+        f"error: {bad} line 3, column TIME, patient 'H-0042': TIME is negative (-1)"
+    )
     assert not (tmp_path / "f.nc").exists()

@@ -11,11 +11,15 @@ import typer
 from twin_uq.cli._errors import CLIError
 
 __all__ = [
+    "CohortData",
+    "DataTimeUnit",
     "FitFile",
     "FitModel",
     "Interval",
+    "ModelChoice",
     "PatientId",
     "Seed",
+    "SortRows",
     "UpdateChains",
     "UpdateDraws",
     "Verbose",
@@ -39,6 +43,26 @@ FitModel = Annotated[
     typer.Option(
         "--model",
         help="The model file the fit used, if it is your own (built-in models are found by name).",
+    ),
+]
+
+# Reading a cohort for a model (fit, check).
+CohortData = Annotated[
+    Path, typer.Argument(help="Cohort table (.csv or .parquet, NONMEM-style columns).")
+]
+ModelChoice = Annotated[
+    str, typer.Option("--model", "-m", help="Built-in model name or a model .py file.")
+]
+SortRows = Annotated[
+    bool, typer.Option("--sort", help="Sort each patient's rows by time instead of refusing.")
+]
+DataTimeUnit = Annotated[
+    str | None,
+    typer.Option(
+        "--time-unit",
+        help="Unit of TIME in the data (h, min, s, d, ...): checked against the model's; "
+        "when left out the data are taken to be in the model's unit, with a warning, and "
+        "the pre-fit check names a likely hours/minutes/days mismatch.",
     ),
 ]
 

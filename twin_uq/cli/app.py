@@ -6,6 +6,7 @@ import typer
 
 from twin_uq._config import configure
 from twin_uq.cli import (
+    check,
     demo,
     fit,
     models,
@@ -31,6 +32,7 @@ app = typer.Typer(
 app.command("models")(models.models)
 app.command("demo")(demo.demo)
 app.command("fit")(fit.fit)
+app.command("check")(check.check)
 app.command("predict")(predict.predict)
 app.command("whatif")(predict.whatif)
 app.command("update")(update.update)

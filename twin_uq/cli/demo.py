@@ -65,7 +65,8 @@ def step_simulate(run: DemoRun, n_patients: int, seed: int):
     sparse = sorted(table.loc[table["sampling"] == "sparse", "id"].unique())
     run.notes["sparse"] = sparse
     run.notes["n_patients"] = n_patients
-    return tq.read_cohort(path)
+    # The demo simulated it in the model's unit: declared, not assumed.
+    return tq.read_cohort(path, time_unit=tq.load_model(MODEL).card.time_unit)
 
 
 def step_fit(run: DemoRun, cohort, *, chains: int, warmup: int, draws: int, seed: int):

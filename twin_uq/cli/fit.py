@@ -10,7 +10,11 @@ import typer
 from twin_uq.cli._console import out_console, spinner
 from twin_uq.cli._errors import CLIError, handle_errors
 from twin_uq.cli._options import (
+    CohortData,
+    DataTimeUnit,
+    ModelChoice,
     Seed,
+    SortRows,
     Verbose,
     Warmup,
     check_suffix,
@@ -21,12 +25,8 @@ from twin_uq.cli._options import (
 
 @handle_errors
 def fit(
-    data: Annotated[
-        Path, typer.Argument(help="Cohort table (.csv or .parquet, NONMEM-style columns).")
-    ],
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="Built-in model name or a model .py file.")
-    ],
+    data: CohortData,
+    model: ModelChoice,
     out: Annotated[Path, typer.Option("--out", "-o", help="Fit file to write (.nc or .zarr).")],
     method: Annotated[
         str, typer.Option(help="nuts (exact MCMC), svi or laplace (approximate).")
@@ -60,17 +60,8 @@ def fit(
             "weight from 0 (non-centred) to 1 (centred) for everyone.",
         ),
     ] = "auto",
-    sort: Annotated[
-        bool, typer.Option("--sort", help="Sort each patient's rows by time instead of refusing.")
-    ] = False,
-    time_unit: Annotated[
-        str | None,
-        typer.Option(
-            "--time-unit",
-            help="Unit of TIME in the data (h, min, s, d, ...): checked against the model's; "
-            "when left out the data are taken to be in the model's unit.",
-        ),
-    ] = None,
+    sort: SortRows = False,
+    time_unit: DataTimeUnit = None,
     scheduler: Annotated[
         str | None,
         typer.Option(
@@ -110,8 +101,9 @@ def fit(
     with spinner("Reading and validating the cohort"):
         cohort = tq.read_cohort(data, sort=sort, time_unit=time_unit)
         chosen = tq.load_model(model)
-    # The load summary: how every column was read (covariates, ignored, time unit).
-    out_console.print(str(cohort.summary()), markup=False)
+    # The load summary: how every column was read (covariates, ignored, time unit: declared,
+    # or "assumed" in the model's unit, which the pre-fit check then tests against the data).
+    out_console.print(str(cohort.summary(model=chosen)), markup=False)
     n_obs = int(cohort.n_obs.sum())
     label = (
         f"Fitting {chosen.name} to {cohort.n_patients} patients ({n_obs} observations), {method}"

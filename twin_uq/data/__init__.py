@@ -13,6 +13,7 @@ from twin_uq.data.problems import (
     CohortWarning as CohortWarning,
     CovariateDefaultWarning as CovariateDefaultWarning,
     Problem as Problem,
+    TimeUnitAssumedWarning as TimeUnitAssumedWarning,
 )
 from twin_uq.data.read import read_cohort as read_cohort
 from twin_uq.data.summary import CohortSummary as CohortSummary
@@ -26,5 +27,6 @@ __all__ = [
     "CovariateDefaultWarning",
     "DepotInfusionWarning",
     "Problem",
+    "TimeUnitAssumedWarning",
     "read_cohort",
 ]

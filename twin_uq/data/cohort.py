@@ -214,8 +214,11 @@ class Cohort:
             self.source,
         )
 
-    def summary(self) -> CohortSummary:
-        """The load summary: counts, and how every column was read (see CohortSummary)."""
+    def summary(self, model: Model | None = None) -> CohortSummary:
+        """The load summary: counts, and how every column was read (see CohortSummary).
+
+        With ``model``, an undeclared time unit reads "assumed <the model's unit>".
+        """
         n = self.n_obs
         return CohortSummary(
             source=self.source,
@@ -237,6 +240,7 @@ class Cohort:
             understood=self.understood,
             ignored=self.ignored,
             time_unit=self.time_unit,
+            model_time_unit=None if model is None else str(model.card.time_unit),
         )
 
     def __str__(self) -> str:

@@ -19,6 +19,7 @@ __all__ = [
     "CovariateDefaultWarning",
     "Problem",
     "ProblemLog",
+    "TimeUnitAssumedWarning",
 ]
 
 #: Most problems listed in one :class:`CohortError` (the rest are counted).
@@ -97,6 +98,10 @@ class CohortWarning(UserWarning):
 
 class CovariateDefaultWarning(CohortWarning):
     """A model covariate is absent from the data (or from a patient) and takes its default."""
+
+
+class TimeUnitAssumedWarning(CohortWarning):
+    """A cohort declares no time unit and is taken to be in the model's (said at fit time)."""
 
 
 class ProblemLog:

@@ -40,6 +40,9 @@ class CohortSummary:
         Columns read past on request (``read_cohort(..., ignore=...)``).
     time_unit
         The declared unit of TIME, or ``None`` when not declared.
+    model_time_unit
+        The unit of the model the summary was made for (``cohort.summary(model=...)``), or
+        ``None``: an undeclared unit then reads "assumed <model unit>".
     """
 
     source: str
@@ -54,6 +57,7 @@ class CohortSummary:
     understood: tuple[tuple[str, str], ...] = ()
     ignored: tuple[str, ...] = ()
     time_unit: str | None = None
+    model_time_unit: str | None = None
 
     @property
     def baseline(self) -> tuple[str, ...]:
@@ -81,10 +85,14 @@ class CohortSummary:
         lines.append(f"  baseline covariates:   {', '.join(self.baseline) or '(none)'}")
         lines.append(f"  time-varying:          {', '.join(self.time_varying) or '(none)'}")
         lines.append(f"  ignored columns:       {', '.join(self.ignored) or '(none)'}")
-        unit = (
-            self.time_unit
-            if self.time_unit is not None
-            else "not declared: taken to be the model's (read_cohort(..., time_unit=...))"
-        )
+        if self.time_unit is not None:
+            unit = self.time_unit
+        elif self.model_time_unit is not None:
+            unit = (
+                f"assumed {self.model_time_unit}, the model's (not declared: "
+                "read_cohort(..., time_unit=...), --time-unit; the pre-fit check tests it)"
+            )
+        else:
+            unit = "not declared: taken to be the model's (read_cohort(..., time_unit=...))"
         lines.append(f"  time unit:             {unit}")
         return "\n".join(lines)

@@ -33,30 +33,41 @@ def fixed_arrays(model, obs: dict[str, np.ndarray], schedule, covariates: np.nda
     return patient_arrays(model, obs, schedule, covariates, length=n)
 
 
-def batch_inputs(model, table, n_obs: int):
-    """Per-patient observations, schedules (padded to common sizes) and covariates."""
+#: The padded sizes of a schedule, by :meth:`~twin_uq.simulate.schedule.Schedule.pad` keyword.
+SIZE_KEYS = ("n_bolus", "n_infusion", "n_knots", "n_modelled", "n_reset", "n_steady")
+
+
+def schedule_sizes(schedules) -> dict[str, int]:
+    """The largest size of every dose-event kind over ``schedules`` (one compiled shape).
+
+    Boluses, infusions, signal knots, modelled infusions (``RATE=-1/-2``), resets
+    (``EVID=3/4``) and steady-state doses (``SS=1/2``): a patient without steady state pads
+    its steady-state list to the cohort's size, so that every patient of every batch has
+    the same array shapes and a worker compiles its samplers once.
+    """
+    return {k: max(int(getattr(s, k)) for s in schedules) for k in SIZE_KEYS}
+
+
+def batch_inputs(model, table, n_obs: int, sizes: dict[str, int] | None = None):
+    """Per-patient observations, schedules (padded to common sizes) and covariates.
+
+    ``sizes``: the padded schedule sizes (:data:`SIZE_KEYS`), the same for every batch of
+    a fit (:func:`schedule_sizes` of the whole cohort); by default this batch's largest,
+    bucketed.
+    """
     from twin_uq.data import read_cohort
     from twin_uq.twin.engine import bucket_schedule
+    from twin_uq.twin.update import observed
 
     cohort = read_cohort(table)
     arrays = cohort.for_model(model)
-    arrays.require_lower_censoring_only("A two-stage (Dask) fit")
-    mask = np.asarray(arrays.obs_mask)
-    scheds = [bucket_schedule(cohort.schedule(p, signals=model.signals)) for p in cohort.ids]
-    nb = max(s.n_bolus for s in scheds)
-    ni = max(s.n_infusion for s in scheds)
-    nk = max(s.n_knots for s in scheds)
+    scheds = [cohort.schedule(p, signals=model.signals) for p in cohort.ids]
+    if sizes is None:
+        sizes = schedule_sizes([bucket_schedule(s) for s in scheds])
     out = {}
     for j, pid in enumerate(cohort.ids):
-        m = mask[j]
-        obs = {
-            "time": np.asarray(arrays.obs_time[j])[m],
-            "value": np.asarray(arrays.obs_value[j])[m],
-            "output": np.asarray(arrays.obs_output[j])[m],
-            "censored": np.asarray(arrays.obs_censored[j])[m],
-            "lloq": np.asarray(arrays.obs_lloq[j])[m],
-        }
-        sched = scheds[j].pad(nb, ni, nk)
+        obs = observed(arrays, j)  # with CENS=-1 / LIMIT censoring when the batch has it
+        sched = scheds[j].pad(**sizes)
         cov = np.asarray(arrays.covariates[j])
         out[pid] = (obs, fixed_arrays(model, obs, sched, cov, n_obs))
     return out
@@ -68,7 +79,7 @@ def _derive_fn():
     import jax
     import jax.numpy as jnp
 
-    from twin_uq.inference.likelihood import patient_predictions
+    from twin_uq.inference.likelihood import censoring_args, patient_predictions
     from twin_uq.inference.residual import observation_loglik, sample_observations
 
     @functools.partial(jax.jit, static_argnums=(0, 1), static_argnames=("student_t",))
@@ -85,9 +96,8 @@ def _derive_fn():
             )
             code = error_code[arr.obs_output]
             aa, bb = a[arr.obs_output], b[arr.obs_output]
-            ll = observation_loglik(
-                code, arr.obs_value, f, aa, bb, v, arr.obs_censored, arr.obs_lloq
-            )
+            # the one residual contract: M3, upper-limit (CENS=-1) and interval (LIMIT)
+            ll = observation_loglik(code, arr.obs_value, f, aa, bb, v, *censoring_args(arr))
             ll = jnp.where(arr.obs_mask, ll, 0.0)
             ll = jnp.where(ok, ll, -jnp.inf)
             y = sample_observations(k, code, f, aa, bb, v, student_t=student_t)
@@ -109,7 +119,8 @@ def conditional_batch(payload: dict[str, Any]) -> dict[str, Any]:
     Payload keys: ``model`` (name or Model), ``settings`` (SolverSettings), ``table``
     (the batch's rows), ``ids``, ``mean`` (B, S, K) population mean of log theta per
     patient and draw, ``chol`` (S, K, K), ``add``/``prop`` (S, O), ``nu`` (S,),
-    ``error_code`` (O,), ``n_obs``, ``seeds`` (B,), ``chains``, ``warmup``, ``draws``.
+    ``error_code`` (O,), ``n_obs``, ``sizes`` (the cohort's padded schedule sizes, see
+    :func:`schedule_sizes`), ``seeds`` (B,), ``chains``, ``warmup``, ``draws``.
 
     Returns per patient (leading axis B): ``theta`` (C, D, K), ``draw_index`` (C*D,)
     into the S population draws, ``f``/``loglik``/``y_rep`` (C*D, N), ``ok`` (C*D,),
@@ -134,7 +145,7 @@ def conditional_batch(payload: dict[str, Any]) -> dict[str, Any]:
     add, prop, nu = (np.asarray(payload[k]) for k in ("add", "prop", "nu"))
     error_code = jnp.asarray(payload["error_code"])
     student_t = uses_student_t(payload["error_code"])
-    inputs = batch_inputs(model, payload["table"], payload["n_obs"])
+    inputs = batch_inputs(model, payload["table"], payload["n_obs"], payload.get("sizes"))
     res: dict[str, list] = {k: [] for k in (
         "theta", "draw_index", "f", "loglik", "y_rep", "ok",
         "r_hat", "ess_bulk", "divergences", "seconds",

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from twin_uq.data import Cohort, read_cohort
-from twin_uq.distributed._worker import conditional_batch
+from twin_uq.distributed._worker import conditional_batch, schedule_sizes
 from twin_uq.distributed.assemble import IncompleteResultError, assemble, patient_means
 from twin_uq.distributed.cluster import gather_all, get_client, worker_task
 from twin_uq.errors import InputError
@@ -229,6 +229,9 @@ class TwoStage(FitMethod):
         error_code = np.asarray(prepared.data.error_code)
         arrays = prepared.data.arrays
         N = int(arrays.obs_time.shape[1])
+        # Every batch pads to the cohort's sizes of every dose-event kind: one compiled
+        # shape per worker, whatever mix of steady-state, modelled or reset doses a batch has.
+        sizes = schedule_sizes([arrays.schedule])
         # ---- stage 2 on the cluster -------------------------------------------------
         table = cohort.table
         size = self.batch_size
@@ -239,7 +242,7 @@ class TwoStage(FitMethod):
             n_workers = len(client.scheduler_info()["workers"])
             common = {
                 "model": ref, "settings": settings, "chol": chol, "add": add, "prop": prop,
-                "nu": nu, "error_code": error_code, "n_obs": N,
+                "nu": nu, "error_code": error_code, "n_obs": N, "sizes": sizes,
                 "chains": self.chains, "warmup": self.warmup, "draws": self.draws,
             }  # fmt: skip
             futures = {}

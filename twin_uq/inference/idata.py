@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from twin_uq.data.time_units import describe_time_unit
 from twin_uq.inference.backends import BackendResult
 from twin_uq.inference.postprocess import DrawQuantities
 from twin_uq.inference.prepare import PreparedFit
@@ -63,6 +64,7 @@ def provenance(prepared: PreparedFit, settings_json: str, info: dict) -> dict[st
         "model_source_hash": model_source_hash(model),
         "data_hash": data_hash(prepared.cohort.to_dataframe()),
         "data_source": str(prepared.cohort.source),
+        "data_time_unit": describe_time_unit(prepared.cohort.time_unit, model.card.time_unit),
         "method": settings["method"],
         "approximate": str(settings["method"] in APPROXIMATE_METHODS).lower(),
         "settings": settings_json,

@@ -37,6 +37,7 @@ __all__ = [
     "cohort_loglik",
     "patient_loglik",
     "patient_predictions",
+    "score_predictions",
 ]
 
 
@@ -134,8 +135,12 @@ def censoring_args(arrays: CohortArrays) -> tuple[Array, Array, Array | None]:
     return arrays.obs_cens, arrays.obs_lloq, arrays.obs_limit
 
 
-def _score(arrays: CohortArrays, error_code, residual: ResidualParams, f, ok):
-    """Pointwise log-likelihood of one patient's observations given its predictions ``f``."""
+def score_predictions(arrays: CohortArrays, error_code, residual: ResidualParams, f, ok):
+    """Pointwise log-likelihood of one patient's observations given its predictions ``f``.
+
+    ``(ll, ok)``: ``ll`` ``(N,)`` from the residual contract, 0 for padding and ``-inf``
+    everywhere when ``ok`` (the solve succeeded) is False.
+    """
     out = arrays.obs_output
     ll = observation_loglik(
         error_code[out],
@@ -186,7 +191,7 @@ def patient_loglik(
         arrays.obs_output,
         grid,
     )
-    return _score(arrays, error_code, residual, f, ok)
+    return score_predictions(arrays, error_code, residual, f, ok)
 
 
 def cohort_loglik(
@@ -204,9 +209,9 @@ def cohort_loglik(
     if settings.is_fixed_step and data.grids is not None:
         _, outputs, ok = solve_cohort_on_grid(model, theta, data.arrays.covariates, data.grids)
         f, ok = jax.vmap(_select_predictions)(outputs, data.arrays.obs_output, ok)
-        return jax.vmap(lambda arr, f_, ok_: _score(arr, data.error_code, residual, f_, ok_))(
-            data.arrays, f, ok
-        )
+        return jax.vmap(
+            lambda arr, f_, ok_: score_predictions(arr, data.error_code, residual, f_, ok_)
+        )(data.arrays, f, ok)
     return jax.vmap(
         lambda th, cov, arr, grid: patient_loglik(
             model, settings, th, cov, arr, data.error_code, residual, grid

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import jax
 
+from twin_uq.data.time_units import warn_assumed_time_unit
 from twin_uq.inference.backends import BackendResult
+from twin_uq.inference.data_checks import ModelDataMismatch, data_findings
 from twin_uq.inference.idata import build_idata
 from twin_uq.inference.postprocess import derive_draw_quantities
 from twin_uq.inference.prefit import PriorDataConflict, review_typical_values
@@ -51,15 +53,29 @@ def prepare_problem(
     against the priors first (:func:`~twin_uq.inference.prefit.review_typical_values`);
     with ``"adapt"`` the priors in conflict are re-centred and the problem prepared again
     with them. Either way a conflict is a :class:`PriorDataConflict` warning and the review
-    rides along as ``prepared.prior_review``.
+    rides along as ``prepared.prior_review``. The same pooled fit feeds the data-driven
+    model checks (:mod:`twin_uq.inference.data_checks`: a missing lag, a time unit that is
+    not the data's), each finding a :class:`ModelDataMismatch` warning. A cohort without a declared time unit is
+    announced (:class:`~twin_uq.data.TimeUnitAssumedWarning`).
     """
     prepared = prepare_fit(spec, cohort, solver)
+    model = spec.model
+    warn_assumed_time_unit(
+        cohort.time_unit,
+        model.card.time_unit,
+        model=model.name,
+        source=cohort.source,
+        checked=spec.prior_check != "off",
+    )
     if spec.prior_check == "off":
         return prepared
     review = review_typical_values(prepared)
+    review = dataclasses.replace(review, findings=data_findings(prepared, review.pooled))
     message = review.message()
     if message is not None:
         warnings.warn(message, PriorDataConflict, stacklevel=4)
+    for finding in review.findings:  # a missing lag, a time unit that is not the data's
+        warnings.warn(finding.message, ModelDataMismatch, stacklevel=4)
     if review.adjusted:
         adapted = dataclasses.replace(spec, priors={**spec.priors, **review.adjusted})
         prepared = prepare_fit(adapted, cohort, solver)

@@ -15,6 +15,10 @@ hundred optimiser steps, how far the data's typical values lie from the priors':
 * :func:`data_informed_priors` — prior overrides (``"mu.CL": (loc, sd)``) re-centred on
   the pooled estimate for the parameters in conflict, with a scale that covers both the
   model's default and the estimate; the fit records them and says so.
+
+What the pooled fit says about the model itself (a lag it lacks, a time unit that is not
+the data's) is :mod:`twin_uq.inference.data_checks`; its findings ride along in the
+review (:attr:`PriorReview.findings`).
 """
 
 from __future__ import annotations
@@ -27,13 +31,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from twin_uq.inference.likelihood import FitData, cohort_loglik
+from twin_uq.inference.likelihood import (
+    FitData,
+    cohort_loglik,
+    patient_predictions,
+    score_predictions,
+)
 from twin_uq.inference.numpyro_model import ProgramStructure
 from twin_uq.inference.postprocess import residual_from_draw
 from twin_uq.inference.prepare import PreparedFit
 from twin_uq.model.scales import to_natural
 
 __all__ = [
+    "DataFinding",
     "PooledFit",
     "PriorDataConflict",
     "PriorReview",
@@ -41,6 +51,7 @@ __all__ = [
     "check_typical_values",
     "data_informed_priors",
     "pooled_fit",
+    "pooled_theta",
     "review_typical_values",
 ]
 
@@ -67,6 +78,9 @@ class PooledFit:
         1e-6 and the estimate is finite.
     steps
         Optimiser steps taken.
+    predictions
+        ``(P, N)`` prediction of every observation at the estimate (NaN where the solve
+        failed), for the data-driven model checks.
     """
 
     log_typical: np.ndarray
@@ -75,6 +89,7 @@ class PooledFit:
     loglik: float
     converged: bool
     steps: int
+    predictions: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -129,7 +144,9 @@ def pooled_fit(prepared: PreparedFit, *, steps: int = 600, learning_rate: float 
         "log_prop": jnp.log(jnp.asarray(init.get("sigma_prop", np.zeros(0)), float)),
     }
     fixed = {k: jnp.asarray(v) for k, v in init.items() if k == "nu"}
-    params, values, final = _optimise(s, int(steps), float(learning_rate), data, start, fixed)
+    params, values, final, predictions = _optimise(
+        s, int(steps), float(learning_rate), data, start, fixed
+    )
     values = np.asarray(values)
     tail = values[-50:] if values.size >= 50 else values
     finite = bool(np.all(np.isfinite(np.asarray(params["mu"]))) and np.isfinite(values[-1]))
@@ -145,22 +162,61 @@ def pooled_fit(prepared: PreparedFit, *, steps: int = 600, learning_rate: float 
         loglik=float(final),
         converged=converged,
         steps=steps,
+        predictions=np.asarray(predictions),
     )
 
 
-def _pooled_loglik(structure: ProgramStructure, data: FitData, params: dict, fixed: dict):
-    """Cohort log-likelihood with every patient at ``to_natural(allometric + mu)``."""
+def pooled_theta(model, data: FitData, mu):
+    """``(P, K)`` natural-scale parameters of every patient at the pooled latent ``mu``.
+
+    Every patient at the same typical values plus the model's fixed allometric terms.
+    """
+    return to_natural(model, jnp.asarray(data.allometric) + jnp.asarray(mu))
+
+
+def _residual(structure: ProgramStructure, data: FitData, params: dict, fixed: dict):
     draw = dict(fixed)
     if structure.add_outputs:
         draw["sigma_add"] = jnp.exp(params["log_add"])
     if structure.prop_outputs:
         draw["sigma_prop"] = jnp.exp(params["log_prop"])
-    residual = residual_from_draw(structure, draw, int(data.error_code.shape[0]))
-    theta = to_natural(structure.model, jnp.asarray(data.allometric) + params["mu"])
+    return residual_from_draw(structure, draw, int(data.error_code.shape[0]))
+
+
+def _pooled_loglik(structure: ProgramStructure, data: FitData, params: dict, fixed: dict):
+    """Cohort log-likelihood with every patient at ``to_natural(allometric + mu)``."""
+    residual = _residual(structure, data, params, fixed)
+    theta = pooled_theta(structure.model, data, params["mu"])
     ll, ok = cohort_loglik(structure.model, structure.settings, theta, data, residual)
+    return _penalised_sum(ll, ok)
+
+
+def _penalised_sum(ll, ok):
     per_patient = jnp.sum(jnp.where(jnp.isfinite(ll), ll, 0.0), axis=1)
     # A failed solve counts as a large finite penalty, so the search leaves it (not NaN).
     return jnp.sum(jnp.where(ok, per_patient, -1e6))
+
+
+def _pooled_final(structure: ProgramStructure, data: FitData, params: dict, fixed: dict):
+    """Log-likelihood and ``(P, N)`` predictions (NaN: failed solve) at the estimate.
+
+    Scores the predictions as ``cohort_loglik`` does (``score_predictions``), so that the
+    data-driven checks get them without a second compiled solve.
+    """
+    model, settings, arrays = structure.model, structure.settings, data.arrays
+    residual = _residual(structure, data, params, fixed)
+    theta = pooled_theta(model, data, params["mu"])
+
+    def one(th, cov, schedule, times, output, grid):
+        return patient_predictions(model, settings, th, cov, schedule, times, output, grid)
+
+    f, ok = jax.vmap(one)(
+        theta, arrays.covariates, arrays.schedule, arrays.obs_time, arrays.obs_output, data.grids
+    )
+    ll, ok = jax.vmap(lambda a, f_, ok_: score_predictions(a, data.error_code, residual, f_, ok_))(
+        arrays, f, ok
+    )
+    return _penalised_sum(ll, ok), jnp.where(ok[:, None], f, jnp.nan)
 
 
 # Compiled once per (structure, steps, rate) and array shapes: fits of one model to
@@ -180,7 +236,7 @@ def _optimise(structure: ProgramStructure, steps: int, learning_rate: float, dat
         return (optax.apply_updates(p, updates), state), value
 
     (params, _), values = jax.lax.scan(step, (start, opt.init(start)), None, length=steps)
-    return params, values, _pooled_loglik(structure, data, params, fixed)
+    return params, values, *_pooled_final(structure, data, params, fixed)
 
 
 def check_typical_values(
@@ -230,6 +286,29 @@ def data_informed_priors(
     return out
 
 
+@dataclass(frozen=True)
+class DataFinding:
+    """Something the data show that the model does not describe (see ``data_checks``).
+
+    Attributes
+    ----------
+    kind
+        ``"missing_lag"`` or ``"time_unit"``.
+    message
+        What was seen, where (patients, doses, parameters) and what to do.
+    details
+        JSON-ready numbers behind the finding (recorded with the fit).
+    """
+
+    kind: str
+    message: str
+    details: dict
+
+    def record(self) -> dict:
+        """JSON-ready provenance."""
+        return {"kind": self.kind, "message": self.message, **self.details}
+
+
 class PriorDataConflict(UserWarning):
     """The data put a typical value many prior SDs from its prior median."""
 
@@ -249,12 +328,15 @@ class PriorReview:
     adjusted
         The prior overrides applied (``"adapt"`` only; empty when nothing was in conflict,
         the pooled fit did not converge, or every conflicting parameter had a user prior).
+    findings
+        What the data-driven model checks found (a missing lag, a time-unit mismatch).
     """
 
     mode: str
     pooled: PooledFit
     checks: tuple[TypicalValueCheck, ...]
     adjusted: dict[str, tuple[float, float]]
+    findings: tuple[DataFinding, ...] = ()
 
     @property
     def conflicts(self) -> tuple[TypicalValueCheck, ...]:
@@ -293,6 +375,7 @@ class PriorReview:
             "pooled_typical": {c.parameter: c.estimate for c in self.checks},
             "z": {c.parameter: round(c.z, 3) for c in self.checks},
             "adjusted_priors": {k: list(v) for k, v in self.adjusted.items()},
+            "data_checks": [f.record() for f in self.findings],
         }
 
 

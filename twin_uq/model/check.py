@@ -25,6 +25,11 @@ return arrays of the declared shapes and use only declared parameters, covariate
 signals; ``y0`` and ``rhs`` at ``t = 0``, ``y = y0`` and all signals 0 are finite; a linear
 model's ``rhs`` agrees with ``linear_system``, and a closed-form ``transition`` with the
 matrix exponential, to within ``sqrt(eps)`` of the floating-point type.
+
+These checks see the model alone. Whether it describes a cohort (a lag time it lacks, a
+time unit that is not the data's) is checked from the data by ``tq.check_data(model,
+cohort)`` (``twin-uq check``), which every fit runs in its pre-fit check
+(:mod:`twin_uq.inference.data_checks`).
 """
 
 from __future__ import annotations

@@ -179,7 +179,7 @@ def patient(
         forecast_svg=forecast_figure(pred, twin.observations, model, interval, ft),
         observations=observation_rows(post, twin, interval),
         covariates=[(str(k), covariate_text(v)) for k, v in twin.baseline.items()],
-        doses=dose_rows(twin, unit_t),
+        doses=dose_rows(twin, unit_t, interval),
         params=params,
         params_svg=parameter_figure(ratios, model, interval),
         whatif=whatif,

@@ -8,7 +8,10 @@ the page: :func:`twin_uq.report.patient.patient`.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from twin_uq.errors import InputError
@@ -254,23 +257,100 @@ def dose_section(twin, target, candidates, draws, seed):
     return dict(target=rec.target.describe(), rows=rows, best=rec.best, best_p=_pct(best_p))
 
 
-def dose_rows(twin, unit_t: str) -> list[dict]:
-    """The patient's doses (boluses, then infusions) as table rows."""
+def dose_rows(twin, unit_t: str, interval: float = 0.9) -> list[dict]:
+    """The patient's dosing history as table rows, in time order, faithful to the records.
+
+    Every kind of dose event: boluses and infusions (with their steady state: ``SS=1``
+    resets to the steady state of the dose repeated every ``II``, ``SS=2`` adds it; a
+    constant infusion at steady state), infusions whose rate or duration the model gives
+    (``RATE=-1/-2``), and resets (``EVID=3``). A dose into a compartment with a lag time
+    or bioavailability in the model says so, with the patient's estimate and its
+    ``interval``. ``occasion`` is the ``OCC`` in force at the dose (last value carried
+    forward; empty without an ``OCC`` column).
+    """
+    model, schedule = twin.model, twin.schedule
+    effects = _dose_parameter_text(twin, unit_t, interval)
+    occasion = _occasions(twin.table)
+
+    def where(cmt: int) -> str:
+        c = int(cmt) or int(model.default_dose_cmt)
+        return f"compartment {c} ({model.states[c - 1]})" + effects.get(c, "")
+
+    rows = []
+    for b in schedule.boluses():
+        rows.append((b.time, format_number(b.amount, 3), f"bolus into {where(b.cmt)}", b))
+    for i in schedule.infusions():
+        if math.isinf(i.duration):
+            amount, how = "—", f"constant infusion at {format_number(i.rate, 3)} per {unit_t}"
+        else:
+            amount = format_number(i.rate * i.duration, 3)
+            how = f"infusion over {format_number(i.duration, 3)} {unit_t}"
+        rows.append((i.start, amount, f"{how} into {where(i.cmt)}", i))
+    for m in schedule.modelled_infusions():
+        what = "rate" if m.by == "rate" else "duration"
+        how = f"infusion with the {what} from the model (RATE={-1 if what == 'rate' else -2})"
+        rows.append((m.start, format_number(m.amount, 3), f"{how} into {where(m.cmt)}", m))
+    for r in schedule.resets():
+        rows.append((r.time, "—", "reset: every compartment back to its initial state", None))
+    rows.sort(key=lambda r: r[0])
     return [
         dict(
-            time=format_time(b.time),
-            amount=format_number(b.amount, 3),
-            route=f"bolus into compartment {b.cmt}",
+            time=format_time(t),
+            amount=amount,
+            route=route + _steady_text(dose, unit_t),
+            occasion=occasion(t),
         )
-        for b in twin.schedule.boluses()
-    ] + [
-        dict(
-            time=format_time(i.start),
-            amount=format_number(i.rate * i.duration, 3),
-            route=f"infusion over {format_number(i.duration, 3)} {unit_t} into compartment {i.cmt}",
-        )
-        for i in twin.schedule.infusions()
+        for t, amount, route, dose in rows
     ]
+
+
+def _steady_text(dose, unit_t: str) -> str:
+    ss = int(getattr(dose, "ss", 0) or 0)
+    if ss == 0:
+        return ""
+    ii = float(getattr(dose, "ii", 0.0) or 0.0)
+    if ii == 0:
+        return "; at steady state (SS=1)"
+    how = "starts from" if ss == 1 else "adds"
+    return (
+        f"; steady state (SS={ss}): {how} the steady state of this dose every "
+        f"{format_time(ii)} {unit_t}"
+    )
+
+
+def _dose_parameter_text(twin, unit_t: str, interval: float) -> dict[int, str]:
+    """Per compartment, the lag time and bioavailability with the patient's estimates."""
+    params = twin.parameters(interval)
+    out = {}
+    for cmt, declared in twin.model.dose_parameters.items():
+        parts = []
+        for role, name in declared.names().items():
+            if role not in ("lag", "bioavailability"):
+                continue
+            row = params.loc[name]
+            what = "after a lag time" if role == "lag" else "bioavailability"
+            unit = f" {unit_t}" if role == "lag" else ""
+            parts.append(
+                f"{what} {name} {format_number(row['median'], 3)}{unit} ({interval:.0%} "
+                f"interval {format_number(row['lower'], 3)}–{format_number(row['upper'], 3)})"
+            )
+        if parts:
+            out[int(cmt)] = "; " + ", ".join(parts)
+    return out
+
+
+def _occasions(table):
+    """``occasion(t)``: the OCC in force at time ``t`` (last row at or before it), or ``""``."""
+    if table is None or "occ" not in getattr(table, "columns", ()):
+        return lambda t: ""
+    rows = table.sort_values("time", kind="stable")
+    times, occ = rows["time"].to_numpy(float), rows["occ"].to_numpy()
+
+    def occasion(t: float) -> str:
+        k = int(np.searchsorted(times, t, side="right")) - 1
+        return "" if k < 0 or pd.isna(occ[k]) else format_time(float(occ[k]))
+
+    return occasion
 
 
 def covariate_text(v: object) -> str:

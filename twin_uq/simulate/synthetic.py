@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from twin_uq.data import Cohort, read_cohort
+from twin_uq.data.time_units import known_time_unit
 from twin_uq.errors import InputError, UnavailableError
 from twin_uq.model.base import Model
 from twin_uq.model.load import load_model
@@ -339,7 +340,12 @@ def simulate_cohort(
     )
     for c in ("amt", "rate", "cmt"):
         table[c] = table[c].fillna(0.0)
-    cohort = read_cohort(table, name=f"simulated {model.name} (seed {seed})")
+    # Simulated in the model's unit: declared, so nothing is assumed when it is fitted.
+    cohort = read_cohort(
+        table,
+        name=f"simulated {model.name} (seed {seed})",
+        time_unit=known_time_unit(model.card.time_unit),
+    )
     truth = Truth(
         typical=typ,
         omega=om,

@@ -22,7 +22,13 @@ from twin_uq.posterior.patient import observations_frame
 from twin_uq.posterior.population import frozen
 from twin_uq.twin.engine import bucket_schedule
 from twin_uq.twin.results import UpdateRecord
-from twin_uq.twin.update import UpdateData, patient_arrays, run_importance, run_update
+from twin_uq.twin.update import (
+    UpdateData,
+    observed,
+    patient_arrays,
+    run_importance,
+    run_update,
+)
 
 __all__ = ["update_twin", "with_fixed_effect_bandwidth"]
 
@@ -75,14 +81,7 @@ def update_twin(  # noqa: UP047 (PEP 695 syntax breaks the 3.11 layer checker)
     combined = combined.sort_values("time", kind="stable").reset_index(drop=True)
     cohort = read_cohort(combined, name=f"patient {twin.patient_id} (updated)")
     arrays = cohort.for_model(twin.model)
-    arrays.require_lower_censoring_only("A twin update")
-    obs = {
-        "time": np.asarray(arrays.obs_time[0])[np.asarray(arrays.obs_mask[0])],
-        "value": np.asarray(arrays.obs_value[0])[np.asarray(arrays.obs_mask[0])],
-        "output": np.asarray(arrays.obs_output[0])[np.asarray(arrays.obs_mask[0])],
-        "censored": np.asarray(arrays.obs_censored[0])[np.asarray(arrays.obs_mask[0])],
-        "lloq": np.asarray(arrays.obs_lloq[0])[np.asarray(arrays.obs_mask[0])],
-    }
+    obs = observed(arrays, 0)
     schedule = bucket_schedule(cohort.schedule(twin.patient_id, signals=twin.model.signals))
     pop = twin.population
     if population_draws < 1:

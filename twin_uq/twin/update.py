@@ -42,7 +42,7 @@ from twin_uq.model.base import Model, SolverSettings
 from twin_uq.model.scales import to_natural
 from twin_uq.twin.engine import _bucket
 
-__all__ = ["UpdateData", "UpdateResult", "log_target", "run_update"]
+__all__ = ["UpdateData", "UpdateResult", "log_target", "observed", "patient_arrays", "run_update"]
 
 
 class UpdateData(eqx.Module):
@@ -65,7 +65,13 @@ def patient_arrays(
     covariates: np.ndarray,
     length: int | None = None,
 ) -> CohortArrays:
-    """One patient's observation arrays, padded to ``length`` or a bucketed length (compile reuse)."""
+    """One patient's observation arrays, padded to ``length`` or a bucketed length (compile reuse).
+
+    ``obs`` holds ``time``, ``value``, ``output``, ``censored``, ``lloq`` (``(n,)`` each)
+    and, for upper-limit (``CENS=-1``) or interval (``LIMIT``) censoring, ``cens`` (1
+    below ``lloq``, -1 above, 0 none) and ``limit`` (the other bound, NaN where none):
+    the likelihood then scores them through the residual contract's ``limit=``.
+    """
     n = int(obs["time"].size)
     N = _bucket(n, 16) if length is None else length
     last = float(obs["time"][-1]) if n else 0.0
@@ -82,12 +88,34 @@ def patient_arrays(
         obs_mask=pad(np.ones(n, bool), False, bool),
         obs_censored=pad(obs["censored"], False, bool),
         obs_lloq=pad(obs["lloq"], -np.inf, np.float64),
+        obs_cens=pad(obs["cens"], 0, np.int32) if "cens" in obs else None,
+        obs_limit=pad(obs["limit"], np.nan, np.float64) if "cens" in obs else None,
         schedule=schedule,
         covariates=jnp.asarray(covariates, dtype=jnp.float64),
         ids=(),
         output_names=model.output_names,
         covariate_names=tuple(model.covariates),
     )
+
+
+def observed(arrays: CohortArrays, k: int) -> dict[str, np.ndarray]:
+    """Patient ``k``'s real observations of cohort arrays, as :func:`patient_arrays` takes them.
+
+    With upper-limit or interval censoring in the cohort (``arrays.obs_cens`` present) the
+    censoring direction and the interval's other bound come along (``cens``, ``limit``).
+    """
+    m = np.asarray(arrays.obs_mask[k])
+    obs = {
+        "time": np.asarray(arrays.obs_time[k])[m],
+        "value": np.asarray(arrays.obs_value[k])[m],
+        "output": np.asarray(arrays.obs_output[k])[m],
+        "censored": np.asarray(arrays.obs_censored[k])[m],
+        "lloq": np.asarray(arrays.obs_lloq[k])[m],
+    }
+    if arrays.obs_cens is not None:
+        obs["cens"] = np.asarray(arrays.obs_cens[k])[m]
+        obs["limit"] = np.asarray(arrays.obs_limit[k])[m]
+    return obs
 
 
 def _loglik_gaussian(
@@ -134,7 +162,9 @@ def _mixture_terms(
     """
     theta = to_natural(model, x)
     arr = data.arrays
-    if student:
+    # Upper-limit and interval censoring go through the one residual contract
+    # (observation_loglik with limit=, in patient_loglik); the fast Gaussian path is M3 only.
+    if student or arr.obs_cens is not None:
         residual = ResidualParams(add=data.add, prop=data.prop, nu=data.nu)
         # theta and the data are not batched: vmap keeps a single ODE solve for all S draws.
         ll, ok = jax.vmap(
