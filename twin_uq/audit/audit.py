@@ -26,6 +26,13 @@ def default_metrics(output_unit: str = "output units") -> list[Metric]:
     """The metrics the audit compares, in report order (key metrics first)."""
     return [
         Metric("flagged", "share flagged 'limited' or worse", "mean", True, "proportion"),
+        Metric(
+            "data_flagged",
+            "share whose own data leave the twin partly or un-informed",
+            "mean",
+            True,
+            "proportion",
+        ),
         Metric("width", "median predictive interval width", "median", False, output_unit),
         Metric("coverage", "held-out interval coverage", "mean", False, "proportion"),
         Metric("mae", "held-out mean absolute error", "mean", False, output_unit),

@@ -50,6 +50,7 @@ def _num(x: float, unit: str) -> str:
 _WORDS = {
     # metric name: (text when group > reference, text when group < reference)
     "flagged": ("more often", "less often"),
+    "data_flagged": ("more often", "less often"),
     "width": ("wider", "narrower"),
     "coverage": ("higher", "lower"),
     "mae": ("higher", "lower"),
@@ -64,6 +65,10 @@ _DETECTED = {
     "flagged": (
         "Patients in group {group} are flagged 'limited' or worse {a} {word} than group "
         "{reference} {ci}."
+    ),
+    "data_flagged": (
+        "The twins of patients in group {group} are partly or un-informed by their own data "
+        "{a} {word} than in group {reference} {ci}, whatever the fit's own verdict."
     ),
     "width": (
         "The {pi} predictive intervals of patients in group {group} are {a} {word} (median "

@@ -65,11 +65,21 @@ def holdout_table(holdout, post) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _statuses(post, trust) -> pd.Series:
-    from twin_uq.trust import TrustReport, TrustThresholds
+def _data_verdicts(post, trust) -> pd.Series | None:
+    """Each patient's data verdict where ``trust`` carries one (a report or its table)."""
+    from twin_uq.trust import TrustReport
 
-    if trust is None or isinstance(trust, TrustThresholds):
-        trust = post.trust(trust)
+    table = trust.table if isinstance(trust, TrustReport) else trust
+    if not isinstance(table, pd.DataFrame) or "data_verdict" not in table:
+        return None
+    verdict = table["data_verdict"].astype(str)
+    verdict.index = verdict.index.astype(str)
+    return verdict.reindex(list(post.patient_ids))
+
+
+def _statuses(post, trust) -> pd.Series:
+    from twin_uq.trust import TrustReport
+
     if isinstance(trust, TrustReport):
         status = trust.table["status"]
     elif isinstance(trust, pd.DataFrame):
@@ -135,13 +145,18 @@ def patient_metrics(
     Returns
     -------
     DataFrame indexed by patient: ``n_obs`` (fit observations), ``status``, ``flagged``
-    (1 when limited or worse), ``status_<name>`` indicators, ``width`` (mean width of the
+    (1 when limited or worse), ``status_<name>`` indicators, with a trust report
+    ``data_verdict`` and ``data_flagged`` (1 unless the patient's data inform the twin), ``width`` (mean width of the
     ``interval`` predictive interval at the held-out times, or without a holdout at a
     common grid of the cohort's observation times, output units) and, with a holdout,
     ``n_heldout``, ``coverage`` (fraction of held-out observations inside the interval)
     and ``mae`` (mean absolute error of the posterior-median prediction).
     """
+    from twin_uq.trust import TrustThresholds
+
     ids = list(post.patient_ids)
+    if trust is None or isinstance(trust, TrustThresholds):
+        trust = post.trust(trust)
     status = _statuses(post, trust)
     frame = pd.DataFrame(index=pd.Index(ids, name="patient"))
     frame["n_obs"] = np.asarray(post.cohort.n_obs, int)
@@ -149,6 +164,12 @@ def patient_metrics(
     frame["flagged"] = (status != "trustworthy").astype(float).to_numpy()
     for s in STATUS_ORDER:
         frame[f"status_{s}"] = (status == s).astype(float).to_numpy()
+    verdict = _data_verdicts(post, trust)
+    if verdict is not None:
+        # The data question is answered even where the fit verdict fails (every status
+        # "unreliable"), so groups stay comparable on data sufficiency.
+        frame["data_verdict"] = verdict.to_numpy()
+        frame["data_flagged"] = (verdict != "informed").astype(float).to_numpy()
     if holdout is not None:
         h = holdout_table(holdout, post)
         h = h[h["id"].isin(ids)]

@@ -197,6 +197,7 @@ patients are reported as too small to judge.</p>
 <h2 id="methods">How the numbers are made</h2>
 <ul>
 <li><strong>Flagged</strong>: share of patients whose twin's trust status is limited, insufficient or unreliable.</li>
+<li><strong>Partly or un-informed by own data</strong>: share of patients whose data verdict is not "informed" (too little narrowing of the parameters, too few or bunched measurements, misfit, covariates outside the cohort). It is judged apart from the fit's convergence and approximation, so it still compares groups when a global fit problem flags every patient.</li>
 <li><strong>Interval width</strong>: per patient, the mean width of the {{ pi }}% posterior-predictive interval at the held-out times (or, without held-out data, at a common grid of the cohort's observation times); the group value is the median over patients.</li>
 <li><strong>Coverage</strong>: per patient, the fraction of held-out observations inside the {{ pi }}% interval; group mean over patients.</li>
 <li><strong>Error</strong>: per patient, the mean absolute difference between held-out observations and the posterior-median prediction; group mean over patients.</li>

@@ -5,14 +5,19 @@ The rules (thresholds and their rationale in :class:`TrustThresholds` and docs/t
 1. **unreliable** — the fit did not converge globally (population R-hat / ESS,
    divergences, a single chain) or for this patient (R-hat / ESS of its parameters), or
    the model could not be solved at some of its posterior draws;
-2. **insufficient** — no uncensored observation, or median posterior contraction below
-   ``contraction_insufficient``;
-3. **limited** — moderate contraction, fewer observations than parameters, observations
+2. **insufficient** — no uncensored observation, or no parameter's posterior contraction
+   reaching ``contraction_insufficient``;
+3. **limited** — moderate median contraction (the sentence names the well and the weakly
+   informed parameters), fewer observations than parameters, observations
    bunched in a short window, misfit of its own observations, covariates outside the
    cohort's support, or an approximate fit (``approximate_cap``);
 4. **trustworthy** — none of the above.
 
 The status is the most severe that applies; every rule that applies adds a reason.
+Two questions are also answered apart (:attr:`TrustAssessment.fit_verdict`: rule 1 and
+the approximation; :attr:`TrustAssessment.data_verdict`: rules 2 and 3 without the
+approximation), so that one global convergence problem or an approximate fit does not
+hide which patients' data inform their twins.
 """
 
 from __future__ import annotations
@@ -93,6 +98,17 @@ class TrustAssessment:
         R-hat, PPC, covariate distances...), by name.
     thresholds
         The :class:`TrustThresholds` used.
+    fit_verdict
+        "Can this fit be relied on": ``"sound"``, ``"approximate"`` (SVI / Laplace: no
+        convergence check) or ``"unreliable"`` (convergence or solver failures, cohort-wide
+        or for this patient).
+    data_verdict
+        "Does this patient's own data inform the twin", judged whatever the fit verdict:
+        ``"informed"``, ``"partly informed"`` (some parameters weakly informed, few or
+        bunched measurements, misfit, covariates outside the cohort) or ``"uninformed"``
+        (no measurement, or no parameter narrowed).
+    fit_reasons, data_reasons
+        The reasons behind each verdict (``reasons`` is both, most severe first).
     """
 
     patient_id: str
@@ -100,6 +116,10 @@ class TrustAssessment:
     reasons: tuple[str, ...]
     metrics: dict[str, float]
     thresholds: TrustThresholds = field(default_factory=TrustThresholds, repr=False)
+    fit_verdict: str = "sound"
+    data_verdict: str = "informed"
+    fit_reasons: tuple[str, ...] = ()
+    data_reasons: tuple[str, ...] = ()
 
     @property
     def flagged(self) -> bool:
@@ -113,6 +133,7 @@ class TrustAssessment:
 
     def __str__(self) -> str:
         lines = [f"{self.patient_id}: {self.status.value} — {self.meaning}"]
+        lines.append(f"  fit: {self.fit_verdict}; patient's data: {self.data_verdict}")
         lines += [f"  - {r}" for r in self.reasons]
         return "\n".join(lines)
 
@@ -147,7 +168,10 @@ class TrustReport:
 
     @property
     def table(self) -> pd.DataFrame:
-        """One row per patient: ``status``, ``reasons`` (joined by " | "), metric columns.
+        """One row per patient: status, both verdicts, reasons and the metric columns.
+
+        Columns ``status``, ``fit_verdict``, ``data_verdict``, ``reasons`` (joined by
+        " | "), then the metrics.
 
         ``table.attrs`` holds the provenance (thresholds as JSON included).
         """
@@ -157,6 +181,8 @@ class TrustReport:
                 {
                     "patient": a.patient_id,
                     "status": a.status.value,
+                    "fit_verdict": a.fit_verdict,
+                    "data_verdict": a.data_verdict,
                     "reasons": " | ".join(a.reasons),
                 }
                 | a.metrics
@@ -188,6 +214,135 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _contraction_text(name: str, c: float) -> str:
+    # Contraction below zero is Monte Carlo noise, or data pulling the patient away from
+    # the population without narrowing anything: "none", with the number kept.
+    return f"{name} ({c:.2f})" if c > 0 else f"{name} (none: {c:.2f})"
+
+
+@dataclass
+class _Verdict:
+    """Reasons of one question with the most severe status they imply."""
+
+    status: Status = Status.TRUSTWORTHY
+    reasons: list[str] = field(default_factory=list)
+
+    def add(self, level: Status, text: str) -> None:
+        self.status = self.status.worst(level)
+        self.reasons.append(text)
+
+
+def _fit_rules(row: Mapping[str, float], th: TrustThresholds, fit_reasons) -> _Verdict:
+    """Can this fit be relied on (cohort-wide and for this patient's draws)."""
+    v = _Verdict()
+    for r in fit_reasons:
+        v.add(Status.UNRELIABLE, r)
+    rhat = row.get("rhat_max", np.nan)
+    if np.isfinite(rhat) and rhat > th.rhat_max:
+        v.add(
+            Status.UNRELIABLE,
+            f"The fit did not converge for this patient (R-hat {rhat:.3f}, should be at most {th.rhat_max}).",
+        )
+    ess = min(row.get("ess_bulk_min", np.nan), row.get("ess_tail_min", np.nan))
+    needed = min(th.ess_min, th.ess_per_chain * row.get("chains", 1))
+    if np.isfinite(ess) and ess < needed:
+        v.add(
+            Status.UNRELIABLE,
+            f"Too few effective posterior draws for this patient (ESS {ess:.0f}, need {needed:.0f}).",
+        )
+    ok = row.get("solver_ok_rate", 1.0)
+    if ok < th.min_solver_ok:
+        v.add(
+            Status.UNRELIABLE,
+            f"The model could not be solved for {100 * (1 - ok):.1f}% of this patient's posterior draws.",
+        )
+    return v
+
+
+def _data_rules(
+    row: Mapping[str, float],
+    contraction: Mapping[str, float],
+    cov_flags: tuple[str, ...],
+    post,
+    th: TrustThresholds,
+) -> _Verdict:
+    """Does this patient's own data inform the twin (judged whatever the fit verdict)."""
+    v = _Verdict()
+    n_obs = int(row["n_obs"])
+    n_cens = int(row["n_censored"])
+    c_med = row["contraction_median"]
+    finite = {k: float(c) for k, c in contraction.items() if np.isfinite(c)}
+    n_params = len(contraction)
+    min_obs = th.min_observations if th.min_observations is not None else n_params
+    informed = {k: c for k, c in finite.items() if c >= th.contraction_limited}
+    weak = {k: c for k, c in finite.items() if c < th.contraction_limited}
+    if n_obs == 0:
+        extra = f" ({n_cens} below the quantification limit)" if n_cens else ""
+        v.add(
+            Status.INSUFFICIENT,
+            f"No measurements{extra}: the twin shows the population average for a patient "
+            "with these covariates, not this patient.",
+        )
+    elif finite and max(finite.values()) < th.contraction_insufficient:
+        v.add(
+            Status.INSUFFICIENT,
+            f"The patient's {n_obs} measurement(s) narrowed none of the parameters "
+            f"(contraction: {', '.join(_contraction_text(k, c) for k, c in finite.items())}); "
+            "the simulation relies almost entirely on the population average.",
+        )
+    elif np.isfinite(c_med) and c_med < th.contraction_limited:
+        # Judged per parameter: a pinned-down CL is said so even when V and ka are not.
+        pinned = (
+            f"Well informed: {', '.join(_contraction_text(k, c) for k, c in informed.items())}. "
+            if informed
+            else ""
+        )
+        v.add(
+            Status.LIMITED,
+            f"{pinned}Weakly informed by the measurements: "
+            f"{', '.join(_contraction_text(k, c) for k, c in weak.items())}; for these the "
+            "population average still weighs heavily.",
+        )
+    if 0 < n_obs < min_obs:
+        v.add(
+            Status.LIMITED,
+            f"Only {n_obs} measurement(s) for {n_params} parameters; the simulation relies partly "
+            "on the population average.",
+        )
+    span_fraction = row.get("span_fraction", np.nan)
+    if n_obs > 1 and np.isfinite(span_fraction) and span_fraction < th.min_span_fraction:
+        v.add(
+            Status.LIMITED,
+            f"The measurements cover only {_fmt(row['obs_span'])} {_time_unit(post)} "
+            f"({100 * span_fraction:.0f}% of the cohort's typical sampling period); "
+            "other phases of the response are not informed.",
+        )
+    if row.get("ppc_pvalue", 1.0) < th.ppc_outside_pvalue:
+        v.add(
+            Status.LIMITED,
+            f"{int(row['ppc_outside95'])} of {int(row['ppc_n'])} measurements fall outside the "
+            "twin's 95% predictive range: the model may not describe this patient well.",
+        )
+    elif row.get("ppc_extreme", 0) > 0:
+        v.add(
+            Status.LIMITED,
+            f"A measurement (around t = {_fmt(row['ppc_worst_time'])} {_time_unit(post)}) lies beyond "
+            "anything the twin predicts: check it for errors or an unmodelled event.",
+        )
+    for text in cov_flags:
+        v.add(Status.LIMITED, f"Covariate outside the cohort's range: {text}")
+    return v
+
+
+#: Each question's answer in words, by the most severe status its reasons imply.
+_FIT_VERDICT = {Status.TRUSTWORTHY: "sound", Status.UNRELIABLE: "unreliable"}
+_DATA_VERDICT = {
+    Status.TRUSTWORTHY: "informed",
+    Status.LIMITED: "partly informed",
+    Status.INSUFFICIENT: "uninformed",
+}
+
+
 def _patient_rules(
     pid: str,
     row: Mapping[str, float],
@@ -196,102 +351,30 @@ def _patient_rules(
     post,
     th: TrustThresholds,
     fit_reasons: tuple[str, ...],
-) -> tuple[Status, list[str]]:
-    status = Status.TRUSTWORTHY
-    reasons: list[str] = []
+) -> tuple[Status, list[str], str, list[str], str, list[str]]:
+    """Status and reasons, and the two questions' verdicts with their own reasons.
 
-    def add(level: Status, text: str) -> None:
-        nonlocal status
-        status = status.worst(level)
-        reasons.append(text)
-
-    # 1. unreliable --------------------------------------------------------------------------
-    for r in fit_reasons:
-        add(Status.UNRELIABLE, r)
-    rhat = row.get("rhat_max", np.nan)
-    if np.isfinite(rhat) and rhat > th.rhat_max:
-        add(
-            Status.UNRELIABLE,
-            f"The fit did not converge for this patient (R-hat {rhat:.3f}, should be at most {th.rhat_max}).",
-        )
-    ess = min(row.get("ess_bulk_min", np.nan), row.get("ess_tail_min", np.nan))
-    needed = min(th.ess_min, th.ess_per_chain * row.get("chains", 1))
-    if np.isfinite(ess) and ess < needed:
-        add(
-            Status.UNRELIABLE,
-            f"Too few effective posterior draws for this patient (ESS {ess:.0f}, need {needed:.0f}).",
-        )
-    ok = row.get("solver_ok_rate", 1.0)
-    if ok < th.min_solver_ok:
-        add(
-            Status.UNRELIABLE,
-            f"The model could not be solved for {100 * (1 - ok):.1f}% of this patient's posterior draws.",
-        )
-
-    # 2. insufficient ------------------------------------------------------------------------
-    n_obs = int(row["n_obs"])
-    n_cens = int(row["n_censored"])
-    c_med = row["contraction_median"]
-    n_params = len(contraction)
-    min_obs = th.min_observations if th.min_observations is not None else n_params
-    if n_obs == 0:
-        extra = f" ({n_cens} below the quantification limit)" if n_cens else ""
-        add(
-            Status.INSUFFICIENT,
-            f"No measurements{extra}: the twin shows the population average for a patient "
-            "with these covariates, not this patient.",
-        )
-    elif np.isfinite(c_med) and c_med < th.contraction_insufficient:
-        add(
-            Status.INSUFFICIENT,
-            f"The patient's {n_obs} measurement(s) barely narrowed the parameters (median "
-            f"contraction {c_med:.2f}); the simulation relies almost entirely on the population average.",
-        )
-    elif np.isfinite(c_med) and c_med < th.contraction_limited:
-        weak = [k for k, v in contraction.items() if np.isfinite(v) and v < th.contraction_limited]
-        add(
-            Status.LIMITED,
-            f"The measurements inform the parameters only moderately (median contraction {c_med:.2f}; "
-            f"weakly informed: {', '.join(weak)}); the population average still weighs heavily.",
-        )
-    # 3. limited -----------------------------------------------------------------------------
-    if 0 < n_obs < min_obs:
-        add(
-            Status.LIMITED,
-            f"Only {n_obs} measurement(s) for {n_params} parameters; the simulation relies partly "
-            "on the population average.",
-        )
-    span_fraction = row.get("span_fraction", np.nan)
-    if n_obs > 1 and np.isfinite(span_fraction) and span_fraction < th.min_span_fraction:
-        add(
-            Status.LIMITED,
-            f"The measurements cover only {_fmt(row['obs_span'])} {_time_unit(post)} "
-            f"({100 * span_fraction:.0f}% of the cohort's typical sampling period); "
-            "other phases of the response are not informed.",
-        )
-    if row.get("ppc_pvalue", 1.0) < th.ppc_outside_pvalue:
-        add(
-            Status.LIMITED,
-            f"{int(row['ppc_outside95'])} of {int(row['ppc_n'])} measurements fall outside the "
-            "twin's 95% predictive range: the model may not describe this patient well.",
-        )
-    elif row.get("ppc_extreme", 0) > 0:
-        add(
-            Status.LIMITED,
-            f"A measurement (around t = {_fmt(row['ppc_worst_time'])} {_time_unit(post)}) lies beyond "
-            "anything the twin predicts: check it for errors or an unmodelled event.",
-        )
-    for text in cov_flags:
-        add(Status.LIMITED, f"Covariate outside the cohort's range: {text}")
+    The status is the most severe of both; an approximate fit caps it at
+    ``th.approximate_cap`` and makes the fit verdict ``"approximate"`` (unless unreliable).
+    """
+    fit = _fit_rules(row, th, fit_reasons)
+    data = _data_rules(row, contraction, cov_flags, post, th)
+    status = fit.status.worst(data.status)
+    reasons = [*fit.reasons, *data.reasons]
+    fit_verdict = _FIT_VERDICT[fit.status]
     if post.approximate:
         cap = Status(th.approximate_cap)
         if cap.severity > status.severity:
             status = cap
-        reasons.append(
+        text = (
             f"Fitted with an approximate method ({post.method}): no convergence check is possible "
             "and uncertainty may be understated; confirm with method='nuts'."
         )
-    return status, reasons
+        reasons.append(text)
+        fit.reasons.append(text)
+        if fit_verdict == "sound":
+            fit_verdict = "approximate"
+    return status, reasons, fit_verdict, fit.reasons, _DATA_VERDICT[data.status], data.reasons
 
 
 def _time_unit(post) -> str:
@@ -332,13 +415,15 @@ def _assess_all(
     for pid in ids:
         row = merged.loc[pid].to_dict() | m.fit.metrics
         contraction = m.contraction.loc[pid].to_dict()
-        status, reasons = _patient_rules(
+        status, reasons, fit_v, fit_r, data_v, data_r = _patient_rules(
             pid, row, contraction, m.covariate_flags[pid], post, th, m.fit.reasons
         )
         metrics = {k: _num(v) for k, v in row.items()}
         metrics |= {f"contraction_{k}": _num(v) for k, v in contraction.items()}
         metrics["approximate"] = float(post.approximate)
-        out[pid] = TrustAssessment(pid, status, tuple(reasons), metrics, th)
+        out[pid] = TrustAssessment(
+            pid, status, tuple(reasons), metrics, th, fit_v, data_v, tuple(fit_r), tuple(data_r)
+        )
     return out
 
 
