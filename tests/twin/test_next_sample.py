@@ -121,6 +121,18 @@ def test_next_measurement_of_a_data_poor_twin(oral_fit, oral_sim):
     assert res.n_draws == 400 and res.n_imagined == 64
 
 
+def test_dose_decision_goal_on_a_twin(oral_fit):
+    tw = oral_fit.twin(oral_fit.patient_ids[0])
+    goal = tq.DoseDecision(tq.Event("concentration", above=0.5, below=3.0, at=12.0), [50, 100, 200])
+    res = tw.next_measurement([6.0, 30.0], goal=goal, draws=200, n_imagined=32, max_exact=0)
+    tab = res.table
+    assert tab["effect"].between(0, 1).all()  # probability that the choice changes
+    # The expected attainment of the regimen chosen after a sample is at least today's
+    # (the value of sample information is never negative), up to Monte Carlo error.
+    assert (tab["after"] >= tab["now"] - 0.05).all()
+    assert "changes the chosen regimen with probability" in res.summary()
+
+
 def test_next_measurement_refuses_what_it_cannot_answer(oral_fit):
     tw = oral_fit.twin(oral_fit.patient_ids[0])
     with pytest.raises(InputError, match="no parameter 'CLX'"):

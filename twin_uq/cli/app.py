@@ -29,19 +29,24 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-app.command("models")(models.models)
-app.command("demo")(demo.demo)
-app.command("fit")(fit.fit)
-app.command("check")(check.check)
-app.command("predict")(predict.predict)
-app.command("whatif")(predict.whatif)
-app.command("update")(update.update)
-app.command("next-sample")(next_sample.next_sample)
-app.command("update-many")(update_many.update_many)
-app.command("trust")(trust.trust)
-app.command("report")(report.report)
-app.command("audit")(report.audit)
-app.command("validate")(validate.validate)
+#: Subcommands in the order ``--help`` lists them.
+COMMANDS = {
+    "models": models.models,
+    "demo": demo.demo,
+    "fit": fit.fit,
+    "check": check.check,
+    "predict": predict.predict,
+    "whatif": predict.whatif,
+    "update": update.update,
+    "next-sample": next_sample.next_sample,
+    "update-many": update_many.update_many,
+    "trust": trust.trust,
+    "report": report.report,
+    "audit": report.audit,
+    "validate": validate.validate,
+}
+for _name, _command in COMMANDS.items():
+    app.command(_name)(_command)
 
 
 def main() -> None:

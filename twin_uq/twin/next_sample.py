@@ -32,8 +32,8 @@ from arviz_stats.base import array_stats
 
 from twin_uq.errors import InputError
 from twin_uq.inference.residual import observation_loglik, sample_observations, uses_student_t
-from twin_uq.twin.criteria import Criterion, Event, event_grid
-from twin_uq.twin.inputs import check_interval, check_times, scaled_schedule
+from twin_uq.twin.criteria import Criterion, Event
+from twin_uq.twin.inputs import check_interval, check_times
 
 #: A :class:`~twin_uq.twin.PosteriorTwin`, typed loosely: the twin module imports this one.
 PosteriorTwin = Any
@@ -53,8 +53,20 @@ K_HAT_MAX = 0.7
 
 
 # ---- goals -----------------------------------------------------------------------------
+class _IntervalGoal:
+    """Score and effect of the goals that narrow a central interval (``interval``)."""
+
+    interval: float
+
+    def score(self, q: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return _weighted_width(q, w, check_interval(self.interval))
+
+    def effect(self, now: float, after: np.ndarray) -> np.ndarray:
+        return 1.0 - after / now
+
+
 @dataclass(frozen=True)
-class ParameterInterval:
+class ParameterInterval(_IntervalGoal):
     """Goal: narrow the central credible interval of one individual parameter.
 
     The effect of a measurement is the relative shrinkage of the interval's width,
@@ -76,15 +88,9 @@ class ParameterInterval:
             )
         return np.asarray(twin.theta)[idx, names.index(self.parameter)]
 
-    def score(self, q: np.ndarray, w: np.ndarray) -> np.ndarray:
-        return _weighted_width(q, w, check_interval(self.interval))
-
-    def effect(self, now: float, after: np.ndarray) -> np.ndarray:
-        return 1.0 - after / now
-
 
 @dataclass(frozen=True)
-class ForecastInterval:
+class ForecastInterval(_IntervalGoal):
     """Goal: narrow the interval of the noise-free forecast of ``output`` at ``time``.
 
     ``schedule`` is the regimen of the forecast (default: the patient's own history).
@@ -109,12 +115,6 @@ class ForecastInterval:
         f = twin._output_values(preds["forecast"], self.output, include_noise=False)
         return _on_draws(f[:, 0], preds["forecast"]["draw"].values, idx)
 
-    def score(self, q: np.ndarray, w: np.ndarray) -> np.ndarray:
-        return _weighted_width(q, w, check_interval(self.interval))
-
-    def effect(self, now: float, after: np.ndarray) -> np.ndarray:
-        return 1.0 - after / now
-
 
 @dataclass(frozen=True)
 class DoseDecision:
@@ -136,28 +136,12 @@ class DoseDecision:
         return f"the dose decision for {self.target.describe()}"
 
     def per_draw(self, twin: PosteriorTwin, idx: np.ndarray, seed: int) -> np.ndarray:
-        if isinstance(self.candidates, Mapping):
-            regimens = dict(self.candidates)
-        else:
-            base = twin._as_schedule(self.template)
-            regimens = {f"{float(a):g}": scaled_schedule(base, float(a)) for a in self.candidates}
-        if len(regimens) < 2:
+        if len(self.candidates) < 2:
             raise InputError("DoseDecision needs at least two candidate regimens to choose from.")
-        if isinstance(self.target, Event):
-            t = event_grid(self.target.within, self.target.at, self.n_grid)
-        elif isinstance(self.target, Criterion) and self.target.target is not None:
-            t = twin._criterion_times(self.target, None, self.n_grid)
-        else:
-            raise InputError("DoseDecision's target must be an Event or a Criterion with target=.")
-        preds, kept = twin._predict_many(regimens, t, 0.9, None, seed)
-        hits = []
-        for ds in preds.values():
-            v = twin._output_values(ds, self.target.output, include_noise=False)
-            if isinstance(self.target, Event):
-                hits.append(self.target.occurs(t, v))
-            else:
-                hits.append(self.target.attained(self.target.evaluate(t, v)))
-        return _on_draws(np.stack(hits, axis=1).astype(float), kept, idx)
+        _, kept, hits = twin._attainment(
+            self.target, self.candidates, self.template, False, None, seed, self.n_grid
+        )
+        return _on_draws(np.stack(list(hits.values()), axis=1).astype(float), kept, idx)
 
     def score(self, q: np.ndarray, w: np.ndarray) -> np.ndarray:
         return np.argmax(w @ q, axis=-1).astype(float)

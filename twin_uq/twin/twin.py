@@ -510,6 +510,39 @@ class PosteriorTwin:
         template
             Regimen the amounts apply to; default the patient's own history.
         """
+        preds, idx, hits = self._attainment(
+            target, candidates, template, include_noise, draws, seed, n_grid
+        )
+        rows = []
+        for name, hit in hits.items():
+            n, k = hit.size, int(hit.sum())
+            p = k / n
+            ess = self._ess(hit.astype(float), idx)
+            lo, hi = beta_interval(k, n, 0.9)
+            rows.append(
+                dict(
+                    candidate=name,
+                    p_target=p,
+                    mcse=float(np.sqrt(p * (1 - p) / ess)),
+                    lower=lo,
+                    upper=hi,
+                    n_draws=n,
+                )
+            )
+        table = pd.DataFrame(rows)
+        best = str(table.loc[table["p_target"].idxmax(), "candidate"])
+        return DoseRecommendation(
+            table=table, best=best, target=target, predictions=preds, patient_id=self.patient_id
+        )
+
+    def _attainment(
+        self, target, candidates, template, include_noise, draws, seed, n_grid
+    ) -> tuple[dict[str, xr.Dataset], np.ndarray, dict[str, np.ndarray]]:
+        """Predictions of each candidate regimen and whether each draw attains ``target``.
+
+        Shared by :meth:`recommend_dose` and the dose-decision goal of
+        :meth:`next_measurement`: ``hits[name]`` is ``(D,)`` bool on the draws ``idx``.
+        """
         if isinstance(candidates, Mapping):
             regimens = dict(candidates)
         else:
@@ -531,33 +564,15 @@ class PosteriorTwin:
         else:
             raise TypeError("target must be an Event or a Criterion.")
         preds, idx = self._predict_many(regimens, t, 0.9, draws, seed)
-        rows = []
+        hits = {}
         for name, ds in preds.items():
             v = self._output_values(ds, target.output, include_noise)
-            hit = (
+            hits[name] = (
                 target.occurs(t, v)
                 if isinstance(target, Event)
                 else target.attained(target.evaluate(t, v))
             )
-            n, k = hit.size, int(hit.sum())
-            p = k / n
-            ess = self._ess(hit.astype(float), idx)
-            lo, hi = beta_interval(k, n, 0.9)
-            rows.append(
-                dict(
-                    candidate=name,
-                    p_target=p,
-                    mcse=float(np.sqrt(p * (1 - p) / ess)),
-                    lower=lo,
-                    upper=hi,
-                    n_draws=n,
-                )
-            )
-        table = pd.DataFrame(rows)
-        best = str(table.loc[table["p_target"].idxmax(), "candidate"])
-        return DoseRecommendation(
-            table=table, best=best, target=target, predictions=preds, patient_id=self.patient_id
-        )
+        return preds, idx, hits
 
     # ---- learning ----------------------------------------------------------------------
     #: Condition on new observations of this patient; returns a new twin
