@@ -14,6 +14,14 @@ __all__ = ["draw_blq", "draw_gof", "draw_npde", "draw_vpc", "plot_npde", "plot_v
 _BLUE, _RED, _GREY = "#0072B2", "#D55E00", "0.55"
 
 
+def _log_axis(axis) -> None:
+    """Log scale with plain numbers on the major ticks and no minor-tick labels."""
+    from matplotlib import ticker
+
+    axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def _x_label(result) -> str:
     what = "time after dose" if result.x == "tad" else "time"
     return f"{what} ({result.time_unit})"
@@ -39,6 +47,9 @@ def draw_vpc(ax, result, output: str, stratum: str, y_label: str | None = None) 
         out = g[g["outside"]]
         ax.plot(out["x"], out["observed"], "x", color="black", ms=6, mew=1.5,
                 label="observed outside the interval" if q == p["percentile"].min() else None)  # fmt: skip
+    lim = p.drop_duplicates("bin").sort_values("x")
+    if np.isfinite(lim["lloq"]).any():
+        ax.plot(lim["x"], lim["lloq"], ":", color="black", lw=1, label="limit of quantification")
     ax.set_xlabel(_x_label(result))
     ax.set_ylabel(y_label or (f"prediction-corrected {output}" if result.pc else output))
     title = output if stratum == "all" else f"{output}, {stratum}"
@@ -114,7 +125,9 @@ def draw_npde(axes, result) -> None:
             ax.axhline(h, color="0.3", lw=0.8, ls=ls)
         ax.set_xlabel(label)
         ax.set_ylabel("npde")
-    axes[1].set_xscale("log") if (t["pred"] > 0).all() else None
+    if (t["pred"] > 0).all():
+        axes[1].set_xscale("log")
+        _log_axis(axes[1].xaxis)
     x = t["npde"].to_numpy(float)
     axes[2].hist(x[np.isfinite(x)], bins=20, density=True, color=_BLUE, alpha=0.5)
     grid = np.linspace(-4, 4, 200)
@@ -148,6 +161,8 @@ def draw_gof(axes, table) -> None:
             if lo > 0:
                 ax.set_xscale("log")
                 ax.set_yscale("log")
+                _log_axis(ax.xaxis)
+                _log_axis(ax.yaxis)
         ax.set_xlabel(label)
         ax.set_ylabel("observed")
     for ax, col in ((axes[2], "iwres"), (axes[3], "npde")):

@@ -148,12 +148,7 @@ def _simulate_batch(model, settings, student_t, log_mean, chol, add, prop, nu, a
     def one(m, c, a, b, n, key):
         k_eta, k_noise = jax.random.split(key)
         z = jax.random.normal(k_eta, m.shape)  # (P, K): fresh random effects
-        theta = to_natural(model, m + z @ c.T)
-        f, ok = jax.vmap(
-            lambda th, cov, arr, grid: patient_predictions(
-                model, settings, th, cov, arr.schedule, arr.obs_time, arr.obs_output, grid
-            )
-        )(theta, arrays.covariates, arrays, grids)
+        f, ok = _cohort_predictions(model, settings, m + z @ c.T, arrays, grids)
         y = sample_observations(k_noise, error_code[out], f, a[out], b[out], n, student_t=student_t)
         y = jnp.where(arrays.obs_mask & ok[:, None], y, jnp.nan)
         return y, ok
@@ -164,13 +159,17 @@ def _simulate_batch(model, settings, student_t, log_mean, chol, add, prop, nu, a
 @partial(jax.jit, static_argnums=(0, 1))
 def _predict(model, settings, log_theta, arrays, grids):
     """``(P, N)`` noise-free predictions of every patient at its own observations."""
-    theta = to_natural(model, log_theta)
-    f, ok = jax.vmap(
+    f, ok = _cohort_predictions(model, settings, log_theta, arrays, grids)
+    return jnp.where(arrays.obs_mask & ok[:, None], f, jnp.nan)
+
+
+def _cohort_predictions(model, settings, log_theta, arrays, grids):
+    """``(P, N)`` predictions and ``(P,)`` solve flags from latent parameters ``(P, K)``."""
+    return jax.vmap(
         lambda th, cov, arr, grid: patient_predictions(
             model, settings, th, cov, arr.schedule, arr.obs_time, arr.obs_output, grid
         )
-    )(theta, arrays.covariates, arrays, grids)
-    return jnp.where(arrays.obs_mask & ok[:, None], f, jnp.nan)
+    )(to_natural(model, log_theta), arrays.covariates, arrays, grids)
 
 
 def simulate_design(post, nsim: int = 500, *, seed: int = 0) -> DesignSimulation:

@@ -44,7 +44,8 @@ class VPCResult:
     percentiles
         One row per output, stratum, bin and percentile level: ``output``, ``stratum``,
         ``bin``, ``x_lower``, ``x_upper`` (bin edges), ``x`` (median x of the observations),
-        ``n`` (observations), ``percentile`` (level, e.g. 0.1), ``observed``,
+        ``n`` (observations), ``lloq`` (the bin's limit of quantification, prediction
+        corrected with ``pc``; NaN: none), ``percentile`` (level, e.g. 0.1), ``observed``,
         ``observed_blq`` (the observed percentile lies below the limit), ``sim_lower``,
         ``sim_median``, ``sim_upper`` (the simulated percentile's median and central
         interval), ``outside`` (observed outside the simulated interval).
@@ -257,7 +258,8 @@ def vpc(
                     sim_q, _ = blq_percentiles(ysim[:, m], sim_below[:, m], lim, levels)  # (L, R)
                     band = np.nanquantile(sim_q, [a, 0.5, 1 - a], axis=1)  # (3, L)
                 base = dict(output=name, stratum=s, bin=j, x_lower=edges[j], x_upper=edges[j + 1],
-                            x=float(np.median(xv[m])), n=int(m.sum()))  # fmt: skip
+                            x=float(np.median(xv[m])), n=int(m.sum()),
+                            lloq=lim if np.isfinite(lim) else np.nan)  # fmt: skip
                 for li, q in enumerate(levels):
                     lo, med, hi = band[:, li]
                     rows.append(base | dict(
@@ -276,7 +278,7 @@ def vpc(
                     ))  # fmt: skip
     if not rows:
         raise InputError("VPC: no observations of the requested outputs in this fit.")
-    blq_cols = ["output", "stratum", "bin", "x_lower", "x_upper", "x", "n", "observed",
+    blq_cols = ["output", "stratum", "bin", "x_lower", "x_upper", "x", "n", "lloq", "observed",
                 "sim_lower", "sim_median", "sim_upper", "outside"]  # fmt: skip
     return VPCResult(
         percentiles=pd.DataFrame(rows),
