@@ -20,6 +20,7 @@ Usage::
 
     .venv/bin/python benchmarks/vpc_power.py --replicates 50 --out benchmarks/out/vpc_power
     .venv/bin/python benchmarks/vpc_power.py --replicates 2 --patients 8 --nsim 100  # smoke
+    .venv/bin/python benchmarks/vpc_power.py --cost 100 --nsim 500   # seconds of one VPC
 
 Each finished replicate is appended to ``<out>/replicates.jsonl`` (a rerun with the same
 ``--out`` continues where it stopped); ``<out>/vpc_power.md`` holds the summary table.
@@ -123,6 +124,29 @@ def summarise(frame: pd.DataFrame, args) -> str:
     return "\n".join(lines)
 
 
+def cost(args) -> str:
+    """Seconds of a VPC (simulation included) with ``--nsim`` cohorts of a large fit."""
+    design = tq.Design(times=TIMES, doses=[tq.Bolus(0.0, 100.0, 1)])
+    sim = tq.simulate_cohort(WRONG_MODEL, args.cost, design, seed=7)
+    # The fit's quality does not matter here: the cost of a check is that of its simulation.
+    post = tq.fit(WRONG_MODEL, sim.cohort, method=tq.Laplace(steps=200, draws=1000),
+                  prior_check="off", seed=0, progress=False)  # fmt: skip
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        tq.vpc(post, nsim=args.nsim, x="tad", pc=True)
+        times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    tq.npde(post, nsim=args.nsim)
+    t_npde = time.perf_counter() - t0
+    return (
+        f"VPC of {args.cost} patients x {len(TIMES)} observations with {args.nsim} simulated "
+        f"cohorts (`tq.vpc(post, nsim={args.nsim}, x='tad', pc=True)`): first call "
+        f"{times[0]:.1f} s (JAX compilation included), second {times[1]:.1f} s; "
+        f"`tq.npde` with the same number of cohorts (compiled) {t_npde:.1f} s."
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--replicates", type=int, default=50)
@@ -135,9 +159,15 @@ def main() -> None:
     ap.add_argument("--vpc-threshold", type=float, default=0.2)
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--out", default="benchmarks/out/vpc_power")
+    ap.add_argument("--cost", type=int, default=0, help="only time a VPC of this many patients")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.cost:
+        line = cost(args)
+        (out / "vpc_cost.md").write_text(line + "\n")
+        print(line)
+        return
     log = out / "replicates.jsonl"
     done = set()
     if log.exists():
