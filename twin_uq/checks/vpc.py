@@ -200,15 +200,16 @@ def vpc(
     levels = np.asarray(percentiles, float)
     if levels.ndim != 1 or np.any((levels <= 0) | (levels >= 1)):
         raise InputError(f"percentiles must be fractions in (0, 1), got {percentiles}.")
-    if sims is None:
-        sims = simulate_design(post, nsim, seed=seed)
-    d = observed_design(post)
     names = post.model.output_names
     wanted = list(names) if outputs is None else list(outputs)
     for o in wanted:
         if o not in names:
             raise InputError(f"Unknown output {o!r}; the model's outputs are {names}.")
-    stratum = np.broadcast_to(strata(post, by)[:, None], d["mask"].shape)
+    groups = strata(post, by)  # checked before the simulation, which takes a while
+    if sims is None:
+        sims = simulate_design(post, nsim, seed=seed)
+    d = observed_design(post)
+    stratum = np.broadcast_to(groups[:, None], d["mask"].shape)
     xs = d["time"] if x == "time" else d["tad"]
     pids = np.broadcast_to(np.asarray(post.patient_ids, dtype=object)[:, None], xs.shape)
     a = (1.0 - float(interval)) / 2
@@ -233,7 +234,7 @@ def vpc(
             ysim = sims.y[:, sel]  # (R, n)
             if pc:
                 pred = sims.pred[sel]
-                pred_bin = np.zeros_like(pred)
+                pred_bin = np.full_like(pred, np.nan)  # NaN outside every bin
                 for j in range(edges.size - 1):
                     pred_bin[b == j] = np.nanmedian(pred[b == j]) if (b == j).any() else np.nan
                 y = prediction_correct(y, pred, pred_bin, lower_bound)
