@@ -78,6 +78,15 @@ CASES: dict[str, list[tuple[str, str, list[str], list[str]]]] = {
         )
     ],
     "stan_peer.py": [("p1_oral_10", "p1_oral_10", ["stan"], [])],
+    "vpc_power.py": [
+        (
+            "tiny",
+            "--replicates 1 --patients 6 --nsim 50 --steps 200 --draws 100 "
+            "--out benchmarks/out/vpc_power",
+            [],
+            ["out/vpc_power/vpc_power.md"],
+        )
+    ],
 }
 
 #: Modules other scripts import, and the GPU driver (which only calls fit_benchmark.py with

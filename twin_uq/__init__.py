@@ -43,6 +43,9 @@ _LAZY: dict[str, str] = {
     "Schedule": "twin_uq.simulate.schedule",
     "Signal": "twin_uq.simulate.schedule",
     "audit": "twin_uq.audit",
+    "vpc": "twin_uq.checks",
+    "npde": "twin_uq.checks",
+    "gof": "twin_uq.checks",
     "CohortPosterior": "twin_uq.posterior",
     "PatientPosterior": "twin_uq.posterior",
     "PosteriorLoadError": "twin_uq.posterior",
@@ -74,7 +77,7 @@ _LAZY: dict[str, str] = {
     "PosteriorTwin": "twin_uq.twin",
     "simulate_patient": "twin_uq.twin",
 }
-_SUBMODULES = ("report",)
+_SUBMODULES = ("checks", "report")
 
 __all__ = sorted([*_LAZY, *_SUBMODULES])
 
@@ -110,9 +113,10 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # what static tools and IDEs see
-    from twin_uq import report as report
+    from twin_uq import checks as checks, report as report
     from twin_uq._config import PrecisionWarning as PrecisionWarning, configure as configure
     from twin_uq.audit import audit as audit
+    from twin_uq.checks import gof as gof, npde as npde, vpc as vpc
     from twin_uq.data import (
         Cohort as Cohort,
         CohortError as CohortError,

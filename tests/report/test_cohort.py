@@ -14,6 +14,9 @@ def test_cohort_report_sections(reports):
     for text in (
         "Convergence diagnostics",
         "Visual predictive check",
+        "new cohorts with the observed design",
+        "Normalised prediction distribution errors",
+        "Goodness of fit",
         "Population parameters",
         "Trust per patient",
         "Solver failures",
@@ -25,6 +28,12 @@ def test_cohort_report_sections(reports):
     assert html.count('<th scope="row" class="pid">') == len(post.patient_ids)
     assert "No measurements" in html
     assert "<script" not in html.lower()
+    # The population checks: one VPC figure for the one output, NPDE and GOF figures, each
+    # with its accessible title, and the NPDE test table of the true model.
+    for key in ("vpc-0-title", "npde-title", "gof-title"):
+        assert f'id="{key}"' in html, key
+    assert "no evidence of misfit" in html
+    assert "against time (one dose per patient)" in html
 
 
 def test_cohort_report_with_sbc_and_coverage(oral_fit, tmp_path):
@@ -63,6 +72,9 @@ def test_cohort_report_in_browser(browser, reports, tmp_path):
     assert HOSTILE_ID in page["text"]
     assert HOSTILE_ID not in page["html"]  # only its escaped form is markup
     assert "Trust per patient" in page["text"] and "one_compartment_oral" in page["text"]
+    for section in ("Visual predictive check", "Normalised prediction distribution errors",
+                    "Goodness of fit"):  # fmt: skip
+        assert section in page["text"], section
     assert_not_blank(png)
 
 

@@ -17,6 +17,7 @@ from twin_uq.cli import (
     update,
     update_many,
     validate,
+    vpc,
 )
 from twin_uq.cli._cache import enable_compilation_cache
 
@@ -44,6 +45,7 @@ COMMANDS = {
     "report": report.report,
     "audit": report.audit,
     "validate": validate.validate,
+    "vpc": vpc.vpc,
 }
 for _name, _command in COMMANDS.items():
     app.command(_name)(_command)

@@ -1,4 +1,4 @@
-"""The cohort report for a statistician: diagnostics, calibration, VPC, population, trust.
+"""The cohort report for a statistician: diagnostics, calibration, model checks, population, trust.
 
 ``cohort(post, "cohort.html", sbc=..., coverage=...)`` writes one self-contained HTML file
 (inline CSS and SVG, no scripts, no network).
@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from twin_uq.report.cohort_checks import population_checks
 from twin_uq.report.figures import PALETTE, figure, svg_from_figure
 from twin_uq.report.render import provenance, render, write, write_pdf
 from twin_uq.report.text import format_estimate, format_number, percent
@@ -55,88 +55,6 @@ def _diagnostics(post) -> dict:
 def _f(x: float, decimals: int) -> str:
     x = float(x)
     return "n/a" if not np.isfinite(x) else f"{x:.{decimals}f}"
-
-
-def _vpc(post, interval: float) -> list[str]:
-    """Visual predictive check per output: observed vs predicted percentiles over time bins."""
-    tree = post.idata
-    if "posterior_predictive" not in tree.children or "observed_data" not in tree.children:
-        return []
-    cd = tree["constant_data"].to_dataset()
-    t = np.asarray(cd["obs_time"].values, float)
-    out = np.asarray(cd["obs_output"].values, int)
-    mask = np.asarray(cd["obs_mask"].values, bool)
-    cens = np.asarray(cd["obs_censored"].values, bool)
-    obs = np.asarray(tree["observed_data"]["y"].values, float)
-    yrep = tree["posterior_predictive"]["y"].transpose("chain", "draw", "patient", "obs").values
-    yrep = np.asarray(yrep, float).reshape(-1, *obs.shape)
-    rng = np.random.default_rng(0)
-    if yrep.shape[0] > 400:  # enough replicates for the percentile bands; keeps it fast
-        yrep = yrep[np.sort(rng.choice(yrep.shape[0], 400, replace=False))]
-    a = (1 - interval) / 2
-    qs = (0.1, 0.5, 0.9)
-    figs = []
-    for k, o in enumerate(post.model.outputs):
-        sel = mask & (out == k)
-        if not sel.any():
-            continue
-        times = t[sel]
-        uniq = np.unique(times)
-        edges = (
-            np.concatenate([[-np.inf], (uniq[1:] + uniq[:-1]) / 2, [np.inf]])
-            if uniq.size <= 12
-            else np.unique(np.quantile(times, np.linspace(0, 1, 11)))
-        )
-        if uniq.size > 12:
-            edges[0], edges[-1] = -np.inf, np.inf
-        centers, obs_q, pred_q = [], [], []
-        for lo_e, hi_e in itertools.pairwise(edges):
-            b = sel & (t > lo_e) & (t <= hi_e)
-            if not b.any():
-                continue
-            centers.append(float(np.median(t[b])))
-            ob = obs[b & ~cens]
-            obs_q.append(np.quantile(ob, qs) if ob.size >= 3 else np.full(3, np.nan))
-            pr = yrep[:, b]  # (S, n)
-            per_draw = np.quantile(pr, qs, axis=1)  # (3, S)
-            pred_q.append(np.quantile(per_draw, [a, 0.5, 1 - a], axis=1))  # (3 band, 3 q)
-        centers = np.asarray(centers)
-        obs_q = np.asarray(obs_q)  # (B, 3)
-        pred_q = np.asarray(pred_q)  # (B, 3 band, 3 q)
-        with figure(figsize=(7.0, 4.0)) as (fig, ax):
-            for j, (q, c) in enumerate(zip(qs, (PALETTE[0], PALETTE[1], PALETTE[0]), strict=True)):
-                ax.fill_between(
-                    centers,
-                    pred_q[:, 0, j],
-                    pred_q[:, 2, j],
-                    color=c,
-                    alpha=0.2,
-                    lw=0,
-                    label=f"predicted {100 * q:.0f}th percentile ({percent(interval)} interval)",
-                )
-                ax.plot(
-                    centers,
-                    obs_q[:, j],
-                    color=c,
-                    lw=1.5,
-                    ls="-" if q == 0.5 else "--",
-                    marker="o",
-                    ms=3,
-                    label=f"observed {100 * q:.0f}th percentile",
-                )
-            ok = sel & ~cens
-            ax.plot(t[ok], obs[ok], ".", color="0.55", ms=2.5, label="observations")
-            ax.set_xlabel(f"time ({post.model.card.time_unit})")
-            ax.set_ylabel(f"{o.name} ({o.unit})")
-            handles, labels = ax.get_legend_handles_labels()
-            fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=7)
-        desc = (
-            f"Visual predictive check of {o.name}: the observed 10th, 50th and 90th percentiles per "
-            f"time bin (lines with dots) against the {percent(interval)} intervals of the same percentiles "
-            f"in data simulated from the posterior (bands), over {len(centers)} time bins."
-        )
-        figs.append(svg_from_figure(fig, f"vpc{k}", f"Visual predictive check: {o.name}", desc))
-    return figs
 
 
 def _population_density(r) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -437,7 +355,7 @@ def cohort(
         diag=_diagnostics(post),
         sbc=_sbc(sbc),
         coverage=_coverage(coverage),
-        vpc=_vpc(post, interval),
+        checks=population_checks(post, interval),
         params=params,
         effects=effects,
         residual=residual,
