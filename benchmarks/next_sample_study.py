@@ -16,6 +16,7 @@ Issue #28's proof, on a simulated oral cohort whose truth is known:
 3. **Cost.** ``next_measurement`` over 50 candidate times for one patient, second call.
 
 Run: .venv/bin/python benchmarks/next_sample_study.py [--patients 40] [--brute 16]
+(smallest: --patients 6 --chains 1 --warmup 30 --draws 30 --brute 2)
 Results are printed as JSON and as the lines written into benchmarks/RESULTS_twin.md.
 """
 
@@ -76,12 +77,21 @@ def main() -> None:
     ap.add_argument("--patients", type=int, default=40)
     ap.add_argument("--brute", type=int, default=16, help="imagined values per brute-force time")
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--draws", type=int, default=500)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     sim = tq.simulate_cohort("one_compartment_oral", args.patients, DESIGN, seed=args.seed)
     t0 = time.perf_counter()
     post = tq.fit(
-        "one_compartment_oral", sim.cohort, chains=4, warmup=500, draws=500, seed=0, progress=False
+        "one_compartment_oral",
+        sim.cohort,
+        chains=args.chains,
+        warmup=args.warmup,
+        draws=args.draws,
+        seed=0,
+        progress=False,
     )
     fit_s = time.perf_counter() - t0
     k = list(post.model.parameter_names).index("CL")
