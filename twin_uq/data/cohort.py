@@ -28,6 +28,7 @@ from twin_uq.data.arrays import (
     stack_arrays,
 )
 from twin_uq.data.build import cohort_fields
+from twin_uq.data.covariate_path import CovariateSegments, covariate_segments
 from twin_uq.data.model_checks import (
     check_modelled_doses,
     check_observation_compartments,
@@ -35,7 +36,6 @@ from twin_uq.data.model_checks import (
 )
 from twin_uq.data.schedules import patient_schedule_fields, patient_signal
 from twin_uq.data.summary import CohortSummary
-from twin_uq.data.covariate_path import CovariateSegments, covariate_segments
 from twin_uq.data.table import covariate_column, id_text, used_obs
 from twin_uq.data.time_units import check_time_unit
 from twin_uq.data.validate import CohortError, Problem
