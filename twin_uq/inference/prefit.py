@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from twin_uq.inference.likelihood import FitData, cohort_loglik
+from twin_uq.inference.likelihood import FitData, cohort_loglik, likelihood_theta
 from twin_uq.inference.numpyro_model import ProgramStructure
 from twin_uq.inference.postprocess import residual_from_draw
 from twin_uq.inference.prepare import PreparedFit
@@ -156,7 +156,8 @@ def _pooled_loglik(structure: ProgramStructure, data: FitData, params: dict, fix
     if structure.prop_outputs:
         draw["sigma_prop"] = jnp.exp(params["log_prop"])
     residual = residual_from_draw(structure, draw, int(data.error_code.shape[0]))
-    theta = to_natural(structure.model, jnp.asarray(data.allometric) + params["mu"])
+    latent = jnp.asarray(data.allometric) + params["mu"]
+    theta = likelihood_theta(structure.model, latent, jnp.zeros(data.effect_param.shape), data)
     ll, ok = cohort_loglik(structure.model, structure.settings, theta, data, residual)
     per_patient = jnp.sum(jnp.where(jnp.isfinite(ll), ll, 0.0), axis=1)
     # A failed solve counts as a large finite penalty, so the search leaves it (not NaN).

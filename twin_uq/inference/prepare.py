@@ -208,6 +208,9 @@ def prepare_fit(
     settings = (settings or model.solver).covering(np.asarray(arrays.obs_time))
     design = build_covariate_design(spec, cohort)
     covariate_arrays = design.as_arrays(model.parameter_names)
+    # Time-varying design covariates: parameters piecewise constant between change times.
+    arrays = arrays.with_change_times(design.change_time)
+    segment_design, segment_allometric = design.segment_shifts()
     data = FitData(
         arrays=arrays,
         design=covariate_arrays.design,
@@ -215,6 +218,7 @@ def prepare_fit(
         effect_term=covariate_arrays.effect_term,
         allometric=covariate_arrays.allometric,
         error_code=jnp.asarray(spec.error_codes()),
+        **_as_jax(segment_design=segment_design, segment_allometric=segment_allometric),
     )
     structure = ProgramStructure.from_spec(spec, len(design.effects), settings)
     priors = PriorArrays.from_spec(spec, structure, design.effects)
@@ -249,3 +253,8 @@ def prepare_fit(
         priors=priors,
         centering=chosen,
     )
+
+
+def _as_jax(**arrays: np.ndarray | None) -> dict[str, jnp.ndarray | None]:
+    """NumPy arrays as float64 JAX arrays, ``None`` left as it is."""
+    return {k: None if v is None else jnp.asarray(v, dtype=jnp.float64) for k, v in arrays.items()}
