@@ -88,3 +88,25 @@ def test_pymc_backend_refuses_time_varying_covariates():
     prepared = prepare_fit(spec, cohort)
     with pytest.raises(tq.errors.InputError, match="NumPyro"):
         tq.PyMC().run(prepared, None, seed=0, progress=False)
+
+
+def test_parameter_path_of_a_patient_follows_its_weight():
+    from twin_uq.inference.population import build_covariate_design
+    from twin_uq.posterior.patient import parameter_path
+
+    cohort, _ = _cohort()
+    model = OneCompartmentIV()
+    spec = tq.PopulationModel(model, covariate_effects={"CL": ["WT"]}, prior_check="off")
+    design = build_covariate_design(spec, cohort)
+    np.testing.assert_array_equal(design.change_time, [[0, 12], [0, np.inf], [0, np.inf]])
+    theta = np.array([[4.0, 40.0], [6.0, 60.0]])  # two draws of patient 1 (baseline 60 kg)
+    beta = np.array([[0.0], [0.2]])
+    change, path, covariates = parameter_path(model, design, 0, theta, beta)
+    np.testing.assert_array_equal(change, [0.0, 12.0])
+    assert covariates["WT"].tolist() == [60.0, 80.0]
+    # Allometry and the standardised effect of WT (centre/scale of the baseline weights).
+    dx = (80.0 - 60.0) / design.scale[0]
+    expected = theta * [(80 / 60) ** 0.75, 80 / 60] * np.exp(np.outer(beta[:, 0] * dx, [1, 0]))
+    np.testing.assert_allclose(path[:, 0], theta, rtol=1e-12)
+    np.testing.assert_allclose(path[:, 1], expected, rtol=1e-12)
+    assert parameter_path(model, design, 1, theta, beta) == (None, None, None)

@@ -188,10 +188,15 @@ class PosteriorTwin:
         T, D = times.size, idx.size
         t_pad = np.concatenate([times, np.full(_bucket(T, 16) - T, times[-1])])
         i_pad = np.concatenate([idx, np.full(_bucket(D, 16) - D, idx[-1])])
+        # Time-varying covariates: each draw's parameters on every segment of the record,
+        # the last segment's carried on past the last record.
+        change_time = self.posterior.change_time
+        theta = self.theta if change_time is None else self.posterior.theta_path
+        extra = () if change_time is None else (jnp.asarray(change_time),)
         f, y, status = predict_draws(
             self.model,
             self.settings.covering(t_pad),
-            jnp.asarray(self.theta[i_pad]),
+            jnp.asarray(theta[i_pad]),
             jnp.asarray(self.covariates),
             schedule,
             jnp.asarray(t_pad),
@@ -200,6 +205,7 @@ class PosteriorTwin:
             jnp.asarray(self.prop[i_pad]),
             jnp.asarray(self.nu[i_pad]),
             jax.random.key(seed),
+            *extra,
         )
         status = jax.tree.map(lambda v: np.asarray(v)[:D], status)
         return np.asarray(f)[:D, :T], np.asarray(y)[:D, :T], status
