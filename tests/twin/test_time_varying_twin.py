@@ -65,3 +65,21 @@ def test_twin_predicts_along_the_patients_covariate_path(post):
 def test_update_refuses_time_varying_covariates(post):
     with pytest.raises(tq.errors.InputError, match="time-varying"):
         post.twin("0").update(pd.DataFrame({"time": [20.0], "value": [0.5]}))
+
+
+def test_future_covariates_extend_the_path(post):
+    twin = post.twin("0", future_covariates={20.0: {"WT": 100.0}})
+    pp = twin.posterior
+    np.testing.assert_array_equal(pp.change_time, [0.0, 12.0, 20.0])
+    assert pp.covariate_path["WT"].tolist() == [60.0, 80.0, 100.0]
+    np.testing.assert_allclose(
+        pp.theta_path[:, 2], pp.theta * [(100 / 60) ** 0.75, 100 / 60], rtol=1e-12
+    )
+    f = twin.predict([30.0])["f"].sel(output="concentration").values[:, 0]
+    (cl0, v0), (cl1, v1), (cl2, v2) = (pp.theta_path[:, g].T for g in range(3))
+    a20 = 100 * np.exp(-cl0 / v0 * 12.0) * np.exp(-cl1 / v1 * 8.0)
+    np.testing.assert_allclose(f, a20 / v2 * np.exp(-cl2 / v2 * 10.0), rtol=1e-10)
+    with pytest.raises(tq.errors.InputError, match="after the record"):
+        post.twin("0", future_covariates={10.0: {"WT": 90.0}})
+    with pytest.raises(tq.errors.InputError, match="unknown covariate"):
+        post.twin("0", future_covariates={30.0: {"HEIGHT": 180.0}})

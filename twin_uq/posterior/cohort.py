@@ -411,11 +411,15 @@ class CohortPosterior:
 
         return twin_uq.assess_cohort(self, thresholds)
 
-    def twin(self, patient_id):
-        """The posterior twin of one patient: ``tq.PosteriorTwin.from_posterior(post, id)``."""
+    def twin(self, patient_id, future_covariates=None):
+        """The posterior twin of one patient: ``tq.PosteriorTwin.from_posterior(post, id)``.
+
+        ``future_covariates``: covariate values from given times after the record on,
+        ``{time: {name: value}}`` (see ``PosteriorTwin.from_posterior``).
+        """
         import twin_uq
 
-        return twin_uq.PosteriorTwin.from_posterior(self, patient_id)
+        return twin_uq.PosteriorTwin.from_posterior(self, patient_id, future_covariates)
 
     def to_pymc_model(self):
         """The fit's population model as a ``pm.Model`` to extend by hand (needs ``twin-uq[pymc]``)."""

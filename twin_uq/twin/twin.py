@@ -27,7 +27,13 @@ from twin_uq.simulate.status import SolveStatus, describe_failures
 from twin_uq.twin.conditioning import update_twin
 from twin_uq.twin.criteria import Criterion, Event, event_grid
 from twin_uq.twin.engine import _bucket, bucket_schedule, predict_draws
-from twin_uq.twin.inputs import check_doses, check_interval, check_times, scaled_schedule
+from twin_uq.twin.inputs import (
+    check_doses,
+    check_interval,
+    check_times,
+    scaled_schedule,
+    with_future_covariates,
+)
 from twin_uq.twin.results import (
     DoseRecommendation,
     ProbabilityResult,
@@ -70,15 +76,27 @@ class PosteriorTwin:
 
     # ---- construction ------------------------------------------------------------------
     @classmethod
-    def from_posterior(cls, post: CohortPosterior, patient_id: object) -> PosteriorTwin:
+    def from_posterior(
+        cls,
+        post: CohortPosterior,
+        patient_id: object,
+        future_covariates: Mapping[float, Mapping[str, object]] | None = None,
+    ) -> PosteriorTwin:
         """The twin of a fitted patient (``post.twin(patient_id)``).
+
+        ``future_covariates``: covariate values from given times after the record on
+        (``{48.0: {"WT": 3.4}}``; a what-if). Without them the last recorded value of a
+        time-varying covariate holds in the future.
 
         Raises
         ------
         UnknownPatientError
             (a ``KeyError``) for an id not in the fit, naming close matches.
         """
-        return cls(post.patient(patient_id))
+        patient = post.patient(patient_id)
+        if future_covariates:
+            patient = with_future_covariates(post, patient, future_covariates)
+        return cls(patient)
 
     # ---- the patient's posterior, read through -----------------------------------------
     patient_id = property(lambda self: self.posterior.patient_id, doc="The patient.")
