@@ -104,3 +104,12 @@ def test_shapes_are_checked():
         solve(model, THETA, [70.0], _schedule(), TIMES)
     with pytest.raises(InputError, match="change_times"):
         solve(model, THETA, [70.0], _schedule(), TIMES, change_times=[0.0, 1.0, 2.0])
+
+
+def test_simulate_front_door_takes_change_times():
+    traj = tq.simulate(OneCompartmentIV(), THETA, _schedule(), TIMES, change_times=CHANGE)
+    np.testing.assert_allclose(
+        traj.outputs[:, 0], analytic(jnp.asarray(THETA), jnp.asarray(TIMES)), rtol=1e-12
+    )
+    with pytest.raises(InputError, match="shape"):
+        tq.simulate(OneCompartmentIV(), THETA[0], _schedule(), TIMES, change_times=CHANGE)

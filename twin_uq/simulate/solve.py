@@ -397,8 +397,16 @@ def solve_outputs(
     return traj.states, traj.outputs, traj.ok
 
 
-def _as_theta(model: Model, params: Mapping[str, float] | ArrayLike) -> Array:
+def _as_theta(model: Model, params: Mapping[str, float] | ArrayLike, segments: int = 0) -> Array:
     names = model.parameter_names
+    if segments:  # piecewise: an (S, K) array, one row per segment
+        theta = jnp.asarray(params, dtype=float)
+        if theta.shape != (segments, len(names)):
+            raise InputError(
+                f"With change_times of {segments} segment(s), params must be an array of "
+                f"shape ({segments}, {len(names)}) in the order {names}; got {theta.shape}."
+            )
+        return theta
     if isinstance(params, Mapping):
         missing = [n for n in names if n not in params]
         unknown = [k for k in params if k not in names]
@@ -438,8 +446,8 @@ def _as_covariates(model: Model, covariates: Mapping[str, float] | ArrayLike | N
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _simulate_compiled(model, settings, theta, covariates, schedule, times):
-    return _solve(model, settings, theta, covariates, schedule, times)
+def _simulate_compiled(model, settings, theta, covariates, schedule, times, change_times=None):
+    return _solve(model, settings, theta, covariates, schedule, times, None, change_times)
 
 
 def simulate(
@@ -450,6 +458,7 @@ def simulate(
     *,
     covariates: Mapping[str, float] | ArrayLike | None = None,
     settings: SolverSettings | None = None,
+    change_times: Sequence[float] | ArrayLike | None = None,
 ) -> Trajectory:
     """Simulate one patient and return a :class:`Trajectory`.
 
@@ -472,6 +481,9 @@ def simulate(
         Dict or vector in ``model.covariates`` order; default ``model.covariate_defaults``.
     settings
         Default ``model.solver``.
+    change_times
+        Parameters piecewise constant in time (time-varying covariates): ``(S,)`` segment
+        starts (sorted, the first 0) with ``params`` an ``(S, K)`` array (see :func:`solve`).
     """
     from twin_uq._config import require_x64
     from twin_uq.model.load import load_model
@@ -485,13 +497,17 @@ def simulate(
     if schedule.bolus_time.ndim != 1:
         raise InputError("simulate takes one patient's (unbatched) Schedule.")
     check_dose_declarations(model, schedule)
+    change = None if change_times is None else jnp.asarray(change_times, dtype=float)
+    if change is not None and (change.ndim != 1 or not bool(jnp.all(jnp.diff(change) >= 0))):
+        raise InputError(f"change_times must be a sorted 1-D sequence; got {change_times!r}.")
     return _simulate_compiled(
         model,
         settings.covering(times_arr),
-        _as_theta(model, params),
+        _as_theta(model, params, 0 if change is None else change.shape[0]),
         _as_covariates(model, covariates),
         schedule,
         times_arr,
+        change,
     )
 
 
