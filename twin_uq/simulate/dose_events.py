@@ -210,7 +210,10 @@ def resolve_doses(
     model, settings
         The model (its ``dose_parameters``) and the solver settings (``max_ss_tails``).
     theta_vec
-        Individual parameters in ``model.parameter_names`` order, natural scale, ``(K,)``.
+        Individual parameters in ``model.parameter_names`` order, natural scale, ``(K,)``;
+        or ``(S, K)`` piecewise constant from ``patient.change_time`` on
+        (:mod:`twin_uq.simulate.segments`): each dose then takes its segment's lag, ``F``,
+        rate and duration, and the change times are appended as neutral events.
     patient
         Covariates, the unbatched schedule and the times (only the schedule's doses are
         read here, and the covariates for a steady state).

@@ -46,7 +46,10 @@ into the grid at its time ``tau(theta)``, which splits the step containing it in
 The step lengths are then differentiable in ``tau``, and the reverse-mode gradient is the
 derivative of the discrete solution with respect to lag, duration and ``F`` as well
 (it has a kink of RK4's error size where an event crosses a grid point). Otherwise the
-doses are resolved once, when the grid is built, and the solve is the one it always was. A requested time past the horizon is not silently
+doses are resolved once, when the grid is built, and the solve is the one it always was.
+Parameters piecewise constant in time (time-varying covariates, ``fixed_grid(...,
+piecewise=True)``) take the first way: their change times are inserted like moving doses
+and each step uses the parameters in force at its start. A requested time past the horizon is not silently
 reached with longer steps: the solve returns ``SolveStatus.beyond_horizon``.
 
 Accuracy is that of RK4 with step ``h`` (global error ``O(h^4)``); there is no error

@@ -87,7 +87,9 @@ def solve_ode(
     model, settings
         The model and how to integrate it (``settings.method`` a diffrax solver name).
     theta
-        Individual parameters in ``model.parameter_names`` order, natural scale, ``(K,)``.
+        Individual parameters in ``model.parameter_names`` order, natural scale, ``(K,)``;
+        or ``(S, K)`` piecewise constant from ``patient.change_time`` on (each change time
+        ends an integration segment; sensitivities are then with respect to all ``S·K``).
     patient
         Covariates, the schedule (its signal knots are the controller's jump times) and
         the observation times, in any order.
