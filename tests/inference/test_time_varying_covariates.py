@@ -110,3 +110,24 @@ def test_parameter_path_of_a_patient_follows_its_weight():
     np.testing.assert_allclose(path[:, 0], theta, rtol=1e-12)
     np.testing.assert_allclose(path[:, 1], expected, rtol=1e-12)
     assert parameter_path(model, design, 1, theta, beta) == (None, None, None)
+
+
+def test_a_model_covariate_read_once_is_announced():
+    from twin_uq.data import CohortWarning
+    from twin_uq.inference.population import build_covariate_design
+    from twin_uq.inference.prepare import _warn_baseline_only
+
+    class ReadsWeight(OneCompartmentIV):
+        name = "reads_weight"
+        allometric = ()  # WT only in the model's own equations
+
+    cohort, _ = _cohort()
+    spec = tq.PopulationModel(ReadsWeight(), prior_check="off")
+    with pytest.warns(CohortWarning, match=r"\['WT'\].*first"):
+        _warn_baseline_only(spec, cohort, build_covariate_design(spec, cohort))
+    spec = tq.PopulationModel(OneCompartmentIV(), prior_check="off")  # allometric: follows
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CohortWarning)
+        _warn_baseline_only(spec, cohort, build_covariate_design(spec, cohort))
