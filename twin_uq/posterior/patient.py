@@ -99,9 +99,10 @@ class PatientPosterior:
         With covariates of the fit that change within this patient's record (time-varying
         covariates): ``(G,)`` starts of the ``G`` segments on which the parameters are
         constant (0 first) and ``(S, G, K)`` the parameter draws on each segment (the
-        covariate model evaluated with the values in force there; ``theta`` is the
-        first segment's, the baseline). The last segment holds after the last record (the
-        last value carried forward). ``None`` otherwise.
+        covariate model evaluated with the values in force there; ``theta`` is that of
+        the baseline, the first recorded values: the first segment's with ``"locf"``).
+        The last segment holds after the last record (the last value carried forward).
+        ``None`` otherwise.
     covariate_path
         With ``change_time``: the values of the time-varying covariates on each segment
         (index: segment start), as the fit read them; ``None`` otherwise.
