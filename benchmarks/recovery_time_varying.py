@@ -138,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         "draws": args.draws,
         "seconds": round(seconds, 1),
         "population_inside_90": inside,
+        "population_summary_90": {
+            str(k): {c: float(r[c]) for c in ("median", "lower", "upper")}
+            for k, r in summary.iterrows()
+        },
+        "worst_rhat": {str(k): float(v) for k, v in table_d["r_hat"].sort_values().tail(5).items()},
         "population_inside_count": f"{sum(inside.values())}/{len(inside)}",
         "patient_cl_coverage_90": {k: v / args.patients for k, v in hits.items()},
         "max_rhat_population": rhat_pop,
