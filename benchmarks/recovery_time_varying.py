@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, row, true in (
         ("CL", "CL", TRUE["CL"]),
         ("V", "V", TRUE["V"]),
-        ("beta", "CL~CRCL", TRUE["beta"]),
+        # The summary reports a covariate effect as its ratio exp(beta) per SD.
+        ("beta", "CL~CRCL", float(np.exp(TRUE["beta"]))),
         ("sigma", "sigma_prop[concentration]", TRUE["sigma"]),
     ):
         r = summary.loc[row]
