@@ -147,3 +147,27 @@ def test_covariates_outside_the_cohort_are_named():
     assert table["mahalanobis_d2"].idxmax() == "P00"
     # Typical patients of a normal-ish cohort are rarely flagged (cut-off: 99.9 % quantile).
     assert sum(bool(v) for v in flags.values()) <= 3
+
+
+def test_every_value_of_a_time_varying_covariate_is_checked():
+    # 20 neonates gaining weight from ~3 kg; P07's weight at 96 h is 9 kg (a typing error
+    # of the kind a baseline-only check misses: its first value is ordinary).
+    rng = np.random.default_rng(1)
+    ids = [f"P{i:02d}" for i in range(20)]
+    rows = []
+    for p in ids:
+        w = 3.0 * np.exp(0.1 * rng.standard_normal())
+        for t in (0.0, 48.0, 96.0):
+            rows.append((p, t, "WT", w * (1 + 0.001 * t)))
+    series = pd.DataFrame(rows, columns=["id", "time", "covariate", "value"])
+    series.loc[(series["id"] == "P07") & (series["time"] == 96.0), "value"] = 9.0
+    frame = pd.DataFrame(
+        {"WT": series.groupby("id")["value"].first(), "AGE": rng.uniform(1, 5, 20)}, index=ids
+    )
+    cohort = SimpleNamespace(covariates=frame, time_varying=("WT",), covariate_series=series)
+    post = SimpleNamespace(cohort=cohort, patient_ids=tuple(ids), model=SimpleNamespace(signals=()))
+    table, flags = covariate_support(post, TrustThresholds())
+    assert len(flags["P07"]) == 1
+    assert "WT = 9 at time 96" in flags["P07"][0]
+    assert table.loc["P07", "covariate_max_abs_z"] > TrustThresholds().covariate_z_max
+    assert not any(flags[p] for p in ids if p != "P07")

@@ -63,6 +63,12 @@ class CohortArrays(eqx.Module):
         none) and the interval's other bound (float64, NaN: none; e.g. 0 for M4). ``None``
         unless some observation is censored above its limit or on an interval; then
         ``obs_censored`` means below ``obs_lloq`` (M3), as it always did.
+    change_time
+        ``(P, S)`` starts of the segments on which the individual parameters are constant
+        (:class:`~twin_uq.data.covariate_path.CovariateSegments`: 0 first, ``+inf``
+        padding), set by :meth:`with_change_times` when a covariate the fit uses changes
+        within a patient; ``None`` otherwise (``S = 1``: one parameter vector per patient,
+        the solve of before).
     """
 
     obs_time: Float[Array, "P N"]
@@ -78,11 +84,28 @@ class CohortArrays(eqx.Module):
     covariate_names: tuple[str, ...] = eqx.field(static=True)
     obs_cens: Int[Array, "P N"] | None = None
     obs_limit: Float[Array, "P N"] | None = None
+    change_time: Float[Array, "P S"] | None = None
 
     @property
     def n_patients(self) -> int:
         """Number of patients ``P``."""
         return self.obs_time.shape[0]
+
+    @property
+    def n_segments(self) -> int:
+        """Static number ``S`` of parameter segments per patient (1 without change times)."""
+        return 1 if self.change_time is None else self.change_time.shape[-1]
+
+    def with_change_times(self, change_time: np.ndarray | None) -> CohortArrays:
+        """These arrays with parameter change times ``(P, S)`` (``None`` or ``S = 1``: none).
+
+        ``S = 1`` stores ``None``, so that a cohort whose covariates do not change within a
+        patient compiles and solves exactly as before.
+        """
+        if change_time is not None and np.shape(change_time)[-1] <= 1:
+            change_time = None
+        value = None if change_time is None else jnp.asarray(change_time, dtype=jnp.float64)
+        return eqx.tree_at(lambda a: a.change_time, self, value, is_leaf=lambda x: x is None)
 
     def require_lower_censoring_only(self, what: str) -> None:
         """Refuse upper-limit or interval censoring in a path that only computes M3.

@@ -28,6 +28,7 @@ from twin_uq.data.arrays import (
     stack_arrays,
 )
 from twin_uq.data.build import cohort_fields
+from twin_uq.data.covariate_path import CovariateSegments, covariate_segments
 from twin_uq.data.model_checks import (
     check_modelled_doses,
     check_observation_compartments,
@@ -438,6 +439,24 @@ class Cohort:
         cov = covariate_matrix(model, self.table, self.covariates, self.ids, **where)
         obs = {f: getattr(self, f) for f in _OBS_FIELDS}
         return stack_arrays(model, obs, out_idx, schedules, cov, self.ids)
+
+    def covariate_segments(
+        self, names: Sequence[str], interpolation: str = "locf"
+    ) -> CovariateSegments:
+        """Per-patient segments of constant ``names`` (matched without regard to case).
+
+        ``(P, S)`` change times and ``(P, S, C)`` values, ``S`` padded over the cohort
+        (1 when none of ``names`` changes within a patient); ``interpolation`` ``"locf"``
+        (a value applies from its row on) or ``"nocb"`` (back to the previous row). See
+        :mod:`twin_uq.data.covariate_path`.
+
+        Raises
+        ------
+        CohortError
+            When a name matches no covariate column.
+        """
+        columns = [self._covariate_column(n) for n in names]
+        return covariate_segments(self.table, self.ids, columns, interpolation)
 
     def covariate_column(self, name: str) -> str:
         """The covariate column matching ``name`` (exact, else without regard to case).

@@ -48,7 +48,7 @@ from twin_uq.inference.methods import (
     FitSettingsError,
     check_counts,
 )
-from twin_uq.inference.population import PopulationModel
+from twin_uq.inference.population import PopulationModel, build_covariate_design
 from twin_uq.inference.postprocess import residuals_of_draws
 from twin_uq.inference.prepare import prepare_fit
 from twin_uq.model.base import Model
@@ -188,6 +188,13 @@ class TwoStage(FitMethod):
             raise FitSettingsError(
                 f"TwoStage cannot fit model {model.name!r}: parameter(s) {fixed} are fixed "
                 "effects (bsv=False); fit it in one stage (method=tq.NUTS(...))."
+            )
+        if build_covariate_design(spec, cohort).segments is not None:
+            # Stage 2's workers solve one parameter vector per draw (no covariate path).
+            raise FitSettingsError(
+                "TwoStage does not handle covariates that change within a patient (a "
+                "time-varying covariate in covariate_effects or allometric scaling); fit in "
+                "one stage (method=tq.NUTS(...), tq.SVI, tq.Laplace)."
             )
         ids = list(cohort.ids)
         P = len(ids)

@@ -75,6 +75,7 @@ def provenance(prepared: PreparedFit, settings_json: str, info: dict) -> dict[st
                 "correlation": spec.correlation,
                 "centering": spec.centering,
                 "prior_check": spec.prior_check,
+                "covariate_interpolation": spec.covariate_interpolation,
                 "error": dict(zip(model.output_names, spec.error_kinds(), strict=True)),
                 "priors": {
                     k: v if isinstance(v, int | float | str) else list(v)

@@ -27,6 +27,7 @@ from twin_uq._types import (
 from twin_uq.data import CohortArrays
 from twin_uq.inference.residual import observation_loglik
 from twin_uq.model.base import Model, SolverSettings
+from twin_uq.model.scales import to_natural
 from twin_uq.simulate import solve_cohort_on_grid, solve_outputs
 from twin_uq.simulate.fixed_step import FixedGrid
 
@@ -35,6 +36,7 @@ __all__ = [
     "ResidualParams",
     "censoring_args",
     "cohort_loglik",
+    "likelihood_theta",
     "patient_loglik",
     "patient_predictions",
     "score_predictions",
@@ -77,6 +79,11 @@ class FitData(eqx.Module):
         Fixed-step solver (``method="rk4"``) only: every patient's
         :class:`~twin_uq.simulate.fixed_step.FixedGrid` (leading axis ``P``), built once
         so that no gradient rebuilds it; ``None`` otherwise.
+    segment_design, segment_allometric
+        With covariates that change within a patient (``arrays.change_time`` set): per
+        segment, the change of the design ``(P, S, Q)`` and of the allometric offsets
+        ``(P, S, K)`` from the baseline ones (:func:`likelihood_theta`); ``None``
+        otherwise.
     """
 
     arrays: CohortArrays
@@ -86,6 +93,8 @@ class FitData(eqx.Module):
     allometric: Float[Array, "P K"]
     error_code: ErrorCodes
     grids: FixedGrid | None = None
+    segment_design: Float[Array, "P S Q"] | None = None
+    segment_allometric: Float[Array, "P S K"] | None = None
 
     @property
     def n_patients(self) -> int:
@@ -96,6 +105,25 @@ class FitData(eqx.Module):
     def n_observations(self) -> np.ndarray:
         """Observations per patient (censored included), shape ``(P,)``."""
         return np.asarray(self.arrays.obs_mask).sum(axis=1)
+
+
+def likelihood_theta(
+    model: Model, log_theta: Float[Array, "P K"], beta: Float[Array, " E"], data: FitData
+) -> Float[Array, "P K"] | Float[Array, "P S K"]:
+    """The natural-scale parameters the likelihood solves with, from the latent ``log_theta``.
+
+    ``to_natural(log_theta)`` ``(P, K)``; with time-varying covariates (``data``'s segment
+    arrays) ``(P, S, K)``: on segment ``s`` the covariate model evaluated with the values
+    in force there, ``log_theta + (X_s - X_0) beta + (allometric_s - allometric_0)`` on
+    the latent scale (the patient's random effect is the same on every segment).
+    """
+    if data.segment_design is None:
+        return to_natural(model, log_theta)
+    shift = data.segment_allometric
+    if beta.shape[0]:
+        contrib = data.segment_design[..., data.effect_term] * beta  # (P, S, E)
+        shift = shift + contrib @ jnp.eye(log_theta.shape[-1])[data.effect_param]
+    return to_natural(model, log_theta[:, None, :] + shift)
 
 
 def _select_predictions(outputs, output_index, ok):
@@ -114,12 +142,17 @@ def patient_predictions(
     times: Float[Array, " N"],
     output_index: Int[Array, " N"],
     grid: FixedGrid | None = None,
+    change_time: Float[Array, " S"] | None = None,
 ) -> tuple[Float[Array, " N"], BoolScalar]:
     """Noise-free prediction of each observation (its own output at its own time).
 
     ``grid``: the patient's precomputed fixed grid for these times (``method="rk4"``).
+    ``change_time``: with ``theta`` ``(S, K)``, where each segment of the parameters
+    starts (time-varying covariates, :func:`twin_uq.simulate.solve`).
     """
-    _, outputs, ok = solve_outputs(model, theta, covariates, schedule, times, settings, grid)
+    _, outputs, ok = solve_outputs(
+        model, theta, covariates, schedule, times, settings, grid, change_times=change_time
+    )
     return _select_predictions(outputs, output_index, ok)
 
 
@@ -170,7 +203,8 @@ def patient_loglik(
     Parameters
     ----------
     theta
-        Individual parameters on the natural scale, ``(K,)``.
+        Individual parameters on the natural scale, ``(K,)``; ``(S, K)`` when the arrays
+        have change times (time-varying covariates).
     arrays
         This patient's slice of :class:`CohortArrays` (no leading patient axis).
 
@@ -190,6 +224,7 @@ def patient_loglik(
         arrays.obs_time,
         arrays.obs_output,
         grid,
+        arrays.change_time,
     )
     return score_predictions(arrays, error_code, residual, f, ok)
 
@@ -204,9 +239,15 @@ def cohort_loglik(
     """Pointwise log-likelihood of every patient.
 
     ``vmap``-ed over the cohort; with precomputed fixed grids the solve is one cohort-wide
-    scan instead (:func:`twin_uq.simulate.solve_cohort_on_grid`, same values).
+    scan instead (:func:`twin_uq.simulate.solve_cohort_on_grid`, same values). ``theta``
+    is ``(P, S, K)`` when the cohort's arrays have change times (:func:`likelihood_theta`).
     """
-    if settings.is_fixed_step and data.grids is not None:
+    if (data.arrays.change_time is None) != (theta.ndim == 2):
+        raise ValueError(
+            f"cohort_loglik: theta of shape {theta.shape} for arrays with "
+            f"{data.arrays.n_segments} parameter segment(s); use likelihood_theta."
+        )
+    if settings.is_fixed_step and data.grids is not None and theta.ndim == 2:
         _, outputs, ok = solve_cohort_on_grid(model, theta, data.arrays.covariates, data.grids)
         f, ok = jax.vmap(_select_predictions)(outputs, data.arrays.obs_output, ok)
         return jax.vmap(

@@ -27,7 +27,6 @@ from twin_uq.inference.nuts_kernel import CHAIN_METHODS
 from twin_uq.inference.pipeline import fit_prepared, prepare_problem
 from twin_uq.inference.prepare import PreparedFit
 from twin_uq.inference.pymc_backend import PYMC_SAMPLERS, run_pymc
-from twin_uq.model.scales import to_natural
 
 if TYPE_CHECKING:
     from twin_uq.data import Cohort
@@ -319,6 +318,12 @@ class PyMC(_Hamiltonian):
         return {"method": self.name, "backend": "pymc", **dataclasses.asdict(self)}
 
     def run(self, prepared, key, *, seed, progress):
+        if prepared.data.segment_design is not None:
+            raise InputError(
+                "The PyMC backend does not handle covariates that change within a patient "
+                "(time-varying covariates in covariate_effects or allometric scaling); fit "
+                "with the NumPyro methods (tq.NUTS, tq.SVI, tq.Laplace), which do."
+            )
         return run_pymc(prepared, self, seed=seed, progress=progress)
 
 
@@ -335,11 +340,13 @@ def explained_invalid_start(prepared: PreparedFit, init: Mapping[str, object], m
     except RuntimeError as err:
         if "Cannot find valid initial parameters" not in str(err):
             raise
-        from twin_uq.inference.likelihood import cohort_loglik
+        from twin_uq.inference.likelihood import cohort_loglik, likelihood_theta
         from twin_uq.inference.postprocess import residual_from_draw
 
         data, structure = prepared.data, prepared.structure
-        theta = to_natural(structure.model, np.asarray(data.allometric) + np.asarray(init["mu"]))
+        latent = jax.numpy.asarray(np.asarray(data.allometric) + np.asarray(init["mu"]))
+        no_beta = jax.numpy.zeros(data.effect_param.shape)
+        theta = likelihood_theta(structure.model, latent, no_beta, data)
         residual = residual_from_draw(structure, dict(init), data.error_code.shape[0])
         ll, ok = cohort_loglik(structure.model, structure.settings, theta, data, residual)
         bad_mask = ~np.asarray(ok) | ~np.isfinite(np.asarray(ll).sum(axis=1))

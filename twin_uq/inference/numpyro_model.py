@@ -20,7 +20,12 @@ import numpyro.distributions as dist
 from jax import random
 from jaxtyping import Array, Float
 
-from twin_uq.inference.likelihood import FitData, ResidualParams, cohort_loglik
+from twin_uq.inference.likelihood import (
+    FitData,
+    ResidualParams,
+    cohort_loglik,
+    likelihood_theta,
+)
 from twin_uq.inference.population import PopulationModel
 from twin_uq.inference.random_effects import (
     all_random,
@@ -206,6 +211,8 @@ def cohort_program(
     theta = numpyro.deterministic("theta", to_natural(model, log_theta))
     if not structure.with_likelihood:
         return
+    if data.segment_design is not None:  # time-varying covariates: (P, S, K)
+        theta = likelihood_theta(model, log_theta, beta, data)
     ll, _ = cohort_loglik(structure.model, structure.settings, theta, data, residual)
     numpyro.factor("loglik", jnp.sum(ll))
 

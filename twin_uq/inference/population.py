@@ -20,6 +20,7 @@ has no ``omega_k * eta_ik`` (one value for all patients with the same covariates
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ import pandas as pd
 from jaxtyping import Array, Float, Int
 
 from twin_uq.data import Cohort
+from twin_uq.data.covariate_path import CovariateSegments, check_interpolation
 from twin_uq.errors import InputError
 from twin_uq.inference.residual import ERROR_CODES, ERROR_KINDS
 from twin_uq.model.base import Model
@@ -80,6 +82,12 @@ class PopulationModel:
         parameter's prior on the pooled estimate, widened to keep the default within two
         SDs, starts there, warns and records it in the fit; ``"warn"`` only warns;
         ``"off"`` skips the check. Parameters with a ``priors`` override are never adapted.
+    covariate_interpolation
+        How a covariate that changes within a patient (a growing neonate's weight) acts on
+        the parameters between its rows: ``"locf"`` (default; a value recorded at ``t``
+        applies from ``t`` on until the next row) or ``"nocb"`` (NONMEM's default for
+        covariates read at each record: it applies back to the previous row). Parameters
+        are then piecewise constant in time (:mod:`twin_uq.data.covariate_path`).
     """
 
     model: Model
@@ -89,8 +97,10 @@ class PopulationModel:
     error: Mapping[str, str] = field(default_factory=dict)
     priors: Mapping[str, object] = field(default_factory=dict)
     prior_check: str = "adapt"
+    covariate_interpolation: str = "locf"
 
     def __post_init__(self) -> None:
+        check_interpolation(self.covariate_interpolation)
         if self.prior_check not in PRIOR_CHECKS:
             raise InputError(
                 f"prior_check must be one of {PRIOR_CHECKS}, got {self.prior_check!r}."
@@ -206,6 +216,13 @@ class CovariateDesign:
         ``(P, K)`` fixed allometric offsets on the log scale.
     centre, scale
         Per-term centring and scaling used (for reporting effects on the natural scale).
+    segments
+        With covariates of the design (effects or allometric) that change within a patient:
+        their :class:`~twin_uq.data.covariate_path.CovariateSegments`; ``None`` otherwise.
+    segment_matrix, segment_allometric
+        With ``segments``: the design ``(P, S, Q)`` and allometric offsets ``(P, S, K)``
+        evaluated with the values in force on each segment (the baseline's centring,
+        scaling and reference levels); ``None`` otherwise.
     """
 
     matrix: np.ndarray
@@ -215,6 +232,27 @@ class CovariateDesign:
     allometric: np.ndarray
     centre: np.ndarray
     scale: np.ndarray
+    segments: CovariateSegments | None = None
+    segment_matrix: np.ndarray | None = None
+    segment_allometric: np.ndarray | None = None
+
+    @property
+    def change_time(self) -> np.ndarray | None:
+        """``(P, S)`` segment starts, or ``None`` without time-varying design covariates."""
+        return None if self.segments is None else self.segments.time
+
+    def segment_shifts(self) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+        """Per segment, the change of the design and of the allometric offsets from baseline.
+
+        ``(P, S, Q)`` and ``(P, S, K)`` (``FitData.segment_design`` /
+        ``segment_allometric``), or ``(None, None)``.
+        """
+        if self.segments is None:
+            return None, None
+        return (
+            self.segment_matrix - self.matrix[:, None, :],
+            self.segment_allometric - self.allometric[:, None, :],
+        )
 
     @property
     def effect_labels(self) -> tuple[str, ...]:
@@ -267,6 +305,8 @@ def build_covariate_design(spec: PopulationModel, cohort: Cohort) -> CovariateDe
     centres: list[float] = []
     scales: list[float] = []
     term_of: dict[str, list[str]] = {}
+    # How each term is computed from a covariate column, to evaluate it on every segment.
+    transforms: list[tuple[str, str | None]] = []  # (column, level or None: continuous)
     for name in dict.fromkeys(c for cs in spec.covariate_effects.values() for c in cs):
         found = _column(cov, name)
         if found is None:
@@ -282,6 +322,7 @@ def build_covariate_design(spec: PopulationModel, cohort: Cohort) -> CovariateDe
             x = col.to_numpy(dtype=float)
             c, s = float(np.median(x)), float(np.std(x)) or 1.0
             columns.append((x - c) / s)
+            transforms.append((found, None))
             terms.append(name)
             centres.append(c)
             scales.append(s)
@@ -292,6 +333,7 @@ def build_covariate_design(spec: PopulationModel, cohort: Cohort) -> CovariateDe
             term_of[name] = []
             for level in sorted(set(levels) - {reference}):
                 columns.append((levels == level).to_numpy(dtype=float))
+                transforms.append((found, level))
                 label = f"{name}[{level}]"
                 terms.append(label)
                 centres.append(0.0)
@@ -306,6 +348,22 @@ def build_covariate_design(spec: PopulationModel, cohort: Cohort) -> CovariateDe
             for t in term_of[c]:
                 mask[k, terms.index(t)] = 1.0
                 effects.append((p, t))
+    allometric = _allometric_offsets(model, cov)
+    design = CovariateDesign(
+        matrix=matrix,
+        terms=tuple(terms),
+        effects=tuple(effects),
+        mask=mask,
+        allometric=allometric,
+        centre=np.array(centres),
+        scale=np.array(scales),
+    )
+    return _with_segments(spec, cohort, design, transforms)
+
+
+def _allometric_offsets(model: Model, cov: pd.DataFrame) -> np.ndarray:
+    """``(P, K)`` fixed allometric log offsets from the covariate frame ``cov``."""
+    P, K = len(cov), len(model.parameters)
     allometric = np.zeros((P, K))
     for allo in model.allometric:
         k = model.parameter_names.index(allo.parameter)
@@ -325,19 +383,57 @@ def build_covariate_design(spec: PopulationModel, cohort: Cohort) -> CovariateDe
         else:
             x = np.full(P, model.covariate_defaults.get(allo.covariate, allo.reference))
         if np.any(x <= 0):
-            bad = list(cohort.covariates.index[x <= 0])[:5]
+            bad = list(cov.index[x <= 0])[:5]
             raise InputError(
                 f"Allometric covariate {allo.covariate!r} must be > 0; patients {bad}."
             )
         allometric[:, k] += allo.exponent * np.log(x / allo.reference)
-    return CovariateDesign(
-        matrix=matrix,
-        terms=tuple(terms),
-        effects=tuple(effects),
-        mask=mask,
-        allometric=allometric,
-        centre=np.array(centres),
-        scale=np.array(scales),
+    return allometric
+
+
+def _with_segments(
+    spec: PopulationModel,
+    cohort: Cohort,
+    design: CovariateDesign,
+    transforms: Sequence[tuple[str, str | None]],
+) -> CovariateDesign:
+    """``design`` with its per-segment values when a covariate it uses changes in time.
+
+    The covariates of the design are those of ``covariate_effects`` and of the model's
+    allometric terms; each segment's design uses the baseline's centre, scale and
+    reference level, so that segment values differ from baseline only by the covariates'
+    change.
+    """
+    cov = cohort.covariates
+    used = {c for c, _ in transforms}
+    used |= {c for a in spec.model.allometric if (c := _column(cov, a.covariate)) is not None}
+    varying = [c for c in cov.columns if c in used and c in cohort.time_varying]
+    if not varying:
+        return design
+    segments = cohort.covariate_segments(varying, spec.covariate_interpolation)
+    if segments.n_segments == 1:
+        return design
+    S = segments.n_segments
+    matrix = np.repeat(design.matrix[:, None, :], S, axis=1)
+    allometric = np.empty((*design.allometric.shape[:1], S, design.allometric.shape[1]))
+    for s in range(S):
+        frame = cov.copy()
+        for j, c in enumerate(segments.names):
+            values = segments.values[:, s, j]
+            # A patient without any value of a covariate keeps its baseline handling.
+            frame[c] = np.where(pd.isna(values), frame[c].to_numpy(object), values)
+            frame[c] = frame[c].astype(cov[c].dtype)
+        for q, (c, level) in enumerate(transforms):
+            if c not in segments.names:
+                continue
+            if level is None:
+                x = frame[c].to_numpy(dtype=float)
+                matrix[:, s, q] = (x - design.centre[q]) / design.scale[q]
+            else:
+                matrix[:, s, q] = (frame[c].astype(str) == level).to_numpy(dtype=float)
+        allometric[:, s, :] = _allometric_offsets(spec.model, frame)
+    return dataclasses.replace(
+        design, segments=segments, segment_matrix=matrix, segment_allometric=allometric
     )
 
 

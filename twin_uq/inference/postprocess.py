@@ -19,6 +19,7 @@ from twin_uq.inference.likelihood import (
     FitData,
     ResidualParams,
     censoring_args,
+    likelihood_theta,
     patient_predictions,
 )
 from twin_uq.inference.numpyro_model import ProgramStructure, population_mean
@@ -183,11 +184,23 @@ def _derive_batch(
             full = embed_omega(model, draw["omega"]) if "omega" in draw else jnp.zeros_like(mean)
             eta = jnp.where(full > 0, (log_theta - mean) / jnp.where(full > 0, full, 1.0), 0.0)
         residual = residual_from_draw(structure, draw, n_out)
+        # With time-varying covariates the solve takes (P, S, K) parameters.
+        solved = (
+            theta if data.segment_design is None else likelihood_theta(model, log_theta, beta, data)
+        )
         f, ok = jax.vmap(
             lambda th, cov, a, grid: patient_predictions(
-                model, settings, th, cov, a.schedule, a.obs_time, a.obs_output, grid
+                model,
+                settings,
+                th,
+                cov,
+                a.schedule,
+                a.obs_time,
+                a.obs_output,
+                grid,
+                a.change_time,
             )
-        )(theta, arr.covariates, arr, data.grids)
+        )(solved, arr.covariates, arr, data.grids)
         out = arr.obs_output
         ll = observation_loglik(
             data.error_code[out],

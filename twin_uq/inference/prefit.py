@@ -34,6 +34,7 @@ import optax
 from twin_uq.inference.likelihood import (
     FitData,
     cohort_loglik,
+    likelihood_theta,
     patient_predictions,
     score_predictions,
 )
@@ -169,9 +170,12 @@ def pooled_fit(prepared: PreparedFit, *, steps: int = 600, learning_rate: float 
 def pooled_theta(model, data: FitData, mu):
     """``(P, K)`` natural-scale parameters of every patient at the pooled latent ``mu``.
 
-    Every patient at the same typical values plus the model's fixed allometric terms.
+    Every patient at the same typical values plus the model's fixed allometric terms;
+    ``(P, S, K)`` with time-varying covariates (:func:`likelihood_theta`, no covariate
+    effects estimated yet).
     """
-    return to_natural(model, jnp.asarray(data.allometric) + jnp.asarray(mu))
+    latent = jnp.asarray(data.allometric) + jnp.asarray(mu)
+    return likelihood_theta(model, latent, jnp.zeros(data.effect_param.shape), data)
 
 
 def _residual(structure: ProgramStructure, data: FitData, params: dict, fixed: dict):
@@ -207,11 +211,19 @@ def _pooled_final(structure: ProgramStructure, data: FitData, params: dict, fixe
     residual = _residual(structure, data, params, fixed)
     theta = pooled_theta(model, data, params["mu"])
 
-    def one(th, cov, schedule, times, output, grid):
-        return patient_predictions(model, settings, th, cov, schedule, times, output, grid)
+    def one(th, cov, schedule, times, output, grid, change_time):
+        return patient_predictions(
+            model, settings, th, cov, schedule, times, output, grid, change_time
+        )
 
     f, ok = jax.vmap(one)(
-        theta, arrays.covariates, arrays.schedule, arrays.obs_time, arrays.obs_output, data.grids
+        theta,
+        arrays.covariates,
+        arrays.schedule,
+        arrays.obs_time,
+        arrays.obs_output,
+        data.grids,
+        arrays.change_time,
     )
     ll, ok = jax.vmap(lambda a, f_, ok_: score_predictions(a, data.error_code, residual, f_, ok_))(
         arrays, f, ok

@@ -6,12 +6,13 @@ Shared by every backend and by reloading a saved fit.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
 
-from twin_uq.data import Cohort
+from twin_uq.data import Cohort, CohortWarning
 from twin_uq.inference.centering import (
     AutoCentering,
     Centering,
@@ -208,6 +209,10 @@ def prepare_fit(
     settings = (settings or model.solver).covering(np.asarray(arrays.obs_time))
     design = build_covariate_design(spec, cohort)
     covariate_arrays = design.as_arrays(model.parameter_names)
+    # Time-varying design covariates: parameters piecewise constant between change times.
+    arrays = arrays.with_change_times(design.change_time)
+    _warn_baseline_only(spec, cohort, design)
+    segment_design, segment_allometric = design.segment_shifts()
     data = FitData(
         arrays=arrays,
         design=covariate_arrays.design,
@@ -215,6 +220,7 @@ def prepare_fit(
         effect_term=covariate_arrays.effect_term,
         allometric=covariate_arrays.allometric,
         error_code=jnp.asarray(spec.error_codes()),
+        **_as_jax(segment_design=segment_design, segment_allometric=segment_allometric),
     )
     structure = ProgramStructure.from_spec(spec, len(design.effects), settings)
     priors = PriorArrays.from_spec(spec, structure, design.effects)
@@ -249,3 +255,31 @@ def prepare_fit(
         priors=priors,
         centering=chosen,
     )
+
+
+def _as_jax(**arrays: np.ndarray | None) -> dict[str, jnp.ndarray | None]:
+    """NumPy arrays as float64 JAX arrays, ``None`` left as it is."""
+    return {k: None if v is None else jnp.asarray(v, dtype=jnp.float64) for k, v in arrays.items()}
+
+
+def _warn_baseline_only(spec: PopulationModel, cohort: Cohort, design: CovariateDesign) -> None:
+    """Say so when a model covariate changes within patients but enters through its first value.
+
+    A model's own covariates (``model.covariates``, read by its ``y0``/``rhs``) are one value
+    per patient; only covariates of the design (effects, allometry) follow their path.
+    """
+    in_design = set(design.segments.names) if design.segments is not None else set()
+    lower = {c.lower(): c for c in cohort.time_varying}
+    missed = [
+        lower[n.lower()]
+        for n in spec.model.covariates
+        if n.lower() in lower and lower[n.lower()] not in in_design
+    ]
+    if missed:
+        warnings.warn(
+            f"{cohort.source}: covariate(s) {missed} change within patients, but model "
+            f"{spec.model.name!r} reads them as one value per patient (its first): they act "
+            "through their whole path only in covariate_effects or allometric scaling.",
+            CohortWarning,
+            stacklevel=3,
+        )

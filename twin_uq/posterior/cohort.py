@@ -24,6 +24,7 @@ from twin_uq.posterior.patient import (
     PatientPosterior,
     empty_observations,
     observations_frame,
+    parameter_path,
     resolve_patient,
 )
 from twin_uq.posterior.population import (
@@ -161,7 +162,11 @@ class CohortPosterior:
         if "arrays" not in self._cache:
             prepared = self._prepared
             arrays = (
-                prepared.data.arrays if prepared is not None else self.cohort.for_model(self.model)
+                prepared.data.arrays
+                if prepared is not None
+                else self.cohort.for_model(self.model).with_change_times(
+                    self.covariate_design.change_time
+                )
             )
             self._cache["arrays"] = arrays
         return self._cache["arrays"]
@@ -206,11 +211,15 @@ class CohortPosterior:
         th = th.transpose("chain", "draw", "parameter").values
         arrays = self.arrays
         cov = self.cohort.covariates
+        theta = th.reshape(-1, th.shape[-1])
+        change_time, theta_path, covariate_path = parameter_path(
+            model, self.covariate_design, i, theta, draws.get("beta")
+        )
         return PatientPosterior(
             patient_id=pid,
             model=model,
             settings=self.solver,
-            theta=frozen(th.reshape(-1, th.shape[-1])),
+            theta=frozen(theta),
             add=pop.add,
             prop=pop.prop,
             nu=pop.nu,
@@ -224,6 +233,9 @@ class CohortPosterior:
             population=pop,
             method=self.method,
             approximate=self.approximate,
+            change_time=None if change_time is None else frozen(change_time),
+            theta_path=None if theta_path is None else frozen(theta_path),
+            covariate_path=covariate_path,
         )
 
     def new_patient(
@@ -399,11 +411,15 @@ class CohortPosterior:
 
         return twin_uq.assess_cohort(self, thresholds)
 
-    def twin(self, patient_id):
-        """The posterior twin of one patient: ``tq.PosteriorTwin.from_posterior(post, id)``."""
+    def twin(self, patient_id, future_covariates=None):
+        """The posterior twin of one patient: ``tq.PosteriorTwin.from_posterior(post, id)``.
+
+        ``future_covariates``: covariate values from given times after the record on,
+        ``{time: {name: value}}`` (see ``PosteriorTwin.from_posterior``).
+        """
         import twin_uq
 
-        return twin_uq.PosteriorTwin.from_posterior(self, patient_id)
+        return twin_uq.PosteriorTwin.from_posterior(self, patient_id, future_covariates)
 
     def to_pymc_model(self):
         """The fit's population model as a ``pm.Model`` to extend by hand (needs ``twin-uq[pymc]``)."""

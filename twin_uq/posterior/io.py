@@ -135,6 +135,7 @@ def load_posterior(path: str | Path, model: str | Path | Model | None = None) ->
         # the priors stored are those the fit used, adapted ones included: a reloaded fit
         # is never checked again (files from before the check lack the key)
         prior_check=pm.get("prior_check", "off"),
+        covariate_interpolation=pm.get("covariate_interpolation", "locf"),
         error=pm["error"],
         priors={k: tuple(v) if isinstance(v, list) else v for k, v in pm["priors"].items()},
     )

@@ -17,11 +17,19 @@ import numpy as np
 import pandas as pd
 
 from twin_uq.errors import TwinUQError
+from twin_uq.inference.population import CovariateDesign
 from twin_uq.model.base import Model, SolverSettings
+from twin_uq.model.scales import to_natural, to_unconstrained
 from twin_uq.posterior.population import PopulationDraws
 from twin_uq.simulate.schedule import Schedule
 
-__all__ = ["OBSERVATION_COLUMNS", "PatientPosterior", "UnknownPatientError", "resolve_patient"]
+__all__ = [
+    "OBSERVATION_COLUMNS",
+    "PatientPosterior",
+    "UnknownPatientError",
+    "parameter_path",
+    "resolve_patient",
+]
 
 #: Columns of :attr:`PatientPosterior.observations`.
 OBSERVATION_COLUMNS = ("time", "output", "value", "censored", "lloq")
@@ -87,6 +95,17 @@ class PatientPosterior:
         The inference method, and whether it is approximate (SVI, Laplace, two-stage).
     population_only
         True for a new patient without data (a pure population prediction).
+    change_time, theta_path
+        With covariates of the fit that change within this patient's record (time-varying
+        covariates): ``(G,)`` starts of the ``G`` segments on which the parameters are
+        constant (0 first) and ``(S, G, K)`` the parameter draws on each segment (the
+        covariate model evaluated with the values in force there; ``theta`` is that of
+        the baseline, the first recorded values: the first segment's with ``"locf"``).
+        The last segment holds after the last record (the last value carried forward).
+        ``None`` otherwise.
+    covariate_path
+        With ``change_time``: the values of the time-varying covariates on each segment
+        (index: segment start), as the fit read them; ``None`` otherwise.
     """
 
     patient_id: str
@@ -107,6 +126,22 @@ class PatientPosterior:
     method: str = "nuts"
     approximate: bool = False
     population_only: bool = False
+    change_time: np.ndarray | None = field(default=None, repr=False)
+    theta_path: np.ndarray | None = field(default=None, repr=False)
+    covariate_path: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def time_varying(self) -> bool:
+        """Whether the parameters change during the record (time-varying covariates)."""
+        return self.change_time is not None
+
+    def parameters_at(self, times: np.ndarray) -> np.ndarray:
+        """``(S, T, K)`` parameter draws in force at ``times`` (constant: ``theta`` repeated)."""
+        t = np.asarray(times, dtype=float)
+        if self.change_time is None:
+            return np.repeat(self.theta[:, None, :], t.size, axis=1)
+        seg = np.clip(np.searchsorted(self.change_time, t, side="right") - 1, 0, None)
+        return self.theta_path[:, seg, :]
 
     @property
     def n_draws(self) -> int:
@@ -142,3 +177,41 @@ def observations_frame(arrays, index: int, model: Model) -> pd.DataFrame:
 def empty_observations() -> pd.DataFrame:
     """An observations frame without rows (a new patient)."""
     return pd.DataFrame(columns=list(OBSERVATION_COLUMNS))
+
+
+def parameter_path(
+    model: Model,
+    design: CovariateDesign,
+    index: int,
+    theta: np.ndarray,
+    beta: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame] | tuple[None, None, None]:
+    """Patient ``index``'s parameter draws on each segment of its time-varying covariates.
+
+    ``theta`` ``(S, K)`` are the patient's baseline draws, ``beta`` ``(S, E)`` the covariate
+    coefficients of the same draws (``None`` without effects). On segment ``g`` the latent
+    parameters move by the change of the covariate model from baseline, exactly as in the
+    fit's likelihood (:func:`twin_uq.inference.likelihood.likelihood_theta`). Returns
+    ``(change_time (G,), theta_path (S, G, K), covariate_path)``, or ``None`` three times
+    when the patient's covariates of the fit do not change.
+    """
+    segments = design.segments
+    if segments is None or segments.n_live[index] <= 1:
+        return None, None, None
+    G = int(segments.n_live[index])
+    d_alloc = design.segment_allometric[index, :G] - design.allometric[index]  # (G, K)
+    shift = np.broadcast_to(d_alloc, (theta.shape[0], *d_alloc.shape)).copy()
+    if beta is not None and len(design.effects):
+        d_x = design.segment_matrix[index, :G] - design.matrix[index]  # (G, Q)
+        names = model.parameter_names
+        for e, (p, t) in enumerate(design.effects):
+            k, q = names.index(p), design.terms.index(t)
+            shift[:, :, k] += beta[:, e, None] * d_x[None, :, q]
+    path = to_natural(model, to_unconstrained(model, theta)[:, None, :] + shift)
+    change_time = np.asarray(segments.time[index, :G], dtype=float)
+    covariates = pd.DataFrame(
+        segments.values[index, :G],
+        columns=list(segments.names),
+        index=pd.Index(change_time, name="time"),
+    )
+    return change_time, np.asarray(path), covariates

@@ -59,6 +59,7 @@ from twin_uq.errors import InputError
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate.events import dose_state_index
 from twin_uq.simulate.schedule import PatientInputs, Schedule
+from twin_uq.simulate.segments import change_events, check_piecewise, segment_index
 from twin_uq.simulate.status import SolveStatus
 from twin_uq.simulate.steady_events import DoseSlots, steady_state_events
 
@@ -209,7 +210,10 @@ def resolve_doses(
     model, settings
         The model (its ``dose_parameters``) and the solver settings (``max_ss_tails``).
     theta_vec
-        Individual parameters in ``model.parameter_names`` order, natural scale, ``(K,)``.
+        Individual parameters in ``model.parameter_names`` order, natural scale, ``(K,)``;
+        or ``(S, K)`` piecewise constant from ``patient.change_time`` on
+        (:mod:`twin_uq.simulate.segments`): each dose then takes its segment's lag, ``F``,
+        rate and duration, and the change times are appended as neutral events.
     patient
         Covariates, the unbatched schedule and the times (only the schedule's doses are
         read here, and the covariates for a steady state).
@@ -224,12 +228,75 @@ def resolve_doses(
         or why the doses cannot be resolved (``ss_tails_exceeded``, a steady state's own
         status).
     """
-    covariates, s, _ = patient
+    covariates, s = patient.covariates, patient.schedule
+    dtype = jnp.result_type(theta_vec.dtype, float)
+    t_end = jnp.asarray(t_end, dtype)
+    if check_piecewise(theta_vec, patient.change_time):
+        return _resolve_piecewise(model, settings, theta_vec, patient, t_end, dtype)
     th = model.theta_dict(theta_vec)
+    lag_c, f_c, r_c, d_c = compartment_dose_parameters(model, th, dtype)
+    return _resolve(model, settings, theta_vec, covariates, s, t_end, (lag_c, f_c, r_c, d_c))
+
+
+def _resolve_piecewise(model, settings, theta, patient: PatientInputs, t_end, dtype):
+    """:func:`resolve_doses` for parameters ``(S, K)`` piecewise constant in time.
+
+    Each dose takes the lag, ``F``, rate and duration of the segment its record's time
+    falls in; the segment starts after the first are appended as neutral events
+    (:func:`twin_uq.simulate.segments.change_events`), after every dose event.
+    """
+    s, change_time = patient.schedule, patient.change_time
+    if s.n_steady:
+        raise InputError(
+            "Steady-state doses (SS=1/2) with covariates that change within a patient are "
+            "not supported: the steady state would need the parameters of an infinite past. "
+            "Give the doses explicitly (ADDL) or keep the covariates constant before them."
+        )
+    per_segment = jax.vmap(
+        lambda tv: jnp.stack(compartment_dose_parameters(model, model.theta_dict(tv), dtype))
+    )(theta)  # (S, 4, n)
+    # Each dose's compartment parameters: those of the segment of its record's time.
+    parts = tuple(per_segment[:, j, :] for j in range(4))
+    events, status = _resolve(
+        model, settings, theta[0], patient.covariates, s, t_end, parts, change_time
+    )
+    time, keep, zeros, mask = change_events(change_time, t_end, len(model.states), dtype)
+    m = time.shape[0]
+    events = DoseEvents(
+        time=jnp.concatenate([events.time, time]),
+        order=jnp.concatenate([events.order, jnp.full(m, ORDER_DOSE, jnp.int32)]),
+        keep=jnp.concatenate([events.keep, keep]),
+        set_state=jnp.concatenate([events.set_state, zeros]),
+        jump=jnp.concatenate([events.jump, zeros]),
+        rate_change=jnp.concatenate([events.rate_change, zeros]),
+        mask=jnp.concatenate([events.mask, mask]),
+    )
+    return events, status
+
+
+def _resolve(model, settings, theta_vec, covariates, s, t_end, dose_params, change_time=None):
+    """The body of :func:`resolve_doses`.
+
+    ``dose_params``: lag, ``F``, rate and duration per compartment, ``4 x (n,)``, or
+    ``4 x (S, n)`` with ``change_time`` ``(S,)`` (each dose reads the row of the segment
+    of its record's time; a steady state is refused before).
+    """
     dtype = jnp.result_type(theta_vec.dtype, float)
     n = len(model.states)
-    t_end = jnp.asarray(t_end, dtype)
-    lag_c, f_c, r_c, d_c = compartment_dose_parameters(model, th, dtype)
+    lag_c, f_c, r_c, d_c = dose_params
+    if change_time is not None:
+        rows = {
+            "bolus": segment_index(change_time, s.bolus_time),
+            "infusion": segment_index(change_time, s.infusion_start),
+            "modelled": segment_index(change_time, s.modelled_start),
+        }
+
+        def at(c, idx, kind):
+            return c[rows[kind], idx]
+    else:
+
+        def at(c, idx, kind):
+            return c[idx]
 
     def onehot(cmt):
         return jax.nn.one_hot(dose_state_index(model, cmt), n, dtype=dtype)
@@ -237,10 +304,10 @@ def resolve_doses(
     # Boluses: F·AMT at t + ALAG; no effect after t_end.
     idx_b = dose_state_index(model, s.bolus_cmt)
     # Padding keeps its time (0): no grid point moves with the lag.
-    lag_b = jnp.where(s.bolus_mask, lag_c[idx_b], 0.0)
+    lag_b = jnp.where(s.bolus_mask, at(lag_c, idx_b, "bolus"), 0.0)
     time_b = s.bolus_time + lag_b
     live_b = s.bolus_mask & (time_b <= t_end)
-    amount_b = f_c[idx_b] * s.bolus_amount
+    amount_b = at(f_c, idx_b, "bolus") * s.bolus_amount
     jump_b = onehot(s.bolus_cmt) * jnp.where(live_b, amount_b, 0.0)[:, None]
 
     # Infusions (RATE > 0): RATE from t + ALAG over F·AMT/RATE = F·duration. Written as
@@ -249,9 +316,10 @@ def resolve_doses(
     idx_i = dose_state_index(model, s.infusion_cmt)
     constant = jnp.isinf(s.infusion_stop)
     duration_i = jnp.where(constant, 0.0, s.infusion_stop - s.infusion_start)
-    lag_i = jnp.where(s.infusion_mask, lag_c[idx_i], 0.0)
+    lag_i = jnp.where(s.infusion_mask, at(lag_c, idx_i, "infusion"), 0.0)
     start_i = s.infusion_start + lag_i
-    stop_i = jnp.where(constant, jnp.inf, s.infusion_stop + lag_i + (f_c[idx_i] - 1.0) * duration_i)
+    f_i = at(f_c, idx_i, "infusion")
+    stop_i = jnp.where(constant, jnp.inf, s.infusion_stop + lag_i + (f_i - 1.0) * duration_i)
     rate_i = onehot(s.infusion_cmt) * jnp.where(s.infusion_mask & ~constant, s.infusion_rate, 0.0)[
         :, None
     ].astype(dtype)
@@ -259,11 +327,12 @@ def resolve_doses(
     # Modelled infusions: RATE = -1 at R over F·AMT/R, RATE = -2 over D at F·AMT/D.
     idx_m = dose_state_index(model, s.modelled_cmt)
     by_rate = s.modelled_by == -1
-    amount_m = f_c[idx_m] * s.modelled_amount
-    rate_m = jnp.where(by_rate, r_c[idx_m], amount_m / d_c[idx_m])
-    lag_m = jnp.where(s.modelled_mask, lag_c[idx_m], 0.0)
+    amount_m = at(f_c, idx_m, "modelled") * s.modelled_amount
+    r_m, d_m = at(r_c, idx_m, "modelled"), at(d_c, idx_m, "modelled")
+    rate_m = jnp.where(by_rate, r_m, amount_m / d_m)
+    lag_m = jnp.where(s.modelled_mask, at(lag_c, idx_m, "modelled"), 0.0)
     start_m = s.modelled_start + lag_m
-    duration_m = jnp.where(by_rate, amount_m / r_c[idx_m], d_c[idx_m])
+    duration_m = jnp.where(by_rate, amount_m / r_m, d_m)
     stop_m = start_m + duration_m
     undeclared = jnp.where(
         by_rate,
@@ -280,7 +349,6 @@ def resolve_doses(
     status = SolveStatus.successful
     nb, ni, nm, nr, nss = s.n_bolus, s.n_infusion, s.n_modelled, s.n_reset, s.n_steady
     if nss:  # static: only schedules with steady-state doses
-        f_i = f_c[idx_i]
         slots = DoseSlots(
             t0=jnp.concatenate([s.bolus_time, s.infusion_start, s.modelled_start]).astype(dtype),
             lag=jnp.concatenate([lag_b, jnp.where(constant, 0.0, lag_i), lag_m]),

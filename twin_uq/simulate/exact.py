@@ -36,6 +36,7 @@ from twin_uq.errors import InputError
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate.dose_events import ORDER_OBSERVATION, resolve_doses
 from twin_uq.simulate.schedule import PatientInputs
+from twin_uq.simulate.segments import check_piecewise, theta_at
 from twin_uq.simulate.status import SolveStatus
 
 __all__ = ["solve_exact", "transition_matrices"]
@@ -84,7 +85,9 @@ def solve_exact(
     settings
         ``method="exact"``.
     theta
-        Individual parameters in ``model.parameter_names`` order, natural scale, ``(K,)``.
+        Individual parameters in ``model.parameter_names`` order, natural scale, ``(K,)``;
+        or ``(S, K)``, piecewise constant from ``patient.change_time`` on
+        (:mod:`twin_uq.simulate.segments`; ``y0`` from the first segment).
     patient
         Covariates, schedule and observation times (any order, padding allowed).
 
@@ -102,8 +105,9 @@ def solve_exact(
             f"Model {model.name!r} has no linear_system; method='exact' needs one. Use an "
             "ODE solver ('tsit5', 'dopri5', 'kvaerno5')."
         )
-    covariates, _, times = patient
-    th = model.theta_dict(theta)
+    covariates, times = patient.covariates, patient.times
+    piecewise = check_piecewise(theta, patient.change_time)
+    th = model.theta_dict(theta[0] if piecewise else theta)
     cov = dict(zip(model.covariates, covariates, strict=True))
     n = len(model.states)
     dtype = jnp.result_type(theta.dtype, float)
@@ -128,7 +132,18 @@ def solve_exact(
 
     g = grid[order]
     dt = jnp.diff(g, prepend=jnp.zeros((1,), dtype))
-    if model.has_transition:
+    if piecewise:
+        # Each interval (g[k-1], g[k]] with the parameters in force at its start; every
+        # change time is a grid point (a neutral event), so none straddles a change.
+        start = jnp.concatenate([jnp.zeros((1,), dtype), g[:-1]])
+        th_k = jax.vmap(model.theta_dict)(theta_at(theta, patient.change_time, start))
+        if model.has_transition:
+            phi, psi = jax.vmap(model.transition)(th_k, dt)
+        else:
+            A_k = jax.vmap(lambda t: jnp.asarray(model.linear_system(t), dtype))(th_k)
+            phi, psi = jax.vmap(lambda a, d: transition_matrices(a, d[None]))(A_k, dt)
+            phi, psi = phi[:, 0], psi[:, 0]
+    elif model.has_transition:
         phi, psi = jax.vmap(model.transition, in_axes=(None, 0))(th, dt)
     else:
         phi, psi = transition_matrices(A, dt)

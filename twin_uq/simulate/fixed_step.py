@@ -46,7 +46,10 @@ into the grid at its time ``tau(theta)``, which splits the step containing it in
 The step lengths are then differentiable in ``tau``, and the reverse-mode gradient is the
 derivative of the discrete solution with respect to lag, duration and ``F`` as well
 (it has a kink of RK4's error size where an event crosses a grid point). Otherwise the
-doses are resolved once, when the grid is built, and the solve is the one it always was. A requested time past the horizon is not silently
+doses are resolved once, when the grid is built, and the solve is the one it always was.
+Parameters piecewise constant in time (time-varying covariates, ``fixed_grid(...,
+piecewise=True)``) take the first way: their change times are inserted like moving doses
+and each step uses the parameters in force at its start. A requested time past the horizon is not silently
 reached with longer steps: the solve returns ``SolveStatus.beyond_horizon``.
 
 Accuracy is that of RK4 with step ``h`` (global error ``O(h^4)``); there is no error
@@ -72,6 +75,7 @@ from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate.dose_events import resolve_doses
 from twin_uq.simulate.event_jumps import event_order, live_events
 from twin_uq.simulate.schedule import PatientInputs, Schedule
+from twin_uq.simulate.segments import segment_index
 from twin_uq.simulate.status import SolveStatus
 
 __all__ = [
@@ -172,12 +176,14 @@ def fixed_grid(
     schedule: Schedule,
     times: Float[Array, " T"],
     dtype=None,
+    piecewise: bool = False,
 ) -> FixedGrid:
     """The fixed grid of one patient (unbatched ``schedule``, ``times`` ``(T,)``).
 
     Built in the default float type (float64 in twin_uq), so that where each time falls
     is decided exactly; its floating arrays are then stored as ``dtype`` (default: the
-    solve's, ``settings.precision``).
+    solve's, ``settings.precision``). ``piecewise`` (static): for parameters piecewise
+    constant in time, whose change times are inserted at each solve like moving doses.
     """
     n = len(model.states)
     out_dtype = _solve_dtype(settings) if dtype is None else dtype
@@ -185,7 +191,7 @@ def fixed_grid(
     times = jax.lax.stop_gradient(jnp.asarray(times, dtype))
     t_end = jnp.max(times)
     m = n_uniform_steps(settings)
-    moving = doses_move(model, schedule)
+    moving = piecewise or doses_move(model, schedule)
     if moving:
         events = None
         event_t = jnp.zeros((0,), dtype)
@@ -253,9 +259,11 @@ def _solve_dtype(settings: SolverSettings):
     return jnp.float32 if settings.precision == "float32" else jnp.result_type(float)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _cohort_grids(model, settings, schedules, times):
-    return jax.vmap(lambda sc, ts: fixed_grid(model, settings, sc, ts))(schedules, times)
+@functools.partial(jax.jit, static_argnums=(0, 1, 4))
+def _cohort_grids(model, settings, schedules, times, piecewise=False):
+    return jax.vmap(lambda sc, ts: fixed_grid(model, settings, sc, ts, piecewise=piecewise))(
+        schedules, times
+    )
 
 
 def cohort_grids(model: Model, settings: SolverSettings, arrays) -> FixedGrid:
@@ -265,7 +273,8 @@ def cohort_grids(model: Model, settings: SolverSettings, arrays) -> FixedGrid:
     that are zero for the whole cohort are dropped (``None``), so that the compiled solve
     does not add zeros at every stage.
     """
-    grids = _cohort_grids(model, settings, arrays.schedule, arrays.obs_time)
+    piecewise = getattr(arrays, "change_time", None) is not None
+    grids = _cohort_grids(model, settings, arrays.schedule, arrays.obs_time, piecewise)
     if not np.any(np.asarray(grids.rate)):
         grids = eqx.tree_at(lambda g: g.rate, grids, None, is_leaf=lambda x: x is None)
     if not np.any(np.asarray(grids.jump)):
@@ -322,7 +331,11 @@ def _dose_path(f, y0, xs):
 
 
 def _steps_with_doses(
-    model: Model, theta: Float[Array, " K"], covariates: Float[Array, " C"], grid: FixedGrid
+    model: Model,
+    theta: Float[Array, " K"],
+    covariates: Float[Array, " C"],
+    grid: FixedGrid,
+    change_time: Float[Array, " S"] | None = None,
 ):
     """One patient's steps with its doses resolved for ``theta`` and inserted (unbatched).
 
@@ -338,7 +351,7 @@ def _steps_with_doses(
     """
     dtype = grid.t0.dtype
     wide = jnp.result_type(float)
-    patient = PatientInputs(covariates, grid.schedule, grid.times)
+    patient = PatientInputs(covariates, grid.schedule, grid.times, change_time)
     resolved, dose_status = resolve_doses(model, grid.settings, theta, patient, jnp.max(grid.times))
     events = live_events(resolved, wide)
     perm = event_order(events.time, resolved.order)
@@ -380,13 +393,19 @@ def integrate_on_grid(
     theta: Float[Array, " K"],
     covariates: Float[Array, " C"],
     grid: FixedGrid,
+    change_time: Float[Array, " S"] | None = None,
 ) -> tuple[Float[Array, "T n_states"], SolveStatus]:
     """RK4 along a :class:`FixedGrid`: the states at the grid's requested times and a status.
 
     Plain JAX (one ``lax.scan``): reverse-mode differentiable in ``theta`` and
     ``covariates``, the derivative of the discrete solution. For a whole cohort use
     :func:`integrate_cohort_on_grid` (same numbers, a layout ``vmap`` cannot give).
+    With ``change_time`` ``(S,)``, ``theta`` is ``(S, K)``, piecewise constant in time
+    (:mod:`twin_uq.simulate.segments`; the grid must be built with ``piecewise=True``):
+    every change time is a grid point and each step uses the parameters of its start.
     """
+    if change_time is not None:
+        return _integrate_piecewise(model, theta, covariates, grid, change_time)
     dtype = grid.t0.dtype
     th = model.theta_dict(theta.astype(dtype))
     cov = dict(zip(model.covariates, covariates.astype(dtype), strict=True))
@@ -401,6 +420,35 @@ def integrate_on_grid(
     y0 = jnp.asarray(model.y0(th, cov), dtype) + grid.start_jump
     path = _path(f, y0, (grid.t0, grid.step, grid.rate, grid.inputs, grid.jump))
     return path[grid.read].astype(theta.dtype), grid.status
+
+
+def _integrate_piecewise(model, theta, covariates, grid, change_time):
+    """:func:`integrate_on_grid` for parameters ``(S, K)`` changing at ``change_time``."""
+    if grid.points is None:
+        raise InputError(
+            "Piecewise parameters on the fixed-step path need a grid built with "
+            "fixed_grid(..., piecewise=True) (cohort_grids does it for arrays with "
+            "change times)."
+        )
+    dtype = grid.t0.dtype
+    cov = dict(zip(model.covariates, covariates.astype(dtype), strict=True))
+    xs, read, status = _steps_with_doses(model, theta, covariates, grid, change_time)
+    # Each step's parameters: those in force at its start (change times are grid points).
+    rows = theta[segment_index(change_time, xs[0].astype(change_time.dtype))].astype(dtype)
+
+    def step(carry, xs_row):
+        xs_k, row = xs_row
+        th_k = model.theta_dict(row)
+
+        def f(t, y, inputs):
+            return jnp.asarray(model.rhs(t, y, th_k, inputs, cov), dtype)
+
+        return _rk4_dose_step(f, carry, xs_k)
+
+    y0 = jnp.asarray(model.y0(model.theta_dict(theta[0].astype(dtype)), cov), dtype)
+    _, ys = jax.lax.scan(step, (y0, jnp.zeros_like(y0)), (xs, rows))
+    path = jnp.concatenate([y0[None], ys])
+    return path[read].astype(theta.dtype), status
 
 
 def integrate_cohort_on_grid(
@@ -475,8 +523,9 @@ def solve_fixed_step(
         ``SolveStatus.successful`` or ``SolveStatus.beyond_horizon``; non-finite values
         are flagged by the caller.
     """
-    grid = fixed_grid(model, settings, patient.schedule, patient.times)
-    return integrate_on_grid(model, theta, patient.covariates, grid)
+    piecewise = patient.change_time is not None
+    grid = fixed_grid(model, settings, patient.schedule, patient.times, piecewise=piecewise)
+    return integrate_on_grid(model, theta, patient.covariates, grid, patient.change_time)
 
 
 def _merge_sorted(

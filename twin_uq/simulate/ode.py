@@ -52,6 +52,7 @@ from twin_uq.simulate.event_jumps import (
 )
 from twin_uq.simulate.events import signal_inputs
 from twin_uq.simulate.schedule import PatientInputs, Schedule
+from twin_uq.simulate.segments import check_piecewise, segment_index
 from twin_uq.simulate.status import SolveStatus
 
 __all__ = ["solve_ode", "solve_ode_sensitivities"]
@@ -86,7 +87,9 @@ def solve_ode(
     model, settings
         The model and how to integrate it (``settings.method`` a diffrax solver name).
     theta
-        Individual parameters in ``model.parameter_names`` order, natural scale, ``(K,)``.
+        Individual parameters in ``model.parameter_names`` order, natural scale, ``(K,)``;
+        or ``(S, K)`` piecewise constant from ``patient.change_time`` on (each change time
+        ends an integration segment; sensitivities are then with respect to all ``S·K``).
     patient
         Covariates, the schedule (its signal knots are the controller's jump times) and
         the observation times, in any order.
@@ -176,10 +179,19 @@ def _integrate(model, settings, theta, patient: PatientInputs, events_of, sensit
             f"{sorted(_SOLVERS)} or 'exact'."
         )
     covariates, schedule, times = patient.covariates, patient.schedule, patient.times
-    th = model.theta_dict(theta)
+    piecewise = check_piecewise(theta, patient.change_time)
+    # Piecewise parameters (S, K): sensitivities are taken with respect to all S·K of
+    # them (flattened), and each segment reads its row (``theta_of``).
+    shape = theta.shape
+    flat = theta.reshape(-1)
+
+    def theta_of(flat_, k):
+        return model.theta_dict(flat_.reshape(shape)[k] if piecewise else flat_)
+
+    th = theta_of(flat, 0)
     cov = dict(zip(model.covariates, covariates, strict=True))
     n = len(model.states)
-    K = theta.shape[0]
+    K = flat.shape[0]
     dtype = jnp.result_type(theta.dtype, float)
     times = jnp.asarray(times, dtype)
     y0 = jnp.asarray(model.y0(th, cov), dtype)
@@ -188,7 +200,9 @@ def _integrate(model, settings, theta, patient: PatientInputs, events_of, sensit
     # The resolved dose events (times in [0, t_end]), sorted; segment k >= 1 starts with
     # event k - 1, segment 0 with a neutral one.
     if sensitivities:
-        events, jacobians, order, dose_status = live_events_with_jacobians(events_of, theta, dtype)
+        events, jacobians, order, dose_status = live_events_with_jacobians(
+            lambda f: events_of(f.reshape(shape)), flat, dtype
+        )
     else:
         resolved, dose_status = events_of(theta)
         events, order = live_events(resolved, dtype), resolved.order
@@ -211,24 +225,33 @@ def _integrate(model, settings, theta, patient: PatientInputs, events_of, sensit
     t_order = jnp.argsort(times)
     t_sorted = times[t_order]
     seg_of_t = jnp.searchsorted(bounds[:-1], t_sorted, side="right") - 1
+    # The parameter segment of each integration segment (from its start); 0 throughout
+    # without change times, where it is never read.
+    if piecewise:
+        par_seg = segment_index(patient.change_time, bounds[:-1])
+    else:
+        par_seg = jnp.zeros(n_seg, jnp.int32)
 
-    def rhs(t, y):
+    def rhs(t, y, th_=th):
         inputs = signal_inputs(model, schedule, t)
-        return jnp.asarray(model.rhs(t, y, th, inputs, cov), dtype)
+        return jnp.asarray(model.rhs(t, y, th_, inputs, cov), dtype)
 
     def vector_field(t, y, args):
+        if piecewise:
+            rate, k = args
+            return rhs(t, y, theta_of(flat, k)) + rate
         return rhs(t, y) + args
 
     def augmented_field(t, ys, args):
         y, S = ys
-        rate, d_rate = args
+        rate, d_rate, k = args
         inputs = signal_inputs(model, schedule, t)
 
         def f(y_, theta_):
-            return jnp.asarray(model.rhs(t, y_, model.theta_dict(theta_), inputs, cov), dtype)
+            return jnp.asarray(model.rhs(t, y_, theta_of(theta_, k), inputs, cov), dtype)
 
         def tangent(s_k, e_k):
-            return jax.jvp(f, (y, theta), (s_k, e_k))
+            return jax.jvp(f, (y, flat), (s_k, e_k))
 
         # vmap over the K directions; the primal is unbatched, so computed once.
         dy, dS = jax.vmap(tangent, in_axes=(1, 0), out_axes=(None, 1))(S, jnp.eye(K, dtype=dtype))
@@ -242,13 +265,18 @@ def _integrate(model, settings, theta, patient: PatientInputs, events_of, sensit
 
     def segment(carry, xs):
         y, rate, status, saved = carry
-        k, t0, t1, event, jacobian = xs
+        k, t0, t1, event, jacobian, p = xs
+        field = (lambda t, y_: rhs(t, y_, theta_of(flat, p))) if piecewise else rhs
         if sensitivities:
             (y_, S), (rate_, d_rate) = y, rate
-            y_, rate_, S, d_rate = sensitivity_jump(rhs, t0, y_, rate_, S, d_rate, event, jacobian)
+            y_, rate_, S, d_rate = sensitivity_jump(
+                field, t0, y_, rate_, S, d_rate, event, jacobian
+            )
             y, rate = (y_, S), (rate_, d_rate)
+            args = (rate_, d_rate, p)
         else:
             y, rate = apply_event(y, rate, *event)
+            args = (rate, p) if piecewise else rate
         sol = diffrax.diffeqsolve(
             term,
             solver,
@@ -256,7 +284,7 @@ def _integrate(model, settings, theta, patient: PatientInputs, events_of, sensit
             t1=t1,
             dt0=settings.dt0,
             y0=y,
-            args=rate,
+            args=args,
             saveat=diffrax.SaveAt(ts=jnp.clip(t_sorted, t0, t1), t1=True),
             stepsize_controller=controller,
             # Forward-mode differentiable for the plain solve (the custom VJP of
@@ -276,7 +304,7 @@ def _integrate(model, settings, theta, patient: PatientInputs, events_of, sensit
         y_end = jax.tree.map(lambda ys: ys[-1], sol.ys)
         # Only for the status: the rhs where this segment starts (one evaluation).
         y_start, rate_start = (y[0], rate[0]) if sensitivities else (y, rate)
-        rhs_finite = jnp.all(jnp.isfinite(vector_field(t0, y_start, rate_start)))
+        rhs_finite = jnp.all(jnp.isfinite(field(t0, y_start) + rate_start))
         # The first failing segment names the cause (later ones start from its garbage).
         status = SolveStatus.where(
             status == SolveStatus.successful, _segment_status(sol.result, rhs_finite), status
@@ -285,14 +313,14 @@ def _integrate(model, settings, theta, patient: PatientInputs, events_of, sensit
 
     rate0 = jnp.zeros(n, dtype)
     if sensitivities:
-        S0 = jax.jacfwd(lambda th_: jnp.asarray(model.y0(model.theta_dict(th_), cov), dtype))(theta)
+        S0 = jax.jacfwd(lambda th_: jnp.asarray(model.y0(theta_of(th_, 0), cov), dtype))(flat)
         start = (y0, S0)
         rate0 = (rate0, jnp.zeros((n, K), dtype))
         empty = (jnp.zeros((T, n), dtype), jnp.zeros((T, n, K), dtype))
     else:
         start, empty = y0, jnp.zeros((T, n), dtype)
     init = (start, rate0, SolveStatus.successful, empty)
-    xs = (jnp.arange(n_seg), bounds[:-1], bounds[1:], seg_event, seg_jacobian)
+    xs = (jnp.arange(n_seg), bounds[:-1], bounds[1:], seg_event, seg_jacobian, par_seg)
     (_, _, status, saved), _ = jax.lax.scan(segment, init, xs)
     # A dose that could not be resolved (e.g. an unconverged steady state) names the cause.
     status = SolveStatus.where(dose_status == SolveStatus.successful, status, dose_status)

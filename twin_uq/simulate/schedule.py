@@ -226,11 +226,15 @@ class PatientInputs(NamedTuple):
         One patient's (unbatched) schedule.
     times
         Observation times ``>= 0``, shape ``(T,)``, any order, padding allowed.
+    change_time
+        ``(S,)`` starts of the segments of piecewise-constant parameters (time-varying
+        covariates, :mod:`twin_uq.simulate.segments`), or ``None``: one parameter vector.
     """
 
     covariates: Float[Array, " C"]
     schedule: Schedule
     times: Float[Array, " T"]
+    change_time: Float[Array, " S"] | None = None
 
 
 def _padded(n_given: int, requested: int | None, what: str, minimum: int) -> int:

@@ -69,6 +69,7 @@ from twin_uq.simulate.fixed_step import (
 from twin_uq.simulate.ode import solve_ode, solve_ode_sensitivities
 from twin_uq.simulate.result import Trajectory
 from twin_uq.simulate.schedule import PatientInputs, Schedule
+from twin_uq.simulate.segments import check_piecewise, theta_at
 from twin_uq.simulate.status import SolveStatus
 
 __all__ = [
@@ -92,7 +93,7 @@ def _states(
     if settings.method == "exact":
         return solve_exact(model, settings, theta, patient)
     if settings.is_fixed_step and grid is not None:
-        return integrate_on_grid(model, theta, patient.covariates, grid)
+        return integrate_on_grid(model, theta, patient.covariates, grid, patient.change_time)
     if settings.is_fixed_step:
         return solve_fixed_step(model, settings, theta, patient)
     return solve_ode(model, settings, theta, patient)
@@ -106,6 +107,11 @@ def _core(
     grid: FixedGrid | None = None,
 ) -> tuple[Float[Array, "T n"], Float[Array, "T m"], SolveStatus]:
     states, status = _states(model, settings, theta, patient, grid)
+    if patient.change_time is not None:
+        # Each time observed with the parameters in force then (a change time: the new).
+        th_t = jax.vmap(model.theta_dict)(theta_at(theta, patient.change_time, patient.times))
+        outputs = jax.vmap(lambda y, th_: jnp.asarray(model.observe(y, th_)))(states, th_t)
+        return states, outputs, _flag_nonfinite(states, outputs, status)
     th = model.theta_dict(theta)
     outputs = jax.vmap(lambda y: jnp.asarray(model.observe(y, th)))(states)
     return states, outputs, _flag_nonfinite(states, outputs, status)
@@ -120,44 +126,51 @@ def _flag_nonfinite(states, outputs, status: SolveStatus) -> SolveStatus:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _ode_with_vjp(model, settings, theta, covariates, schedule, times):
-    return _core(model, settings, theta, PatientInputs(covariates, schedule, times))
+def _ode_with_vjp(model, settings, theta, covariates, schedule, times, change_time=None):
+    return _core(model, settings, theta, PatientInputs(covariates, schedule, times, change_time))
 
 
-def _ode_fwd(model, settings, theta, covariates, schedule, times):
-    patient = PatientInputs(covariates, schedule, times)
+def _ode_fwd(model, settings, theta, covariates, schedule, times, change_time=None):
+    patient = PatientInputs(covariates, schedule, times, change_time)
     states, jac_states, status = solve_ode_sensitivities(model, settings, theta, patient)
+    # Sensitivities are with respect to theta flattened (S·K for piecewise parameters).
+    shape, flat = theta.shape, theta.reshape(-1)
 
-    def observe(y, th):
+    def observe(y, th, t):
+        th = th.reshape(shape)
+        if change_time is not None:
+            th = theta_at(th, change_time, t)
         out = jnp.asarray(model.observe(y, model.theta_dict(th)))
         return out, out  # the value rides along as jacfwd's aux: one evaluation
 
-    def output_and_jacobian(y, S):
-        (d_y, d_theta), out = jax.jacfwd(observe, argnums=(0, 1), has_aux=True)(y, theta)
+    def output_and_jacobian(y, S, t):
+        (d_y, d_theta), out = jax.jacfwd(observe, argnums=(0, 1), has_aux=True)(y, flat, t)
         return out, d_y @ S + d_theta
 
-    outputs, jac_outputs = jax.vmap(output_and_jacobian)(states, jac_states)
+    outputs, jac_outputs = jax.vmap(output_and_jacobian)(states, jac_states, patient.times)
     status = _flag_nonfinite(states, outputs, status)
-    return (states, outputs, status), (jac_states, jac_outputs, status)
+    # theta's shape rides along as an empty-valued array (residuals are arrays).
+    return (states, outputs, status), (jac_states, jac_outputs, status, jnp.zeros(shape, bool))
 
 
 def _ode_bwd(model, settings, residuals, cotangents):
-    jac_states, jac_outputs, status = residuals
+    jac_states, jac_outputs, status, like_theta = residuals
     g_states, g_outputs, _ = cotangents
     ct = jnp.einsum("tnk,tn->k", jac_states, g_states) + jnp.einsum(
         "tok,to->k", jac_outputs, g_outputs
     )
     # A failed solve carries inf/NaN sensitivities; the likelihood masks it, so give 0.
     ct = jnp.where(status == SolveStatus.successful, ct, 0.0)
-    return ct, None, None, None
+    return ct.reshape(like_theta.shape), None, None, None, None
 
 
 _ode_with_vjp.defvjp(_ode_fwd, _ode_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _reverse_with_vjp(model, settings, theta, covariates, schedule, times, grid):
-    return _core(model, settings, theta, PatientInputs(covariates, schedule, times), grid)
+def _reverse_with_vjp(model, settings, theta, covariates, schedule, times, grid, change_time=None):
+    patient = PatientInputs(covariates, schedule, times, change_time)
+    return _core(model, settings, theta, patient, grid)
 
 
 def _vjp_with_status(core, *primals):
@@ -186,16 +199,16 @@ def _gated_cotangents(residuals, cotangents):
     )
 
 
-def _reverse_fwd(model, settings, theta, covariates, schedule, times, grid):
+def _reverse_fwd(model, settings, theta, covariates, schedule, times, grid, change_time=None):
     def core(th, cv, ts):
-        return _core(model, settings, th, PatientInputs(cv, schedule, ts), grid)
+        return _core(model, settings, th, PatientInputs(cv, schedule, ts, change_time), grid)
 
     return _vjp_with_status(core, theta, covariates, times)
 
 
 def _reverse_bwd(model, settings, residuals, cotangents):
     ct_theta, ct_cov, ct_times = _gated_cotangents(residuals, cotangents)
-    return ct_theta, ct_cov, None, ct_times, None
+    return ct_theta, ct_cov, None, ct_times, None, None
 
 
 _reverse_with_vjp.defvjp(_reverse_fwd, _reverse_bwd)
@@ -257,16 +270,25 @@ def _solve(
     schedule: Schedule,
     times: ArrayLike,
     grid: FixedGrid | None = None,
+    change_times: ArrayLike | None = None,
 ) -> Trajectory:
     theta = jnp.asarray(theta, dtype=float)
     covariates = jnp.asarray(covariates, dtype=float).reshape(len(model.covariates))
     times = jnp.asarray(times, dtype=theta.dtype)
+    change_time = None if change_times is None else jnp.asarray(change_times, theta.dtype)
+    check_piecewise(theta, change_time)
+    if change_time is not None and change_time.shape[0] == 1:
+        # One segment: the solve of constant parameters, bit for bit.
+        theta, change_time = theta[0], None
+    extra = () if change_time is None else (change_time,)
     if settings.method == "exact" or settings.is_fixed_step:
         states, outputs, status = _reverse_with_vjp(
-            model, settings, theta, covariates, schedule, times, grid
+            model, settings, theta, covariates, schedule, times, grid, *extra
         )
     else:
-        states, outputs, status = _ode_with_vjp(model, settings, theta, covariates, schedule, times)
+        states, outputs, status = _ode_with_vjp(
+            model, settings, theta, covariates, schedule, times, *extra
+        )
     return Trajectory(times=times, states=states, outputs=outputs, status=status)
 
 
@@ -278,6 +300,7 @@ def solve(
     times: Float[ArrayLike, " T"],
     settings: SolverSettings | None = None,
     grid: FixedGrid | None = None,
+    change_times: Float[ArrayLike, " S"] | None = None,
 ) -> Trajectory:
     """Simulate one patient: states and outputs at ``times``, and how the solve ended.
 
@@ -291,7 +314,9 @@ def solve(
         The model (static: hashable by class).
     theta
         Individual parameters, natural scale, in ``model.parameter_names`` order, ``(K,)``.
-        Covariate effects must already be applied (see :class:`twin_uq.Model`).
+        Covariate effects must already be applied (see :class:`twin_uq.Model`). Or
+        ``(S, K)`` with ``change_times``: parameters piecewise constant in time
+        (time-varying covariates; :mod:`twin_uq.simulate.segments`).
     covariates
         Patient covariates in ``model.covariates`` order, ``(C,)`` (passed to ``model.y0``).
     schedule
@@ -310,6 +335,13 @@ def solve(
         ``method="rk4"`` only, optional: the patient's precomputed
         :class:`~twin_uq.simulate.fixed_step.FixedGrid` for these ``schedule`` and
         ``times`` (a fit builds it once instead of at every gradient).
+    change_times
+        ``(S,)`` with ``theta`` ``(S, K)``: segment ``s`` of the parameters holds from
+        ``change_times[s]`` (sorted, the first 0, ``+inf`` padding) to the next start; an
+        observation at a change time sees the new parameters, ``model.y0`` the first
+        segment's. The integration stops at every change time and restarts with the new
+        parameters, on every path. ``S = 1`` is the solve with ``theta[0]``, bit for bit.
+        Steady-state doses are refused with piecewise parameters.
 
     Returns
     -------
@@ -332,7 +364,7 @@ def solve(
         and not isinstance(times, jax.core.Tracer)
     ):
         settings = settings.covering(times)
-    return _solve(model, settings, theta, covariates, schedule, times, grid)
+    return _solve(model, settings, theta, covariates, schedule, times, grid, change_times)
 
 
 def _takes_arguments_of(source: Callable) -> Callable[[Callable], Callable]:
@@ -365,8 +397,16 @@ def solve_outputs(
     return traj.states, traj.outputs, traj.ok
 
 
-def _as_theta(model: Model, params: Mapping[str, float] | ArrayLike) -> Array:
+def _as_theta(model: Model, params: Mapping[str, float] | ArrayLike, segments: int = 0) -> Array:
     names = model.parameter_names
+    if segments:  # piecewise: an (S, K) array, one row per segment
+        theta = jnp.asarray(params, dtype=float)
+        if theta.shape != (segments, len(names)):
+            raise InputError(
+                f"With change_times of {segments} segment(s), params must be an array of "
+                f"shape ({segments}, {len(names)}) in the order {names}; got {theta.shape}."
+            )
+        return theta
     if isinstance(params, Mapping):
         missing = [n for n in names if n not in params]
         unknown = [k for k in params if k not in names]
@@ -406,8 +446,8 @@ def _as_covariates(model: Model, covariates: Mapping[str, float] | ArrayLike | N
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _simulate_compiled(model, settings, theta, covariates, schedule, times):
-    return _solve(model, settings, theta, covariates, schedule, times)
+def _simulate_compiled(model, settings, theta, covariates, schedule, times, change_times=None):
+    return _solve(model, settings, theta, covariates, schedule, times, None, change_times)
 
 
 def simulate(
@@ -418,6 +458,7 @@ def simulate(
     *,
     covariates: Mapping[str, float] | ArrayLike | None = None,
     settings: SolverSettings | None = None,
+    change_times: Sequence[float] | ArrayLike | None = None,
 ) -> Trajectory:
     """Simulate one patient and return a :class:`Trajectory`.
 
@@ -440,6 +481,9 @@ def simulate(
         Dict or vector in ``model.covariates`` order; default ``model.covariate_defaults``.
     settings
         Default ``model.solver``.
+    change_times
+        Parameters piecewise constant in time (time-varying covariates): ``(S,)`` segment
+        starts (sorted, the first 0) with ``params`` an ``(S, K)`` array (see :func:`solve`).
     """
     from twin_uq._config import require_x64
     from twin_uq.model.load import load_model
@@ -453,13 +497,17 @@ def simulate(
     if schedule.bolus_time.ndim != 1:
         raise InputError("simulate takes one patient's (unbatched) Schedule.")
     check_dose_declarations(model, schedule)
+    change = None if change_times is None else jnp.asarray(change_times, dtype=float)
+    if change is not None and (change.ndim != 1 or not bool(jnp.all(jnp.diff(change) >= 0))):
+        raise InputError(f"change_times must be a sorted 1-D sequence; got {change_times!r}.")
     return _simulate_compiled(
         model,
         settings.covering(times_arr),
-        _as_theta(model, params),
+        _as_theta(model, params, 0 if change is None else change.shape[0]),
         _as_covariates(model, covariates),
         schedule,
         times_arr,
+        change,
     )
 
 

@@ -328,12 +328,65 @@ def _robust_location_scatter(x: np.ndarray, quantile: float) -> tuple[np.ndarray
     return loc, cov
 
 
+def _signal_columns(post) -> set[str]:
+    """Covariate columns that are the model's measured input signals (not covariates)."""
+    return set(getattr(post.model, "signals", ()))
+
+
+def _time_varying_support(
+    series: pd.DataFrame,
+    names: list[str],
+    ids: list[str],
+    table: pd.DataFrame,
+    flags: dict[str, list[str]],
+    th: TrustThresholds,
+) -> None:
+    """Every recorded value of each time-varying covariate against the cohort's values.
+
+    Robust z-score of each value (median and MAD of all values recorded in the cohort);
+    a patient's largest ``|z|`` enters ``covariate_max_abs_z`` and, beyond
+    ``th.covariate_z_max``, a flag naming the value and its time. Updates ``table`` and
+    ``flags`` in place.
+    """
+    for c in names:
+        part = series[series["covariate"] == c]
+        values = pd.to_numeric(part["value"], errors="coerce").to_numpy(dtype=float)
+        ok = np.isfinite(values)
+        if ok.sum() < 5:
+            continue
+        pid = part["id"].astype(str).to_numpy()[ok]
+        time = part["time"].to_numpy(dtype=float)[ok]
+        x = values[ok]
+        med = np.median(x)
+        mad = 1.4826 * np.median(np.abs(x - med))
+        sd = mad if mad > 0 else x.std() + 1e-12
+        z = (x - med) / sd
+        for p in ids:
+            mine = pid == p
+            if not mine.any():
+                continue
+            k = np.flatnonzero(mine)[np.argmax(np.abs(z[mine]))]
+            current = table.at[p, "covariate_max_abs_z"]
+            table.at[p, "covariate_max_abs_z"] = np.nanmax([current, abs(z[k])])
+            if abs(z[k]) > th.covariate_z_max:
+                others = x[~mine]
+                side = "above" if z[k] > 0 else "below"
+                flags[p].append(
+                    f"{c} = {x[k]:.4g} at time {time[k]:g} (a time-varying covariate) lies far "
+                    f"{side} the values recorded in the rest of the cohort (robust z "
+                    f"{z[k]:+.1f}; others range {others.min():.4g}–{others.max():.4g})."
+                )
+
+
 def covariate_support(post, th: TrustThresholds) -> tuple[pd.DataFrame, dict[str, tuple[str, ...]]]:
-    """Where each patient's baseline covariates lie relative to the rest of the cohort.
+    """Where each patient's covariates lie relative to the rest of the cohort.
 
     Numeric covariates (constant within patients; measured signals excluded): robust
     z-score of each (median and MAD of the cohort), and the robust Mahalanobis distance of
-    all of them together. Categorical covariates: how many *other* patients share the level.
+    all of them together. Time-varying numeric covariates (measured signals excluded):
+    every recorded value, not only the first, against all values recorded in the cohort
+    (:func:`_time_varying_support`). Categorical covariates: how many *other* patients
+    share the level.
 
     Returns
     -------
@@ -345,7 +398,7 @@ def covariate_support(post, th: TrustThresholds) -> tuple[pd.DataFrame, dict[str
     cohort = post.cohort
     ids = list(post.patient_ids)
     cov = cohort.covariates.reindex(ids)
-    skip = set(cohort.time_varying) | set(getattr(post.model, "signals", ()))
+    skip = set(cohort.time_varying) | _signal_columns(post)
     numeric = [
         c
         for c in cov.columns
@@ -394,6 +447,9 @@ def covariate_support(post, th: TrustThresholds) -> tuple[pd.DataFrame, dict[str
                         f"The combination of {', '.join(numeric)} is unusual for this cohort "
                         f"(robust Mahalanobis distance {np.sqrt(d2[i]):.1f}, cut-off {np.sqrt(cut):.1f})."
                     )
+    varying = [c for c in cohort.time_varying if c not in _signal_columns(post)]
+    if varying and len(ids) >= 5:
+        _time_varying_support(cohort.covariate_series, varying, ids, table, flags, th)
     for c in categorical:
         col = cov[c].astype(object)
         counts = col.value_counts(dropna=False)

@@ -90,12 +90,21 @@ def heldout_predictive(
     times = jnp.asarray(times, float)
     outputs = np.asarray(outputs, int)
 
-    def one_patient(th_s, cov, sched, t):
-        return jax.vmap(lambda th: solve_outputs(model, th, cov, sched, t, settings)[1])(th_s)
+    def one_patient(th_s, cov, sched, t, change=None):
+        def solve_one(th):
+            return solve_outputs(model, th, cov, sched, t, settings, change_times=change)[1]
 
-    f_all = jax.jit(jax.vmap(one_patient, in_axes=(1, 0, 0, 0), out_axes=1))(
-        jnp.asarray(theta), arrays.covariates, arrays.schedule, times
-    )  # (S, P, T, O)
+        return jax.vmap(solve_one)(th_s)
+
+    if arrays.change_time is None:
+        f_all = jax.jit(jax.vmap(one_patient, in_axes=(1, 0, 0, 0), out_axes=1))(
+            jnp.asarray(theta), arrays.covariates, arrays.schedule, times
+        )  # (S, P, T, O)
+    else:  # time-varying covariates: each patient's parameters along its covariate path
+        paths = _parameter_paths(post, idx, arrays.n_segments)  # (S, P, G, K)
+        f_all = jax.jit(jax.vmap(one_patient, in_axes=(1, 0, 0, 0, 0), out_axes=1))(
+            jnp.asarray(paths), arrays.covariates, arrays.schedule, times, arrays.change_time
+        )
     f = np.take_along_axis(np.asarray(f_all), outputs[None, :, :, None], axis=-1)[..., 0]
     add, prop, nu = _residual_arrays(post)
     add, prop, nu = add[idx], prop[idx], nu[idx]
@@ -112,6 +121,22 @@ def heldout_predictive(
         student_t=uses_student_t(code),
     )
     return np.asarray(y)
+
+
+def _parameter_paths(post, idx: np.ndarray, n_segments: int) -> np.ndarray:
+    """``(S, P, G, K)`` each patient's draws ``idx`` on every segment of the fit's arrays.
+
+    Patients with fewer segments (or none) repeat their last one, as the padded change
+    times (``+inf``) never start.
+    """
+    out = []
+    for pid in post.patient_ids:
+        pp = post.patient(pid)
+        path = pp.theta_path if pp.theta_path is not None else pp.theta[:, None, :]
+        path = path[idx]
+        pad = np.repeat(path[:, -1:, :], n_segments - path.shape[1], axis=1)
+        out.append(np.concatenate([path, pad], axis=1))
+    return np.stack(out, axis=1)
 
 
 def patient_heldout_summary(

@@ -73,6 +73,15 @@ def update_twin(  # noqa: UP047 (PEP 695 syntax breaks the 3.11 layer checker)
             "This twin is a population-only prediction for a new patient; fit or update "
             "requires a fitted patient (use post.twin(id))."
         )
+    if twin.posterior.time_varying:
+        # The update's likelihood solves with one parameter vector per draw; using it
+        # here would drop the covariate path the fit used.
+        raise InputError(
+            f"Patient {twin.patient_id!r} has covariates that change during the record "
+            f"({', '.join(twin.posterior.covariate_path.columns)}); twin.update does not "
+            "handle time-varying covariates yet. Refit the cohort with the new rows "
+            "(tq.fit) instead."
+        )
     new = _new_table(new_rows, twin.patient_id, twin.model)
     combined = pd.concat([twin.table, new], ignore_index=True)
     if "output" in combined and len(twin.model.outputs) == 1:

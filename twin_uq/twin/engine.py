@@ -88,8 +88,12 @@ def predict_draws(
     prop: DrawOutputs,
     nu: PerDraw,
     key: jax.Array,
+    change_times: Float[Array, " G"] | None = None,
 ) -> tuple[DrawPredictions, DrawPredictions, SolveStatus]:
     """Noise-free and noisy outputs at ``times`` for every draw, and how each solve ended.
+
+    ``theta`` is ``(S, K)``, or ``(S, G, K)`` with ``change_times`` ``(G,)``: parameters
+    piecewise constant in time (time-varying covariates; :func:`twin_uq.simulate.solve`).
 
     Returns
     -------
@@ -101,7 +105,7 @@ def predict_draws(
     """
 
     def one(th):
-        traj = solve(model, th, covariates, schedule, times, settings)
+        traj = solve(model, th, covariates, schedule, times, settings, change_times=change_times)
         return traj.outputs, traj.status
 
     f, status = jax.vmap(one)(theta)

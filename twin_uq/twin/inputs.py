@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 
 from twin_uq.errors import InputError
 from twin_uq.model.base import Model
+from twin_uq.model.scales import to_natural, to_unconstrained
+from twin_uq.posterior.patient import PatientPosterior
+from twin_uq.posterior.population import design_row, flat_draws
 from twin_uq.simulate.schedule import Infusion, Schedule
 
-__all__ = ["check_doses", "check_interval", "check_times", "scaled_schedule"]
+__all__ = [
+    "check_doses",
+    "check_interval",
+    "check_times",
+    "scaled_schedule",
+    "with_future_covariates",
+]
 
 
 def check_interval(interval: float) -> float:
@@ -105,4 +116,70 @@ def scaled_schedule(schedule: Schedule, amount: float) -> Schedule:
         signal_time=schedule.signal_time,
         signal_value=schedule.signal_value,
         signal_mask=schedule.signal_mask,
+    )
+
+
+def with_future_covariates(
+    post, patient: PatientPosterior, future: Mapping[float, Mapping[str, object]]
+) -> PatientPosterior:
+    """``patient`` with covariate values given for times after its record (a what-if).
+
+    ``future`` maps a time to the covariates that change then (``{48.0: {"WT": 3.4}}``);
+    covariates not named keep their value. Each time starts a new segment of the
+    parameters, computed per draw as in the fit: the latent parameters move by the change
+    of the covariate model (effects with the draw's ``beta``, allometry) from baseline.
+
+    Raises
+    ------
+    InputError
+        For a time not after the record's last covariate change (or negative), or a
+        covariate name the fit does not know.
+    """
+    model = patient.model
+    known = {str(c) for c in post.cohort.covariate_names}
+    change = patient.change_time if patient.time_varying else np.zeros(1)
+    path = patient.theta_path if patient.time_varying else patient.theta[:, None, :]
+    current = dict(patient.baseline)
+    if patient.covariate_path is not None:
+        current.update(patient.covariate_path.iloc[-1].to_dict())
+    base_row, base_allo = design_row(post, patient.baseline)
+    beta = flat_draws(post).get("beta")
+    design = post.covariate_design
+    names = model.parameter_names
+    latent = to_unconstrained(model, patient.theta)
+    times, thetas, rows = list(change), [path], []
+    for t in sorted(future):
+        if not np.isfinite(t) or t <= times[-1]:
+            raise InputError(
+                f"Future covariate values at time {t:g}: times must come after the record's "
+                f"last covariate change (time {times[-1]:g}) and after each other."
+            )
+        unknown = sorted(set(future[t]) - known)
+        if unknown:
+            raise InputError(
+                f"Future covariate values at time {t:g}: unknown covariate(s) {unknown}; the "
+                f"cohort's covariates are {sorted(known)}."
+            )
+        current.update(future[t])
+        row, allo = design_row(post, current)
+        shift = np.broadcast_to(allo - base_allo, latent.shape).copy()
+        if beta is not None:
+            for e, (p, term) in enumerate(design.effects):
+                q = design.terms.index(term)
+                shift[:, names.index(p)] += beta[:, e] * (row[q] - base_row[q])
+        thetas.append(np.asarray(to_natural(model, latent + shift))[:, None, :])
+        times.append(float(t))
+        rows.append({"time": float(t), **dict(current)})
+    covariate_path = patient.covariate_path
+    if rows:
+        extra = pd.DataFrame(rows).set_index("time")
+        cols = list(covariate_path.columns) if covariate_path is not None else list(extra.columns)
+        covariate_path = (
+            pd.concat([covariate_path, extra[cols]]) if covariate_path is not None else extra
+        )
+    return dataclasses.replace(
+        patient,
+        change_time=np.asarray(times, dtype=float),
+        theta_path=np.concatenate(thetas, axis=1),
+        covariate_path=covariate_path,
     )

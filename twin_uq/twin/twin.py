@@ -27,7 +27,13 @@ from twin_uq.simulate.status import SolveStatus, describe_failures
 from twin_uq.twin.conditioning import update_twin
 from twin_uq.twin.criteria import Criterion, Event, event_grid
 from twin_uq.twin.engine import _bucket, bucket_schedule, predict_draws
-from twin_uq.twin.inputs import check_doses, check_interval, check_times, scaled_schedule
+from twin_uq.twin.inputs import (
+    check_doses,
+    check_interval,
+    check_times,
+    scaled_schedule,
+    with_future_covariates,
+)
 from twin_uq.twin.next_sample import next_measurement
 from twin_uq.twin.results import (
     DoseRecommendation,
@@ -71,15 +77,27 @@ class PosteriorTwin:
 
     # ---- construction ------------------------------------------------------------------
     @classmethod
-    def from_posterior(cls, post: CohortPosterior, patient_id: object) -> PosteriorTwin:
+    def from_posterior(
+        cls,
+        post: CohortPosterior,
+        patient_id: object,
+        future_covariates: Mapping[float, Mapping[str, object]] | None = None,
+    ) -> PosteriorTwin:
         """The twin of a fitted patient (``post.twin(patient_id)``).
+
+        ``future_covariates``: covariate values from given times after the record on
+        (``{48.0: {"WT": 3.4}}``; a what-if). Without them the last recorded value of a
+        time-varying covariate holds in the future.
 
         Raises
         ------
         UnknownPatientError
             (a ``KeyError``) for an id not in the fit, naming close matches.
         """
-        return cls(post.patient(patient_id))
+        patient = post.patient(patient_id)
+        if future_covariates:
+            patient = with_future_covariates(post, patient, future_covariates)
+        return cls(patient)
 
     # ---- the patient's posterior, read through -----------------------------------------
     patient_id = property(lambda self: self.posterior.patient_id, doc="The patient.")
@@ -189,10 +207,15 @@ class PosteriorTwin:
         T, D = times.size, idx.size
         t_pad = np.concatenate([times, np.full(_bucket(T, 16) - T, times[-1])])
         i_pad = np.concatenate([idx, np.full(_bucket(D, 16) - D, idx[-1])])
+        # Time-varying covariates: each draw's parameters on every segment of the record,
+        # the last segment's carried on past the last record.
+        change_time = self.posterior.change_time
+        theta = self.theta if change_time is None else self.posterior.theta_path
+        extra = () if change_time is None else (jnp.asarray(change_time),)
         f, y, status = predict_draws(
             self.model,
             self.settings.covering(t_pad),
-            jnp.asarray(self.theta[i_pad]),
+            jnp.asarray(theta[i_pad]),
             jnp.asarray(self.covariates),
             schedule,
             jnp.asarray(t_pad),
@@ -201,6 +224,7 @@ class PosteriorTwin:
             jnp.asarray(self.prop[i_pad]),
             jnp.asarray(self.nu[i_pad]),
             jax.random.key(seed),
+            *extra,
         )
         status = jax.tree.map(lambda v: np.asarray(v)[:D], status)
         return np.asarray(f)[:D, :T], np.asarray(y)[:D, :T], status
