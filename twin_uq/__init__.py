@@ -43,6 +43,9 @@ _LAZY: dict[str, str] = {
     "Schedule": "twin_uq.simulate.schedule",
     "Signal": "twin_uq.simulate.schedule",
     "audit": "twin_uq.audit",
+    "compare": "twin_uq.compare",
+    "average": "twin_uq.compare",
+    "ModelAverage": "twin_uq.compare",
     "CohortPosterior": "twin_uq.posterior",
     "PatientPosterior": "twin_uq.posterior",
     "PosteriorLoadError": "twin_uq.posterior",
@@ -108,6 +111,11 @@ if TYPE_CHECKING:  # what static tools and IDEs see
     from twin_uq import report as report
     from twin_uq._config import PrecisionWarning as PrecisionWarning, configure as configure
     from twin_uq.audit import audit as audit
+    from twin_uq.compare import (
+        ModelAverage as ModelAverage,
+        average as average,
+        compare as compare,
+    )
     from twin_uq.data import (
         Cohort as Cohort,
         CohortError as CohortError,

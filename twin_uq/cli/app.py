@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 
 from twin_uq._config import configure
-from twin_uq.cli import demo, fit, models, predict, report, trust, update, update_many, validate
+from twin_uq.cli import (
+    compare,
+    demo,
+    fit,
+    models,
+    predict,
+    report,
+    trust,
+    update,
+    update_many,
+    validate,
+)
 from twin_uq.cli._cache import enable_compilation_cache
 
 app = typer.Typer(
@@ -28,6 +39,7 @@ app.command("trust")(trust.trust)
 app.command("report")(report.report)
 app.command("audit")(report.audit)
 app.command("validate")(validate.validate)
+app.command("compare")(compare.compare)
 
 
 def main() -> None:
