@@ -36,12 +36,12 @@ def test_observation_loglik_matches_a_hand_computation(oral_fit):
 
 
 def test_censored_points_score_their_m3_probability(oral_fit, oral_sim):
-    # The same fit read with three late observations reported below a limit of 0.5 mg/L.
+    # The same fit read with three late observations reported as below a limit equal to
+    # the value measured (so that P(Y < limit) is far from 0 and 1).
     table = oral_sim.table.copy()
     late = table.index[(table["evid"] == 0) & (table["time"] == 24.0)][:3]
     table["cens"] = 0
     table.loc[late, "cens"] = 1
-    table.loc[late, "dv"] = 0.5
     cohort = tq.read_cohort(table.drop(columns=["sampling"]))
     post = CohortPosterior(
         oral_fit.idata, oral_fit.model, cohort, population_model=oral_fit.population_model
@@ -50,7 +50,9 @@ def test_censored_points_score_their_m3_probability(oral_fit, oral_sim):
     ll = pointwise_loglik(post, "observation")
     got = ll.isel(chain=0, draw=11).where(ll["patient"] == pid, drop=True).values
     hand = _hand(post, pid, 0, 11)
-    assert post.cohort.obs_censored[post.cohort.index(pid)].any()
+    i = post.cohort.index(pid)
+    censored = post.cohort.obs_censored[i][post.cohort.obs_mask[i]]
+    assert censored.any() and np.all(hand[censored] < -0.01)
     np.testing.assert_allclose(got, hand, rtol=1e-10)
 
 

@@ -164,6 +164,7 @@ def loo(
     max_refits: int = 5,
     n_inner: int = 128,
     seed: int = 0,
+    k_threshold: float = K_THRESHOLD,
 ) -> LooResult:
     """PSIS leave-one-out over patients or observations, with optional exact refits.
 
@@ -185,6 +186,9 @@ def loo(
         (by patient; one ODE solve each).
     seed
         Seeds those draws.
+    k_threshold
+        Refit patients whose Pareto k exceeds this (default 0.7; ``n_high_k`` always
+        counts k > 0.7).
 
     Returns
     -------
@@ -202,14 +206,14 @@ def loo(
     result = psis_loo(posterior, tree["log_likelihood"][var], var)
     k = np.asarray(result.pareto_k).reshape(-1)
     refitted: tuple[str, ...] = ()
-    n_high = int((k > K_THRESHOLD).sum())
+    n_high = int((k > k_threshold).sum())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         if refit and n_high and max_refits:
             # reloo refits every unit above its threshold: raise it so that only the
             # max_refits largest k are refitted.
             order = np.sort(k)[::-1]
-            threshold = K_THRESHOLD if n_high <= max_refits else float(order[max_refits])
+            threshold = k_threshold if n_high <= max_refits else float(order[max_refits])
             wrapper = PatientRefit(post, tree, proposals)
             result = azs.reloo(
                 wrapper, loo_orig=result, var_name=var, k_threshold=threshold, pointwise=True
