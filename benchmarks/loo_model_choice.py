@@ -45,7 +45,7 @@ DESIGN = tq.Design(
 )
 
 
-def one_replicate(n: int, seed: int, draws: int) -> dict:
+def one_replicate(n: int, seed: int, draws: int, n_inner: int) -> dict:
     """Simulate a cohort of ``n`` patients, fit both models, compare them."""
     sim = tq.simulate_cohort(TRUE, n, DESIGN, seed=seed)
     t0 = time.perf_counter()
@@ -55,7 +55,7 @@ def one_replicate(n: int, seed: int, draws: int) -> dict:
     }
     t_fit = time.perf_counter() - t0
     t0 = time.perf_counter()
-    table = tq.compare(fits, by="patient")
+    table = tq.compare(fits, by="patient", n_inner=n_inner)
     t_loo = time.perf_counter() - t0
     return {
         "n": n,
@@ -80,13 +80,14 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 32])
     ap.add_argument("--stack-replicates", type=int, default=3)
     ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument("--n-inner", type=int, default=128, help="inner draws of tq.compare")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/loo_model_choice.json"))
     args = ap.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     choice = []
     for r in range(args.replicates):
-        row = one_replicate(args.patients, 1000 + r, args.draws)
+        row = one_replicate(args.patients, 1000 + r, args.draws, args.n_inner)
         choice.append(row)
         print(json.dumps(row), flush=True)
     stacking = []
@@ -95,7 +96,7 @@ def main() -> None:
             if n == args.patients and r < len(choice):
                 row = choice[r]  # the same cohort (same seed): not fitted twice
             else:
-                row = one_replicate(n, 1000 + r, args.draws)
+                row = one_replicate(n, 1000 + r, args.draws, args.n_inner)
                 print(json.dumps(row), flush=True)
             stacking.append(row)
     wins = sum(row["winner"] == "2cmt" for row in choice)
@@ -106,6 +107,7 @@ def main() -> None:
         "wrong_model": WRONG,
         "method": "laplace (approximate)",
         "draws": args.draws,
+        "n_inner": args.n_inner,
         "model_choice": {"wins": wins, "replicates": len(choice), "interval90": [lo, hi]},
         "replicates": choice,
         "stacking": stacking,

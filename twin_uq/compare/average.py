@@ -17,12 +17,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from twin_uq.compare.table import check_same_cohort, compare
 from twin_uq.errors import InputError
+from twin_uq.simulate.status import SolveStatus
 from twin_uq.trust import TrustAssessment, assess_patient
 from twin_uq.twin import PosteriorTwin
 from twin_uq.twin.inputs import check_interval
@@ -152,56 +155,37 @@ class AveragedTwin:
         f = np.concatenate([ds["f"].values for _, ds in parts])
         y = np.concatenate([ds["y"].values for _, ds in parts])
         labels = np.concatenate([[label] * ds.sizes["draw"] for label, ds in parts])
-        a = (1 - interval) / 2
-        qy = np.quantile(y, [0.5, a, 1 - a], axis=0).transpose(0, 2, 1)
-        qf = np.quantile(f, [0.5, a, 1 - a], axis=0).transpose(0, 2, 1)
-        first = parts[0][1]
-        dims3, dims2 = ("draw", "time", "output"), ("output", "time")
+        first_label, first = parts[0]
+        # The pooled draws are summarised as one twin's draws are (PosteriorTwin's own
+        # quantiles, extrapolation and attributes); every pooled draw was solved.
+        pooled = self.twins[first_label]._dataset(
+            first["time"].values,
+            f,
+            y,
+            jax.tree.map(lambda v: jnp.full(f.shape[:1], v), SolveStatus.successful),
+            np.arange(f.shape[0]),
+            interval,
+            seed,
+        )
+        medians = np.stack([ds["median"].values for _, ds in parts])
+        pooled["model_median"] = (("model_", "output", "time"), medians)
+        pooled = pooled.assign_coords(model=("draw", labels), model_=[lab for lab, _ in parts])
         trust = {label: str(t.status) for label, t in self.trust().items()}
-        return xr.Dataset(
+        pooled.attrs.update(
             {
-                "f": (dims3, f),
-                "y": (dims3, y),
-                "median": (dims2, qy[0]),
-                "lower": (dims2, qy[1]),
-                "upper": (dims2, qy[2]),
-                "f_median": (dims2, qf[0]),
-                "f_lower": (dims2, qf[1]),
-                "f_upper": (dims2, qf[2]),
-                "model_median": (
-                    ("model_", *dims2),
-                    np.stack([ds["median"].values for _, ds in parts]),
-                ),
-                "extrapolation": first["extrapolation"],
-                "horizon": first["horizon"],
-            },
-            coords={
-                "draw": np.arange(f.shape[0]),
-                "model": ("draw", labels),
-                "model_": [label for label, _ in parts],
-                "time": first["time"].values,
-                "output": outputs[0],
-            },
-            attrs={
-                "patient_id": self.patient_id,
                 "model_name": "average(" + ", ".join(self.twins) + ")",
-                "interval": interval,
                 "approximate": int(self.approximate),
-                "population_only": 0,
-                "last_observation_time": first.attrs["last_observation_time"],
-                "n_draws": int(f.shape[0]),
                 "n_failed_draws": int(sum(ds.attrs["n_failed_draws"] for _, ds in parts)),
                 "solver_failures": " ".join(
                     ds.attrs["solver_failures"] for _, ds in parts if ds.attrs["solver_failures"]
                 ),
-                "seed": int(seed),
-                "n_updates": 0,
                 "model_weights": json.dumps(self.weights),
                 "model_draws": json.dumps(self.draws),
                 "description": self.describe(),
                 "trust": json.dumps(trust),
-            },
+            }
         )
+        return pooled
 
 
 @dataclass(frozen=True, eq=False)
@@ -275,7 +259,7 @@ def average(
     *,
     n_draws: int = 1000,
     seed: int = 0,
-    n_inner: int = 128,
+    n_inner: int = 512,
 ) -> ModelAverage:
     """Average several fits of the same cohort.
 

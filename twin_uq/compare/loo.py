@@ -36,6 +36,10 @@ __all__ = ["K_THRESHOLD", "LooResult", "loo"]
 #: Pareto k above which the importance-sampling estimate of a unit is not trusted.
 K_THRESHOLD = 0.7
 
+#: The log-likelihood variable of each unit (not named like its dimension: xarray would
+#: take a variable ``patient`` on dim ``patient`` for that dimension's coordinate).
+_VAR = {"patient": "loglik_patient", "observation": "loglik_observation"}
+
 
 @dataclass(frozen=True)
 class LooResult:
@@ -135,7 +139,7 @@ def loo_tree(
         ll, proposals = patient_marginals(post, n_inner, seed)
     else:
         ll = pointwise_loglik(post, by).drop_attrs()
-    return psis_tree(post.idata["posterior"].to_dataset(), ll, by), proposals
+    return psis_tree(post.idata["posterior"].to_dataset(), ll, _VAR[by]), proposals
 
 
 def psis_tree(posterior: xr.Dataset, loglik: xr.DataArray, var: str) -> xr.DataTree:
@@ -162,7 +166,7 @@ def loo(
     *,
     refit: bool = False,
     max_refits: int = 5,
-    n_inner: int = 128,
+    n_inner: int = 512,
     seed: int = 0,
     k_threshold: float = K_THRESHOLD,
 ) -> LooResult:
@@ -201,7 +205,7 @@ def loo(
     if int(max_refits) < 0 or int(n_inner) < 1:
         raise InputError(f"max_refits must be >= 0 and n_inner >= 1, got {max_refits}, {n_inner}.")
     tree, proposals = loo_tree(post, by, int(n_inner), int(seed))
-    var = by
+    var = _VAR[by]
     posterior = tree["posterior"].to_dataset()
     result = psis_loo(posterior, tree["log_likelihood"][var], var)
     k = np.asarray(result.pareto_k).reshape(-1)

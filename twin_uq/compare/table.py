@@ -122,7 +122,7 @@ def compare(
     *,
     refit: bool = False,
     max_refits: int = 5,
-    n_inner: int = 128,
+    n_inner: int = 512,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Compare fits of the same cohort by leave-one-out predictive accuracy.
