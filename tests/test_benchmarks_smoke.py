@@ -98,6 +98,15 @@ CASES: dict[str, list[tuple[str, str, list[str], list[str]]]] = {
             ["out/vpc_power/vpc_power.md"],
         )
     ],
+    "loo_model_choice.py": [
+        (
+            "tiny",
+            "--replicates 1 --patients 4 --sizes 4 --stack-replicates 1 --draws 200 "
+            "--out benchmarks/out/loo_model_choice.json",
+            [],
+            ["out/loo_model_choice.json"],
+        )
+    ],
 }
 
 #: Modules other scripts import, and the GPU driver (which only calls fit_benchmark.py with

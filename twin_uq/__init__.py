@@ -46,6 +46,9 @@ _LAZY: dict[str, str] = {
     "vpc": "twin_uq.checks",
     "npde": "twin_uq.checks",
     "gof": "twin_uq.checks",
+    "compare": "twin_uq.compare",
+    "average": "twin_uq.compare",
+    "ModelAverage": "twin_uq.compare",
     "CohortPosterior": "twin_uq.posterior",
     "PatientPosterior": "twin_uq.posterior",
     "PosteriorLoadError": "twin_uq.posterior",
@@ -117,6 +120,11 @@ if TYPE_CHECKING:  # what static tools and IDEs see
     from twin_uq._config import PrecisionWarning as PrecisionWarning, configure as configure
     from twin_uq.audit import audit as audit
     from twin_uq.checks import gof as gof, npde as npde, vpc as vpc
+    from twin_uq.compare import (
+        ModelAverage as ModelAverage,
+        average as average,
+        compare as compare,
+    )
     from twin_uq.data import (
         Cohort as Cohort,
         CohortError as CohortError,

@@ -12,7 +12,7 @@ from twin_uq.model.load import list_models
 
 COMMANDS = [
     "models", "demo", "fit", "check", "predict", "whatif", "update", "next-sample", "trust",
-    "report", "audit", "validate", "vpc",
+    "report", "audit", "validate", "vpc", "compare",
 ]  # fmt: skip
 
 

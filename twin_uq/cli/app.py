@@ -7,6 +7,7 @@ import typer
 from twin_uq._config import configure
 from twin_uq.cli import (
     check,
+    compare,
     demo,
     fit,
     models,
@@ -46,6 +47,7 @@ COMMANDS = {
     "audit": report.audit,
     "validate": validate.validate,
     "vpc": vpc.vpc,
+    "compare": compare.compare,
 }
 for _name, _command in COMMANDS.items():
     app.command(_name)(_command)
