@@ -5,7 +5,8 @@ import json
 import pytest
 
 
-@pytest.fixture(scope="module", params=["svi", "laplace"])
+# SVI's 2000 steps took 38 s in CI: in the slow set; Laplace stays in the default run.
+@pytest.fixture(scope="module", params=[pytest.param("svi", marks=pytest.mark.slow), "laplace"])
 def approximate_fit(request, oral_sim):
     import twin_uq as tq
 

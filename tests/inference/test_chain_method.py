@@ -20,6 +20,7 @@ def test_auto_keeps_cpu_chains_parallel():
                chain_method="threads", **KWARGS)  # fmt: skip
 
 
+@pytest.mark.slow  # 33 s in CI: two full fits compared
 def test_vectorized_chains_match_parallel_chains():
     cohort = tq.simulate_cohort("one_compartment_iv", 4, DESIGN, seed=2).cohort
     par = tq.fit("one_compartment_iv", cohort, chain_method="parallel", **KWARGS)

@@ -190,6 +190,7 @@ def test_saved_fit_reloads_with_its_scales(fit, tmp_path):
     assert back.prepared.init_values()["z"].shape == (24, 3)
 
 
+@pytest.mark.slow  # 43 s in CI; the NUTS tests above cover scales by default
 def test_laplace_keeps_fractions_and_the_fixed_effect(sim):
     post = tq.fit(MODEL, sim.cohort, method="laplace", draws=200, seed=0, progress=False)
     theta = post.posterior["theta"].values

@@ -218,6 +218,7 @@ def _layout(post):
     return out
 
 
+@pytest.mark.slow  # 25 s in CI; the in-process PyMC fit stays in the default run
 def test_fit_backend_pymc_has_the_numpyro_layout(tiny):
     kw = {"chains": 2, "warmup": 40, "draws": 30, "seed": 0, "progress": False}
     ref = tq.fit("one_compartment_oral", tiny.cohort, **kw)

@@ -367,7 +367,11 @@ def test_the_three_paths_agree_on_the_records(reference):
     assert np.max(np.abs(states(rk4(0.05)) - exact) / scale) < 1e-6
 
 
-@pytest.mark.parametrize("settings", [TIGHT_ODE, rk4(0.05)], ids=["tsit5", "rk4"])
+@pytest.mark.parametrize(
+    "settings",
+    [pytest.param(TIGHT_ODE, marks=pytest.mark.slow), rk4(0.05)],  # tsit5: 18 s in CI
+    ids=["tsit5", "rk4"],
+)
 def test_steady_state_with_lag_and_F_gradients_match_central_differences(settings):
     """An SS=1 oral dose every 12 h with a lag, then the same dose: the steady state set at
     t0 (a state that depends on every parameter) and the lagged dose arriving after t0.
