@@ -17,7 +17,7 @@ Issue #28's proof, on a simulated oral cohort whose truth is known:
 
 Run: .venv/bin/python benchmarks/next_sample_study.py [--patients 40] [--brute 16]
 (smallest: --patients 6 --chains 1 --warmup 30 --draws 30 --brute 2)
-Results are printed as JSON and as the lines written into benchmarks/RESULTS_twin.md.
+Results are printed as JSON; the measured ones are in benchmarks/RESULTS_next_sample.md.
 """
 
 from __future__ import annotations
