@@ -154,12 +154,14 @@ Goal = ParameterInterval | ForecastInterval | DoseDecision
 
 
 def _on_draws(values: np.ndarray, kept: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """``values`` (one per draw in ``kept``) on the draws ``idx``; NaN where a solve failed."""
-    pos = {int(k): i for i, k in enumerate(kept)}
+    """``values`` (one per draw in ``kept``) on the draws ``idx``; NaN where a solve failed.
+
+    ``kept`` is sorted (the twin's draw indices with a successful solve).
+    """
+    pos = np.minimum(np.searchsorted(kept, idx), max(kept.size - 1, 0))
+    found = kept[pos] == idx if kept.size else np.zeros(idx.size, dtype=bool)
     out = np.full((idx.size, *values.shape[1:]), np.nan)
-    for i, k in enumerate(idx):
-        if int(k) in pos:
-            out[i] = values[pos[int(k)]]
+    out[found] = values[pos[found]]
     return out
 
 
