@@ -7,6 +7,7 @@ numpy; also usable with per-patient numbers from elsewhere).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -17,7 +18,9 @@ from twin_uq.audit.findings import Metric, disparity_sentence, small_group_sente
 from twin_uq.audit.groups import Grouping, make_groupings
 from twin_uq.audit.metrics import STATUS_ORDER, patient_metrics
 from twin_uq.audit.result import AuditResult
+from twin_uq.audit.sampling import closing_samples, closing_sentences
 from twin_uq.errors import InputError
+from twin_uq.trust import TrustReport, TrustThresholds
 
 __all__ = ["audit", "audit_metrics", "default_metrics"]
 
@@ -331,6 +334,8 @@ def audit(
     level: float = 0.95,
     min_group_size: int = 5,
     covariates: pd.DataFrame | None = None,
+    next_samples: bool = False,
+    candidate_times: Sequence[float] | None = None,
 ) -> AuditResult:
     """Audit a fit's twins by subgroup: flags, interval widths, coverage and error, with uncertainty.
 
@@ -364,6 +369,16 @@ def audit(
     covariates
         Extra per-patient columns (index = patient id) to group by, e.g. a derived
         ``age_band``; they take precedence over the cohort's columns of the same name.
+    next_samples
+        For every group whose twins are detectably more often partly or un-informed by
+        their own data than the reference group's, ask each data-poor patient's twin which
+        single extra measurement (among ``candidate_times``) would best narrow its
+        least-informed parameter (:func:`~twin_uq.audit.sampling.closing_samples`; costs
+        about a second or two per patient). The answers are ``result.sampling`` and a
+        finding per group.
+    candidate_times
+        Candidate sampling times for ``next_samples`` (default: evenly up to the cohort's
+        last observation time).
 
     Returns
     -------
@@ -385,6 +400,13 @@ def audit(
         extra = covariates.copy()
         extra.index = extra.index.astype(str)
         cov = cov.drop(columns=[c for c in extra.columns if c in cov.columns]).join(extra)
+    if next_samples and (trust is None or isinstance(trust, TrustThresholds)):
+        trust = post.trust(trust)  # the sampling step needs the per-parameter contractions
+    if next_samples and not isinstance(trust, TrustReport):
+        raise InputError(
+            "next_samples needs a TrustReport (or thresholds, or None) as trust: a status "
+            "Series carries no per-parameter contraction."
+        )
     per_patient = patient_metrics(post, holdout=holdout, trust=trust, interval=interval, seed=seed)
     outs = post.model.outputs
     unit = outs[0].unit if len(outs) == 1 else "output units"
@@ -431,4 +453,14 @@ def audit(
             data_hash=str(post.idata.attrs.get("data_hash", "")),
         ),
     )
-    return res
+    if not next_samples:
+        return res
+    sampling = closing_samples(post, res, trust, candidate_times=candidate_times, seed=seed)
+    unit = getattr(getattr(post.model, "card", None), "time_unit", "") or "time units"
+    found = closing_sentences(sampling, unit)
+    if not found:
+        found = [
+            "No group's twins are detectably more often partly or un-informed by their own "
+            "data than the reference group's: no sampling to propose."
+        ]
+    return dataclasses.replace(res, sampling=sampling, findings=[*res.findings, *found])

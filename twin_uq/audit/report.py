@@ -188,6 +188,20 @@ patients are reported as too small to judge.</p>
 </section>
 {% endfor %}
 
+{% if sampling %}
+<section aria-labelledby="sampling">
+<h2 id="sampling">Sampling that would close the data gap</h2>
+<p>For each group whose twins are more often partly or un-informed by their own data than the reference group's: the single extra measurement that each data-poor patient's twin expects to narrow its least-informed parameter most, from the twin's own posterior (a forecast, not a measurement).</p>
+<table>
+<caption>Best next measurement per data-poor patient (expected narrowing of the parameter's 90% interval, with its Monte Carlo error; contraction now and predicted after)</caption>
+<thead><tr><th scope="col">Group</th><th scope="col">Patient</th><th scope="col">Parameter</th><th scope="col">Sample at</th><th scope="col">Narrowing</th><th scope="col">Contraction now → after</th></tr></thead>
+<tbody>
+{% for r in sampling %}<tr><th scope="row">{{ r.group }}</th><td>{{ r.patient }}</td><td>{{ r.parameter }}</td><td>t = {{ r.time }}</td><td>{{ r.narrowing }}</td><td>{{ r.contraction }}</td></tr>
+{% endfor %}</tbody>
+</table>
+</section>
+{% endif %}
+
 <section aria-labelledby="limits">
 <h2 id="limits">What this audit cannot tell</h2>
 <ul>{% for l in limitations %}<li>{{ l }}</li>{% endfor %}</ul>
@@ -210,6 +224,22 @@ patients are reported as too small to judge.</p>
 """
 
 _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def _sampling_rows(sampling) -> list[dict]:
+    if sampling is None:
+        return []
+    return [
+        dict(
+            group=r.group,
+            patient=r.patient,
+            parameter=r.parameter,
+            time=f"{r.best_time:.3g}",
+            narrowing=f"{r.narrowing:.0%} (± {r.mcse:.0%})",
+            contraction=f"{r.contraction_now:.2f} → {r.contraction_after:.2f}",
+        )
+        for r in sampling.itertuples()
+    ]
 
 
 def render_html(result, title: str = "Fairness audit") -> str:
@@ -297,6 +327,7 @@ def render_html(result, title: str = "Fairness audit") -> str:
         findings=result.findings,
         limitations=result.limitations,
         groupings=groupings,
+        sampling=_sampling_rows(result.sampling),
         pi=f"{100 * s.get('interval', 0.9):g}",
         lvl=f"{100 * s.get('level', 0.95):g}",
     )

@@ -41,6 +41,10 @@ class AuditResult:
         Group label of every patient, one column per grouping.
     settings
         How the audit was run (by, interval, level, n_boot, seed, fit facts).
+    sampling
+        With ``next_samples=True``: the best next measurement of each data-poor patient of
+        the groups with a data gap (:func:`~twin_uq.audit.sampling.closing_samples`);
+        otherwise ``None``.
     """
 
     table: pd.DataFrame
@@ -51,6 +55,7 @@ class AuditResult:
     groups: pd.DataFrame
     settings: dict = field(default_factory=dict)
     metric_defs: tuple = ()
+    sampling: pd.DataFrame | None = None
 
     def __str__(self) -> str:
         lines = [f"Audit by {', '.join(map(str, self.settings.get('by', [])))}:"]

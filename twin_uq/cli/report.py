@@ -98,6 +98,13 @@ def audit(
         Path | None,
         typer.Option(help="Held-out later rows (cohort table) for coverage and error per group."),
     ] = None,
+    next_samples: Annotated[
+        bool,
+        typer.Option(
+            help="For groups whose twins are more often data-poor: each such patient's best "
+            "next measurement (a second or two per patient)."
+        ),
+    ] = False,
     model: FitModel = None,
     verbose: Verbose = False,
 ) -> None:
@@ -114,7 +121,13 @@ def audit(
     cuts = {k: _cuts(k, v) for k, v in parse_assignments(bins, "--bins").items()}
     with spinner(f"Auditing by {', '.join(by)}"):
         result = run_audit(
-            post, by=by, holdout=rows, bins=cuts or None, interval=interval, seed=seed
+            post,
+            by=by,
+            holdout=rows,
+            bins=cuts or None,
+            interval=interval,
+            seed=seed,
+            next_samples=next_samples,
         )
     if suffix == ".csv":
         result.to_csv(ensure_parent(out))
