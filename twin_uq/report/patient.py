@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from twin_uq.report.patient_average import average_section
 from twin_uq.report.patient_figures import forecast_figure, parameter_figure
 from twin_uq.report.patient_next import next_sample_section
 from twin_uq.report.patient_sections import (
@@ -54,6 +55,7 @@ def patient(
     draws: int | None = None,
     seed: int = 0,
     next_sample: bool = True,
+    average=None,
     pdf: bool = False,
 ) -> Path:
     """Write one patient's self-contained HTML report for a clinician.
@@ -95,6 +97,10 @@ def patient(
         Rank sampling times between the last observation and the last forecast time by
         how much one more measurement would narrow that forecast's interval
         (:meth:`PosteriorTwin.next_measurement`).
+    average
+        A :class:`~twin_uq.compare.ModelAverage` (``tq.average({...})``) of fits of this
+        cohort: adds the model-averaged forecast at ``forecast_times``, the models' weights
+        and each model's own forecast and trust for this patient.
     pdf
         Also print the report to a PDF beside it with headless Chromium (skipped with a
         :class:`~twin_uq.report.render.PDFUnavailableWarning` when Chromium is absent).
@@ -156,6 +162,7 @@ def patient(
         if next_sample and len(twin.observations) and ft.max() > last
         else None
     )
+    averaged = average_section(average, pid, ft, interval, seed) if average is not None else None
     limitations = list(model.card.limitations)
     if post.approximate:
         limitations.insert(
@@ -185,6 +192,7 @@ def patient(
         whatif=whatif,
         dose=dose,
         next_sample=upcoming,
+        average=averaged,
         limitations=limitations,
         assumptions=list(model.card.assumptions),
         approximate=post.approximate,
