@@ -103,8 +103,9 @@ class PopulationModel:
         parameters are piecewise constant between occasion starts
         (:mod:`twin_uq.data.occasions`). ``omega_occ`` has a HalfNormal prior whose scale
         is the parameter's between-patient prior scale unless ``priors["omega_occ.CL"]``
-        says otherwise. Fitted by the NumPyro methods (NUTS, SVI, Laplace); not with
-        time-varying covariates of the design (yet).
+        says otherwise. Fitted by the NumPyro methods (NUTS; SVI; Laplace, whose MAP
+        is often singular here: omega_occ at 0 leaves kappa flat); not with time-varying
+        covariates of the design (yet).
     """
 
     model: Model
