@@ -137,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
             for k, r in summary.iterrows()
         },
         "occasion_cl_coverage_90": [round(float(h) / args.patients, 3) for h in hits],
-        "worst_rhat": {str(k): float(v) for k, v in table_d["r_hat"].sort_values().tail(5).items()},
+        "worst_rhat": {
+            str(k): float(v) for k, v in table_d["r_hat"].dropna().sort_values().tail(5).items()
+        },
         "max_rhat_population": float(table_d.loc[population, "r_hat"].max()),
         "max_rhat_all": float(table_d["r_hat"].max()),
         "min_ess_bulk": float(table_d["ess_bulk"].min()),
