@@ -130,3 +130,20 @@ def test_refusals_say_what_to_do():
     frame["WT"] = np.where(frame["TIME"] < 24, 70.0, 80.0)
     with pytest.raises(tq.errors.InputError, match="not supported yet"):
         prepare_fit(_spec(), tq.read_cohort(frame))
+
+
+def test_fit_keywords_and_the_command_line_declare_iov(cli, tmp_path):
+    from twin_uq.inference.fit import _population
+
+    model = OneCompartmentIV()
+    spec = _population(model, None, None, None, None, None, None, None, ["CL"])
+    # "auto" centring does not handle occasions: with iov the default is non-centred
+    assert spec.iov == ("CL",) and spec.centering == 0.0
+    assert _population(model, None, None, None, None, None, None, None, None).centering == "auto"
+    data = tmp_path / "cohort.csv"
+    _frame().to_csv(data, index=False)
+    out = tmp_path / "fit.nc"
+    result = cli("fit", data, "--model", "one_compartment_iv", "--out", out, "--iov", "CL",
+                 "--scheduler", "local")  # fmt: skip
+    assert "--iov with --scheduler" in result.output
+    assert result.exit_code != 0 and not out.exists()

@@ -66,3 +66,17 @@ def test_summary_report_and_reload_keep_the_occasion_variability(post, tmp_path)
     assert tuple(loaded.population_model.iov) == ("CL",)
     assert loaded.cohort.time_unit == "h"
     np.testing.assert_allclose(loaded.patient("3").theta_path, post.patient("3").theta_path)
+
+
+def test_a_new_patient_is_on_a_new_occasion(post):
+    from twin_uq.posterior.population import population_for_covariates
+
+    schedule = [tq.Bolus(time=0.0, amount=100.0)]
+    pp = post.new_patient({}, schedule, seed=3)
+    without = population_for_covariates(post, {}).sample_log_theta(3)
+    # the same between-patient draws plus omega_occ * kappa on CL only
+    np.testing.assert_allclose(np.log(pp.theta[:, 1]), without[:, 1])
+    kappa = (np.log(pp.theta[:, 0]) - without[:, 0]) / pp.omega_occ[:, 0]
+    assert abs(kappa.mean()) < 4 / np.sqrt(kappa.size) and kappa.std() == pytest.approx(1, abs=0.15)
+    ds = tq.simulate_patient(post, {}, schedule, [1.0, 8.0])
+    assert ds.attrs["new_occasion_at"] == 0.0 and "new occasion" in ds.attrs["occasion_note"]

@@ -288,10 +288,24 @@ class CohortPosterior:
 
         At every posterior draw the patient's parameters are drawn from the population
         distribution given ``covariates`` (typical values, covariate effects, allometry,
-        between-patient variability).
+        between-patient variability); with inter-occasion variability also a fresh
+        occasion effect ``N(0, omega_occ)`` (a new patient is on a new occasion from time 0,
+        and its predictions say so).
         """
         pop = population_for_covariates(self, covariates)
-        theta = to_natural(self.model, pop.sample_log_theta(seed))
+        log_theta = pop.sample_log_theta(seed)
+        occasion: dict[str, object] = {}
+        if self.structure.iov:  # its own stream: the draws without IOV are unchanged
+            omega_occ = np.zeros_like(log_theta)
+            omega_occ[:, list(self.structure.iov)] = self.population_draws()["omega_occ"]
+            kappa = np.random.default_rng([seed, 1]).standard_normal(log_theta.shape)
+            log_theta = log_theta + omega_occ * kappa
+            occasion = dict(
+                occasions=pd.DataFrame({"occ": [], "index": []}, index=pd.Index([], name="time")),
+                omega_occ=frozen(omega_occ),
+                new_occasion_at=0.0,
+            )
+        theta = to_natural(self.model, log_theta)
         if isinstance(schedule, Schedule):
             sched = schedule
         else:
@@ -319,6 +333,7 @@ class CohortPosterior:
             method=self.method,
             approximate=self.approximate,
             population_only=True,
+            **occasion,
         )
 
     def __repr__(self) -> str:
