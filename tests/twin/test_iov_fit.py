@@ -61,6 +61,8 @@ def test_summary_report_and_reload_keep_the_occasion_variability(post, tmp_path)
     assert np.isfinite(summary.loc["CL", "omega_occ"]) and np.isnan(summary.loc["V", "omega_occ"])
     html = tq.report.cohort(post, tmp_path / "cohort.html").read_text()
     assert "Between-occasion SD" in html
+    page = tq.report.patient(post, "0", tmp_path / "p0.html").read_text()
+    assert "occasion 2 (the last recorded) holds" in page
     path = post.save(tmp_path / "fit.nc")
     loaded = tq.load_posterior(path)
     assert tuple(loaded.population_model.iov) == ("CL",)

@@ -188,6 +188,7 @@ def patient(
         limitations=limitations,
         assumptions=list(model.card.assumptions),
         approximate=post.approximate,
+        occasion_note=str(pred.attrs.get("occasion_note", "")),  # fits with iov
         method=post.method,
         provenance=provenance(
             post,
