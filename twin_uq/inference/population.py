@@ -126,12 +126,7 @@ class PopulationModel:
                 f"prior_check must be one of {PRIOR_CHECKS}, got {self.prior_check!r}."
             )
         names = self.model.parameter_names
-        for p in self.covariate_effects:
-            if p not in names:
-                raise InputError(
-                    f"covariate_effects names parameter {p!r}, which model {self.model.name!r} "
-                    f"does not have; its parameters are {names}."
-                )
+        _check_parameters(self.model, self.covariate_effects, "covariate_effects")
         if self.correlation not in ("diagonal", "lkj"):
             raise InputError(f"correlation must be 'diagonal' or 'lkj', got {self.correlation!r}.")
         if isinstance(self.centering, str):
@@ -176,13 +171,7 @@ class PopulationModel:
         """Refuse unknown or repeated parameters in ``iov``, and ``iov`` with ``"auto"``."""
         if isinstance(self.iov, str):
             raise InputError(f"iov takes a list of parameter names, e.g. iov=[{self.iov!r}].")
-        names = self.model.parameter_names
-        for p in self.iov:
-            if p not in names:
-                raise InputError(
-                    f"iov names parameter {p!r}, which model {self.model.name!r} does not "
-                    f"have; its parameters are {names}."
-                )
+        _check_parameters(self.model, self.iov, "iov")
         if len(set(self.iov)) != len(tuple(self.iov)):
             raise InputError(f"iov names a parameter twice: {list(self.iov)}.")
         if self.iov and self.centering == "auto":
@@ -256,6 +245,17 @@ class PopulationModel:
     def uses_student_t(self) -> bool:
         """Whether any output uses the Student-t error model."""
         return "student_t" in self.error_kinds()
+
+
+def _check_parameters(model: Model, given: Sequence[str], what: str) -> None:
+    """An ``InputError`` for the first name in ``given`` that is not a parameter of ``model``."""
+    names = model.parameter_names
+    for p in given:
+        if p not in names:
+            raise InputError(
+                f"{what} names parameter {p!r}, which model {model.name!r} does not have; "
+                f"its parameters are {names}."
+            )
 
 
 @dataclass(frozen=True)
