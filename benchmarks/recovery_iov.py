@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     tq.configure(host_devices=args.chains)
     from models.one_compartment_iv import OneCompartmentIV
 
+    # the commit of the library that runs (read before the fit: later commits may land)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     table, true_cl = simulate(args.patients, args.seed)
     cohort = tq.read_cohort(table, time_unit="h")
     model = OneCompartmentIV()
@@ -117,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     population = [not str(k).startswith(("theta", "kappa")) for k in table_d.index]
     result = {
         "date": "2026-12-07",
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip(),
+        "commit": commit,
         "patients": args.patients,
         "occasions_per_patient": len(STARTS),
         "chains": args.chains,
