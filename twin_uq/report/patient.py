@@ -153,7 +153,12 @@ def patient(
     )
     upcoming = (
         next_sample_section(twin, float(ft.max()), unit_t, draws, seed)
-        if next_sample and len(twin.observations) and ft.max() > last
+        # it conditions on imagined samples (twin.update), which segmented parameters
+        # (time-varying covariates, occasions) do not support yet
+        if next_sample
+        and len(twin.observations)
+        and ft.max() > last
+        and not twin.posterior.time_varying
         else None
     )
     limitations = list(model.card.limitations)
