@@ -133,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         "population_summary_90": {
             str(k): {
                 c: float(r[c])
-                for c in ("median", "lower", "upper", "omega", "omega_occ")
+                for c in (
+                    *("median", "lower", "upper"),
+                    *("omega", "omega_lower", "omega_upper"),
+                    *("omega_occ", "omega_occ_lower", "omega_occ_upper"),
+                )
                 if c in r and np.isfinite(r[c])
             }
             for k, r in summary.iterrows()
