@@ -71,12 +71,13 @@ def with_new_occasion(
 def occasion_attrs(patient: PatientPosterior) -> dict[str, object]:
     """What a prediction's ``attrs`` say about occasions (nothing without IOV).
 
-    ``new_occasion_at`` (NaN: none) and ``occasion_note``, a sentence for readers.
+    ``new_occasion_at`` (NaN: none) and ``occasion_note``, a sentence for readers. A new
+    patient (no recorded occasion) is on a new occasion from time 0.
     """
     if not patient.has_occasions:
         return {}
-    last = patient.occasions["occ"].iloc[-1]
     if patient.new_occasion_at is None:
+        last = patient.occasions["occ"].iloc[-1]
         note = (
             f"Within known occasions: after the record, occasion {last} (the last recorded) "
             "holds with its estimated occasion effect."
