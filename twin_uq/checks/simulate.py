@@ -25,6 +25,7 @@ import numpy as np
 
 from twin_uq.errors import InputError
 from twin_uq.inference.likelihood import patient_predictions
+from twin_uq.inference.random_effects import occasion_shift
 from twin_uq.inference.residual import sample_observations, uses_student_t
 from twin_uq.model.scales import to_natural
 from twin_uq.posterior.population import cohort_population_means, population_scale
@@ -139,21 +140,31 @@ def _settings_and_grids(post):
     return settings, None
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2))
+@partial(jax.jit, static_argnums=(0, 1, 2, 12))
 def _simulate_batch(model, settings, student_t, log_mean, chol, add, prop, nu, arrays, grids,
-                    error_code, keys):  # fmt: skip
-    """``(B, P, N)`` replicates and ``(B, P)`` solve flags for ``B`` population draws."""
+                    error_code, keys, iov=None, omega_occ=None, occasion=None):  # fmt: skip
+    """``(B, P, N)`` replicates and ``(B, P)`` solve flags for ``B`` population draws.
+
+    With inter-occasion variability, ``iov`` is ``(parameter indices, M)`` (static),
+    ``omega_occ`` ``(B, J)`` and ``occasion`` ``(P, S)`` the segments' occasion indices:
+    every new patient also gets fresh occasion effects.
+    """
     out = arrays.obs_output
 
-    def one(m, c, a, b, n, key):
+    def one(m, c, a, b, n, key, om):
         k_eta, k_noise = jax.random.split(key)
         z = jax.random.normal(k_eta, m.shape)  # (P, K): fresh random effects
-        f, ok = _cohort_predictions(model, settings, m + z @ c.T, arrays, grids)
+        shift = None
+        if iov is not None:  # a key of its own: replicates without IOV are unchanged
+            kappa = jax.random.normal(jax.random.fold_in(key, 1), (m.shape[0], iov[1], len(iov[0])))
+            shift = occasion_shift(kappa, om, occasion, iov[0], m.shape[1])
+        f, ok = _cohort_predictions(model, settings, m + z @ c.T, arrays, grids, shift)
         y = sample_observations(k_noise, error_code[out], f, a[out], b[out], n, student_t=student_t)
         y = jnp.where(arrays.obs_mask & ok[:, None], y, jnp.nan)
         return y, ok
 
-    return jax.vmap(one)(log_mean, chol, add, prop, nu, keys)
+    om = jnp.zeros((log_mean.shape[0], 0)) if omega_occ is None else omega_occ
+    return jax.vmap(one)(log_mean, chol, add, prop, nu, keys, om)
 
 
 @partial(jax.jit, static_argnums=(0, 1))
@@ -163,8 +174,18 @@ def _predict(model, settings, log_theta, arrays, grids):
     return jnp.where(arrays.obs_mask & ok[:, None], f, jnp.nan)
 
 
-def _cohort_predictions(model, settings, log_theta, arrays, grids):
-    """``(P, N)`` predictions and ``(P,)`` solve flags from latent parameters ``(P, K)``."""
+def _cohort_predictions(model, settings, log_theta, arrays, grids, shift=None):
+    """``(P, N)`` predictions and ``(P,)`` solve flags from latent parameters ``(P, K)``.
+
+    ``shift`` ``(P, S, K)``: occasion effects on the segments of ``arrays.change_time``.
+    """
+    if shift is not None:
+        return jax.vmap(
+            lambda th, cov, arr, grid: patient_predictions(
+                model, settings, th, cov, arr.schedule, arr.obs_time, arr.obs_output, grid,
+                arr.change_time,
+            )
+        )(to_natural(model, log_theta[:, None, :] + shift), arrays.covariates, arrays, grids)  # fmt: skip
     return jax.vmap(
         lambda th, cov, arr, grid: patient_predictions(
             model, settings, th, cov, arr.schedule, arr.obs_time, arr.obs_output, grid
@@ -204,6 +225,12 @@ def simulate_design(post, nsim: int = 500, *, seed: int = 0) -> DesignSimulation
     codes = jnp.asarray(post.error_codes)
     student_t = uses_student_t(post.error_codes)
     keys = jax.random.split(jax.random.PRNGKey(seed), nsim)
+    structure = post.structure
+    occ = {}
+    if structure.iov:  # new patients on the observed occasions, each with fresh effects
+        iov = (structure.iov, structure.n_occasions)
+        omega_occ = np.asarray(draws["omega_occ"])
+        occ = dict(iov=iov, occasion=jnp.asarray(post.occasions.index))
     ys, oks = [], []
     for i in range(0, nsim, _BATCH):
         j = idx[i : i + _BATCH]
@@ -213,7 +240,7 @@ def simulate_design(post, nsim: int = 500, *, seed: int = 0) -> DesignSimulation
         y, ok = _simulate_batch(
             post.model, settings, student_t, jnp.asarray(means[jj]), jnp.asarray(chol[jj]),
             jnp.asarray(add[jj]), jnp.asarray(prop[jj]), jnp.asarray(nu[jj]), arrays, grids,
-            codes, kk,
+            codes, kk, **occ, **({"omega_occ": jnp.asarray(omega_occ[jj])} if occ else {}),
         )  # fmt: skip
         ys.append(np.asarray(y)[: len(j)])
         oks.append(np.asarray(ok)[: len(j)])

@@ -53,13 +53,22 @@ def fit(
     correlation: Annotated[
         str, typer.Option(help="Between-patient correlation: diagonal or lkj.")
     ] = "diagonal",
+    iov: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--iov",
+            help="A parameter with inter-occasion variability, e.g. CL (repeatable; needs "
+            "an OCC column; then --centering defaults to 0).",
+        ),
+    ] = None,
     centering: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Random-effect parameterisation: auto (per patient, from the data), or one "
-            "weight from 0 (non-centred) to 1 (centred) for everyone.",
+            "weight from 0 (non-centred) to 1 (centred) for everyone. Default: auto, or 0 "
+            "with --iov.",
         ),
-    ] = "auto",
+    ] = None,
     sort: SortRows = False,
     time_unit: DataTimeUnit = None,
     scheduler: Annotated[
@@ -91,7 +100,13 @@ def fit(
         raise CLIError(f"--method {method!r}: choose nuts, svi or laplace.")
     if correlation not in ("diagonal", "lkj"):
         raise CLIError(f"--correlation {correlation!r}: choose diagonal or lkj.")
-    weight = parse_centering(centering)
+    # "auto" centring does not handle occasion effects: with --iov the default is 0.
+    weight = parse_centering(centering) if centering is not None else (0.0 if iov else "auto")
+    if iov and scheduler is not None:
+        raise CLIError(
+            "--iov with --scheduler: the two-stage fit does not handle inter-occasion "
+            "variability; fit in one stage (leave out --scheduler)."
+        )
     local_workers = parse_scheduler(scheduler)
     if scheduler is not None and (subsample < 1 or batch_size < 1):
         raise CLIError(f"--subsample {subsample} and --batch-size {batch_size} must be >= 1.")
@@ -113,6 +128,7 @@ def fit(
         error=errors or None,
         correlation=correlation,
         centering=weight,
+        **({"iov": list(iov)} if iov else {}),
     )
     if scheduler is None:
         with spinner(label):

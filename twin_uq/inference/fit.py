@@ -128,6 +128,7 @@ def fit(
     error: Mapping[str, str] | None = None,
     priors: Mapping[str, object] | None = None,
     prior_check: str | None = None,
+    iov: Sequence[str] | None = None,
     **method_options: Any,
 ) -> CohortPosterior:
     """Fit a hierarchical Bayesian model to every patient of a cohort at once.
@@ -155,8 +156,9 @@ def fit(
         Override the model's ODE solver settings.
     progress
         Show a progress bar (default: when running in a terminal).
-    covariate_effects, correlation, centering, error, priors, prior_check
-        The population model as keywords (instead of ``population=``).
+    covariate_effects, correlation, centering, error, priors, prior_check, iov
+        The population model as keywords (instead of ``population=``); with ``iov`` the
+        default centring is 0 (non-centred; ``"auto"`` does not handle occasions).
     **method_options
         With a string ``method``: that method's settings as keywords (``chains``,
         ``warmup``, ``draws``, ``target_accept``, ``max_tree_depth``, ``dense_mass``,
@@ -184,17 +186,19 @@ def fit(
     if not isinstance(cohort, Cohort):
         cohort = read_cohort(cohort)
     spec = _population(
-        model, population, covariate_effects, correlation, centering, error, priors, prior_check
-    )
+        model, population, covariate_effects, correlation, centering, error, priors, prior_check,
+        iov,
+    )  # fmt: skip
     if progress is None:
         progress = os.isatty(2) if hasattr(os, "isatty") else False
     return chosen.fit_cohort(spec, cohort, FitOptions(solver=solver, seed=seed, progress=progress))
 
 
 def _population(
-    model, population, covariate_effects, correlation, centering, error, priors, prior_check
+    model, population, covariate_effects, correlation, centering, error, priors, prior_check, iov
 ):
     flat = {
+        "iov": None if iov is None else tuple(iov),
         "covariate_effects": covariate_effects,
         "correlation": correlation,
         "centering": centering,
@@ -219,8 +223,10 @@ def _population(
         model=model,
         covariate_effects=dict(covariate_effects or {}),
         correlation=correlation or "diagonal",
-        centering="auto" if centering is None else centering,
+        # "auto" centring does not handle occasion effects: with iov the default is 0.
+        centering=("auto" if not iov else 0.0) if centering is None else centering,
         error=dict(error or {}),
         priors=dict(priors or {}),
         prior_check=prior_check or "adapt",
+        iov=tuple(iov or ()),
     )

@@ -76,6 +76,7 @@ def provenance(prepared: PreparedFit, settings_json: str, info: dict) -> dict[st
                 "centering": spec.centering,
                 "prior_check": spec.prior_check,
                 "covariate_interpolation": spec.covariate_interpolation,
+                "iov": list(spec.iov),
                 "error": dict(zip(model.output_names, spec.error_kinds(), strict=True)),
                 "priors": {
                     k: v if isinstance(v, int | float | str) else list(v)
@@ -161,6 +162,13 @@ def build_idata(
         coords["prop_output"] = [model.output_names[i] for i in structure.prop_outputs]
     if structure.student_t:
         posterior["nu"] = samples["nu"]
+    if structure.iov:  # between-occasion SDs and the standardised occasion effects
+        posterior["omega_occ"] = samples["omega_occ"]
+        posterior["kappa"] = samples["kappa"]
+        dims["omega_occ"] = ["iov_parameter"]
+        dims["kappa"] = ["patient", "occasion", "iov_parameter"]
+        coords["iov_parameter"] = list(prepared.spec.iov)
+        coords["occasion"] = list(range(structure.n_occasions))
     if structure.correlated:
         chol = samples["corr_chol"]
         corr = np.einsum("cdij,cdkj->cdik", chol, chol)

@@ -84,6 +84,10 @@ class FitData(eqx.Module):
         segment, the change of the design ``(P, S, Q)`` and of the allometric offsets
         ``(P, S, K)`` from the baseline ones (:func:`likelihood_theta`); ``None``
         otherwise.
+    segment_occasion
+        With inter-occasion variability: the occasion index ``(P, S)`` of every segment
+        (:mod:`twin_uq.data.occasions`; ``arrays.change_time`` are then the occasion
+        starts); ``None`` otherwise.
     """
 
     arrays: CohortArrays
@@ -95,6 +99,7 @@ class FitData(eqx.Module):
     grids: FixedGrid | None = None
     segment_design: Float[Array, "P S Q"] | None = None
     segment_allometric: Float[Array, "P S K"] | None = None
+    segment_occasion: Int[Array, "P S"] | None = None
 
     @property
     def n_patients(self) -> int:
@@ -108,18 +113,31 @@ class FitData(eqx.Module):
 
 
 def likelihood_theta(
-    model: Model, log_theta: Float[Array, "P K"], beta: Float[Array, " E"], data: FitData
+    model: Model,
+    log_theta: Float[Array, "P K"],
+    beta: Float[Array, " E"],
+    data: FitData,
+    occasion_shift: Float[Array, "P S K"] | None = None,
 ) -> Float[Array, "P K"] | Float[Array, "P S K"]:
     """The natural-scale parameters the likelihood solves with, from the latent ``log_theta``.
 
-    ``to_natural(log_theta)`` ``(P, K)``; with time-varying covariates (``data``'s segment
-    arrays) ``(P, S, K)``: on segment ``s`` the covariate model evaluated with the values
-    in force there, ``log_theta + (X_s - X_0) beta + (allometric_s - allometric_0)`` on
-    the latent scale (the patient's random effect is the same on every segment).
+    ``to_natural(log_theta)`` ``(P, K)``; with segments (``data.arrays.change_time``)
+    ``(P, S, K)``: with time-varying covariates, on segment ``s`` the covariate model
+    evaluated with the values in force there, ``log_theta + (X_s - X_0) beta +
+    (allometric_s - allometric_0)`` on the latent scale (the patient's random effect is
+    the same on every segment); with occasions, plus ``occasion_shift`` (the segment's
+    ``omega_occ * kappa``; 0 when not given, e.g. for a pooled start).
     """
-    if data.segment_design is None:
+    if data.arrays.change_time is None:
         return to_natural(model, log_theta)
+    if data.segment_design is None:  # occasions only
+        shift = jnp.zeros((*data.arrays.change_time.shape, log_theta.shape[-1]))
+        if occasion_shift is not None:
+            shift = occasion_shift
+        return to_natural(model, log_theta[:, None, :] + shift)
     shift = data.segment_allometric
+    if occasion_shift is not None:
+        shift = shift + occasion_shift
     if beta.shape[0]:
         contrib = data.segment_design[..., data.effect_term] * beta  # (P, S, E)
         shift = shift + contrib @ jnp.eye(log_theta.shape[-1])[data.effect_param]

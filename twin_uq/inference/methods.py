@@ -318,6 +318,12 @@ class PyMC(_Hamiltonian):
         return {"method": self.name, "backend": "pymc", **dataclasses.asdict(self)}
 
     def run(self, prepared, key, *, seed, progress):
+        if prepared.structure.iov:
+            raise InputError(
+                "The PyMC backend does not handle inter-occasion variability (iov="
+                f"{list(prepared.spec.iov)}); fit with the NumPyro methods (tq.NUTS, tq.SVI, "
+                "tq.Laplace), which do."
+            )
         if prepared.data.segment_design is not None:
             raise InputError(
                 "The PyMC backend does not handle covariates that change within a patient "

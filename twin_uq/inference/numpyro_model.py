@@ -31,6 +31,7 @@ from twin_uq.inference.random_effects import (
     all_random,
     embed_columns,
     embed_omega,
+    occasion_shift,
     random_columns,
 )
 from twin_uq.inference.reparam import Centering, individual_log_theta
@@ -66,6 +67,10 @@ class ProgramStructure:
     """``False``: the program has the priors only. Mapping values between the constrained
     and unconstrained spaces needs only the sites' supports; the prior-only program spares
     those maps a trace of the ODE solve (about a second each on the Bergman model)."""
+    iov: tuple[int, ...] = ()
+    """Model indices of the parameters with inter-occasion variability (``J``)."""
+    n_occasions: int = 0
+    """The most occasions of one patient ``M`` (with ``iov``)."""
 
     def prior_only(self) -> ProgramStructure:
         """The same structure without the likelihood term."""
@@ -73,9 +78,13 @@ class ProgramStructure:
 
     @classmethod
     def from_spec(
-        cls, spec: PopulationModel, n_effects: int, settings: SolverSettings
+        cls,
+        spec: PopulationModel,
+        n_effects: int,
+        settings: SolverSettings,
+        n_occasions: int = 0,
     ) -> ProgramStructure:
-        """Derive the structure of a population model."""
+        """Derive the structure of a population model (``n_occasions``: with ``spec.iov``)."""
         codes = spec.error_codes()
         return cls(
             model=spec.model,
@@ -86,6 +95,8 @@ class ProgramStructure:
             prop_outputs=tuple(int(i) for i, c in enumerate(codes) if c in _NEEDS_PROP),
             correlated=spec.correlation == "lkj",
             student_t=spec.uses_student_t(),
+            iov=spec.iov_index(),
+            n_occasions=int(n_occasions) if spec.iov else 0,
         )
 
 
@@ -98,6 +109,7 @@ class PriorArrays(eqx.Module):
     beta_scale: Float[Array, " E"]
     add_scale: Float[Array, " A"]
     prop_scale: Float[Array, " B"]
+    omega_occ_scale: Float[Array, " J"] | None = None  # inter-occasion SDs (with iov)
 
     @classmethod
     def from_spec(
@@ -117,6 +129,7 @@ class PriorArrays(eqx.Module):
             beta_scale=jnp.asarray(beta, dtype=float).reshape(-1),
             add_scale=jnp.asarray(add[list(structure.add_outputs)]).reshape(-1),
             prop_scale=jnp.asarray(prop[list(structure.prop_outputs)]).reshape(-1),
+            omega_occ_scale=jnp.asarray(spec.omega_occ_prior()) if structure.iov else None,
         )
 
 
@@ -209,12 +222,32 @@ def cohort_program(
             z = numpyro.sample("z", dist.Normal(w * mean_r, omega**w).to_event(1))
         log_theta = embed_columns(model, mean, individual_log_theta(mean_r, omega, z, w))
     theta = numpyro.deterministic("theta", to_natural(model, log_theta))
+    shift = occasion_effects(structure, priors, data)
     if not structure.with_likelihood:
         return
-    if data.segment_design is not None:  # time-varying covariates: (P, S, K)
-        theta = likelihood_theta(model, log_theta, beta, data)
+    if data.arrays.change_time is not None:  # time-varying covariates, occasions: (P, S, K)
+        theta = likelihood_theta(model, log_theta, beta, data, shift)
     ll, _ = cohort_loglik(structure.model, structure.settings, theta, data, residual)
     numpyro.factor("loglik", jnp.sum(ll))
+
+
+def occasion_effects(
+    structure: ProgramStructure, priors: PriorArrays, data: FitData
+) -> Float[Array, "P S K"] | None:
+    """Sample the inter-occasion SDs and random effects; their latent shift per segment.
+
+    ``omega_occ`` ``(J,)`` and non-centred ``kappa`` ``(P, M, J)`` (occasion indices
+    beyond a patient's own are unused: their ``kappa`` stays at its prior). ``None``
+    without ``iov``.
+    """
+    if not structure.iov:
+        return None
+    J, P, M = len(structure.iov), data.n_patients, structure.n_occasions
+    omega_occ = numpyro.sample("omega_occ", dist.HalfNormal(priors.omega_occ_scale).to_event(1))
+    kappa = numpyro.sample("kappa", dist.Normal(0.0, 1.0).expand([P, M, J]).to_event(3))
+    return occasion_shift(
+        kappa, omega_occ, data.segment_occasion, structure.iov, structure.n_params
+    )
 
 
 def _random_block(model: Model, upper: Float[Array, "P K K"]) -> Float[Array, "P R R"]:

@@ -9,6 +9,7 @@ model of each output and the priors. Backends (NumPyro, PyMC) compile the same d
 Individual parameters, for patient i and parameter k::
 
     log theta_ik = mu_k + sum_j beta_kj x_ij + allometric_ik + omega_k * eta_ik
+                   [+ omega_occ_k * kappa_ik,o on occasion o, for parameters in ``iov``]
 
 with ``x_ij`` the patient's covariates (continuous ones centred on the cohort median and
 scaled by their SD; categorical ones as indicators against the most frequent level),
@@ -32,12 +33,19 @@ from jaxtyping import Array, Float, Int
 
 from twin_uq.data import Cohort
 from twin_uq.data.covariate_path import CovariateSegments, check_interpolation
+from twin_uq.data.occasions import OccasionSegments, occasion_segments
 from twin_uq.errors import InputError
 from twin_uq.inference.residual import ERROR_CODES, ERROR_KINDS
 from twin_uq.model.base import Model
 from twin_uq.model.scales import latent_typical
 
-__all__ = ["PRIOR_CHECKS", "CovariateDesign", "PopulationModel", "build_covariate_design"]
+__all__ = [
+    "PRIOR_CHECKS",
+    "CovariateDesign",
+    "PopulationModel",
+    "build_covariate_design",
+    "build_occasions",
+]
 
 #: What a fit may do about typical values far from the data (see ``PopulationModel``).
 PRIOR_CHECKS = ("adapt", "warn", "off")
@@ -88,6 +96,16 @@ class PopulationModel:
         applies from ``t`` on until the next row) or ``"nocb"`` (NONMEM's default for
         covariates read at each record: it applies back to the previous row). Parameters
         are then piecewise constant in time (:mod:`twin_uq.data.covariate_path`).
+    iov
+        Parameters with inter-occasion variability (``["CL"]``; needs an ``OCC`` column):
+        on occasion ``k`` of patient ``i`` the latent parameter moves by
+        ``omega_occ * kappa_ik`` with ``kappa_ik ~ Normal(0, 1)`` (non-centred), so the
+        parameters are piecewise constant between occasion starts
+        (:mod:`twin_uq.data.occasions`). ``omega_occ`` has a HalfNormal prior whose scale
+        is the parameter's between-patient prior scale unless ``priors["omega_occ.CL"]``
+        says otherwise. Fitted by the NumPyro methods (NUTS; SVI; Laplace, whose MAP
+        is often singular here: omega_occ at 0 leaves kappa flat); not with time-varying
+        covariates of the design (yet).
     """
 
     model: Model
@@ -98,20 +116,17 @@ class PopulationModel:
     priors: Mapping[str, object] = field(default_factory=dict)
     prior_check: str = "adapt"
     covariate_interpolation: str = "locf"
+    iov: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         check_interpolation(self.covariate_interpolation)
+        self._check_iov()
         if self.prior_check not in PRIOR_CHECKS:
             raise InputError(
                 f"prior_check must be one of {PRIOR_CHECKS}, got {self.prior_check!r}."
             )
         names = self.model.parameter_names
-        for p in self.covariate_effects:
-            if p not in names:
-                raise InputError(
-                    f"covariate_effects names parameter {p!r}, which model {self.model.name!r} "
-                    f"does not have; its parameters are {names}."
-                )
+        _check_parameters(self.model, self.covariate_effects, "covariate_effects")
         if self.correlation not in ("diagonal", "lkj"):
             raise InputError(f"correlation must be 'diagonal' or 'lkj', got {self.correlation!r}.")
         if isinstance(self.centering, str):
@@ -136,7 +151,7 @@ class PopulationModel:
                 raise InputError(
                     f"Unknown error model {kind!r} for output {out!r}; choose from {ERROR_KINDS}."
                 )
-        known_prefixes = ("mu.", "omega.", "sigma_add.", "sigma_prop.", "beta.", "nu")
+        known_prefixes = ("mu.", "omega.", "omega_occ.", "sigma_add.", "sigma_prop.", "beta.", "nu")
         for key in self.priors:
             if not key.startswith(known_prefixes):
                 raise InputError(
@@ -152,7 +167,41 @@ class PopulationModel:
                     "(bsv=False) and has no between-patient SD omega."
                 )
 
+    def _check_iov(self) -> None:
+        """Refuse unknown or repeated parameters in ``iov``, and ``iov`` with ``"auto"``."""
+        if isinstance(self.iov, str):
+            raise InputError(f"iov takes a list of parameter names, e.g. iov=[{self.iov!r}].")
+        _check_parameters(self.model, self.iov, "iov")
+        if len(set(self.iov)) != len(tuple(self.iov)):
+            raise InputError(f"iov names a parameter twice: {list(self.iov)}.")
+        if self.iov and self.centering == "auto":
+            # The whitening linearises each patient's likelihood at one parameter vector.
+            raise InputError(
+                "centering='auto' does not handle inter-occasion variability (iov); use "
+                "centering=0 (the default, non-centred) or a fixed value in [0, 1]."
+            )
+        for key in self.priors:
+            if key.startswith("omega_occ.") and key[10:] not in self.iov:
+                raise InputError(
+                    f"Prior override {key!r}: parameter {key[10:]!r} has no inter-occasion "
+                    f"variability (iov={list(self.iov)})."
+                )
+
     # ---- derived settings ------------------------------------------------------------
+    def iov_index(self) -> tuple[int, ...]:
+        """Model indices of the parameters with inter-occasion variability, ``(J,)``."""
+        names = self.model.parameter_names
+        return tuple(names.index(p) for p in self.iov)
+
+    def omega_occ_prior(self) -> np.ndarray:
+        """Scales of the HalfNormal priors on the between-occasion SDs, ``(J,)``."""
+        return np.array(
+            [
+                float(self.priors.get(f"omega_occ.{p}", self.model.parameter(p).bsv_prior_scale))
+                for p in self.iov
+            ]
+        )
+
     def error_kinds(self) -> tuple[str, ...]:
         """Error model per model output, in output order."""
         return tuple(self.error.get(o.name, o.error) for o in self.model.outputs)
@@ -196,6 +245,17 @@ class PopulationModel:
     def uses_student_t(self) -> bool:
         """Whether any output uses the Student-t error model."""
         return "student_t" in self.error_kinds()
+
+
+def _check_parameters(model: Model, given: Sequence[str], what: str) -> None:
+    """An ``InputError`` for the first name in ``given`` that is not a parameter of ``model``."""
+    names = model.parameter_names
+    for p in given:
+        if p not in names:
+            raise InputError(
+                f"{what} names parameter {p!r}, which model {model.name!r} does not have; "
+                f"its parameters are {names}."
+            )
 
 
 @dataclass(frozen=True)
@@ -359,6 +419,36 @@ def build_covariate_design(spec: PopulationModel, cohort: Cohort) -> CovariateDe
         scale=np.array(scales),
     )
     return _with_segments(spec, cohort, design, transforms)
+
+
+def build_occasions(
+    spec: PopulationModel, cohort: Cohort, design: CovariateDesign
+) -> OccasionSegments | None:
+    """The occasion segments of a fit with ``spec.iov`` (``None`` without).
+
+    Raises
+    ------
+    InputError
+        Without an ``OCC`` column, when no patient has two occasions (the occasion effect
+        would be the patient's own), or with time-varying covariates of the design.
+    """
+    if not spec.iov:
+        return None
+    if design.segments is not None:
+        raise InputError(
+            f"Inter-occasion variability (iov={list(spec.iov)}) together with covariates "
+            f"that change within a patient ({', '.join(design.segments.names)}) is not "
+            "supported yet; fit without iov, or with those covariates' baseline values "
+            "(one value per patient)."
+        )
+    occasions = occasion_segments(cohort.table, cohort.ids)
+    if int(occasions.n_live.max(initial=1)) <= 1:
+        raise InputError(
+            f"iov={list(spec.iov)}: no patient in {cohort.source} has more than one "
+            "occasion (OCC does not change within any patient), so an occasion effect "
+            "cannot be told from the patient's own; fit without iov."
+        )
+    return occasions
 
 
 def _allometric_offsets(model: Model, cov: pd.DataFrame) -> np.ndarray:

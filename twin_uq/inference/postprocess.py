@@ -27,6 +27,7 @@ from twin_uq.inference.random_effects import (
     all_random,
     embed_columns,
     embed_omega,
+    occasion_shift,
     random_columns,
 )
 from twin_uq.inference.reparam import Centering, individual_log_theta
@@ -171,6 +172,7 @@ def _derive_batch(
     model, settings = structure.model, structure.settings
     n_out = data.error_code.shape[0]
     arr = data.arrays
+    K = structure.n_params
 
     def one(args):
         draw, k = args
@@ -184,9 +186,16 @@ def _derive_batch(
             full = embed_omega(model, draw["omega"]) if "omega" in draw else jnp.zeros_like(mean)
             eta = jnp.where(full > 0, (log_theta - mean) / jnp.where(full > 0, full, 1.0), 0.0)
         residual = residual_from_draw(structure, draw, n_out)
-        # With time-varying covariates the solve takes (P, S, K) parameters.
+        # With time-varying covariates or occasions the solve takes (P, S, K) parameters.
+        shift = None
+        if structure.iov:
+            shift = occasion_shift(
+                draw["kappa"], draw["omega_occ"], data.segment_occasion, structure.iov, K
+            )
         solved = (
-            theta if data.segment_design is None else likelihood_theta(model, log_theta, beta, data)
+            theta
+            if data.arrays.change_time is None
+            else likelihood_theta(model, log_theta, beta, data, shift)
         )
         f, ok = jax.vmap(
             lambda th, cov, a, grid: patient_predictions(

@@ -21,7 +21,12 @@ from twin_uq.inference.centering import (
 )
 from twin_uq.inference.likelihood import FitData
 from twin_uq.inference.numpyro_model import PriorArrays, ProgramStructure
-from twin_uq.inference.population import CovariateDesign, PopulationModel, build_covariate_design
+from twin_uq.inference.population import (
+    CovariateDesign,
+    PopulationModel,
+    build_covariate_design,
+    build_occasions,
+)
 from twin_uq.inference.random_effects import embed_omega, random_columns
 from twin_uq.model.base import SolverSettings
 from twin_uq.model.scales import random_index
@@ -91,6 +96,9 @@ class PreparedFit:
             values["sigma_prop"] = start if prop is None else prop[list(s.prop_outputs)]
         if s.student_t:
             values["nu"] = np.asarray(10.0)
+        if s.iov:  # every occasion at its patient's value
+            values["omega_occ"] = _initial_omega_of(self.priors.omega_occ_scale)
+            values["kappa"] = np.zeros((P, s.n_occasions, len(s.iov)))
         if s.correlated or not R:
             return values
         if auto is None:
@@ -138,6 +146,8 @@ class PreparedFit:
             guess["sigma_add"] = 1.0 / (2 * np.maximum(per_output[list(s.add_outputs)], 1))
         if s.prop_outputs:
             guess["sigma_prop"] = 1.0 / (2 * np.maximum(per_output[list(s.prop_outputs)], 1))
+        if s.iov:  # like omega: about one occasion effect per patient informs it
+            guess["omega_occ"] = np.full(len(s.iov), 1.0 / (2 * P))
         return guess
 
 
@@ -211,6 +221,10 @@ def prepare_fit(
     covariate_arrays = design.as_arrays(model.parameter_names)
     # Time-varying design covariates: parameters piecewise constant between change times.
     arrays = arrays.with_change_times(design.change_time)
+    # Inter-occasion variability: parameters piecewise constant between occasion starts.
+    occasions = build_occasions(spec, cohort, design)
+    if occasions is not None:
+        arrays = arrays.with_change_times(occasions.time)
     _warn_baseline_only(spec, cohort, design)
     segment_design, segment_allometric = design.segment_shifts()
     data = FitData(
@@ -221,8 +235,11 @@ def prepare_fit(
         allometric=covariate_arrays.allometric,
         error_code=jnp.asarray(spec.error_codes()),
         **_as_jax(segment_design=segment_design, segment_allometric=segment_allometric),
+        segment_occasion=None if occasions is None else jnp.asarray(occasions.index),
     )
-    structure = ProgramStructure.from_spec(spec, len(design.effects), settings)
+    structure = ProgramStructure.from_spec(
+        spec, len(design.effects), settings, 0 if occasions is None else occasions.n_occasions
+    )
     priors = PriorArrays.from_spec(spec, structure, design.effects)
     if settings.is_fixed_step:  # before the centring point, which solves on them too
         data = dataclasses.replace(data, grids=cohort_grids(model, settings, arrays))

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from twin_uq.model.base import Model
 from twin_uq.model.scales import random_index
 
-__all__ = ["all_random", "embed_columns", "embed_omega", "random_columns"]
+__all__ = ["all_random", "embed_columns", "embed_omega", "occasion_shift", "random_columns"]
 
 
 def all_random(model: Model) -> bool:
@@ -61,3 +61,22 @@ def random_columns(model: Model, x: Float[Array, "... K"]) -> Float[Array, "... 
     if all_random(model):
         return x
     return x[..., random_index(model)]
+
+
+def occasion_shift(
+    kappa: Float[Array, "P M J"],
+    omega_occ: Float[Array, " J"],
+    occasion: Int[Array, "P S"],
+    iov_index: tuple[int, ...],
+    n_params: int,
+) -> Float[Array, "P S K"]:
+    """The latent shift of every segment from inter-occasion variability.
+
+    Segment ``s`` of patient ``p`` lies in occasion ``occasion[p, s]``; its parameters
+    with occasion variability (model indices ``iov_index``, ``J`` of them) move by
+    ``omega_occ * kappa[p, occasion[p, s]]``, the others by 0.
+    """
+    per_segment = jnp.take_along_axis(kappa, occasion[:, :, None], axis=1)  # (P, S, J)
+    P, S = occasion.shape
+    zeros = jnp.zeros((P, S, n_params), dtype=per_segment.dtype)
+    return zeros.at[..., jnp.asarray(iov_index)].set(per_segment * omega_occ)

@@ -13,9 +13,15 @@ import xarray as xr
 
 from twin_uq._atomic import atomic_write
 from twin_uq.data import Cohort, CohortArrays
+from twin_uq.data.occasions import OccasionSegments
 from twin_uq.errors import InputError
 from twin_uq.inference.numpyro_model import ProgramStructure
-from twin_uq.inference.population import CovariateDesign, PopulationModel, build_covariate_design
+from twin_uq.inference.population import (
+    CovariateDesign,
+    PopulationModel,
+    build_covariate_design,
+    build_occasions,
+)
 from twin_uq.inference.prepare import PreparedFit
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.model.scales import to_natural
@@ -24,6 +30,7 @@ from twin_uq.posterior.patient import (
     PatientPosterior,
     empty_observations,
     observations_frame,
+    occasion_path,
     parameter_path,
     resolve_patient,
 )
@@ -151,10 +158,22 @@ class CohortPosterior:
                 prepared.structure
                 if prepared is not None
                 else ProgramStructure.from_spec(
-                    self.population_model, len(self.covariate_design.effects), self.solver
+                    self.population_model,
+                    len(self.covariate_design.effects),
+                    self.solver,
+                    0 if self.occasions is None else self.occasions.n_occasions,
                 )
             )
         return self._cache["structure"]
+
+    @property
+    def occasions(self) -> OccasionSegments | None:
+        """The occasion segments of a fit with inter-occasion variability (else ``None``)."""
+        if "occasions" not in self._cache:
+            self._cache["occasions"] = build_occasions(
+                self.population_model, self.cohort, self.covariate_design
+            )
+        return self._cache["occasions"]
 
     @property
     def arrays(self) -> CohortArrays:
@@ -166,6 +185,8 @@ class CohortPosterior:
                 if prepared is not None
                 else self.cohort.for_model(self.model).with_change_times(
                     self.covariate_design.change_time
+                    if self.occasions is None
+                    else self.occasions.time
                 )
             )
             self._cache["arrays"] = arrays
@@ -215,6 +236,21 @@ class CohortPosterior:
         change_time, theta_path, covariate_path = parameter_path(
             model, self.covariate_design, i, theta, draws.get("beta")
         )
+        occasions = omega_occ = None
+        if self.occasions is not None:  # each occasion's own random effect
+            occasions = self.occasions.frame(i)
+            kappa = self.posterior["kappa"].sel(patient=pid)
+            kappa = kappa.transpose("chain", "draw", "occasion", "iov_parameter").values
+            omega_occ = np.zeros_like(theta)
+            omega_occ[:, list(self.structure.iov)] = draws["omega_occ"]
+            change_time, theta_path = occasion_path(
+                model,
+                theta,
+                kappa.reshape(-1, *kappa.shape[2:]),
+                draws["omega_occ"],
+                self.structure.iov,
+                occasions,
+            )
         return PatientPosterior(
             patient_id=pid,
             model=model,
@@ -236,6 +272,8 @@ class CohortPosterior:
             change_time=None if change_time is None else frozen(change_time),
             theta_path=None if theta_path is None else frozen(theta_path),
             covariate_path=covariate_path,
+            occasions=occasions,
+            omega_occ=None if omega_occ is None else frozen(omega_occ),
         )
 
     def new_patient(
@@ -250,10 +288,24 @@ class CohortPosterior:
 
         At every posterior draw the patient's parameters are drawn from the population
         distribution given ``covariates`` (typical values, covariate effects, allometry,
-        between-patient variability).
+        between-patient variability); with inter-occasion variability also a fresh
+        occasion effect ``N(0, omega_occ)`` (a new patient is on a new occasion from time 0,
+        and its predictions say so).
         """
         pop = population_for_covariates(self, covariates)
-        theta = to_natural(self.model, pop.sample_log_theta(seed))
+        log_theta = pop.sample_log_theta(seed)
+        occasion: dict[str, object] = {}
+        if self.structure.iov:  # its own stream: the draws without IOV are unchanged
+            omega_occ = np.zeros_like(log_theta)
+            omega_occ[:, list(self.structure.iov)] = self.population_draws()["omega_occ"]
+            kappa = np.random.default_rng([seed, 1]).standard_normal(log_theta.shape)
+            log_theta = log_theta + omega_occ * kappa
+            occasion = dict(
+                occasions=pd.DataFrame({"occ": [], "index": []}, index=pd.Index([], name="time")),
+                omega_occ=frozen(omega_occ),
+                new_occasion_at=0.0,
+            )
+        theta = to_natural(self.model, log_theta)
         if isinstance(schedule, Schedule):
             sched = schedule
         else:
@@ -281,6 +333,7 @@ class CohortPosterior:
             method=self.method,
             approximate=self.approximate,
             population_only=True,
+            **occasion,
         )
 
     def __repr__(self) -> str:
@@ -301,7 +354,9 @@ class CohortPosterior:
         log-normal parameters only) and as ``omega`` (its SD on the parameter's ``scale``,
         ``"log"`` or ``"logit"``, with ``omega_lower``, ``omega_upper``); ``variability``
         says whether a parameter is a fixed effect (no between-patient variability: CV and
-        omega are NaN).
+        omega are NaN). With inter-occasion variability, ``omega_occ`` (median,
+        ``omega_occ_lower``, ``omega_occ_upper``) is each parameter's between-occasion SD
+        on its latent scale (NaN for parameters without it).
         """
         _check_interval(interval)
         lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
@@ -332,6 +387,14 @@ class CohortPosterior:
                 omega_upper=om_u, scale=p.scale,
                 variability="between-patient" if p.bsv else "fixed (no between-patient variability)",
             )  # fmt: skip
+            occ = (
+                q(post["omega_occ"].sel(iov_parameter=p.name).values)
+                if "omega_occ" in post and p.name in post["iov_parameter"].values
+                else nan3
+            )
+            extra |= dict(
+                zip(("omega_occ", "omega_occ_lower", "omega_occ_upper"), occ, strict=True)
+            )
             rows.append(
                 row(p.name, "typical value", p.unit, typ, **extra, description=p.description)
             )
@@ -411,15 +474,19 @@ class CohortPosterior:
 
         return twin_uq.assess_cohort(self, thresholds)
 
-    def twin(self, patient_id, future_covariates=None):
+    def twin(self, patient_id, future_covariates=None, new_occasion_at=None):
         """The posterior twin of one patient: ``tq.PosteriorTwin.from_posterior(post, id)``.
 
         ``future_covariates``: covariate values from given times after the record on,
-        ``{time: {name: value}}`` (see ``PosteriorTwin.from_posterior``).
+        ``{time: {name: value}}``; ``new_occasion_at``: with inter-occasion variability,
+        the time from which forecasts are for a new occasion (see
+        ``PosteriorTwin.from_posterior``).
         """
         import twin_uq
 
-        return twin_uq.PosteriorTwin.from_posterior(self, patient_id, future_covariates)
+        return twin_uq.PosteriorTwin.from_posterior(
+            self, patient_id, future_covariates, new_occasion_at
+        )
 
     def to_pymc_model(self):
         """The fit's population model as a ``pm.Model`` to extend by hand (needs ``twin-uq[pymc]``)."""

@@ -17,7 +17,7 @@ import xarray as xr
 __all__ = ["POPULATION_VARS", "Diagnostics", "diagnose"]
 
 #: Variables whose convergence decides the verdict (population level and individual).
-POPULATION_VARS = ("mu", "omega", "beta", "sigma_add", "sigma_prop", "nu")
+POPULATION_VARS = ("mu", "omega", "beta", "sigma_add", "sigma_prop", "nu", "omega_occ")
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,8 @@ def diagnose(
     not use ``centering="auto"``) decides the advice given for divergences.
     """
     post = idata["posterior"].to_dataset()
-    names = [v for v in (*POPULATION_VARS, "theta") if v in post]
+    # kappa: the occasion effects of a fit with inter-occasion variability
+    names = [v for v in (*POPULATION_VARS, "theta", "kappa") if v in post]
     reasons: list[str] = []
     n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
     failures = int(idata.attrs.get("solver_failures_at_draws", "0"))

@@ -124,7 +124,9 @@ def load_posterior(path: str | Path, model: str | Path | Model | None = None) ->
             f"but the model given is {chosen.name!r} (hash {model_source_hash(chosen)[:12]}). Pass the model file used for the fit."
         )
     cohort = read_cohort(
-        _table_from_dataset(tree["cohort_table"].to_dataset()), name=attrs.get("data_source")
+        _table_from_dataset(tree["cohort_table"].to_dataset()),
+        name=attrs.get("data_source"),
+        time_unit=_declared_time_unit(attrs.get("data_time_unit")),
     )
     pm = json.loads(attrs["population_model"])
     spec = PopulationModel(
@@ -136,6 +138,7 @@ def load_posterior(path: str | Path, model: str | Path | Model | None = None) ->
         # is never checked again (files from before the check lack the key)
         prior_check=pm.get("prior_check", "off"),
         covariate_interpolation=pm.get("covariate_interpolation", "locf"),
+        iov=tuple(pm.get("iov", ())),
         error=pm["error"],
         priors={k: tuple(v) if isinstance(v, list) else v for k, v in pm["priors"].items()},
     )
@@ -157,3 +160,15 @@ def load_posterior(path: str | Path, model: str | Path | Model | None = None) ->
         return prepare_fit(spec, cohort, solver, centering=weights, auto=auto)
 
     return CohortPosterior(tree, chosen, cohort, population_model=spec, prepare=prepare)
+
+
+def _declared_time_unit(text: str | None) -> str | None:
+    """The unit a fit's data declared (``"min (declared)"`` -> ``"min"``), else ``None``.
+
+    ``attrs["data_time_unit"]`` is :func:`~twin_uq.data.time_units.describe_time_unit`'s
+    text; an undeclared (assumed) unit stays undeclared on reload.
+    """
+    suffix = " (declared)"
+    if text is None or not str(text).endswith(suffix):
+        return None
+    return str(text)[: -len(suffix)]

@@ -27,6 +27,7 @@ __all__ = [
     "OBSERVATION_COLUMNS",
     "PatientPosterior",
     "UnknownPatientError",
+    "occasion_path",
     "parameter_path",
     "resolve_patient",
 ]
@@ -104,8 +105,20 @@ class PatientPosterior:
         The last segment holds after the last record (the last value carried forward).
         ``None`` otherwise.
     covariate_path
-        With ``change_time``: the values of the time-varying covariates on each segment
-        (index: segment start), as the fit read them; ``None`` otherwise.
+        With ``change_time`` from time-varying covariates: the values of the time-varying
+        covariates on each segment (index: segment start), as the fit read them; ``None``
+        otherwise.
+    occasions, omega_occ
+        With inter-occasion variability (``iov``): the patient's occasions (index: start
+        time; columns ``occ`` as recorded, ``index`` of its random effect), whose
+        segments ``change_time``/``theta_path`` are (each occasion's own ``kappa``;
+        ``theta`` is without it, the patient's value across occasions), and ``(S, K)``
+        the between-occasion SD of every parameter at each draw (0 without IOV).
+        ``None`` otherwise.
+    new_occasion_at
+        With ``occasions``: the time from which predictions are for a new occasion, whose
+        random effect is drawn afresh from ``N(0, omega_occ)`` (a wider forecast);
+        ``None``: the last recorded occasion holds after the record.
     """
 
     patient_id: str
@@ -129,6 +142,14 @@ class PatientPosterior:
     change_time: np.ndarray | None = field(default=None, repr=False)
     theta_path: np.ndarray | None = field(default=None, repr=False)
     covariate_path: pd.DataFrame | None = field(default=None, repr=False)
+    occasions: pd.DataFrame | None = field(default=None, repr=False)
+    omega_occ: np.ndarray | None = field(default=None, repr=False)
+    new_occasion_at: float | None = None
+
+    @property
+    def has_occasions(self) -> bool:
+        """Whether the fit has inter-occasion variability (``occasions`` set)."""
+        return self.occasions is not None
 
     @property
     def time_varying(self) -> bool:
@@ -215,3 +236,27 @@ def parameter_path(
         index=pd.Index(change_time, name="time"),
     )
     return change_time, np.asarray(path), covariates
+
+
+def occasion_path(
+    model: Model,
+    theta: np.ndarray,
+    kappa: np.ndarray,
+    omega_occ: np.ndarray,
+    iov_index: tuple[int, ...],
+    occasions: pd.DataFrame,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A patient's parameter draws on each of its occasions, as in the fit's likelihood.
+
+    ``theta`` ``(S, K)`` are the patient's draws without occasion effects, ``kappa``
+    ``(S, M, J)`` its standardised occasion effects, ``omega_occ`` ``(S, J)`` the
+    between-occasion SDs, ``occasions`` the frame of
+    :meth:`~twin_uq.data.occasions.OccasionSegments.frame`. On the occasion with random
+    effect ``m`` the latent parameters ``iov_index`` move by ``omega_occ * kappa[:, m]``.
+    Returns ``(change_time (G,), theta_path (S, G, K))``.
+    """
+    idx = occasions["index"].to_numpy(dtype=int)
+    shift = np.zeros((theta.shape[0], idx.size, theta.shape[1]))
+    shift[:, :, list(iov_index)] = kappa[:, idx, :] * omega_occ[:, None, :]
+    path = to_natural(model, to_unconstrained(model, theta)[:, None, :] + shift)
+    return occasions.index.to_numpy(dtype=float), np.asarray(path)

@@ -51,7 +51,7 @@ __all__ = [
     "population_scale",
 ]
 
-_POP_VARS = ("mu", "omega", "beta", "sigma_add", "sigma_prop", "nu", "corr")
+_POP_VARS = ("mu", "omega", "beta", "sigma_add", "sigma_prop", "nu", "corr", "omega_occ")
 
 
 def frozen(x: np.ndarray) -> np.ndarray:

@@ -84,6 +84,25 @@ def _population_density(r) -> tuple[np.ndarray | None, np.ndarray | None]:
     return grid, dens
 
 
+def _variability(post, interval: float) -> list[dict]:
+    """Between-patient and between-occasion SDs of the parameters with occasion variability.
+
+    Empty without inter-occasion variability (the report then shows CV% only).
+    """
+    summ = post.population_summary(interval)
+    if "omega_occ" not in summ or summ["omega_occ"].isna().all():
+        return []
+    rows = []
+    for q, r in summ[summ["omega_occ"].notna()].iterrows():
+        om, om_iv = format_estimate(r["omega"], r["omega_lower"], r["omega_upper"])
+        oc, oc_iv = format_estimate(r["omega_occ"], r["omega_occ_lower"], r["omega_occ_upper"])
+        rows.append(
+            dict(quantity=str(q), scale=str(r.get("scale", "log")), omega=om,
+                 omega_interval=om_iv, omega_occ=oc, omega_occ_interval=oc_iv)
+        )  # fmt: skip
+    return rows
+
+
 def _population(
     post, interval: float
 ) -> tuple[list[dict], list[dict], list[dict], str | None, str | None]:
@@ -340,6 +359,7 @@ def cohort(
     """
     interval = check_interval(interval)
     params, effects, residual, dist_svg, eff_svg = _population(post, interval)
+    variability = _variability(post, interval)
     trust_rows, counts, shared = _trust(post, thresholds)
     ok_rate = post.idata["constant_data"]["solver_ok_rate"].to_series()
     failures = [(str(p), _f(100 * (1 - float(r)), 1)) for p, r in ok_rate.items() if r < 1.0]
@@ -357,6 +377,7 @@ def cohort(
         coverage=_coverage(coverage),
         checks=population_checks(post, interval),
         params=params,
+        variability=variability,
         effects=effects,
         residual=residual,
         dist_svg=dist_svg,

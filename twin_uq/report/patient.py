@@ -159,7 +159,12 @@ def patient(
     )
     upcoming = (
         next_sample_section(twin, float(ft.max()), unit_t, draws, seed)
-        if next_sample and len(twin.observations) and ft.max() > last
+        # it conditions on imagined samples (twin.update), which segmented parameters
+        # (time-varying covariates, occasions) do not support yet
+        if next_sample
+        and len(twin.observations)
+        and ft.max() > last
+        and not twin.posterior.time_varying
         else None
     )
     averaged = average_section(average, pid, ft, interval, seed) if average is not None else None
@@ -196,6 +201,7 @@ def patient(
         limitations=limitations,
         assumptions=list(model.card.assumptions),
         approximate=post.approximate,
+        occasion_note=str(pred.attrs.get("occasion_note", "")),  # fits with iov
         method=post.method,
         provenance=provenance(
             post,

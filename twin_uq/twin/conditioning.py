@@ -73,6 +73,13 @@ def update_twin(  # noqa: UP047 (PEP 695 syntax breaks the 3.11 layer checker)
             "This twin is a population-only prediction for a new patient; fit or update "
             "requires a fitted patient (use post.twin(id))."
         )
+    if twin.posterior.has_occasions:
+        # The update's likelihood solves with one parameter vector per draw, without the
+        # occasion effects the fit used.
+        raise InputError(
+            f"Patient {twin.patient_id!r}: twin.update does not handle inter-occasion "
+            "variability (iov) yet. Refit the cohort with the new rows (tq.fit) instead."
+        )
     if twin.posterior.time_varying:
         # The update's likelihood solves with one parameter vector per draw; using it
         # here would drop the covariate path the fit used.

@@ -135,6 +135,11 @@ def with_future_covariates(
         For a time not after the record's last covariate change (or negative), or a
         covariate name the fit does not know.
     """
+    if patient.has_occasions:  # the future segments would drop the occasion effect
+        raise InputError(
+            f"Patient {patient.patient_id!r}: future_covariates are not available for a fit "
+            "with inter-occasion variability (iov) yet; refit with the covariate rows."
+        )
     model = patient.model
     known = {str(c) for c in post.cohort.covariate_names}
     change = patient.change_time if patient.time_varying else np.zeros(1)

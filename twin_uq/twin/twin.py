@@ -35,6 +35,7 @@ from twin_uq.twin.inputs import (
     with_future_covariates,
 )
 from twin_uq.twin.next_sample import next_measurement
+from twin_uq.twin.occasions import occasion_attrs, with_new_occasion
 from twin_uq.twin.results import (
     DoseRecommendation,
     ProbabilityResult,
@@ -82,12 +83,15 @@ class PosteriorTwin:
         post: CohortPosterior,
         patient_id: object,
         future_covariates: Mapping[float, Mapping[str, object]] | None = None,
+        new_occasion_at: float | None = None,
     ) -> PosteriorTwin:
         """The twin of a fitted patient (``post.twin(patient_id)``).
 
         ``future_covariates``: covariate values from given times after the record on
         (``{48.0: {"WT": 3.4}}``; a what-if). Without them the last recorded value of a
-        time-varying covariate holds in the future.
+        time-varying covariate holds in the future. ``new_occasion_at`` (fits with
+        ``iov``): forecasts from that time on are for a new occasion
+        (:func:`~twin_uq.twin.occasions.with_new_occasion`); else the last occasion holds.
 
         Raises
         ------
@@ -97,6 +101,8 @@ class PosteriorTwin:
         patient = post.patient(patient_id)
         if future_covariates:
             patient = with_future_covariates(post, patient, future_covariates)
+        if new_occasion_at is not None:
+            patient = with_new_occasion(patient, new_occasion_at)
         return cls(patient)
 
     # ---- the patient's posterior, read through -----------------------------------------
@@ -331,6 +337,7 @@ class PosteriorTwin:
                 "solver_failures": failures,
                 "seed": int(seed),
                 "n_updates": len(self.history),
+                **occasion_attrs(self.posterior),
             },
         )
 
