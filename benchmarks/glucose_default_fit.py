@@ -11,8 +11,9 @@ the truth.
 The fit is ``tq.fit(model, cohort, method=tq.NUTS())`` with every setting at its default
 (4 chains x (1000 warm-up + 1000 draws), the model's solver). Reported: wall time,
 minimum bulk / tail ESS, maximum R-hat, divergences, the share of transitions at the
-maximum tree depth, mean tree depth and steps per transition, step size, and coverage of
-the true individual parameters by their 90 % intervals.
+maximum tree depth, mean tree depth and steps per transition, step size, coverage of the
+true individual parameters by their 90 % intervals, and the after-fit check of a
+fixed-step solve against the adaptive reference. Results: ``RESULTS_glucose.md``.
 
     .venv/bin/python benchmarks/glucose_default_fit.py --patients 30
     # smaller or shorter runs (the smoke test)
@@ -125,6 +126,8 @@ def diagnostics(post, truth: pd.DataFrame) -> dict:
         "step_size": float(np.median(np.asarray(stats["step_size"]))),
         "coverage_theta_90": float(np.mean(covered)),
         "converged": bool(diag.converged),
+        # The after-fit check of a fixed-step solve against adaptive Tsit5 (None: adaptive).
+        "fixed_step_check": json.loads(post.idata.attrs.get("fixed_step_check", "null")),
     }
 
 
