@@ -100,7 +100,7 @@ class GlucoseMeal(tq.Model):
     # repeats), which kept a default 4 x 2000-iteration NUTS fit running for hours on 2
     # cores. Every fit re-checks its posterior draws against adaptive Tsit5 at rtol/atol
     # (twin_uq.inference.solver_check). RK4 at 2 min is stable while the fastest rate
-    # (1/TAU_M, GEZI + X) stays below 1.4/min, far above the valid ranges.
+    # (1/TAU_M, GEZI + X) stays below 1.4/min, above what the valid ranges give.
     solver = tq.SolverSettings(
         method="rk4", fixed_step=2.0, rtol=1e-6, atol=1e-9, max_steps=4096,
         precision="float32",
