@@ -44,7 +44,7 @@ Integrated with SciPy's LSODA (this is test data; no gradients are needed).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -361,15 +361,17 @@ def simulate_person(
     meals: Sequence[tuple[float, float]],
     obs_times: np.ndarray,
     *,
-    measure=None,
+    measure: Callable[[int, float], float] | None = None,
     boluses: Sequence[tuple[float, float]] = (),
     carb_ratio: float | None = None,
     correction_factor: float | None = None,
     target: float = 120.0,
     horizon: float | None = None,
 ) -> dict:
-    """Integrate one person over ``[0, horizon]`` with meals and insulin.
+    """Integrate one person over ``[0, horizon]`` (min) with meals and insulin.
 
+    ``p``: a row of :func:`sample_virtual_patients` (model parameters with ``BW`` in kg
+    and ``basal_u_per_h``, the basal rate given all along); ``obs_times`` (N,) in min.
     ``meals``: (time min, carbohydrate g); ``boluses``: extra insulin (time, U). With
     ``carb_ratio`` each meal gets a bolus ``carbs / carb_ratio`` plus, with
     ``correction_factor``, ``(g - target) / correction_factor`` where ``g`` is the last
