@@ -90,11 +90,21 @@ class GlucoseMeal(tq.Model):
         tq.Allometric("CI", "WT", 0.75, 70.0),
         tq.Allometric("VG", "WT", 1.0, 70.0),
     )
-    # Non-stiff: all time constants are 10-500 min, so the explicit Tsit5 is efficient.
-    # States mix scales (g, U, µU/mL, 1/min, mg/dL): atol 1e-9 is tiny for all of them, so
-    # rtol 1e-6 governs. Meals and injections split the day into segments; 4096 steps per
-    # segment is far more than a day needs.
-    solver = tq.SolverSettings(method="tsit5", rtol=1e-6, atol=1e-9, max_steps=4096)
+    # Non-stiff: all time constants are 10-500 min, so an explicit method suffices. A fixed
+    # grid of 2-minute RK4 steps (plus every fingerstick / sensor time and dose) in float32
+    # is accurate to ~3e-5 relative (2e-3 mg/dL) over a day with three meals at parameters
+    # up to e^±2 from the typical values, against adaptive Tsit5 at rtol 1e-10 (measured
+    # 2026-12-07, benchmarks/glucose_default_fit.py's design). Adaptive Tsit5 at rtol 1e-6
+    # with forward sensitivities, the earlier default, made one cohort gradient of 30 people
+    # x 6 fingersticks ~6x dearer (16 ms against 2.8 ms, fastest of 15 interleaved
+    # repeats), which kept a default 4 x 2000-iteration NUTS fit running for hours on 2
+    # cores. Every fit re-checks its posterior draws against adaptive Tsit5 at rtol/atol
+    # (twin_uq.inference.solver_check). RK4 at 2 min is stable while the fastest rate
+    # (1/TAU_M, GEZI + X) stays below 1.4/min, above what the valid ranges give.
+    solver = tq.SolverSettings(
+        method="rk4", fixed_step=2.0, rtol=1e-6, atol=1e-9, max_steps=4096,
+        precision="float32",
+    )  # fmt: skip
 
     card = tq.ModelCard(
         summary="Type 1 diabetes glucose-insulin model for meals, insulin boluses and basal.",

@@ -48,6 +48,15 @@ CASES: dict[str, list[tuple[str, str, list[str], list[str]]]] = {
         ("stan", "p1_oral_12 --peers stan", ["stan"], []),
     ],
     "dosing_cost.py": [("p4", "--patients 4", [], [])],
+    "glucose_default_fit.py": [
+        (
+            "tiny",
+            "--patients 3 --chains 1 --warmup 20 --draws 20 --no-progress "
+            "--out benchmarks/out/glucose_default_fit.json",
+            [],
+            ["out/glucose_default_fit.json"],
+        )
+    ],
     "next_sample_study.py": [
         ("tiny", "--patients 6 --chains 1 --warmup 30 --draws 30 --brute 2", [], [])
     ],

@@ -10,6 +10,10 @@ units, priors, finite values at the typical parameters). Call it in a model's ow
         check_model(MyModel())
 
 It raises :class:`ModelCheckError` naming the model and what is wrong.
+
+:mod:`twin_uq.testing.glucose_simulator` simulates people with type 1 diabetes from the
+Dalla Man et al. (2007) meal model (test data for diabetes twins; imported on its own,
+since it needs SciPy): ``simulate_t1d_cohort(...)``.
 """
 
 from twin_uq.model.check import check_model
