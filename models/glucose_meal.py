@@ -48,6 +48,8 @@ class GlucoseMeal(tq.Model):
         "glucose",  # cmt 6: plasma glucose concentration (mg/dL)
     )
     default_dose_cmt = 1
+    # Basal insulin is an infusion into the subcutaneous depot by design (an insulin pump).
+    infusion_compartments = (2,)
     covariates = ("WT", "BASAL")
     covariate_defaults: ClassVar = {"WT": 70.0, "BASAL": 1.0}
 

@@ -163,6 +163,15 @@ def test_infusion_into_the_depot_is_questioned(oral):
         c.for_model(oral)
 
 
+def test_infusion_into_a_declared_infusion_compartment_is_not_questioned(oral):
+    class PumpedDepot(type(oral)):
+        name = "oral_with_a_pump_into_the_depot"
+        infusion_compartments = (1,)
+
+    c = read_cohort(oral_frame(WT=[70.0] * 4, RATE=[50.0, NAN, 0.0, NAN]))
+    quiet_for_model(c, PumpedDepot())
+
+
 def test_infusion_into_the_central_compartment_is_not_questioned(oral):
     c = read_cohort(oral_frame(WT=[70.0] * 4, RATE=[50.0, NAN, 0.0, NAN], CMT=[2, 0, 1, 0]))
     quiet_for_model(c, oral)

@@ -103,10 +103,10 @@ def test_cgm_table_reads_and_fits_glucose_meal_contract(cgm_cohort):
     table = cgm_cohort.table
     cohort = tq.read_cohort(table, time_unit="min")
     model = tq.load_model("glucose_meal")
-    # Basal insulin is an infusion into the subcutaneous depot, as glucose_meal asks:
-    # the depot-infusion warning is a false alarm for this model.
+    # Basal insulin is an infusion into the subcutaneous depot, as glucose_meal asks and
+    # declares (infusion_compartments): the depot-infusion check must stay quiet.
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DepotInfusionWarning)
+        warnings.simplefilter("error", DepotInfusionWarning)
         arrays = cohort.for_model(model)
     assert np.asarray(arrays.obs_mask).sum() == 3 * 288
     assert set(cohort.covariates.columns) >= {"WT", "BASAL", "AGE_GROUP"}

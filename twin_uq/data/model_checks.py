@@ -132,7 +132,11 @@ def observed_states(model: Model) -> np.ndarray | None:
 
 
 def warn_depot_infusions(model: Model, table: pd.DataFrame, *, source: str, row_word: str) -> None:
-    """Warn about infusions (``RATE > 0``) into a compartment no output observes."""
+    """Warn about infusions (``RATE > 0``) into a compartment no output observes.
+
+    Compartments the model declares in ``infusion_compartments`` (inputs by design, such
+    as a basal insulin rate into a subcutaneous depot) are not questioned.
+    """
     if "rate" not in table:
         return
     t = table[np.isin(table["evid"].to_numpy(), (1, 4)) & (table["rate"] > 0)]
@@ -144,6 +148,7 @@ def warn_depot_infusions(model: Model, table: pd.DataFrame, *, source: str, row_
     cmt = _target_cmt(model, t["cmt"].to_numpy() if "cmt" in t else np.zeros(len(t), int))
     valid = (cmt >= 1) & (cmt <= len(seen))
     unseen = valid & ~seen[np.clip(cmt - 1, 0, len(seen) - 1)]
+    unseen &= ~np.isin(cmt, model.infusion_compartments)
     if not unseen.any():
         return
     rows = [

@@ -399,6 +399,10 @@ class Model(abc.ABC):
     allometric: ClassVar[tuple[Allometric, ...]] = ()
     dose_parameters: ClassVar[Mapping[int, DoseParameters]] = {}
     """Dose parameters (lag, bioavailability, modelled rate/duration) by 1-based compartment."""
+    infusion_compartments: ClassVar[tuple[int, ...]] = ()
+    """1-based compartments that receive zero-order inputs by design although no output
+    observes them (e.g. an insulin pump's basal rate into the subcutaneous depot); the data
+    check does not question ``RATE > 0`` records into them as misrouted intravenous doses."""
     solver: ClassVar[SolverSettings] = SolverSettings()
     _source_path: str | None = None
     """The file a model was loaded from (set by :func:`twin_uq.load_model`); ``None`` else."""

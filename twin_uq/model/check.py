@@ -185,6 +185,16 @@ def _check_declaration(model: Model, where: str) -> None:
         raise ModelCheckError(
             f"{where}: default_dose_cmt={model.default_dose_cmt} outside 1..{len(states)}."
         )
+    bad_inf = [
+        c
+        for c in model.infusion_compartments
+        if not (isinstance(c, numbers.Integral) and 1 <= c <= len(states))
+    ]
+    if bad_inf:
+        raise ModelCheckError(
+            f"{where}: infusion_compartments {bad_inf} outside 1..{len(states)} (1-based "
+            "compartments that receive zero-order inputs by design)."
+        )
     _check_dose_parameters(model, where)
     solver = model.solver
     if not isinstance(solver, SolverSettings):
