@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from trust_validation import md_table  # the script's folder, benchmarks/, is on sys.path
 
 import twin_uq as tq
 from twin_uq.trust import TrustThresholds, assess_cohort
@@ -240,19 +241,6 @@ def run_cohort(mname: str, scenario: str, seed: int, args) -> pd.DataFrame:
     return rows[rows["n_heldout"] > 0]
 
 
-def md_table(frame: pd.DataFrame, fmt: str = ".3f") -> str:
-    def cell(v) -> str:
-        if isinstance(v, float | np.floating):
-            return "" if np.isnan(v) else format(v, fmt)
-        return str(v)
-
-    head = [str(frame.index.name or "")] + [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for i, row in zip(frame.index, frame.to_numpy(), strict=True):
-        lines.append("| " + " | ".join([str(i)] + [cell(v) for v in row]) + " |")
-    return "\n".join(lines)
-
-
 def brier(p: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean((np.asarray(p, float) - np.asarray(y, float)) ** 2))
 
@@ -291,7 +279,7 @@ def analyse(d: pd.DataFrame) -> tuple[str, dict]:
         f"{len(d)} patients ({d['miss_true'].sum()} with a clinically relevant forecast error), "
         f"{d.groupby(['model', 'scenario', 'seed']).ngroups} cohorts; models "
         f"{sorted(d['model'].unique())}, scenarios {sorted(d['scenario'].unique())}, seeds "
-        f"{sorted(d['seed'].unique())}. Fit time per cohort: median "
+        f"{sorted(int(s) for s in d['seed'].unique())}. Fit time per cohort: median "
         f"{d.groupby(['model', 'scenario', 'seed'])['fit_seconds'].first().median():.0f} s.",
         "",
         f"Inflation of approximate fits chosen on even seeds (Brier score): noise-free forecast "
