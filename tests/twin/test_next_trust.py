@@ -57,3 +57,21 @@ def test_expected_trust_after_one_measurement_gaussian_closed_form():
     )  # fmt: skip
     assert im_bad.effect.mean() == 0.0
     assert im_bad.after.mean() == pytest.approx(exact_now, abs=0.03)
+
+
+@pytest.mark.slow  # 18 s on a busy 2-core machine; the closed-form test above is the fast check
+def test_forecast_trust_on_a_twin_agrees_with_the_forecast_score(oral_fit, oral_sim):
+    import twin_uq as tq
+    from twin_uq.trust import assess_patient, assess_prediction
+
+    sparse = oral_sim.table.groupby("id")["sampling"].first()
+    pid = str(sparse[sparse == "sparse"].index[0])
+    twin = oral_fit.twin(pid)
+    goal = tq.ForecastTrust("concentration", times=(8.0, 12.0), margin=0.1)
+    nm = twin.next_measurement([1.0, 4.0, 8.0], goal=goal, n_imagined=32, draws=None)
+    # today's score by the goal's weighted median = the forecast's trust score of predict()
+    pred = twin.predict([8.0, 12.0])
+    judged = assess_prediction(assess_patient(oral_fit, pid, score=False), pred, margin=0.1)
+    assert nm.table["now"].iloc[0] == pytest.approx(judged.p_miss, abs=0.02)
+    assert ((nm.table["effect"] >= 0) & (nm.table["effect"] <= 1)).all()
+    assert (nm.table["after"] <= 1).all() and "trust score" in nm.summary()
