@@ -108,8 +108,9 @@ class TrustThresholds:
         one-in-five chance of a clinically relevant error is too much to act on unchecked.
     approximate_score_inflation
         Factor on the deviations of an approximate fit's (Laplace, SVI) draws from their
-        median before ``p_miss`` is counted: these fits understate uncertainty. Measured on
-        Laplace fits in benchmarks/trust_score_study.py (docs/trust.md).
+        median before ``p_miss`` is counted: these fits understate uncertainty. 1.0: on
+        Laplace fits of three models (benchmarks/trust_score_study.py, 2026-12-07) no
+        single factor improved calibration (PK models under-, Bergman over-predicted).
     """
 
     rhat_max: float = 1.01
