@@ -385,6 +385,10 @@ def calibration_table(predicted: np.ndarray, outcome: np.ndarray, bins: int = 10
     y = np.asarray(outcome, bool)
     ok = np.isfinite(p)
     p, y = p[ok], y[ok]
+    if p.size == 0:
+        return pd.DataFrame(
+            columns=["n", "predicted", "realised", "realised_lower95", "realised_upper95", "inside"]
+        ).rename_axis("bin")
     edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
     which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(edges.size - 2, 0))
     rows = []
