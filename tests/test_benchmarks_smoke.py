@@ -97,6 +97,14 @@ CASES: dict[str, list[tuple[str, str, list[str], list[str]]]] = {
             ["trust/trust_validation.md"],
         )
     ],
+    "trust_score_study.py": [
+        (
+            "quick",
+            "--quick --out benchmarks/out/trust_score",
+            [],
+            ["out/trust_score/trust_score_study.md"],
+        )
+    ],
     "dask_throughput.py": [
         (
             "tiny",

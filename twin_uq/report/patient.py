@@ -183,6 +183,7 @@ def patient(
         interval=interval,
         status=judged.status.value,
         meaning=STATUS_MEANING[judged.status],
+        score=_score_text(judged, model),
         reasons=list(judged.reasons),
         n_obs=n_obs,
         last=format_number(last, 3) if np.isfinite(last) else None,
@@ -219,3 +220,20 @@ def patient(
     if pdf:
         write_pdf(out)
     return out
+
+
+def _score_text(judged, model) -> str | None:
+    """The forecast's trust score in words (None when it could not be computed)."""
+    if not np.isfinite(judged.p_miss):
+        return None
+    units = {o.name: o.unit for o in model.outputs}
+    margins = ", ".join(
+        f"{format_number(v, 3)} {units.get(k.removeprefix('forecast_margin_'), '')} for "
+        f"{k.removeprefix('forecast_margin_')}"
+        for k, v in judged.metrics.items()
+        if k.startswith("forecast_margin_")
+    )
+    return (
+        f"Trust score: {100 * judged.p_miss:.0f}% probability that the forecast misses the true "
+        f"value by more than the clinical margin ({margins}) at one or more forecast times."
+    )

@@ -10,7 +10,10 @@ The rules (thresholds and their rationale in :class:`TrustThresholds` and docs/t
 3. **limited** — moderate median contraction (the sentence names the well and the weakly
    informed parameters), fewer observations than parameters, observations
    bunched in a short window, misfit of its own observations, covariates outside the
-   cohort's support, or an approximate fit (``approximate_cap``);
+   cohort's support, an approximate fit (``approximate_cap``), or a trust score
+   ``p_miss`` (probability that the twin's value misses a clinical margin over the
+   cohort's usual sampling times, :mod:`twin_uq.trust.score`) of at least
+   ``p_miss_limited``;
 4. **trustworthy** — none of the above.
 
 The status is the most severe that applies; every rule that applies adds a reason.
@@ -39,6 +42,7 @@ from twin_uq.trust.metrics import (
     patient_convergence,
     ppc_metrics,
 )
+from twin_uq.trust.score import patient_scores
 from twin_uq.trust.thresholds import TrustThresholds
 
 __all__ = ["Status", "TrustAssessment", "TrustReport", "assess_cohort", "assess_patient"]
@@ -109,6 +113,11 @@ class TrustAssessment:
         (no measurement, or no parameter narrowed).
     fit_reasons, data_reasons
         The reasons behind each verdict (``reasons`` is both, most severe first).
+    p_miss
+        The continuous trust score: probability, under the twin's posterior, that its
+        forecast misses the true value by more than the clinical margin (at one or more of
+        the judged times and outputs; :mod:`twin_uq.trust.score`). NaN when not computed
+        (no clinical range, or ``score=False``). Also ``metrics["p_miss"]``.
     """
 
     patient_id: str
@@ -120,6 +129,12 @@ class TrustAssessment:
     data_verdict: str = "informed"
     fit_reasons: tuple[str, ...] = ()
     data_reasons: tuple[str, ...] = ()
+    p_miss: float = float("nan")
+
+    @property
+    def score(self) -> float:
+        """Same as :attr:`p_miss`."""
+        return self.p_miss
 
     @property
     def flagged(self) -> bool:
@@ -134,6 +149,10 @@ class TrustAssessment:
     def __str__(self) -> str:
         lines = [f"{self.patient_id}: {self.status.value} — {self.meaning}"]
         lines.append(f"  fit: {self.fit_verdict}; patient's data: {self.data_verdict}")
+        if np.isfinite(self.p_miss):
+            lines.append(
+                f"  probability of a clinically relevant forecast error: {self.p_miss:.2f}"
+            )
         lines += [f"  - {r}" for r in self.reasons]
         return "\n".join(lines)
 
@@ -170,8 +189,8 @@ class TrustReport:
     def table(self) -> pd.DataFrame:
         """One row per patient: status, both verdicts, reasons and the metric columns.
 
-        Columns ``status``, ``fit_verdict``, ``data_verdict``, ``reasons`` (joined by
-        " | "), then the metrics.
+        Columns ``status``, ``p_miss`` (the trust score), ``fit_verdict``,
+        ``data_verdict``, ``reasons`` (joined by " | "), then the metrics.
 
         ``table.attrs`` holds the provenance (thresholds as JSON included).
         """
@@ -181,11 +200,12 @@ class TrustReport:
                 {
                     "patient": a.patient_id,
                     "status": a.status.value,
+                    "p_miss": a.p_miss,
                     "fit_verdict": a.fit_verdict,
                     "data_verdict": a.data_verdict,
                     "reasons": " | ".join(a.reasons),
                 }
-                | a.metrics
+                | {k: v for k, v in a.metrics.items() if k != "p_miss"}
             )
         frame = pd.DataFrame(rows).set_index("patient")
         frame.attrs.update(self.provenance)
@@ -334,6 +354,27 @@ def _data_rules(
     return v
 
 
+def _score_rule(row: Mapping[str, float], th: TrustThresholds) -> str | None:
+    """The sentence of the score rule (``p_miss >= p_miss_limited`` → limited), or None.
+
+    The score answers neither question alone (it grows with scarce data and with a wide
+    population), so it moves the status but neither verdict.
+    """
+    p = row.get("p_miss", np.nan)
+    if not (np.isfinite(p) and p >= th.p_miss_limited):
+        return None
+    margins = [
+        f"{row[k]:.3g} for {k.removeprefix('score_margin_')}"
+        for k in row
+        if k.startswith("score_margin_") and np.isfinite(row[k])
+    ]
+    return (
+        f"The twin's own uncertainty gives a {100 * p:.0f}% chance that its forecast misses the "
+        f"true value by more than the clinical margin ({', '.join(margins)}) somewhere over "
+        "the cohort's usual sampling times."
+    )
+
+
 #: Each question's answer in words, by the most severe status its reasons imply.
 _FIT_VERDICT = {Status.TRUSTWORTHY: "sound", Status.UNRELIABLE: "unreliable"}
 _DATA_VERDICT = {
@@ -361,6 +402,10 @@ def _patient_rules(
     data = _data_rules(row, contraction, cov_flags, post, th)
     status = fit.status.worst(data.status)
     reasons = [*fit.reasons, *data.reasons]
+    score_text = _score_rule(row, th)
+    if score_text:
+        status = status.worst(Status.LIMITED)
+        reasons.append(score_text)
     fit_verdict = _FIT_VERDICT[fit.status]
     if post.approximate:
         cap = Status(th.approximate_cap)
@@ -405,11 +450,13 @@ def cohort_metrics(
 
 
 def _assess_all(
-    post, th: TrustThresholds, patients: Sequence[str] | None = None
+    post, th: TrustThresholds, patients: Sequence[str] | None = None, score: bool = True
 ) -> dict[str, TrustAssessment]:
     ids = list(post.patient_ids) if patients is None else list(patients)
     m = cohort_metrics(post, th, ids)
     tables = [m.information, m.convergence, m.ppc, m.covariates]
+    if score:
+        tables.append(patient_scores(post, th))
     merged = pd.concat([t.loc[ids] for t in tables], axis=1)
     out: dict[str, TrustAssessment] = {}
     for pid in ids:
@@ -421,9 +468,11 @@ def _assess_all(
         metrics = {k: _num(v) for k, v in row.items()}
         metrics |= {f"contraction_{k}": _num(v) for k, v in contraction.items()}
         metrics["approximate"] = float(post.approximate)
+        p_miss = metrics.get("p_miss", np.nan)
         out[pid] = TrustAssessment(
-            pid, status, tuple(reasons), metrics, th, fit_v, data_v, tuple(fit_r), tuple(data_r)
-        )
+            pid, status, tuple(reasons), metrics, th, fit_v, data_v, tuple(fit_r), tuple(data_r),
+            p_miss,
+        )  # fmt: skip
     return out
 
 
@@ -449,7 +498,9 @@ def _provenance(post, th: TrustThresholds) -> dict[str, str]:
     }
 
 
-def assess_cohort(post, thresholds: TrustThresholds | Mapping | None = None) -> TrustReport:
+def assess_cohort(
+    post, thresholds: TrustThresholds | Mapping | None = None, score: bool = True
+) -> TrustReport:
     """Assess the trustworthiness of every patient's twin in a fit.
 
     Parameters
@@ -458,17 +509,21 @@ def assess_cohort(post, thresholds: TrustThresholds | Mapping | None = None) -> 
         A :class:`~twin_uq.posterior.CohortPosterior`.
     thresholds
         :class:`TrustThresholds`, a dict of its fields, or ``None`` for the defaults.
+    score
+        Compute the trust score ``p_miss`` (solves the model at every patient's posterior
+        draws over the cohort's usual sampling times) and apply its rule; ``False`` skips
+        both.
 
     Returns
     -------
     TrustReport
     """
     th = _as_thresholds(thresholds)
-    return TrustReport(_assess_all(post, th), th, _provenance(post, th))
+    return TrustReport(_assess_all(post, th, score=score), th, _provenance(post, th))
 
 
 def assess_patient(
-    post, patient_id: str, thresholds: TrustThresholds | Mapping | None = None
+    post, patient_id: str, thresholds: TrustThresholds | Mapping | None = None, score: bool = True
 ) -> TrustAssessment:
     """Trust assessment of one patient (covariate support is judged against the cohort).
 
@@ -481,7 +536,7 @@ def assess_patient(
         Unknown patient id (with close matches).
     """
     pid = post.patient(patient_id).patient_id  # one resolution, close ids on a typo
-    return _assess_all(post, _as_thresholds(thresholds), [pid])[pid]
+    return _assess_all(post, _as_thresholds(thresholds), [pid], score=score)[pid]
 
 
 def _as_thresholds(thresholds) -> TrustThresholds:
@@ -507,6 +562,9 @@ def report_json(report: TrustReport) -> str:
                 {
                     "patient": a.patient_id,
                     "status": a.status.value,
+                    "p_miss": None if not np.isfinite(a.p_miss) else a.p_miss,
+                    "fit_verdict": a.fit_verdict,
+                    "data_verdict": a.data_verdict,
                     "reasons": list(a.reasons),
                     "metrics": {
                         k: (None if not np.isfinite(v) else v) for k, v in a.metrics.items()

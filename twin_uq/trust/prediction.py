@@ -6,6 +6,7 @@ a day of data, or for a concentration interval wider than the whole therapeutic 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import numpy as np
@@ -13,6 +14,12 @@ import xarray as xr
 
 from twin_uq.errors import InputError
 from twin_uq.trust.assess import Status, TrustAssessment, _as_thresholds
+from twin_uq.trust.score import (
+    any_miss_probability,
+    clinical_margins,
+    expected_abs_error,
+    miss_probability,
+)
 from twin_uq.trust.thresholds import TrustThresholds
 
 __all__ = ["assess_prediction"]
@@ -53,6 +60,7 @@ def assess_prediction(
     clinical_range: Mapping[str, tuple[float, float]] | tuple[float, float] | None = None,
     thresholds: TrustThresholds | Mapping | None = None,
     model=None,
+    margin: Mapping[str, float] | float | None = None,
 ) -> TrustAssessment:
     """Trust in a prediction of a twin: the patient's status, downgraded for this request.
 
@@ -72,20 +80,30 @@ def assess_prediction(
         Default: the thresholds of ``assessment``.
     model
         The model, for ``Output.clinical_range``.
+    margin
+        Clinically relevant error of the forecast (output units; one value or by output)
+        for the trust score; default from the thresholds and the clinical range
+        (:func:`twin_uq.trust.score.clinical_margins`).
 
     Returns
     -------
     TrustAssessment
         Same patient; ``status`` is the worse of the patient's and the prediction's;
-        ``reasons`` extended; ``metrics`` gain ``horizon``, ``extrapolation_ratio`` and
-        ``interval_width_fraction[_<output>]``.
+        ``reasons`` extended; ``metrics`` gain ``horizon``, ``extrapolation_ratio``,
+        ``interval_width_fraction[_<output>]`` and, when the prediction carries its draws
+        ``f``, the forecast's trust score: ``p_miss_max_<output>`` (largest over times of
+        ``P(|f - median f| > margin)``), ``expected_abs_error_max_<output>``, and
+        ``p_miss_forecast`` (probability of a miss at one or more times and outputs), which
+        becomes ``p_miss`` of the returned assessment (the patient's own is kept as
+        ``metrics["p_miss_patient"]``).
 
     Rules
     -----
     * horizon beyond the last observation above ``extrapolation_limited`` times the
       observed period → limited;
     * widest interval above ``interval_width_limited`` of the clinical range → limited,
-      above ``interval_width_insufficient`` → insufficient.
+      above ``interval_width_insufficient`` → insufficient;
+    * forecast score ``p_miss_forecast`` at least ``p_miss_limited`` → limited.
     """
     th = _as_thresholds(thresholds) if thresholds is not None else assessment.thresholds
     for v in ("median", "lower", "upper"):
@@ -195,4 +213,47 @@ def assess_prediction(
             "No clinically meaningful range is known for the predicted output(s): interval widths "
             "were not judged."
         )
-    return TrustAssessment(assessment.patient_id, status, tuple(reasons), metrics, th)
+    p_forecast = _forecast_score(prediction, th, model, margin, ranges, metrics)
+    if np.isfinite(p_forecast) and p_forecast >= th.p_miss_limited:
+        add(
+            Status.LIMITED,
+            f"The twin's own uncertainty gives a {100 * p_forecast:.0f}% chance that this forecast "
+            "misses the true value by more than the clinical margin at one or more of the "
+            "requested times.",
+        )
+    return dataclasses.replace(
+        assessment,
+        status=status,
+        reasons=tuple(reasons),
+        metrics=metrics,
+        thresholds=th,
+        p_miss=p_forecast if np.isfinite(p_forecast) else assessment.p_miss,
+    )
+
+
+def _forecast_score(prediction, th, model, margin, ranges, metrics) -> float:
+    """The forecast's trust score from the noise-free draws ``f``; fills ``metrics``."""
+    if "f" not in prediction:
+        return np.nan
+    f = prediction["f"]
+    if "output" not in f.dims:
+        f = f.expand_dims(output=["output"])
+    outputs = [str(o) for o in f["output"].values]
+    margins = clinical_margins(outputs, th, model, margin, ranges)
+    if not margins:
+        return np.nan
+    inflation = th.approximate_score_inflation if prediction.attrs.get("approximate") else 1.0
+    f = f.sel(output=list(margins)).transpose("draw", "time", "output")
+    draws = np.asarray(f.values, float)  # (S, T, O)
+    m = np.array([margins[o] for o in margins])
+    per_point = miss_probability(draws, m, inflation=inflation)  # (T, O)
+    eae = expected_abs_error(draws, inflation=inflation)
+    for j, o in enumerate(margins):
+        metrics[f"p_miss_max_{o}"] = float(np.nanmax(per_point[:, j]))
+        metrics[f"expected_abs_error_max_{o}"] = float(np.nanmax(eae[:, j]))
+        metrics[f"forecast_margin_{o}"] = float(margins[o])
+    p = any_miss_probability(draws, m, inflation=inflation)
+    if "p_miss" in metrics:
+        metrics["p_miss_patient"] = metrics.pop("p_miss")
+    metrics["p_miss_forecast"] = p
+    return p

@@ -93,6 +93,24 @@ class TrustThresholds:
     output_overrides
         Per output name, replacements for ``extrapolation_limited``,
         ``interval_width_limited`` and ``interval_width_insufficient``.
+    score_margin_fraction
+        The clinically relevant forecast error of the trust score (``p_miss``,
+        :mod:`twin_uq.trust.score`), as a fraction of the width of the output's clinically
+        meaningful range: 0.1 (0.4 mg/L for a 0-4 mg/L concentration range, 23 mg/dL for
+        glucose 70-300 mg/dL), an error that can move a decision between neighbouring
+        clinical states.
+    clinical_margin
+        Per output, the clinically relevant error in output units (overrides
+        ``score_margin_fraction``).
+    p_miss_limited
+        A twin whose value misses the margin somewhere over the cohort's usual sampling
+        times with at least this probability (``p_miss``) is at best ``limited``; 0.2: a
+        one-in-five chance of a clinically relevant error is too much to act on unchecked.
+    approximate_score_inflation
+        Factor on the deviations of an approximate fit's (Laplace, SVI) draws from their
+        median before ``p_miss`` is counted: these fits understate uncertainty. 1.0: on
+        Laplace fits of three models (benchmarks/trust_score_study.py, 2026-12-07) no
+        single factor improved calibration (PK models under-, Bergman over-predicted).
     """
 
     rhat_max: float = 1.01
@@ -115,8 +133,25 @@ class TrustThresholds:
     interval_width_insufficient: float = 1.0
     clinical_range: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     output_overrides: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    score_margin_fraction: float = 0.1
+    clinical_margin: Mapping[str, float] = field(default_factory=dict)
+    p_miss_limited: float = 0.2
+    approximate_score_inflation: float = 1.0
 
     def __post_init__(self) -> None:
+        if not self.score_margin_fraction > 0.0:
+            raise InputError(
+                f"TrustThresholds: score_margin_fraction must be > 0, got {self.score_margin_fraction}."
+            )
+        if not 0.0 < self.p_miss_limited <= 1.0:
+            raise InputError(
+                f"TrustThresholds: p_miss_limited must lie in (0, 1], got {self.p_miss_limited}."
+            )
+        if not self.approximate_score_inflation > 0.0:
+            raise InputError(
+                "TrustThresholds: approximate_score_inflation must be > 0, got "
+                f"{self.approximate_score_inflation}."
+            )
         if not 0.0 <= self.contraction_insufficient <= self.contraction_limited <= 1.0:
             raise InputError(
                 "TrustThresholds: need 0 <= contraction_insufficient <= contraction_limited <= 1, "
@@ -153,6 +188,7 @@ class TrustThresholds:
         d = dataclasses.asdict(self)
         d["clinical_range"] = {k: list(v) for k, v in self.clinical_range.items()}
         d["output_overrides"] = {k: dict(v) for k, v in self.output_overrides.items()}
+        d["clinical_margin"] = {k: float(v) for k, v in self.clinical_margin.items()}
         return d
 
     def to_json(self) -> str:

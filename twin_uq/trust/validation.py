@@ -21,10 +21,13 @@ from twin_uq.simulate.solve import solve_outputs
 
 __all__ = [
     "auc",
+    "auc_interval",
     "bootstrap_difference",
+    "calibration_table",
     "flag_performance",
     "heldout_predictive",
     "patient_heldout_summary",
+    "wilson_interval",
 ]
 
 
@@ -58,7 +61,8 @@ def heldout_predictive(
     outputs: np.ndarray,
     seed: int = 0,
     max_draws: int | None = 1000,
-) -> np.ndarray:
+    noise: bool | str = True,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Posterior-predictive draws of new observations of every patient.
 
     Parameters
@@ -72,10 +76,14 @@ def heldout_predictive(
         Seed of the residual noise.
     max_draws
         Thin the posterior to at most this many draws.
+    noise
+        ``False``: the noise-free model values of the draws (what a forecast of the
+        patient's true value is uncertain about), without residual error; ``"both"``:
+        ``(values, observations)`` from one solve.
 
     Returns
     -------
-    ``(S, P, T)`` replicate observations.
+    ``(S, P, T)`` replicate observations (or noise-free values, or both).
     """
     ds = post.posterior
     theta = np.asarray(ds["theta"].values, float)
@@ -106,6 +114,8 @@ def heldout_predictive(
             jnp.asarray(paths), arrays.covariates, arrays.schedule, times, arrays.change_time
         )
     f = np.take_along_axis(np.asarray(f_all), outputs[None, :, :, None], axis=-1)[..., 0]
+    if noise is False:
+        return f
     add, prop, nu = _residual_arrays(post)
     add, prop, nu = add[idx], prop[idx], nu[idx]
     code = post.error_codes[outputs]  # (P, T)
@@ -120,7 +130,7 @@ def heldout_predictive(
         jnp.asarray(nu)[:, None, None],
         student_t=uses_student_t(code),
     )
-    return np.asarray(y)
+    return (f, np.asarray(y)) if noise == "both" else np.asarray(y)
 
 
 def _parameter_paths(post, idx: np.ndarray, n_segments: int) -> np.ndarray:
@@ -296,3 +306,106 @@ def flag_performance(
                 row["auc_score"] = auc(score.loc[h.index].to_numpy(float), v.astype(bool))
         rows.append(row)
     return pd.DataFrame(rows).set_index("metric")
+
+
+def _auc_ranks(score: np.ndarray, outcome: np.ndarray) -> float:
+    """Same as :func:`auc` (midranks count ties as 1/2), in O(N log N) for the bootstrap."""
+    from scipy.stats import rankdata
+
+    n1 = int(outcome.sum())
+    n0 = outcome.size - n1
+    if n1 == 0 or n0 == 0:
+        return np.nan
+    r = rankdata(score)
+    return float((r[outcome].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def auc_interval(
+    score: np.ndarray,
+    outcome: np.ndarray,
+    groups: np.ndarray | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """ROC AUC with a 95 % percentile bootstrap interval.
+
+    Parameters
+    ----------
+    score, outcome
+        ``(N,)`` continuous score and binary outcome.
+    groups
+        ``(N,)`` cluster labels (e.g. patient ids when there are several forecasts per
+        patient): whole clusters are resampled. Default: every item is its own cluster.
+    n_boot, seed
+        Bootstrap resamples and their seed.
+
+    Returns
+    -------
+    ``(auc, lower95, upper95)``; NaN when one outcome class is empty.
+    """
+    score = np.asarray(score, float)
+    outcome = np.asarray(outcome, bool)
+    est = auc(score, outcome)
+    if not np.isfinite(est):
+        return est, np.nan, np.nan
+    labels = np.arange(score.size) if groups is None else np.asarray(groups)
+    uniq, inv = np.unique(labels, return_inverse=True)
+    members = [np.flatnonzero(inv == g) for g in range(uniq.size)]
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        pick = np.concatenate([members[g] for g in rng.integers(0, uniq.size, uniq.size)])
+        a = _auc_ranks(score[pick], outcome[pick])
+        if np.isfinite(a):
+            boots.append(a)
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return est, float(lo), float(hi)
+
+
+def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of a binomial proportion ``k / n`` (NaN when ``n == 0``)."""
+    if n == 0:
+        return np.nan, np.nan
+    p = k / n
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    return float(centre - half), float(centre + half)
+
+
+def calibration_table(predicted: np.ndarray, outcome: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Predicted vs realised event fraction by quantile bin of the prediction.
+
+    Returns
+    -------
+    One row per bin (deciles by default; ties can merge bins): ``n``, ``predicted`` (mean
+    predicted probability), ``realised`` (event fraction) with its 95 % Wilson interval
+    ``realised_lower95`` / ``realised_upper95``, and ``inside`` (predicted within it).
+    """
+    p = np.asarray(predicted, float)
+    y = np.asarray(outcome, bool)
+    ok = np.isfinite(p)
+    p, y = p[ok], y[ok]
+    if p.size == 0:
+        return pd.DataFrame(
+            columns=["n", "predicted", "realised", "realised_lower95", "realised_upper95", "inside"]
+        ).rename_axis("bin")
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(edges.size - 2, 0))
+    rows = []
+    for b in np.unique(which):
+        sel = which == b
+        k, n = int(y[sel].sum()), int(sel.sum())
+        lo, hi = wilson_interval(k, n)
+        pred = float(p[sel].mean())
+        rows.append(
+            {
+                "bin": int(b) + 1,
+                "n": n,
+                "predicted": pred,
+                "realised": k / n,
+                "realised_lower95": lo,
+                "realised_upper95": hi,
+                "inside": bool(lo <= pred <= hi),
+            }
+        )
+    return pd.DataFrame(rows).set_index("bin")

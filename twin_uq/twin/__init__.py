@@ -4,6 +4,7 @@ from twin_uq.twin.criteria import Criterion as Criterion, Event as Event
 from twin_uq.twin.next_sample import (
     DoseDecision as DoseDecision,
     ForecastInterval as ForecastInterval,
+    ForecastTrust as ForecastTrust,
     NextMeasurement as NextMeasurement,
     ParameterInterval as ParameterInterval,
 )

@@ -13,8 +13,9 @@ posterior further than its draws reach) the imagined measurement is conditioned 
 exactly instead, by a NUTS update of the twin (``twin.update``), up to ``max_exact`` of
 them; beyond that cap the candidate's row says how many were left approximate.
 
-Goals (:class:`ParameterInterval`, :class:`ForecastInterval`, :class:`DoseDecision`) are
-small frozen objects with a per-draw quantity and a score of a weighted posterior.
+Goals (:class:`ParameterInterval`, :class:`ForecastInterval`, :class:`DoseDecision`,
+:class:`ForecastTrust`) are small frozen objects with a per-draw quantity and a score of a
+weighted posterior.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ PosteriorTwin = Any
 __all__ = [
     "DoseDecision",
     "ForecastInterval",
+    "ForecastTrust",
     "ImaginedEffects",
     "NextMeasurement",
     "ParameterInterval",
@@ -150,7 +152,68 @@ class DoseDecision:
         return (after != now).astype(float)
 
 
-Goal = ParameterInterval | ForecastInterval | DoseDecision
+@dataclass(frozen=True)
+class ForecastTrust:
+    """Goal: make a forecast trustworthy (its trust score ``p_miss`` under ``threshold``).
+
+    The forecast is the noise-free value of ``output`` at ``times`` (under ``schedule``,
+    default the patient's own history); its trust score is the probability, under the
+    twin's posterior, that the posterior median misses the value by more than ``margin``
+    (output units) at one or more of ``times`` (:mod:`twin_uq.trust.score`). The effect of
+    a measurement is whether the score after it is below ``threshold``: its expectation is
+    the probability that the twin becomes trustworthy for this forecast.
+    :class:`NextMeasurement` reports the expected score after the measurement in ``after``.
+
+    ``margin=None``: ``TrustThresholds().score_margin_fraction`` times the width of the
+    output's clinical range; ``threshold`` defaults to ``TrustThresholds().p_miss_limited``.
+    """
+
+    output: str
+    times: tuple[float, ...]
+    margin: float | None = None
+    threshold: float = 0.2
+    schedule: Any = None
+
+    def describe(self) -> str:
+        ts = ", ".join(f"{t:g}" for t in self.times)
+        return f"the trust score of the {self.output} forecast at t = {ts}"
+
+    def margin_for(self, twin: PosteriorTwin) -> float:
+        from twin_uq.trust.score import clinical_margins
+        from twin_uq.trust.thresholds import TrustThresholds
+
+        m = clinical_margins([self.output], TrustThresholds(), twin.model, self.margin)
+        if self.output not in m:
+            raise InputError(
+                f"ForecastTrust: no clinical range is known for output {self.output!r}; pass "
+                "margin= (the clinically relevant error, output units)."
+            )
+        return m[self.output]
+
+    def per_draw(self, twin: PosteriorTwin, idx: np.ndarray, seed: int) -> np.ndarray:
+        t = check_times(list(self.times))
+        preds, _ = twin._predict_many({"forecast": self.schedule}, t, 0.9, None, seed)
+        f = twin._output_values(preds["forecast"], self.output, include_noise=False)
+        # The margin travels with the draws: score() sees only arrays. Column 0 holds it.
+        q = _on_draws(f, preds["forecast"]["draw"].values, idx)
+        return np.concatenate([np.full((idx.size, 1), self.margin_for(twin)), q], axis=1)
+
+    def score(self, q: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``P_w(any time misses the weighted median by > margin)`` for each weight row."""
+        margin, f = q[0, 0], q[:, 1:]
+        miss = np.zeros(w.shape, dtype=bool)
+        for k in range(f.shape[1]):
+            order = np.argsort(f[:, k])
+            cdf = np.cumsum(w[..., order], axis=-1)
+            med = f[order, k][np.minimum((cdf < 0.5 * cdf[..., -1:]).sum(axis=-1), f.shape[0] - 1)]
+            miss |= np.abs(f[:, k] - med[..., None]) > margin
+        return np.sum(w * miss, axis=-1) / np.sum(w, axis=-1)
+
+    def effect(self, now: float, after: np.ndarray) -> np.ndarray:
+        return (after < self.threshold).astype(float)
+
+
+Goal = ParameterInterval | ForecastInterval | DoseDecision | ForecastTrust
 
 
 def _on_draws(values: np.ndarray, kept: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -212,7 +275,13 @@ class NextMeasurement:
 
     def summary(self) -> str:
         b = self.best
-        if isinstance(self.goal, DoseDecision):
+        if isinstance(self.goal, ForecastTrust):
+            what = (
+                f"makes {self.goal.describe()} drop below {self.goal.threshold:g} with probability "
+                f"{b['effect']:.0%} (MCSE {b['mcse']:.0%}; score {b['now']:.2f} now, "
+                f"{b['after']:.2f} expected)"
+            )
+        elif isinstance(self.goal, DoseDecision):
             what = (
                 f"changes the chosen regimen with probability {b['effect']:.0%} "
                 f"(MCSE {b['mcse']:.0%})"
@@ -395,8 +464,8 @@ def next_measurement(
     candidate_times
         ``(T,)`` times >= 0 (model time unit, from the start of the schedule).
     goal
-        A :class:`ParameterInterval`, :class:`ForecastInterval` or :class:`DoseDecision`;
-        a parameter name is short for ``ParameterInterval(name)``.
+        A :class:`ParameterInterval`, :class:`ForecastInterval`, :class:`DoseDecision` or
+        :class:`ForecastTrust`; a parameter name is short for ``ParameterInterval(name)``.
     output
         The output(s) that could be measured; required when the model has several.
     schedule
@@ -422,9 +491,10 @@ def next_measurement(
     """
     if isinstance(goal, str):
         goal = ParameterInterval(goal)
-    if not isinstance(goal, ParameterInterval | ForecastInterval | DoseDecision):
+    if not isinstance(goal, ParameterInterval | ForecastInterval | DoseDecision | ForecastTrust):
         raise TypeError(
-            "goal must be a ParameterInterval, ForecastInterval, DoseDecision or a parameter name."
+            "goal must be a ParameterInterval, ForecastInterval, DoseDecision, ForecastTrust or "
+            "a parameter name."
         )
     if twin.population_only:
         raise InputError(
@@ -440,7 +510,7 @@ def next_measurement(
     ok = np.isin(idx, kept) & np.all(np.isfinite(q.reshape(idx.size, -1)), axis=1)
     idx, q = idx[ok], q[ok]
     if (
-        not isinstance(goal, DoseDecision)
+        isinstance(goal, _IntervalGoal)
         and not goal.score(q, np.full((1, idx.size), 1.0 / idx.size))[0] > 0
     ):
         raise InputError(f"{goal.describe()} has zero width already; nothing to narrow.")
