@@ -98,20 +98,20 @@ def heldout_predictive(
     times = jnp.asarray(times, float)
     outputs = np.asarray(outputs, int)
 
-    def one_patient(th_s, cov, sched, t, change=None):
-        def solve_one(th):
-            return solve_outputs(model, th, cov, sched, t, settings, change_times=change)[1]
-
-        return jax.vmap(solve_one)(th_s)
-
     if arrays.change_time is None:
-        f_all = jax.jit(jax.vmap(one_patient, in_axes=(1, 0, 0, 0), out_axes=1))(
-            jnp.asarray(theta), arrays.covariates, arrays.schedule, times
+        f_all = _solve_draws(
+            model, settings, jnp.asarray(theta), arrays.covariates, arrays.schedule, times
         )  # (S, P, T, O)
     else:  # time-varying covariates: each patient's parameters along its covariate path
         paths = _parameter_paths(post, idx, arrays.n_segments)  # (S, P, G, K)
-        f_all = jax.jit(jax.vmap(one_patient, in_axes=(1, 0, 0, 0, 0), out_axes=1))(
-            jnp.asarray(paths), arrays.covariates, arrays.schedule, times, arrays.change_time
+        f_all = _solve_draws(
+            model,
+            settings,
+            jnp.asarray(paths),
+            arrays.covariates,
+            arrays.schedule,
+            times,
+            arrays.change_time,
         )
     f = np.take_along_axis(np.asarray(f_all), outputs[None, :, :, None], axis=-1)[..., 0]
     if noise is False:
@@ -131,6 +131,26 @@ def heldout_predictive(
         student_t=uses_student_t(code),
     )
     return (f, np.asarray(y)) if noise == "both" else np.asarray(y)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _solve_draws(model, settings, theta, covariates, schedules, times, change_time=None):
+    """``(S, P, T, O)`` outputs of every draw ``theta[s, p]`` of every patient.
+
+    Compiled once per model, solver settings and shapes (the model and the settings are
+    static), so repeated trust assessments and audits of one fit reuse it.
+    """
+
+    def one_patient(th_s, cov, sched, t, change):
+        def solve_one(th):
+            return solve_outputs(model, th, cov, sched, t, settings, change_times=change)[1]
+
+        return jax.vmap(solve_one)(th_s)
+
+    axes = (1, 0, 0, 0, None if change_time is None else 0)
+    return jax.vmap(one_patient, in_axes=axes, out_axes=1)(
+        theta, covariates, schedules, times, change_time
+    )
 
 
 def _parameter_paths(post, idx: np.ndarray, n_segments: int) -> np.ndarray:
