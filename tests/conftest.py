@@ -64,6 +64,22 @@ def oral_fit(oral_sim):
     )
 
 
+@pytest.fixture(scope="session")
+def oral_laplace(oral_sim):
+    """Laplace fit of ``oral_sim`` (2000 steps, 1000 draws): an approximate fit of the same cohort.
+
+    Shared by tests/inference/test_approximate.py (agreement with ``oral_fit``) and
+    tests/compare (the second fit compared with ``oral_fit``): one Laplace fit per session.
+    """
+    return tq.fit(
+        "one_compartment_oral",
+        oral_sim.cohort,
+        method=tq.Laplace(steps=2000, learning_rate=0.02, draws=1000),
+        seed=3,
+        progress=False,
+    )
+
+
 @pytest.fixture
 def cli():
     """Invoke the typer app in-process; returns a function ``cli(*args) -> Result``."""
