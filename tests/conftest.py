@@ -25,17 +25,40 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
-    """Drop JAX's compiled programs after each test module.
+    """Drop JAX's compiled programs between test modules once the process holds many.
 
     Every XLA CPU executable keeps its machine code in memory mappings of its own; the
     default run compiles thousands of distinct programs (every solve path, dose kind and
     NONMEM scenario), and one process holding them all reached the kernel's limit of
     65 530 mappings per process (vm.max_map_count) and aborted inside an XLA compile.
-    Fixtures keep their results (posteriors, arrays); a later module that needs a program
-    again compiles it again.
+    Fixtures keep their results (posteriors, arrays). The programs are dropped only once
+    the process holds more than half of that limit, so that later modules reuse what
+    earlier ones compiled (the shared fits' predictions, reports and checks) instead of
+    compiling it again after every module.
     """
     yield
-    jax.clear_caches()
+    if _memory_mappings() > _MAPPINGS_BEFORE_RELEASE:
+        jax.clear_caches()
+
+
+def _max_map_count(default: int = 65530) -> int:
+    try:
+        with open("/proc/sys/vm/max_map_count") as fh:
+            return int(fh.read())
+    except (OSError, ValueError):
+        return default
+
+
+_MAPPINGS_BEFORE_RELEASE = _max_map_count() // 2
+
+
+def _memory_mappings() -> int:
+    """Memory mappings of this process (lines of /proc/self/maps); huge where unknown."""
+    try:
+        with open("/proc/self/maps", "rb") as fh:
+            return fh.read().count(b"\n")
+    except OSError:  # no procfs (macOS): release after every module, as before
+        return 1 << 62
 
 ORAL_DESIGN = tq.Design(
     times=[0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 24.0],
@@ -61,6 +84,22 @@ def oral_fit(oral_sim):
     """NUTS fit of ``oral_sim`` (4 chains x 500 draws), shared by all test modules."""
     return tq.fit(
         "one_compartment_oral", oral_sim.cohort, chains=4, warmup=500, draws=500, seed=0, progress=False
+    )
+
+
+@pytest.fixture(scope="session")
+def oral_laplace(oral_sim):
+    """Laplace fit of ``oral_sim`` (2000 steps, 1000 draws): an approximate fit of the same cohort.
+
+    Shared by tests/inference/test_approximate.py (agreement with ``oral_fit``) and
+    tests/compare (the second fit compared with ``oral_fit``): one Laplace fit per session.
+    """
+    return tq.fit(
+        "one_compartment_oral",
+        oral_sim.cohort,
+        method=tq.Laplace(steps=2000, learning_rate=0.02, draws=1000),
+        seed=3,
+        progress=False,
     )
 
 

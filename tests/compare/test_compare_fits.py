@@ -1,4 +1,7 @@
-"""tq.compare, tq.average and twin-uq compare on two fits of one cohort (NUTS and Laplace)."""
+"""tq.compare, tq.average and twin-uq compare on two fits of one cohort (NUTS and Laplace).
+
+The fits are the session's shared ``oral_fit`` and ``oral_laplace`` (tests/conftest.py).
+"""
 
 import json
 from types import SimpleNamespace

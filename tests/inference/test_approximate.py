@@ -10,6 +10,10 @@ import pytest
 def approximate_fit(request, oral_sim):
     import twin_uq as tq
 
+    if request.param == "laplace":
+        # the session's shared Laplace fit (tests/conftest.py): the same settings as the SVI
+        # fit below (2000 steps, learning rate 0.02, 1000 draws, seed 3), fitted once
+        return request.getfixturevalue("oral_laplace")
     return tq.fit(
         "one_compartment_oral", oral_sim.cohort, method=request.param, draws=1000, svi_steps=2000,
         learning_rate=0.02, seed=3, progress=False,

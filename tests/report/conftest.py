@@ -9,6 +9,7 @@ look), so hostile ids and data-free patients are tested without another compile.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from optional_deps import require, require_executable
@@ -16,6 +17,7 @@ from optional_deps import require, require_executable
 from twin_uq.data import read_cohort
 from twin_uq.inference.prepare import prepare_fit
 from twin_uq.posterior import CohortPosterior
+from twin_uq.validate import SBCResult
 
 BROWSER_ARGS = [
     "--headless",
@@ -81,6 +83,22 @@ RELAXED = {
 }
 
 
+#: Made-up SBC ranks (one failed replicate) and forecast coverage for the cohort report.
+SBC_EXAMPLE = SBCResult(
+    ranks=pd.DataFrame({"mu[CL]": [3, 50, 97, 20, 70, 40], "omega[CL]": [10, 90, 55, 30, 60, 5]}),
+    n_rank_draws=99,
+    failed=((6, "solver failed"),),
+)
+COVERAGE_EXAMPLE = pd.DataFrame(
+    {
+        "nominal": [0.5, 0.8, 0.9],
+        "empirical": [0.48, 0.82, 0.88],
+        "lower": [0.4, 0.74, 0.82],
+        "upper": [0.56, 0.88, 0.93],
+    }
+)
+
+
 @pytest.fixture(scope="session")
 def reports(oral_fit, tmp_path_factory):
     """Every report the tests look at, rendered once: paths by name (sizes printed)."""
@@ -102,7 +120,10 @@ def reports(oral_fit, tmp_path_factory):
             hostile, "P05", out / "p05.html", thresholds=RELAXED, draws=200
         ),
         "hostile_patient": tq.report.patient(hostile, HOSTILE_ID, out / "hostile.html", draws=200),
-        "cohort": tq.report.cohort(hostile, out / "cohort.html"),
+        # with SBC ranks and forecast coverage: one cohort report serves every section test
+        "cohort": tq.report.cohort(
+            hostile, out / "cohort.html", sbc=SBC_EXAMPLE, coverage=COVERAGE_EXAMPLE
+        ),
     }
     for name, p in paths.items():
         print(f"report {name}: {p.stat().st_size / 1024:.0f} KiB")
