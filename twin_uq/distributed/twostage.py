@@ -189,6 +189,12 @@ class TwoStage(FitMethod):
                 f"TwoStage cannot fit model {model.name!r}: parameter(s) {fixed} are fixed "
                 "effects (bsv=False); fit it in one stage (method=tq.NUTS(...))."
             )
+        if spec.correlated_outputs():
+            # Stage 2's workers score observations independently (residual contract's M3).
+            raise FitSettingsError(
+                "TwoStage does not handle autocorrelated residuals (residual_correlation="
+                "'ou'); fit in one stage (method=tq.NUTS(...), tq.SVI, tq.Laplace)."
+            )
         if build_covariate_design(spec, cohort).segments is not None:
             # Stage 2's workers solve one parameter vector per draw (no covariate path).
             raise FitSettingsError(

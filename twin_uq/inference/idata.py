@@ -77,6 +77,12 @@ def provenance(prepared: PreparedFit, settings_json: str, info: dict) -> dict[st
                 "prior_check": spec.prior_check,
                 "covariate_interpolation": spec.covariate_interpolation,
                 "error": dict(zip(model.output_names, spec.error_kinds(), strict=True)),
+                # only when set: files of fits without it stay byte-identical
+                **(
+                    {"residual_correlation": spec.residual_correlation}
+                    if spec.correlated_outputs()
+                    else {}
+                ),
                 "priors": {
                     k: v if isinstance(v, int | float | str) else list(v)
                     for k, v in spec.priors.items()
@@ -161,6 +167,10 @@ def build_idata(
         coords["prop_output"] = [model.output_names[i] for i in structure.prop_outputs]
     if structure.student_t:
         posterior["nu"] = samples["nu"]
+    if structure.ou_outputs:
+        posterior["tau"] = samples["tau"]
+        dims["tau"] = ["ou_output"]
+        coords["ou_output"] = [model.output_names[i] for i in structure.ou_outputs]
     if structure.correlated:
         chol = samples["corr_chol"]
         corr = np.einsum("cdij,cdkj->cdik", chol, chol)

@@ -236,6 +236,7 @@ class CohortPosterior:
             change_time=None if change_time is None else frozen(change_time),
             theta_path=None if theta_path is None else frozen(theta_path),
             covariate_path=covariate_path,
+            tau=pop.tau,
         )
 
     def new_patient(
@@ -281,6 +282,7 @@ class CohortPosterior:
             method=self.method,
             approximate=self.approximate,
             population_only=True,
+            tau=pop.tau,
         )
 
     def __repr__(self) -> str:
@@ -366,6 +368,9 @@ class CohortPosterior:
                     rows.append(row(f"{var}[{out}]", kind, unit, post[var].sel({dim: out}).values))
         if "nu" in post:
             rows.append(row("nu", "Student-t degrees of freedom", "", post["nu"].values))
+        for out in post["ou_output"].values if "tau" in post else ():
+            tau = post["tau"].sel(ou_output=out).values
+            rows.append(row(f"tau[{out}]", "residual correlation time (OU)", "time units", tau))
         table = pd.DataFrame(rows).set_index("quantity")
         table.attrs["interval"] = interval
         table.attrs["approximate"] = self.approximate

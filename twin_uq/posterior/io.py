@@ -137,6 +137,7 @@ def load_posterior(path: str | Path, model: str | Path | Model | None = None) ->
         prior_check=pm.get("prior_check", "off"),
         covariate_interpolation=pm.get("covariate_interpolation", "locf"),
         error=pm["error"],
+        residual_correlation=pm.get("residual_correlation", "none"),
         priors={k: tuple(v) if isinstance(v, list) else v for k, v in pm["priors"].items()},
     )
     constant = tree["constant_data"] if "constant_data" in tree.children else None
