@@ -313,3 +313,21 @@ def test_ou_fit_reload_and_twin_update(tmp_path):
     updated = post.twin(pid).update(new, method="importance", seed=1)
     assert updated.posterior.tau.shape == (updated.n_draws, 1)
     assert set(np.unique(updated.posterior.tau)) <= set(np.unique(view.tau))
+
+
+@pytest.mark.slow  # imports Dask (seconds)
+def test_pymc_and_two_stage_refuse_ou_residuals():
+    import twin_uq as tq
+    from twin_uq.errors import TwinUQError
+    from twin_uq.inference.methods import FitOptions
+    from twin_uq.inference.prepare import prepare_fit
+    from twin_uq.model.load import load_model
+
+    model = load_model("one_compartment_oral")
+    spec = tq.PopulationModel(model, residual_correlation="ou")
+    rows = [{"id": "A", "time": t, "dv": 1.0 + t / 10} for t in (1.0, 2.0, 5.0, 8.0)]
+    cohort = _oral_cohort(rows)
+    with pytest.raises(TwinUQError, match="PyMC backend does not handle autocorrelated"):
+        tq.PyMC().run(prepare_fit(spec, cohort), None, seed=0, progress=False)
+    with pytest.raises(TwinUQError, match="TwoStage does not handle autocorrelated"):
+        tq.TwoStage().fit_cohort(spec, cohort, FitOptions(solver=None, seed=0, progress=False))
