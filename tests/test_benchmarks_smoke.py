@@ -132,6 +132,15 @@ CASES: dict[str, list[tuple[str, str, list[str], list[str]]]] = {
             ["out/loo_model_choice.json"],
         )
     ],
+    "cgm_autocorrelation.py": [
+        (
+            "tiny",
+            "--patients 4 --hours 8 --train 300 --method svi --steps 300 "
+            "--out benchmarks/out/cgm_autocorrelation.json",
+            [],
+            ["out/cgm_autocorrelation.json"],
+        )
+    ],
 }
 
 #: Modules other scripts import, and the GPU driver (which only calls fit_benchmark.py with

@@ -195,6 +195,12 @@ class TwoStage(FitMethod):
                 f"TwoStage does not handle inter-occasion variability (iov={list(spec.iov)}); "
                 "fit in one stage (method=tq.NUTS(...), tq.SVI, tq.Laplace)."
             )
+        if spec.correlated_outputs():
+            # Stage 2's workers score observations independently (residual contract's M3).
+            raise FitSettingsError(
+                "TwoStage does not handle autocorrelated residuals (residual_correlation="
+                "'ou'); fit in one stage (method=tq.NUTS(...), tq.SVI, tq.Laplace)."
+            )
         if build_covariate_design(spec, cohort).segments is not None:
             # Stage 2's workers solve one parameter vector per draw (no covariate path).
             raise FitSettingsError(

@@ -78,6 +78,12 @@ def provenance(prepared: PreparedFit, settings_json: str, info: dict) -> dict[st
                 "covariate_interpolation": spec.covariate_interpolation,
                 "iov": list(spec.iov),
                 "error": dict(zip(model.output_names, spec.error_kinds(), strict=True)),
+                # only when set: files of fits without it stay byte-identical
+                **(
+                    {"residual_correlation": spec.residual_correlation}
+                    if spec.correlated_outputs()
+                    else {}
+                ),
                 "priors": {
                     k: v if isinstance(v, int | float | str) else list(v)
                     for k, v in spec.priors.items()
@@ -169,6 +175,10 @@ def build_idata(
         dims["kappa"] = ["patient", "occasion", "iov_parameter"]
         coords["iov_parameter"] = list(prepared.spec.iov)
         coords["occasion"] = list(range(structure.n_occasions))
+    if structure.ou_outputs:
+        posterior["tau"] = samples["tau"]
+        dims["tau"] = ["ou_output"]
+        coords["ou_output"] = [model.output_names[i] for i in structure.ou_outputs]
     if structure.correlated:
         chol = samples["corr_chol"]
         corr = np.einsum("cdij,cdkj->cdik", chol, chol)

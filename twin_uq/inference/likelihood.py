@@ -25,7 +25,7 @@ from twin_uq._types import (
     PerOutput,
 )
 from twin_uq.data import CohortArrays
-from twin_uq.inference.residual import observation_loglik
+from twin_uq.inference.residual import observation_loglik, ou_observation_loglik
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.model.scales import to_natural
 from twin_uq.simulate import solve_cohort_on_grid, solve_outputs
@@ -52,11 +52,16 @@ class ResidualParams(eqx.Module):
         ``(O,)`` additive SD (output units) and proportional SD (fraction); 0 where unused.
     nu
         Student-t degrees of freedom (scalar; ignored unless an output uses ``student_t``).
+    tau
+        ``(O,)`` correlation time of an Ornstein-Uhlenbeck residual per output (time units
+        of the data; 0 at outputs without one), or ``None``: every residual independent
+        (the computation of fits without ``residual_correlation``, unchanged).
     """
 
     add: PerOutput
     prop: PerOutput
     nu: FloatScalar
+    tau: PerOutput | None = None
 
 
 class FitData(eqx.Module):
@@ -193,6 +198,19 @@ def score_predictions(arrays: CohortArrays, error_code, residual: ResidualParams
     everywhere when ``ok`` (the solve succeeded) is False.
     """
     out = arrays.obs_output
+    if residual.tau is not None:  # autocorrelated residuals: conditional densities
+        ll = ou_observation_loglik(
+            error_code[out],
+            arrays.obs_value,
+            f,
+            residual.add[out],
+            residual.prop[out],
+            arrays.obs_time,
+            out,
+            arrays.obs_mask,
+            residual.tau[out],
+        )
+        return jnp.where(ok, ll, -jnp.inf), ok
     ll = observation_loglik(
         error_code[out],
         arrays.obs_value,

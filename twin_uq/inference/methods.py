@@ -330,6 +330,11 @@ class PyMC(_Hamiltonian):
                 "(time-varying covariates in covariate_effects or allometric scaling); fit "
                 "with the NumPyro methods (tq.NUTS, tq.SVI, tq.Laplace), which do."
             )
+        if prepared.structure.ou_outputs:
+            raise InputError(
+                "The PyMC backend does not handle autocorrelated residuals "
+                "(residual_correlation='ou'); fit with tq.NUTS, tq.SVI or tq.Laplace."
+            )
         return run_pymc(prepared, self, seed=seed, progress=progress)
 
 

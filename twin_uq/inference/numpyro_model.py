@@ -20,6 +20,8 @@ import numpyro.distributions as dist
 from jax import random
 from jaxtyping import Array, Float
 
+from twin_uq.data import CohortArrays
+from twin_uq.errors import InputError
 from twin_uq.inference.likelihood import (
     FitData,
     ResidualParams,
@@ -45,6 +47,8 @@ __all__ = [
     "ProgramStructure",
     "WhitenedNormal",
     "cohort_program",
+    "default_tau_median",
+    "tau_per_output",
 ]
 
 _NEEDS_ADD = {ERROR_CODES[k] for k in ("additive", "combined", "student_t")}
@@ -71,6 +75,8 @@ class ProgramStructure:
     """Model indices of the parameters with inter-occasion variability (``J``)."""
     n_occasions: int = 0
     """The most occasions of one patient ``M`` (with ``iov``)."""
+    ou_outputs: tuple[int, ...] = ()
+    """Outputs with an Ornstein-Uhlenbeck residual (a sampled correlation time ``tau``)."""
 
     def prior_only(self) -> ProgramStructure:
         """The same structure without the likelihood term."""
@@ -97,6 +103,7 @@ class ProgramStructure:
             student_t=spec.uses_student_t(),
             iov=spec.iov_index(),
             n_occasions=int(n_occasions) if spec.iov else 0,
+            ou_outputs=spec.correlated_outputs(),
         )
 
 
@@ -110,6 +117,8 @@ class PriorArrays(eqx.Module):
     add_scale: Float[Array, " A"]
     prop_scale: Float[Array, " B"]
     omega_occ_scale: Float[Array, " J"] | None = None  # inter-occasion SDs (with iov)
+    tau_loc: Float[Array, " T"] | None = None  # log-normal prior of tau (OU outputs only)
+    tau_scale: Float[Array, " T"] | None = None
 
     @classmethod
     def from_spec(
@@ -117,8 +126,16 @@ class PriorArrays(eqx.Module):
         spec: PopulationModel,
         structure: ProgramStructure,
         effects: tuple[tuple[str, str], ...],
+        arrays: CohortArrays | None = None,
     ) -> PriorArrays:
-        """Collect the prior constants of a population model."""
+        """Collect the prior constants of a population model.
+
+        ``arrays`` (the cohort's): where the default prior of an OU correlation time is
+        centred (:func:`default_tau_median`); needed only with ``residual_correlation``.
+        """
+        tau = {}
+        if structure.ou_outputs:
+            tau = _tau_prior(spec, structure.ou_outputs, arrays)
         mu_loc, mu_scale = spec.mu_prior()
         add, prop = spec.sigma_prior()
         beta = np.array([float(spec.priors.get(f"beta.{p}.{t}", 1.0)) for p, t in effects])
@@ -130,7 +147,60 @@ class PriorArrays(eqx.Module):
             add_scale=jnp.asarray(add[list(structure.add_outputs)]).reshape(-1),
             prop_scale=jnp.asarray(prop[list(structure.prop_outputs)]).reshape(-1),
             omega_occ_scale=jnp.asarray(spec.omega_occ_prior()) if structure.iov else None,
+            **tau,
         )
+
+
+#: SD on the log scale of the default prior of an OU correlation time: a factor ~20 either
+#: way at two SDs, because the data-informed centre is only a guess of the time scale.
+TAU_PRIOR_SD = 1.5
+
+
+def default_tau_median(arrays: CohortArrays, output: int) -> float:
+    """Default prior median of an output's OU correlation time (time units of the data).
+
+    The geometric mean of the median interval between consecutive observations of that
+    output and the median span of a patient's record of it: a correlation that is
+    neither shorter than the sampling nor longer than the record (CGM every 5 min over a
+    day: about 85 min). 1.0 when no patient has two observations of it.
+    """
+    gaps, spans = [], []
+    for t, o, m in zip(
+        np.asarray(arrays.obs_time),
+        np.asarray(arrays.obs_output),
+        np.asarray(arrays.obs_mask),
+        strict=True,
+    ):
+        ts = np.sort(t[m & (o == output)])
+        if ts.size > 1:
+            gaps.append(np.diff(ts))
+            spans.append(ts[-1] - ts[0])
+    gap = np.concatenate(gaps) if gaps else np.zeros(0)
+    gap = gap[gap > 0]
+    if not gap.size:
+        return 1.0
+    return float(np.sqrt(np.median(gap) * max(np.median(spans), np.median(gap))))
+
+
+def _tau_prior(spec: PopulationModel, outputs: tuple[int, ...], arrays) -> dict[str, Array]:
+    """``tau_loc`` (log median) and ``tau_scale`` (log SD) of the OU outputs' priors."""
+    loc, scale = [], []
+    for k in outputs:
+        name = spec.model.output_names[k]
+        given = spec.priors.get(f"tau.{name}")
+        if given is None:
+            if arrays is None:
+                raise ValueError(f"the default prior of tau.{name} needs the cohort's arrays.")
+            given = (default_tau_median(arrays, k), TAU_PRIOR_SD)
+        median, sd = (float(v) for v in given)
+        if median <= 0 or sd <= 0:
+            raise InputError(
+                f"Prior tau.{name} = {given}: (median, sd_log) must both be > 0 (median in the "
+                "time units of the data)."
+            )
+        loc.append(np.log(median))
+        scale.append(sd)
+    return {"tau_loc": jnp.asarray(loc), "tau_scale": jnp.asarray(scale)}
 
 
 def population_mean(
@@ -277,4 +347,13 @@ def residual_params(
     add, prop, nu = per_output_residuals(
         n_outputs, structure.add_outputs, s_add, structure.prop_outputs, s_prop, nu
     )
-    return ResidualParams(add=add, prop=prop, nu=nu)
+    if not structure.ou_outputs:
+        return ResidualParams(add=add, prop=prop, nu=nu)
+    tau = numpyro.sample("tau", dist.LogNormal(priors.tau_loc, priors.tau_scale).to_event(1))
+    return ResidualParams(add=add, prop=prop, nu=nu, tau=tau_per_output(structure, tau, n_outputs))
+
+
+def tau_per_output(structure: ProgramStructure, tau: Array, n_outputs: int) -> Array:
+    """``(*B, O)`` correlation times from the ``tau`` site ``(*B, T)``; 0 at other outputs."""
+    out = jnp.zeros((*jnp.shape(tau)[:-1], n_outputs))
+    return out.at[..., jnp.asarray(structure.ou_outputs)].set(tau)

@@ -35,7 +35,7 @@ from twin_uq.data import Cohort
 from twin_uq.data.covariate_path import CovariateSegments, check_interpolation
 from twin_uq.data.occasions import OccasionSegments, occasion_segments
 from twin_uq.errors import InputError
-from twin_uq.inference.residual import ERROR_CODES, ERROR_KINDS
+from twin_uq.inference.residual import ERROR_CODES, ERROR_KINDS, RESIDUAL_CORRELATIONS
 from twin_uq.model.base import Model
 from twin_uq.model.scales import latent_typical
 
@@ -90,6 +90,18 @@ class PopulationModel:
         parameter's prior on the pooled estimate, widened to keep the default within two
         SDs, starts there, warns and records it in the fit; ``"warn"`` only warns;
         ``"off"`` skips the check. Parameters with a ``priors`` override are never adapted.
+    residual_correlation
+        Correlation of the residuals of one patient's output in time: ``"none"`` (default:
+        independent) or ``"ou"`` (a continuous-time Ornstein-Uhlenbeck process,
+        ``corr = exp(-|dt| / tau)`` on the error model's standardised scale, so each
+        observation's marginal stays the error model's; AR(1) on equally spaced times), for
+        every output or per output name (``{"glucose": "ou"}``). Each correlated output gets
+        a correlation time ``tau`` (time units of the data) with a log-normal prior: by
+        default centred on the geometric mean of the output's median sampling interval and
+        median record length, SD 1.5 on the log scale; override with
+        ``priors={"tau.glucose": (median, sd_log)}``. Gaussian error models only (not
+        ``student_t``), no censored observations of a correlated output, NumPyro methods
+        only (NUTS, SVI, Laplace).
     covariate_interpolation
         How a covariate that changes within a patient (a growing neonate's weight) acts on
         the parameters between its rows: ``"locf"`` (default; a value recorded at ``t``
@@ -117,10 +129,12 @@ class PopulationModel:
     prior_check: str = "adapt"
     covariate_interpolation: str = "locf"
     iov: Sequence[str] = ()
+    residual_correlation: str | Mapping[str, str] = "none"
 
     def __post_init__(self) -> None:
         check_interpolation(self.covariate_interpolation)
         self._check_iov()
+        self._check_residual_correlation()
         if self.prior_check not in PRIOR_CHECKS:
             raise InputError(
                 f"prior_check must be one of {PRIOR_CHECKS}, got {self.prior_check!r}."
@@ -151,7 +165,9 @@ class PopulationModel:
                 raise InputError(
                     f"Unknown error model {kind!r} for output {out!r}; choose from {ERROR_KINDS}."
                 )
-        known_prefixes = ("mu.", "omega.", "omega_occ.", "sigma_add.", "sigma_prop.", "beta.", "nu")
+        known_prefixes = (
+            "mu.", "omega.", "omega_occ.", "sigma_add.", "sigma_prop.", "beta.", "nu", "tau.",
+        )  # fmt: skip
         for key in self.priors:
             if not key.startswith(known_prefixes):
                 raise InputError(
@@ -200,6 +216,41 @@ class PopulationModel:
                 float(self.priors.get(f"omega_occ.{p}", self.model.parameter(p).bsv_prior_scale))
                 for p in self.iov
             ]
+        )
+
+    def _check_residual_correlation(self) -> None:
+        rc = self.residual_correlation
+        kinds = rc.values() if isinstance(rc, Mapping) else [rc]
+        for kind in kinds:
+            if kind not in RESIDUAL_CORRELATIONS:
+                raise InputError(
+                    f"residual_correlation must be one of {RESIDUAL_CORRELATIONS} (or a mapping "
+                    f"output -> one of them), got {kind!r}."
+                )
+        if isinstance(rc, Mapping):
+            for out in rc:
+                if out not in self.model.output_names:
+                    raise InputError(
+                        f"residual_correlation given for unknown output {out!r}; outputs are "
+                        f"{self.model.output_names}."
+                    )
+        kinds_of = dict(zip(self.model.output_names, self.error_kinds(), strict=True))
+        for k in self.correlated_outputs():
+            name = self.model.output_names[k]
+            if kinds_of[name] == "student_t":
+                raise InputError(
+                    f"Output {name!r}: an Ornstein-Uhlenbeck residual needs a Gaussian error "
+                    "model (additive, proportional, combined or lognormal), not student_t."
+                )
+
+    # ---- derived settings ------------------------------------------------------------
+    def correlated_outputs(self) -> tuple[int, ...]:
+        """Indices of the outputs with an Ornstein-Uhlenbeck residual (``"ou"``)."""
+        rc = self.residual_correlation
+        return tuple(
+            k
+            for k, name in enumerate(self.model.output_names)
+            if (rc.get(name, "none") if isinstance(rc, Mapping) else rc) == "ou"
         )
 
     def error_kinds(self) -> tuple[str, ...]:

@@ -21,8 +21,9 @@ from twin_uq.inference.likelihood import (
     censoring_args,
     likelihood_theta,
     patient_predictions,
+    score_predictions,
 )
-from twin_uq.inference.numpyro_model import ProgramStructure, population_mean
+from twin_uq.inference.numpyro_model import ProgramStructure, population_mean, tau_per_output
 from twin_uq.inference.random_effects import (
     all_random,
     embed_columns,
@@ -35,11 +36,12 @@ from twin_uq.inference.residual import (
     NU_UNUSED,
     observation_loglik,
     per_output_residuals,
+    sample_correlated_observations,
     sample_observations,
 )
 from twin_uq.model.scales import to_natural
 
-__all__ = ["DrawQuantities", "derive_draw_quantities"]
+__all__ = ["DrawQuantities", "derive_draw_quantities", "tau_of_draws"]
 
 
 class DrawQuantities(dict):
@@ -49,7 +51,25 @@ class DrawQuantities(dict):
 def residual_from_draw(structure: ProgramStructure, draw: dict, n_outputs: int) -> ResidualParams:
     """Per-output residual parameters of one draw of the latent sites."""
     add, prop, nu = _residual_sites(structure, draw, n_outputs)
-    return ResidualParams(add=add, prop=prop, nu=nu)
+    # The pooled pre-fit of typical values (prefit.py) optimises no correlation time: its
+    # point estimate is scored with independent residuals, a deliberate simplification of
+    # that quick check only (every draw of a fit carries ``tau``).
+    if not structure.ou_outputs or "tau" not in draw:
+        return ResidualParams(add=add, prop=prop, nu=nu)
+    tau = tau_per_output(structure, draw["tau"], n_outputs)
+    return ResidualParams(add=add, prop=prop, nu=nu, tau=tau)
+
+
+def tau_of_draws(
+    structure: ProgramStructure, draws: Mapping[str, np.ndarray], n_outputs: int
+) -> np.ndarray | None:
+    """``(S, O)`` OU correlation times of ``S`` flat draws (0 at outputs without one).
+
+    ``None`` for a fit without ``residual_correlation`` (independent residuals).
+    """
+    if not structure.ou_outputs:
+        return None
+    return np.asarray(tau_per_output(structure, jnp.asarray(draws["tau"]), n_outputs))
 
 
 def residuals_of_draws(
@@ -211,6 +231,13 @@ def _derive_batch(
             )
         )(solved, arr.covariates, arr, data.grids)
         out = arr.obs_output
+        if residual.tau is not None:  # autocorrelated residuals: the contract's OU path
+            ll, _ = jax.vmap(
+                lambda a, f_, ok_: score_predictions(a, data.error_code, residual, f_, ok_)
+            )(arr, f, ok)
+            ll = jnp.where(arr.obs_mask, ll, 0.0)
+            y_rep = _replicate_ou(k, data, f, residual)
+            return theta, eta, ll, y_rep, f, ok
         ll = observation_loglik(
             data.error_code[out],
             arr.obs_value,
@@ -243,3 +270,16 @@ def _replicate(
         student_t=student_t,
     )
     return jnp.where(data.arrays.obs_mask, y, jnp.nan)
+
+
+def _replicate_ou(key: jax.Array, data: FitData, f: jax.Array, residual: ResidualParams):
+    """One noisy replicate with OU-correlated residuals within each patient and output."""
+    arr = data.arrays
+    out = arr.obs_output
+    keys = jax.random.split(key, out.shape[0])
+    y = jax.vmap(
+        lambda k, o, f_, t, m: sample_correlated_observations(
+            k, data.error_code[o], f_, residual.add[o], residual.prop[o], t, o, residual.tau[o], m
+        )
+    )(keys, out, f, arr.obs_time, arr.obs_mask)
+    return jnp.where(arr.obs_mask, y, jnp.nan)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from twin_uq.data import Cohort, CohortWarning
+from twin_uq.errors import InputError
 from twin_uq.inference.centering import (
     AutoCentering,
     Centering,
@@ -99,6 +100,8 @@ class PreparedFit:
         if s.iov:  # every occasion at its patient's value
             values["omega_occ"] = _initial_omega_of(self.priors.omega_occ_scale)
             values["kappa"] = np.zeros((P, s.n_occasions, len(s.iov)))
+        if s.ou_outputs:  # correlation times at their prior medians
+            values["tau"] = np.exp(np.asarray(self.priors.tau_loc))
         if s.correlated or not R:
             return values
         if auto is None:
@@ -240,7 +243,9 @@ def prepare_fit(
     structure = ProgramStructure.from_spec(
         spec, len(design.effects), settings, 0 if occasions is None else occasions.n_occasions
     )
-    priors = PriorArrays.from_spec(spec, structure, design.effects)
+    if structure.ou_outputs:
+        check_correlated_residuals(model, cohort.ids, arrays, structure.ou_outputs)
+    priors = PriorArrays.from_spec(spec, structure, design.effects, arrays)
     if settings.is_fixed_step:  # before the centring point, which solves on them too
         data = dataclasses.replace(data, grids=cohort_grids(model, settings, arrays))
     if centering is None:
@@ -272,6 +277,41 @@ def prepare_fit(
         priors=priors,
         centering=chosen,
     )
+
+
+def check_correlated_residuals(model, ids, arrays, outputs: tuple[int, ...]) -> None:
+    """Refuse data that an Ornstein-Uhlenbeck residual cannot score, naming patient and time.
+
+    Censored observations of a correlated output would need a multivariate Normal
+    probability (not implemented; treating them as independent would be silently wrong),
+    and two observations of one output at the same time are perfectly correlated under a
+    pure OU process (a white-noise part, not implemented, would allow them).
+    """
+    cens = np.asarray(arrays.obs_censored)
+    if arrays.obs_cens is not None:
+        cens = cens | (np.asarray(arrays.obs_cens) != 0)
+    mask = np.asarray(arrays.obs_mask)
+    times, outs = np.asarray(arrays.obs_time), np.asarray(arrays.obs_output)
+    for k in outputs:
+        name = model.output_names[k]
+        for i in range(mask.shape[0]):
+            here = mask[i] & (outs[i] == k)
+            if np.any(cens[i] & here):
+                t = times[i][cens[i] & here][0]
+                raise InputError(
+                    f"Patient {ids[i]!r}, output {name!r}: censored observation at time {t:g} "
+                    "with residual_correlation='ou'. Censored points under a correlated "
+                    "residual are not supported; drop them or fit this output without "
+                    "residual_correlation."
+                )
+            t = np.sort(times[i][here])
+            if t.size > 1 and np.any(np.diff(t) <= 0):
+                tie = t[1:][np.diff(t) <= 0][0]
+                raise InputError(
+                    f"Patient {ids[i]!r}, output {name!r}: two observations at time {tie:g}. An "
+                    "Ornstein-Uhlenbeck residual needs distinct times per output (average "
+                    "replicates first)."
+                )
 
 
 def _as_jax(**arrays: np.ndarray | None) -> dict[str, jnp.ndarray | None]:

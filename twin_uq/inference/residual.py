@@ -87,12 +87,21 @@ __all__ = [
     "ERROR_CODES",
     "ERROR_KINDS",
     "NU_UNUSED",
+    "RESIDUAL_CORRELATIONS",
     "ErrorKind",
     "ErrorKindName",
     "observation_loglik",
+    "ou_conditional",
+    "ou_effective_observations",
+    "ou_noise",
+    "ou_observation_loglik",
+    "ou_rho",
     "per_output_residuals",
     "residual_sd",
+    "sample_correlated_observations",
     "sample_observations",
+    "series_order",
+    "standardised_residual",
     "uses_student_t",
 ]
 
@@ -395,3 +404,203 @@ def per_output_residuals(
         prop = prop.at[..., jnp.asarray(prop_outputs)].set(sigma_prop)
     nu_out = jnp.full(batch, NU_UNUSED) if nu is None else jnp.asarray(nu)
     return add, prop, nu_out
+
+
+# ---- autocorrelated residuals: a continuous-time Ornstein-Uhlenbeck process -------------
+#
+# Within one patient and one output the standardised residuals r_j (``(y_j - f_j) / sd_j``,
+# or ``(log y_j - log f_j) / b`` for lognormal) form a stationary Gaussian process with unit
+# variance and corr(r_j, r_k) = exp(-|t_j - t_k| / tau): the marginal of every observation
+# is the error model's, only the joint changes. AR(1) is the equally spaced special case
+# (rho = exp(-dt / tau)). By the Markov property the joint density is the product of
+# r_j | r_prev ~ Normal(rho_j r_prev, 1 - rho_j^2), O(n) per series.
+
+#: Names of the residual correlation models (``PopulationModel(residual_correlation=...)``).
+RESIDUAL_CORRELATIONS: tuple[str, ...] = ("none", "ou")
+
+
+def ou_rho(dt: Float[Array, ...], tau: Float[Array, ...]) -> Float[Array, ...]:
+    """Correlation ``exp(-dt / tau)`` of residuals ``dt`` apart; 0 where ``tau <= 0``.
+
+    ``tau = 0`` is the independent model (any ``dt > 0``), so outputs without a
+    correlation share the arithmetic with those that have one.
+    """
+    pos = tau > 0
+    return jnp.where(pos, jnp.exp(-jnp.abs(dt) / jnp.where(pos, tau, 1.0)), 0.0)
+
+
+def series_order(
+    times: Float[Array, " N"], series: Int[Array, " N"], mask: Array
+) -> tuple[Int[Array, " N"], Array, Float[Array, " N"]]:
+    """The order that makes each series (output) a time-sorted run, and each point's lag.
+
+    Returns ``order`` (N,) (indices into the inputs; padding last), ``has_prev`` (N,) bool
+    in that order (the previous point belongs to the same series and both are real) and
+    ``dt`` (N,) the time since that previous point (0 where none). Times are data, so the
+    permutation is constant and gradients flow through the values only.
+    """
+    big = jnp.iinfo(jnp.int32).max
+    key = jnp.where(mask, series, big)
+    order = jnp.lexsort((times, key))
+    t, s, m = times[order], key[order], jnp.asarray(mask)[order]
+    same = (s[1:] == s[:-1]) & m[1:] & m[:-1]
+    has_prev = jnp.concatenate([jnp.zeros(1, bool), same])
+    dt = jnp.concatenate([jnp.zeros(1), t[1:] - t[:-1]])
+    return order, has_prev, jnp.where(has_prev, dt, 0.0)
+
+
+def standardised_residual(
+    code: Int[Array, ...],
+    y: Float[Array, ...],
+    f: Float[Array, ...],
+    a: Float[Array, ...],
+    b: Float[Array, ...],
+) -> tuple[Float[Array, ...], Float[Array, ...]]:
+    """``(r, log_jac)``: the residual on the error model's scale divided by its SD.
+
+    ``log_jac`` is ``-log sd`` (and ``-log y`` for lognormal): the log Jacobian from ``r``
+    to ``y``, so that ``log p(y) = log p(r) + log_jac``.
+    """
+    sd = residual_sd(code, f, a, b)
+    is_log = code == ErrorKind.LOGNORMAL
+    y_pos = jnp.maximum(y, _TINY)
+    centre = jnp.where(is_log, jnp.log(jnp.maximum(f, _TINY)), f)
+    value = jnp.where(is_log, jnp.log(y_pos), y)
+    return (value - centre) / sd, -jnp.log(sd) - jnp.where(is_log, jnp.log(y_pos), 0.0)
+
+
+def ou_observation_loglik(
+    code: Int[Array, " N"],
+    y: Float[Array, " N"],
+    f: Float[Array, " N"],
+    a: Float[Array, " N"],
+    b: Float[Array, " N"],
+    times: Float[Array, " N"],
+    series: Int[Array, " N"],
+    mask: Array,
+    tau: Float[Array, " N"],
+) -> Float[Array, " N"]:
+    """Log-likelihood of one patient's observations with OU-correlated residuals.
+
+    Each entry is the conditional density of that observation given the previous one of
+    its series (output) in time, so the entries sum to the joint log density; the first
+    of a series (and every observation with ``tau = 0``) gets its marginal density, which
+    equals :func:`observation_loglik`'s. Gaussian error models only (not ``student_t``)
+    and no censoring: :func:`check_correlated_residuals` refuses those before a fit.
+
+    Parameters
+    ----------
+    code, y, f, a, b
+        As in :func:`observation_loglik`, one patient, ``(N,)``.
+    times, series, mask
+        Observation times (time units of the data), the series index (the output) and
+        which entries are real (padding False; it scores 0).
+    tau
+        ``(N,)`` correlation time of each observation's output (time units); 0: independent.
+    """
+    r, log_jac = standardised_residual(code, y, f, a, b)
+    order, has_prev, dt = series_order(times, series, mask)
+    rs, tau_s = r[order], tau[order]
+    prev = jnp.concatenate([jnp.zeros(1), rs[:-1]])
+    rho = jnp.where(has_prev, ou_rho(dt, tau_s), 0.0)
+    # 1 - rho^2 as -expm1(-2 dt / tau): accurate for lags much shorter than tau.
+    live = has_prev & (tau_s > 0)
+    var = -jnp.expm1(-2.0 * jnp.where(live, dt / jnp.where(live, tau_s, 1.0), jnp.inf))
+    var = jnp.where(has_prev, var, 1.0)
+    z = (rs - rho * prev) / jnp.sqrt(var)
+    ll_sorted = jst.norm.logpdf(z) - 0.5 * jnp.log(var)
+    ll = jnp.zeros_like(r).at[order].set(ll_sorted) + log_jac
+    return jnp.where(mask, ll, 0.0)
+
+
+def ou_noise(
+    key: jax.Array,
+    shape: tuple[int, ...],
+    times: Float[Array, " N"],
+    series: Int[Array, " N"],
+    tau: Float[Array, "... N"],
+    start: Float[Array, "... N"] | None = None,
+    mask: Array | None = None,
+) -> Float[Array, "... N"]:
+    """Standardised OU residual paths ``(*B, N)``: unit variance, correlation ``exp(-dt/tau)``.
+
+    ``times`` and ``series`` ``(N,)`` are shared by the batch ``shape[:-1]``; within a series
+    the path runs forward in time. ``start`` (optional, broadcast to ``(*B, N)``): the
+    value of each series' first point, taken as known instead of drawn (a forecast puts
+    the last observed residual there and the future times after it). ``mask`` (N,): real
+    points (padding gets independent draws and touches no real point).
+    The recursion ``r_j = rho_j r_prev + sqrt(1 - rho_j^2) eps_j`` is a first-order linear
+    recurrence, run as a parallel associative scan along the last axis.
+    """
+    mask = jnp.ones(times.shape, bool) if mask is None else mask
+    order, has_prev, dt = series_order(times, series, mask)
+    tau_s = jnp.broadcast_to(tau, shape)[..., order]
+    rho = jnp.where(has_prev, ou_rho(dt, tau_s), 0.0)
+    eps = jax.random.normal(key, shape)[..., order]
+    innov = eps * jnp.sqrt(jnp.where(has_prev, 1.0 - rho**2, 1.0))
+    if start is not None:  # each real series' first point is the known start
+        first = ~has_prev & jnp.asarray(mask)[order]
+        innov = jnp.where(first, jnp.broadcast_to(start, shape)[..., order], innov)
+
+    def combine(left, right):
+        (a1, b1), (a2, b2) = left, right
+        return a1 * a2, a2 * b1 + b2
+
+    _, path = jax.lax.associative_scan(combine, (rho, innov), axis=-1)
+    return jnp.zeros(shape).at[..., order].set(path)
+
+
+def sample_correlated_observations(
+    key: jax.Array,
+    code: Int[Array, "... N"],
+    f: Float[Array, "... N"],
+    a: Float[Array, "... N"],
+    b: Float[Array, "... N"],
+    times: Float[Array, " N"],
+    series: Int[Array, " N"],
+    tau: Float[Array, "... N"],
+    mask: Array | None = None,
+) -> Float[Array, "... N"]:
+    """Noisy replicates with OU-correlated residuals (the density :func:`ou_observation_loglik`).
+
+    The last axis is one patient's observations (``times``, ``series`` ``(N,)``); leading
+    axes (draws) are independent. ``tau = 0`` gives independent Normal noise (not the same
+    numbers as :func:`sample_observations` for a key: the fits without a correlation keep
+    calling that one). Gaussian error models only. ``mask`` (N,): real points, as in
+    :func:`ou_noise`.
+    """
+    shape = jnp.broadcast_shapes(
+        jnp.shape(code), jnp.shape(f), jnp.shape(a), jnp.shape(b), jnp.shape(tau)
+    )
+    r = ou_noise(key, shape, times, series, tau, mask=mask)
+    noise = r * residual_sd(code, f, a, b)
+    return jnp.where(code == ErrorKind.LOGNORMAL, jnp.maximum(f, _TINY) * jnp.exp(noise), f + noise)
+
+
+def ou_effective_observations(times: np.ndarray, tau: float) -> float:
+    """Effective number of independent observations of one series under an OU residual.
+
+    ``1 + sum_j (1 - rho_j) / (1 + rho_j)`` over consecutive gaps (``rho_j =
+    exp(-dt_j / tau)``): the information about a constant offset that ``n`` correlated
+    observations carry, exact for equal spacing (AR(1)); ``n`` when ``tau = 0``, 1 when
+    the points coincide. ``times`` need not be sorted.
+    """
+    t = np.sort(np.asarray(times, dtype=float))
+    if t.size == 0:
+        return 0.0
+    if tau <= 0:
+        return float(t.size)
+    rho = np.exp(-np.diff(t) / tau)
+    return float(1.0 + np.sum((1.0 - rho) / (1.0 + rho)))
+
+
+def ou_conditional(
+    r_last: Float[Array, ...], lag: Float[Array, ...], tau: Float[Array, ...]
+) -> tuple[Float[Array, ...], Float[Array, ...]]:
+    """Mean and variance of a standardised OU residual ``lag`` after one known to be ``r_last``.
+
+    ``(rho r_last, 1 - rho^2)`` with ``rho = exp(-lag / tau)``: Gaussian conditioning of
+    the unit-variance process (``tau = 0``: the marginal, ``(0, 1)``).
+    """
+    rho = ou_rho(lag, tau)
+    return rho * r_last, 1.0 - rho**2

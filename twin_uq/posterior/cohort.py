@@ -274,6 +274,7 @@ class CohortPosterior:
             covariate_path=covariate_path,
             occasions=occasions,
             omega_occ=None if omega_occ is None else frozen(omega_occ),
+            tau=pop.tau,
         )
 
     def new_patient(
@@ -334,6 +335,7 @@ class CohortPosterior:
             approximate=self.approximate,
             population_only=True,
             **occasion,
+            tau=pop.tau,
         )
 
     def __repr__(self) -> str:
@@ -429,6 +431,9 @@ class CohortPosterior:
                     rows.append(row(f"{var}[{out}]", kind, unit, post[var].sel({dim: out}).values))
         if "nu" in post:
             rows.append(row("nu", "Student-t degrees of freedom", "", post["nu"].values))
+        for out in post["ou_output"].values if "tau" in post else ():
+            tau = post["tau"].sel(ou_output=out).values
+            rows.append(row(f"tau[{out}]", "residual correlation time (OU)", "time units", tau))
         table = pd.DataFrame(rows).set_index("quantity")
         table.attrs["interval"] = interval
         table.attrs["approximate"] = self.approximate

@@ -17,7 +17,7 @@ import xarray as xr
 __all__ = ["POPULATION_VARS", "Diagnostics", "diagnose"]
 
 #: Variables whose convergence decides the verdict (population level and individual).
-POPULATION_VARS = ("mu", "omega", "beta", "sigma_add", "sigma_prop", "nu", "omega_occ")
+POPULATION_VARS = ("mu", "omega", "beta", "sigma_add", "sigma_prop", "nu", "omega_occ", "tau")
 
 
 @dataclass(frozen=True)

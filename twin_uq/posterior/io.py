@@ -140,6 +140,7 @@ def load_posterior(path: str | Path, model: str | Path | Model | None = None) ->
         covariate_interpolation=pm.get("covariate_interpolation", "locf"),
         iov=tuple(pm.get("iov", ())),
         error=pm["error"],
+        residual_correlation=pm.get("residual_correlation", "none"),
         priors={k: tuple(v) if isinstance(v, list) else v for k, v in pm["priors"].items()},
     )
     constant = tree["constant_data"] if "constant_data" in tree.children else None

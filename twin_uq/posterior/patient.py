@@ -104,6 +104,9 @@ class PatientPosterior:
         the baseline, the first recorded values: the first segment's with ``"locf"``).
         The last segment holds after the last record (the last value carried forward).
         ``None`` otherwise.
+    tau
+        ``(S, O)`` Ornstein-Uhlenbeck residual correlation time of each draw (time units;
+        0 at outputs without one), or ``None``: independent residuals.
     covariate_path
         With ``change_time`` from time-varying covariates: the values of the time-varying
         covariates on each segment (index: segment start), as the fit read them; ``None``
@@ -142,6 +145,7 @@ class PatientPosterior:
     change_time: np.ndarray | None = field(default=None, repr=False)
     theta_path: np.ndarray | None = field(default=None, repr=False)
     covariate_path: pd.DataFrame | None = field(default=None, repr=False)
+    tau: np.ndarray | None = field(default=None, repr=False)
     occasions: pd.DataFrame | None = field(default=None, repr=False)
     omega_occ: np.ndarray | None = field(default=None, repr=False)
     new_occasion_at: float | None = None

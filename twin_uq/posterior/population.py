@@ -18,7 +18,7 @@ import pandas as pd
 
 from twin_uq.errors import InputError
 from twin_uq.inference.numpyro_model import population_mean
-from twin_uq.inference.postprocess import residuals_of_draws
+from twin_uq.inference.postprocess import residuals_of_draws, tau_of_draws
 
 
 class CohortPosterior(Protocol):
@@ -51,7 +51,7 @@ __all__ = [
     "population_scale",
 ]
 
-_POP_VARS = ("mu", "omega", "beta", "sigma_add", "sigma_prop", "nu", "corr", "omega_occ")
+_POP_VARS = ("mu", "omega", "beta", "sigma_add", "sigma_prop", "nu", "corr", "omega_occ", "tau")
 
 
 def frozen(x: np.ndarray) -> np.ndarray:
@@ -79,6 +79,9 @@ class PopulationDraws:
         ``(S, O)`` additive and proportional residual SDs per output (0 where unused).
     nu
         ``(S,)`` Student-t degrees of freedom (1e6 when unused).
+    tau
+        ``(S, O)`` Ornstein-Uhlenbeck residual correlation times (time units; 0 at outputs
+        without one), or ``None``: independent residuals.
     """
 
     mean: np.ndarray
@@ -86,6 +89,7 @@ class PopulationDraws:
     add: np.ndarray
     prop: np.ndarray
     nu: np.ndarray
+    tau: np.ndarray | None = None
 
     @property
     def n_draws(self) -> int:
@@ -138,7 +142,9 @@ def _population_draws(
     scale: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> PopulationDraws:
     chol, add, prop, nu = population_scale(post, draws) if scale is None else scale
-    return PopulationDraws(mean=frozen(mean), chol=chol, add=add, prop=prop, nu=nu)
+    tau = tau_of_draws(post.structure, draws, len(post.model.outputs))
+    tau = None if tau is None else frozen(tau)
+    return PopulationDraws(mean=frozen(mean), chol=chol, add=add, prop=prop, nu=nu, tau=tau)
 
 
 def population_chol(draws: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -323,11 +323,13 @@ def _data_rules(
             f"{', '.join(_contraction_text(k, c) for k, c in weak.items())}; for these the "
             "population average still weighs heavily.",
         )
-    if 0 < n_obs < min_obs:
+    n_eff = float(row.get("n_eff", n_obs))  # autocorrelated residuals count for less
+    if n_obs > 0 and n_eff < min_obs:
+        worth = f" (worth {n_eff:.1f} independent ones)" if n_eff < n_obs else ""
         v.add(
             Status.LIMITED,
-            f"Only {n_obs} measurement(s) for {n_params} parameters; the simulation relies partly "
-            "on the population average.",
+            f"Only {n_obs} measurement(s){worth} for {n_params} parameters; the simulation "
+            "relies partly on the population average.",
         )
     span_fraction = row.get("span_fraction", np.nan)
     if n_obs > 1 and np.isfinite(span_fraction) and span_fraction < th.min_span_fraction:

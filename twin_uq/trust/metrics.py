@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from twin_uq.model.scales import to_unconstrained
+from twin_uq.trust.effective import effective_observations
 from twin_uq.trust.thresholds import TrustThresholds
 
 __all__ = [
@@ -243,6 +244,7 @@ def information_metrics(post, th: TrustThresholds) -> tuple[pd.DataFrame, pd.Dat
                 "eta_sd_median": np.median(eta.std(axis=0, ddof=1), axis=1),
                 "n_obs": n_obs.astype(int),
                 "n_censored": n_cens.astype(int),
+                "n_eff": effective_observations(post),  # n_obs, or fewer with OU residuals
                 "first_obs_time": first,
                 "last_obs_time": last,
                 "obs_span": span,

@@ -1,6 +1,7 @@
 """Posterior twins: one patient's posterior, its predictions, what-ifs, doses and updates."""
 
 from twin_uq.twin.criteria import Criterion as Criterion, Event as Event
+from twin_uq.twin.forecast import Forecast as Forecast, RiskResult as RiskResult
 from twin_uq.twin.next_sample import (
     DoseDecision as DoseDecision,
     ForecastInterval as ForecastInterval,

@@ -16,6 +16,7 @@ import pandas as pd
 
 from twin_uq.data import Cohort, read_cohort
 from twin_uq.errors import InputError, UnavailableError
+from twin_uq.inference.prepare import check_correlated_residuals
 from twin_uq.model.base import Model
 from twin_uq.model.scales import fixed_index, to_unconstrained
 from twin_uq.posterior.patient import observations_frame
@@ -117,7 +118,11 @@ def update_twin(  # noqa: UP047 (PEP 695 syntax breaks the 3.11 layer checker)
         add=jnp.asarray(pop.add[keep]),
         prop=jnp.asarray(pop.prop[keep]),
         nu=jnp.asarray(pop.nu[keep]),
+        tau=None if pop.tau is None else jnp.asarray(pop.tau[keep]),
     )
+    if pop.tau is not None:  # the OU likelihood's data requirements, as in a fit
+        ou = tuple(int(k) for k in np.flatnonzero(pop.tau[0] > 0))
+        check_correlated_residuals(twin.model, (twin.patient_id,), arrays, ou)
     if method not in ("auto", "nuts", "importance"):
         raise InputError(f"method must be 'auto', 'nuts' or 'importance', got {method!r}.")
     log_theta = to_unconstrained(twin.model, twin.theta)
@@ -166,6 +171,7 @@ def update_twin(  # noqa: UP047 (PEP 695 syntax breaks the 3.11 layer checker)
         add=frozen(pop.add[s]),
         prop=frozen(pop.prop[s]),
         nu=frozen(pop.nu[s]),
+        tau=None if pop.tau is None else frozen(pop.tau[s]),
         n_chains=res.n_chains,
         schedule=cohort.schedule(twin.patient_id, signals=twin.model.signals),
         observations=observations_frame(arrays, 0, twin.model),

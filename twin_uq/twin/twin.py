@@ -27,6 +27,7 @@ from twin_uq.simulate.status import SolveStatus, describe_failures
 from twin_uq.twin.conditioning import update_twin
 from twin_uq.twin.criteria import Criterion, Event, event_grid
 from twin_uq.twin.engine import _bucket, bucket_schedule, predict_draws
+from twin_uq.twin.forecast import forecast_twin, risk_twin
 from twin_uq.twin.inputs import (
     check_doses,
     check_interval,
@@ -113,6 +114,7 @@ class PosteriorTwin:
     add = property(lambda self: self.posterior.add, doc="``(S, O)`` additive residual SDs.")
     prop = property(lambda self: self.posterior.prop, doc="``(S, O)`` proportional SDs.")
     nu = property(lambda self: self.posterior.nu, doc="``(S,)`` Student-t dof.")
+    tau = property(lambda self: self.posterior.tau, doc="``(S, O)`` OU correlation times.")
     n_chains = property(lambda self: self.posterior.n_chains, doc="Chains of the draws.")
     covariates = property(lambda self: self.posterior.covariates, doc="``(C,)`` covariates.")
     baseline = property(lambda self: self.posterior.baseline, doc="Baseline covariates.")
@@ -286,6 +288,9 @@ class PosteriorTwin:
         idx = self._draw_index(draws)
         f, y, status = self._simulate(t, sched, idx, seed)
         return self._dataset(t, f, y, status, idx, interval, seed)
+
+    forecast = forecast_twin  # twin.forecast(horizons, output, level=0.9): forecast.py
+    risk = risk_twin  # twin.risk(threshold, below=True, horizon=120.0, ...): forecast.py
 
     def _dataset(self, t, f, y, status, idx, interval, seed) -> xr.Dataset:
         ok = np.asarray(status == SolveStatus.successful)

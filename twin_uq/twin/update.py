@@ -56,6 +56,7 @@ class UpdateData(eqx.Module):
     add: Float[Array, "S O"]
     prop: Float[Array, "S O"]
     nu: Float[Array, " S"]
+    tau: Float[Array, "S O"] | None = None  # OU residual correlation times (None: independent)
 
 
 def patient_arrays(
@@ -164,8 +165,9 @@ def _mixture_terms(
     arr = data.arrays
     # Upper-limit and interval censoring go through the one residual contract
     # (observation_loglik with limit=, in patient_loglik); the fast Gaussian path is M3 only.
-    if student or arr.obs_cens is not None:
-        residual = ResidualParams(add=data.add, prop=data.prop, nu=data.nu)
+    # So do autocorrelated residuals (the contract's sequential conditional densities).
+    if student or arr.obs_cens is not None or data.tau is not None:
+        residual = ResidualParams(add=data.add, prop=data.prop, nu=data.nu, tau=data.tau)
         # theta and the data are not batched: vmap keeps a single ODE solve for all S draws.
         ll, ok = jax.vmap(
             lambda r: patient_loglik(
