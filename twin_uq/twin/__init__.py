@@ -2,6 +2,10 @@
 
 from twin_uq.twin.criteria import Criterion as Criterion, Event as Event
 from twin_uq.twin.forecast import Forecast as Forecast, RiskResult as RiskResult
+from twin_uq.twin.new_patient import (
+    new_patient_twin as new_patient_twin,
+    simulate_patient as simulate_patient,
+)
 from twin_uq.twin.next_sample import (
     DoseDecision as DoseDecision,
     ForecastInterval as ForecastInterval,
@@ -18,6 +22,4 @@ from twin_uq.twin.results import (
 from twin_uq.twin.twin import (
     PosteriorTwin as PosteriorTwin,
     UnknownPatientError as UnknownPatientError,
-    new_patient_twin as new_patient_twin,
-    simulate_patient as simulate_patient,
 )
