@@ -19,7 +19,6 @@ on each occasion by their 90 % intervals, R-hat, bulk ESS and divergences.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from recovery_time_varying import convergence_fields, write_result
 
 TRUE = {
     "CL": 5.0,
@@ -117,8 +117,6 @@ def main(argv: list[str] | None = None) -> int:
         lo, hi = np.quantile(pp.theta_path[:, :, 0], [0.05, 0.95], axis=0)
         hits += (lo <= true_cl[i]) & (true_cl[i] <= hi)
     diag = post.diagnostics()
-    table_d = diag.table
-    population = [not str(k).startswith(("theta", "kappa")) for k in table_d.index]
     result = {
         "date": "2026-12-07",
         "commit": commit,
@@ -143,19 +141,9 @@ def main(argv: list[str] | None = None) -> int:
             for k, r in summary.iterrows()
         },
         "occasion_cl_coverage_90": [round(float(h) / args.patients, 3) for h in hits],
-        "worst_rhat": {
-            str(k): float(v) for k, v in table_d["r_hat"].dropna().sort_values().tail(5).items()
-        },
-        "max_rhat_population": float(table_d.loc[population, "r_hat"].max()),
-        "max_rhat_all": float(table_d["r_hat"].max()),
-        "min_ess_bulk": float(table_d["ess_bulk"].min()),
-        "divergences": int(diag.divergences),
-        "converged": bool(diag.converged),
+        **convergence_fields(diag, ("theta", "kappa")),
     }
-    print(json.dumps(result, indent=2))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    write_result(result, args.out)
     return 0
 
 

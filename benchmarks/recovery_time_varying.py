@@ -124,10 +124,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"inside": inside, "coverage": hits}, indent=2))
         print(summary[["median", "lower", "upper"]])
         return 0
-    table_d = diag.table
-    rhat_pop = float(
-        table_d.loc[[not str(k).startswith("theta") for k in table_d.index], "r_hat"].max()
-    )
     result = {
         "date": "2026-12-07",
         "commit": subprocess.run(
@@ -143,20 +139,39 @@ def main(argv: list[str] | None = None) -> int:
             str(k): {c: float(r[c]) for c in ("median", "lower", "upper")}
             for k, r in summary.iterrows()
         },
-        "worst_rhat": {str(k): float(v) for k, v in table_d["r_hat"].sort_values().tail(5).items()},
         "population_inside_count": f"{sum(inside.values())}/{len(inside)}",
         "patient_cl_coverage_90": {k: v / args.patients for k, v in hits.items()},
-        "max_rhat_population": rhat_pop,
-        "max_rhat_all": float(table_d["r_hat"].max()),
-        "min_ess_bulk": float(table_d["ess_bulk"].min()),
+        **convergence_fields(diag, ("theta",)),
+    }
+    write_result(result, args.out)
+    return 0
+
+
+def convergence_fields(diag, individual_prefixes: tuple[str, ...]) -> dict:
+    """Worst R-hat values, the largest over population and over all sites, ESS, divergences.
+
+    Sites whose name starts with one of ``individual_prefixes`` (patient parameters,
+    occasion effects) do not count as population sites.
+    """
+    table = diag.table
+    population = [not str(k).startswith(individual_prefixes) for k in table.index]
+    rhat = table["r_hat"].dropna()
+    return {
+        "worst_rhat": {str(k): float(v) for k, v in rhat.sort_values().tail(5).items()},
+        "max_rhat_population": float(table.loc[population, "r_hat"].max()),
+        "max_rhat_all": float(table["r_hat"].max()),
+        "min_ess_bulk": float(table["ess_bulk"].min()),
         "divergences": int(diag.divergences),
         "converged": bool(diag.converged),
     }
+
+
+def write_result(result: dict, out: str | Path) -> None:
+    """Print the result and write it as JSON (parent folders created)."""
     print(json.dumps(result, indent=2))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    return 0
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
