@@ -76,6 +76,14 @@ CASES: dict[str, list[tuple[str, str, list[str], list[str]]]] = {
             ["out/recovery_iov.json"],
         )
     ],
+    "sbc_lag.py": [
+        (
+            "tiny",
+            "--replicates 2 --patients 4 --warmup 10 --draws 10 --rank-draws 9 --out benchmarks/out/sbc_lag.json",
+            [],
+            ["out/sbc_lag.json"],
+        )
+    ],
     "compile_probe.py": [("p1_oral_10", "--problem p1_oral_10 --warmup 5 --draws 5", [], [])],
     "gradient_cost.py": [("p1_oral_10", "p1_oral_10", [], ["out/gradient_cost.json"])],
     "simulate_vs_scipy.py": [("fixed", "", [], ["RESULTS_simulate.md"])],
