@@ -18,7 +18,6 @@ on each occasion by their 90 % intervals, R-hat, bulk ESS and divergences.
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from recovery_time_varying import convergence_fields, write_result
+from recovery_time_varying import convergence_fields, recovery_arguments, write_result
 
 TRUE = {
     "CL": 5.0,
@@ -65,14 +64,7 @@ def simulate(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--patients", type=int, default=100)
-    ap.add_argument("--chains", type=int, default=4)
-    ap.add_argument("--warmup", type=int, default=500)
-    ap.add_argument("--draws", type=int, default=500)
-    ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--out", default="benchmarks/out/recovery_iov.json")
-    args = ap.parse_args(argv)
+    args = recovery_arguments(__doc__, "benchmarks/out/recovery_iov.json").parse_args(argv)
 
     import twin_uq as tq
 

@@ -65,14 +65,8 @@ def simulate(n: int, seed: int) -> tuple[pd.DataFrame, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--patients", type=int, default=100)
-    ap.add_argument("--chains", type=int, default=4)
-    ap.add_argument("--warmup", type=int, default=500)
-    ap.add_argument("--draws", type=int, default=500)
-    ap.add_argument("--seed", type=int, default=2026)
+    ap = recovery_arguments(__doc__, "benchmarks/out/recovery_time_varying.json")
     ap.add_argument("--laplace", action="store_true", help="a quick Laplace fit instead")
-    ap.add_argument("--out", default="benchmarks/out/recovery_time_varying.json")
     args = ap.parse_args(argv)
 
     import twin_uq as tq
@@ -145,6 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_result(result, args.out)
     return 0
+
+
+def recovery_arguments(doc: str, default_out: str) -> argparse.ArgumentParser:
+    """The options every recovery study takes: cohort size, NUTS settings, seed, output."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--patients", type=int, default=100)
+    ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--draws", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--out", default=default_out)
+    return ap
 
 
 def convergence_fields(diag, individual_prefixes: tuple[str, ...]) -> dict:
