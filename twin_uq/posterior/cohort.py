@@ -35,6 +35,7 @@ from twin_uq.posterior.patient import (
     resolve_patient,
 )
 from twin_uq.posterior.population import (
+    PopulationDraws,
     cohort_population_means,
     flat_draws,
     frozen,
@@ -253,28 +254,38 @@ class CohortPosterior:
             )
         return PatientPosterior(
             patient_id=pid,
-            model=model,
-            settings=self.solver,
-            theta=frozen(theta),
-            add=pop.add,
-            prop=pop.prop,
-            nu=pop.nu,
-            n_chains=self.n_chains,
-            error_code=self.error_codes,
+            **self._shared_fields(theta, pop),
             covariates=frozen(np.asarray(arrays.covariates[i])),
             baseline=dict(cov.loc[pid]) if pid in cov.index else {},
             schedule=self.cohort.schedule(pid, signals=model.signals),
             observations=observations_frame(arrays, i, model),
             table=self.cohort.table[self.cohort.table["id"] == pid].copy(),
-            population=pop,
-            method=self.method,
-            approximate=self.approximate,
             change_time=None if change_time is None else frozen(change_time),
             theta_path=None if theta_path is None else frozen(theta_path),
             covariate_path=covariate_path,
             occasions=occasions,
             omega_occ=None if omega_occ is None else frozen(omega_occ),
+        )
+
+    def _shared_fields(self, theta: np.ndarray, pop: PopulationDraws) -> dict[str, object]:
+        """The :class:`PatientPosterior` fields a fitted and a new patient fill alike.
+
+        ``theta`` ``(S, K)``: the patient's draws on the natural scale; ``pop``: its
+        population prior with the residual parameters of every draw.
+        """
+        return dict(
+            model=self.model,
+            settings=self.solver,
+            theta=frozen(theta),
+            add=pop.add,
+            prop=pop.prop,
+            nu=pop.nu,
             tau=pop.tau,
+            n_chains=self.n_chains,
+            error_code=self.error_codes,
+            population=pop,
+            method=self.method,
+            approximate=self.approximate,
         )
 
     def new_patient(
@@ -317,25 +328,14 @@ class CohortPosterior:
             )
         return PatientPosterior(
             patient_id=patient_id,
-            model=self.model,
-            settings=self.solver,
-            theta=frozen(theta),
-            add=pop.add,
-            prop=pop.prop,
-            nu=pop.nu,
-            n_chains=self.n_chains,
-            error_code=self.error_codes,
+            **self._shared_fields(theta, pop),
             covariates=frozen(model_covariates(self, covariates)),
             baseline=dict(covariates),
             schedule=sched,
             observations=empty_observations(),
             table=pd.DataFrame(),
-            population=pop,
-            method=self.method,
-            approximate=self.approximate,
             population_only=True,
             **occasion,
-            tau=pop.tau,
         )
 
     def __repr__(self) -> str:
