@@ -12,12 +12,11 @@ from .conftest import HOLDOUT_TIMES
 
 
 def test_fast_gaussian_loglik_equals_observation_loglik():
-    """The update's likelihood without Student-t branches is the fit's likelihood."""
+    """The likelihood without Student-t branches (the update's) is the fit's likelihood."""
     import jax
     import jax.numpy as jnp
 
     from twin_uq.inference.residual import observation_loglik
-    from twin_uq.twin.update import _loglik_gaussian
 
     rng = np.random.default_rng(0)
     S, N = 5, 40
@@ -28,9 +27,13 @@ def test_fast_gaussian_loglik_equals_observation_loglik():
     b = jnp.asarray(rng.uniform(0.05, 0.3, (S, 1)) * np.ones((1, N)))
     cens = jnp.asarray(rng.uniform(size=N) < 0.3)
     lloq = jnp.where(cens, 0.5, -jnp.inf)
-    fast = jax.jit(_loglik_gaussian)(code, y, f, a, b, cens, lloq)  # jit: one compile each
-    ref = jax.jit(observation_loglik)(code, y, f, a, b, jnp.asarray(1e6), cens, lloq)
+    gaussian = jax.jit(observation_loglik, static_argnames="student_t")  # one compile each
+    fast = gaussian(code, y, f, a, b, 0.0, cens, lloq, student_t=False)
+    ref = gaussian(code, y, f, a, b, jnp.asarray(1e6), cens, lloq)
     np.testing.assert_allclose(np.asarray(fast), np.asarray(ref), rtol=1e-10, atol=1e-12)
+    # Without the Student-t branch a student_t element is refused (NaN), not scored Normal.
+    t_code = code.at[0].set(4)
+    assert np.isnan(gaussian(t_code, y, f, a, b, 0.0, cens, lloq, student_t=False)[:, 0]).all()
 
 
 def _rows(holdout, pid, times):

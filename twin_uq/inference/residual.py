@@ -145,6 +145,8 @@ def observation_loglik(
     censored: Array,
     lloq: Float[Array, ...],
     limit: Float[Array, ...] | None = None,
+    *,
+    student_t: bool = True,
 ) -> Float[Array, ...]:
     """Log-likelihood of observations ``y`` given predictions ``f`` (elementwise).
 
@@ -168,6 +170,11 @@ def observation_loglik(
         ``log P(lloq < Y < limit)``. ``limit = 0`` below the limit is M4: for error models
         that allow negative values (all but ``lognormal``) the probability is conditioned
         on ``Y > 0``, ``log P(0 < Y < lloq) - log P(Y > 0)``.
+    student_t
+        Static switch, as in :func:`sample_observations`: with ``False`` no Student-t
+        branch is compiled (``jnp.where`` evaluates every branch for every element, and the
+        Student-t CDF through ``betainc`` dominates the cost over many draws) and any
+        ``student_t`` element comes back NaN rather than silently Normal; ``nu`` is unused.
 
     Returns
     -------
@@ -189,17 +196,24 @@ def observation_loglik(
     limit_ = jnp.where(is_log, jnp.log(jnp.maximum(lloq, _TINY)), lloq)
     z = (value - centre) / sd
     zl = (limit_ - centre) / sd
-    # Every branch of jnp.where is differentiated; feed unused branches harmless values so
-    # that, e.g., a Student-t CDF evaluated far in its tail cannot put NaN into gradients.
     is_t = code == ErrorKind.STUDENT_T
-    z_t = jnp.where(is_t, z, 0.0)
-    nu_t = jnp.where(is_t, nu, 10.0)
     zl_c = jnp.where(censored, zl, 0.0)
     # The lognormal Jacobian -log(y) keeps it a density of y, not of log y.
-    normal = jst.norm.logpdf(z) - jnp.log(sd) - jnp.where(is_log, jnp.log(y_pos), 0.0)
-    student = jst.t.logpdf(z_t, nu_t) - jnp.log(sd)
-    dens = jnp.where(is_t, student, normal)
-    cens = jnp.where(is_t, _t_logcdf(jnp.where(is_t, zl_c, 0.0), nu_t), jsp.log_ndtr(zl_c))
+    log_jac = jnp.where(is_log, jnp.log(y_pos), 0.0)
+    if student_t:
+        # Every branch of jnp.where is differentiated; feed unused branches harmless values
+        # so that, e.g., a Student-t CDF far in its tail cannot put NaN into gradients.
+        nu_t = jnp.where(is_t, nu, 10.0)
+        normal = jst.norm.logpdf(z) - jnp.log(sd) - log_jac
+        student = jst.t.logpdf(jnp.where(is_t, z, 0.0), nu_t) - jnp.log(sd)
+        dens = jnp.where(is_t, student, normal)
+    else:
+        nu_t = None  # _log_cdf: the Normal only
+        # The same density spelled out as the twin update always computed it: it differs
+        # from jst.norm.logpdf in the last bit, which NUTS warmup amplifies into other draws.
+        normal = -0.5 * z**2 - 0.5 * jnp.log(2 * jnp.pi) - jnp.log(sd) - log_jac
+        dens = jnp.where(is_t, jnp.nan, normal)
+    cens = _log_cdf(zl_c, is_t, nu_t)
     if m3_only:
         return jnp.where(censored, cens, dens)  # below-limit only: the M3 computation as ever
     above = jnp.asarray(direction) < 0
@@ -210,8 +224,13 @@ def observation_loglik(
     return jnp.where(censored, cens, dens)
 
 
-def _log_cdf(z: Array, is_t: Array, nu_t: Array) -> Array:
-    """``log F(z)`` of the standard Normal, or of the Student-t where ``is_t``."""
+def _log_cdf(z: Array, is_t: Array, nu_t: Array | None) -> Array:
+    """``log F(z)`` of the standard Normal, or of the Student-t where ``is_t``.
+
+    ``nu_t`` ``None``: the Normal everywhere (the Student-t CDF is not compiled).
+    """
+    if nu_t is None:
+        return jsp.log_ndtr(z)
     return jnp.where(is_t, _t_logcdf(jnp.where(is_t, z, 0.0), nu_t), jsp.log_ndtr(z))
 
 
@@ -225,7 +244,7 @@ def _interval(
     sd: Array,
     zl: Array,
     is_t: Array,
-    nu_t: Array,
+    nu_t: Array | None,
 ) -> Array:
     """Censored log-probabilities with the interval's other bound ``limit`` where it is finite.
 

@@ -31,13 +31,13 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.special as jsp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Float, Int
 
 from twin_uq.data import CohortArrays
 from twin_uq.errors import InputError
 from twin_uq.inference.likelihood import ResidualParams, patient_loglik, patient_predictions
 from twin_uq.inference.nuts_kernel import NutsSettings, nuts, run_chains, sample_chain
-from twin_uq.inference.residual import ERROR_CODES, residual_sd
+from twin_uq.inference.residual import ERROR_CODES, observation_loglik
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.model.scales import to_natural
 from twin_uq.twin.engine import _bucket
@@ -119,40 +119,6 @@ def observed(arrays: CohortArrays, k: int) -> dict[str, np.ndarray]:
     return obs
 
 
-def _loglik_gaussian(
-    code: Int[Array, " N"],
-    y: Float[Array, " N"],
-    f: Float[Array, " N"],
-    a: Float[Array, "S N"],
-    b: Float[Array, "S N"],
-    censored: Bool[Array, " N"],
-    lloq: Float[Array, " N"],
-) -> Float[Array, "S N"]:
-    """:func:`~twin_uq.inference.residual.observation_loglik` without the Student-t branches.
-
-    ``observation_loglik`` evaluates every branch of its ``jnp.where`` (including a
-    Student-t CDF through ``betainc``) for every element; over ``S x N`` elements that
-    dominated the update's cost. Used only when no observed output has Student-t error;
-    tests check it equals ``observation_loglik`` there.
-    """
-    sd = residual_sd(code, f, a, b)
-    is_log = code == 3
-    f_pos = jnp.maximum(f, 1e-12)
-    y_pos = jnp.maximum(y, 1e-12)
-    centre = jnp.where(is_log, jnp.log(f_pos), f)
-    value = jnp.where(is_log, jnp.log(y_pos), y)
-    lloq = jnp.where(censored & jnp.isfinite(lloq), lloq, f)
-    limit = jnp.where(is_log, jnp.log(jnp.maximum(lloq, 1e-12)), lloq)
-    dens = (
-        -0.5 * ((value - centre) / sd) ** 2
-        - 0.5 * jnp.log(2 * jnp.pi)
-        - jnp.log(sd)
-        - jnp.where(is_log, jnp.log(y_pos), 0.0)
-    )
-    cens = jsp.log_ndtr(jnp.where(censored, (limit - centre) / sd, 0.0))
-    return jnp.where(censored, cens, dens)
-
-
 def _mixture_terms(
     model: Model, settings: SolverSettings, x: Float[Array, " K"], data: UpdateData, student: bool
 ) -> Float[Array, " S"]:
@@ -180,14 +146,16 @@ def _mixture_terms(
             model, settings, theta, arr.covariates, arr.schedule, arr.obs_time, arr.obs_output
         )
         out = arr.obs_output
-        ll = _loglik_gaussian(
+        ll = observation_loglik(
             data.error_code[out],
             arr.obs_value,
             f,
             data.add[:, out],
             data.prop[:, out],
+            0.0,  # nu: unused without Student-t
             arr.obs_censored,
             arr.obs_lloq,
+            student_t=False,
         )
         ll = jnp.where(arr.obs_mask[None, :], ll, 0.0)
     ll = jnp.sum(ll, axis=1)
