@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from twin_uq.data.segments import Segments
 from twin_uq.errors import InputError
 
 __all__ = ["INTERPOLATIONS", "CovariateSegments", "covariate_segments"]
@@ -46,13 +47,14 @@ INTERPOLATIONS = ("locf", "nocb")
 
 
 @dataclass(frozen=True)
-class CovariateSegments:
+class CovariateSegments(Segments):
     """Per-patient pieces of constant covariates (see the module docstring).
+
+    ``time`` holds the segment starts (:class:`~twin_uq.data.segments.Segments`); one
+    segment (``S = 1``) without time-varying covariates.
 
     Attributes
     ----------
-    time
-        ``(P, S)`` float64 segment starts (0 first, ``+inf`` padding).
     values
         ``(P, S, C)`` float64 values in force on each segment (object dtype when a
         covariate is categorical).
@@ -62,20 +64,9 @@ class CovariateSegments:
         ``"locf"`` or ``"nocb"``.
     """
 
-    time: np.ndarray
     values: np.ndarray
     names: tuple[str, ...]
     interpolation: str
-
-    @property
-    def n_segments(self) -> int:
-        """The padded number of segments ``S`` (1 without time-varying covariates)."""
-        return self.time.shape[1]
-
-    @property
-    def n_live(self) -> np.ndarray:
-        """Real segments of each patient, ``(P,)``."""
-        return np.isfinite(self.time).sum(axis=1)
 
     def frame(self, s: int, ids: Sequence[str]) -> pd.DataFrame:
         """The covariates in force on segment ``s`` of every patient (index = ids).

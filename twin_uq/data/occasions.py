@@ -30,43 +30,33 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from twin_uq.data.segments import Segments
 from twin_uq.errors import InputError
 
 __all__ = ["OccasionSegments", "occasion_segments"]
 
 
 @dataclass(frozen=True)
-class OccasionSegments:
+class OccasionSegments(Segments):
     """Per-patient occasion segments (see the module docstring).
+
+    ``time`` holds the segment starts (:class:`~twin_uq.data.segments.Segments`).
 
     Attributes
     ----------
-    time
-        ``(P, S)`` float64 segment starts (0 first, ``+inf`` padding).
     index
         ``(P, S)`` int64 occasion index of each segment (padding repeats the last).
     labels
         ``P`` arrays: the ``OCC`` value of each of the patient's occasion indices.
     """
 
-    time: np.ndarray
     index: np.ndarray
     labels: tuple[np.ndarray, ...]
-
-    @property
-    def n_segments(self) -> int:
-        """The padded number of segments ``S``."""
-        return self.time.shape[1]
 
     @property
     def n_occasions(self) -> int:
         """The most occasions of one patient ``M`` (the random effects' second axis)."""
         return max([len(lab) for lab in self.labels] + [1])
-
-    @property
-    def n_live(self) -> np.ndarray:
-        """Real segments of each patient, ``(P,)``."""
-        return np.isfinite(self.time).sum(axis=1)
 
     def frame(self, p: int) -> pd.DataFrame:
         """Patient ``p``'s occasions: segment start (index ``time``), ``occ`` and ``index``."""
