@@ -103,6 +103,7 @@ __all__ = [
     "series_order",
     "standardised_residual",
     "uses_student_t",
+    "with_residual",
 ]
 
 
@@ -367,8 +368,18 @@ def sample_observations(
         z = jnp.where(is_t, jax.random.t(k_t, nu, shape), z)
     else:
         z = jnp.where(is_t, jnp.nan, z)
-    noise = z * sd
-    # lognormal: the noise is on the log scale, around log f.
+    return with_residual(code, f, z * sd)
+
+
+def with_residual(
+    code: Int[Array, ...], f: Float[Array, ...], noise: Float[Array, ...]
+) -> Float[Array, ...]:
+    """Values a residual ``noise`` away from predictions ``f`` (elementwise, broadcast).
+
+    ``noise`` is on the error model's scale (a standardised draw times
+    :func:`residual_sd`): added to ``f`` in output units, or for ``lognormal`` on the log
+    scale around ``log f`` (``f exp(noise)``, ``f`` floored at ``1e-12``).
+    """
     return jnp.where(code == ErrorKind.LOGNORMAL, jnp.maximum(f, _TINY) * jnp.exp(noise), f + noise)
 
 
@@ -592,8 +603,7 @@ def sample_correlated_observations(
         jnp.shape(code), jnp.shape(f), jnp.shape(a), jnp.shape(b), jnp.shape(tau)
     )
     r = ou_noise(key, shape, times, series, tau, mask=mask)
-    noise = r * residual_sd(code, f, a, b)
-    return jnp.where(code == ErrorKind.LOGNORMAL, jnp.maximum(f, _TINY) * jnp.exp(noise), f + noise)
+    return with_residual(code, f, r * residual_sd(code, f, a, b))
 
 
 def ou_effective_observations(times: np.ndarray, tau: float) -> float:

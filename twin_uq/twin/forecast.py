@@ -34,7 +34,13 @@ import numpy as np
 import pandas as pd
 
 from twin_uq.errors import InputError, UnavailableError
-from twin_uq.inference.residual import ErrorKind, ou_rho, residual_sd, standardised_residual
+from twin_uq.inference.residual import (
+    ErrorKind,
+    ou_rho,
+    residual_sd,
+    standardised_residual,
+    with_residual,
+)
 
 __all__ = ["Forecast", "RiskResult", "forecast_twin", "risk_twin"]
 
@@ -233,10 +239,7 @@ def _noisy_paths(key, f, y0, code, a, b, tau, offsets, n_paths):
     _, later = jax.lax.scan(step, start, (rho, eps))
     r = jnp.concatenate([start[None], later]).transpose(1, 2, 0)  # (S, M, N)
     sd = residual_sd(code, f, a, b)[:, None, :]
-    fj = f[:, None, :]
-    return jnp.where(
-        code == ErrorKind.LOGNORMAL, jnp.maximum(fj, 1e-12) * jnp.exp(sd * r), fj + sd * r
-    )
+    return with_residual(code, f[:, None, :], sd * r)
 
 
 def _caveats(twin, correlated: bool, from_data: bool) -> tuple[str, ...]:
