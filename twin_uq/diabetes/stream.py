@@ -202,6 +202,7 @@ def stream_twin(
     draws: int = 250,
     warmup: int = 300,
     method: str = "auto",
+    population_draws: int = 256,
     forecast_draws: int | None = 256,
     n_paths: int = 16,
     horizon_block: float = 240.0,
@@ -220,8 +221,9 @@ def stream_twin(
     trust
         The patient's cohort trust assessment (``tq.assess_patient(post, id)``); without
         it the status is at best ``limited``.
-    chains, draws, warmup, method
-        ``twin.update`` settings (``chains x draws`` posterior draws are kept).
+    chains, draws, warmup, method, population_draws
+        ``twin.update`` settings (``chains x draws`` posterior draws are kept; the
+        population posterior is represented by ``population_draws`` of its draws).
     forecast_draws, n_paths
         Posterior draws (evenly thinned) for the forecast and risks, and simulated residual
         paths per draw for the risks.
@@ -241,7 +243,13 @@ def stream_twin(
         t = _time.perf_counter()
         new = stream_rows(group, twin.patient_id, twin.model, output)
         twin = twin.update(
-            new, chains=chains, draws=draws, warmup=warmup, method=method, seed=seed + k
+            new,
+            chains=chains,
+            draws=draws,
+            warmup=warmup,
+            method=method,
+            population_draws=population_draws,
+            seed=seed + k,
         )
         secs["update"] = _time.perf_counter() - t
         t = _time.perf_counter()
