@@ -96,14 +96,8 @@ class StreamStep:
             "trust_reasons": list(self.trust.reasons),
             "surprise": self.surprise,
             "forecast": [
-                {"horizon": float(h), "median": float(m), "lower": float(lo), "upper": float(hi)}
-                for h, m, lo, hi in zip(
-                    self.forecast.horizons,
-                    self.forecast.median,
-                    self.forecast.lower,
-                    self.forecast.upper,
-                    strict=True,
-                )
+                {"horizon": float(r.Index), "median": r.median, "lower": r.lower, "upper": r.upper}
+                for r in self.forecast.table().itertuples()
             ],
             "level": self.forecast.level,
             "risks": {
@@ -122,14 +116,8 @@ class StreamStep:
 
     def __str__(self) -> str:
         fc = "; ".join(
-            f"+{h:g} min {m:.0f} ({lo:.0f}-{hi:.0f})"
-            for h, m, lo, hi in zip(
-                self.forecast.horizons,
-                self.forecast.median,
-                self.forecast.lower,
-                self.forecast.upper,
-                strict=True,
-            )
+            f"+{r.Index:g} min {r.median:.0f} ({r.lower:.0f}-{r.upper:.0f})"
+            for r in self.forecast.table().itertuples()
         )
         risk = ", ".join(
             f"P({'<' if r.below else '>'}{r.threshold:g}) {r.probability:.2f}±{r.mcse:.2f}"

@@ -125,20 +125,7 @@ def reassess_twin(
         new_data.append(surprise)
     fit_reasons += tuple(new_fit)
     data_reasons += tuple(new_data)
-    if base is None:
-        return TrustAssessment(
-            patient_id=twin.patient_id,
-            status=status,
-            reasons=fit_reasons + data_reasons,
-            metrics=metrics,
-            thresholds=th,
-            fit_verdict=fit_verdict,
-            data_verdict=data_verdict,
-            fit_reasons=fit_reasons,
-            data_reasons=data_reasons,
-        )
-    return replace(
-        base,
+    fields = dict(
         status=status,
         reasons=fit_reasons + data_reasons,
         metrics=metrics,
@@ -147,3 +134,6 @@ def reassess_twin(
         fit_reasons=fit_reasons,
         data_reasons=data_reasons,
     )
+    if base is None:
+        return TrustAssessment(patient_id=twin.patient_id, thresholds=th, **fields)
+    return replace(base, **fields)
