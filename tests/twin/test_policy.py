@@ -5,7 +5,9 @@ a basal infusion of 1 U/h with one reading at 60 min.
 """
 
 import math
+from dataclasses import dataclass
 
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +17,7 @@ from twin_uq.errors import InputError
 from twin_uq.posterior.patient import PatientPosterior
 from twin_uq.posterior.population import PopulationDraws
 from twin_uq.simulate.schedule import Schedule
-from twin_uq.twin import PosteriorTwin
+from twin_uq.twin import PosteriorTwin, policy as policy_module
 from twin_uq.twin.policy import BasalBolus, ForecastPID
 
 BASAL = 1.0  # U/h
@@ -102,7 +104,10 @@ def test_insulin_lowers_glucose_on_every_draw_and_mcse_shrinks():
         "basal-bolus": BasalBolus(BASAL, carb_ratio=10.0, correction_factor=40.0),
         "pid": ForecastPID(BASAL, kp=0.02, ki=0.001, carb_ratio=12.0),
     }
+    compiled = policy_module._loop_pytree._cache_size()
     cmp = twin.compare_policies(policies, meals=meals, horizon=600.0)
+    # the two BasalBolus policies share one compiled loop (policies are data, not constants)
+    assert policy_module._loop_pytree._cache_size() == compiled + 2
     g = {k: v.glucose for k, v in cmp.outcomes.items()}
     # Insulin only ever removes glucose in this model: zero insulin is higher at every draw
     # and time after the start (equal at the start).
@@ -126,3 +131,20 @@ def test_policy_inputs_are_checked():
         twin.compare_policies({"bb": BasalBolus(1.0, 10.0)}, meals=[(7.0, 50.0)], horizon=60.0)
     with pytest.raises(InputError, match="carb_ratio"):
         BasalBolus(1.0, 0.0)
+
+
+@dataclass(frozen=True)
+class _NoInsulin:
+    """A user's own policy (not a registered pytree): compiled as a static argument."""
+
+    def decide(self, inp, memory):
+        return jnp.asarray(0.0), jnp.asarray(0.0), memory
+
+
+@pytest.mark.slow
+def test_a_users_own_policy_runs_and_matches_the_built_in_equivalent():
+    twin = _twin(_spread(8, 2))
+    kw = dict(meals=[(30.0, 60.0)], horizon=240.0)
+    mine = twin.compare_policies({"mine": _NoInsulin()}, **kw).outcomes["mine"].glucose
+    built = twin.compare_policies({"zero": BasalBolus(0.0, math.inf)}, **kw).outcomes["zero"]
+    np.testing.assert_allclose(mine, built.glucose, rtol=1e-12)

@@ -25,7 +25,7 @@ model does not explain are not simulated (a caveat of every comparison).
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -69,6 +69,22 @@ class PolicyInput:
     dt: float
 
 
+def _traced(policy) -> bool:
+    """Whether JAX is rebuilding ``policy`` from traced fields (inside the compiled loop)."""
+    return any(isinstance(v, jax.core.Tracer) for v in vars(policy).values())
+
+
+def _as_pytree(cls):
+    """Register a policy dataclass as a pytree of its fields.
+
+    Then one compiled closed loop serves every instance of the class, whatever its numbers
+    (a policy passed as a static argument compiles once per instance).
+    """
+    names = [f.name for f in dataclasses.fields(cls)]
+    return jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=[])
+
+
+@_as_pytree
 @dataclass(frozen=True)
 class BasalBolus:
     """Basal-bolus therapy: a constant basal, a meal bolus by carb ratio, a correction.
@@ -86,6 +102,8 @@ class BasalBolus:
     target: float = 120.0
 
     def __post_init__(self):
+        if _traced(self):
+            return
         if not (self.basal >= 0 and self.carb_ratio > 0 and self.correction_factor > 0):
             raise InputError(
                 f"BasalBolus needs basal >= 0, carb_ratio > 0, correction_factor > 0; got {self}."
@@ -98,6 +116,7 @@ class BasalBolus:
         return bolus, jnp.asarray(self.basal, float), memory
 
 
+@_as_pytree
 @dataclass(frozen=True)
 class ForecastPID:
     """A PID-like basal rule on the forecast glucose ``glucose + lead * trend``.
@@ -120,6 +139,8 @@ class ForecastPID:
     max_rate: float = 10.0
 
     def __post_init__(self):
+        if _traced(self):
+            return
         if not (self.basal >= 0 and self.max_rate > 0 and self.lead >= 0):
             raise InputError(f"ForecastPID needs basal >= 0, max_rate > 0, lead >= 0; got {self}.")
         if self.carb_ratio is not None and not self.carb_ratio > 0:
@@ -222,7 +243,6 @@ class PolicyComparison:
         return "\n".join(lines)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5))
 def _closed_loop(model, policy, k_out, n_steps, n_sub, dt, theta, cov, y0, carbs):
     """Glucose ``(S, N + 1)``, boluses and basal rates ``(S, N)`` of ``policy`` on each draw.
 
@@ -274,6 +294,17 @@ def _closed_loop(model, policy, k_out, n_steps, n_sub, dt, theta, cov, y0, carbs
         return jnp.append(g, glucose(y_end)), bolus, basal
 
     return jax.vmap(one)(theta, y0)
+
+
+#: The closed loop compiled with the policy as data (a registered pytree, such as the
+#: built-in policies) or as a static argument (any other object with ``decide``).
+_loop_pytree = jax.jit(_closed_loop, static_argnums=(0, 2, 3, 4, 5))
+_loop_static = jax.jit(_closed_loop, static_argnums=(0, 1, 2, 3, 4, 5))
+
+
+def _is_pytree(policy) -> bool:
+    leaves = jax.tree_util.tree_leaves(policy)
+    return not (len(leaves) == 1 and leaves[0] is policy)
 
 
 def _start_states(twin, start: float, idx: np.ndarray) -> np.ndarray:
@@ -370,7 +401,8 @@ def compare_policies(
     for name, policy in policies.items():
         if not callable(getattr(policy, "decide", None)):
             raise InputError(f"policy {name!r} has no decide(PolicyInput, memory) method.")
-        g, bolus, basal = _closed_loop(
+        loop = _loop_pytree if _is_pytree(policy) else _loop_static
+        g, bolus, basal = loop(
             model, policy, k_out, n_steps, n_sub, float(control_interval),
             jnp.asarray(twin.theta[idx], float), jnp.asarray(twin.covariates, float),
             jnp.asarray(y0), jnp.asarray(carbs),
