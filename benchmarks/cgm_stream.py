@@ -63,6 +63,10 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/out/cgm_stream.json")
     args = p.parse_args()
     tq.configure()
+    # the commit of the code this process runs (taken before the runs: the branch may move)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     load = os.getloadavg()
     results = {}
     for block, n in ((240.0, args.readings), (2.0, args.readings_uncached)):
@@ -79,9 +83,6 @@ def main() -> None:
         print(
             f"block {block:g}: first {totals[0]:.1f} s, median after {np.median(totals[1:]):.2f} s"
         )
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
     record = dict(vars(args), commit=commit, load_before=load, load_after=os.getloadavg(),
                   cpus=os.cpu_count(), results=results)  # fmt: skip
     out = Path(args.out)
