@@ -149,6 +149,15 @@ CASES: dict[str, list[tuple[str, str, list[str], list[str]]]] = {
             ["out/cgm_autocorrelation.json"],
         )
     ],
+    "cgm_stream.py": [
+        (
+            "tiny",
+            "--readings 2 --readings-uncached 2 --population-draws 16 "
+            "--out benchmarks/out/cgm_stream.json",
+            [],
+            ["out/cgm_stream.json"],
+        )
+    ],
 }
 
 #: Modules other scripts import, and the GPU driver (which only calls fit_benchmark.py with

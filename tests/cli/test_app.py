@@ -11,8 +11,8 @@ import pytest
 from twin_uq.model.load import list_models
 
 COMMANDS = [
-    "models", "demo", "fit", "check", "predict", "whatif", "update", "next-sample", "trust",
-    "report", "audit", "validate", "vpc", "compare",
+    "models", "demo", "fit", "check", "predict", "whatif", "update", "next-sample", "stream",
+    "trust", "report", "audit", "validate", "vpc", "compare",
 ]  # fmt: skip
 
 

@@ -13,6 +13,11 @@ from twin_uq.twin.next_sample import (
     NextMeasurement as NextMeasurement,
     ParameterInterval as ParameterInterval,
 )
+from twin_uq.twin.policy import (
+    BasalBolus as BasalBolus,
+    ForecastPID as ForecastPID,
+    PolicyComparison as PolicyComparison,
+)
 from twin_uq.twin.results import (
     DoseRecommendation as DoseRecommendation,
     ProbabilityResult as ProbabilityResult,

@@ -37,6 +37,7 @@ from twin_uq.twin.inputs import (
 )
 from twin_uq.twin.next_sample import next_measurement
 from twin_uq.twin.occasions import occasion_attrs, with_new_occasion
+from twin_uq.twin.policy import compare_policies
 from twin_uq.twin.results import (
     DoseRecommendation,
     ProbabilityResult,
@@ -291,6 +292,7 @@ class PosteriorTwin:
 
     forecast = forecast_twin  # twin.forecast(horizons, output, level=0.9): forecast.py
     risk = risk_twin  # twin.risk(threshold, below=True, horizon=120.0, ...): forecast.py
+    compare_policies = compare_policies  # twin.compare_policies({"name": policy}, ...): policy.py
 
     def _dataset(self, t, f, y, status, idx, interval, seed) -> xr.Dataset:
         ok = np.asarray(status == SolveStatus.successful)
