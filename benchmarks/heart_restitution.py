@@ -21,13 +21,13 @@ the trust status of the two-cycle-length patients.
 from __future__ import annotations
 
 import argparse
+import itertools
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
 from recovery_time_varying import write_result
 
 BCLS = (1000.0, 850.0, 700.0, 600.0, 520.0, 460.0)
@@ -56,7 +56,7 @@ def split_rows(data, sparse_ids, rng):
 def reliability(prob: np.ndarray, truth: np.ndarray) -> list[dict[str, float]]:
     """Observed frequency of the event in bins of predicted probability."""
     table = []
-    for lo, hi in zip(BINS[:-1], BINS[1:], strict=True):
+    for lo, hi in itertools.pairwise(BINS):
         inside = (prob >= lo) & ((prob < hi) | (hi == 1.0))
         if inside.any():
             table.append(
