@@ -156,7 +156,7 @@ class MitchellSchaefferRestitution(tq.Model):
             "restitution slope s = f'(BCL - APD*); APD alternans when s > 1\n"
             "clock: d bcl/dt = 1, bcl(0) = 0 (carries the cycle length to the observation)"
         ),
-        time_unit="ms (pacing cycle length)",
+        time_unit="ms",  # of the axis, which is the pacing cycle length (see equations)
         assumptions=(
             "The 'time' column of the data holds the pacing cycle length (ms) of each "
             "steady-state APD measurement; one row per cycle length.",
