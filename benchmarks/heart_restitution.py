@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patients", type=int, default=50)
     ap.add_argument("--sparse", type=int, default=5, help="patients with two cycle lengths")
     ap.add_argument("--chains", type=int, default=2)
-    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--draws", type=int, default=500)
     ap.add_argument("--alternans-bcl", type=float, default=400.0)
     ap.add_argument("--seed", type=int, default=2026)
@@ -136,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     event = truth["alternans"].to_numpy(bool)
     trust = post.trust()
     status = {pid: str(trust[pid].status) for pid in fitted_ids}
+    # The data verdict answers "do this patient's own data inform the twin", whatever the
+    # fit's convergence (which makes every twin unreliable when it fails).
+    data_verdict = {pid: str(trust[pid].data_verdict) for pid in fitted_ids}
     reasons = {pid: list(trust[pid].reasons) for pid in sparse_ids if pid in status}
     n_cov = len(covered)
     p_cov = float(np.mean(covered)) if n_cov else float("nan")
@@ -160,12 +163,17 @@ def main(argv: list[str] | None = None) -> int:
         "max_mcse": float(max(a["mcse"] for a in alt)),
         "reliability": reliability(prob, event),
         "per_patient": [
-            {"id": pid, **a, "truth": bool(e), "status": status[pid]}
+            {"id": pid, **a, "truth": bool(e), "status": status[pid], "data": data_verdict[pid]}
             for pid, a, e in zip(fitted_ids, alt, event, strict=True)
         ],
         "sparse_status": {pid: status[pid] for pid in sorted(sparse_ids) if pid in status},
         "sparse_reasons": reasons,
         "sparse_flagged": int(sum(status[p] != "trustworthy" for p in sparse_ids if p in status)),
+        "sparse_data_verdict": {p: data_verdict[p] for p in sorted(sparse_ids) if p in status},
+        "full_data_verdict_counts": {
+            v: int(sum(data_verdict[p] == v for p in fitted_ids if p not in sparse_ids))
+            for v in sorted(set(data_verdict.values()))
+        },
         "full_status_counts": {
             s: int(sum(status[p] == s for p in fitted_ids if p not in sparse_ids))
             for s in sorted(set(status.values()))

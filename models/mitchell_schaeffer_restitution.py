@@ -125,7 +125,7 @@ class MitchellSchaefferRestitution(tq.Model):
             0.1,
             "gate value at which the plateau ends (4·tau_in/tau_out of the cell model)",
             prior_sd=1.0,
-            bsv_prior_scale=0.4,
+            bsv_prior_scale=0.3,
             valid_range=(0.001, 0.9),
             scale="logit",
         ),
