@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--draws", type=int, default=500)
+    ap.add_argument("--target-accept", type=float, default=0.9)
     ap.add_argument("--alternans-bcl", type=float, default=400.0)
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--out", default="out/heart_restitution.json")
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         chains=args.chains,
         warmup=args.warmup,
         draws=args.draws,
+        target_accept=args.target_accept,
         seed=0,
         progress=False,
     )
