@@ -84,6 +84,15 @@ CASES: dict[str, list[tuple[str, str, list[str], list[str]]]] = {
             ["out/sbc_lag.json"],
         )
     ],
+    "heart_restitution.py": [
+        (
+            "tiny",
+            "--patients 6 --sparse 2 --chains 1 --warmup 10 --draws 10 "
+            "--out benchmarks/out/heart_restitution.json",
+            [],
+            ["out/heart_restitution.json"],
+        )
+    ],
     "compile_probe.py": [("p1_oral_10", "--problem p1_oral_10 --warmup 5 --draws 5", [], [])],
     "gradient_cost.py": [("p1_oral_10", "p1_oral_10", [], ["out/gradient_cost.json"])],
     "simulate_vs_scipy.py": [("fixed", "", [], ["RESULTS_simulate.md"])],

@@ -19,6 +19,7 @@ COVERED = {
     "statistician.py": [pytest.mark.slow],
     "clinician.py": [pytest.mark.slow],
     "auditor.py": [pytest.mark.slow],
+    "heart_restitution.py": [pytest.mark.slow],
 }
 
 

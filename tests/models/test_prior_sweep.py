@@ -83,6 +83,9 @@ def _designs() -> dict[str, tq.Design]:
             times=list(np.arange(20.0, 1200.0, 40.0)),
             doses=[tq.Bolus(10.0 + 400.0 * k, 0.3, 1) for k in range(3)],
         ),
+        "mitchell_schaeffer_restitution": tq.Design(  # times: pacing cycle lengths (ms)
+            times=[300.0, 400.0, 500.0, 600.0, 800.0, 1000.0]
+        ),
         "windkessel3": tq.Design(
             times=list(np.linspace(0.05, 2.35, 24)),
             signals={"inflow": (inflow.times, inflow.values)},

@@ -324,12 +324,21 @@ def _data_rules(
             "population average still weighs heavily.",
         )
     n_eff = float(row.get("n_eff", n_obs))  # autocorrelated residuals count for less
+    n_points = int(row.get("n_design_points", n_obs))  # repeats at one time count once
     if n_obs > 0 and n_eff < min_obs:
         worth = f" (worth {n_eff:.1f} independent ones)" if n_eff < n_obs else ""
         v.add(
             Status.LIMITED,
             f"Only {n_obs} measurement(s){worth} for {n_params} parameters; the simulation "
             "relies partly on the population average.",
+        )
+    elif n_obs > 0 and n_points < min_obs:
+        v.add(
+            Status.LIMITED,
+            f"The {n_obs} measurements were taken at only {n_points} distinct time(s) "
+            f"(values of the model's time axis, {_time_unit(post)}) for {n_params} "
+            "parameters: repeats at one time do not inform the shape of the response, and "
+            "the simulation relies partly on the population average.",
         )
     span_fraction = row.get("span_fraction", np.nan)
     if n_obs > 1 and np.isfinite(span_fraction) and span_fraction < th.min_span_fraction:

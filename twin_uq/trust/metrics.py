@@ -180,7 +180,9 @@ def information_metrics(post, th: TrustThresholds) -> tuple[pd.DataFrame, pd.Dat
     -------
     information
         Columns ``contraction_median``, ``contraction_min``, ``eta_abs_mean_max``,
-        ``eta_sd_median``, ``n_obs``, ``n_censored``, ``first_obs_time``,
+        ``eta_sd_median``, ``n_obs``, ``n_censored``, ``n_design_points`` (distinct
+        ``(output, time)`` pairs among the uncensored observations: repeats of a
+        measurement at the same time count once), ``first_obs_time``,
         ``last_obs_time``, ``obs_span``, ``span_fraction``.
     contraction
         ``(patient, parameter)`` contraction table (NaN for parameters whose population SD
@@ -218,6 +220,12 @@ def information_metrics(post, th: TrustThresholds) -> tuple[pd.DataFrame, pd.Dat
     uncens = mask & ~cens
     n_obs = uncens.sum(axis=1)
     n_cens = (mask & cens).sum(axis=1)
+    # Fits stored without each observation's output: every measurement counts (rule inert).
+    n_points = (
+        _design_points(uncens, times, np.asarray(cd["obs_output"].values))
+        if "obs_output" in cd
+        else n_obs
+    )
     with np.errstate(all="ignore"):
         t_any = np.where(mask, times, np.nan)
         first = np.nanmin(np.where(mask.any(1)[:, None], t_any, 0.0), axis=1)
@@ -244,6 +252,7 @@ def information_metrics(post, th: TrustThresholds) -> tuple[pd.DataFrame, pd.Dat
                 "eta_sd_median": np.median(eta.std(axis=0, ddof=1), axis=1),
                 "n_obs": n_obs.astype(int),
                 "n_censored": n_cens.astype(int),
+                "n_design_points": n_points,
                 "n_eff": effective_observations(post),  # n_obs, or fewer with OU residuals
                 "first_obs_time": first,
                 "last_obs_time": last,
@@ -253,6 +262,21 @@ def information_metrics(post, th: TrustThresholds) -> tuple[pd.DataFrame, pd.Dat
             index=pd.Index(ids, name="patient"),
         )
     return info, ctab
+
+
+def _design_points(use: np.ndarray, times: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    """Distinct ``(output, time)`` pairs per patient among the observations ``use`` ``(P, N)``.
+
+    Repeated measurements at one time (replicate beats, duplicate assays) inform the value
+    there, not the shape of the response, which is what identifies the parameters.
+    """
+    return np.array(
+        [
+            len(set(zip(o[u].tolist(), t[u].tolist(), strict=True)))
+            for u, t, o in zip(use, times, outputs, strict=True)
+        ],
+        dtype=int,
+    )
 
 
 def ppc_metrics(post) -> pd.DataFrame:
