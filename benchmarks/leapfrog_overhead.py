@@ -6,26 +6,32 @@ chain and one CPU device:
 
 * ``grad``: the jitted ``value_and_grad`` of the cohort potential (``-log density`` in the
   unconstrained space, transforms and Jacobians included, the data as arguments: exactly
-  the function twin_uq's sampler differentiates), one call from Python;
+  the function twin_uq's sampler differentiates), one call from Python (median of 200
+  calls per repeat: it includes Python's dispatch of the call);
 * ``grad_loop``: the same gradient ``--steps`` times inside one compiled ``lax.fori_loop``
   (no dispatch per call: the floor of any compiled sampler);
 * ``leapfrog_loop``: NumPyro's velocity-Verlet leapfrog (the integrator NUTS uses)
   ``--steps`` times in one compiled loop;
 * ``twin_uq``: twin_uq's compiled sampler (``sample_nuts``: ``nuts`` + ``sample_chain``,
-  constrained draws included), sampler wall time / total leapfrog steps;
+  constrained draws and the copy to NumPy included), sampler wall time / total leapfrog
+  steps;
 * ``numpyro``: NumPyro's own NUTS kernel (``numpyro.infer.hmc.hmc``, what ``MCMC(NUTS(...))``
   runs) in a compiled ``fori_loop`` on the same potential, start, step size and inverse mass;
 * ``numpyro_pytree``: the same with the position a pytree of sites (dict), as twin_uq's
   kernel moved it before 2026-12-07 (the draws are the same; the cost per step is not);
-* ``blackjax``: BlackJAX's NUTS on the same potential when BlackJAX is installed (it is not
-  a dependency of twin_uq; skipped otherwise).
+BlackJAX's NUTS is not compared: it is not a dependency of twin_uq nor installed in its
+environment (the output records whether it is importable).
 
 Both samplers run ``warmup=0`` at the step size twin_uq's start finds (NumPyro's
 ``find_reasonable_step_size``) and the inverse mass of the fit's start
 (``posterior_variance_guess``): no adaptation, so their trees are comparable and every
 leapfrog step is counted (the sampler returns the steps of kept iterations only).
 
-Run: .venv/bin/python benchmarks/leapfrog_overhead.py [--problem p1_oral_100] [--draws 200]
+Every row is reported as the minimum and the median over ``--repeats`` of the cost per step
+(on a shared machine the minimum is the uncontended cost; medians are mostly queueing).
+
+Run: .venv/bin/python benchmarks/leapfrog_overhead.py --problem p1_oral_100 --draws 100
+--steps 1000 --repeats 15
 """
 
 from __future__ import annotations
