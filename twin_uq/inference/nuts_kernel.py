@@ -99,8 +99,8 @@ class NutsKernel(NamedTuple):
 
     ``state`` is NumPyro's ``HMCState`` (position ``state.z``, flat as by ``ravel_pytree``;
     the adaptation state and the chain's random key); ``args`` are the arguments of the
-    potential (the data), passed on
-    every step so that they stay arguments of the compiled loop rather than constants.
+    potential (the data), passed on every step so that they stay arguments of the
+    compiled loop rather than constants.
     """
 
     init: Callable[..., Any]
@@ -169,8 +169,8 @@ def sample_chain(
 ) -> tuple[Float[Array, "D P"], NutsInfo, IntScalar]:
     """Warm-up and sampling of one chain in one compiled loop.
 
-    Returns the ``draws`` post-warm-up positions, flattened (``(draws, P)``, the order of
-    ``jax.flatten_util.ravel_pytree(state.z)``), the sampling iterations' :class:`NutsInfo`
+    Returns the ``draws`` post-warm-up positions, flat (``(draws, P)``, the order of
+    ``jax.flatten_util.ravel_pytree`` of the position given to ``kernel.init``), the sampling iterations' :class:`NutsInfo`
     (each field ``(draws,)``) and the number of divergent warm-up transitions.
 
     Draws are written into a buffer of ``draws`` rows; warm-up iterations write row 0,
