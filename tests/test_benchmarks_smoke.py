@@ -95,6 +95,14 @@ CASES: dict[str, list[tuple[str, str, list[str], list[str]]]] = {
     ],
     "compile_probe.py": [("p1_oral_10", "--problem p1_oral_10 --warmup 5 --draws 5", [], [])],
     "gradient_cost.py": [("p1_oral_10", "p1_oral_10", [], ["out/gradient_cost.json"])],
+    "leapfrog_overhead.py": [
+        (
+            "p1_oral_10",
+            "--problem p1_oral_10 --draws 5 --steps 10 --repeats 1",
+            [],
+            ["out/leapfrog_overhead.json"],
+        )
+    ],
     "simulate_vs_scipy.py": [("fixed", "", [], ["RESULTS_simulate.md"])],
     "twin_timing.py": [("one-repeat", "--repeats 1", [], ["RESULTS_twin.md"])],
     "pymc_comparison.py": [("smoke", "--smoke", ["pymc"], ["RESULTS_pymc.md"])],
