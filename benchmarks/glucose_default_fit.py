@@ -39,7 +39,7 @@ MEALS = (60.0, 360.0, 720.0)
 FINGERSTICKS = (55.0, 180.0, 355.0, 715.0, 840.0, 960.0)
 DAY = 1440.0
 #: Between-person log-SDs of the simulated parameters (illustrative, a T1D clinic).
-OMEGA = {"SI": 0.4, "GEZI": 0.3, "EGP": 0.2, "CI": 0.2, "VG": 0.15, "TAU_M": 0.3}
+OMEGA = {"SI": 0.4, "GEZI": 0.3, "GB": 0.2, "VG": 0.15, "TAU_M": 0.3}
 #: Residual error of a fingerstick meter: additive (mg/dL) and proportional.
 SIGMA_ADD, SIGMA_PROP = 5.0, 0.07
 
@@ -60,7 +60,6 @@ def simulate(n: int, seed: int):
         theta = {k: v * float(np.exp(OMEGA[k] * rng.standard_normal())) for k, v in typical.items()}
         # The individual's parameters after weight scaling (what the fit estimates).
         theta_ind = dict(theta)
-        theta_ind["CI"] = theta["CI"] * (wt / 70.0) ** 0.75
         theta_ind["VG"] = theta["VG"] * (wt / 70.0)
         carbs = [float(np.round(rng.uniform(30.0, 80.0))) for _ in MEALS]
         insulin = [float(np.round(c / carb_ratio * 2) / 2) for c in carbs]  # half units

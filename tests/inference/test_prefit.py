@@ -120,3 +120,42 @@ def test_default_settings_converge_on_a_drug_far_from_the_defaults(slow_drug):
     assert float(diag.table["r_hat"].max()) < 1.01
     assert float(diag.table["ess_bulk"].min()) > 400
     assert diag.converged == (diag.divergences == 0)
+
+
+def test_standard_errors_from_the_curvature_and_inf_along_a_flat_direction():
+    from twin_uq.inference.prefit import _standard_errors
+
+    # Independent coordinates: SE = 1/sqrt(curvature); a negative (saddle) or zero
+    # curvature leaves that coordinate undetermined, not the others.
+    h = np.diag([4.0, 100.0, -0.5, 25.0])
+    np.testing.assert_allclose(_standard_errors(h, 2), [0.5, 0.1])
+    se = _standard_errors(h, 4)
+    assert np.isinf(se[2]) and np.isfinite(se[[0, 1, 3]]).all()
+    # A ridge: only a + b is determined (curvature along a - b is 0): both undetermined.
+    ridge = np.array([[1.0, 1.0], [1.0, 1.0]])
+    assert np.isinf(_standard_errors(ridge, 2)).all()
+    # The marginal SE of a coordinate correlated with a residual SD is the inverse's
+    # diagonal, not 1/sqrt(own curvature).
+    h = np.array([[2.0, 1.0], [1.0, 2.0]])
+    np.testing.assert_allclose(_standard_errors(h, 1), [np.sqrt(np.linalg.inv(h)[0, 0])])
+
+
+def test_an_estimate_the_data_do_not_determine_is_no_conflict(slow_drug, model):
+    from dataclasses import replace
+
+    from twin_uq.inference.prefit import check_typical_values
+
+    prepared = prepare_fit(PopulationModel(model), slow_drug.cohort, None)
+    pooled = pooled_fit(prepared)
+    by_name = {c.parameter: c for c in check_typical_values(prepared, pooled)}
+    assert by_name["CL"].conflict and np.isfinite(by_name["CL"].standard_error)
+    # The same distance with an undetermined estimate (a flat likelihood along CL) is not
+    # evidence against the prior.
+    flat = replace(pooled, standard_error=np.array([0.1, np.inf, 0.1]))
+    assert not {c.parameter: c for c in check_typical_values(prepared, flat)}["CL"].conflict
+    # A determined but uncertain estimate needs a larger distance: SE 2 prior SDs.
+    sd = float(prepared.priors.mu_scale[1])
+    wide = replace(pooled, standard_error=np.array([0.1, 2.0 * sd, 0.1]))
+    distance = abs(float(pooled.log_typical[1] - prepared.priors.mu_loc[1]))
+    expected = distance > 3.0 * sd * np.sqrt(5.0)
+    assert {c.parameter: c for c in check_typical_values(prepared, wide)}["CL"].conflict == expected

@@ -11,7 +11,10 @@ hundred optimiser steps, how far the data's typical values lie from the priors':
   between-patient variability. Biased towards a compromise when patients differ, but on
   the right order of magnitude, which is all a start and a prior check need.
 * :func:`check_typical_values` — each parameter's distance from its prior median in
-  prior standard deviations, and the verdict.
+  prior standard deviations, and the verdict: a conflict only where the data determine
+  the typical value (the distance counts the pooled estimate's own standard error, so a
+  parameter the design cannot pin down is never "in conflict" wherever the optimiser
+  happened to stop on a flat likelihood).
 * :func:`data_informed_priors` — prior overrides (``"mu.CL": (loc, sd)``) re-centred on
   the pooled estimate for the parameters in conflict, with a scale that covers both the
   model's default and the estimate; the fit records them and says so.
@@ -27,6 +30,7 @@ import functools
 from dataclasses import dataclass
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -79,6 +83,10 @@ class PooledFit:
         1e-6 and the estimate is finite.
     steps
         Optimiser steps taken.
+    standard_error
+        ``(K,)`` standard error of ``log_typical`` from the curvature of the pooled
+        log-likelihood at the estimate (residual SDs profiled out); ``inf`` along
+        directions the data do not determine (flat or negative curvature).
     predictions
         ``(P, N)`` prediction of every observation at the estimate (NaN where the solve
         failed), for the data-driven model checks.
@@ -91,6 +99,7 @@ class PooledFit:
     converged: bool
     steps: int
     predictions: np.ndarray | None = None
+    standard_error: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -98,8 +107,13 @@ class TypicalValueCheck:
     """One parameter's pooled estimate against its prior.
 
     ``z`` is ``(estimate - prior mean) / prior SD`` on the parameter's latent scale (log,
-    or logit for a fraction); ``conflict`` is ``|z| > threshold``. ``prior_median`` and
-    ``estimate`` are natural-scale values, ``prior_loc`` the prior mean on the latent scale.
+    or logit for a fraction). ``standard_error`` is the pooled estimate's own standard
+    error on that scale (``inf``: the data do not determine it). ``conflict`` is
+    ``|estimate - prior mean| > threshold * sqrt(prior SD² + standard_error²)``: the prior
+    median is implausible given both the prior and what the data say, so an estimate the
+    design leaves undetermined (a flat direction, where the optimiser stops anywhere) is
+    never a conflict. ``prior_median`` and ``estimate`` are natural-scale values,
+    ``prior_loc`` the prior mean on the latent scale.
     """
 
     parameter: str
@@ -110,6 +124,7 @@ class TypicalValueCheck:
     estimate: float
     z: float
     conflict: bool
+    standard_error: float = 0.0
 
     def describe(self) -> str:
         """One line for a warning or a report."""
@@ -117,7 +132,8 @@ class TypicalValueCheck:
         return (
             f"{self.parameter}: the data put the typical value near {self.estimate:.4g} "
             f"{self.unit}, {ratio:.3g}x the prior median {self.prior_median:.4g} "
-            f"({self.z:+.1f} prior SDs)"
+            f"({self.z:+.1f} prior SDs; pooled standard error {self.standard_error:.2g} "
+            "on the log scale)"
         )
 
 
@@ -145,7 +161,7 @@ def pooled_fit(prepared: PreparedFit, *, steps: int = 600, learning_rate: float 
         "log_prop": jnp.log(jnp.asarray(init.get("sigma_prop", np.zeros(0)), float)),
     }
     fixed = {k: jnp.asarray(v) for k, v in init.items() if k == "nu"}
-    params, values, final, predictions = _optimise(
+    params, values, final, predictions, hessian = _optimise(
         s, int(steps), float(learning_rate), data, start, fixed
     )
     values = np.asarray(values)
@@ -164,7 +180,39 @@ def pooled_fit(prepared: PreparedFit, *, steps: int = 600, learning_rate: float 
         converged=converged,
         steps=steps,
         predictions=np.asarray(predictions),
+        standard_error=_standard_errors(np.asarray(hessian), n_mu=int(start["mu"].shape[0])),
     )
+
+
+#: Relative size (against the largest) below which a curvature eigenvalue counts as flat.
+FLAT_CURVATURE = 1e-8
+#: Share of a coordinate's weight on flat directions above which it counts as undetermined
+#: (an eigenvector component above ~0.3).
+FLAT_WEIGHT = 0.1
+#: Step (latent scale) of the central differences of the gradient that give the Hessian.
+HESSIAN_STEP = 1e-2
+
+
+def _standard_errors(hessian: np.ndarray, n_mu: int) -> np.ndarray:
+    """``(n_mu,)`` standard errors of the first ``n_mu`` coordinates from a Hessian.
+
+    ``hessian`` is the ``(D, D)`` curvature of the negative log-likelihood over all the
+    pooled fit's coordinates (``mu`` first, then the log residual SDs), so the result is
+    the marginal standard error with the residual SDs estimated alongside. Eigen-directions
+    with curvature at most ``FLAT_CURVATURE`` x the largest, or negative (a saddle, or an
+    optimiser that stopped short), carry no information: a coordinate with more than
+    ``FLAT_WEIGHT`` of its weight on them gets ``inf``; below that, the small mixing of
+    eigenvectors is rounding-level and the coordinate's own curvature decides.
+    """
+    h = 0.5 * (hessian + hessian.T)
+    if not np.all(np.isfinite(h)):
+        return np.full(n_mu, np.inf)
+    lam, vec = np.linalg.eigh(h)
+    informative = lam > FLAT_CURVATURE * max(float(np.max(np.abs(lam))), 1e-300)
+    weight = vec[:n_mu] ** 2
+    var = weight[:, informative] @ (1.0 / lam[informative])
+    undetermined = np.sum(weight[:, ~informative], axis=1) > FLAT_WEIGHT
+    return np.where(undetermined, np.inf, np.sqrt(var))
 
 
 def pooled_theta(model, data: FitData, mu):
@@ -235,20 +283,37 @@ def _pooled_final(structure: ProgramStructure, data: FitData, params: dict, fixe
 # cohorts of one size share it.
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _optimise(structure: ProgramStructure, steps: int, learning_rate: float, data, start, fixed):
+    """Adam for ``steps`` steps, then ``2 D`` gradient probes at the estimate (the Hessian).
+
+    The probes run as further iterations of the same scan, so the one compiled gradient
+    serves both (a second gradient graph would add its whole compile time to every fit).
+    """
     n_obs = jnp.maximum(jnp.sum(jnp.asarray(data.arrays.obs_mask)), 1)
     opt = optax.chain(optax.clip_by_global_norm(5.0), optax.adam(learning_rate))
+    flat_start, unravel = jax.flatten_util.ravel_pytree(start)
+    dim = flat_start.shape[0]
+    # Probe 2k + 0 / 2k + 1: the estimate plus / minus HESSIAN_STEP along coordinate k.
+    eye = jnp.eye(dim, dtype=flat_start.dtype) * HESSIAN_STEP
+    shifts = jnp.concatenate([jnp.zeros((steps, dim), flat_start.dtype), jnp.repeat(eye, 2, 0)])
+    shifts = shifts * jnp.where(jnp.arange(steps + 2 * dim) % 2 == 0, 1.0, -1.0)[:, None]
 
-    def objective(p):
-        return -_pooled_loglik(structure, data, p, fixed) / n_obs
+    def objective(x):
+        return -_pooled_loglik(structure, data, unravel(x), fixed) / n_obs
 
-    def step(carry, _):
-        p, state = carry
-        value, grad = jax.value_and_grad(objective)(p)
-        updates, state = opt.update(grad, state, p)
-        return (optax.apply_updates(p, updates), state), value
+    def step(carry, shift):
+        x, state = carry
+        probing = jnp.any(shift != 0.0)
+        value, grad = jax.value_and_grad(objective)(x + shift)
+        updates, new_state = opt.update(grad, state, x)
+        moved = optax.apply_updates(x, updates)
+        keep = lambda old, new: jnp.where(probing, old, new)  # noqa: E731
+        return (keep(x, moved), jax.tree.map(keep, state, new_state)), (value, grad)
 
-    (params, _), values = jax.lax.scan(step, (start, opt.init(start)), None, length=steps)
-    return params, values, *_pooled_final(structure, data, params, fixed)
+    (flat, _), (values, grads) = jax.lax.scan(step, (flat_start, opt.init(flat_start)), shifts)
+    params = unravel(flat)
+    probes = grads[steps:].reshape(dim, 2, dim) * n_obs
+    hessian = (probes[:, 0] - probes[:, 1]) / (2.0 * HESSIAN_STEP)
+    return params, values[:steps], *_pooled_final(structure, data, params, fixed), hessian
 
 
 def check_typical_values(
@@ -261,8 +326,15 @@ def check_typical_values(
     median = np.asarray(to_natural(model, loc))
     estimate = np.asarray(to_natural(model, np.asarray(pooled.log_typical, float)))
     out = []
+    se = (
+        np.zeros(len(model.parameters))
+        if pooled.standard_error is None
+        else np.asarray(pooled.standard_error, float)
+    )
     for k, p in enumerate(model.parameters):
-        z = float((pooled.log_typical[k] - loc[k]) / scale[k])
+        distance = float(pooled.log_typical[k] - loc[k])
+        z = distance / float(scale[k])
+        allowed = threshold * float(np.sqrt(scale[k] ** 2 + se[k] ** 2))
         out.append(
             TypicalValueCheck(
                 parameter=p.name,
@@ -272,7 +344,8 @@ def check_typical_values(
                 prior_sd=float(scale[k]),
                 estimate=float(estimate[k]),
                 z=z,
-                conflict=bool(np.isfinite(z) and abs(z) > threshold),
+                conflict=bool(np.isfinite(z) and abs(distance) > allowed),
+                standard_error=float(se[k]),
             )
         )
     return out
@@ -386,6 +459,10 @@ class PriorReview:
             "pooled_converged": self.pooled.converged,
             "pooled_typical": {c.parameter: c.estimate for c in self.checks},
             "z": {c.parameter: round(c.z, 3) for c in self.checks},
+            "pooled_standard_error": {
+                c.parameter: (round(c.standard_error, 4) if np.isfinite(c.standard_error) else None)
+                for c in self.checks
+            },
             "adjusted_priors": {k: list(v) for k, v in self.adjusted.items()},
             "data_checks": [f.record() for f in self.findings],
         }
