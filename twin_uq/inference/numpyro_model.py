@@ -252,9 +252,9 @@ class WhitenedNormal(dist.Distribution):
 # Where NumPyro runs the program outside ``jit`` (the guide's set-up and its search for valid
 # initial parameters at the start of SVI and Laplace, which stay eager so that they can raise
 # "Cannot find valid initial parameters"; the draws' post-processing), the cohort likelihood
-# ran operation by operation: hundreds of small XLA compilations (2-patient SVI start of
-# tests/test_bad_input_campaign.py: 1136 compilations, 50 s on the loaded 2-core machine;
-# 402 and 27 s with this, 2026-12-07). Outside a trace it runs as one compiled program.
+# ran operation by operation: hundreds of small XLA compilations (guide set-up of an SVI fit
+# of 6 oral patients: 568 compilations and 50 s on the loaded 2-core machine; 201 and 27 s
+# with this, 2026-12-07). Outside a trace it runs as one compiled program.
 # Inside one (NUTS, the SVI and Laplace updates, the Laplace Hessian) it is traced inline as
 # before, so the samplers' programs and their draws are unchanged to the bit (checked for
 # NUTS, SVI and Laplace fits of 6 oral patients, same seed, before and after).
