@@ -60,6 +60,7 @@ def _memory_mappings() -> int:
     except OSError:  # no procfs (macOS): release after every module, as before
         return 1 << 62
 
+
 ORAL_DESIGN = tq.Design(
     times=[0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 24.0],
     doses=[tq.Bolus(0.0, 100.0, 1)],
@@ -83,8 +84,26 @@ def oral_sim():
 def oral_fit(oral_sim):
     """NUTS fit of ``oral_sim`` (4 chains x 500 draws), shared by all test modules."""
     return tq.fit(
-        "one_compartment_oral", oral_sim.cohort, chains=4, warmup=500, draws=500, seed=0, progress=False
+        "one_compartment_oral",
+        oral_sim.cohort,
+        chains=4,
+        warmup=500,
+        draws=500,
+        seed=0,
+        progress=False,
     )
+
+
+@pytest.fixture(scope="session")
+def oral_trust(oral_fit):
+    """``assess_cohort(oral_fit, SHORT_RUN)``: the trust report the trust and audit tests read.
+
+    Computed once per session (it solves the model at every patient's draws); tests read it
+    and never change it.
+    """
+    from short_run import SHORT_RUN
+
+    return tq.assess_cohort(oral_fit, SHORT_RUN)
 
 
 @pytest.fixture(scope="session")

@@ -15,12 +15,10 @@ import pytest
 import twin_uq as tq
 from twin_uq.audit import AuditResult, audit_metrics
 from twin_uq.simulate.solve import solve_outputs
-from twin_uq.trust import TrustThresholds, assess_cohort
 
 NEW_TIMES = np.array([3.0, 10.0, 16.0])
-# the shared fixture is a short run: judge its convergence as for a short run (as
-# tests/trust/test_validation.py does), so the flags reflect the data
-SHORT_RUN = TrustThresholds(rhat_max=1.05, ess_per_chain=50.0)
+# the trust report oral_trust judges the shared short run's convergence as for a short run
+# (tests/short_run.py, as tests/trust/test_validation.py does), so the flags reflect the data
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +41,8 @@ def new_observations(oral_sim, oral_fit):
 
 
 @pytest.fixture(scope="module")
-def trust_report(oral_fit):
-    return assess_cohort(oral_fit, SHORT_RUN)
+def trust_report(oral_trust):
+    return oral_trust  # assess_cohort(oral_fit, SHORT_RUN), computed once per session
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,9 @@ import pytest
 
 import twin_uq as tq
 from twin_uq.audit.sampling import closing_sentences, weakest_parameter
-from twin_uq.trust import TrustThresholds, assess_cohort
 from twin_uq.twin.next_sample import ParameterInterval
 
-# the shared fixture is a short run: judge its convergence as for a short run
-SHORT_RUN = TrustThresholds(rhat_max=1.05, ess_per_chain=50.0)
+# oral_trust judges the shared short run's convergence as for a short run (tests/short_run.py)
 CANDIDATES = np.array([1.0, 4.0, 12.0, 24.0])
 
 
@@ -29,8 +27,8 @@ def test_weakest_parameter_skips_summaries_and_fixed_effects():
 
 
 @pytest.fixture(scope="module")
-def sampled(oral_fit):
-    trust = assess_cohort(oral_fit, SHORT_RUN)
+def sampled(oral_fit, oral_trust):
+    trust = oral_trust  # assess_cohort(oral_fit, SHORT_RUN), computed once per session
     res = tq.audit(
         oral_fit,
         by="sampling",
@@ -90,7 +88,7 @@ def test_sampling_section_in_html(sampled):
         assert "measurement around" in f or "no sampling to propose" in f
 
 
-def test_next_samples_needs_per_parameter_contraction(oral_fit):
-    status = assess_cohort(oral_fit, SHORT_RUN).table["status"]
+def test_next_samples_needs_per_parameter_contraction(oral_fit, oral_trust):
+    status = oral_trust.table["status"]
     with pytest.raises(tq.errors.InputError, match="per-parameter contraction"):
         tq.audit(oral_fit, by="sampling", trust=status, n_boot=50, next_samples=True)

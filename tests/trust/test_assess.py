@@ -5,18 +5,17 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
+from short_run import SHORT_RUN
 
 from twin_uq.posterior import CohortPosterior, UnknownPatientError
 from twin_uq.trust import Status, TrustThresholds, assess_cohort, assess_patient
 
-# The shared fixture is a short run (2 x 400 draws) that misses the strict default
-# convergence criteria (see test_validation.py); judge it as a short run here.
-SHORT_RUN = TrustThresholds(rhat_max=1.05, ess_per_chain=50.0)
-
 
 @pytest.fixture(scope="module")
-def report(oral_fit):
-    return oral_fit.trust(SHORT_RUN)
+def report(oral_trust):
+    # the session's assess_cohort(oral_fit, SHORT_RUN) (tests/conftest.py): oral_fit is a
+    # short run that misses the strict default convergence criteria (test_validation.py)
+    return oral_trust
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from residual_checks import assert_student_t_replicates
 
 from twin_uq.simulate.solve import solve_outputs
-from twin_uq.trust import TrustThresholds, assess_cohort
+from twin_uq.trust import assess_cohort
 from twin_uq.trust.validation import (
     auc,
     bootstrap_difference,
@@ -23,10 +23,9 @@ from twin_uq.trust.validation import (
 )
 
 NEW_TIMES = np.array([3.0, 10.0, 16.0])
-# The shared fixture is a short run (2 x 400 draws): judge convergence as for a short run,
-# so that the data-driven flags can be validated on it (the default, strict thresholds are
+# The shared fit is a short run: the flags are validated on oral_trust, which judges its
+# convergence as for a short run (tests/short_run.py; the default, strict thresholds are
 # checked in test_default_thresholds_match_the_fit_diagnostics).
-SHORT_RUN = TrustThresholds(rhat_max=1.05, ess_per_chain=50.0)
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +66,8 @@ def test_default_thresholds_match_the_fit_diagnostics(oral_fit):
         assert rep.counts()["unreliable"] < 16
 
 
-def test_flagged_twins_predict_worse_and_know_it(oral_sim, oral_fit, heldout):
-    rep = assess_cohort(oral_fit, SHORT_RUN)
+def test_flagged_twins_predict_worse_and_know_it(oral_sim, oral_trust, heldout):
+    rep = oral_trust  # assess_cohort(oral_fit, SHORT_RUN), computed once per session
     sampling = oral_sim.table.groupby("id")["sampling"].first()
     status = rep.table["status"]
     assert (status[sampling == "sparse"] != "trustworthy").all()

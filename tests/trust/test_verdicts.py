@@ -3,6 +3,8 @@ own data inform the twin (issue #28: one global problem must not hide the data s
 
 from types import SimpleNamespace
 
+import pytest
+
 from twin_uq.trust import Status, TrustThresholds, assess_cohort
 from twin_uq.trust.assess import _data_rules
 
@@ -32,10 +34,16 @@ def test_no_parameter_narrowed_is_uninformed():
     assert "narrowed none of the parameters" in v.reasons[0]
 
 
-def test_a_global_convergence_failure_keeps_the_data_verdicts(oral_fit, oral_sim):
+@pytest.fixture(scope="module")
+def no_fit_converges(oral_fit):
+    """The trust report under an R-hat bound no fit meets (shared by the two tests below)."""
+    return assess_cohort(oral_fit, TrustThresholds(rhat_max=1.0))
+
+
+def test_a_global_convergence_failure_keeps_the_data_verdicts(no_fit_converges, oral_sim):
     # An R-hat bound no fit meets makes every twin "unreliable"; the data verdicts still
     # tell the richly sampled patients from the data-poor ones.
-    report = assess_cohort(oral_fit, TrustThresholds(rhat_max=1.0))
+    report = no_fit_converges
     table = report.table
     assert (table["status"] == "unreliable").all()
     assert (table["fit_verdict"] == "unreliable").all()
@@ -51,11 +59,11 @@ def test_a_global_convergence_failure_keeps_the_data_verdicts(oral_fit, oral_sim
 
 
 def test_the_audit_compares_groups_on_data_sufficiency_when_every_twin_is_flagged(
-    oral_fit, oral_sim
+    oral_fit, no_fit_converges
 ):
     import twin_uq as tq
 
-    report = assess_cohort(oral_fit, TrustThresholds(rhat_max=1.0))
+    report = no_fit_converges
     res = tq.audit(oral_fit, by="sampling", trust=report, n_boot=400, seed=1)
     rows = res.table
     flagged = rows[rows["metric"] == "flagged"]
