@@ -4,6 +4,8 @@ Fitting compiles a sampler (tens of seconds on 2 cores); the fixtures below fit 
 reference problem once per test session and every test module reuses them.
 """
 
+import os
+
 import jax
 import pytest
 
@@ -12,6 +14,20 @@ import twin_uq as tq
 # float64 and 4+ CPU devices for parallel chains, before any test starts JAX (importing
 # twin_uq sets nothing). Test processes started from this one inherit the settings.
 tq.configure()
+
+
+def pytest_xdist_auto_num_workers(config):
+    """Workers for ``-n auto`` (set in pyproject's addopts): one per core, at most 4.
+
+    Most test time is single-threaded XLA compilation, so two workers on a 2-core machine
+    nearly halve the default run. Each worker computes the session fixtures it needs
+    (a shared fit costs its compile once per worker), and test files stay whole on one
+    worker (``--dist=loadfile``) so module fixtures are computed once. More than four
+    workers would repeat the session fits more often than they save. ``-n 0`` runs in
+    one process (e.g. to debug one test).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, 4))
 
 
 def pytest_configure(config):
