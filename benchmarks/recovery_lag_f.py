@@ -2,8 +2,8 @@
 
 A crossover cohort: every patient takes 100 mg by mouth at 0 h (``CMT=1``, the gut depot)
 and 100 mg as an intravenous bolus at 48 h (``CMT=2``), which identifies the
-bioavailability F1. Eight concentrations per patient (0.5, 1, 2, 4, 8 and 24 h after the
-oral dose, 1 and 8 h after the IV dose); weight scales CL (power 0.75) and V (power 1)
+bioavailability F1. Nine concentrations per patient (0.5, 1, 1.5, 2, 4, 8 and 24 h after
+the oral dose, 1 and 8 h after the IV dose); weight scales CL (power 0.75) and V (power 1)
 as the model declares. Fitted with ``one_compartment_oral_lag``: log-normal ka, CL, V and
 lag time ALAG1 with between-patient SDs, F1 a population value on the logit scale (the
 model declares it without between-patient variability), proportional error. The record
@@ -11,7 +11,9 @@ is written as a NONMEM-style CSV and read back with ``tq.read_cohort``.
 
 The concentrations are simulated from the closed form written out here (not by twin_uq):
 with s = t - ALAG1 and k = CL/V, the oral dose gives F1 D ka / (V (ka - k)) (e^{-ks} -
-e^{-ka s}) for s > 0 (0 before), the IV dose D/V e^{-k(t - 48)} from 48 h. Reported: true
+e^{-ka s}) for s > 0 (0 before), the IV dose D/V e^{-k(t - 48)} from 48 h. A value below
+the assay's limit (0.02 mg/L; every sample taken before the lag ends) is written as
+censored (``CENS=1``, ``DV`` the limit; M3), as a laboratory reports it. Reported: true
 population values in their 90 % intervals, coverage of the patients' true CL and ALAG1,
 R-hat, bulk ESS, divergences.
 
@@ -45,7 +47,8 @@ TRUE = {
 }
 DOSE = 100.0
 IV_TIME = 48.0
-TIMES = (0.5, 1.0, 2.0, 4.0, 8.0, 24.0, 49.0, 56.0)
+TIMES = (0.5, 1.0, 1.5, 2.0, 4.0, 8.0, 24.0, 49.0, 56.0)
+LLOQ = 0.02  # mg/L, lower limit of quantification of the assay
 
 
 def concentration(t: np.ndarray, ka: float, cl: float, v: float, lag: float, f: float):
@@ -70,13 +73,18 @@ def simulate(n: int, seed: int) -> tuple[pd.DataFrame, dict]:
     for i in range(n):
         pid = i + 1
         for t, cmt in ((0.0, 1), (IV_TIME, 2)):
-            rows.append(dict(ID=pid, TIME=t, AMT=DOSE, EVID=1, MDV=1, CMT=cmt, DV=np.nan, WT=wt[i]))
+            rows.append(
+                dict(ID=pid, TIME=t, AMT=DOSE, EVID=1, MDV=1, CMT=cmt, DV=np.nan, CENS=0, WT=wt[i])
+            )
         f = concentration(times, ka[i], cl[i], v[i], lag[i], TRUE["F1"])
         y = f * (1 + TRUE["sigma"] * rng.standard_normal(len(f)))
         for t, obs in zip(times, y, strict=True):
+            # below the assay's limit (before the lag: exactly 0): reported as censored, M3
+            blq = obs < LLOQ
             rows.append(
-                dict(ID=pid, TIME=t, AMT=0.0, EVID=0, MDV=0, CMT=2, DV=float(obs), WT=wt[i])
-            )
+                dict(ID=pid, TIME=t, AMT=0.0, EVID=0, MDV=0, CMT=2, DV=LLOQ if blq else float(obs),
+                     CENS=int(blq), WT=wt[i])
+            )  # fmt: skip
     table = pd.DataFrame(rows).sort_values(["ID", "TIME", "EVID"], kind="stable")
     return table.reset_index(drop=True), {"CL": cl, "ALAG1": lag}
 
