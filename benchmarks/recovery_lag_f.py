@@ -23,14 +23,18 @@ R-hat, bulk ESS, divergences.
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from recovery_time_varying import convergence_fields, recovery_arguments, write_result
+from recovery_time_varying import (
+    convergence_fields,
+    fit_csv_cohort,
+    population_fields,
+    recovery_arguments,
+    write_result,
+)
 
 # True values, away from the model's defaults (ka 1, CL 5, V 50, ALAG1 0.5, F1 0.8).
 TRUE = {
@@ -98,37 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     import twin_uq as tq
 
     tq.configure(host_devices=args.chains)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
     table, truth = simulate(args.patients, args.seed)
-    csv = Path(args.out).with_suffix(".csv")
-    csv.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(csv, index=False)
-    cohort = tq.read_cohort(csv, time_unit="h")
-    model = tq.load_model("one_compartment_oral_lag")
-    spec = tq.PopulationModel(
-        model, error={"concentration": "proportional"}, centering=args.centering
-    )
-    start = time.perf_counter()
-    post = tq.fit(
-        model,
-        cohort,
-        population=spec,
-        method=tq.NUTS(chains=args.chains, warmup=args.warmup, draws=args.draws),
-        seed=args.seed,
-    )
-    seconds = time.perf_counter() - start
+    model, post, fields = fit_csv_cohort(args, table, "one_compartment_oral_lag")
     summary = post.population_summary(interval=0.9)
-    inside = {}
-    for name in ("ka", "CL", "V", "ALAG1", "F1"):
-        r = summary.loc[name]
-        inside[name] = bool(r["lower"] <= TRUE[name] <= r["upper"])
-        if f"omega_{name}" in TRUE:
-            om = TRUE[f"omega_{name}"]
-            inside[f"omega_{name}"] = bool(r["omega_lower"] <= om <= r["omega_upper"])
-    r = summary.loc["sigma_prop[concentration]"]
-    inside["sigma"] = bool(r["lower"] <= TRUE["sigma"] <= r["upper"])
     names = [p.name for p in model.parameters]
     hits = {"CL": 0, "ALAG1": 0}
     for i, pid in enumerate(post.patient_ids):
@@ -136,28 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         for p in hits:
             lo, hi = np.quantile(theta[:, names.index(p)], [0.05, 0.95])
             hits[p] += int(lo <= truth[p][i] <= hi)
-    diag = post.diagnostics()
     result = {
-        "date": "2026-12-07",
-        "commit": commit,
-        "patients": args.patients,
-        "chains": args.chains,
-        "warmup": args.warmup,
-        "draws": args.draws,
-        "centering": args.centering,
-        "seconds": round(seconds, 1),
-        "population_inside_90": inside,
-        "population_inside_count": f"{sum(inside.values())}/{len(inside)}",
-        "population_summary_90": {
-            str(k): {
-                c: float(r[c])
-                for c in ("median", "lower", "upper", "omega", "omega_lower", "omega_upper")
-                if c in r and np.isfinite(r[c])
-            }
-            for k, r in summary.iterrows()
-        },
+        **fields,
+        **population_fields(summary, TRUE, ("ka", "CL", "V", "ALAG1", "F1")),
         "patient_coverage_90": {p: h / args.patients for p, h in hits.items()},
-        **convergence_fields(diag, ("theta",)),
+        **convergence_fields(post.diagnostics(), ("theta",)),
     }
     write_result(result, args.out)
     return 0

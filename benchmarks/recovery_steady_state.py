@@ -30,14 +30,18 @@ bulk ESS, divergences.
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from recovery_time_varying import convergence_fields, recovery_arguments, write_result
+from recovery_time_varying import (
+    convergence_fields,
+    fit_csv_cohort,
+    population_fields,
+    recovery_arguments,
+    write_result,
+)
 
 # True values, away from the model's defaults (ka 1, CL 5, V 50).
 TRUE = {
@@ -119,66 +123,21 @@ def main(argv: list[str] | None = None) -> int:
     import twin_uq as tq
 
     tq.configure(host_devices=args.chains)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
     table, truth = simulate(args.patients, args.seed)
-    csv = Path(args.out).with_suffix(".csv")
-    csv.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(csv, index=False)
-    cohort = tq.read_cohort(csv, time_unit="h")  # the NONMEM columns read back from the file
-    model = tq.load_model("one_compartment_oral")
-    spec = tq.PopulationModel(
-        model, error={"concentration": "proportional"}, centering=args.centering
-    )
-    start = time.perf_counter()
-    post = tq.fit(
-        model,
-        cohort,
-        population=spec,
-        method=tq.NUTS(chains=args.chains, warmup=args.warmup, draws=args.draws),
-        seed=args.seed,
-    )
-    seconds = time.perf_counter() - start
+    model, post, fields = fit_csv_cohort(args, table, "one_compartment_oral")
     summary = post.population_summary(interval=0.9)
-    inside = {}
-    for name in ("ka", "CL", "V"):
-        r = summary.loc[name]
-        inside[name] = bool(r["lower"] <= TRUE[name] <= r["upper"])
-        inside[f"omega_{name}"] = bool(
-            r["omega_lower"] <= TRUE[f"omega_{name}"] <= r["omega_upper"]
-        )
-    r = summary.loc["sigma_prop[concentration]"]
-    inside["sigma"] = bool(r["lower"] <= TRUE["sigma"] <= r["upper"])
     # Each patient's true CL against its 90 % interval, by arm.
     j = [p.name for p in model.parameters].index("CL")
     hits = {"oral": [], "infusion": []}
     for i, pid in enumerate(post.patient_ids):
         lo, hi = np.quantile(post.patient(pid).theta[:, j], [0.05, 0.95])
         hits["infusion" if truth["infused"][i] else "oral"].append(bool(lo <= truth["cl"][i] <= hi))
-    diag = post.diagnostics()
     result = {
-        "date": "2026-12-07",
-        "commit": commit,
-        "patients": args.patients,
+        **fields,
         "infusion_patients": int(truth["infused"].sum()),
-        "chains": args.chains,
-        "warmup": args.warmup,
-        "draws": args.draws,
-        "centering": args.centering,
-        "seconds": round(seconds, 1),
-        "population_inside_90": inside,
-        "population_inside_count": f"{sum(inside.values())}/{len(inside)}",
-        "population_summary_90": {
-            str(k): {
-                c: float(r[c])
-                for c in ("median", "lower", "upper", "omega", "omega_lower", "omega_upper")
-                if c in r and np.isfinite(r[c])
-            }
-            for k, r in summary.iterrows()
-        },
+        **population_fields(summary, TRUE, ("ka", "CL", "V")),
         "patient_cl_coverage_90": {k: round(float(np.mean(v)), 3) for k, v in hits.items() if v},
-        **convergence_fields(diag, ("theta",)),
+        **convergence_fields(post.diagnostics(), ("theta",)),
     }
     write_result(result, args.out)
     return 0

@@ -190,6 +190,75 @@ def convergence_fields(diag, individual_prefixes: tuple[str, ...]) -> dict:
     }
 
 
+def head_commit() -> str:
+    """The short hash of the checked-out commit (the library that runs)."""
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+
+
+def fit_csv_cohort(args, table: pd.DataFrame, model_name: str):
+    """Write ``table`` as a NONMEM-style CSV beside ``args.out``, read it back, fit by NUTS.
+
+    Proportional error on ``concentration``, ``args.centering``; returns ``(model, post,
+    fields)`` with ``fields`` the run's date, commit (read before the fit: later commits may
+    land), cohort size, chain settings, centering and fit seconds.
+    """
+    import twin_uq as tq
+
+    commit = head_commit()
+    csv = Path(args.out).with_suffix(".csv")
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(csv, index=False)
+    cohort = tq.read_cohort(csv, time_unit="h")  # the NONMEM columns read back from the file
+    model = tq.load_model(model_name)
+    spec = tq.PopulationModel(
+        model, error={"concentration": "proportional"}, centering=args.centering
+    )
+    start = time.perf_counter()
+    post = tq.fit(
+        model,
+        cohort,
+        population=spec,
+        method=tq.NUTS(chains=args.chains, warmup=args.warmup, draws=args.draws),
+        seed=args.seed,
+    )
+    fields = {
+        "date": "2026-12-07",
+        "commit": commit,
+        "patients": args.patients,
+        "chains": args.chains,
+        "warmup": args.warmup,
+        "draws": args.draws,
+        "centering": args.centering,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    return model, post, fields
+
+
+def population_fields(summary: pd.DataFrame, true: dict, names: tuple[str, ...]) -> dict:
+    """Whether each true typical value, omega (``true["omega_<name>"]``) and the proportional
+    SD (``true["sigma"]``) lie in the summary's interval, with the summary itself."""
+    inside = {}
+    for name in names:
+        r = summary.loc[name]
+        inside[name] = bool(r["lower"] <= true[name] <= r["upper"])
+        if f"omega_{name}" in true:
+            om = true[f"omega_{name}"]
+            inside[f"omega_{name}"] = bool(r["omega_lower"] <= om <= r["omega_upper"])
+    r = summary.loc["sigma_prop[concentration]"]
+    inside["sigma"] = bool(r["lower"] <= true["sigma"] <= r["upper"])
+    columns = ("median", "lower", "upper", "omega", "omega_lower", "omega_upper")
+    return {
+        "population_inside_90": inside,
+        "population_inside_count": f"{sum(inside.values())}/{len(inside)}",
+        "population_summary_90": {
+            str(k): {c: float(r[c]) for c in columns if c in r and np.isfinite(r[c])}
+            for k, r in summary.iterrows()
+        },
+    }
+
+
 def write_result(result: dict, out: str | Path) -> None:
     """Print the result and write it as JSON (parent folders created)."""
     print(json.dumps(result, indent=2))
