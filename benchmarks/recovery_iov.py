@@ -18,14 +18,18 @@ on each occasion by their 90 % intervals, R-hat, bulk ESS and divergences.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from recovery_time_varying import convergence_fields, recovery_arguments, write_result
+from recovery_time_varying import (
+    convergence_fields,
+    head_commit,
+    recovery_arguments,
+    write_result,
+)
 
 TRUE = {
     "CL": 5.0,
@@ -72,9 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.one_compartment_iv import OneCompartmentIV
 
     # the commit of the library that runs (read before the fit: later commits may land)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    commit = head_commit()
     table, true_cl = simulate(args.patients, args.seed)
     cohort = tq.read_cohort(table, time_unit="h")
     model = OneCompartmentIV()

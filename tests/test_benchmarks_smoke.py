@@ -175,6 +175,23 @@ CASES: dict[str, list[tuple[str, str, list[str], list[str]]]] = {
             ["out/cgm_stream.json"],
         )
     ],
+    "recovery_steady_state.py": [
+        (
+            "tiny",
+            "--patients 6 --chains 1 --warmup 10 --draws 10 "
+            "--out benchmarks/out/recovery_steady_state.json",
+            [],
+            ["out/recovery_steady_state.json", "out/recovery_steady_state.csv"],
+        )
+    ],
+    "recovery_lag_f.py": [
+        (
+            "tiny",
+            "--patients 6 --chains 1 --warmup 10 --draws 10 --out benchmarks/out/recovery_lag_f.json",
+            [],
+            ["out/recovery_lag_f.json", "out/recovery_lag_f.csv"],
+        )
+    ],
 }
 
 #: Modules other scripts import, and the GPU driver (which only calls fit_benchmark.py with

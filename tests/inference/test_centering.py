@@ -402,3 +402,35 @@ def test_centering_point_on_the_precomputed_grids_equals_the_schedule_path():
     np.testing.assert_allclose(with_grids[0], without[0], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(with_grids[1].point, without[1].point, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(with_grids[1].sensitivity, without[1].sensitivity, rtol=1e-10, atol=1e-12)
+
+
+def test_an_observation_of_zero_variance_carries_no_information():
+    # Proportional error at a prediction of exactly 0 (a sample before the lag time):
+    # variance 0 and sensitivity 0. The general formula gave NaN F and h (0 ** -0.5), which
+    # left NUTS stuck at its start with every transition divergent; it must give what the
+    # observation gives when it is not used, as the precomputed per-output terms do.
+    from twin_uq.inference.linearisation import AutoCentering
+
+    rng = np.random.default_rng(1)
+    P, K, N = 2, 3, 5
+    f = rng.uniform(0.5, 2.0, (P, N))
+    f[0, 0] = 0.0  # patient 0's first sample precedes its lag: predicted 0, observed 0.3
+    g = rng.normal(size=(P, K, N)) * (f > 0)[:, None, :]
+    residual = np.where(f > 0, rng.normal(scale=0.1, size=(P, N)), 0.3)
+    pre_lag = AutoCentering(
+        sensitivity=g, residual=residual, point=rng.normal(size=(P, K)),
+        var_add=np.zeros((P, N)), var_prop=f**2, unused=np.zeros((P, N)),
+        output=np.zeros((P, N), dtype=int), add=np.zeros(1), prop=np.array([0.2]),
+    )  # fmt: skip
+    not_used = dataclasses.replace(
+        pre_lag, residual=np.where(f > 0, residual, 0.0), unused=(f == 0).astype(float)
+    )
+    F, h = pre_lag.canonical(pre_lag.add, pre_lag.prop, xp=np)
+    F_ref, h_ref = not_used.canonical(pre_lag.add, pre_lag.prop, xp=np)
+    assert np.all(np.isfinite(F)) and np.all(np.isfinite(h))
+    np.testing.assert_allclose(F, F_ref, rtol=1e-12)
+    np.testing.assert_allclose(h, h_ref, rtol=1e-12)
+    assert np.all(np.linalg.eigvalsh(F) > 0)  # the other four samples still inform patient 0
+    F_fast, h_fast = pre_lag.with_unit_scale().canonical(pre_lag.add, pre_lag.prop, xp=np)
+    np.testing.assert_allclose(F_fast, F_ref, rtol=1e-10)
+    np.testing.assert_allclose(h_fast, h_ref, rtol=1e-10)

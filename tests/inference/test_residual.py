@@ -80,6 +80,23 @@ def test_residual_sd_is_floored_for_zero_prediction():
     assert float(sd) > 0
 
 
+@pytest.mark.parametrize("censored", [False, True])
+def test_proportional_gradient_is_finite_at_a_prediction_of_zero(censored):
+    # A sample before the lag time (or before the first dose) is predicted exactly 0; the
+    # unused combined branch's square root at 0 made the gradient NaN in f and in the SD,
+    # which left NUTS stuck at its start with every transition divergent. Proportional SD
+    # floored at 0 does not depend on b there; in f the slope is y / sd**2.
+    code = jnp.asarray(ERROR_CODES["proportional"])
+    lloq = 0.02 if censored else -jnp.inf
+    g = jax.grad(
+        lambda f, b: observation_loglik(code, 0.001, f, 0.0, b, NU, censored, lloq), (0, 1)
+    )(0.0, B)
+    assert np.all(np.isfinite(g))
+    assert float(g[1]) == 0.0
+    assert float(g[0]) == (0.0 if censored else pytest.approx(0.001 / 1e-24, rel=1e-12))
+    assert float(jax.grad(lambda f: residual_sd(code, f, 0.0, B))(0.0)) == 0.0
+
+
 # ---- the error kinds -------------------------------------------------------------------
 
 

@@ -127,7 +127,12 @@ class AutoCentering(eqx.Module):
             return F, h
         a = add[self.output]
         b = prop[self.output]
-        inv_sd = (self.var_add * a**2 + self.var_prop * b**2 + self.unused) ** -0.5
+        var = self.var_add * a**2 + self.var_prop * b**2 + self.unused
+        # A used observation of variance 0 (proportional error at a prediction of exactly 0,
+        # e.g. a sample before a lag time, where g is 0 as well) is given no information,
+        # as with_unit_scale does: 0 ** -0.5 made F and h NaN and stalled the sampler. F and
+        # h only parameterise the random effects; the posterior stays exact.
+        inv_sd = xp.where(var > 0, xp.where(var > 0, var, 1.0) ** -0.5, 0.0)
         S = self.sensitivity * inv_sd[:, None, :]
         F = (S[:, :, None, :] * S[:, None, :, :]).sum(axis=-1)
         h = (F * self.point[:, None, :]).sum(axis=-1) + (

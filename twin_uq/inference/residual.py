@@ -127,7 +127,10 @@ def residual_sd(
     All arguments broadcast elementwise; ``f`` and ``a`` in output units, ``b`` a fraction
     (the SD of log y for ``lognormal``). Floored at ``1e-12``.
     """
-    comb = jnp.sqrt(a**2 + (b * f) ** 2)
+    # Floored inside the root: jnp.select differentiates every branch, and the root's
+    # infinite slope at 0 (a proportional error at a prediction of exactly 0, e.g. before
+    # a lag time or a dose) made the gradient of every error model NaN there.
+    comb = jnp.sqrt(jnp.maximum(a**2 + (b * f) ** 2, _TINY**2))
     sd = jnp.select(
         [code == ErrorKind.ADDITIVE, code == ErrorKind.PROPORTIONAL, code == ErrorKind.LOGNORMAL],
         [a, b * jnp.abs(f), b],
