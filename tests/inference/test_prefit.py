@@ -153,9 +153,13 @@ def test_an_estimate_the_data_do_not_determine_is_no_conflict(slow_drug, model):
     # evidence against the prior.
     flat = replace(pooled, standard_error=np.array([0.1, np.inf, 0.1]))
     assert not {c.parameter: c for c in check_typical_values(prepared, flat)}["CL"].conflict
-    # A determined but uncertain estimate needs a larger distance: SE 2 prior SDs.
+    # A determined but uncertain estimate needs a larger distance. Here the distance is
+    # log(5 / 0.137) = 3.6 on the log scale and the prior SD 0.7: an SE of 2 prior SDs
+    # allows 3 x 0.7 x sqrt(5) = 4.7 (no conflict), an SE of half a prior SD 2.35 (conflict).
     sd = float(prepared.priors.mu_scale[1])
-    wide = replace(pooled, standard_error=np.array([0.1, 2.0 * sd, 0.1]))
     distance = abs(float(pooled.log_typical[1] - prepared.priors.mu_loc[1]))
-    expected = distance > 3.0 * sd * np.sqrt(5.0)
-    assert {c.parameter: c for c in check_typical_values(prepared, wide)}["CL"].conflict == expected
+    assert sd == pytest.approx(0.7) and 3.4 < distance < 3.8
+    for se_in_sds, conflict in ((2.0, False), (0.5, True)):
+        uncertain = replace(pooled, standard_error=np.array([0.1, se_in_sds * sd, 0.1]))
+        checks = {c.parameter: c for c in check_typical_values(prepared, uncertain)}
+        assert checks["CL"].conflict is conflict, se_in_sds
