@@ -17,7 +17,7 @@ import xarray as xr
 from twin_uq.errors import InputError
 from twin_uq.twin.criteria import Criterion, Event, event_grid
 from twin_uq.twin.inputs import ScheduleLike, check_interval, scaled_schedule
-from twin_uq.twin.results import DoseRecommendation, WhatIfResult, beta_interval
+from twin_uq.twin.results import DoseRecommendation, WhatIfResult, hit_fraction
 
 #: A :class:`~twin_uq.twin.PosteriorTwin`, typed loosely: the twin module imports this one.
 PosteriorTwin = Any
@@ -128,19 +128,9 @@ def recommend_dose(
     )
     rows = []
     for name, hit in hits.items():
-        n, k = hit.size, int(hit.sum())
-        p = k / n
-        ess = twin._ess(hit.astype(float), idx)
-        lo, hi = beta_interval(k, n, 0.9)
+        p, mcse, lo, hi = hit_fraction(hit, twin._ess(hit.astype(float), idx))
         rows.append(
-            dict(
-                candidate=name,
-                p_target=p,
-                mcse=float(np.sqrt(p * (1 - p) / ess)),
-                lower=lo,
-                upper=hi,
-                n_draws=n,
-            )
+            dict(candidate=name, p_target=p, mcse=mcse, lower=lo, upper=hi, n_draws=hit.size)
         )
     table = pd.DataFrame(rows)
     best = str(table.loc[table["p_target"].idxmax(), "candidate"])

@@ -42,7 +42,7 @@ from twin_uq.twin.policy import compare_policies
 from twin_uq.twin.results import (
     ProbabilityResult,
     UpdateRecord,
-    beta_interval,
+    hit_fraction,
 )
 
 if TYPE_CHECKING:
@@ -378,15 +378,14 @@ class PosteriorTwin:
         hit = event.occurs(times, values)
         idx = ds["draw"].values
         n = hit.size
-        p = float(hit.mean())
         ess = (
             self._ess(hit.astype(float), idx) if int(ds.attrs["n_failed_draws"]) == 0 else float(n)
         )
-        lo, hi = beta_interval(hit.sum(), n, 0.9)
+        p, mcse, lo, hi = hit_fraction(hit, ess)
         return ProbabilityResult(
             event=event,
             probability=p,
-            mcse=float(np.sqrt(p * (1 - p) / ess)),
+            mcse=mcse,
             n_draws=n,
             n_failed_draws=int(ds.attrs["n_failed_draws"]),
             ess=ess,
