@@ -17,6 +17,7 @@ from twin_uq.simulate.schedule import (
     ModelledInfusion,
     Reset,
     Schedule,
+    as_schedule,
     schedule_fields,
     stack_schedules,
 )
@@ -140,3 +141,15 @@ def test_schedules_pickle():
     back = pickle.loads(pickle.dumps(s))
     for name in Schedule.__dataclass_fields__:
         np.testing.assert_array_equal(getattr(back, name), getattr(s, name))
+
+
+def test_a_mixed_list_of_doses_is_the_schedule_of_its_kinds_and_other_records_are_refused():
+    doses = [Infusion(6.0, 2.0, 1.5), Bolus(12.0, 50.0, 1), Bolus(0.0, 100.0, 1)]
+    got = as_schedule(doses)
+    want = Schedule.build([Bolus(12.0, 50.0, 1), Bolus(0.0, 100.0, 1)], [Infusion(6.0, 2.0, 1.5)])
+    for name in Schedule.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    assert as_schedule(want) is want
+    # A reset in a list of doses was once dropped without a word by new_patient.
+    with pytest.raises(TypeError, match="list of Bolus/Infusion; got Reset"):
+        as_schedule([Bolus(0.0, 100.0, 1), Reset(4.0)])

@@ -11,6 +11,9 @@ twin updates, Dask workers and validation studies agree on one model:
 * :func:`per_output_residuals` turns a posterior draw's residual variables (``sigma_add``,
   ``sigma_prop``, ``nu``) into per-output vectors.
 
+(The Normal and Student-t log-CDFs of the censored terms, with the Student-t's derivative
+in ``nu``, are in :mod:`twin_uq.inference.residual_cdf`.)
+
 Parameters per output (``a``: additive SD in output units, ``b``: proportional SD as a
 fraction of the prediction, ``nu``: Student-t degrees of freedom):
 
@@ -36,13 +39,12 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
-import jax.scipy.special as jsp
 import jax.scipy.stats as jst
 import numpy as np
-from jax.custom_derivatives import SymbolicZero
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from twin_uq.errors import InputError
+from twin_uq.inference.residual_cdf import log_cdf
 
 
 class ErrorKind(IntEnum):
@@ -212,30 +214,20 @@ def observation_loglik(
         student = jst.t.logpdf(jnp.where(is_t, z, 0.0), nu_t) - jnp.log(sd)
         dens = jnp.where(is_t, student, normal)
     else:
-        nu_t = None  # _log_cdf: the Normal only
+        nu_t = None  # log_cdf: the Normal only
         # The same density spelled out as the twin update always computed it: it differs
         # from jst.norm.logpdf in the last bit, which NUTS warmup amplifies into other draws.
         normal = -0.5 * z**2 - 0.5 * jnp.log(2 * jnp.pi) - jnp.log(sd) - log_jac
         dens = jnp.where(is_t, jnp.nan, normal)
-    cens = _log_cdf(zl_c, is_t, nu_t)
+    cens = log_cdf(zl_c, is_t, nu_t)
     if m3_only:
         return jnp.where(censored, cens, dens)  # below-limit only: the M3 computation as ever
     above = jnp.asarray(direction) < 0
     # Above the limit: log P(Y > lloq) = log F(-zl) by symmetry of both distributions.
-    cens = jnp.where(above, _log_cdf(-zl_c, is_t, nu_t), cens)
+    cens = jnp.where(above, log_cdf(-zl_c, is_t, nu_t), cens)
     if limit is not None:
         cens = _interval(cens, code, censored, above, limit, centre, sd, zl_c, is_t, nu_t)
     return jnp.where(censored, cens, dens)
-
-
-def _log_cdf(z: Array, is_t: Array, nu_t: Array | None) -> Array:
-    """``log F(z)`` of the standard Normal, or of the Student-t where ``is_t``.
-
-    ``nu_t`` ``None``: the Normal everywhere (the Student-t CDF is not compiled).
-    """
-    if nu_t is None:
-        return jsp.log_ndtr(z)
-    return jnp.where(is_t, _t_logcdf(jnp.where(is_t, z, 0.0), nu_t), jsp.log_ndtr(z))
 
 
 def _interval(
@@ -265,8 +257,8 @@ def _interval(
     hi = jnp.where(above, zo, zl)
     # log(F(hi) - F(lo)) in the tail where it is accurate: upper tails when lo > 0.
     upper = lo > 0
-    big = jnp.where(upper, _log_cdf(-lo, is_t, nu_t), _log_cdf(hi, is_t, nu_t))
-    small = jnp.where(upper, _log_cdf(-hi, is_t, nu_t), _log_cdf(lo, is_t, nu_t))
+    big = jnp.where(upper, log_cdf(-lo, is_t, nu_t), log_cdf(hi, is_t, nu_t))
+    small = jnp.where(upper, log_cdf(-hi, is_t, nu_t), log_cdf(lo, is_t, nu_t))
     # log(1 - exp(gap)), accurate for a narrow interval (gap near 0); gap < 0 for a proper
     # interval, and the floor keeps the log (and its gradient) finite.
     gap = jnp.minimum(small - big, -1e-300)
@@ -274,51 +266,8 @@ def _interval(
     # M4: conditioned on Y > 0 (P(Y > 0) = F(centre / sd)); lognormal values are > 0 anyway.
     m4 = has & ~above & (other == 0) & ~is_log
     z0 = jnp.where(m4, centre / sd, 0.0)
-    interval = interval - jnp.where(m4, _log_cdf(z0, is_t, nu_t), 0.0)
+    interval = interval - jnp.where(m4, log_cdf(z0, is_t, nu_t), 0.0)
     return jnp.where(has, interval, cens)
-
-
-def _t_logcdf_value(z: Array, nu: Array) -> Array:
-    # Student-t CDF through the regularised incomplete beta function (stable in the tails
-    # the M3 likelihood cares about: zl usually < 0).
-    x = nu / (nu + z**2)
-    tail = 0.5 * jsp.betainc(nu / 2.0, 0.5, x)
-    return jnp.log(jnp.where(z < 0, tail, 1.0 - tail))
-
-
-#: Relative step of the central difference in nu (about the cube root of float64 epsilon:
-#: truncation and rounding error both near 1e-10 relative).
-_NU_STEP = 1e-5
-
-
-@jax.custom_jvp
-def _t_logcdf(z: Array, nu: Array) -> Array:
-    """``log P(T < z)`` for a standard Student-t with ``nu`` degrees of freedom."""
-    return _t_logcdf_value(z, nu)
-
-
-def _t_logcdf_jvp(primals, tangents):
-    # JAX's betainc has no derivative in its shape parameter (nu / 2), and jnp.where
-    # differentiates every branch: without this rule any gradient in nu (a sampled
-    # parameter of every Student-t fit) failed at trace time, censored points or not.
-    # In z the derivative is the one autodiff gives; in nu a central difference of the
-    # exact value. A fit without Student-t outputs has a constant nu (a symbolic zero
-    # tangent here), so it computes exactly what it computed before.
-    z, nu = primals
-    z_dot, nu_dot = tangents
-    if isinstance(z_dot, SymbolicZero):
-        value = _t_logcdf_value(z, nu)
-        tangent = jnp.zeros_like(value)
-    else:
-        value, tangent = jax.jvp(lambda z_: _t_logcdf_value(z_, nu), (z,), (z_dot,))
-    if not isinstance(nu_dot, SymbolicZero):
-        h = _NU_STEP * nu
-        slope = (_t_logcdf_value(z, nu + h) - _t_logcdf_value(z, nu - h)) / (2.0 * h)
-        tangent = tangent + slope * nu_dot
-    return value, tangent
-
-
-_t_logcdf.defjvp(_t_logcdf_jvp, symbolic_zeros=True)
 
 
 def sample_observations(

@@ -44,7 +44,7 @@ from twin_uq.posterior.population import (
     population_for_covariates,
     population_scale,
 )
-from twin_uq.simulate.schedule import Bolus, Infusion, Schedule
+from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, as_schedule
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -318,14 +318,7 @@ class CohortPosterior:
                 new_occasion_at=0.0,
             )
         theta = to_natural(self.model, log_theta)
-        if isinstance(schedule, Schedule):
-            sched = schedule
-        else:
-            items = list(schedule)
-            sched = Schedule.build(
-                [x for x in items if isinstance(x, Bolus)],
-                [x for x in items if isinstance(x, Infusion)],
-            )
+        sched = as_schedule(schedule)
         return PatientPosterior(
             patient_id=patient_id,
             **self._shared_fields(theta, pop),

@@ -38,6 +38,7 @@ __all__ = [
     "Reset",
     "Schedule",
     "Signal",
+    "as_schedule",
     "schedule_fields",
     "stack_schedules",
 ]
@@ -430,3 +431,31 @@ def stack_schedules(schedules: Sequence[Schedule | Mapping[str, np.ndarray]]) ->
             out[i, m:] = fill
         fields[name] = out
     return Schedule.from_fields(fields)
+
+
+def as_schedule(
+    doses: Schedule | Sequence[Bolus | Infusion],
+    signals: Sequence[Signal] = (),
+    *,
+    signal_names: Sequence[str] | None = None,
+) -> Schedule:
+    """One patient's schedule from a :class:`Schedule` (returned as it is) or a list of doses.
+
+    A list may mix :class:`Bolus` and :class:`Infusion` in any order; ``signals`` and
+    ``signal_names`` go to :meth:`Schedule.build` with them. Anything else in the list is
+    refused (``TypeError`` naming its type), never dropped.
+    """
+    if isinstance(doses, Schedule):
+        return doses
+    items = list(doses)
+    bad = [x for x in items if not isinstance(x, Bolus | Infusion)]
+    if bad:
+        raise TypeError(
+            f"schedule must be a Schedule or a list of Bolus/Infusion; got {type(bad[0]).__name__}."
+        )
+    return Schedule.build(
+        [x for x in items if isinstance(x, Bolus)],
+        [x for x in items if isinstance(x, Infusion)],
+        signals,
+        signal_names=signal_names,
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -13,15 +13,19 @@ from twin_uq.model.base import Model
 from twin_uq.model.scales import to_natural, to_unconstrained
 from twin_uq.posterior.patient import PatientPosterior
 from twin_uq.posterior.population import design_row, flat_draws
-from twin_uq.simulate.schedule import Infusion, Schedule
+from twin_uq.simulate.schedule import Bolus, Infusion, Schedule
 
 __all__ = [
+    "ScheduleLike",
     "check_doses",
     "check_interval",
     "check_times",
     "scaled_schedule",
     "with_future_covariates",
 ]
+
+#: A dosing regimen as a twin accepts it: a :class:`Schedule` or a list of doses.
+ScheduleLike = Schedule | Sequence[Bolus | Infusion]
 
 
 def check_interval(interval: float) -> float:

@@ -17,6 +17,7 @@ __all__ = [
     "UpdateRecord",
     "WhatIfResult",
     "beta_interval",
+    "hit_fraction",
     "probability_percent",
 ]
 
@@ -33,6 +34,19 @@ def beta_interval(k: float, n: int, interval: float) -> tuple[float, float]:
     lo = 0.0 if k <= 0 else float(dist.ppf(a))
     hi = 1.0 if k >= n else float(dist.ppf(1 - a))
     return lo, hi
+
+
+def hit_fraction(hit: np.ndarray, ess: float) -> tuple[float, float, float, float]:
+    """``(p, mcse, lower, upper)`` of a per-draw yes/no outcome ``hit`` ``(D,)``.
+
+    ``p`` is the fraction of draws with a hit, ``mcse = sqrt(p (1 - p) / ess)`` its Monte
+    Carlo error with ``ess`` effective draws, and ``(lower, upper)`` the 90% Jeffreys
+    interval of :func:`beta_interval` over the ``D`` draws.
+    """
+    n, k = hit.size, int(hit.sum())
+    p = k / n
+    lo, hi = beta_interval(k, n, 0.9)
+    return p, float(np.sqrt(p * (1 - p) / ess)), lo, hi
 
 
 def probability_percent(p: float, *, in_words: bool = False) -> str:

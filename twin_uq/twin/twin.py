@@ -22,36 +22,33 @@ import xarray as xr
 
 from twin_uq.errors import InputError, UnavailableError
 from twin_uq.posterior.patient import PatientPosterior, UnknownPatientError
-from twin_uq.simulate.schedule import Bolus, Infusion, Schedule, Signal
+from twin_uq.simulate.schedule import Schedule, Signal, as_schedule
 from twin_uq.simulate.status import SolveStatus, describe_failures
 from twin_uq.twin.conditioning import update_twin
 from twin_uq.twin.criteria import Criterion, Event, event_grid
+from twin_uq.twin.decisions import attainment, recommend_dose, what_if
 from twin_uq.twin.engine import _bucket, bucket_schedule, predict_draws
 from twin_uq.twin.forecast import forecast_twin, risk_twin
 from twin_uq.twin.inputs import (
+    ScheduleLike,
     check_doses,
     check_interval,
     check_times,
-    scaled_schedule,
     with_future_covariates,
 )
 from twin_uq.twin.next_sample import next_measurement
 from twin_uq.twin.occasions import occasion_attrs, with_new_occasion
 from twin_uq.twin.policy import compare_policies
 from twin_uq.twin.results import (
-    DoseRecommendation,
     ProbabilityResult,
     UpdateRecord,
-    WhatIfResult,
-    beta_interval,
+    hit_fraction,
 )
 
 if TYPE_CHECKING:
     from twin_uq.posterior.cohort import CohortPosterior
 
 __all__ = ["PosteriorTwin", "ScheduleLike", "UnknownPatientError"]
-
-ScheduleLike = Schedule | Sequence[Bolus | Infusion]
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,18 +167,9 @@ class PosteriorTwin:
         elif isinstance(schedule, Schedule):
             sched = schedule
         else:
-            items = list(schedule)
-            bad = [x for x in items if not isinstance(x, Bolus | Infusion)]
-            if bad:
-                raise TypeError(
-                    f"schedule must be a Schedule or a list of Bolus/Infusion; got {type(bad[0]).__name__}."
-                )
             try:
-                sched = Schedule.build(
-                    [x for x in items if isinstance(x, Bolus)],
-                    [x for x in items if isinstance(x, Infusion)],
-                    self._signals(),
-                    signal_names=list(self.model.signals),
+                sched = as_schedule(
+                    schedule, self._signals(), signal_names=list(self.model.signals)
                 )
             except ValueError as err:
                 raise InputError(f"{label}: {err}") from None
@@ -390,15 +378,14 @@ class PosteriorTwin:
         hit = event.occurs(times, values)
         idx = ds["draw"].values
         n = hit.size
-        p = float(hit.mean())
         ess = (
             self._ess(hit.astype(float), idx) if int(ds.attrs["n_failed_draws"]) == 0 else float(n)
         )
-        lo, hi = beta_interval(hit.sum(), n, 0.9)
+        p, mcse, lo, hi = hit_fraction(hit, ess)
         return ProbabilityResult(
             event=event,
             probability=p,
-            mcse=float(np.sqrt(p * (1 - p) / ess)),
+            mcse=mcse,
             n_draws=n,
             n_failed_draws=int(ds.attrs["n_failed_draws"]),
             ess=ess,
@@ -451,166 +438,12 @@ class PosteriorTwin:
             preds[name].attrs["n_draws"] = int(ok_all.sum())
         return preds, idx[ok_all]
 
-    def what_if(
-        self,
-        regimens: Mapping[str, ScheduleLike | None],
-        times: Sequence[float] | np.ndarray | None = None,
-        criterion: Criterion | None = None,
-        *,
-        interval: float = 0.9,
-        include_noise: bool = False,
-        draws: int | None = None,
-        seed: int = 0,
-        n_grid: int = 201,
-    ) -> WhatIfResult:
-        """Compare regimens side by side, and the probability that each is best.
-
-        Every regimen is simulated on the same posterior draws (a paired comparison); at
-        each draw the regimen with the best criterion value wins (ties share the win), and
-        P(best) is the fraction of draws won.
-
-        Parameters
-        ----------
-        regimens
-            Name → schedule (``None``: the patient's own history).
-        times
-            Evaluation times; default: a grid over the criterion's window.
-        criterion
-            What "best" means; default: highest mean of the first output over ``times``.
-        include_noise
-            Evaluate the criterion on noisy predictions instead of the noise-free trajectory.
-        """
-        interval = check_interval(interval)
-        if criterion is None:
-            if times is None:
-                raise InputError("what_if needs times= or a criterion with a window.")
-            criterion = Criterion(self.model.output_names[0], "mean")
-        t = self._criterion_times(criterion, times, n_grid)
-        preds, _ = self._predict_many(regimens, t, interval, draws, seed)
-        values = {
-            name: criterion.evaluate(t, self._output_values(ds, criterion.output, include_noise))
-            for name, ds in preds.items()
-        }
-        names = list(values)
-        scores = np.stack([criterion.score(values[n]) for n in names])  # (R, D)
-        best = scores >= scores.max(axis=0, keepdims=True) - 1e-12 * (1 + np.abs(scores).max())
-        share = best / best.sum(axis=0, keepdims=True)
-        p_best = share.mean(axis=1)
-        a = (1 - interval) / 2
-        rows = []
-        for r, n in enumerate(names):
-            v = values[n]
-            rows.append(
-                dict(
-                    regimen=n,
-                    criterion=criterion.describe(),
-                    median=float(np.median(v)),
-                    lower=float(np.quantile(v, a)),
-                    upper=float(np.quantile(v, 1 - a)),
-                    p_best=float(p_best[r]),
-                    p_best_mcse=float(np.sqrt(max(share[r].var(), 0.0) / share.shape[1])),
-                )
-            )
-        table = pd.DataFrame(rows)
-        table.attrs["interval"] = interval
-        return WhatIfResult(
-            table=table,
-            predictions=preds,
-            criterion=criterion,
-            values=values,
-            patient_id=self.patient_id,
-            interval=interval,
-        )
-
-    def recommend_dose(
-        self,
-        target: Event | Criterion,
-        candidates: Mapping[str, ScheduleLike] | Sequence[float],
-        *,
-        template: ScheduleLike | None = None,
-        include_noise: bool = False,
-        draws: int | None = None,
-        seed: int = 0,
-        n_grid: int = 201,
-    ) -> DoseRecommendation:
-        """Probability of target attainment for each candidate regimen.
-
-        Parameters
-        ----------
-        target
-            An :class:`Event` (attained when it happens, e.g. ``Event("concentration",
-            above=1, below=3, at=24)``: trough in range at 24 h) or a :class:`Criterion`
-            with ``target=(low, high)`` (attained when its value is in range, e.g. time in
-            range >= ... via ``statistic="mean"``).
-        candidates
-            Name → schedule, or a list of amounts: each amount replaces the amount of every
-            dose of ``template`` (infusions keep their duration).
-        template
-            Regimen the amounts apply to; default the patient's own history.
-        """
-        preds, idx, hits = self._attainment(
-            target, candidates, template, include_noise, draws, seed, n_grid
-        )
-        rows = []
-        for name, hit in hits.items():
-            n, k = hit.size, int(hit.sum())
-            p = k / n
-            ess = self._ess(hit.astype(float), idx)
-            lo, hi = beta_interval(k, n, 0.9)
-            rows.append(
-                dict(
-                    candidate=name,
-                    p_target=p,
-                    mcse=float(np.sqrt(p * (1 - p) / ess)),
-                    lower=lo,
-                    upper=hi,
-                    n_draws=n,
-                )
-            )
-        table = pd.DataFrame(rows)
-        best = str(table.loc[table["p_target"].idxmax(), "candidate"])
-        return DoseRecommendation(
-            table=table, best=best, target=target, predictions=preds, patient_id=self.patient_id
-        )
-
-    def _attainment(
-        self, target, candidates, template, include_noise, draws, seed, n_grid
-    ) -> tuple[dict[str, xr.Dataset], np.ndarray, dict[str, np.ndarray]]:
-        """Predictions of each candidate regimen and whether each draw attains ``target``.
-
-        Shared by :meth:`recommend_dose` and the dose-decision goal of
-        :meth:`next_measurement`: ``hits[name]`` is ``(D,)`` bool on the draws ``idx``.
-        """
-        if isinstance(candidates, Mapping):
-            regimens = dict(candidates)
-        else:
-            base = self._as_schedule(template)
-            for a in candidates:
-                if not (np.isfinite(float(a)) and float(a) > 0):
-                    raise InputError(
-                        f"regimen '{float(a):g}': dose amount must be finite and > 0, got {float(a):g}."
-                    )
-            regimens = {f"{float(a):g}": scaled_schedule(base, float(a)) for a in candidates}
-        if not regimens:
-            raise InputError("recommend_dose needs at least one candidate.")
-        if isinstance(target, Event):
-            t = event_grid(target.within, target.at, n_grid)
-        elif isinstance(target, Criterion):
-            if target.target is None:
-                raise InputError("A Criterion used as a dosing target needs target=(low, high).")
-            t = self._criterion_times(target, None, n_grid)
-        else:
-            raise TypeError("target must be an Event or a Criterion.")
-        preds, idx = self._predict_many(regimens, t, 0.9, draws, seed)
-        hits = {}
-        for name, ds in preds.items():
-            v = self._output_values(ds, target.output, include_noise)
-            hits[name] = (
-                target.occurs(t, v)
-                if isinstance(target, Event)
-                else target.attained(target.evaluate(t, v))
-            )
-        return preds, idx, hits
+    #: Compare regimens side by side on the same draws (:func:`twin_uq.twin.decisions.what_if`).
+    what_if = what_if
+    #: Probability of target attainment per candidate regimen
+    #: (:func:`twin_uq.twin.decisions.recommend_dose`).
+    recommend_dose = recommend_dose
+    _attainment = attainment  # shared with next_measurement's DoseDecision goal
 
     # ---- learning ----------------------------------------------------------------------
     #: Condition on new observations of this patient; returns a new twin
