@@ -124,9 +124,11 @@ def diagnose(
     if not varying:
         names = [n for n in names if n != "omega"]
     coords = {"omega": {"parameter": varying}} if fixed else {}
-    # Draws that do not vary give 0/0 inside arviz-stats: NaN R-hat, reported below as
-    # a reason rather than as numpy's RuntimeWarning.
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # Draws that do not vary (or infinite energies of a chain stuck at -inf) give 0/0 and
+    # inf - inf inside arviz-stats: NaN R-hat and E-BFMI, reported below as reasons rather
+    # than as numpy's RuntimeWarnings.
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        bfmi = np.asarray(azs.bfmi(idata)["energy"].values).reshape(-1)
         summ = pd.concat(
             [
                 azs.summary(
@@ -139,7 +141,6 @@ def diagnose(
     ess_needed = min(ess_min, 100.0 * n_chains)
     stats = idata["sample_stats"].to_dataset()
     divergences = int(stats["diverging"].sum())
-    bfmi = np.asarray(azs.bfmi(idata)["energy"].values).reshape(-1)
     reasons += failed
     if n_chains < 2:
         reasons.append("only one chain: R-hat cannot detect non-convergence; run >= 2 chains")
