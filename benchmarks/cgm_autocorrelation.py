@@ -152,7 +152,7 @@ def main() -> None:
     }[args.method]()
     results, summaries = {}, {}
     for corr in ("none", "ou"):
-        spec = tq.PopulationModel(model, residual_correlation=corr)
+        spec = tq.PopulationModel(model, residual_correlation=corr, centering=0.0)
         t0 = time.perf_counter()
         post = tq.fit(model, cohort, population=spec, method=method, seed=0, progress=False)
         fit_s = time.perf_counter() - t0

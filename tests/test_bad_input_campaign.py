@@ -638,13 +638,26 @@ def test_model_file_paths_with_spaces_are_fine(tmp_path):
 
 
 @pytest.mark.slow
-def test_fit_of_a_model_returning_nan_counts_solver_failures(tmp_path):
+def test_fit_of_a_model_returning_nan_counts_solver_failures(cli, tmp_path):
     path = tmp_path / "nan_fit_model.py"
     path.write_text(MODEL.format(tag="nan_fit", params=K, rhs=NAN_WHEN_DOSED))
     cohort = read_cohort(pd.read_csv(io.StringIO(GOOD), na_values="."))
-    with pytest.warns(RuntimeWarning):  # NaN R-hat of the stuck chain
-        post = tq.fit(load_model(path), cohort, chains=1, warmup=20, draws=20, progress=False)
-        diag = post.diagnostics()
+    # Every solve fails, so the chain never leaves its start: the fit raises rather than
+    # return constant draws, and keeps the failed fit for finding the cause.
+    with pytest.raises(tq.FitFailedError, match="chain 0 never moved") as info:
+        tq.fit(load_model(path), cohort, chains=1, warmup=20, draws=20, progress=False)
+    diag = info.value.posterior.diagnostics()
     assert diag.solver_failures == 2 * 20  # every patient at every draw
     assert not diag.converged
     assert any("ODE solve failures" in r for r in diag.reasons)
+    # The command line: one error line, no fit file, the failed fit kept beside it.
+    data, out = tmp_path / "cohort.csv", tmp_path / "fit.nc"
+    data.write_text(GOOD)
+    result = cli("fit", data, "--model", path, "--out", out, "--chains", "1", "--warmup", "20",
+                 "--draws", "20")  # fmt: skip
+    assert "did not sample the posterior" in one_error_line(result)
+    failed = tmp_path / "fit.failed.nc"
+    assert not out.exists() and failed.exists()
+    assert f"The failed fit is written to {failed}" in " ".join(result.stdout.split())
+    with pytest.raises(tq.FitFailedError):
+        tq.load_posterior(failed, model=path).population_summary()

@@ -52,6 +52,7 @@ _LAZY: dict[str, str] = {
     "CohortPosterior": "twin_uq.posterior",
     "PatientPosterior": "twin_uq.posterior",
     "PosteriorLoadError": "twin_uq.posterior",
+    "FitFailedError": "twin_uq.posterior",
     "PopulationModel": "twin_uq.inference.population",
     "FitMethod": "twin_uq.inference.methods",
     "NUTS": "twin_uq.inference.methods",
@@ -155,6 +156,7 @@ if TYPE_CHECKING:  # what static tools and IDEs see
     from twin_uq.model.load import list_models as list_models, load_model as load_model
     from twin_uq.posterior import (
         CohortPosterior as CohortPosterior,
+        FitFailedError as FitFailedError,
         PatientPosterior as PatientPosterior,
         PosteriorLoadError as PosteriorLoadError,
         load_posterior as load_posterior,

@@ -46,7 +46,7 @@ def test_summary_for_a_model_says_assumed_and_the_models_unit(oral):
 
 
 def test_a_fit_of_an_undeclared_cohort_warns_and_names_the_unit(oral):
-    spec = PopulationModel(oral, prior_check="off")
+    spec = PopulationModel(oral, prior_check="off", centering=0.0)
     with pytest.warns(TimeUnitAssumedWarning) as record:
         prepared = prepare_problem(spec, read_cohort(frame(), name="tdm.csv"), None)
     msg = str(record[0].message)
@@ -59,7 +59,7 @@ def test_a_fit_of_an_undeclared_cohort_warns_and_names_the_unit(oral):
 
 
 def test_a_declared_unit_gives_no_warning_and_is_recorded(oral):
-    spec = PopulationModel(oral, prior_check="off")
+    spec = PopulationModel(oral, prior_check="off", centering=0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", TimeUnitAssumedWarning)
         prepared = prepare_problem(spec, read_cohort(frame(), time_unit="h"), None)

@@ -1,6 +1,7 @@
 """Data-informed centring weights: Fisher information against its closed form, and use."""
 
 import dataclasses
+import warnings
 
 import equinox as eqx
 import jax
@@ -68,7 +69,9 @@ def test_fisher_information_matches_closed_form(iv_cohort):
     arrays = prepared.data.arrays
     for i in range(P):
         mask = np.asarray(arrays.obs_mask[i])
-        expected = _analytic_information(log_theta[i], add, prop, np.asarray(arrays.obs_time[i])[mask])
+        expected = _analytic_information(
+            log_theta[i], add, prop, np.asarray(arrays.obs_time[i])[mask]
+        )
         # Central differences with step 1e-3: each sensitivity has relative error O(1e-6),
         # so every entry is off by O(1e-6) of sqrt(F_aa F_bb). Off-diagonal entries are
         # sums that nearly cancel, so compare on that scale, not relative to themselves.
@@ -86,7 +89,9 @@ def test_censored_and_missing_observations_carry_no_information(iv_cohort):
     log_theta = jnp.tile(jnp.log(jnp.array([5.0, 50.0])), (iv_cohort.n_patients, 1))
     sigmas = (jnp.asarray([0.05]), jnp.asarray([0.15]))
     info = np.asarray(
-        fisher_information(model, model.solver, log_theta, arrays, prepared.data.error_code, *sigmas)
+        fisher_information(
+            model, model.solver, log_theta, arrays, prepared.data.error_code, *sigmas
+        )
     )
     assert np.all(info[0] == 0.0)
     assert np.all(np.diagonal(info[1:], axis1=1, axis2=2) > 0.0)
@@ -96,7 +101,9 @@ def test_centering_point_estimates_the_residual_sd_and_the_modes():
     # 40 rich patients with proportional error 0.1; the search starts four times too small.
     design = tq.Design(times=[0.25, 0.5, 1, 2, 3, 5, 8, 12, 24], doses=[tq.Bolus(0.0, DOSE, 1)])
     error = {"concentration": "proportional"}
-    sim = tq.simulate_cohort("one_compartment_iv", 40, design, seed=7, error=error, sigma_prop={"concentration": 0.1})
+    sim = tq.simulate_cohort(
+        "one_compartment_iv", 40, design, seed=7, error=error, sigma_prop={"concentration": 0.1}
+    )
     model = tq.load_model("one_compartment_iv")
     prepared = prepare_fit(PopulationModel(model=model, centering=0.0, error=error), sim.cohort)
     arrays = prepared.data.arrays
@@ -107,7 +114,14 @@ def test_centering_point_estimates_the_residual_sd_and_the_modes():
     mean = np.tile(typical, (40, 1))
     omega = np.array([0.3, 0.3])
     point = centering_point(
-        model, model.solver, mean, omega, arrays, prepared.data.error_code, np.zeros(1), np.array([0.025])
+        model,
+        model.solver,
+        mean,
+        omega,
+        arrays,
+        prepared.data.error_code,
+        np.zeros(1),
+        np.array([0.025]),
     )
     # 351 used observations and 78 fitted parameters at most: the SD estimate has a
     # relative standard error of about 1/sqrt(2 * 273) = 4.3 %; allow four of them.
@@ -144,7 +158,12 @@ def test_centering_point_estimates_the_residual_sd_and_the_modes():
         def nll(lt, y=y, sd=sd):
             return 0.5 * np.sum(((y - conc(lt)) / sd) ** 2)
 
-        mle = minimize(nll, point.log_theta[i + 1], method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 4000}).x
+        mle = minimize(
+            nll,
+            point.log_theta[i + 1],
+            method="Nelder-Mead",
+            options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 4000},
+        ).x
         assert np.all(np.abs(theta_hat[i] - mle) < 0.05 * se[i]), (pid, theta_hat[i], mle, se[i])
 
 
@@ -222,7 +241,9 @@ def test_whitened_latents_have_a_standard_normal_posterior_under_a_gaussian_like
         np.testing.assert_allclose(z_mean, 0.0, atol=1e-8)
         np.testing.assert_allclose(z_cov, np.broadcast_to(np.eye(K), (P, K, K)), atol=1e-8)
         # and the map is the inverse: z = 0 lands on the posterior mean
-        theta = whitened_log_theta(jnp.asarray(m), jnp.asarray(omega), jnp.zeros((P, K)), loc, upper)
+        theta = whitened_log_theta(
+            jnp.asarray(m), jnp.asarray(omega), jnp.zeros((P, K)), loc, upper
+        )
         np.testing.assert_allclose(np.asarray(theta), M, rtol=1e-8, atol=1e-8)
     # A patient without data is non-centred: loc 0, U = I.
     assert np.allclose(loc[3], 0.0) and np.allclose(upper[3], np.eye(K))
@@ -249,7 +270,9 @@ def test_omega_dependent_weights_keep_the_population_distribution(iv_cohort):
 def test_given_weights_are_used_and_checked(iv_cohort):
     spec = PopulationModel(model=tq.load_model("one_compartment_iv"), centering="auto")
     w = np.linspace(0.0, 1.0, 12).reshape(6, 2)
-    assert np.array_equal(np.asarray(prepare_fit(spec, iv_cohort, centering=w).centering.weights), w)
+    assert np.array_equal(
+        np.asarray(prepare_fit(spec, iv_cohort, centering=w).centering.weights), w
+    )
     with pytest.raises(ValueError, match=r"shape \(2, 6\), expected \(6, 2\)"):
         prepare_fit(spec, iv_cohort, centering=w.T)
 
@@ -259,9 +282,20 @@ def test_saved_fit_keeps_its_weights(oral_fit, tmp_path):
     oral_fit.save(path)
     loaded = tq.load_posterior(path)
     np.testing.assert_array_equal(
-        np.asarray(loaded.prepared.centering.weights), np.asarray(oral_fit.prepared.centering.weights)
+        np.asarray(loaded.prepared.centering.weights),
+        np.asarray(oral_fit.prepared.centering.weights),
     )
-    for part in ("sensitivity", "residual", "point", "var_add", "var_prop", "unused", "output", "add", "prop"):
+    for part in (
+        "sensitivity",
+        "residual",
+        "point",
+        "var_add",
+        "var_prop",
+        "unused",
+        "output",
+        "add",
+        "prop",
+    ):
         np.testing.assert_array_equal(
             np.asarray(getattr(loaded.prepared.centering.auto, part)),
             np.asarray(getattr(oral_fit.prepared.centering.auto, part)),
@@ -280,7 +314,9 @@ def test_unrolled_factorisation_and_solves_match_lapack():
     np.testing.assert_allclose(np.tril(U, -1), 0.0, atol=0)
     np.testing.assert_allclose(U @ np.swapaxes(U, 1, 2), B, rtol=1e-12, atol=1e-12)
     b = rng.normal(size=(7, 5))
-    np.testing.assert_allclose(np.asarray(solve_upper(U, b)), np.linalg.solve(U, b[..., None])[..., 0], rtol=1e-10)
+    np.testing.assert_allclose(
+        np.asarray(solve_upper(U, b)), np.linalg.solve(U, b[..., None])[..., 0], rtol=1e-10
+    )
     np.testing.assert_allclose(
         np.asarray(solve_upper_transposed(U, b)),
         np.linalg.solve(np.swapaxes(U, 1, 2), b[..., None])[..., 0],
@@ -339,7 +375,9 @@ def test_auto_fits_start_each_patient_at_its_mode(iv_cohort):
     prop[list(prepared.structure.prop_outputs)] = values["sigma_prop"]
     np.testing.assert_allclose(add, np.asarray(auto.add))  # residual SDs start at their estimates
     loc, upper = auto.latent_prior(jnp.asarray(mean), jnp.asarray(values["omega"]), add, prop)
-    start = whitened_log_theta(jnp.asarray(mean), jnp.asarray(values["omega"]), jnp.asarray(values["z"]), loc, upper)
+    start = whitened_log_theta(
+        jnp.asarray(mean), jnp.asarray(values["omega"]), jnp.asarray(values["z"]), loc, upper
+    )
     np.testing.assert_allclose(np.asarray(start), np.asarray(auto.point), rtol=1e-10, atol=1e-10)
     assert not np.allclose(np.asarray(auto.point), mean)  # the modes are not the median
 
@@ -362,7 +400,9 @@ def test_unit_scale_terms_equal_the_sum_over_observations(error, fast):
     auto = prepare_fit(spec, sim.cohort).centering.auto
     assert (auto.unit_information is not None) == fast
     general = eqx.tree_at(
-        lambda a: (a.unit_information, a.unit_vector), auto, (None, None),
+        lambda a: (a.unit_information, a.unit_vector),
+        auto,
+        (None, None),
         is_leaf=lambda x: x is None,
     )
     for add, prop in ((auto.add, auto.prop), (auto.add * 3.0 + 0.1, auto.prop * 0.5 + 0.01)):
@@ -381,7 +421,10 @@ def test_centering_point_on_the_precomputed_grids_equals_the_schedule_path():
     # Two designs (different insulin profiles and sampling times), so the patients' grids differ.
     tables = []
     for k, (times, insulin) in enumerate(
-        [([5, 10, 20, 40, 90, 180], [90.0, 40.0, 15.0, 10.0]), ([3, 8, 30, 60, 120], [60.0, 50.0, 30.0, 12.0])]
+        [
+            ([5, 10, 20, 40, 90, 180], [90.0, 40.0, 15.0, 10.0]),
+            ([3, 8, 30, 60, 120], [60.0, 50.0, 30.0, 12.0]),
+        ]
     ):
         design = tq.Design(times=times, signals={"insulin": ([0, 10, 60, 180], insulin)})
         table = tq.simulate_cohort(model, 3, design, seed=11 + k).cohort.to_dataframe()
@@ -401,7 +444,9 @@ def test_centering_point_on_the_precomputed_grids_equals_the_schedule_path():
     )
     np.testing.assert_allclose(with_grids[0], without[0], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(with_grids[1].point, without[1].point, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(with_grids[1].sensitivity, without[1].sensitivity, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        with_grids[1].sensitivity, without[1].sensitivity, rtol=1e-10, atol=1e-12
+    )
 
 
 def test_an_observation_of_zero_variance_carries_no_information():
@@ -434,3 +479,31 @@ def test_an_observation_of_zero_variance_carries_no_information():
     F_fast, h_fast = pre_lag.with_unit_scale().canonical(pre_lag.add, pre_lag.prop, xp=np)
     np.testing.assert_allclose(F_fast, F_ref, rtol=1e-10)
     np.testing.assert_allclose(h_fast, h_ref, rtol=1e-10)
+
+
+def test_population_model_takes_the_centring_default_of_tq_fit(iv_cohort):
+    # One default: PopulationModel(model) is what tq.fit(model, cohort) builds, so both
+    # spellings of a fit give the same draws; the change from 0 is announced.
+    from twin_uq.inference.centering import CenteringDefaultWarning
+
+    @dataclasses.dataclass(frozen=True)
+    class Capture(tq.NUTS):
+        """Hands back the population model tq.fit built instead of fitting."""
+
+        def fit_cohort(self, spec, cohort, options):
+            return spec
+
+    model = tq.load_model("one_compartment_iv")
+    flat = tq.fit(model, iv_cohort, method=Capture())
+    with pytest.warns(CenteringDefaultWarning, match="earlier releases used 0"):
+        spec = PopulationModel(model)
+    assert spec.centering == "auto" and flat == spec
+    assert tq.fit(model, iv_cohort, population=spec, method=Capture()) is spec
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CenteringDefaultWarning)
+        # given explicitly, with occasions (0, as before) or correlated effects ("auto" is
+        # 0 there): no change of draws, no warning
+        assert PopulationModel(model, centering=0.0).centering == 0.0
+        assert PopulationModel(model, iov=["CL"]).centering == 0.0
+        assert PopulationModel(model, correlation="lkj").centering == "auto"
+        assert dataclasses.replace(spec, priors={"mu.CL": (1.0, 0.5)}).centering == "auto"

@@ -54,7 +54,9 @@ def _reference_chain(prepared, key):
 
 def test_compiled_loop_keeps_the_post_warmup_states_in_order():
     cohort = tq.simulate_cohort("one_compartment_iv", 4, DESIGN, seed=5).cohort
-    prepared = prepare_fit(PopulationModel(model=tq.load_model("one_compartment_iv")), cohort)
+    prepared = prepare_fit(
+        PopulationModel(model=tq.load_model("one_compartment_iv"), centering=0.0), cohort
+    )
     key = jax.random.key(11)
     samples, stats, warm_div, _ = sample_nuts(
         prepared.structure, NutsSettings(WARMUP, DRAWS, 0.9, 10, False),
@@ -134,7 +136,9 @@ def test_progress_bar_counts_every_iteration_and_divergence_and_changes_no_draw(
 
 def test_fit_draws_are_the_same_with_the_progress_bar():
     cohort = tq.simulate_cohort("one_compartment_iv", 4, DESIGN, seed=5).cohort
-    prepared = prepare_fit(PopulationModel(model=tq.load_model("one_compartment_iv")), cohort)
+    prepared = prepare_fit(
+        PopulationModel(model=tq.load_model("one_compartment_iv"), centering=0.0), cohort
+    )
     args = (prepared.structure, NutsSettings(WARMUP, DRAWS, 0.9, 10, False),
             prepared.program_args(), prepared.init_values(), jax.random.key(11))  # fmt: skip
     runs = [

@@ -22,7 +22,7 @@ def student_t_problem():
     times = [0.25, 0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0]
     design = tq.Design(times=times, doses=[tq.Bolus(0.0, 100.0, 1)])
     sim = tq.simulate_cohort(model, 8, design, seed=6)
-    spec = PopulationModel(model=model, error={"concentration": "student_t"})
+    spec = PopulationModel(model=model, error={"concentration": "student_t"}, centering=0.0)
     return prepare_fit(spec, sim.cohort)
 
 

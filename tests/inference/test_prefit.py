@@ -33,7 +33,7 @@ def model():
 
 
 def test_pooled_fit_finds_the_typical_values_the_priors_miss(slow_drug, model):
-    prepared = prepare_fit(PopulationModel(model), slow_drug.cohort, None)
+    prepared = prepare_fit(PopulationModel(model, centering=0.0), slow_drug.cohort, None)
     pooled = pooled_fit(prepared)
     assert pooled.converged
     estimate = dict(zip(model.parameter_names, np.exp(pooled.log_typical), strict=True))
@@ -51,7 +51,7 @@ def test_pooled_fit_finds_the_typical_values_the_priors_miss(slow_drug, model):
 
 
 def test_a_user_prior_is_never_adapted(slow_drug, model):
-    spec = PopulationModel(model, priors={"mu.CL": (np.log(5.0), 0.7)})
+    spec = PopulationModel(model, priors={"mu.CL": (np.log(5.0), 0.7)}, centering=0.0)
     with pytest.warns(PriorDataConflict, match="priors left as given"):
         prepared = prepare_problem(spec, slow_drug.cohort, None)
     assert prepared.prior_review.adjusted == {}
@@ -77,7 +77,7 @@ def test_off_skips_the_pooled_fit(monkeypatch, oral_sim, model):
     from twin_uq.inference import prefit
 
     monkeypatch.setattr(prefit, "pooled_fit", lambda *a, **k: pytest.fail("pooled fit ran"))
-    prepare_problem(PopulationModel(model, prior_check="off"), oral_sim.cohort, None)
+    prepare_problem(PopulationModel(model, prior_check="off", centering=0.0), oral_sim.cohort, None)
 
 
 def test_prior_check_is_validated(model):
@@ -145,7 +145,7 @@ def test_an_estimate_the_data_do_not_determine_is_no_conflict(slow_drug, model):
 
     from twin_uq.inference.prefit import check_typical_values
 
-    prepared = prepare_fit(PopulationModel(model), slow_drug.cohort, None)
+    prepared = prepare_fit(PopulationModel(model, centering=0.0), slow_drug.cohort, None)
     pooled = pooled_fit(prepared)
     by_name = {c.parameter: c for c in check_typical_values(prepared, pooled)}
     assert by_name["CL"].conflict and np.isfinite(by_name["CL"].standard_error)

@@ -108,7 +108,7 @@ def prepare(name: str, widen: float = 1.0) -> PreparedFit:
             priors[f"mu.{p.name}"] = (latent_typical(p), widen * p.prior_sd)
             if p.bsv:  # a fixed effect has no omega
                 priors[f"omega.{p.name}"] = widen * p.bsv_prior_scale
-    return prepare_fit(PopulationModel(model, priors=priors), sim.cohort)
+    return prepare_fit(PopulationModel(model, priors=priors, centering=0.0), sim.cohort)
 
 
 def make_sweep(prep: PreparedFit):

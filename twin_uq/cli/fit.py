@@ -132,8 +132,12 @@ def fit(
     )
     if scheduler is None:
         with spinner(label):
-            post = tq.fit(chosen, cohort, method=method, chains=chains, warmup=warmup,
-                          draws=draws, seed=seed, progress=False, **population)  # fmt: skip
+            try:
+                post = tq.fit(chosen, cohort, method=method, chains=chains, warmup=warmup,
+                              draws=draws, seed=seed, progress=False, **population)  # fmt: skip
+            except tq.FitFailedError as err:
+                _keep_failed(err, out)
+                raise
     else:
         where = f"a local cluster of {local_workers} workers" if local_workers else scheduler
         with spinner(f"{label}, two stages on {where}"), _cluster(scheduler, local_workers) as c:
@@ -145,6 +149,23 @@ def fit(
     diag = post.diagnostics()
     out_console.print(str(diag), markup=False)
     out_console.print(f"Fit written to {out}")
+
+
+def failed_fit_path(out: Path) -> Path:
+    """Where ``twin-uq fit --out OUT`` keeps a fit whose sampler did not sample."""
+    return out.with_name(f"{out.stem}.failed{out.suffix}")
+
+
+def _keep_failed(err, out: Path) -> None:
+    """Save the failed fit beside ``out`` (never as ``out``) and say where, for inspection."""
+    path = failed_fit_path(out)
+    err.posterior.save(path)
+    out_console.print(str(err.posterior.diagnostics()), markup=False)
+    out_console.print(
+        f"The failed fit is written to {path} for finding the cause (twin-uq refuses to "
+        f"summarise, predict from or report it); no fit was written to {out}.",
+        markup=False,
+    )
 
 
 def parse_centering(value: str) -> float | str:

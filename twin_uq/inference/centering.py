@@ -54,6 +54,8 @@ population median gets ``F = 0, h = 0`` (non-centred).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from twin_uq.inference.centering_point import (
     CenteringPoint,
     centering_point,
@@ -68,12 +70,43 @@ from twin_uq.inference.whitening import latent_prior, shrinkage_weights, whitene
 # there), linearisation (AutoCentering), centering_point (the modes and residual SD before
 # the fit), reparam (Centering: what a fit samples with).
 __all__ = [
+    "CENTERING_DEFAULT_MESSAGE",
     "AutoCentering",
     "Centering",
+    "CenteringDefaultWarning",
     "CenteringPoint",
     "centering_point",
+    "default_centering",
     "fisher_information",
     "latent_prior",
     "shrinkage_weights",
     "whitened_log_theta",
 ]
+
+
+class CenteringDefaultWarning(FutureWarning):
+    """``PopulationModel(centering=...)`` was not given: the default is now ``"auto"``.
+
+    Until this release :class:`PopulationModel` defaulted to 0 (non-centred) while
+    :func:`twin_uq.fit` with flat keywords defaulted to ``"auto"``, so the two spellings of
+    one fit gave different draws. Both now use ``"auto"`` (0 with ``iov``). Pass
+    ``centering`` explicitly to silence this: ``"auto"`` for the new default, ``0`` for
+    the draws the earlier default gave (the posterior is the same model either way).
+    """
+
+
+CENTERING_DEFAULT_MESSAGE = (
+    "PopulationModel(centering=...) not given: the default is now 'auto', as in "
+    "tq.fit(model, cohort) (earlier releases used 0, non-centred, here). The posterior is "
+    "the same model; the draws for a seed differ from a fit made with the earlier default. "
+    "Pass centering='auto' to silence this, or centering=0 for the earlier draws."
+)
+
+
+def default_centering(iov: Sequence[str]) -> float | str:
+    """The default centring: ``"auto"``, or 0 with inter-occasion variability.
+
+    ``"auto"`` linearises each patient's likelihood at one parameter vector, which
+    occasion effects break (see :mod:`twin_uq.inference.centering`).
+    """
+    return 0.0 if tuple(iov) else "auto"

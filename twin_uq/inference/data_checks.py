@@ -363,11 +363,13 @@ def check_data(
     cohort
         The cohort.
     population
-        The population model of the intended fit (default ``PopulationModel(model)``).
+        The population model of the intended fit (default ``PopulationModel(model)``
+        with ``centering=0``: the checks do not depend on the centring, so none is
+        computed).
     solver
         Solver settings (default the model's).
     """
-    spec = population if population is not None else PopulationModel(model)
+    spec = population if population is not None else PopulationModel(model, centering=0.0)
     prepared = prepare_fit(spec, cohort, solver)
     review = review_typical_values(prepared)
     review = dataclasses.replace(review, findings=data_findings(prepared, review.pooled))

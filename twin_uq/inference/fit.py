@@ -18,6 +18,7 @@ import pandas as pd
 
 from twin_uq._config import require_x64
 from twin_uq.data import Cohort, read_cohort
+from twin_uq.inference.centering import default_centering
 from twin_uq.inference.methods import (
     NUTS,
     SVI,
@@ -224,7 +225,7 @@ def _population(
         covariate_effects=dict(covariate_effects or {}),
         correlation=correlation or "diagonal",
         # "auto" centring does not handle occasion effects: with iov the default is 0.
-        centering=("auto" if not iov else 0.0) if centering is None else centering,
+        centering=default_centering(iov or ()) if centering is None else centering,
         error=dict(error or {}),
         priors=dict(priors or {}),
         prior_check=prior_check or "adapt",

@@ -23,6 +23,7 @@ from twin_uq.inference.prefit import PriorDataConflict, review_typical_values
 from twin_uq.inference.prepare import PreparedFit, prepare_fit
 from twin_uq.inference.solver_check import check_fit_draws
 from twin_uq.posterior.cohort import CohortPosterior
+from twin_uq.posterior.failure import FitFailedError
 
 if TYPE_CHECKING:
     from twin_uq.data import Cohort
@@ -89,6 +90,14 @@ def fit_prepared(
 
     The seed's key is split in two: one for the method, one for the posterior predictive
     replicates, so that the same seed gives the same draws for every consumer.
+
+    Raises
+    ------
+    FitFailedError
+        Where the sampler did not sample (chains that never moved or always diverged,
+        non-finite draws; :mod:`twin_uq.posterior.failure`). The failed fit rides along
+        as ``err.posterior`` (marked ``idata.attrs["sampler_failure"]``) for finding the
+        cause; it refuses summaries, twins and reports.
     """
     k_fit, k_post = jax.random.split(jax.random.key(seed))
     result = method.run(prepared, k_fit, seed=seed, progress=progress)
@@ -106,6 +115,10 @@ def fit_prepared(
         idata.attrs["fixed_step_check"] = json.dumps(check)
     if prepared.prior_review is not None:
         idata.attrs["prior_check"] = json.dumps(prepared.prior_review.record())
-    return CohortPosterior(
+    post = CohortPosterior(
         idata=idata, model=prepared.spec.model, cohort=prepared.cohort, prepared=prepared
     )
+    if post.failure is not None:
+        idata.attrs["sampler_failure"] = post.failure.record()
+        raise FitFailedError(post.failure, post)
+    return post

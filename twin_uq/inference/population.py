@@ -22,6 +22,7 @@ has no ``omega_k * eta_ik`` (one value for all patients with the same covariates
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +36,11 @@ from twin_uq.data import Cohort
 from twin_uq.data.covariate_path import CovariateSegments, check_interpolation
 from twin_uq.data.occasions import OccasionSegments, occasion_segments
 from twin_uq.errors import InputError
+from twin_uq.inference.centering import (
+    CENTERING_DEFAULT_MESSAGE,
+    CenteringDefaultWarning,
+    default_centering,
+)
 from twin_uq.inference.residual import ERROR_CODES, ERROR_KINDS, RESIDUAL_CORRELATIONS
 from twin_uq.model.base import Model
 from twin_uq.model.scales import latent_typical
@@ -67,8 +73,13 @@ class PopulationModel:
         ``"diagonal"`` (independent random effects) or ``"lkj"`` (correlated, LKJ(eta=2)
         prior on the correlation matrix).
     centering
-        Parameterisation of the random effects: 0 is non-centred, 1 centred, values in
-        between partially centred (Papaspiliopoulos et al. 2007). ``"auto"`` whitens each
+        Parameterisation of the random effects. Default ``"auto"`` (0 with ``iov``,
+        which ``"auto"`` does not handle), as :func:`twin_uq.fit`'s flat keywords, so
+        ``population=PopulationModel(model)`` and no ``population`` give the same draws;
+        earlier releases defaulted to 0 here, and a
+        :class:`~twin_uq.inference.centering.CenteringDefaultWarning` says so where the
+        default is taken and gives other draws than before. 0 is non-centred, 1 centred,
+        values in between partially centred (Papaspiliopoulos et al. 2007). ``"auto"`` whitens each
         patient's random effects against a Gaussian approximation of its likelihood
         (Fisher information ``F`` at the patient's approximate mode, a residual SD
         estimated from the data, and the likelihood's centre ``h = F θ̂``;
@@ -123,7 +134,8 @@ class PopulationModel:
     model: Model
     covariate_effects: Mapping[str, Sequence[str]] = field(default_factory=dict)
     correlation: str = "diagonal"
-    centering: float | str = 0.0
+    # None: the default, resolved in __post_init__ (always a number or "auto" afterwards)
+    centering: float | str | None = None
     error: Mapping[str, str] = field(default_factory=dict)
     priors: Mapping[str, object] = field(default_factory=dict)
     prior_check: str = "adapt"
@@ -132,6 +144,10 @@ class PopulationModel:
     residual_correlation: str | Mapping[str, str] = "none"
 
     def __post_init__(self) -> None:
+        if self.centering is None:
+            object.__setattr__(self, "centering", default_centering(self.iov))
+            if self.centering == "auto" and self.correlation == "diagonal":
+                warnings.warn(CENTERING_DEFAULT_MESSAGE, CenteringDefaultWarning, stacklevel=3)
         check_interpolation(self.covariate_interpolation)
         self._check_iov()
         self._check_residual_correlation()

@@ -6,6 +6,7 @@ Everything above it (twins, trust, reports, audit, distributed work) reads a fit
 
 from twin_uq.posterior.cohort import CohortPosterior as CohortPosterior
 from twin_uq.posterior.diagnostics import Diagnostics as Diagnostics
+from twin_uq.posterior.failure import FitFailedError as FitFailedError
 from twin_uq.posterior.io import (
     PosteriorLoadError as PosteriorLoadError,
     load_posterior as load_posterior,

@@ -26,6 +26,7 @@ from twin_uq.inference.prepare import PreparedFit
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.model.scales import to_natural
 from twin_uq.posterior.diagnostics import Diagnostics, diagnose
+from twin_uq.posterior.failure import FitFailedError, SamplerFailure, sampler_failure
 from twin_uq.posterior.patient import (
     PatientPosterior,
     empty_observations,
@@ -116,13 +117,31 @@ class CohortPosterior:
         return self.idata.attrs.get("approximate") == "true"
 
     @property
+    def failure(self) -> SamplerFailure | None:
+        """Why the draws are not a posterior (a sampler that did not sample), else ``None``.
+
+        See :mod:`twin_uq.posterior.failure`. A failed fit refuses its summaries, patient
+        views (and so twins, trust and reports) with :class:`FitFailedError`; ``idata`` and
+        :meth:`diagnostics` stay readable.
+        """
+        if "failure" not in self._cache:
+            self._cache["failure"] = sampler_failure(self.idata, self.method)
+        return self._cache["failure"]
+
+    def _require_sampled(self) -> None:
+        """Refuse to turn the draws of a failed sampler into numbers."""
+        if self.failure is not None:
+            raise FitFailedError(self.failure, self)
+
+    @property
     def patient_ids(self) -> tuple[str, ...]:
         """Patient identifiers in fit order."""
         return self.cohort.ids
 
     @property
     def posterior(self) -> xr.Dataset:
-        """The posterior group as a Dataset."""
+        """The posterior group as a Dataset (refused for a failed sampler: read ``idata``)."""
+        self._require_sampled()
         return self.idata["posterior"].to_dataset()
 
     @property
@@ -204,6 +223,7 @@ class CohortPosterior:
 
         See :func:`twin_uq.posterior.population.flat_draws`; computed once.
         """
+        self._require_sampled()
         if "flat" not in self._cache:
             self._cache["flat"] = flat_draws(self)
         return self._cache["flat"]
@@ -217,6 +237,7 @@ class CohortPosterior:
             (a ``KeyError``) for an id not in the fit, naming close matches.
         """
         i = resolve_patient(tuple(self.patient_ids), patient_id)
+        self._require_sampled()
         if i not in self._views:
             self._views[i] = self._build_view(i)
         return self._views[i]
@@ -304,6 +325,7 @@ class CohortPosterior:
         occasion effect ``N(0, omega_occ)`` (a new patient is on a new occasion from time 0,
         and its predictions say so).
         """
+        self._require_sampled()
         pop = population_for_covariates(self, covariates)
         log_theta = pop.sample_log_theta(seed)
         occasion: dict[str, object] = {}
@@ -333,9 +355,11 @@ class CohortPosterior:
 
     def __repr__(self) -> str:
         label = " (approximate)" if self.approximate else ""
+        label += " (FAILED: the sampler did not sample)" if self.failure is not None else ""
+        sizes = self.idata["posterior"].sizes
         return (
             f"<CohortPosterior {self.model.name}: {self.cohort.n_patients} patients, "
-            f"method {self.method}{label}, draws {self.posterior.sizes['chain']}x{self.posterior.sizes['draw']}>"
+            f"method {self.method}{label}, draws {sizes['chain']}x{sizes['draw']}>"
         )
 
     # ---- summaries ---------------------------------------------------------------------
@@ -354,6 +378,7 @@ class CohortPosterior:
         on its latent scale (NaN for parameters without it).
         """
         _check_interval(interval)
+        self._require_sampled()
         lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
         post = self.posterior
         rows = []
@@ -435,6 +460,7 @@ class CohortPosterior:
     def patient_summary(self, interval: float = 0.9) -> pd.DataFrame:
         """One row per patient and parameter: posterior median and central interval."""
         _check_interval(interval)
+        self._require_sampled()
         lo, hi = (1 - interval) / 2, 1 - (1 - interval) / 2
         theta = self.posterior["theta"]
         stacked = theta.stack(sample=("chain", "draw"))
@@ -461,6 +487,7 @@ class CohortPosterior:
             fixed_centering=spec.centering != "auto" or spec.correlation != "diagonal",
             rhat_max=rhat_max,
             ess_min=ess_min,
+            failure=self.failure,
         )
 
     # ---- shortcuts to the layers above -------------------------------------------------

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from twin_uq.posterior.failure import SamplerFailure
+
 __all__ = ["POPULATION_VARS", "Diagnostics", "diagnose"]
 
 #: Variables whose convergence decides the verdict (population level and individual).
@@ -76,6 +78,7 @@ def diagnose(
     fixed_centering: bool,
     rhat_max: float = 1.01,
     ess_min: float = 400.0,
+    failure: SamplerFailure | None = None,
 ) -> Diagnostics:
     """R-hat, bulk/tail ESS, divergences, E-BFMI and solver failures with a verdict.
 
@@ -83,8 +86,12 @@ def diagnose(
     ESS above ``ess_min`` (scaled down for short runs to 100 per chain) for every quantity,
     no divergent transitions, E-BFMI above 0.3. Approximate methods have no MCMC
     diagnostics and are never "converged" in this sense. ``fixed_centering`` (the fit did
-    not use ``centering="auto"``) decides the advice given for divergences.
+    not use ``centering="auto"``) decides the advice given for divergences. ``failure``
+    (a sampler that did not sample, :mod:`twin_uq.posterior.failure`) comes first among
+    the reasons. An R-hat that cannot be computed (NaN: draws that do not vary within
+    and between chains) fails the verdict; it is never read as "below the threshold".
     """
+    failed = [] if failure is None else [f"sampler failure: {r}" for r in failure.reasons()]
     post = idata["posterior"].to_dataset()
     # kappa: the occasion effects of a fit with inter-occasion variability
     names = [v for v in (*POPULATION_VARS, "theta", "kappa") if v in post]
@@ -103,6 +110,7 @@ def diagnose(
             method,
             False,
             (
+                *failed,
                 f"{method} is an approximate method: no MCMC convergence diagnostics; "
                 "confirm important results with method='nuts'.",
                 *solver_reasons,
@@ -116,25 +124,36 @@ def diagnose(
     if not varying:
         names = [n for n in names if n != "omega"]
     coords = {"omega": {"parameter": varying}} if fixed else {}
-    summ = pd.concat(
-        [
-            azs.summary(
-                idata, var_names=[n], kind="diagnostics", round_to="none", coords=coords.get(n)
-            )
-            for n in names
-        ]
-    )
+    # Draws that do not vary (or infinite energies of a chain stuck at -inf) give 0/0 and
+    # inf - inf inside arviz-stats: NaN R-hat and E-BFMI, reported below as reasons rather
+    # than as numpy's RuntimeWarnings.
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        bfmi = np.asarray(azs.bfmi(idata)["energy"].values).reshape(-1)
+        summ = pd.concat(
+            [
+                azs.summary(
+                    idata, var_names=[n], kind="diagnostics", round_to="none", coords=coords.get(n)
+                )
+                for n in names
+            ]
+        )
     table = summ[["r_hat", "ess_bulk", "ess_tail"]].astype(float)
     ess_needed = min(ess_min, 100.0 * n_chains)
     stats = idata["sample_stats"].to_dataset()
     divergences = int(stats["diverging"].sum())
-    bfmi = np.asarray(azs.bfmi(idata)["energy"].values).reshape(-1)
+    reasons += failed
     if n_chains < 2:
         reasons.append("only one chain: R-hat cannot detect non-convergence; run >= 2 chains")
     bad_r = table.index[table["r_hat"] > rhat_max]
     if len(bad_r):
         reasons.append(
             f"R-hat above {rhat_max} for {len(bad_r)} quantities (worst {table['r_hat'].idxmax()}: {table['r_hat'].max():.3f})"
+        )
+    undefined = table.index[table["r_hat"].isna()]
+    if len(undefined) and n_chains * n_draws > 1:
+        reasons.append(
+            f"R-hat undefined (NaN) for {len(undefined)} quantities (first {undefined[0]}): "
+            "their draws do not vary"
         )
     low_ess = table.index[(table["ess_bulk"] < ess_needed) | (table["ess_tail"] < ess_needed)]
     if len(low_ess):
