@@ -113,7 +113,7 @@ def test_default_fit_of_a_drug_far_from_the_defaults(slow_drug):
     reason=(
         "open item of issue #26: the default fit of this cohort is borderline (seeds 2-6 at "
         "6d816c6: max R-hat 1.012, 1.0106, 1.0106, 1.0093, 1.0043 on sigma_prop; 0-24 "
-        "divergences, at high omega[CL] under centering='auto'); see docs/data.md"
+        "divergences, at high omega[CL] under centering='auto'); see docs/guides/statistician.md"
     ),
 )
 def test_default_settings_converge_on_a_drug_far_from_the_defaults(slow_drug):
