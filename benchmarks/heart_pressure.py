@@ -7,7 +7,7 @@ Ornstein-Uhlenbeck-correlated noise (SD 2 mmHg, correlation time 30 ms).
 ``windkessel3`` is fitted per patient (population model with the OU residual,
 ``residual_correlation="ou"``) to the first two beats; the third is held out.
 
-    python heart_pressure.py --patients 6 --out out/heart_pressure.json
+    python heart_pressure.py --patients 6 --warmup 200 --draws 200 --out out/heart_pressure.json
 
 Reported: seconds to fit; for each patient the posterior median and 90 % interval of the
 peripheral resistance ``R`` and the compliance ``C`` against the truth (the four-element
@@ -78,7 +78,7 @@ def whatif_draws(model, theta: np.ndarray, p0: float, factor: float, signal, per
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--patients", type=int, default=6)
-    ap.add_argument("--method", choices=("laplace", "nuts"), default="laplace")
+    ap.add_argument("--method", choices=("nuts", "laplace"), default="nuts")
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--draws", type=int, default=300)

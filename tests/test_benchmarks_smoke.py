@@ -96,7 +96,8 @@ CASES: dict[str, list[tuple[str, str, list[str], list[str]]]] = {
     "heart_pressure.py": [
         (
             "tiny",
-            "--patients 2 --whatif-draws 3 --out benchmarks/out/heart_pressure.json",
+            "--patients 2 --chains 1 --warmup 10 --draws 10 --whatif-draws 3 "
+            "--out benchmarks/out/heart_pressure.json",
             [],
             ["out/heart_pressure.json"],
         )
