@@ -145,16 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     n_cov = len(covered)
     p_cov = float(np.mean(covered)) if n_cov else float("nan")
     result = {
-        "date": "2026-12-07",
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "commit": commit,
         "settings": vars(args),
         "cycle_lengths_ms": BCLS,
         "simulate_s": simulate_s,
         "fit_s": fit_s,
         "twin_questions_s": twin_s,
-        "diagnostics": {k: (float(v) if np.isscalar(v) else str(v)) for k, v in dict(diag).items()}
-        if hasattr(diag, "items")
-        else str(diag),
+        "diagnostics": str(diag),
+        "max_rhat": diag.max_rhat,
+        "max_rhat_quantity": str(diag.table["r_hat"].idxmax()),
+        "min_ess_bulk": diag.min_ess_bulk,
+        "divergences": int(diag.divergences),
+        "converged": bool(diag.converged),
         "held_out": n_cov,
         "coverage_90": p_cov,
         "coverage_mcse": float(np.sqrt(0.9 * 0.1 / n_cov)) if n_cov else float("nan"),
@@ -181,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             for s in sorted(set(status.values()))
         },
     }
+    print(diag)
     print(
         f"fit {fit_s:.0f} s; coverage {p_cov:.3f} of {n_cov}; Brier {result['brier']:.3f} "
         f"(prevalence only {result['brier_prevalence_only']:.3f}); sparse flagged "

@@ -93,6 +93,15 @@ CASES: dict[str, list[tuple[str, str, list[str], list[str]]]] = {
             ["out/heart_restitution.json"],
         )
     ],
+    "heart_pressure.py": [
+        (
+            "tiny",
+            "--patients 2 --chains 1 --warmup 10 --draws 10 --whatif-draws 3 "
+            "--out benchmarks/out/heart_pressure.json",
+            [],
+            ["out/heart_pressure.json"],
+        )
+    ],
     "compile_probe.py": [("p1_oral_10", "--problem p1_oral_10 --warmup 5 --draws 5", [], [])],
     "gradient_cost.py": [("p1_oral_10", "p1_oral_10", [], ["out/gradient_cost.json"])],
     "leapfrog_overhead.py": [
