@@ -50,3 +50,28 @@ def test_the_worker_returns_the_good_patient_and_names_the_failed_one():
     assert "never moved" in out["failed"][ids[1]]
     assert out["theta"].shape == (1, 2, 10, K) and np.all(np.isfinite(out["theta"]))
     assert out["r_hat"].shape == out["f"].shape[:1] == (1,)
+
+
+def test_update_many_names_a_patient_whose_update_did_not_sample():
+    from types import SimpleNamespace
+
+    from twin_uq.distributed.updates import _update_task, collect_updates
+    from twin_uq.posterior.failure import SamplerFailure
+    from twin_uq.twin import UpdateFailedError
+
+    failure = SamplerFailure("nuts-conditional", (0, 1), (0, 1), (), 10)
+
+    def update(rows, **kwargs):
+        raise UpdateFailedError(failure, "b")
+
+    post = SimpleNamespace(twin=lambda pid: SimpleNamespace(update=update))
+    # the task returns the failure (a retry would fail the same way) instead of raising
+    out = _update_task(post, "b", None, {})
+    assert out["failed"].startswith("UpdateFailedError: The NUTS update of patient 'b'")
+    good = {"theta": np.ones((4, 2))}
+    with pytest.raises(IncompleteResultError) as info:
+        collect_updates(["a", "b", "c"], {"a": good, "b": out}, {"c": "KilledWorker: lost"})
+    assert info.value.missing == ["b", "c"]
+    assert info.value.failures == {"b": out["failed"], "c": "KilledWorker: lost"}
+    assert "never moved" in str(info.value)
+    assert collect_updates(["a"], {"a": good}, {}) == {"a": good}
