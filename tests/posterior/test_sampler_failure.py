@@ -7,13 +7,12 @@ draws). The fit now raises :class:`twin_uq.FitFailedError`, and the failed poste
 refuses every summary, view, twin, trust status and report, also after saving and loading.
 """
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
+from nan_gradient_iv import NaNGradientIV
 
 import twin_uq as tq
-from models.one_compartment_iv import OneCompartmentIV
 from twin_uq.posterior.failure import MIN_DRAWS, sampler_failure
 
 
@@ -80,24 +79,9 @@ def test_non_finite_draws_are_a_failure_in_any_method():
     assert failure.message().startswith("The svi fit did not sample the posterior")
 
 
-class _NaNGradientIV(OneCompartmentIV):
-    """one_compartment_iv whose prediction has a finite value and a NaN gradient.
-
-    The unused branch of ``where`` is ``sqrt`` of a negative number: its NaN derivative,
-    multiplied by the zero cotangent, is NaN (the shape of the fault the lag + F recovery
-    found, a square root at 0 in an unused error branch).
-    """
-
-    name = "nan_gradient_iv"
-
-    def observe(self, y, theta):
-        cl = theta["CL"]
-        return y[0:1] / theta["V"] + jnp.where(cl < 0, jnp.sqrt(-cl), 0.0)
-
-
 @pytest.fixture(scope="module")
 def failed_fit():
-    model = _NaNGradientIV()
+    model = NaNGradientIV()
     design = tq.Design(times=[0.5, 2.0, 8.0], doses=[tq.Bolus(0.0, 100.0, 1)])
     cohort = tq.simulate_cohort("one_compartment_iv", 3, design, seed=1).cohort
     # prior_check="off": the pooled pre-fit would meet the same NaN gradient first

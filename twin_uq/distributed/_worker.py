@@ -125,13 +125,17 @@ def conditional_batch(payload: dict[str, Any]) -> dict[str, Any]:
     Returns per patient (leading axis B): ``theta`` (C, D, K), ``draw_index`` (C*D,)
     into the S population draws, ``f``/``loglik``/``y_rep`` (C*D, N), ``ok`` (C*D,),
     and ``r_hat``, ``ess_bulk``, ``divergences``, ``seconds``; plus the worker's pid.
+    ``ids`` lists the patients returned; a patient whose update did not sample
+    (:class:`~twin_uq.twin.update.UpdateFailedError`) is left out of them and of every
+    array, and ``failed`` maps its id to the error's message (the batch's other patients
+    still come back; resubmitting the task would fail the same way).
     """
     global _DERIVE
     import jax
     import jax.numpy as jnp
 
     from twin_uq.inference.residual import uses_student_t
-    from twin_uq.twin.update import UpdateData, run_update
+    from twin_uq.twin.update import UpdateData, UpdateFailedError, run_update
 
     t_start = time.perf_counter()
     if _DERIVE is None:
@@ -150,6 +154,8 @@ def conditional_batch(payload: dict[str, Any]) -> dict[str, Any]:
         "theta", "draw_index", "f", "loglik", "y_rep", "ok",
         "r_hat", "ess_bulk", "divergences", "seconds",
     )}  # fmt: skip
+    done: list[str] = []
+    failed: dict[str, str] = {}
     for j, pid in enumerate(payload["ids"]):
         _, arr = inputs[pid]
         mean = np.asarray(payload["mean"][j])
@@ -158,10 +164,15 @@ def conditional_batch(payload: dict[str, Any]) -> dict[str, Any]:
             logdet=logdet, add=jnp.asarray(add), prop=jnp.asarray(prop), nu=jnp.asarray(nu),
         )  # fmt: skip
         seed = int(payload["seeds"][j])
-        up = run_update(
-            model, settings, data, mean.mean(axis=0),
-            chains=chains, warmup=warmup, draws=draws, seed=seed,
-        )  # fmt: skip
+        try:
+            up = run_update(
+                model, settings, data, mean.mean(axis=0),
+                chains=chains, warmup=warmup, draws=draws, seed=seed, patient=pid,
+            )  # fmt: skip
+        except UpdateFailedError as err:
+            failed[pid] = str(err)
+            continue
+        done.append(pid)
         s = up.draw_index
         f, ll, y, ok = _DERIVE(
             model, settings, jnp.asarray(up.theta), arr, error_code,
@@ -179,7 +190,8 @@ def conditional_batch(payload: dict[str, Any]) -> dict[str, Any]:
         res["divergences"].append(up.divergences)
         res["seconds"].append(up.seconds)
     out: dict[str, Any] = {k: np.asarray(v) for k, v in res.items()}
-    out["ids"] = list(payload["ids"])
+    out["ids"] = done
+    out["failed"] = failed
     out["pid"] = os.getpid()
     out["seconds_total"] = time.perf_counter() - t_start
     return out

@@ -41,19 +41,26 @@ def patient_means(draws: Mapping[str, np.ndarray], data, index: np.ndarray) -> n
 
 
 def check_complete(ids: list[str], done: dict, failed: dict, batches: list[list[int]]) -> None:
-    """Raise :class:`IncompleteResultError` unless every patient came back exactly once."""
+    """Raise :class:`IncompleteResultError` unless every patient came back exactly once.
+
+    ``failed`` maps a batch that failed to its error; a batch that came back may name
+    patients whose update did not sample (its ``failed``: patient id -> message), and
+    these are missing with their own reason.
+    """
     got = Counter(pid for r in done.values() for pid in r["ids"])
     missing = [p for p in ids if got[p] == 0]
     twice = sorted(p for p, n in got.items() if n > 1)
     unknown = sorted(set(got) - set(ids))
     failures = {ids[i]: failed[b] for b, idx in enumerate(batches) if b in failed for i in idx}
+    for r in done.values():
+        failures |= r.get("failed", {})
     if missing or twice or unknown:
         parts = []
         if missing:
-            reasons = sorted(set(failures.values()))
+            reasons = sorted({failures[p] for p in missing if p in failures})
             parts.append(
                 f"{len(missing)} of {len(ids)} patients missing (e.g. {missing[:5]}); "
-                f"batch errors: {reasons[:3]}"
+                f"errors: {reasons[:3]}"
             )
         if twice:
             parts.append(f"patients returned more than once: {twice[:5]}")

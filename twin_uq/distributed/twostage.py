@@ -139,7 +139,9 @@ class TwoStage(FitMethod):
     ``two_stage`` with the paired population draw per patient draw (``pop_draw``),
     per-patient sampler diagnostics, subsample membership and the worker that ran each
     patient. :class:`IncompleteResultError` names every patient whose batch failed after
-    its retries, or that came back twice.
+    its retries, whose stage-2 NUTS did not sample
+    (:class:`~twin_uq.twin.update.UpdateFailedError`, with its reason), or that came back
+    twice.
     """
 
     name: ClassVar[str] = "two-stage"

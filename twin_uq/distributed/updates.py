@@ -11,13 +11,23 @@ from twin_uq.distributed.cluster import gather_all, get_client, worker_task
 from twin_uq.distributed.twostage import IncompleteResultError
 from twin_uq.errors import InputError
 
-__all__ = ["update_many"]
+__all__ = ["collect_updates", "update_many"]
 
 
 def _update_task(post_path_or_obj: Any, pid: str, rows: pd.DataFrame, kwargs: dict) -> dict:
-    """On a worker: update one patient's twin; returns its draws as numpy arrays."""
+    """On a worker: update one patient's twin; returns its draws as numpy arrays.
+
+    An update whose sampler did not sample (:class:`~twin_uq.twin.update.UpdateFailedError`)
+    returns ``{"failed": message}`` instead of raising: resubmitting the task would fail
+    the same way (the same seed and data).
+    """
+    from twin_uq.twin.update import UpdateFailedError
+
     twin = post_path_or_obj.twin(pid)
-    new = twin.update(rows, **kwargs)
+    try:
+        new = twin.update(rows, **kwargs)
+    except UpdateFailedError as err:
+        return {"failed": f"{type(err).__name__}: {err}"}
     rec = new.history[-1]
     return {
         "theta": np.asarray(new.theta),
@@ -62,7 +72,9 @@ def update_many(
     Raises
     ------
     IncompleteResultError
-        Naming every patient whose update failed after its retries.
+        Naming every patient whose update failed after its retries, or whose sampler did
+        not sample (:class:`~twin_uq.twin.update.UpdateFailedError`, not retried), with
+        the reason (``.failures``).
     """
     cols = {c.lower(): c for c in new_rows.columns}
     if "id" not in cols:
@@ -89,7 +101,17 @@ def update_many(
             for pid in ids
         }
         done, failed = gather_all(client, futures)
-    missing = [p for p in ids if p not in done]
+    return collect_updates(ids, done, failed)
+
+
+def collect_updates(ids: list[str], done: dict[str, dict], failed: dict[str, str]) -> dict:
+    """The updates of ``ids`` in order, or :class:`IncompleteResultError` naming the rest.
+
+    ``done``: patient id -> a task's result (``{"failed": message}`` for an update whose
+    sampler did not sample); ``failed``: patient id -> the error of a task that raised.
+    """
+    failed = failed | {p: r["failed"] for p, r in done.items() if "failed" in r}
+    missing = [p for p in ids if p not in done or p in failed]
     if missing:
         raise IncompleteResultError(
             f"{len(missing)} of {len(ids)} twin updates failed: "

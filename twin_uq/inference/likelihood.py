@@ -76,7 +76,7 @@ class FitData(eqx.Module):
         The cohort's padded observations, schedules and model covariates.
     design, effect_param, effect_term, allometric
         The population mean's inputs, as in
-        :class:`~twin_uq.inference.population.CovariateArrays` (design ``(P, Q)``, effect
+        :class:`~twin_uq.inference.covariate_design.CovariateArrays` (design ``(P, Q)``, effect
         indices ``(E,)``, allometric offsets ``(P, K)``).
     error_code
         ``(O,)`` residual error model per output.

@@ -26,14 +26,11 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import equinox as eqx
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from jaxtyping import Array, Float, Int
 
 from twin_uq.data import Cohort
-from twin_uq.data.covariate_path import CovariateSegments, check_interpolation
+from twin_uq.data.covariate_path import check_interpolation
 from twin_uq.data.occasions import OccasionSegments, occasion_segments
 from twin_uq.errors import InputError
 from twin_uq.inference.centering import (
@@ -41,12 +38,19 @@ from twin_uq.inference.centering import (
     CenteringDefaultWarning,
     default_centering,
 )
+from twin_uq.inference.covariate_design import (
+    CovariateArrays,
+    CovariateDesign,
+    allometric_offsets,
+    covariate_column,
+)
 from twin_uq.inference.residual import ERROR_CODES, ERROR_KINDS, RESIDUAL_CORRELATIONS
 from twin_uq.model.base import Model
 from twin_uq.model.scales import latent_typical
 
 __all__ = [
     "PRIOR_CHECKS",
+    "CovariateArrays",  # re-exported: the covariate design lives in inference.covariate_design
     "CovariateDesign",
     "PopulationModel",
     "build_covariate_design",
@@ -325,98 +329,6 @@ def _check_parameters(model: Model, given: Sequence[str], what: str) -> None:
             )
 
 
-@dataclass(frozen=True)
-class CovariateDesign:
-    """Covariate design matrix of a cohort for a population model.
-
-    Attributes
-    ----------
-    matrix
-        ``(P, Q)`` float array of standardised covariates / indicators.
-    terms
-        ``Q`` labels such as ``"AGE"`` or ``"SEX[F]"``.
-    effects
-        ``(parameter, term)`` pairs, one per estimated coefficient ``beta``.
-    mask
-        ``(K, Q)`` 0/1 matrix: which term acts on which parameter.
-    allometric
-        ``(P, K)`` fixed allometric offsets on the log scale.
-    centre, scale
-        Per-term centring and scaling used (for reporting effects on the natural scale).
-    segments
-        With covariates of the design (effects or allometric) that change within a patient:
-        their :class:`~twin_uq.data.covariate_path.CovariateSegments`; ``None`` otherwise.
-    segment_matrix, segment_allometric
-        With ``segments``: the design ``(P, S, Q)`` and allometric offsets ``(P, S, K)``
-        evaluated with the values in force on each segment (the baseline's centring,
-        scaling and reference levels); ``None`` otherwise.
-    """
-
-    matrix: np.ndarray
-    terms: tuple[str, ...]
-    effects: tuple[tuple[str, str], ...]
-    mask: np.ndarray
-    allometric: np.ndarray
-    centre: np.ndarray
-    scale: np.ndarray
-    segments: CovariateSegments | None = None
-    segment_matrix: np.ndarray | None = None
-    segment_allometric: np.ndarray | None = None
-
-    @property
-    def change_time(self) -> np.ndarray | None:
-        """``(P, S)`` segment starts, or ``None`` without time-varying design covariates."""
-        return None if self.segments is None else self.segments.time
-
-    def segment_shifts(self) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
-        """Per segment, the change of the design and of the allometric offsets from baseline.
-
-        ``(P, S, Q)`` and ``(P, S, K)`` (``FitData.segment_design`` /
-        ``segment_allometric``), or ``(None, None)``.
-        """
-        if self.segments is None:
-            return None, None
-        return (
-            self.segment_matrix - self.matrix[:, None, :],
-            self.segment_allometric - self.allometric[:, None, :],
-        )
-
-    @property
-    def effect_labels(self) -> tuple[str, ...]:
-        """``"CL~AGE"`` style labels of the estimated coefficients."""
-        return tuple(f"{p}~{t}" for p, t in self.effects)
-
-    def as_arrays(self, parameter_names: tuple[str, ...]) -> CovariateArrays:
-        """The JAX arrays the population mean is computed from (see :class:`CovariateArrays`)."""
-        effect_param = [parameter_names.index(p) for p, _ in self.effects]
-        effect_term = [self.terms.index(t) for _, t in self.effects]
-        return CovariateArrays(
-            design=jnp.asarray(self.matrix, dtype=float),
-            effect_param=jnp.asarray(np.array(effect_param, dtype=np.int32)),
-            effect_term=jnp.asarray(np.array(effect_term, dtype=np.int32)),
-            allometric=jnp.asarray(self.allometric),
-        )
-
-
-class CovariateArrays(eqx.Module):
-    """What each patient's population mean of log parameters is computed from.
-
-    Attributes
-    ----------
-    design
-        ``(P, Q)`` covariate design matrix.
-    effect_param, effect_term
-        ``(E,)`` parameter and design-column index of each covariate coefficient.
-    allometric
-        ``(P, K)`` fixed allometric log offsets.
-    """
-
-    design: Float[Array, "P Q"]
-    effect_param: Int[Array, " E"]
-    effect_term: Int[Array, " E"]
-    allometric: Float[Array, "P K"]
-
-
 def build_covariate_design(spec: PopulationModel, cohort: Cohort) -> CovariateDesign:
     """Standardise the cohort's baseline covariates into the fit's design matrix.
 
@@ -435,7 +347,7 @@ def build_covariate_design(spec: PopulationModel, cohort: Cohort) -> CovariateDe
     # How each term is computed from a covariate column, to evaluate it on every segment.
     transforms: list[tuple[str, str | None]] = []  # (column, level or None: continuous)
     for name in dict.fromkeys(c for cs in spec.covariate_effects.values() for c in cs):
-        found = _column(cov, name)
+        found = covariate_column(cov, name)
         if found is None:
             raise InputError(
                 f"Covariate {name!r} requested in covariate_effects is not in the cohort "
@@ -475,7 +387,7 @@ def build_covariate_design(spec: PopulationModel, cohort: Cohort) -> CovariateDe
             for t in term_of[c]:
                 mask[k, terms.index(t)] = 1.0
                 effects.append((p, t))
-    allometric = _allometric_offsets(model, cov)
+    allometric = allometric_offsets(model, cov)
     design = CovariateDesign(
         matrix=matrix,
         terms=tuple(terms),
@@ -518,36 +430,6 @@ def build_occasions(
     return occasions
 
 
-def _allometric_offsets(model: Model, cov: pd.DataFrame) -> np.ndarray:
-    """``(P, K)`` fixed allometric log offsets from the covariate frame ``cov``."""
-    P, K = len(cov), len(model.parameters)
-    allometric = np.zeros((P, K))
-    for allo in model.allometric:
-        k = model.parameter_names.index(allo.parameter)
-        if model.parameters[k].scale != "log":
-            raise InputError(
-                f"Allometric scaling of {allo.parameter!r}, a logit-normal parameter: a power "
-                "law applies to log-normal parameters only; estimate a covariate effect on "
-                "the logit scale instead (covariate_effects)."
-            )
-        # Matched like Cohort.for_model matches its covariate arrays (case-insensitive): an
-        # exact-name test here once gave a lowercase ``wt`` column all-zero offsets.
-        found = _column(cov, allo.covariate)
-        if found is not None and not cov[found].isna().all():
-            x = cov[found].astype(float)
-            default = model.covariate_defaults.get(allo.covariate, allo.reference)
-            x = x.fillna(default).to_numpy()
-        else:
-            x = np.full(P, model.covariate_defaults.get(allo.covariate, allo.reference))
-        if np.any(x <= 0):
-            bad = list(cov.index[x <= 0])[:5]
-            raise InputError(
-                f"Allometric covariate {allo.covariate!r} must be > 0; patients {bad}."
-            )
-        allometric[:, k] += allo.exponent * np.log(x / allo.reference)
-    return allometric
-
-
 def _with_segments(
     spec: PopulationModel,
     cohort: Cohort,
@@ -563,7 +445,9 @@ def _with_segments(
     """
     cov = cohort.covariates
     used = {c for c, _ in transforms}
-    used |= {c for a in spec.model.allometric if (c := _column(cov, a.covariate)) is not None}
+    used |= {
+        c for a in spec.model.allometric if (c := covariate_column(cov, a.covariate)) is not None
+    }
     varying = [c for c in cov.columns if c in used and c in cohort.time_varying]
     if not varying:
         return design
@@ -588,19 +472,7 @@ def _with_segments(
                 matrix[:, s, q] = (x - design.centre[q]) / design.scale[q]
             else:
                 matrix[:, s, q] = (frame[c].astype(str) == level).to_numpy(dtype=float)
-        allometric[:, s, :] = _allometric_offsets(spec.model, frame)
+        allometric[:, s, :] = allometric_offsets(spec.model, frame)
     return dataclasses.replace(
         design, segments=segments, segment_matrix=matrix, segment_allometric=allometric
     )
-
-
-def _column(cov: pd.DataFrame, name: str) -> str | None:
-    """The covariate column called ``name``: exact, else the one equal without regard to case.
-
-    A cohort never has two covariate columns equal without regard to case (``read_cohort``
-    refuses them), so the match is unique.
-    """
-    if name in cov.columns:
-        return name
-    matches = [c for c in cov.columns if str(c).lower() == name.lower()]
-    return matches[0] if matches else None

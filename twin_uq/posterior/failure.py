@@ -29,6 +29,7 @@ diagnostics say so, and trust marks its twins unreliable), not a failed one.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +37,7 @@ import xarray as xr
 
 from twin_uq.errors import UnavailableError
 
-__all__ = ["MIN_DRAWS", "FitFailedError", "SamplerFailure", "sampler_failure"]
+__all__ = ["MIN_DRAWS", "FitFailedError", "SamplerFailure", "draws_failure", "sampler_failure"]
 
 #: Draws per chain from which a chain that never moves, or always diverges, is a failure.
 MIN_DRAWS = 10
@@ -148,21 +149,46 @@ def sampler_failure(idata: xr.DataTree, method: str) -> SamplerFailure | None:
 
     ``idata``: the fit's DataTree (``posterior`` with ``chain`` and ``draw`` dimensions;
     ``sample_stats.diverging`` where the method has it). See the module docstring for the
-    rule.
+    rule (:func:`draws_failure` applies it).
     """
     post = idata["posterior"].to_dataset()
-    names = [v for v in _JUDGED if v in post]
-    n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
-    non_finite = tuple(v for v in names if not np.all(np.isfinite(post[v].values)))
+    draws = {v: post[v].transpose("chain", "draw", ...).values for v in _JUDGED if v in post}
+    diverging = None
+    if "sample_stats" in idata.children and "diverging" in idata["sample_stats"]:
+        diverging = np.asarray(idata["sample_stats"]["diverging"].values, dtype=bool)
+    return draws_failure(draws, diverging, method, shape=(post.sizes["chain"], post.sizes["draw"]))
+
+
+def draws_failure(
+    draws: Mapping[str, np.ndarray],
+    diverging: np.ndarray | None,
+    method: str,
+    *,
+    shape: tuple[int, int] | None = None,
+) -> SamplerFailure | None:
+    """The module's rule on raw sampler output; ``None`` where the draws are usable.
+
+    ``draws``: variable name -> draws ``(chain, draw, ...)``, every variable judged;
+    ``diverging``: the divergence flags ``(chain, draw)`` of the post-warm-up transitions
+    (``None``: a method without them); ``shape``: ``(chains, draws)`` where ``draws`` may
+    be empty (default: that of the first variable). Used by :func:`sampler_failure` for a
+    cohort fit and by the twin update (:func:`twin_uq.twin.update.run_update`) for one
+    patient's NUTS.
+    """
+    if shape is None:
+        shape = np.shape(next(iter(draws.values())))[:2]
+    n_chains, n_draws = shape
+    names = list(draws)
+    non_finite = tuple(v for v in names if not np.all(np.isfinite(draws[v])))
     # (chain, everything else flattened) per variable; a chain moved if any value changed
     moved = np.zeros(n_chains, dtype=bool)
     for v in names:
-        x = post[v].transpose("chain", "draw", ...).values.reshape(n_chains, n_draws, -1)
+        x = np.asarray(draws[v]).reshape(n_chains, n_draws, -1)
         with np.errstate(invalid="ignore"):
             moved |= np.any(np.ptp(x, axis=1) > 0, axis=1) if n_draws > 1 else False
-    diverging = np.zeros((n_chains, n_draws), dtype=bool)
-    if "sample_stats" in idata.children and "diverging" in idata["sample_stats"]:
-        diverging = np.asarray(idata["sample_stats"]["diverging"].values, dtype=bool)
+    if diverging is None:
+        diverging = np.zeros((n_chains, n_draws), dtype=bool)
+    diverging = np.asarray(diverging, dtype=bool)
     all_div = diverging.all(axis=1) & (n_draws > 0)
     long_enough = n_draws >= MIN_DRAWS
     stuck = ~moved & (n_draws > 1) & (long_enough | all_div)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import arviz_stats as azs
 import numpy as np
 import pandas as pd
+import xarray as xr
 from scipy import stats
 
 from twin_uq.model.scales import to_unconstrained
@@ -92,10 +93,10 @@ def global_fit_quality(post, th: TrustThresholds) -> GlobalFitQuality:
         return GlobalFitQuality(True, (), metrics)
     reasons: list[str] = []
     names = [v for v in _POPULATION_VARS if v in ds]
-    # corr has a unit diagonal (constant): its R-hat is NaN and says nothing.
-    rhat = azs.rhat(ds[names])
-    ess_b = azs.ess(ds[names], method="bulk")
-    ess_t = azs.ess(ds[names], method="tail")
+    with np.errstate(invalid="ignore", divide="ignore"):  # constant draws: 0/0, reported
+        rhat = azs.rhat(ds[names])
+        ess_b = azs.ess(ds[names], method="bulk")
+        ess_t = azs.ess(ds[names], method="tail")
 
     def worst(x, fn) -> float:
         vals = np.concatenate([np.asarray(x[v].values, float).ravel() for v in names])
@@ -103,6 +104,10 @@ def global_fit_quality(post, th: TrustThresholds) -> GlobalFitQuality:
         return float(fn(vals)) if vals.size else np.nan
 
     max_rhat = worst(rhat, np.max)
+    # An R-hat that is NaN (draws that never vary) or infinite (chains each stuck at their
+    # own point) is never "at most rhat_max" (as in posterior.diagnostics), except for
+    # quantities constant by declaration: corr's unit diagonal, a fixed effect's omega (0).
+    undefined = _undefined_rhats(rhat, names, post.idata.attrs)
     min_ess = min(worst(ess_b, np.min), worst(ess_t, np.min))
     stats_ = (
         post.idata["sample_stats"].to_dataset() if "sample_stats" in post.idata.children else None
@@ -123,6 +128,12 @@ def global_fit_quality(post, th: TrustThresholds) -> GlobalFitQuality:
         reasons.append(
             f"The population fit did not converge (R-hat {max_rhat:.3f}, should be at most {th.rhat_max})."
         )
+    if undefined and chains > 1:
+        reasons.append(
+            f"The population fit did not converge: R-hat is undefined (NaN or infinite) for "
+            f"{len(undefined)} quantities (first {undefined[0]}), whose draws do not vary "
+            "within chains."
+        )
     needed = _ess_needed(th, chains)
     if np.isfinite(min_ess) and min_ess < needed:
         reasons.append(
@@ -134,6 +145,28 @@ def global_fit_quality(post, th: TrustThresholds) -> GlobalFitQuality:
             "cohort may be biased."
         )
     return GlobalFitQuality(not reasons, tuple(reasons), metrics)
+
+
+def _undefined_rhats(rhat: xr.Dataset, names: list[str], attrs) -> list[str]:
+    """Labels (``mu[CL]``) of the non-finite R-hats in ``rhat``, save declared constants.
+
+    Declared constants: the unit diagonal of ``corr`` and the ``omega`` of a fixed effect
+    (``attrs["fixed_parameters"]``), whose draws do not vary by construction.
+    """
+    fixed = set(json.loads(attrs.get("fixed_parameters", "[]")))
+    out = []
+    for v in names:
+        da = rhat[v]
+        bad = ~np.isfinite(np.asarray(da.values, float))
+        if v == "corr" and da.ndim == 2:
+            bad &= ~np.eye(da.shape[0], dtype=bool)
+        if v == "omega" and "parameter" in da.dims:
+            bad &= ~np.isin(da["parameter"].values, list(fixed))
+        for idx in zip(*np.nonzero(bad), strict=True):
+            labels = [str(da[d].values[i]) if d in da.coords else str(i)
+                      for d, i in zip(da.dims, idx, strict=True)]  # fmt: skip
+            out.append(f"{v}[{','.join(labels)}]" if labels else v)
+    return out
 
 
 def patient_convergence(post, patients: Sequence[str] | None = None) -> pd.DataFrame:

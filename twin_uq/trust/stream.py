@@ -6,8 +6,9 @@ After each streamed update, :func:`reassess_twin` keeps that verdict and adds th
 that can change reading by reading, from the updated twin alone:
 
 * the update's sampler: importance sampling with Pareto k-hat >= 0.7 never stands (the
-  update falls back to NUTS); NUTS with R-hat above ``rhat_max``, too few effective draws
-  or divergences makes the twin unreliable, as in the fit rules;
+  update falls back to NUTS); NUTS with R-hat above ``rhat_max`` or undefined (NaN or
+  infinite, with more than one chain), too few effective draws or divergences makes the
+  twin unreliable, as in the fit rules;
 * the information in the record: the effective number of readings (an Ornstein-Uhlenbeck
   residual counts a dense trace for less: :func:`ou_effective_observations` at the median
   ``tau`` of the twin's draws) below the number of parameters limits the twin;
@@ -95,6 +96,11 @@ def reassess_twin(
             bad.append(f"importance-sampling k-hat {rec.pareto_k:.2f} (>= 0.7)")
         if np.isfinite(rec.r_hat) and rec.r_hat > th.rhat_max:
             bad.append(f"R-hat {rec.r_hat:.3f} (> {th.rhat_max})")
+        elif not np.isfinite(rec.r_hat) and rec.method != "importance" and twin.n_chains > 1:
+            # NaN (draws that never vary) or infinite (chains each stuck at their own
+            # point): never "at most rhat_max". One chain or importance sampling has no
+            # R-hat by construction (NaN), judged by its ESS / k-hat instead.
+            bad.append(f"R-hat undefined ({rec.r_hat})")
         needed = min(th.ess_min, th.ess_per_chain * twin.n_chains)  # as the fit rule
         if rec.method != "importance" and rec.ess_bulk < needed:
             bad.append(f"ESS {rec.ess_bulk:.0f}")

@@ -28,3 +28,4 @@ from twin_uq.twin.twin import (
     PosteriorTwin as PosteriorTwin,
     UnknownPatientError as UnknownPatientError,
 )
+from twin_uq.twin.update import UpdateFailedError as UpdateFailedError

@@ -151,6 +151,7 @@ def update_twin(  # noqa: UP047 (PEP 695 syntax breaks the 3.11 layer checker)
             warmup=warmup,
             draws=draws,
             seed=seed,
+            patient=twin.patient_id,
         )
     s = keep[res.draw_index]
     n_added = int(np.asarray(arrays.obs_mask).sum()) - len(twin.observations)

@@ -40,9 +40,18 @@ from twin_uq.inference.nuts_kernel import NutsSettings, nuts, run_chains, sample
 from twin_uq.inference.residual import ERROR_CODES, observation_loglik
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.model.scales import to_natural
+from twin_uq.posterior.failure import FitFailedError, SamplerFailure, draws_failure
 from twin_uq.twin.engine import _bucket
 
-__all__ = ["UpdateData", "UpdateResult", "log_target", "observed", "patient_arrays", "run_update"]
+__all__ = [
+    "UpdateData",
+    "UpdateFailedError",
+    "UpdateResult",
+    "log_target",
+    "observed",
+    "patient_arrays",
+    "run_update",
+]
 
 
 class UpdateData(eqx.Module):
@@ -208,6 +217,39 @@ def _update_chain(statics, data: UpdateData, per_chain, progress):
     return z, info.diverging, s
 
 
+class UpdateFailedError(FitFailedError):
+    """The NUTS update of one patient did not sample: no twin or stage-2 draws from it.
+
+    The rule is the cohort fit's (:mod:`twin_uq.posterior.failure`).
+
+    Attributes
+    ----------
+    failure
+        The :class:`~twin_uq.posterior.failure.SamplerFailure` found (chains are the
+        update's).
+    patient
+        The patient's id (``None`` where the caller did not name one).
+    posterior
+        Always ``None``: the update has no cohort posterior of its own.
+    """
+
+    def __init__(self, failure: SamplerFailure, patient: str | None = None):
+        super().__init__(failure)
+        who = "this patient" if patient is None else f"patient {patient!r}"
+        self.args = (
+            f"The NUTS update of {who} (twin.update, or stage 2 of a two-stage fit) did not "
+            "sample the patient's posterior: " + "; ".join(failure.reasons()) + ". No twin "
+            "or patient draws are made from it. Usual causes: a log density or gradient that "
+            "is NaN or infinite at the patient's current parameters (an observation of 0 or "
+            "below under a proportional or lognormal error, a row in the wrong unit, time or "
+            "output, the model's solver failing there). What to do: check the patient's rows "
+            "(tq.check_data(model, cohort) on the table with the new rows), compare them with "
+            "twin.predict at their times, and if they are right refit the cohort with them "
+            "(tq.fit), whose own failure report says more.",
+        )
+        self.patient = patient
+
+
 @dataclass(frozen=True)
 class UpdateResult:
     """Draws of the updated patient and how the sampler did."""
@@ -234,11 +276,15 @@ def run_update(
     draws: int,
     seed: int,
     progress: bool = False,
+    patient: str | None = None,
 ) -> UpdateResult:
     """NUTS on the patient's log parameters; compiled once per (model, settings, shapes).
 
     The sampler is the package's one NUTS driver (:mod:`twin_uq.inference.nuts_kernel`),
     as for the cohort fit; ``progress`` shows its bar (the draws are the same either way).
+    A sampler that did not sample (a chain that never moved, every transition divergent,
+    non-finite draws: :func:`twin_uq.posterior.failure.draws_failure`) raises
+    :class:`UpdateFailedError` naming ``patient``, instead of returning its draws.
     """
     if chains < 1 or warmup < 1 or draws < 1:
         raise InputError(f"chains, warmup and draws must be >= 1, got {chains}, {warmup}, {draws}.")
@@ -259,6 +305,9 @@ def run_update(
     x = np.asarray(z)  # (chains, draws, K)
     s = np.asarray(s).reshape(-1)
     seconds = time.perf_counter() - t0
+    failure = draws_failure({"theta": x}, np.asarray(div), "nuts-conditional")
+    if failure is not None:
+        raise UpdateFailedError(failure, patient)
     if chains > 1:
         r_hat = float(max(azs.rhat(x[:, :, k]) for k in range(x.shape[-1])))
     else:
