@@ -1,23 +1,29 @@
-"""The premise of shape buckets (docs/performance.md): padded observations add nothing.
+"""The premises of shape buckets (docs/performance.md): padding leaves the target alone.
 
 A cohort padded along the observation axis ``N`` (extra columns with ``obs_mask`` False,
 holding copies of each patient's last real observation) must give the same pointwise
 log-likelihood on the real observations, exactly 0 on the padding, and the same total and
-gradient, so that a fit on a bucketed cohort has the same target.
+gradient. Padded along the patient axis ``P`` (ghost patients without observations), the
+log density may only gain each ghost's own standard normal term, the same at every value of
+the other parameters, so that the ghosts neither change nor couple to anything else.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+import pytest
 
 import twin_uq as tq
 from twin_uq.data import read_cohort
 from twin_uq.inference.likelihood import ResidualParams, patient_loglik
+from twin_uq.inference.numpyro_model import cohort_program
+from twin_uq.inference.prepare import prepare_fit
 from twin_uq.inference.residual import ErrorKind
 
 N_FIELDS = ("obs_time", "obs_value", "obs_output", "obs_lloq")
@@ -71,3 +77,74 @@ def test_padded_observations_leave_the_likelihood_and_its_gradient_unchanged():
     assert np.isfinite(v) and np.all(np.isfinite(g_pad))
     np.testing.assert_allclose(v_pad, v, rtol=1e-15)
     np.testing.assert_allclose(g_pad, g, rtol=1e-13, atol=1e-13)
+
+
+def _ghost_padded(prep, n_ghosts: int, *, neutral: bool):
+    """``prep``'s program arguments with ``n_ghosts`` patients appended (copies of patient 0
+    without observations); ``neutral``: the ghosts non-centred (weight 0) and without a
+    linearisation (no sensitivities, every observation unused), as buckets would pad."""
+    data, priors, centering = prep.program_args()
+    P = data.n_patients
+
+    def pad(x):
+        if hasattr(x, "shape") and x.ndim and x.shape[0] == P:
+            return jnp.concatenate([x, jnp.repeat(x[:1], n_ghosts, axis=0)], axis=0)
+        return x
+
+    def zero_ghosts(x):
+        if hasattr(x, "shape") and x.ndim and x.shape[0] == P + n_ghosts and x.dtype.kind == "f":
+            return x.at[P:].set(0.0)
+        return x
+
+    pdata, pcent = jax.tree.map(pad, data), jax.tree.map(pad, centering)
+    arrays = dataclasses.replace(pdata.arrays, obs_mask=pdata.arrays.obs_mask.at[P:].set(False))
+    pdata = dataclasses.replace(pdata, arrays=arrays)
+    if neutral:
+        auto = pcent.auto
+        if auto is not None:
+            auto = jax.tree.map(zero_ghosts, auto)
+            auto = dataclasses.replace(auto, unused=auto.unused.at[P:].set(1.0))
+        pcent = dataclasses.replace(pcent, weights=pcent.weights.at[P:].set(0.0), auto=auto)
+    return pdata, priors, pcent
+
+
+@pytest.mark.parametrize(
+    "centering",
+    ["auto", pytest.param(0.0, marks=pytest.mark.slow), pytest.param(1.0, marks=pytest.mark.slow)],
+)
+def test_ghost_patients_add_only_their_standard_normal_prior(centering):
+    """Padding the patient axis: the log density of the padded program is the unpadded one
+    plus each ghost's standard normal term, at two population points (so the ghosts are
+    independent of everything else), once ghosts are non-centred and unlinearised."""
+    from numpyro.infer.util import potential_energy, unconstrain_fn
+
+    oral = tq.load_model("one_compartment_oral")
+    rng = np.random.default_rng(3)
+    rows = []
+    for pid in "abcd":
+        rows.append({"ID": pid, "TIME": 0.0, "DV": np.nan, "AMT": 100.0, "WT": 70.0})
+        for t in (0.5, 1.0, 2.0, 4.0, 8.0, 12.0):
+            dv = 8.0 * np.exp(-t / 6) * (1 - np.exp(-2 * t)) * np.exp(rng.normal(0, 0.2))
+            rows.append({"ID": pid, "TIME": t, "DV": dv, "AMT": np.nan, "WT": 70.0})
+    cohort = read_cohort(pd.DataFrame(rows))
+    prep = prepare_fit(tq.PopulationModel(oral, centering=centering), cohort)
+    args = prep.program_args()
+    program = functools.partial(cohort_program, prep.structure)
+    z0 = unconstrain_fn(
+        functools.partial(cohort_program, prep.structure.prior_only()), args, {}, prep.init_values()
+    )
+    energy = jax.jit(lambda z, a: potential_energy(program, a, {}, z))
+    ghost = jnp.asarray(rng.normal(size=(3, z0["z"].shape[1])))
+    ghost_prior = float(jnp.sum(0.5 * ghost**2 + 0.5 * jnp.log(2 * jnp.pi)))
+    padded = _ghost_padded(prep, 3, neutral=True)
+    copied = _ghost_padded(prep, 3, neutral=False)
+    added, added_copied = [], []
+    for shift in (0.0, 0.3):  # two population points (the patients' latents held fixed)
+        z = {k: v if k == "z" else v + shift for k, v in z0.items()}
+        z_padded = dict(z, z=jnp.concatenate([z["z"], ghost]))
+        u = float(energy(z, args))
+        added.append(float(energy(z_padded, padded)) - u)
+        added_copied.append(float(energy(z_padded, copied)) - u)
+    np.testing.assert_allclose(added, ghost_prior, rtol=1e-12)
+    if centering != 0.0:  # a ghost keeping patient 0's centring is tied to the population
+        assert abs(added_copied[1] - added_copied[0]) > 1e-3
