@@ -152,10 +152,12 @@ def test_configure_turns_the_compilation_cache_on_and_off(tmp_path):
 
 @pytest.mark.slow
 def test_a_new_process_reuses_the_compiled_program(tmp_path):
-    for expected_hits in (0, 1):
+    hits = []
+    for _ in range(2):
         res = run(CACHE_SCRIPT, tmp_path, TWIN_UQ_CACHE=str(tmp_path / "cache"))
         assert res.returncode == 0, res.stderr
-        assert json.loads(res.stdout.strip().splitlines()[-1])[2] == expected_hits
+        hits.append(json.loads(res.stdout.strip().splitlines()[-1])[2])
+    assert hits[0] == 0 and hits[1] >= 1  # the jitted program (and arange's) come back
 
 
 def test_cache_off_a_users_jax_folder_and_an_unwritable_one(tmp_path):
