@@ -108,10 +108,8 @@ def _ghost_padded(prep, n_ghosts: int, *, neutral: bool):
     return pdata, priors, pcent
 
 
-@pytest.mark.parametrize(
-    "centering",
-    ["auto", pytest.param(0.0, marks=pytest.mark.slow), pytest.param(1.0, marks=pytest.mark.slow)],
-)
+@pytest.mark.slow  # 22 s at load 6.6 (2026-12-07): a design premise, not a shipped feature
+@pytest.mark.parametrize("centering", ["auto", 0.0, 1.0])
 def test_ghost_patients_add_only_their_standard_normal_prior(centering):
     """Padding the patient axis: the log density of the padded program is the unpadded one
     plus each ghost's standard normal term, at two population points (so the ghosts are
