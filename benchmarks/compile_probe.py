@@ -4,9 +4,17 @@ Runs one short default fit (``tq.fit``, NUTS, 2 chains) of a benchmark cohort in
 process and sums JAX's own compile events (``/jax/core/compile/*``: tracing, lowering to
 StableHLO, XLA backend compilation) per phase of :func:`twin_uq.fit`: preparation (the
 centring point), the sampler, post-processing of the draws, the after-fit solver check and
-the rest. A second fit of the same shape follows, to show what it reuses.
+the rest. A second fit follows, to show what it reuses: of the same cohort, or of
+``--then`` (another cohort, e.g. ``p1_oral_1000:100``, its first 100 patients: same shapes,
+other data; or ``p1_oral_12``: other shapes).
 
     python compile_probe.py --problem b1_bergman_100 [--warmup 20 --draws 20] [--repeats 2]
+    python compile_probe.py --problem p1_oral_100 --cache /tmp/cc --repeats 2   # cold, warm
+
+``--cache FOLDER`` turns on JAX's persistent compilation cache in FOLDER for every
+process (``tq.configure(compilation_cache=FOLDER)``), so the second repeat is a new
+process with a warm cache; ``--cache off`` (the default) runs without one. Cache hits and
+misses are counted from JAX's own events.
 
 Each repeat is its own process (a process's first fit is the one that compiles). The
 machine's load changes the seconds by ±30 %: compare versions in one run, interleaved.
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -27,17 +36,49 @@ HERE = Path(__file__).resolve().parent
 PHASES = ("prepare_fit", "run_nuts", "derive_draw_quantities", "check_fit_draws", "build_idata")
 
 
-def probe(problem: str, warmup: int, draws: int) -> dict:
+def _cohort(spec: str):
+    """``name`` or ``name:P`` (the first P patients of that cohort)."""
+    from fit_benchmark import DATA
+
+    import twin_uq as tq
+
+    name, _, count = spec.partition(":")
+    cohort = tq.read_cohort(DATA / f"{name}.csv")
+    if count:
+        cohort = cohort.select(list(cohort.ids)[: int(count)])
+    return cohort
+
+
+def probe(problem: str, warmup: int, draws: int, then: str | None, cache: str) -> dict:
     """One process: compile seconds per phase and event kind for a first and second fit."""
     import jax
-    from fit_benchmark import DATA, MODELS, PROBLEMS
+    from fit_benchmark import MODELS, PROBLEMS
 
     import twin_uq as tq
 
     # float64 and one CPU device, as measured before (jax is imported first here, so the
     # import of twin_uq never added host devices): chains=2 run vectorised.
-    tq.configure(host_devices=1)
-    fit_module = importlib.import_module("twin_uq.inference.fit")  # the name is the function
+    t_start = time.perf_counter()
+    try:
+        tq.configure(host_devices=1, compilation_cache=False if cache == "off" else cache)
+    except TypeError:  # code before 2026-12-07: only the command line had a cache
+        tq.configure(host_devices=1)
+        if cache != "off":
+            from twin_uq.cli._cache import enable_compilation_cache
+
+            os.environ["TWIN_UQ_CACHE"] = cache
+            enable_compilation_cache()
+    # tq.fit's pipeline and its NUTS method call the phases through their modules' globals.
+    modules = {
+        name: importlib.import_module(f"twin_uq.inference.{where}")
+        for name, where in (
+            ("prepare_fit", "pipeline"),
+            ("run_nuts", "methods"),
+            ("derive_draw_quantities", "pipeline"),
+            ("check_fit_draws", "pipeline"),
+            ("build_idata", "pipeline"),
+        )
+    }
     current = {"phase": "other"}
     seconds: dict = defaultdict(float)
 
@@ -46,6 +87,13 @@ def probe(problem: str, warmup: int, draws: int) -> dict:
             seconds[(current["phase"], event.rsplit("/", 1)[-1])] += secs
 
     jax.monitoring.register_event_duration_secs_listener(listen)
+    counts: dict = defaultdict(int)
+
+    def count(event, **kw):
+        if event.startswith("/jax/compilation_cache/"):
+            counts[event.rsplit("/", 1)[-1]] += 1
+
+    jax.monitoring.register_event_listener(count)
 
     def labelled(name, function):
         def wrapper(*args, **kwargs):
@@ -57,13 +105,14 @@ def probe(problem: str, warmup: int, draws: int) -> dict:
 
         return wrapper
 
-    for name in PHASES:  # fit() calls these through its module's globals
-        setattr(fit_module, name, labelled(name, getattr(fit_module, name)))
-    model = tq.load_model(MODELS[PROBLEMS[problem][0]])
-    cohort = tq.read_cohort(DATA / f"{problem}.csv")
-    result = {}
-    for which, seed in (("first", 1), ("second", 2)):
+    for name in PHASES:
+        setattr(modules[name], name, labelled(name, getattr(modules[name], name)))
+    model = tq.load_model(MODELS[PROBLEMS[problem.partition(":")[0]][0]])
+    result = {"load_s": round(time.perf_counter() - t_start, 2)}
+    for which, seed, spec in (("first", 1, problem), ("second", 2, then or problem)):
+        cohort = _cohort(spec)
         seconds.clear()
+        counts.clear()
         t0 = time.perf_counter()
         tq.fit(model, cohort, chains=2, warmup=warmup, draws=draws, seed=seed, progress=False)
         wall = time.perf_counter() - t0
@@ -71,7 +120,9 @@ def probe(problem: str, warmup: int, draws: int) -> dict:
         for (phase, kind), s in seconds.items():
             phases[phase][kind] = round(s, 2)
         result[which] = {
+            "cohort": spec,
             "wall_s": round(wall, 2),
+            "cache": dict(counts),
             "compile_s": round(sum(seconds.values()), 2),
             "by_phase": {p: dict(v, total=round(sum(v.values()), 2)) for p, v in phases.items()},
         }
@@ -84,14 +135,28 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--draws", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--then", default=None, help="cohort of the second fit (default: same)")
+    ap.add_argument("--cache", default="off", help="persistent cache folder, or off")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(probe(args.problem, args.warmup, args.draws)))
+        print(json.dumps(probe(args.problem, args.warmup, args.draws, args.then, args.cache)))
         return
     for _ in range(args.repeats):
-        cmd = [sys.executable, __file__, "--worker", "--problem", args.problem,
-               "--warmup", str(args.warmup), "--draws", str(args.draws)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            "--problem",
+            args.problem,
+            "--warmup",
+            str(args.warmup),
+            "--draws",
+            str(args.draws),
+            "--cache",
+            args.cache,
+        ]
+        cmd += ["--then", args.then] if args.then else []  # fmt: skip
         out = subprocess.run(cmd, cwd=HERE, capture_output=True, text=True)
         if out.returncode:
             sys.exit(f"probe failed:\n{out.stderr[-3000:]}")

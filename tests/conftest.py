@@ -12,7 +12,10 @@ import pytest
 import twin_uq as tq
 
 # float64 and 4+ CPU devices for parallel chains, before any test starts JAX (importing
-# twin_uq sets nothing). Test processes started from this one inherit the settings.
+# twin_uq sets nothing). Test processes started from this one inherit the settings. No
+# persistent compilation cache unless the developer sets TWIN_UQ_CACHE to a folder: every
+# run compiles what it tests.
+os.environ.setdefault("TWIN_UQ_CACHE", "off")
 tq.configure()
 
 

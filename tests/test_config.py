@@ -26,7 +26,8 @@ def run(code: str, tmp_path, **env) -> subprocess.CompletedProcess:
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(code))
     return subprocess.run(
-        [sys.executable, str(script)], env=clean | env, capture_output=True, text=True,
+        [sys.executable, str(script)], env=clean | {"TWIN_UQ_CACHE": "off"} | env,
+        capture_output=True, text=True,
         timeout=300, cwd=tmp_path,
     )  # fmt: skip
 
@@ -110,6 +111,75 @@ def test_configure_in_the_test_process_is_idempotent():
     assert cfg.host_devices == len(jax.devices("cpu"))
     with pytest.raises(tq.TwinUQError, match="host_devices must be a whole number >= 1"):
         tq.configure(host_devices=0)
+
+
+CACHE_SCRIPT = """
+    import json, os, sys
+    import twin_uq as tq
+    import jax
+    seen = [jax.config.jax_compilation_cache_dir]  # import twin_uq set nothing
+    cfg = tq.configure(host_devices=1)
+    seen.append([str(cfg.compilation_cache), jax.config.jax_compilation_cache_dir,
+                 jax.config.jax_persistent_cache_min_compile_time_secs])
+    # Count what the cache gives back on a program that takes XLA a while to compile.
+    hits = []
+    jax.monitoring.register_event_listener(
+        lambda e, **kw: hits.append(e) if e == "/jax/compilation_cache/cache_hits" else None)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    x = jax.numpy.arange(8.0)
+    jax.jit(lambda v: jax.numpy.cumsum(jax.numpy.sin(v) ** 2 + v)[::-1])(x).block_until_ready()
+    seen.append(len(hits))
+    off = tq.configure(compilation_cache=False)
+    seen.append([off.compilation_cache, jax.config.jax_compilation_cache_dir])
+    other = tq.configure(compilation_cache=sys.argv[1] if len(sys.argv) > 1 else "other")
+    seen.append(str(other.compilation_cache))
+    print(json.dumps(seen))
+"""
+
+
+def test_configure_turns_the_compilation_cache_on_and_off(tmp_path):
+    folder = tmp_path / "cache"
+    first = run(CACHE_SCRIPT, tmp_path, TWIN_UQ_CACHE=str(folder))
+    assert first.returncode == 0, first.stderr
+    seen = json.loads(first.stdout.strip().splitlines()[-1])
+    assert seen[0] is None
+    assert seen[1] == [str(folder / "jax"), str(folder / "jax"), 0.1]
+    assert seen[2] == 0  # a cold cache gives nothing back ...
+    assert seen[3] == [None, None]
+    assert seen[4] == str(tmp_path / "other" / "jax")
+    assert any((folder / "jax").iterdir())  # ... and keeps what was compiled
+
+
+@pytest.mark.slow
+def test_a_new_process_reuses_the_compiled_program(tmp_path):
+    hits = []
+    for _ in range(2):
+        res = run(CACHE_SCRIPT, tmp_path, TWIN_UQ_CACHE=str(tmp_path / "cache"))
+        assert res.returncode == 0, res.stderr
+        hits.append(json.loads(res.stdout.strip().splitlines()[-1])[2])
+    assert hits[0] == 0 and hits[1] >= 1  # the jitted program (and arange's) come back
+
+
+def test_cache_off_a_users_jax_folder_and_an_unwritable_one(tmp_path):
+    res = run(
+        """
+        import json, jax
+        import twin_uq as tq
+        seen = [str(tq.configure().compilation_cache)]             # TWIN_UQ_CACHE=off
+        jax.config.update("jax_compilation_cache_dir", "/tmp/users_own")
+        seen.append(str(tq.configure().compilation_cache))           # the user's folder stays
+        try:
+            tq.configure(compilation_cache="/proc/no_such_place")
+        except tq.TwinUQError as err:
+            seen.append(str(err))
+        print(json.dumps(seen))
+        """,
+        tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    seen = json.loads(res.stdout.strip().splitlines()[-1])
+    assert seen[:2] == ["None", "/tmp/users_own"]
+    assert seen[2].startswith("compilation_cache='/proc/no_such_place': cannot create")
 
 
 @pytest.mark.parametrize(

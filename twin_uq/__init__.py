@@ -3,7 +3,8 @@
 Public names are imported lazily (PEP 562), so that the command line starts fast: the
 first use of a name, e.g. ``twin_uq.fit``, imports its module. ``import twin_uq`` changes
 nothing global; a program calls :func:`twin_uq.configure` once, before its first JAX
-computation, for float64 and one CPU device per parallel chain (see ``twin_uq._config``).
+computation, for float64, one CPU device per parallel chain and the persistent compilation
+cache (see ``twin_uq._config``).
 """
 
 from __future__ import annotations

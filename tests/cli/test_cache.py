@@ -31,7 +31,7 @@ def test_cache_folder_follows_the_environment(tmp_path):
     got = _run(str(tmp_path / "c"))
     assert got["folder"] == str(tmp_path / "c" / "jax") == got["dir"]
     assert (tmp_path / "c" / "jax").is_dir()
-    assert got["min_s"] == 1.0
+    assert got["min_s"] == 0.1
 
 
 def test_cache_can_be_turned_off_and_an_unwritable_home_is_no_error():

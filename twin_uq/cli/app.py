@@ -21,7 +21,6 @@ from twin_uq.cli import (
     validate,
     vpc,
 )
-from twin_uq.cli._cache import enable_compilation_cache
 
 app = typer.Typer(
     name="twin-uq",
@@ -59,9 +58,8 @@ def main() -> None:
     """Entry point of the ``twin-uq`` console script.
 
     Applies twin_uq's JAX settings (:func:`twin_uq.configure`: float64, CPU devices for
-    parallel chains; ``TWIN_UQ_X64`` / ``TWIN_UQ_HOST_DEVICES`` change them) and turns the
-    compilation cache on, then runs the command.
+    parallel chains, the persistent compilation cache; ``TWIN_UQ_X64`` /
+    ``TWIN_UQ_HOST_DEVICES`` / ``TWIN_UQ_CACHE`` change them), then runs the command.
     """
     configure()
-    enable_compilation_cache()
     app()
