@@ -47,7 +47,7 @@ from trust_validation import md_table  # the script's folder, benchmarks/, is on
 
 import twin_uq as tq
 from twin_uq.trust import TrustThresholds, assess_cohort
-from twin_uq.trust.recalibration import Recalibration
+from twin_uq.trust.recalibration import Recalibration, recalibration_inputs
 from twin_uq.trust.score import any_miss_probability, clinical_margins
 from twin_uq.trust.validation import auc_interval, calibration_table, heldout_predictive
 
@@ -317,8 +317,8 @@ CANDIDATES: dict[str, list[str] | str | None] = {
     "inflation chosen on even seeds": "inflation",
     "Platt: logit p_forecast": ["logit:p_forecast"],
     "logit p_forecast + logit p_patient": ["logit:p_forecast", "logit:p_patient"],
-    "logit p_forecast + sparse + contraction": ["logit:p_forecast", "sparse", "contraction"],
-    "... + old data flag": ["logit:p_forecast", "sparse", "contraction", "data_flag"],
+    "logit p_forecast + few obs + contraction": ["logit:p_forecast", "few_obs", "contraction"],
+    "... + old data flag": ["logit:p_forecast", "few_obs", "contraction", "data_flag"],
     "logit p_forecast + logit p_patient + data features": [
         "logit:p_forecast", "logit:p_patient", "contraction_min", "contraction_max",
         "log_n_obs", "span_fraction", "covariate_max_abs_z", "ppc_flag",
@@ -328,20 +328,14 @@ CANDIDATES: dict[str, list[str] | str | None] = {
 
 def recal_values(d: pd.DataFrame, inflation: float = 1.0) -> dict[str, np.ndarray]:
     """The recalibration inputs of every row (NaN where the study did not record one)."""
-    col = lambda c: d[c].to_numpy(float) if c in d else np.full(len(d), np.nan)  # noqa: E731
-    return {
-        "p_forecast": col(f"p_forecast_{inflation:g}"),
-        "p_patient": col("p_patient"),
-        "sparse": (d["sampling"] == "sparse").to_numpy(float),
-        "contraction": np.clip(col("contraction_median"), -1.0, 1.0),
-        "data_flag": (d["status_old"] != "trustworthy").to_numpy(float),
-        "contraction_min": np.clip(col("contraction_min"), -1.0, 1.0),
-        "contraction_max": np.clip(col("contraction_max"), -1.0, 1.0),
-        "log_n_obs": np.log1p(col("n_obs")),
-        "span_fraction": np.clip(col("span_fraction"), 0.0, 2.0),
-        "covariate_max_abs_z": np.minimum(col("covariate_max_abs_z"), 10.0),
-        "ppc_flag": (col("ppc_pvalue") < 0.01).astype(float) + (col("ppc_extreme") > 0),
-    }
+    cols = (*FEATURES, "contraction_median", "contraction_max")
+    metrics = {c: d[c].to_numpy(float) for c in cols if c in d}
+    metrics["p_miss"] = d["p_patient"].to_numpy(float)
+    vals = recalibration_inputs(metrics, d[f"p_forecast_{inflation:g}"].to_numpy(float))
+    if "n_obs" not in d:  # rows recorded before n_obs: the design's data-poor patients
+        vals["few_obs"] = (d["sampling"] == "sparse").to_numpy(float)
+    vals["data_flag"] = (d["status_old"] != "trustworthy").to_numpy(float)
+    return vals
 
 
 def log_loss(p, y) -> float:
@@ -430,7 +424,28 @@ def recalibration_section(d: pd.DataFrame) -> tuple[list[str], dict]:
         md_table(pd.DataFrame(transport).set_index("held-out model")),
         "",
     ]
+    if fit is not None:
+        fit = Recalibration(
+            fit.intercept, fit.coefficients, fit.eps,
+            {"study": "benchmarks/trust_score_study.py", "commit": _commit(),
+             "fitted_on": f"even seeds, {len(even)} patients with a defined outcome",
+             "tested_on": f"odd seeds, {len(odd)} patients (see RESULTS_trust_score.md)",
+             "outcome": "the forecast (median of the noise-free draws) misses the true value "
+                        "by more than the clinical margin at one or more forecast times",
+             "chosen_by": "leave-one-cohort-out log loss on even seeds, among " + ", ".join(usable)},
+            "Laplace fits of " + ", ".join(MODELS[m]["model"] for m in sorted(d["model"].unique()))
+            + "; 24-patient simulated cohorts; scenarios " + ", ".join(sorted(d["scenario"].unique()))
+            + "; forecasts of every sampling time after the fitted period",
+            tuple(MODELS[m]["model"] for m in sorted(d["model"].unique())),
+        )  # fmt: skip
     return lines, {"chosen": chosen, "recalibration": fit.to_dict() if fit else None}
+
+
+def _commit() -> str:
+    import subprocess
+
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
 
 
 def defined_outcome(d: pd.DataFrame) -> pd.Series:
@@ -554,6 +569,7 @@ def main() -> None:
     ap.add_argument("--method", default="laplace", choices=["laplace", "nuts"])
     ap.add_argument("--quick", action="store_true", help="8 patients, oral, data-poor, 2 seeds")
     ap.add_argument("--analyse-only", action="store_true")
+    ap.add_argument("--write-recalibration", metavar="JSON", help="store the chosen fit here")
     args = ap.parse_args()
     if args.quick:
         args.n, args.models, args.scenarios, args.seeds = 8, ["oral"], ["data_poor"], [1, 2]
@@ -580,6 +596,10 @@ def main() -> None:
     text, summary = analyse(pd.read_csv(csv))
     (out / "trust_score_study.md").write_text(text + "\n")
     (out / "trust_score_study.json").write_text(json.dumps(summary, indent=1, default=str))
+    if args.write_recalibration and summary.get("recalibration"):
+        rec = {**summary["recalibration"]}
+        rec["provenance"] = {**rec["provenance"], "date": time.strftime("%Y-%m-%d")}
+        Path(args.write_recalibration).write_text(json.dumps(rec, indent=1) + "\n")
     print(text, flush=True)
 
 

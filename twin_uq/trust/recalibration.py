@@ -18,14 +18,28 @@ domain.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 
 from twin_uq.errors import InputError
 
-__all__ = ["Recalibration", "fit_logistic", "logit"]
+__all__ = [
+    "DEFAULT_RECALIBRATION",
+    "Recalibration",
+    "fit_logistic",
+    "load_recalibration",
+    "logit",
+    "recalibration_inputs",
+]
+
+#: The recalibration shipped with the package (twin_uq/trust/data/): fitted by
+#: benchmarks/trust_score_study.py on Laplace fits of three models (see its provenance).
+DEFAULT_RECALIBRATION = "trust_recalibration_laplace.json"
 
 
 def logit(p, eps: float = 1e-3) -> np.ndarray:
@@ -90,6 +104,10 @@ class Recalibration:
     domain
         The models, scenarios and fit methods the coefficients were fitted on; outside them
         the recalibrated value is an extrapolation.
+    models
+        The model names of the domain (:meth:`covers` checks a fit against them).
+    approximate_only
+        Fitted on approximate (Laplace) fits only: a NUTS fit is outside the domain.
     """
 
     intercept: float
@@ -97,6 +115,14 @@ class Recalibration:
     eps: float = 1e-3
     provenance: Mapping[str, str] = field(default_factory=dict)
     domain: str = ""
+    models: tuple[str, ...] = ()
+    approximate_only: bool = True
+
+    def covers(self, model_name: str | None, approximate: bool) -> bool:
+        """Whether a fit of ``model_name`` (approximate or not) is inside the domain."""
+        if self.approximate_only and not approximate:
+            return False
+        return not self.models or model_name in self.models
 
     @property
     def inputs(self) -> list[str]:
@@ -132,6 +158,7 @@ class Recalibration:
         eps: float = 1e-3,
         provenance: Mapping[str, str] | None = None,
         domain: str = "",
+        models: tuple[str, ...] = (),
     ) -> Recalibration:
         """Fit the coefficients of ``features`` (see ``coefficients``) to a binary outcome."""
         shell = cls(0.0, dict.fromkeys(features, 0.0), eps)
@@ -142,6 +169,7 @@ class Recalibration:
             eps,
             dict(provenance or {}),
             domain,
+            tuple(models),
         )
 
     def to_dict(self) -> dict:
@@ -151,6 +179,8 @@ class Recalibration:
             "eps": self.eps,
             "provenance": dict(self.provenance),
             "domain": self.domain,
+            "models": list(self.models),
+            "approximate_only": self.approximate_only,
         }
 
     @classmethod
@@ -161,4 +191,63 @@ class Recalibration:
             float(d.get("eps", 1e-3)),
             dict(d.get("provenance", {})),
             str(d.get("domain", "")),
+            tuple(d.get("models", ())),
+            bool(d.get("approximate_only", True)),
         )
+
+
+def recalibration_inputs(metrics: Mapping, p_forecast) -> dict[str, np.ndarray]:
+    """The values a :class:`Recalibration` may use, from a patient's trust metrics.
+
+    Parameters
+    ----------
+    metrics
+        The patient's metrics (``TrustAssessment.metrics``, or columns of the report's table,
+        scalars or arrays): ``p_miss`` (the patient's score), ``contraction_median``,
+        ``contraction_min``, ``contraction_<param>``, ``n_obs``, ``span_fraction``,
+        ``covariate_max_abs_z``, ``ppc_pvalue``, ``ppc_extreme``. Missing ones give NaN.
+    p_forecast
+        The forecast's score (``p_miss`` of the forecast).
+
+    Returns
+    -------
+    ``p_forecast``, ``p_patient``; ``contraction`` (median), ``contraction_min``,
+    ``contraction_max`` (clipped to [-1, 1]); ``log_n_obs`` (log(1 + n)), ``few_obs``
+    (at most one observation); ``span_fraction`` (clipped to [0, 2]);
+    ``covariate_max_abs_z`` (capped at 10); ``ppc_flag`` (1 for a binomial p < 0.01 of own
+    observations outside the 95 % predictive interval, +1 for any beyond every replicate).
+    """
+
+    def get(key):
+        return np.asarray(metrics.get(key, np.nan), float)
+
+    per_param = [
+        k
+        for k in metrics
+        if str(k).startswith("contraction_") and k not in ("contraction_median", "contraction_min")
+    ]
+    c_max = np.max([get(k) for k in per_param], axis=0) if per_param else np.asarray(np.nan)
+    n_obs = get("n_obs")
+    return {
+        "p_forecast": np.asarray(p_forecast, float),
+        "p_patient": get("p_miss"),
+        "contraction": np.clip(get("contraction_median"), -1.0, 1.0),
+        "contraction_min": np.clip(get("contraction_min"), -1.0, 1.0),
+        "contraction_max": np.clip(c_max, -1.0, 1.0),
+        "log_n_obs": np.log1p(n_obs),
+        "few_obs": np.where(np.isfinite(n_obs), (n_obs <= 1).astype(float), np.nan),
+        "span_fraction": np.clip(get("span_fraction"), 0.0, 2.0),
+        "covariate_max_abs_z": np.minimum(get("covariate_max_abs_z"), 10.0),
+        "ppc_flag": (get("ppc_pvalue") < 0.01).astype(float) + (get("ppc_extreme") > 0),
+    }
+
+
+@cache
+def load_recalibration(name: str = DEFAULT_RECALIBRATION) -> Recalibration:
+    """A stored :class:`Recalibration` (a JSON file in twin_uq/trust/data/, or a path)."""
+    path = Path(name)
+    if not path.is_absolute() and not path.exists():
+        path = Path(__file__).resolve().parent / "data" / name
+    if not path.exists():
+        raise InputError(f"no stored trust recalibration {name!r} (looked at {path}).")
+    return Recalibration.from_dict(json.loads(path.read_text()))
