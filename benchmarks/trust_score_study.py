@@ -598,7 +598,8 @@ def main() -> None:
     (out / "trust_score_study.json").write_text(json.dumps(summary, indent=1, default=str))
     if args.write_recalibration and summary.get("recalibration"):
         rec = {**summary["recalibration"]}
-        rec["provenance"] = {**rec["provenance"], "date": time.strftime("%Y-%m-%d")}
+        rec["provenance"] = {**rec["provenance"], "date": time.strftime("%Y-%m-%d"),
+                             "data": "benchmarks/RESULTS_trust_score_patients.csv"}  # fmt: skip
         Path(args.write_recalibration).write_text(json.dumps(rec, indent=1) + "\n")
     print(text, flush=True)
 
