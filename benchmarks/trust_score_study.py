@@ -332,8 +332,9 @@ def recal_values(d: pd.DataFrame, inflation: float = 1.0) -> dict[str, np.ndarra
     metrics = {c: d[c].to_numpy(float) for c in cols if c in d}
     metrics["p_miss"] = d["p_patient"].to_numpy(float)
     vals = recalibration_inputs(metrics, d[f"p_forecast_{inflation:g}"].to_numpy(float))
-    if "n_obs" not in d:  # rows recorded before n_obs: the design's data-poor patients
-        vals["few_obs"] = (d["sampling"] == "sparse").to_numpy(float)
+    # rows recorded before n_obs was: the design's data-poor patients (exactly n_obs = 1)
+    sparse = (d["sampling"] == "sparse").to_numpy(float)
+    vals["few_obs"] = np.where(np.isnan(vals["few_obs"]), sparse, vals["few_obs"])
     vals["data_flag"] = (d["status_old"] != "trustworthy").to_numpy(float)
     return vals
 
