@@ -23,6 +23,15 @@ Calibration (out of sample): the inflation of approximate fits' deviations
 grid) and the calibration table by decile, with Wilson 95 % intervals, is computed on odd
 seeds; the raw (inflation 1) table is given too.
 
+Recalibration (pre-registered, ``CANDIDATES``): logistic maps from the score (and the
+patient's score and data-sufficiency features, ``FEATURES``) to the realised miss rate,
+chosen by leave-one-cohort-out log loss on even seeds and tested once on odd seeds (AUC,
+calibration by decile), with a leave-one-model-out check of transport;
+``--write-recalibration`` stores the chosen fit (``twin_uq/trust/data/``).
+
+The forecast is the median of the draws the model could solve (as in the score); a patient
+whose median is undefined is left out and counted, never scored as "no miss".
+
 Usage::
 
     .venv/bin/python benchmarks/trust_score_study.py --out benchmarks/results/trust_score
