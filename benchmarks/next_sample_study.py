@@ -72,6 +72,23 @@ def mean_ci(x) -> list[float]:
     return [float(x.mean()), float(x.mean() - 1.96 * se), float(x.mean() + 1.96 * se)]
 
 
+def cost(post, sim, repeats: int = 3) -> dict:
+    """Seconds (wall and CPU) of ``next_measurement`` over 50 candidate times for the first
+    data-poor patient, after a first (compiling) call: ``repeats`` calls."""
+    table = sim.table
+    pid = sorted(set(table.loc[table["sampling"] == "sparse", "id"].astype(str)))[0]
+    tw = post.twin(pid)
+    times50 = np.linspace(1.0, 48.0, 50)
+    tw.next_measurement(times50, goal="CL", max_exact=0)
+    wall, cpu = [], []
+    for _ in range(repeats):
+        c0, t0 = time.process_time(), time.perf_counter()
+        tw.next_measurement(times50, goal="CL", max_exact=0)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return dict(patient=pid, draws=int(tw.n_draws), seconds_50_candidates=wall, cpu_seconds=cpu)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--patients", type=int, default=40)
@@ -80,6 +97,7 @@ def main() -> None:
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--draws", type=int, default=500)
+    ap.add_argument("--cost-only", action="store_true", help="fit, then only the cost section")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     sim = tq.simulate_cohort("one_compartment_oral", args.patients, DESIGN, seed=args.seed)
@@ -94,6 +112,9 @@ def main() -> None:
         progress=False,
     )
     fit_s = time.perf_counter() - t0
+    if args.cost_only:
+        print(json.dumps(dict(fit_seconds=fit_s, **cost(post, sim)), indent=1))
+        return
     k = list(post.model.parameter_names).index("CL")
     table = sim.table
     sparse = sorted(set(table.loc[table["sampling"] == "sparse", "id"].astype(str)))
@@ -145,12 +166,7 @@ def main() -> None:
         )
         print(json.dumps(brute[-1]), flush=True)
 
-    # Cost: 50 candidate times, second call (compiled).
-    times50 = np.linspace(1.0, 48.0, 50)
-    tw.next_measurement(times50, goal="CL", max_exact=0)
-    t0 = time.perf_counter()
-    tw.next_measurement(times50, goal="CL", max_exact=0)
-    cost = time.perf_counter() - t0
+    seconds = cost(post, sim)["seconds_50_candidates"][0]
 
     summary = dict(
         patients=args.patients,
@@ -164,7 +180,7 @@ def main() -> None:
         predicted_fixed=mean_ci(frame["predicted_fixed"]),
         realised_fixed=mean_ci(frame["realised_fixed"]),
         brute_force=brute,
-        seconds_50_candidates=cost,
+        seconds_50_candidates=seconds,
     )
     print(json.dumps(summary, indent=1))
 

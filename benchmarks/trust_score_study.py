@@ -23,6 +23,15 @@ Calibration (out of sample): the inflation of approximate fits' deviations
 grid) and the calibration table by decile, with Wilson 95 % intervals, is computed on odd
 seeds; the raw (inflation 1) table is given too.
 
+Recalibration (pre-registered, ``CANDIDATES``): logistic maps from the score (and the
+patient's score and data-sufficiency features, ``FEATURES``) to the realised miss rate,
+chosen by leave-one-cohort-out log loss on even seeds and tested once on odd seeds (AUC,
+calibration by decile), with a leave-one-model-out check of transport;
+``--write-recalibration`` stores the chosen fit (``twin_uq/trust/data/``).
+
+The forecast is the median of the draws the model could solve (as in the score); a patient
+whose median is undefined is left out and counted, never scored as "no miss".
+
 Usage::
 
     .venv/bin/python benchmarks/trust_score_study.py --out benchmarks/results/trust_score
@@ -47,6 +56,7 @@ from trust_validation import md_table  # the script's folder, benchmarks/, is on
 
 import twin_uq as tq
 from twin_uq.trust import TrustThresholds, assess_cohort
+from twin_uq.trust.recalibration import Recalibration, recalibration_inputs
 from twin_uq.trust.score import any_miss_probability, clinical_margins
 from twin_uq.trust.validation import auc_interval, calibration_table, heldout_predictive
 
@@ -54,6 +64,20 @@ tq.configure()  # float64 and one CPU device per parallel chain, before JAX star
 
 INFLATIONS = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
 ORAL_TIMES = [0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 24.0]
+#: Per-patient metrics of ``assess_cohort`` recorded for the recalibration analysis.
+FEATURES = (
+    "contraction_min",
+    "n_obs",
+    "obs_span",
+    "span_fraction",
+    "eta_sd_median",
+    "covariate_max_abs_z",
+    "mahalanobis_p",
+    "ppc_pvalue",
+    "ppc_extreme",
+    "ppc_fraction_outside95",
+    "solver_ok_rate",
+)
 BERGMAN_KNOTS = [0, 2, 4, 6, 8, 10, 15, 20, 30, 40, 60, 80, 100, 120, 150, 180]
 
 
@@ -203,7 +227,12 @@ def run_cohort(mname: str, scenario: str, seed: int, args) -> pd.DataFrame:
     th = TrustThresholds()
     margins = clinical_margins(names, th, model)
     m = np.vectorize(lambda k: margins[names[k]])(outs)  # (P, T)
-    med_f, med_y = np.median(f, axis=0), np.median(y, axis=0)
+    # The forecast is the median of the draws the model could solve, as in the score
+    # (np.median would give NaN for a patient with one failed draw, and NaN > margin is
+    # False: such patients were counted as "no miss" before 2026-12-07 evening).
+    with np.errstate(all="ignore"):
+        med_f, med_y = np.nanmedian(f, axis=0), np.nanmedian(y, axis=0)
+    defined = np.isfinite(med_f).all(axis=1) & valid.any(axis=1)
     big_true = (np.abs(med_f - f_true) > m) & valid
     big_obs = (np.abs(med_y - y_obs) > m) & valid
     # Approximate cap lifted: a Laplace fit is judged on its data. The old flag is the
@@ -233,8 +262,18 @@ def run_cohort(mname: str, scenario: str, seed: int, args) -> pd.DataFrame:
             "status_old": old["status"].loc[ids].to_numpy(),
             "contraction_median": old["contraction_median"].loc[ids].to_numpy(),
             "fit_seconds": fit_s,
+            "outcome_defined": defined,
+            "finite_draw_fraction": np.isfinite(f).all(axis=2).mean(axis=0),
+            "fit_verdict": new["fit_verdict"].loc[ids].to_numpy(),
+            "data_verdict": new["data_verdict"].loc[ids].to_numpy(),
         }
     )  # fmt: skip
+    # the data-sufficiency features of the assessment (candidates for a recalibration)
+    for c in FEATURES:
+        rows[c] = new[c].loc[ids].to_numpy(float) if c in new else np.nan
+    per_param = [c for c in new if c.startswith("contraction_") and c not in
+                 ("contraction_median", "contraction_min")]  # fmt: skip
+    rows["contraction_max"] = new[per_param].loc[ids].max(axis=1).to_numpy(float)
     for inf in INFLATIONS:
         rows[f"p_forecast_{inf:g}"] = any_miss_probability(f, m, inflation=inf, keep=1)
         rows[f"p_obs_{inf:g}"] = any_miss_probability(y, m, inflation=inf, keep=1)
@@ -278,8 +317,158 @@ def auc_rows(d: pd.DataFrame, outcome: str, p_col: str, seed: int = 0) -> pd.Dat
     return pd.DataFrame(rows).set_index("score")
 
 
+#: Recalibration candidates (see twin_uq.trust.recalibration), fixed 2026-12-07 before the
+#: odd seeds were looked at. ``None``: the raw score; ``"inflation"``: the inflation of the
+#: deviations chosen on even seeds. The feature candidate needs the columns of FEATURES
+#: (recorded from 2026-12-07 evening on).
+CANDIDATES: dict[str, list[str] | str | None] = {
+    "raw p_forecast": None,
+    "inflation chosen on even seeds": "inflation",
+    "Platt: logit p_forecast": ["logit:p_forecast"],
+    "logit p_forecast + logit p_patient": ["logit:p_forecast", "logit:p_patient"],
+    "logit p_forecast + few obs + contraction": ["logit:p_forecast", "few_obs", "contraction"],
+    "... + old data flag": ["logit:p_forecast", "few_obs", "contraction", "data_flag"],
+    "logit p_forecast + logit p_patient + data features": [
+        "logit:p_forecast", "logit:p_patient", "contraction_min", "contraction_max",
+        "log_n_obs", "span_fraction", "covariate_max_abs_z", "ppc_flag",
+    ],
+}  # fmt: skip
+
+
+def recal_values(d: pd.DataFrame, inflation: float = 1.0) -> dict[str, np.ndarray]:
+    """The recalibration inputs of every row (NaN where the study did not record one)."""
+    cols = (*FEATURES, "contraction_median", "contraction_max")
+    metrics = {c: d[c].to_numpy(float) for c in cols if c in d}
+    metrics["p_miss"] = d["p_patient"].to_numpy(float)
+    vals = recalibration_inputs(metrics, d[f"p_forecast_{inflation:g}"].to_numpy(float))
+    # rows recorded before n_obs was: the design's data-poor patients (exactly n_obs = 1)
+    sparse = (d["sampling"] == "sparse").to_numpy(float)
+    vals["few_obs"] = np.where(np.isnan(vals["few_obs"]), sparse, vals["few_obs"])
+    vals["data_flag"] = (d["status_old"] != "trustworthy").to_numpy(float)
+    return vals
+
+
+def log_loss(p, y) -> float:
+    p = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
+    y = np.asarray(y, float)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def predict_candidate(spec, train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """Probabilities of ``test`` under candidate ``spec`` fitted on ``train``."""
+    if spec is None:
+        return test["p_forecast_1"].to_numpy(float)
+    if spec == "inflation":
+        ll = {i: log_loss(train[f"p_forecast_{i:g}"], train["miss_true"]) for i in INFLATIONS}
+        return test[f"p_forecast_{min(ll, key=ll.get):g}"].to_numpy(float)
+    r = Recalibration.fit(recal_values(train), train["miss_true"].to_numpy(float), spec)
+    return r.apply(recal_values(test))
+
+
+def recalibration_section(d: pd.DataFrame) -> tuple[list[str], dict]:
+    """Pre-registered recalibration: choose on even seeds (leave-one-cohort-out log loss),
+    test the choice once on odd seeds; plus a leave-one-model-out check of its transport."""
+    d = d[defined_outcome(d)]
+    even, odd = d[d["seed"] % 2 == 0], d[d["seed"] % 2 == 1]
+    cohort = even["model"] + " " + even["scenario"] + " " + even["seed"].astype(str)
+    usable = {}
+    for name, spec in CANDIDATES.items():
+        if isinstance(spec, list):
+            vals = recal_values(d)
+            if not all(np.isfinite(vals[k.removeprefix("logit:")]).all() for k in spec):
+                continue  # a feature the study's CSV does not have
+        cv = np.full(len(even), np.nan)
+        for c in cohort.unique():
+            out = (cohort == c).to_numpy()
+            cv[out] = predict_candidate(spec, even[~out], even[out])
+        usable[name] = (spec, log_loss(cv, even["miss_true"]))
+    chosen = min(usable, key=lambda k: usable[k][1])
+    y = odd["miss_true"].to_numpy(bool)
+    rows, tables = [], {}
+    for name, (spec, cv_ll) in usable.items():
+        p = predict_candidate(spec, even, odd)
+        a, lo, hi = auc_interval(p, y, n_boot=2000)
+        cal = calibration_table(p, y)
+        tables[name] = cal
+        rows.append({"candidate": name + (" (chosen)" if name == chosen else ""),
+                     "even CV log loss": cv_ll, "odd log loss": log_loss(p, y),
+                     "odd Brier": brier(p, y), "odd AUC [95 %]": f"{a:.3f} [{lo:.3f}, {hi:.3f}]",
+                     "mean p": p.mean(), "realised": y.mean(),
+                     "deciles inside": f"{int(cal['inside'].sum())}/{len(cal)}"})  # fmt: skip
+    fit = Recalibration.fit(recal_values(even), even["miss_true"], usable[chosen][0]) \
+        if isinstance(usable[chosen][0], list) else None  # fmt: skip
+    transport = []
+    for m in sorted(d["model"].unique()):
+        tr, te = even[even["model"] != m], odd[odd["model"] == m]
+        p = predict_candidate(usable[chosen][0], tr, te)
+        yt = te["miss_true"].to_numpy(bool)
+        cal = calibration_table(p, yt, bins=5)
+        transport.append({"held-out model": m, "n": len(te), "mean p": p.mean(),
+                          "realised": yt.mean(), "log loss": log_loss(p, yt),
+                          "quintiles inside": f"{int(cal['inside'].sum())}/{len(cal)}"})  # fmt: skip
+    lines = [
+        "### Recalibration, pre-registered (choose on even seeds, test once on odd seeds)",
+        "",
+        f"Outcome defined for {len(d)} patients (even seeds {len(even)}, odd {len(odd)}). "
+        "Candidates fixed before the odd seeds were looked at; the choice is the smallest "
+        "leave-one-cohort-out log loss on even seeds; every candidate's odd-seed numbers are "
+        "shown, the chosen one is the test.",
+        "",
+        md_table(pd.DataFrame(rows).set_index("candidate")),
+        "",
+        f"Chosen: {chosen}"
+        + (
+            f"; fitted on all even seeds: {json.dumps(fit.to_dict()['coefficients'])}, "
+            f"intercept {fit.intercept:.3f}."
+            if fit
+            else "."
+        ),
+        "",
+        "Calibration of the chosen candidate on odd seeds:",
+        "",
+        md_table(tables[chosen]),
+        "",
+        "Transport: fitted on the even seeds of the other two models, tested on the odd seeds "
+        "of the held-out model (quintiles):",
+        "",
+        md_table(pd.DataFrame(transport).set_index("held-out model")),
+        "",
+    ]
+    if fit is not None:
+        fit = Recalibration(
+            fit.intercept, fit.coefficients, fit.eps,
+            {"study": "benchmarks/trust_score_study.py", "commit": _commit(),
+             "fitted_on": f"even seeds, {len(even)} patients with a defined outcome",
+             "tested_on": f"odd seeds, {len(odd)} patients (see RESULTS_trust_score.md)",
+             "outcome": "the forecast (median of the noise-free draws) misses the true value "
+                        "by more than the clinical margin at one or more forecast times",
+             "chosen_by": "leave-one-cohort-out log loss on even seeds, among " + ", ".join(usable)},
+            "Laplace fits of " + ", ".join(MODELS[m]["model"] for m in sorted(d["model"].unique()))
+            + "; 24-patient simulated cohorts; scenarios " + ", ".join(sorted(d["scenario"].unique()))
+            + "; forecasts of every sampling time after the fitted period",
+            tuple(MODELS[m]["model"] for m in sorted(d["model"].unique())),
+        )  # fmt: skip
+    return lines, {"chosen": chosen, "recalibration": fit.to_dict() if fit else None}
+
+
+def _commit() -> str:
+    import subprocess
+
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def defined_outcome(d: pd.DataFrame) -> pd.Series:
+    """Rows whose forecast error is known: the forecast median was finite at every held-out
+    time (rows recorded before the fix have NaN ``max_err_true_over_margin`` instead)."""
+    if "outcome_defined" in d:
+        return d["outcome_defined"].astype(bool)
+    return d["max_err_true_over_margin"].notna()
+
+
 def analyse(d: pd.DataFrame) -> tuple[str, dict]:
-    d = d.copy()
+    n_all, undefined = len(d), d[~defined_outcome(d)]
+    d = d[defined_outcome(d)].copy()
     d["p_patient"] = d["p_patient"].astype(float)
     train = d[d["seed"] % 2 == 0]
     test = d[d["seed"] % 2 == 1]
@@ -301,6 +490,11 @@ def analyse(d: pd.DataFrame) -> tuple[str, dict]:
         f"{sorted(d['model'].unique())}, scenarios {sorted(d['scenario'].unique())}, seeds "
         f"{sorted(int(s) for s in d['seed'].unique())}. Fit time per cohort: median "
         f"{d.groupby(['model', 'scenario', 'seed'])['fit_seconds'].first().median():.0f} s.",
+        "",
+        f"Left out: {len(undefined)} of {n_all} patients whose forecast error is unknown (the "
+        "model could not be solved at some of their draws, so the study's forecast median was "
+        f"NaN; {dict(undefined.groupby(['model', 'status_new']).size())}). Up to 2026-12-07 "
+        "17:13 they were counted as 'no miss'.",
         "",
         f"Inflation of approximate fits chosen on even seeds (Brier score): noise-free forecast "
         f"{pick['forecast']:g}, observation {pick['obs']:g}. Brier score on odd seeds: raw "
@@ -368,7 +562,9 @@ def analyse(d: pd.DataFrame) -> tuple[str, dict]:
             }
         )
     lines.append(md_table(pd.DataFrame(rows).set_index("cell")))
-    summary = {"n_patients": len(d), "inflation": pick, "auc": auc_rows(d, "miss_true", col)
+    recal_lines, recal = recalibration_section(d)
+    lines += ["", *recal_lines]
+    summary = {"n_patients": len(d), "inflation": pick, **recal, "auc": auc_rows(d, "miss_true", col)
                .reset_index().to_dict(orient="records")}  # fmt: skip
     return "\n".join(lines), summary
 
@@ -383,6 +579,7 @@ def main() -> None:
     ap.add_argument("--method", default="laplace", choices=["laplace", "nuts"])
     ap.add_argument("--quick", action="store_true", help="8 patients, oral, data-poor, 2 seeds")
     ap.add_argument("--analyse-only", action="store_true")
+    ap.add_argument("--write-recalibration", metavar="JSON", help="store the chosen fit here")
     args = ap.parse_args()
     if args.quick:
         args.n, args.models, args.scenarios, args.seeds = 8, ["oral"], ["data_poor"], [1, 2]
@@ -409,6 +606,11 @@ def main() -> None:
     text, summary = analyse(pd.read_csv(csv))
     (out / "trust_score_study.md").write_text(text + "\n")
     (out / "trust_score_study.json").write_text(json.dumps(summary, indent=1, default=str))
+    if args.write_recalibration and summary.get("recalibration"):
+        rec = {**summary["recalibration"]}
+        rec["provenance"] = {**rec["provenance"], "date": time.strftime("%Y-%m-%d"),
+                             "data": "benchmarks/RESULTS_trust_score_patients.csv"}  # fmt: skip
+        Path(args.write_recalibration).write_text(json.dumps(rec, indent=1) + "\n")
     print(text, flush=True)
 
 

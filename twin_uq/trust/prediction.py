@@ -14,6 +14,7 @@ import xarray as xr
 
 from twin_uq.errors import InputError
 from twin_uq.trust.assess import Status, TrustAssessment, _as_thresholds
+from twin_uq.trust.recalibration import load_recalibration, recalibration_inputs
 from twin_uq.trust.score import (
     any_miss_probability,
     clinical_margins,
@@ -95,7 +96,10 @@ def assess_prediction(
         ``P(|f - median f| > margin)``), ``expected_abs_error_max_<output>``, and
         ``p_miss_forecast`` (probability of a miss at one or more times and outputs), which
         becomes ``p_miss`` of the returned assessment (the patient's own is kept as
-        ``metrics["p_miss_patient"]``).
+        ``metrics["p_miss_patient"]``). For an approximate fit of a model inside the
+        stored recalibration's domain (:mod:`twin_uq.trust.recalibration`, docs/trust.md),
+        also ``p_miss_calibrated``: the probability of a miss recalibrated on a simulation
+        study with known truth (the status rule still reads the twin's own ``p_miss``).
 
     Rules
     -----
@@ -214,6 +218,7 @@ def assess_prediction(
             "were not judged."
         )
     p_forecast = _forecast_score(prediction, th, model, margin, ranges, metrics)
+    _calibrated_score(prediction, p_forecast, metrics)
     if np.isfinite(p_forecast) and p_forecast >= th.p_miss_limited:
         add(
             Status.LIMITED,
@@ -229,6 +234,23 @@ def assess_prediction(
         thresholds=th,
         p_miss=p_forecast if np.isfinite(p_forecast) else assessment.p_miss,
     )
+
+
+def _calibrated_score(prediction, p_forecast: float, metrics: dict) -> None:
+    """Set ``metrics["p_miss_calibrated"]``, the stored recalibration of the forecast's score.
+
+    Only for a fit inside the recalibration's domain (approximate fits of its models).
+    """
+    rec = load_recalibration()
+    approximate = bool(prediction.attrs.get("approximate"))
+    if not (
+        np.isfinite(p_forecast) and rec.covers(prediction.attrs.get("model_name"), approximate)
+    ):
+        return
+    values = recalibration_inputs({**metrics, "p_miss": metrics.get("p_miss_patient")}, p_forecast)
+    p = float(np.asarray(rec.apply(values)).ravel()[0])
+    if np.isfinite(p):
+        metrics["p_miss_calibrated"] = p
 
 
 def _forecast_score(prediction, th, model, margin, ranges, metrics) -> float:
