@@ -78,8 +78,15 @@ def replicate(r: int, args) -> list[dict]:
                 npde_mean=float(test["mean"]),
                 npde_variance=float(test["variance"]),
                 npde_p=float(test["p_global"]),
+                npde_p_mean=float(test["p_mean"]),
+                npde_p_variance=float(test["p_variance"]),
+                npde_p_normality=float(test["p_normality"]),
                 npde_flag=bool(test["p_global"] < args.alpha),
+                method=args.method,
+                patients=args.patients,
+                nsim=args.nsim,
                 fit_s=t_fit,
+                fit_timings=json.loads(post.idata.attrs["backend_info"]).get("timings", {}),
                 check_s=time.perf_counter() - t0,
             )
         )
@@ -99,13 +106,15 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def summarise(frame: pd.DataFrame, args) -> str:
     lines = [
         "| model fitted | replicates | VPC flag rate (95% CI) | NPDE flag rate (95% CI) | "
-        "either (95% CI) | median VPC outside fraction | median NPDE variance |",
-        "|---|---|---|---|---|---|---|",
+        "either (95% CI) | Shapiro-Wilk of the NPDE, p < alpha (95% CI) | "
+        "median VPC outside fraction | median NPDE variance |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label, g in frame.groupby("model", sort=False):
         n = len(g)
         cells = []
-        for flags in (g["vpc_flag"], g["npde_flag"], g["vpc_flag"] | g["npde_flag"]):
+        normality = g["npde_p_normality"] < args.alpha
+        for flags in (g["vpc_flag"], g["npde_flag"], g["vpc_flag"] | g["npde_flag"], normality):
             k = int(flags.sum())
             lo, hi = wilson(k, n)
             cells.append(f"{k}/{n} = {k / n:.2f} ({lo:.2f}-{hi:.2f})")
@@ -160,6 +169,10 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--out", default="benchmarks/out/vpc_power")
     ap.add_argument("--cost", type=int, default=0, help="only time a VPC of this many patients")
+    ap.add_argument(
+        "--shard", default="0/1",
+        help="i/n: run only the replicates r with r %% n == i (n processes share one --out)",
+    )  # fmt: skip
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,8 +185,9 @@ def main() -> None:
     done = set()
     if log.exists():
         done = {json.loads(line)["replicate"] for line in log.read_text().splitlines() if line}
+    shard, n_shards = (int(v) for v in args.shard.split("/"))
     for r in range(args.replicates):
-        if r in done or args.summarise:
+        if r in done or args.summarise or r % n_shards != shard:
             continue
         rows = replicate(r, args)
         with log.open("a") as fh:
