@@ -23,7 +23,9 @@ Usage::
     .venv/bin/python benchmarks/vpc_power.py --cost 100 --nsim 500   # seconds of one VPC
 
 Each finished replicate is appended to ``<out>/replicates.jsonl`` (a rerun with the same
-``--out`` continues where it stopped); ``<out>/vpc_power.md`` holds the summary table.
+``--out`` continues where it stopped; a second process with ``--descending`` shares the
+work, and a replicate both ran counts once); ``<out>/vpc_power.md`` holds the summary
+table.
 """
 
 from __future__ import annotations
@@ -173,6 +175,10 @@ def main() -> None:
         "--shard", default="0/1",
         help="i/n: run only the replicates r with r %% n == i (n processes share one --out)",
     )  # fmt: skip
+    ap.add_argument(
+        "--descending", action="store_true",
+        help="run the replicates from the last down (a second process beside an ascending one)",
+    )  # fmt: skip
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -182,21 +188,27 @@ def main() -> None:
         print(line)
         return
     log = out / "replicates.jsonl"
-    done = set()
-    if log.exists():
-        done = {json.loads(line)["replicate"] for line in log.read_text().splitlines() if line}
+
+    def finished() -> set[int]:
+        # Read before every replicate: several processes may share one --out.
+        if not log.exists():
+            return set()
+        return {json.loads(line)["replicate"] for line in log.read_text().splitlines() if line}
+
     shard, n_shards = (int(v) for v in args.shard.split("/"))
-    for r in range(args.replicates):
-        if r in done or args.summarise or r % n_shards != shard:
+    order = range(args.replicates)
+    for r in reversed(order) if args.descending else order:
+        if args.summarise or r % n_shards != shard or r in finished():
             continue
         rows = replicate(r, args)
         with log.open("a") as fh:
-            for row in rows:
-                fh.write(json.dumps(row) + "\n")
+            fh.write("".join(json.dumps(row) + "\n" for row in rows))
         print(f"replicate {r}: " + "; ".join(
             f"{x['model']} VPC {x['vpc_outside']:.2f} NPDE p {x['npde_p']:.3g}" for x in rows
         ), flush=True)  # fmt: skip
     frame = pd.DataFrame([json.loads(line) for line in log.read_text().splitlines() if line])
+    # Two processes that met on one replicate both ran it: the first rows written count.
+    frame = frame.drop_duplicates(["replicate", "model"], keep="first")
     frame = frame[frame["replicate"] < args.replicates]
     frame = frame[frame.groupby("replicate")["model"].transform("size") == 2]
     table = summarise(frame, args)
