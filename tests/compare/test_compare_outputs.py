@@ -21,28 +21,35 @@ LLOQ = 0.3
 
 
 @pytest.fixture(scope="module")
-def fits():
+def cohort():
     design = tq.Design(
         times=[0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 24.0],
         doses=[tq.Bolus(0.0, 100.0, 1)],
         outputs=["concentration", "effect"],
         lloq={"concentration": LLOQ},
     )
-    sim = tq.simulate_cohort("pkpd_emax", 8, design, seed=5)
-    method = tq.Laplace(steps=800, draws=300)
-    fixed = tq.SolverSettings(method="rk4", fixed_step=0.1)
-    return {
-        "rk4": tq.fit("pkpd_emax", sim.cohort, method=method, solver=fixed,
-                      prior_check="off", seed=0, progress=False),
-        "tsit5": tq.fit("pkpd_emax", sim.cohort, method=method, prior_check="off", seed=0,
-                        progress=False),
-    }  # fmt: skip
+    return tq.simulate_cohort("pkpd_emax", 8, design, seed=5).cohort
+
+
+def _fit(cohort, solver=None):
+    return tq.fit("pkpd_emax", cohort, method=tq.Laplace(steps=800, draws=300), solver=solver,
+                  prior_check="off", seed=0, progress=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def rk4(cohort):
+    return _fit(cohort, tq.SolverSettings(method="rk4", fixed_step=0.1))
+
+
+@pytest.fixture(scope="module")
+def fits(rk4, cohort):
+    return {"rk4": rk4, "tsit5": _fit(cohort)}
 
 
 def _hand(post, i, s):
     """Per-observation log density of patient ``i`` at flat draw ``s``, by scipy.
 
-    Concentration: combined error, M3 log CDF below the limit; effect: additive error.
+    Concentration: combined error, M3 log CDF at the limit below it; effect: additive.
     """
     f = post.idata["posterior_predictive"]["f"].stack(s=("chain", "draw")).values[i, :, s]
     pop = post.patient(post.patient_ids[i]).population
@@ -51,14 +58,15 @@ def _hand(post, i, s):
     out = np.asarray(a.obs_output[i])[mask]
     y, f = np.asarray(a.obs_value[i])[mask], f[mask]
     cens = np.asarray(a.obs_censored[i])[mask]
+    y = np.where(cens, np.asarray(a.obs_lloq[i])[mask], y)  # a censored point: its limit
     conc = out == 0
     sd = np.where(conc, np.hypot(pop.add[s, 0], pop.prop[s, 0] * f), pop.add[s, 1])
     z = (y - f) / sd
     return np.where(cens, st.norm.logcdf(z), st.norm.logpdf(z) - np.log(sd)), out, cens
 
 
-def test_pointwise_scores_both_outputs_and_censoring(fits):
-    post = fits["rk4"]
+def test_pointwise_scores_both_outputs_and_censoring(rk4):
+    post = rk4
     cens_all = np.asarray(post.arrays.obs_censored) & np.asarray(post.arrays.obs_mask)
     assert 0.05 < cens_all.sum() / np.asarray(post.arrays.obs_mask).sum() < 0.4
     i = int(np.flatnonzero(cens_all.any(axis=1))[0])
@@ -82,6 +90,7 @@ def _loglik(post, i, s, f):
     out = np.asarray(a.obs_output[i])[mask]
     y = np.asarray(a.obs_value[i])[mask]
     cens = np.asarray(a.obs_censored[i])[mask]
+    y = np.where(cens, np.asarray(a.obs_lloq[i])[mask], y)  # a censored point: its limit
     f = f[:, mask]
     sd = np.where(out == 0, np.hypot(pop.add[s, 0], pop.prop[s, 0] * f), pop.add[s, 1])
     z = (y - f) / sd
@@ -94,10 +103,10 @@ def _log_mean_and_se(log_w):
     return logsumexp(log_w) - np.log(w.size), w.std() / (w.mean() * np.sqrt(w.size))
 
 
-def test_patient_marginal_with_two_outputs_and_censoring(fits):
+def test_patient_marginal_with_two_outputs_and_censoring(rk4):
     # log p(y_i | phi_s) by the fitted importance sampler vs by 8000 draws of the patient's
     # parameters from the population at phi_s, within their combined Monte Carlo error.
-    post = fits["rk4"]
+    post = rk4
     cens_all = np.asarray(post.arrays.obs_censored) & np.asarray(post.arrays.obs_mask)
     i = int(np.flatnonzero(cens_all.any(axis=1))[0])
     pid = post.patient_ids[i]
