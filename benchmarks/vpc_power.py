@@ -19,6 +19,9 @@ one-compartment model, its power. With a binomial 95 % interval (Wilson).
 Usage::
 
     .venv/bin/python benchmarks/vpc_power.py --replicates 50 --out benchmarks/out/vpc_power
+    # the same with NUTS (1 chain, 400 + 400), a few replicates to check the Laplace rates
+    .venv/bin/python benchmarks/vpc_power.py --method nuts --replicates 5 \
+        --out benchmarks/out/vpc_power_nuts
     .venv/bin/python benchmarks/vpc_power.py --replicates 2 --patients 8 --nsim 100  # smoke
     .venv/bin/python benchmarks/vpc_power.py --cost 100 --nsim 500   # seconds of one VPC
 

@@ -134,8 +134,8 @@ def refuse_correlated_residuals(post: CohortPosterior) -> None:
 
 def _loglik_padded(post: CohortPosterior) -> np.ndarray:
     """``(C, D, P, N)`` per-observation log-likelihood, 0 at padding, -inf at failed solves."""
-    tree = post.idata
     refuse_correlated_residuals(post)
+    tree = post.idata
     if "posterior_predictive" not in tree.children or "f" not in tree["posterior_predictive"]:
         raise InputError(
             f"This fit of {post.model.name!r} has no noise-free predictions "
