@@ -210,6 +210,10 @@ def main() -> None:
         if args.summarise or r % n_shards != shard or r in finished():
             continue
         rows = replicate(r, args)
+        # Drop the compiled programs of this replicate's fits (the disk cache keeps them):
+        # every XLA executable holds memory mappings of its own, and one process that kept
+        # 36 replicates' worth reached the kernel's limit and aborted inside LLVM.
+        jax.clear_caches()
         with log.open("a") as fh:
             fh.write("".join(json.dumps(row) + "\n" for row in rows))
         print(f"replicate {r}: " + "; ".join(
