@@ -9,11 +9,10 @@ and with the model's adaptive Tsit5; both Laplace fits, labelled approximate.
 import numpy as np
 import pytest
 import scipy.stats as st
-from scipy.special import logsumexp
+from marginal_checks import check_marginal
 
 import twin_uq as tq
 from twin_uq.compare import pointwise_loglik
-from twin_uq.compare.marginal import _predictions, marginal_loglik, patient_proposal
 
 pytestmark = pytest.mark.slow
 
@@ -97,39 +96,16 @@ def _loglik(post, i, s, f):
     return np.where(cens, st.norm.logcdf(z), st.norm.logpdf(z) - np.log(sd)).sum(axis=1)
 
 
-def _log_mean_and_se(log_w):
-    """log of the mean of exp(log_w) and its Monte Carlo SE (delta method)."""
-    w = np.exp(log_w - log_w.max())
-    return logsumexp(log_w) - np.log(w.size), w.std() / (w.mean() * np.sqrt(w.size))
-
-
 def test_patient_marginal_with_two_outputs_and_censoring(rk4):
     # log p(y_i | phi_s) by the fitted importance sampler vs by 8000 draws of the patient's
     # parameters from the population at phi_s, within their combined Monte Carlo error.
     post = rk4
     cens_all = np.asarray(post.arrays.obs_censored) & np.asarray(post.arrays.obs_mask)
     i = int(np.flatnonzero(cens_all.any(axis=1))[0])
-    pid = post.patient_ids[i]
-    pop = post.patient(pid).population
-    proposal = patient_proposal(post, pid, 256, seed=0)
-    est = marginal_loglik(post, i, pop, proposal)
-    f_prop, ok_prop = _predictions(post, i, proposal.latent)
-    assert ok_prop.all()
-    rng = np.random.default_rng(3)
-    for s in (0, 150, 299):
-        z = pop.mean[s] + rng.standard_normal((8000, pop.mean.shape[1])) @ pop.chol[s].T
-        f, ok = _predictions(post, i, z)
-        assert ok.all()
-        naive, se_naive = _log_mean_and_se(_loglik(post, i, s, f))
-        cov = pop.chol[s] @ pop.chol[s].T
-        log_w = (
-            _loglik(post, i, s, f_prop)
-            + st.multivariate_normal(pop.mean[s], cov).logpdf(proposal.latent)
-            - proposal.log_q
-        )
-        again, se_is = _log_mean_and_se(log_w)
-        assert est[s] == pytest.approx(again, abs=1e-8)
-        assert abs(est[s] - naive) < 4 * np.hypot(se_naive, se_is), (s, est[s], naive)
+    check_marginal(
+        post, post.patient_ids[i], lambda s, f: _loglik(post, i, s, f), (0, 150, 299), 8000,
+        np.random.default_rng(3),
+    )  # fmt: skip
 
 
 def test_compare_table_over_solvers(fits):

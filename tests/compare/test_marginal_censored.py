@@ -10,10 +10,10 @@ population at ``phi_s``, the M3 term by ``scipy.stats.norm.logcdf``) checks.
 import numpy as np
 import pytest
 import scipy.stats as st
-from scipy.special import logsumexp
+from marginal_checks import check_marginal
 
 import twin_uq as tq
-from twin_uq.compare.marginal import _predictions, marginal_loglik, patient_proposal
+from twin_uq.compare.marginal import marginal_loglik
 from twin_uq.posterior import CohortPosterior
 
 
@@ -42,41 +42,22 @@ def _m3_loglik(f, y, censored, a, b):
     return np.sum(np.where(censored, st.norm.logcdf(z), st.norm.logpdf(z) - np.log(sd)), axis=-1)
 
 
-def _log_mean_and_se(log_w):
-    """log of the mean of exp(log_w) and its Monte Carlo SE (delta method)."""
-    w = np.exp(log_w - log_w.max())
-    return logsumexp(log_w) - np.log(w.size), w.std() / (w.mean() * np.sqrt(w.size))
-
-
 def test_censored_marginal_agrees_with_plain_monte_carlo(censored, oral_fit):
     post, pid = censored
     i = post.patient_ids.index(pid)
     pop = post.patient(pid).population
-    proposal = patient_proposal(post, pid, 256, seed=0)
-    est = marginal_loglik(post, i, pop, proposal)
     mask = np.asarray(post.arrays.obs_mask[i])
     y = np.asarray(post.arrays.obs_value[i])[mask]
     cens = np.asarray(post.arrays.obs_censored[i])[mask]
     assert cens.sum() == 2
+
+    def loglik(s, f):
+        return _m3_loglik(f[:, mask], y, cens, pop.add[s, 0], pop.prop[s, 0])
+
+    est, proposal = check_marginal(
+        post, pid, loglik, (0, 900, 1700), 20000, np.random.default_rng(7)
+    )
     # Same draws, same proposal, the observations measured: another likelihood (about 1.5
     # nats apart on average; close at some draws, where the two terms happen to agree).
     measured = marginal_loglik(oral_fit, i, oral_fit.patient(pid).population, proposal)
     assert np.mean(np.abs(est - measured)) > 0.5
-    f_prop, _ = _predictions(post, i, proposal.latent)
-    rng = np.random.default_rng(7)
-    for s in (0, 900, 1700):
-        a, b = pop.add[s, 0], pop.prop[s, 0]
-        z = pop.mean[s] + rng.standard_normal((20000, pop.mean.shape[1])) @ pop.chol[s].T
-        f, ok = _predictions(post, i, z)
-        assert ok.all()
-        naive, se_naive = _log_mean_and_se(_m3_loglik(f[:, mask], y, cens, a, b))
-        cov = pop.chol[s] @ pop.chol[s].T
-        log_w = (
-            _m3_loglik(f_prop[:, mask], y, cens, a, b)
-            + st.multivariate_normal(pop.mean[s], cov).logpdf(proposal.latent)
-            - proposal.log_q
-        )
-        # The importance sampler written out: the same number to rounding.
-        again, se_is = _log_mean_and_se(log_w)
-        assert est[s] == pytest.approx(again, abs=1e-8)
-        assert abs(est[s] - naive) < 4 * np.hypot(se_naive, se_is), (s, est[s], naive)
