@@ -99,6 +99,12 @@ def replicate(r: int, args) -> list[dict]:
     return rows
 
 
+def _describe(args) -> str:
+    if args.method == "nuts":
+        return f"nuts (1 chain, {args.draws} warm-up + {args.draws} draws)"
+    return f"laplace ({args.steps} steps, {args.draws} draws; approximate)"
+
+
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion ``k / n``."""
     if n == 0:
@@ -131,7 +137,7 @@ def summarise(frame: pd.DataFrame, args) -> str:
     lines.append("")
     lines.append(
         f"Settings: {args.patients} patients per cohort, times {TIMES} h, one 100 mg oral dose; "
-        f"fits: {args.method} ({args.steps} steps, {args.draws} draws); {args.nsim} simulated cohorts per check; VPC rule: outside "
+        f"fits: {_describe(args)}; {args.nsim} simulated cohorts per check; VPC rule: outside "
         f"fraction > {args.vpc_threshold}; NPDE rule: global p < {args.alpha}. Mean fit time "
         f"{frame['fit_s'].mean():.1f} s, mean check time (simulation, VPC and NPDE) "
         f"{frame['check_s'].mean():.1f} s."
