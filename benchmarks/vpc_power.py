@@ -19,11 +19,16 @@ one-compartment model, its power. With a binomial 95 % interval (Wilson).
 Usage::
 
     .venv/bin/python benchmarks/vpc_power.py --replicates 50 --out benchmarks/out/vpc_power
+    # the same with NUTS (1 chain, 400 + 400), a few replicates to check the Laplace rates
+    .venv/bin/python benchmarks/vpc_power.py --method nuts --replicates 5 \
+        --out benchmarks/out/vpc_power_nuts
     .venv/bin/python benchmarks/vpc_power.py --replicates 2 --patients 8 --nsim 100  # smoke
     .venv/bin/python benchmarks/vpc_power.py --cost 100 --nsim 500   # seconds of one VPC
 
 Each finished replicate is appended to ``<out>/replicates.jsonl`` (a rerun with the same
-``--out`` continues where it stopped); ``<out>/vpc_power.md`` holds the summary table.
+``--out`` continues where it stopped; a second process with ``--descending`` shares the
+work, and a replicate both ran counts once); ``<out>/vpc_power.md`` holds the summary
+table.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import json
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 
@@ -78,12 +84,25 @@ def replicate(r: int, args) -> list[dict]:
                 npde_mean=float(test["mean"]),
                 npde_variance=float(test["variance"]),
                 npde_p=float(test["p_global"]),
+                npde_p_mean=float(test["p_mean"]),
+                npde_p_variance=float(test["p_variance"]),
+                npde_p_normality=float(test["p_normality"]),
                 npde_flag=bool(test["p_global"] < args.alpha),
+                method=args.method,
+                patients=args.patients,
+                nsim=args.nsim,
                 fit_s=t_fit,
+                fit_timings=json.loads(post.idata.attrs["backend_info"]).get("timings", {}),
                 check_s=time.perf_counter() - t0,
             )
         )
     return rows
+
+
+def _describe(args) -> str:
+    if args.method == "nuts":
+        return f"nuts (1 chain, {args.draws} warm-up + {args.draws} draws)"
+    return f"laplace ({args.steps} steps, {args.draws} draws; approximate)"
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -99,13 +118,15 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def summarise(frame: pd.DataFrame, args) -> str:
     lines = [
         "| model fitted | replicates | VPC flag rate (95% CI) | NPDE flag rate (95% CI) | "
-        "either (95% CI) | median VPC outside fraction | median NPDE variance |",
-        "|---|---|---|---|---|---|---|",
+        "either (95% CI) | Shapiro-Wilk of the NPDE, p < alpha (95% CI) | "
+        "median VPC outside fraction | median NPDE variance |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label, g in frame.groupby("model", sort=False):
         n = len(g)
         cells = []
-        for flags in (g["vpc_flag"], g["npde_flag"], g["vpc_flag"] | g["npde_flag"]):
+        normality = g["npde_p_normality"] < args.alpha
+        for flags in (g["vpc_flag"], g["npde_flag"], g["vpc_flag"] | g["npde_flag"], normality):
             k = int(flags.sum())
             lo, hi = wilson(k, n)
             cells.append(f"{k}/{n} = {k / n:.2f} ({lo:.2f}-{hi:.2f})")
@@ -116,7 +137,7 @@ def summarise(frame: pd.DataFrame, args) -> str:
     lines.append("")
     lines.append(
         f"Settings: {args.patients} patients per cohort, times {TIMES} h, one 100 mg oral dose; "
-        f"fits: {args.method} ({args.steps} steps, {args.draws} draws); {args.nsim} simulated cohorts per check; VPC rule: outside "
+        f"fits: {_describe(args)}; {args.nsim} simulated cohorts per check; VPC rule: outside "
         f"fraction > {args.vpc_threshold}; NPDE rule: global p < {args.alpha}. Mean fit time "
         f"{frame['fit_s'].mean():.1f} s, mean check time (simulation, VPC and NPDE) "
         f"{frame['check_s'].mean():.1f} s."
@@ -160,29 +181,53 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--out", default="benchmarks/out/vpc_power")
     ap.add_argument("--cost", type=int, default=0, help="only time a VPC of this many patients")
+    ap.add_argument(
+        "--shard", default="0/1",
+        help="i/n: run only the replicates r with r %% n == i (n processes share one --out)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--descending", action="store_true",
+        help="run the replicates from the last down (a second process beside an ascending one)",
+    )  # fmt: skip
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    # Every replicate compiles the same programs again (each fit builds new functions); the
+    # persistent cache keys them by their XLA text, so later replicates load them from disk.
+    # Same compiled code, same numbers.
+    jax.config.update("jax_compilation_cache_dir", str(out / "jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     if args.cost:
         line = cost(args)
         (out / "vpc_cost.md").write_text(line + "\n")
         print(line)
         return
     log = out / "replicates.jsonl"
-    done = set()
-    if log.exists():
-        done = {json.loads(line)["replicate"] for line in log.read_text().splitlines() if line}
-    for r in range(args.replicates):
-        if r in done or args.summarise:
+
+    def finished() -> set[int]:
+        # Read before every replicate: several processes may share one --out.
+        if not log.exists():
+            return set()
+        return {json.loads(line)["replicate"] for line in log.read_text().splitlines() if line}
+
+    shard, n_shards = (int(v) for v in args.shard.split("/"))
+    order = range(args.replicates)
+    for r in reversed(order) if args.descending else order:
+        if args.summarise or r % n_shards != shard or r in finished():
             continue
         rows = replicate(r, args)
+        # Drop the compiled programs of this replicate's fits (the disk cache keeps them):
+        # every XLA executable holds memory mappings of its own, and one process that kept
+        # 36 replicates' worth reached the kernel's limit and aborted inside LLVM.
+        jax.clear_caches()
         with log.open("a") as fh:
-            for row in rows:
-                fh.write(json.dumps(row) + "\n")
+            fh.write("".join(json.dumps(row) + "\n" for row in rows))
         print(f"replicate {r}: " + "; ".join(
             f"{x['model']} VPC {x['vpc_outside']:.2f} NPDE p {x['npde_p']:.3g}" for x in rows
         ), flush=True)  # fmt: skip
     frame = pd.DataFrame([json.loads(line) for line in log.read_text().splitlines() if line])
+    # Two processes that met on one replicate both ran it: the first rows written count.
+    frame = frame.drop_duplicates(["replicate", "model"], keep="first")
     frame = frame[frame["replicate"] < args.replicates]
     frame = frame[frame.groupby("replicate")["model"].transform("size") == 2]
     table = summarise(frame, args)

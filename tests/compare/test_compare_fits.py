@@ -8,12 +8,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import scipy.stats as st
-from scipy.special import logsumexp
+from marginal_checks import check_marginal
 
 import twin_uq as tq
 from twin_uq.compare import CohortMismatchError, check_same_cohort
-from twin_uq.compare.marginal import _predictions, marginal_loglik, patient_proposal
 from twin_uq.compare.refit import fit_method_of
 
 COLUMNS = ["rank", "elpd", "se", "elpd_diff", "dse", "p_loo", "n_high_k", "max_k", "n_refits",
@@ -49,39 +47,19 @@ def _loglik(f, y, a, b):
     return np.sum(-0.5 * np.log(2 * np.pi * sd**2) - 0.5 * ((y - f) / sd) ** 2, axis=-1)
 
 
-def _log_mean_and_se(log_w):
-    """log of the mean of exp(log_w) and its Monte Carlo SE (delta method)."""
-    w = np.exp(log_w - log_w.max())
-    return logsumexp(log_w) - np.log(w.size), w.std() / (w.mean() * np.sqrt(w.size))
-
-
 def test_marginal_likelihood_agrees_with_plain_monte_carlo(oral_fit):
     # log p(y_i | phi_s) by the posterior-fitted importance sampler vs by 20 000 draws of
     # the patient's parameters from the population at phi_s (an independent estimator),
     # within their combined Monte Carlo error.
     pid = oral_fit.patient_ids[0]
     pop = oral_fit.patient(pid).population
-    proposal = patient_proposal(oral_fit, pid, 256, seed=0)
-    est = marginal_loglik(oral_fit, 0, pop, proposal)
     mask = np.asarray(oral_fit.arrays.obs_mask[0])
     y = np.asarray(oral_fit.arrays.obs_value[0])[mask]
-    f_prop, _ = _predictions(oral_fit, 0, proposal.latent)
-    rng = np.random.default_rng(5)
-    for s in (0, 777, 1500):
-        a, b = pop.add[s, 0], pop.prop[s, 0]
-        z = pop.mean[s] + rng.standard_normal((20000, pop.mean.shape[1])) @ pop.chol[s].T
-        f, ok = _predictions(oral_fit, 0, z)
-        assert ok.all()
-        naive, se_naive = _log_mean_and_se(_loglik(f[:, mask], y, a, b))
-        cov = pop.chol[s] @ pop.chol[s].T
-        log_w = (
-            _loglik(f_prop[:, mask], y, a, b)
-            + st.multivariate_normal(pop.mean[s], cov).logpdf(proposal.latent)
-            - proposal.log_q
-        )
-        again, se_is = _log_mean_and_se(log_w)
-        assert est[s] == pytest.approx(again, abs=1e-8)
-        assert abs(est[s] - naive) < 4 * np.hypot(se_naive, se_is), (s, est[s], naive)
+
+    def loglik(s, f):
+        return _loglik(f[:, mask], y, pop.add[s, 0], pop.prop[s, 0])
+
+    check_marginal(oral_fit, pid, loglik, (0, 777, 1500), 20000, np.random.default_rng(5))
 
 
 def test_mismatched_cohorts_are_refused(oral_sim):

@@ -25,8 +25,13 @@ import numpy as np
 
 from twin_uq.errors import InputError
 from twin_uq.inference.likelihood import patient_predictions
+from twin_uq.inference.postprocess import tau_of_draws
 from twin_uq.inference.random_effects import occasion_shift
-from twin_uq.inference.residual import sample_observations, uses_student_t
+from twin_uq.inference.residual import (
+    sample_correlated_observations,
+    sample_observations,
+    uses_student_t,
+)
 from twin_uq.model.scales import to_natural
 from twin_uq.posterior.population import cohort_population_means, population_scale
 from twin_uq.simulate.fixed_step import cohort_grids
@@ -142,16 +147,27 @@ def _settings_and_grids(post):
 
 @partial(jax.jit, static_argnums=(0, 1, 2, 12))
 def _simulate_batch(model, settings, student_t, log_mean, chol, add, prop, nu, arrays, grids,
-                    error_code, keys, iov=None, omega_occ=None, occasion=None):  # fmt: skip
+                    error_code, keys, iov=None, omega_occ=None, occasion=None, tau=None):  # fmt: skip
     """``(B, P, N)`` replicates and ``(B, P)`` solve flags for ``B`` population draws.
 
     With inter-occasion variability, ``iov`` is ``(parameter indices, M)`` (static),
     ``omega_occ`` ``(B, J)`` and ``occasion`` ``(P, S)`` the segments' occasion indices:
-    every new patient also gets fresh occasion effects.
+    every new patient also gets fresh occasion effects. With autocorrelated residuals,
+    ``tau`` ``(B, O)`` are the OU correlation times of each draw's outputs (0: independent).
     """
     out = arrays.obs_output
 
-    def one(m, c, a, b, n, key, om):
+    def noise(key, f, a, b, n, t):
+        if tau is None:
+            return sample_observations(key, error_code[out], f, a[out], b[out], n,
+                                       student_t=student_t)  # fmt: skip
+        # The residual contract's OU path (the density the fit scored), patient by patient.
+        return jax.vmap(sample_correlated_observations)(
+            jax.random.split(key, f.shape[0]), error_code[out], f, a[out], b[out],
+            arrays.obs_time, out, t[out], arrays.obs_mask,
+        )  # fmt: skip
+
+    def one(m, c, a, b, n, key, om, t):
         k_eta, k_noise = jax.random.split(key)
         z = jax.random.normal(k_eta, m.shape)  # (P, K): fresh random effects
         shift = None
@@ -159,12 +175,13 @@ def _simulate_batch(model, settings, student_t, log_mean, chol, add, prop, nu, a
             kappa = jax.random.normal(jax.random.fold_in(key, 1), (m.shape[0], iov[1], len(iov[0])))
             shift = occasion_shift(kappa, om, occasion, iov[0], m.shape[1])
         f, ok = _cohort_predictions(model, settings, m + z @ c.T, arrays, grids, shift)
-        y = sample_observations(k_noise, error_code[out], f, a[out], b[out], n, student_t=student_t)
+        y = noise(k_noise, f, a, b, n, t)
         y = jnp.where(arrays.obs_mask & ok[:, None], y, jnp.nan)
         return y, ok
 
     om = jnp.zeros((log_mean.shape[0], 0)) if omega_occ is None else omega_occ
-    return jax.vmap(one)(log_mean, chol, add, prop, nu, keys, om)
+    tt = jnp.zeros((log_mean.shape[0], 0)) if tau is None else tau
+    return jax.vmap(one)(log_mean, chol, add, prop, nu, keys, om, tt)
 
 
 @partial(jax.jit, static_argnums=(0, 1))
@@ -231,6 +248,9 @@ def simulate_design(post, nsim: int = 500, *, seed: int = 0) -> DesignSimulation
         iov = (structure.iov, structure.n_occasions)
         omega_occ = np.asarray(draws["omega_occ"])
         occ = dict(iov=iov, occasion=jnp.asarray(post.occasions.index))
+    # (S, O) OU correlation times, or None: independent residuals (the path of every fit
+    # without residual_correlation, unchanged).
+    tau = tau_of_draws(structure, draws, len(post.model.outputs))
     ys, oks = [], []
     for i in range(0, nsim, _BATCH):
         j = idx[i : i + _BATCH]
@@ -241,6 +261,7 @@ def simulate_design(post, nsim: int = 500, *, seed: int = 0) -> DesignSimulation
             post.model, settings, student_t, jnp.asarray(means[jj]), jnp.asarray(chol[jj]),
             jnp.asarray(add[jj]), jnp.asarray(prop[jj]), jnp.asarray(nu[jj]), arrays, grids,
             codes, kk, **occ, **({"omega_occ": jnp.asarray(omega_occ[jj])} if occ else {}),
+            **({} if tau is None else {"tau": jnp.asarray(tau[jj])}),
         )  # fmt: skip
         ys.append(np.asarray(y)[: len(j)])
         oks.append(np.asarray(ok)[: len(j)])

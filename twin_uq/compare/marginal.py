@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import gammaln, logsumexp
 
-from twin_uq.compare.pointwise import score_observations
+from twin_uq.compare.pointwise import refuse_correlated_residuals, score_observations
 from twin_uq.errors import InputError
 from twin_uq.inference.likelihood import censoring_args, patient_predictions
 from twin_uq.model.scales import to_natural, to_unconstrained
@@ -137,6 +137,7 @@ def marginal_loglik(
     proposal
         The patient's inner importance sampler (:func:`patient_proposal`).
     """
+    refuse_correlated_residuals(post)
     chol_diag = np.abs(np.diagonal(np.asarray(pop.chol), axis1=1, axis2=2))
     if np.any(chol_diag <= 0):
         fixed = [

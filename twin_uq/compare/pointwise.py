@@ -28,7 +28,12 @@ from twin_uq.inference.residual import observation_loglik
 if TYPE_CHECKING:
     from twin_uq.posterior import CohortPosterior
 
-__all__ = ["observation_table", "pointwise_loglik", "score_observations"]
+__all__ = [
+    "observation_table",
+    "pointwise_loglik",
+    "refuse_correlated_residuals",
+    "score_observations",
+]
 
 
 @jax.jit
@@ -110,8 +115,26 @@ def pointwise_loglik(post: CohortPosterior, by: str = "observation") -> xr.DataA
     )
 
 
+def refuse_correlated_residuals(post: CohortPosterior) -> None:
+    """Raise :class:`~twin_uq.errors.InputError` for a fit with autocorrelated residuals.
+
+    Its observations are not scored one by one (the fit's likelihood is a product of
+    conditional densities along each series), and leave-one-out of such a fit is not
+    implemented: an independent score would compare models silently on another likelihood.
+    """
+    ou = post.structure.ou_outputs
+    if ou:
+        names = [post.model.output_names[k] for k in ou]
+        raise InputError(
+            f"Model comparison does not support autocorrelated residuals yet: this fit of "
+            f"{post.model.name!r} has residual_correlation on {names}, whose likelihood is "
+            "not a product of independent observation densities."
+        )
+
+
 def _loglik_padded(post: CohortPosterior) -> np.ndarray:
     """``(C, D, P, N)`` per-observation log-likelihood, 0 at padding, -inf at failed solves."""
+    refuse_correlated_residuals(post)
     tree = post.idata
     if "posterior_predictive" not in tree.children or "f" not in tree["posterior_predictive"]:
         raise InputError(
