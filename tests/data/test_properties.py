@@ -279,7 +279,7 @@ def test_model_arrays_keep_every_observation_and_dose_once(pkpd, data):
     mask = np.asarray(a.obs_mask)
     assert mask.sum() == sum(len(s["obs"]) for s in specs)
     for s in specs:
-        k = a.ids.index(s["id"])
+        k = c.ids.index(s["id"])
         m = mask[k]
         got = [
             (t, v, pkpd.output_names[o], bool(z))

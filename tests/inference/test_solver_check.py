@@ -65,8 +65,9 @@ def _coarse_check(post, step, **settings):
     }
     add, prop, _ = residuals_of_draws(structure, sigma, prepared.data.error_code.shape[0])
     return check_fixed_step(
-        structure, prepared.data, theta, np.asarray(f), np.asarray(ok), add, prop
-    )
+        structure, prepared.data, theta, np.asarray(f), np.asarray(ok), add, prop,
+        prepared.cohort.ids,
+    )  # fmt: skip
 
 
 def test_a_too_coarse_step_fails_the_check_and_the_diagnostics_say_so(rk4_fit):

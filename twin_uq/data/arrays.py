@@ -56,8 +56,11 @@ class CohortArrays(eqx.Module):
     covariates
         Shape ``(P, C)`` float64, columns in ``model.covariates`` order (baseline values,
         ``model.covariate_defaults`` filling gaps).
-    ids, output_names, covariate_names
-        Static metadata: patient ids, the model's outputs and covariates.
+    output_names, covariate_names
+        Static metadata: the model's outputs and covariates. The patient ids are the
+        cohort's (:attr:`Cohort.ids`, in this patient order), not a field: static fields
+        key JAX's compiled programs, so a cohort of the same shapes with other ids would
+        compile every program again.
     obs_cens, obs_limit
         Shape ``(P, N)``: censoring direction (int32: 1 below ``obs_lloq``, -1 above it, 0
         none) and the interval's other bound (float64, NaN: none; e.g. 0 for M4). ``None``
@@ -79,7 +82,6 @@ class CohortArrays(eqx.Module):
     obs_lloq: Float[Array, "P N"]
     schedule: Schedule
     covariates: Float[Array, "P C"]
-    ids: tuple[str, ...] = eqx.field(static=True)
     output_names: tuple[str, ...] = eqx.field(static=True)
     covariate_names: tuple[str, ...] = eqx.field(static=True)
     obs_cens: Int[Array, "P N"] | None = None
@@ -343,7 +345,6 @@ def stack_arrays(
     output_index: np.ndarray,
     schedules: Sequence[Mapping[str, np.ndarray]],
     covariates: np.ndarray,
-    ids: tuple[str, ...],
 ) -> CohortArrays:
     """Wrap matched NumPy pieces as :class:`CohortArrays` (JAX arrays, float64 / int32).
 
@@ -361,7 +362,6 @@ def stack_arrays(
         obs_lloq=jnp.asarray(obs["obs_lloq"], dtype=jnp.float64),
         schedule=stack_schedules(list(schedules)),
         covariates=jnp.asarray(covariates, dtype=jnp.float64),
-        ids=ids,
         output_names=model.output_names,
         covariate_names=tuple(model.covariates),
         **_extended_censoring(obs),

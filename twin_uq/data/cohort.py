@@ -438,7 +438,7 @@ class Cohort:
         schedules = [self.schedule_fields(k, model.signals) for k in range(self.n_patients)]
         cov = covariate_matrix(model, self.table, self.covariates, self.ids, **where)
         obs = {f: getattr(self, f) for f in _OBS_FIELDS}
-        return stack_arrays(model, obs, out_idx, schedules, cov, self.ids)
+        return stack_arrays(model, obs, out_idx, schedules, cov)
 
     def covariate_segments(
         self, names: Sequence[str], interpolation: str = "locf"

@@ -32,6 +32,7 @@ import dataclasses
 import math
 import time
 import warnings
+from collections.abc import Sequence
 from functools import partial
 
 import jax
@@ -117,6 +118,7 @@ def check_fixed_step(
     solver_ok: np.ndarray,
     residual_add: np.ndarray,
     residual_prop: np.ndarray,
+    ids: Sequence[str],
 ) -> dict[str, object]:
     """Compare a fixed-step fit's predictions with the adaptive reference solver's.
 
@@ -129,6 +131,8 @@ def check_fixed_step(
         ``(S, P)`` whether its solves succeeded, at those draws.
     residual_add, residual_prop
         ``(S, O)`` the draws' residual SDs per output.
+    ids
+        The ``P`` patient ids in the arrays' order (the cohort's), to name the worst one.
 
     Returns
     -------
@@ -171,7 +175,7 @@ def check_fixed_step(
     threshold = 0.1 / math.sqrt(max(n_obs, 1))
     worst = float(error.max()) if error.size else 0.0
     worst_patient = (
-        arr.ids[int(np.unravel_index(np.argmax(error), error.shape)[1])] if error.size else ""
+        ids[int(np.unravel_index(np.argmax(error), error.shape)[1])] if error.size else ""
     )
     disagreements = int((solver_ok != ok_ref).sum())
     reference_only = jax.tree.map(lambda v: np.asarray(v)[solver_ok & ~ok_ref], status_ref)
@@ -236,6 +240,7 @@ def check_fit_draws(prepared, samples: dict, derived) -> dict | None:
         flat(derived["solver_ok"]),
         add,
         prop,
+        prepared.cohort.ids,
     )
     check["seconds"] = time.perf_counter() - t0
     if not check["passed"]:

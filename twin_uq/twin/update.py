@@ -102,7 +102,6 @@ def patient_arrays(
         obs_limit=pad(obs["limit"], np.nan, np.float64) if "cens" in obs else None,
         schedule=schedule,
         covariates=jnp.asarray(covariates, dtype=jnp.float64),
-        ids=(),
         output_names=model.output_names,
         covariate_names=tuple(model.covariates),
     )
