@@ -102,7 +102,7 @@ def main() -> None:
     wins = sum(row["winner"] == "2cmt" for row in choice)
     lo, hi = beta_interval(wins, len(choice), 0.9)
     result = {
-        "date": "2026-12-07",
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "true_model": TRUE,
         "wrong_model": WRONG,
         "method": "laplace (approximate)",

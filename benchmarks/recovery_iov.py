@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         hits += (lo <= true_cl[i]) & (true_cl[i] <= hi)
     diag = post.diagnostics()
     result = {
-        "date": "2026-12-07",
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "commit": commit,
         "patients": args.patients,
         "occasions_per_patient": len(STARTS),

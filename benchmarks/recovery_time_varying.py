@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         print(summary[["median", "lower", "upper"]])
         return 0
     result = {
-        "date": "2026-12-07",
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
         ).stdout.strip(),
@@ -224,7 +224,7 @@ def fit_csv_cohort(args, table: pd.DataFrame, model_name: str):
         seed=args.seed,
     )
     fields = {
-        "date": "2026-12-07",
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "commit": commit,
         "patients": args.patients,
         "chains": args.chains,

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     table = res.uniformity(bins=4)
     bound = 0.01 / max(len(table), 1)
     result = {
-        "date": "2026-12-07",
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "commit": commit,
         "replicates": args.replicates,
         "patients": args.patients,
