@@ -27,51 +27,29 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from recovery_time_varying import write_result
 
 FIT_BEATS = 2  # of the three recorded; the last is held out
 WHATIF_BEATS = 12  # beats simulated after the change (about 6 R·C): the last is read
 
 
-def cohort_table(sim) -> pd.DataFrame:
-    """Observation rows and ``inflow`` signal rows (EVID 2) of every patient."""
-    flow_t, flow_q = sim.inflow
-    rows = []
-    for pid, obs in sim.data.groupby("id", sort=False):
-        p0 = float(obs["P0"].iloc[0])
-        rows.append(obs.assign(evid=0, inflow=np.nan))
-        rows.append(
-            pd.DataFrame(
-                {
-                    "id": pid,
-                    "time": flow_t,
-                    "output": "pressure",
-                    "dv": np.nan,
-                    "P0": p0,
-                    "evid": 2,
-                    "inflow": flow_q,
-                }
-            )
-        )
-    return pd.concat(rows, ignore_index=True).sort_values(["id", "time", "evid"], kind="stable")
+def posterior_geometry(post, names) -> dict:
+    """Leapfrog steps per iteration and the posterior correlations of each patient's log R, C, Z.
 
-
-def whatif_draws(model, theta: np.ndarray, p0: float, factor: float, signal, period: float):
-    """Systolic, diastolic, mean pressure ``(S, 3)`` of the last beat after ``R *= factor``."""
-    import twin_uq as tq
-
-    schedule = tq.Schedule.build(signals=[signal], signal_names=model.signals)
-    times = np.linspace((WHATIF_BEATS - 1) * period, WHATIF_BEATS * period, 161)
-    k_r = model.parameter_names.index("R")
-    out = np.full((theta.shape[0], 3), np.nan)
-    for s, th in enumerate(theta):
-        th = np.array(th, dtype=float)
-        th[k_r] *= factor
-        traj = tq.simulate(model, th, schedule, times, covariates={"P0": p0})
-        if bool(traj.ok):
-            p = np.asarray(traj.outputs)[:, 0]
-            out[s] = p.max(), p.min(), np.trapezoid(p, times) / period
+    The median over patients of each pair's correlation, and its largest magnitude: the
+    pairs a reparameterisation would target.
+    """
+    ss = post.idata["sample_stats"]
+    out = {"n_steps_mean": float(ss["n_steps"].mean())} if "n_steps" in ss else {}
+    theta = post.idata["posterior"]["theta"]  # (chain, draw, patient, parameter)
+    logs = np.log(theta.values.reshape(-1, *theta.shape[2:]))  # (S, P, K)
+    for i, a in enumerate(names):
+        for j in range(i + 1, len(names)):
+            r = [np.corrcoef(logs[:, p, i], logs[:, p, j])[0, 1] for p in range(logs.shape[1])]
+            out[f"corr_log_{a}_{names[j]}"] = {
+                "median": float(np.median(r)),
+                "max_abs": float(np.max(np.abs(r))),
+            }
     return out
 
 
@@ -85,16 +63,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--whatif-draws", type=int, default=200)
     ap.add_argument("--whatif-factor", type=float, default=0.8)
     ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument(
+        "--solver",
+        choices=("model", "tsit5"),
+        default="model",
+        help="model: windkessel3's own (RK4 on the knots, 2.5 ms); tsit5: adaptive (before)",
+    )
     ap.add_argument("--out", default="out/heart_pressure.json")
     args = ap.parse_args(argv)
 
+    import os
     import sys
 
     import twin_uq as tq
-    from twin_uq.testing.windkessel4 import half_sine_flow, simulate_pressure_cohort
+    from twin_uq.testing.windkessel4 import cohort_table, half_sine_flow, simulate_pressure_cohort
 
     tq.configure()
     model = tq.load_model("windkessel3")
+    wk3 = sys.modules[type(model).__module__]
+    solver = None
+    if args.solver == "tsit5":
+        solver = tq.SolverSettings(method="tsit5", rtol=1e-6, atol=1e-6, max_steps=16384)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
@@ -122,10 +111,16 @@ def main(argv: list[str] | None = None) -> int:
         method = tq.NUTS(chains=args.chains, warmup=args.warmup, draws=args.draws)
     else:
         method = tq.Laplace()
+    load = [os.getloadavg()[0]]
     t0 = time.perf_counter()
-    post = tq.fit(model, cohort, population=population, method=method, seed=0, progress=False)
+    post = tq.fit(
+        model, cohort, population=population, method=method, seed=0, solver=solver,
+        progress=False,
+    )  # fmt: skip
     fit_s = time.perf_counter() - t0
+    load.append(os.getloadavg()[0])
     diag = post.diagnostics()
+    geometry = posterior_geometry(post, model.parameter_names)
 
     t0 = time.perf_counter()
     truth = sim.truth.set_index("id")
@@ -144,16 +139,15 @@ def main(argv: list[str] | None = None) -> int:
         covered.append(cov)
         par = twin.parameters(interval=0.9)
         theta = np.asarray(twin.theta)
-        pick = np.linspace(0, theta.shape[0] - 1, min(args.whatif_draws, theta.shape[0]))
-        w = whatif_draws(
-            model,
-            theta[pick.astype(int)],
-            float(rows["P0"].iloc[0]),
+        w = wk3.resistance_what_if(
+            twin,
             args.whatif_factor,
             signal,
             period,
+            beats=WHATIF_BEATS,
+            interval=0.9,
+            draws=min(args.whatif_draws, theta.shape[0]),
         )
-        q = np.nanquantile(w, [0.5, 0.05, 0.95], axis=0)
         entry = {"id": pid, "held_out_coverage": float(cov.mean())}
         for name in ("R", "C", "Z"):
             entry[name] = {
@@ -173,12 +167,13 @@ def main(argv: list[str] | None = None) -> int:
             "lower": float(qt[1]),
             "upper": float(qt[2]),
         }
-        for j, name in enumerate(("systolic", "diastolic", "mean_pressure")):
+        for name, key in (("systolic",) * 2, ("diastolic",) * 2, ("mean_pressure", "mean")):
+            m, lo, hi = w["after"][key]
             entry[f"whatif_{name}"] = {
                 "truth": float(truth.loc[pid, f"whatif_{name}"]),
-                "median": float(q[0, j]),
-                "lower": float(q[1, j]),
-                "upper": float(q[2, j]),
+                "median": m,
+                "lower": lo,
+                "upper": hi,
             }
         entry["status"] = str(trust[pid].status)
         per_patient.append(entry)
@@ -194,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         "settings": vars(args),
         "simulate_s": simulate_s,
         "fit_s": fit_s,
+        "load_average_1min": load,
+        "geometry": geometry,
         "twin_questions_s": twin_s,
         "diagnostics": str(diag),
         "held_out_points": int(allcov.size),
@@ -208,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_patient": per_patient,
     }
     print(diag)
+    print("geometry:", geometry, "load average:", load)
     print(
         f"fit {fit_s:.0f} s ({args.method}); held-out beat coverage {allcov.mean():.3f} of "
         f"{allcov.size}; R covered {result['R_covered']}/{len(per_patient)}, C covered "

@@ -67,3 +67,46 @@ def test_mean_pressure_is_mean_flow_times_resistance(pressure):
     mean_q = 70.0 / PERIOD
     assert mean_p == pytest.approx(mean_q * (1.0 + 0.05), rel=5e-3)
 
+
+def test_resistance_what_if_settles_at_the_steady_state_mean(module):
+    # At periodic steady state the three-element model's mean pressure is (R + Z)·mean flow
+    # exactly (mean Pc = R·mean Qf, mean Qf = mean Q). R·C about 1 s, so after 12 beats
+    # (9.6 s) the start from P0 has decayed to exp(-9.6/0.8) of its size: < 1e-3 mmHg.
+    from heart_twins import PERIOD, STROKE_VOLUME, circulation_twin, inflow
+
+    rng = np.random.default_rng(3)
+    S = 40
+    theta = np.column_stack(
+        [
+            np.exp(0.1 * rng.standard_normal(S)),  # R
+            np.exp(0.1 * rng.standard_normal(S)),  # C
+            0.05 * np.exp(0.2 * rng.standard_normal(S)),  # Z
+        ]
+    )
+    twin = circulation_twin(theta, n_chains=2)
+    mean_flow = STROKE_VOLUME / PERIOD
+    truth = {f: (f * theta[:, 0] + theta[:, 2]) * mean_flow for f in (1.0, 0.8)}
+    # The threshold in the widest gap between middle draws, so that no draw sits on it.
+    v = np.sort(truth[0.8])
+    i = 10 + int(np.argmax(np.diff(v[10:30])))
+    assert v[i + 1] - v[i] > 0.1
+    threshold = 0.5 * (v[i] + v[i + 1])
+    w = module.resistance_what_if(twin, 0.8, inflow(13), PERIOD, threshold=threshold)
+    assert w["n_draws"] == S and w["n_failed"] == 0
+    for key, f in (("before", 1.0), ("after", 0.8)):
+        median, lower, upper = w[key]["mean"]
+        expect = np.quantile(truth[f], [0.5, 0.05, 0.95])
+        np.testing.assert_allclose([median, lower, upper], expect, atol=0.05)
+        assert w[key]["diastolic"][0] < median < w[key]["systolic"][0]
+    # lowering R lowers every pressure
+    assert w["after"]["systolic"][0] < w["before"]["systolic"][0]
+    assert w["p_below"] == pytest.approx(np.mean(truth[0.8] < threshold))
+    assert 0 < w["mcse"] < 0.5
+
+
+def test_resistance_what_if_refuses_a_short_inflow(module):
+    from heart_twins import PERIOD, circulation_twin, inflow
+
+    twin = circulation_twin(np.tile([1.0, 1.4, 0.05], (4, 1)))
+    with pytest.raises(tq.errors.InputError, match="inflow ends"):
+        module.resistance_what_if(twin, 0.8, inflow(3), PERIOD)

@@ -43,6 +43,7 @@ __all__ = [
     "TYPICAL",
     "VARIABILITY",
     "PressureCohort",
+    "cohort_table",
     "half_sine_flow",
     "simulate_pressure_cohort",
     "wk4_pressure",
@@ -241,3 +242,30 @@ def simulate_pressure_cohort(
         noise_tau=float(noise_tau),
         whatif_factor=float(whatif_factor),
     )
+
+
+def cohort_table(sim: PressureCohort) -> pd.DataFrame:
+    """The cohort table ``windkessel3`` is fitted to: pressure rows and ``inflow`` signal rows.
+
+    Each patient's pressure samples (``evid`` 0, ``inflow`` empty) and the measured inflow
+    as covariate-only rows (``evid`` 2, ``dv`` empty, ``inflow`` in mL/s at each flow
+    sample), sorted by patient, time and ``evid``; ``P0`` on every row.
+    """
+    flow_t, flow_q = sim.inflow
+    rows = []
+    for pid, obs in sim.data.groupby("id", sort=False):
+        rows.append(obs.assign(evid=0, inflow=np.nan))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "id": pid,
+                    "time": flow_t,
+                    "output": "pressure",
+                    "dv": np.nan,
+                    "P0": float(obs["P0"].iloc[0]),
+                    "evid": 2,
+                    "inflow": flow_q,
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True).sort_values(["id", "time", "evid"], kind="stable")
