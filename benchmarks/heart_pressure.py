@@ -39,8 +39,9 @@ def posterior_geometry(post, names) -> dict:
     The median over patients of each pair's correlation, and its largest magnitude: the
     pairs a reparameterisation would target.
     """
-    ss = post.idata["sample_stats"]
-    out = {"n_steps_mean": float(ss["n_steps"].mean())} if "n_steps" in ss else {}
+    out = {}
+    if "sample_stats" in post.idata.children:  # NUTS; not an approximate fit
+        out["n_steps_mean"] = float(post.idata["sample_stats"]["n_steps"].mean())
     theta = post.idata["posterior"]["theta"]  # (chain, draw, patient, parameter)
     logs = np.log(theta.values.reshape(-1, *theta.shape[2:]))  # (S, P, K)
     for i, a in enumerate(names):

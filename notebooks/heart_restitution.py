@@ -33,6 +33,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import twin_uq as tq
+from twin_uq.report.heart import restitution_report
 from twin_uq.testing.fenton_karma import simulate_restitution_cohort
 
 tq.configure()
@@ -103,3 +104,12 @@ for p in ("P000", pid):
         f"cell model alternates: {truth}; trust: {trust[p].status}"
     )
 print(trust["P000"])
+
+# %% [markdown]
+# ## The clinician report's restitution section
+# The restitution curve with its intervals, the alternans probability at 400 ms with its
+# MCSE and the slope's interval, under the twin's trust status.
+
+# %%
+page = restitution_report(twin, OUT / f"{pid}-restitution.html", trust=trust[pid])
+print(page.name, page.stat().st_size, "bytes")

@@ -20,6 +20,7 @@ COVERED = {
     "clinician.py": [pytest.mark.slow],
     "auditor.py": [pytest.mark.slow],
     "heart_restitution.py": [pytest.mark.slow],
+    "heart_circulation.py": [pytest.mark.slow],
 }
 
 
