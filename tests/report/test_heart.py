@@ -16,6 +16,8 @@ from heart_twins import PERIOD, circulation_twin, inflow, restitution_twin
 from twin_uq.errors import InputError
 from twin_uq.report.heart import circulation_report, restitution_report
 
+from .conftest import assert_not_blank, load_in_browser
+
 
 def _cells(html: str, first: str) -> list[str]:
     """The numeric cells of the table row whose first cell starts with ``first``."""
@@ -24,7 +26,9 @@ def _cells(html: str, first: str) -> list[str]:
     return re.findall(r'<td class="num">([^<]*)</td>', row.group(1))
 
 
-def test_restitution_section_states_the_twins_answers(tmp_path):
+@pytest.fixture(scope="module")
+def restitution(tmp_path_factory):
+    """A restitution twin whose draws straddle slope 1 at 400 ms, and its page."""
     rng = np.random.default_rng(0)
     S = 200
     theta = np.column_stack(
@@ -37,9 +41,14 @@ def test_restitution_section_states_the_twins_answers(tmp_path):
     # A residual SD of 0.01 ms: the predictive quantiles are those of the draws, the same
     # whatever grid the page predicts on, so the page's numbers are checkable to rounding.
     twin = restitution_twin(theta, n_chains=2, noise_sd=0.01)
-    html = restitution_report(
-        twin, tmp_path / "r.html", bcls=(500.0, 1000.0), alternans_bcl=400.0
-    ).read_text()
+    path = tmp_path_factory.mktemp("heart") / "r.html"
+    restitution_report(twin, path, bcls=(500.0, 1000.0), alternans_bcl=400.0)
+    return twin, path
+
+
+def test_restitution_section_states_the_twins_answers(restitution):
+    twin, path = restitution
+    html = path.read_text()
     # no cohort assessment given: limited at best, and the page says why
     assert 'Trust status: <strong class="status-text">limited</strong>' in html
     assert "not assessed" in html and html.count("trust limited") >= 2
@@ -60,6 +69,16 @@ def test_restitution_section_states_the_twins_answers(tmp_path):
     assert slope == f"{a['slope_median']:.2f}"
     assert slope_interval == f"90% interval {a['slope_lower']:.2f} to {a['slope_upper']:.2f}"
     assert '<svg role="img"' in html and "<script" not in html
+
+
+@pytest.mark.browser
+def test_restitution_section_in_browser(browser, restitution, tmp_path):
+    png = tmp_path / "restitution.png"
+    page = load_in_browser(browser, restitution[1], png)
+    assert page["errors"] == [] and page["dialogs"] == []
+    assert page["requests"] == [page["url"]], "the report must not load anything else"
+    assert "Trust status:" in page["text"] and "P(alternans at 400 ms)" in page["text"]
+    assert_not_blank(png)
 
 
 def test_a_section_refuses_a_twin_of_another_model(tmp_path):
