@@ -102,6 +102,14 @@ CASES: dict[str, list[tuple[str, str, list[str], list[str]]]] = {
             ["out/heart_pressure.json"],
         )
     ],
+    "heart_gradient.py": [
+        (
+            "tiny",
+            "--patients 2 --repeats 1 --out benchmarks/out/heart_gradient.json",
+            [],
+            ["out/heart_gradient.json"],
+        )
+    ],
     "compile_probe.py": [("p1_oral_10", "--problem p1_oral_10 --warmup 5 --draws 5", [], [])],
     "gradient_cost.py": [("p1_oral_10", "p1_oral_10", [], ["out/gradient_cost.json"])],
     "leapfrog_overhead.py": [

@@ -6,6 +6,7 @@ from scipy.integrate import solve_ivp
 
 from twin_uq.testing.windkessel4 import (
     TYPICAL,
+    cohort_table,
     half_sine_flow,
     simulate_pressure_cohort,
     wk4_pressure,
@@ -71,3 +72,20 @@ def test_cohort_table_noise_and_whatif_truth():
     # The what-if lowers R by 20 %: mean pressure falls by 20 % (R · mean flow).
     ratio = sim.truth["whatif_mean_pressure"] / sim.truth["mean_pressure"]
     np.testing.assert_allclose(ratio, 0.8, rtol=1e-4)
+
+
+def test_cohort_table_has_pressure_rows_and_inflow_signal_rows():
+    sim = simulate_pressure_cohort(2, seed=0)
+    table = cohort_table(sim)
+    flow_t, flow_q = sim.inflow
+    for pid, rows in table.groupby("id", sort=False):
+        obs, sig = rows[rows["evid"] == 0], rows[rows["evid"] == 2]
+        data = sim.data[sim.data["id"] == pid]
+        np.testing.assert_array_equal(obs["dv"], data["dv"])
+        assert obs["inflow"].isna().all() and sig["dv"].isna().all()
+        np.testing.assert_array_equal(sig["time"], flow_t)
+        np.testing.assert_array_equal(sig["inflow"], flow_q)
+        assert (rows["P0"] == data["P0"].iloc[0]).all()
+        # sorted by time, a pressure sample before a signal row at the same time
+        key = list(zip(rows["time"], rows["evid"], strict=True))
+        assert key == sorted(key)
