@@ -210,7 +210,9 @@ def resistance_what_if(
         Beats simulated, central interval in (0, 1), posterior draws used (default all).
     threshold
         Mean pressure (mmHg): adds the probability that the mean pressure after the change
-        is below it, with its Monte Carlo standard error.
+        is below it, with its Monte Carlo standard error ``sqrt(p (1 - p) / ess)``: ``ess``
+        the effective sample size of the indicator over the chains when every draw is used
+        and solved, else the number of draws used.
 
     Returns
     -------
@@ -266,13 +268,13 @@ def resistance_what_if(
         }
     if threshold is not None:
         hit = (summaries[1][good, 2] < threshold).astype(float)
-        p = float(hit.mean())
+        prob = float(hit.mean())
         ess = float(hit.size)
         chains = int(twin.n_chains)
-        if good.all() and hit.size % chains == 0 and 0.0 < p < 1.0:
+        # The chains' autocorrelation counts only with every draw in its place.
+        if good.all() and hit.size % chains == 0 and 0.0 < prob < 1.0:
             est = float(azs.ess(hit.reshape(chains, -1)))
             ess = min(est, ess) if np.isfinite(est) else ess
-        out.update(
-            threshold=float(threshold), p_below=p, mcse=float(np.sqrt(p * (1 - p) / ess)), ess=ess
-        )
+        mcse = float(np.sqrt(prob * (1 - prob) / ess))
+        out.update(threshold=float(threshold), p_below=prob, mcse=mcse, ess=ess)
     return out
