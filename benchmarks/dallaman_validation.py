@@ -52,6 +52,7 @@ import json
 import subprocess
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,8 @@ from twin_uq.twin.new_patient import new_patient_twin
 
 HORIZONS = (30.0, 60.0, 120.0)
 HYPO = 70.0
+#: Risk events scored: name -> (threshold mg/dL, below), "at any time within the horizon".
+EVENTS = {"hypo": (HYPO, True), "hyper": (180.0, False)}
 GROUPS = ("child", "adolescent", "adult")
 #: Bin edges of the reliability table (predicted probability).
 BINS = (0.0, 0.02, 0.1, 0.3, 0.6, 1.0)
@@ -139,7 +142,7 @@ def held_out_readings(sim, design: str, train: float, seed: int) -> pd.DataFrame
 def lvcf_changes(train_obs: pd.DataFrame, step: float, hypo_horizon: float) -> dict:
     """Pooled changes over ``h`` min and minimum changes over the hypo horizon (training)."""
     deltas: dict = {h: [] for h in HORIZONS}
-    mins = []
+    mins, maxs = [], []
     k_hypo = round(hypo_horizon / step)
     for _, g in train_obs.groupby("ID"):
         y = g.sort_values("TIME")["DV"].to_numpy(float)
@@ -148,23 +151,41 @@ def lvcf_changes(train_obs: pd.DataFrame, step: float, hypo_horizon: float) -> d
             deltas[h].append(y[k:] - y[:-k])
         win = np.lib.stride_tricks.sliding_window_view(y, k_hypo + 1)
         mins.append(win[:, 1:].min(axis=1) - win[:, 0])
+        maxs.append(win[:, 1:].max(axis=1) - win[:, 0])
     return {"delta": {h: np.concatenate(v) for h, v in deltas.items()},
-            "min": np.concatenate(mins)}  # fmt: skip
+            "min": np.concatenate(mins), "max": np.concatenate(maxs)}  # fmt: skip
 
 
 # ---- evaluation --------------------------------------------------------------------------
+def with_horizon(twin, horizon: float):
+    """The twin with its fixed-step solver horizon at ``horizon`` min, for every origin.
+
+    ``twin.forecast`` / ``twin.risk`` extend the horizon to the latest time they need
+    (``SolverSettings.covering``), and a new horizon compiles the solve anew: one compile
+    per origin. One horizon past the whole record compiles once (grid points past the
+    requested times are steps of length zero: the numbers do not change; as
+    ``twin_uq.diabetes.stream`` does with ``horizon_block``).
+    """
+    s = twin.settings
+    if not s.is_fixed_step or (s.horizon is not None and s.horizon >= horizon):
+        return twin
+    return replace(twin, posterior=replace(twin.posterior, settings=replace(s, horizon=horizon)))
+
+
 def evaluate(post, sim, design, held, train, args, lv) -> pd.DataFrame:
     """One row per (patient, origin, horizon): forecasts, CRPS, hypo risks, outcomes."""
     truth_g = sim.truth.set_index(["ID", "TIME"])["G"]
     people = sim.patients
     rows = []
+    horizon = float(sim.truth["TIME"].max()) + max(HORIZONS, default=0.0) + args.hypo_horizon
     for pid in post.patient_ids:
-        twin = post.twin(pid)
+        twin = with_horizon(post.twin(pid), horizon)
         person = people.loc[pid]
         pop = new_patient_twin(
             post, {"WT": person["BW"], "BASAL": person["basal_u_per_h"]}, twin.schedule,
             seed=args.seed, patient_id=f"{pid} (population)",
         )  # fmt: skip
+        pop = with_horizon(pop, horizon)
         mine = held[held["ID"] == pid].set_index("TIME")
         end = float(mine.index.max())
         origins = mine.index[mine["origin"].to_numpy(bool)].to_numpy(float)
@@ -181,9 +202,17 @@ def evaluate(post, sim, design, held, train, args, lv) -> pd.DataFrame:
             fc_pop = pop.forecast(hs, **common)
             window = truth_g.loc[pid].loc[t0 + 1 : t0 + args.hypo_horizon].to_numpy()
             risk_kw = dict(horizon=args.hypo_horizon, n_paths=args.paths, **common)
-            p_twin = twin.risk(HYPO, below=True, **risk_kw).probability
-            p_pop = pop.risk(HYPO, below=True, **risk_kw).probability
-            p_lv = float(y0 < HYPO) if lv is None else float(np.mean(y0 + lv["min"] < HYPO))
+            risks = {}
+            for event, (thr, below) in EVENTS.items():
+                risks[f"p_twin_{event}"] = twin.risk(thr, below=below, **risk_kw).probability
+                risks[f"p_pop_{event}"] = pop.risk(thr, below=below, **risk_kw).probability
+                if lv is None:
+                    p_lv = float(y0 < thr) if below else float(y0 > thr)
+                elif below:
+                    p_lv = float(np.mean(y0 + lv["min"] < thr))
+                else:
+                    p_lv = float(np.mean(y0 + lv["max"] > thr))
+                risks[f"p_lvcf_{event}"] = p_lv
             for j, h in enumerate(hs):
                 y = float(mine.loc[t0 + h, "DV"])
                 lv_samples = np.array([y0]) if lv is None else y0 + lv["delta"][h]
@@ -194,8 +223,9 @@ def evaluate(post, sim, design, held, train, args, lv) -> pd.DataFrame:
                     crps_twin=crps_sample(fc.draws[:, j], y),
                     crps_pop=crps_sample(fc_pop.draws[:, j], y),
                     crps_lvcf=crps_sample(lv_samples, y),
-                    p_twin=p_twin, p_pop=p_pop, p_lvcf=p_lv,
-                    hypo=bool(window.min() < HYPO), min_truth=float(window.min()),
+                    **risks, hypo=bool(window.min() < HYPO),
+                    hyper=bool(window.max() > EVENTS["hyper"][0]),
+                    min_truth=float(window.min()), max_truth=float(window.max()),
                 ))  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -219,14 +249,18 @@ def summarise(frame: pd.DataFrame) -> dict:
             by_group={k: coverage_row(v["inside"].to_numpy()) for k, v in g.groupby("group")},
         ))  # fmt: skip
     once = frame.drop_duplicates(["patient", "origin"])
-    ev = once["hypo"].to_numpy(float)
-    hypo = dict(n=len(once), events=int(ev.sum()))
-    for who in ("twin", "pop", "lvcf"):
-        p = once[f"p_{who}"].to_numpy(float)
-        hypo[f"brier_{who}"] = float(np.mean((p - ev) ** 2))
-        hypo[f"reliability_{who}"] = reliability(p, ev)
-    hypo["brier_climatology"] = float(np.mean((ev.mean() - ev) ** 2))
-    return dict(by_horizon=by_h, hypo=hypo)
+    out = dict(by_horizon=by_h)
+    for event in EVENTS:
+        ev = once[event].to_numpy(float)
+        res = dict(n=len(once), events=int(ev.sum()))
+        for who in ("twin", "pop", "lvcf"):
+            p = once[f"p_{who}_{event}"].to_numpy(float)
+            res[f"brier_{who}"] = float(np.mean((p - ev) ** 2))
+            res[f"reliability_{who}"] = reliability(p, ev)
+        # the Brier score of always predicting the observed share (no skill)
+        res["brier_climatology"] = float(np.mean((ev.mean() - ev) ** 2))
+        out[event] = res
+    return out
 
 
 def trust_and_audit(post, held: pd.DataFrame, sim, args) -> dict:
@@ -265,12 +299,21 @@ def reliability_figure(results: dict, design: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, axes = plt.subplots(1, len(EVENTS), figsize=(5 * len(EVENTS), 5))
+    for ax, event in zip(np.atleast_1d(axes), EVENTS, strict=True):
+        _reliability_panel(ax, results, event, design)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _reliability_panel(ax, results: dict, event: str, design: str) -> None:
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="perfect")
     styles = {"twin": ("o", "C0"), "pop": ("s", "C1"), "lvcf": ("^", "C2")}
     names = {"twin": "twin", "pop": "population only", "lvcf": "last value"}
     for corr, res in results.items():
-        hypo = res["hypo"]
+        hypo = res[event]
         for who, (marker, colour) in styles.items():
             if who != "twin" and corr != "ou":
                 continue  # the baselines once (from the OU fit)
@@ -282,13 +325,11 @@ def reliability_figure(results: dict, design: str, path: Path) -> None:
             label = f"{names[who]} ({corr}), Brier {hypo[f'brier_{who}']:.3f}"
             ax.errorbar(x, y, yerr=err, marker=marker, color=colour if corr == "ou" else "C3",
                         ls=ls, capsize=2, label=label)  # fmt: skip
-    ax.set(xlabel="predicted P(glucose < 70 mg/dL within horizon)", ylabel="observed share",
-           xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), title=f"Dalla Man cohort, {design}")  # fmt: skip
+    thr, below = EVENTS[event]
+    what = f"glucose {'<' if below else '>'} {thr:g} mg/dL"
+    ax.set(xlabel=f"predicted P({what} within horizon)", ylabel="observed share",
+           xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), title=f"Dalla Man cohort, {design}: {event}")  # fmt: skip
     ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def fit_method(name: str, args):
@@ -301,7 +342,9 @@ def fit_method(name: str, args):
 
 def run_design(design: str, args) -> dict:
     groups = dict.fromkeys(GROUPS, args.per_group)
-    sim = simulate_t1d_cohort(groups, days=args.days, sampling=design, seed=args.seed)
+    sim = simulate_t1d_cohort(
+        groups, days=args.days, sampling=design, seed=args.seed, therapy_sd=args.therapy_sd
+    )
     table = sim.table
     train_table = table[(table["EVID"] != 0) | (table["TIME"] <= args.train)]
     cohort = tq.read_cohort(train_table.reset_index(drop=True), time_unit="min")
@@ -354,11 +397,12 @@ def print_summary(design: str, corr: str, s: dict) -> None:
           f"(approximate={s['approximate']}), tau median {s['tau_median']}")  # fmt: skip
     tab = pd.DataFrame([{k: v for k, v in r.items() if k != "by_group"} for r in s["by_horizon"]])
     print(tab.round(3).to_string(index=False))
-    h = s["hypo"]
-    print(f"hypo: {h['events']} of {h['n']} origins; Brier twin {h['brier_twin']:.4f}, "
-          f"population {h['brier_pop']:.4f}, last value {h['brier_lvcf']:.4f}, "
-          f"climatology {h['brier_climatology']:.4f}")  # fmt: skip
-    print(pd.DataFrame(h["reliability_twin"]).round(3).to_string(index=False))
+    for event in EVENTS:
+        h = s[event]
+        print(f"{event}: {h['events']} of {h['n']} origins; Brier twin {h['brier_twin']:.4f}, "
+              f"population {h['brier_pop']:.4f}, last value {h['brier_lvcf']:.4f}, "
+              f"climatology {h['brier_climatology']:.4f}")  # fmt: skip
+        print(pd.DataFrame(h["reliability_twin"]).round(3).to_string(index=False))
     print("trust:", s["trust"]["counts"])
     for f in s["trust"]["findings"][:6]:
         print("  audit:", f)
@@ -383,6 +427,8 @@ def main() -> None:
     p.add_argument("--paths", type=int, default=16, help="risk paths per draw")
     p.add_argument("--n-boot", type=int, default=500)
     p.add_argument("--seed", type=int, default=29)
+    p.add_argument("--therapy-sd", type=float, default=0.15,
+                   help="log-SD of the carb ratio / correction factor mismatch (simulator)")  # fmt: skip
     p.add_argument("--out", default="benchmarks/out/dallaman_validation.json")
     p.add_argument("--cache", default=None,
                    help="folder for the fits: reused when present (same arguments!)")  # fmt: skip
