@@ -274,21 +274,19 @@ def trust_and_audit(post, held: pd.DataFrame, sim, args) -> dict:
     for pid in post.patient_ids:
         a = tq.assess_patient(post, pid)
         b = tq.assess_patient(post, pid, thresholds=uncap) if post.approximate else a
-        statuses[pid] = dict(status=str(getattr(a.status, "value", a.status)),
-                             uncapped=str(getattr(b.status, "value", b.status)),
-                             reasons=[str(r) for r in getattr(b, "reasons", ())][:4])  # fmt: skip
-    group = sim.patients["group"]
-    counts = (
-        pd.DataFrame({"group": group.loc[list(statuses)],
-                      "status": [s["status"] for s in statuses.values()],
-                      "uncapped": [s["uncapped"] for s in statuses.values()]})
-        .value_counts().rename("n").reset_index().to_dict(orient="records")
-    )  # fmt: skip
+        statuses[pid] = dict(status=str(a.status), uncapped=str(b.status),
+                             fit_verdict=a.fit_verdict, data_verdict=a.data_verdict,
+                             p_miss=float(a.p_miss), data_reasons=list(a.data_reasons),
+                             fit_reasons=list(a.fit_reasons))  # fmt: skip
+    frame = pd.DataFrame(statuses).T.assign(group=sim.patients["group"])
+    cols = ["group", "status", "uncapped", "fit_verdict", "data_verdict"]
+    counts = frame[cols].value_counts().rename("n").reset_index().to_dict(orient="records")
+    p_miss = frame["p_miss"].astype(float).groupby(frame["group"]).median().to_dict()
     holdout = held.rename(columns={"ID": "id", "TIME": "time", "DV": "dv"})[["id", "time", "dv"]]
     res = tq.audit(post, by="AGE_GROUP", holdout=holdout, n_boot=args.n_boot, seed=args.seed,
                    min_group_size=min(5, args.per_group))  # fmt: skip
     keep = res.table[res.table["metric"].isin(["width", "coverage", "mae", "flagged"])]
-    return dict(statuses=statuses, counts=counts,
+    return dict(statuses=statuses, counts=counts, p_miss_median=p_miss,
                 audit=keep.drop(columns=[c for c in ("unit",) if c in keep]).to_dict("records"),
                 findings=list(res.findings))  # fmt: skip
 
