@@ -31,18 +31,25 @@ sparse: each held-out fingerstick), conditioned on the reading at the origin
 * trust (``tq.assess_patient``) per patient, and ``tq.audit`` by age group with the
   held-out readings.
 
-Fits: ``--method laplace`` (default; approximate: a Gaussian at the mode) or ``nuts``
-(short chains: ``--chains --warmup --draws``); ``--sparse-method`` overrides it for the
-fingerstick design.
+Fits: ``--method svi`` (default for the dense design; approximate: a mean-field Gaussian
+guide), ``laplace`` (a Gaussian at the mode; its Hessian was singular for these cohorts on
+2026-12-08) or ``nuts`` (short chains: ``--chains --warmup --draws``); ``--sparse-method``
+(default ``nuts``) for the fingerstick design. ``--cache DIR`` keeps the fits and reuses
+them in a later run with the same arguments.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/dallaman_validation.py                      # the recorded run
+    .venv/bin/python benchmarks/dallaman_validation.py --designs fingerstick cgm  # recorded
+    .venv/bin/python benchmarks/dallaman_validation.py --therapy-sd 0.5 --sparse-method svi \\
+        --out benchmarks/out/dallaman_validation_rich.json       # more hypoglycaemia
     .venv/bin/python benchmarks/dallaman_validation.py --per-group 1 --days 1 --train 720 \\
-        --steps 200 --origin-step 240 --draws-forecast 50            # a smoke run
+        --method svi --sparse-method svi --steps 300 --origin-step 240 --draws-forecast 50 \\
+        --n-boot 50                                               # smoke
 
-It writes ``benchmarks/out/dallaman_validation.json`` (``--out``) and
-``benchmarks/out/dallaman_reliability_<design>.png``, and prints the tables.
+It writes ``benchmarks/out/dallaman_validation.json`` (``--out``), beside it
+``dallaman_validation_reliability_<design>.png`` (reliability of the hypo- and
+hyperglycaemia probabilities) and one CSV per design and residual model with every
+forecast, and prints the tables.
 """
 
 from __future__ import annotations
@@ -330,6 +337,11 @@ def _reliability_panel(ax, results: dict, event: str, design: str) -> None:
     ax.legend(fontsize=7, loc="upper left")
 
 
+def _beside(out: str, suffix: str) -> Path:
+    """``benchmarks/out/<stem of --out>_<suffix>``: each run's files apart."""
+    return Path(out).with_name(f"{Path(out).stem}_{suffix}")
+
+
 def fit_method(name: str, args):
     if name == "laplace":
         return tq.Laplace(steps=args.steps)
@@ -383,10 +395,9 @@ def run_design(design: str, args) -> dict:
                         if "tau" in post.posterior else None),
         )  # fmt: skip
         out["results"][corr] = summary
-        frame.to_csv(Path(args.out).with_name(f"dallaman_{design}_{corr}.csv"), index=False)
+        frame.to_csv(_beside(args.out, f"{design}_{corr}.csv"), index=False)
         print_summary(design, corr, summary)
-    reliability_figure(out["results"], design,
-                       Path(args.out).with_name(f"dallaman_reliability_{design}.png"))  # fmt: skip
+    reliability_figure(out["results"], design, _beside(args.out, f"reliability_{design}.png"))
     return out
 
 
@@ -413,9 +424,9 @@ def main() -> None:
     p.add_argument("--train", type=float, default=1440.0, help="training window (min)")
     p.add_argument("--designs", nargs="+", default=["cgm", "fingerstick"],
                    choices=["cgm", "fingerstick"])  # fmt: skip
-    p.add_argument("--method", choices=("laplace", "svi", "nuts"), default="laplace")
-    p.add_argument("--sparse-method", choices=("laplace", "svi", "nuts"), default=None)
-    p.add_argument("--steps", type=int, default=2000, help="Laplace / SVI optimisation steps")
+    p.add_argument("--method", choices=("laplace", "svi", "nuts"), default="svi")
+    p.add_argument("--sparse-method", choices=("laplace", "svi", "nuts"), default="nuts")
+    p.add_argument("--steps", type=int, default=1500, help="Laplace / SVI optimisation steps")
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--draws", type=int, default=200)
