@@ -192,6 +192,16 @@ CASES: dict[str, list[tuple[str, str, list[str], list[str]]]] = {
             ["out/cgm_stream.json"],
         )
     ],
+    "dallaman_validation.py": [
+        (
+            "tiny",
+            "--per-group 1 --days 1 --train 720 --method svi --sparse-method svi --steps 300 "
+            "--origin-step 240 --draws-forecast 50 --n-boot 50 "
+            "--out benchmarks/out/dallaman_validation.json",
+            [],
+            ["out/dallaman_validation.json", "out/dallaman_validation_reliability_cgm.png"],
+        )
+    ],
     "recovery_steady_state.py": [
         (
             "tiny",

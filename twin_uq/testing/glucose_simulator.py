@@ -451,6 +451,7 @@ def simulate_t1d_cohort(
     cgm_ar: float = 0.7,
     meter_sd: tuple[float, float] = (4.0, 0.05),
     age_groups: Mapping[str, AgeGroup] = AGE_GROUPS,
+    therapy_sd: float = 0.15,
 ) -> T1DCohort:
     """Simulate a cohort of people with type 1 diabetes over ``days`` days.
 
@@ -472,6 +473,10 @@ def simulate_t1d_cohort(
         Each meal moves by a whole number of minutes, uniform within ± this.
     seed
         One seed for the people, the meals and the measurement error.
+    therapy_sd
+        Log-SD of each person's carb-ratio and correction-factor mismatch
+        (:func:`sample_virtual_patients`); larger values give more over- and under-dosed
+        meals, hence more hypo- and hyperglycaemia.
     """
     if sampling not in ("cgm", "fingerstick"):
         raise ValueError(f"sampling must be 'cgm' or 'fingerstick', got {sampling!r}")
@@ -484,7 +489,7 @@ def simulate_t1d_cohort(
         cgm_sd=float(cgm_sd), cgm_ar=float(cgm_ar),
         meter_add=float(meter_sd[0]), meter_prop=float(meter_sd[1]),
     )  # fmt: skip
-    patients = sample_virtual_patients(groups, seed, age_groups=age_groups)
+    patients = sample_virtual_patients(groups, seed, therapy_sd=therapy_sd, age_groups=age_groups)
     rng = np.random.default_rng([seed, 1])
     obs_times = _observation_times(d)
     horizon = 1440.0 * d.days
