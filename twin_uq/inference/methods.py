@@ -370,6 +370,7 @@ def explained_invalid_start(prepared: PreparedFit, init: Mapping[str, object], m
         residual = residual_from_draw(structure, dict(init), data.error_code.shape[0])
         ll, ok = cohort_loglik(structure.model, structure.settings, theta, data, residual)
         bad_mask = ~np.asarray(ok) | ~np.isfinite(np.asarray(ll).sum(axis=1))
+        bad_mask = bad_mask[: prepared.n_real_patients]  # a ghost copies patient 0
         ids = [pid for pid, b in zip(prepared.cohort.ids, bad_mask, strict=True) if b]
         shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
         who = (
