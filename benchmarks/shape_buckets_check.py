@@ -114,7 +114,7 @@ def equivalence(problem: str, patients: int, warmup: int, draws: int, seed: int)
     result = {
         "problem": problem,
         "patients": patients,
-        "padded_to": int(posts["bucketed"].idata.posterior.sizes["patient"]),
+        "padded_to": json.loads(posts["bucketed"].idata.attrs["shape_buckets"])["to_patients"],
         "chains_warmup_draws": [2, warmup, draws],
         "seed": seed,
         "fit_seconds": seconds,

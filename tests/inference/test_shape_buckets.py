@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 
 import jax
 import jax.numpy as jnp
@@ -282,7 +283,46 @@ def test_a_cohort_of_another_size_in_the_same_bucket_compiles_nothing():  # 88 s
         assert post.idata.observed_data["y"].shape == (len(ids), n_obs[id(post)])
         assert post.arrays.obs_time.shape == (len(ids), n_obs[id(post)])
         assert post.prepared.padding is None and post.prepared.data.n_patients == len(ids)
+        padding = json.loads(post.idata.attrs["shape_buckets"])
+        assert (padding["n_patients"], padding["to_patients"]) == (len(ids), 10)
         table = post.diagnostics().table
         rows = [r for r in table.index if str(r).startswith("theta[")]
         assert {str(r).split("[")[1].split(",")[0] for r in rows} == set(ids)
         assert post.patient(ids[-1]).theta.shape[1] == 3
+
+
+@pytest.mark.slow  # 36 s at load 20 (2026-12-08): the fixed-step (RK4) grids of an ODE model
+def test_bucketed_fixed_step_grids_cut_back_to_the_real_ones_and_the_density_is_exact():
+    from pathlib import Path
+
+    from numpyro.infer.util import potential_energy, unconstrain_fn
+
+    csv = Path(__file__).parents[2] / "benchmarks" / "data" / "b1_bergman_20.csv"
+    cohort = tq.read_cohort(csv, time_unit="min")
+    cohort = cohort.select(list(cohort.ids)[:3])
+    spec = tq.PopulationModel(tq.load_model("bergman_minimal"), centering="auto")
+    real = prepare_fit(spec, cohort)
+    padded = prepare_fit(spec, cohort, shape_buckets=True)
+    assert real.structure.settings.is_fixed_step and padded.data.n_patients == 8
+    cut = padded.unpadded()
+    same = jax.tree.map(
+        lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), real.data.grids, cut.data.grids
+    )
+    assert all(jax.tree.leaves(same))
+    program = functools.partial(cohort_program, real.structure)
+    z0 = unconstrain_fn(
+        functools.partial(cohort_program, real.structure.prior_only()),
+        real.program_args(),
+        {},
+        real.init_values(),
+    )
+    energy = jax.jit(lambda z, a: potential_energy(program, a, {}, z))
+    ghost = jnp.asarray(np.random.default_rng(1).normal(size=(5, z0["z"].shape[1])))
+    ghost_log_density = float(jnp.sum(-0.5 * ghost**2 - 0.5 * jnp.log(2 * jnp.pi)))
+    for shift in (0.0, 0.2):
+        z = {k: v if k == "z" else v + shift for k, v in z0.items()}
+        z_padded = dict(z, z=jnp.concatenate([z["z"], ghost]))
+        difference = float(energy(z, real.program_args())) - float(
+            energy(z_padded, padded.program_args())
+        )
+        np.testing.assert_allclose(difference, ghost_log_density, rtol=1e-11)

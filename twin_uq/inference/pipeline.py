@@ -111,9 +111,10 @@ def fit_prepared(
     derived = derive_draw_quantities(
         prepared.structure, result.samples, prepared.data, prepared.centering, k_post
     )
-    if prepared.padding is not None:  # shape buckets: only real patients from here on
-        result = take_result(result, prepared.padding)
-        derived = take_derived(derived, prepared.padding)
+    padding = prepared.padding
+    if padding is not None:  # shape buckets: only real patients from here on
+        result = take_result(result, padding)
+        derived = take_derived(derived, padding)
         prepared = prepared.unpadded()
     result.timings["postprocess"] = time.perf_counter() - t0
     check = check_fit_draws(prepared, result.samples, derived)
@@ -121,6 +122,8 @@ def fit_prepared(
         prepared, result, derived, settings_json=json.dumps(method.legacy_settings(seed))
     )
     idata.attrs["fit_method"] = json.dumps(method.record())
+    if padding is not None:  # provenance: the sampler ran padded (other draws, same posterior)
+        idata.attrs["shape_buckets"] = json.dumps(dataclasses.asdict(padding))
     if check is not None:
         idata.attrs["fixed_step_check"] = json.dumps(check)
     if prepared.prior_review is not None:
