@@ -166,7 +166,7 @@ def fit(
         persistent compilation cache in a new one). The posterior is that of the real
         patients (ghosts are independent standard normals, cut before any output), but the
         draws differ from an unpadded fit's for the same seed, and each gradient costs up
-        to 25 % more. Ignored by ``PyMC``.
+        to 25 % more. Ignored by ``PyMC`` and ``TwoStage``.
     covariate_effects, correlation, centering, error, priors, prior_check, iov
         The population model as keywords (instead of ``population=``); with ``iov`` the
         default centring is 0 (non-centred; ``"auto"`` does not handle occasions).
