@@ -10,6 +10,12 @@ other data; or ``p1_oral_12``: other shapes).
 
     python compile_probe.py --problem b1_bergman_100 [--warmup 20 --draws 20] [--repeats 2]
     python compile_probe.py --problem p1_oral_100 --cache /tmp/cc --repeats 2   # cold, warm
+    python compile_probe.py --problem p1_oral_100 --then p1_oral_1000:110 --shape-buckets
+
+``--shape-buckets`` fits with ``tq.fit(..., shape_buckets=True)``: the cohort padded to its
+bucket (100 and 110 patients are both in bucket 112), so the second fit of another size
+reuses the first's programs. ``--then-only`` skips the first fit in every process (with a
+warm ``--cache``: a new process's first fit of a cohort whose bucket is in the cache).
 
 ``--cache FOLDER`` turns on JAX's persistent compilation cache in FOLDER for every
 process (``tq.configure(compilation_cache=FOLDER)``), so the second repeat is a new
@@ -49,7 +55,15 @@ def _cohort(spec: str):
     return cohort
 
 
-def probe(problem: str, warmup: int, draws: int, then: str | None, cache: str) -> dict:
+def probe(
+    problem: str,
+    warmup: int,
+    draws: int,
+    then: str | None,
+    cache: str,
+    buckets: bool = False,
+    then_only: bool = False,
+) -> dict:
     """One process: compile seconds per phase and event kind for a first and second fit."""
     import jax
     from fit_benchmark import MODELS, PROBLEMS
@@ -108,13 +122,23 @@ def probe(problem: str, warmup: int, draws: int, then: str | None, cache: str) -
     for name in PHASES:
         setattr(modules[name], name, labelled(name, getattr(modules[name], name)))
     model = tq.load_model(MODELS[PROBLEMS[problem.partition(":")[0]][0]])
-    result = {"load_s": round(time.perf_counter() - t_start, 2)}
-    for which, seed, spec in (("first", 1, problem), ("second", 2, then or problem)):
+    result = {"load_s": round(time.perf_counter() - t_start, 2), "shape_buckets": buckets}
+    result["load_average"] = os.getloadavg()[0]
+    fits = (("first", 1, problem), ("second", 2, then or problem))
+    for which, seed, spec in fits[1:] if then_only else fits:
         cohort = _cohort(spec)
         seconds.clear()
         counts.clear()
+        options = {"shape_buckets": True} if buckets else {}
         t0 = time.perf_counter()
-        tq.fit(model, cohort, chains=2, warmup=warmup, draws=draws, seed=seed, progress=False)
+        try:
+            tq.fit(
+                model, cohort, chains=2, warmup=warmup, draws=draws, seed=seed, progress=False,
+                **options,
+            )  # fmt: skip
+            failed = False
+        except tq.FitFailedError:  # a run this short may not move: compiled all the same
+            failed = True
         wall = time.perf_counter() - t0
         phases: dict = defaultdict(dict)
         for (phase, kind), s in seconds.items():
@@ -122,6 +146,7 @@ def probe(problem: str, warmup: int, draws: int, then: str | None, cache: str) -
         result[which] = {
             "cohort": spec,
             "wall_s": round(wall, 2),
+            "sampler_failed": failed,
             "cache": dict(counts),
             "compile_s": round(sum(seconds.values()), 2),
             "by_phase": {p: dict(v, total=round(sum(v.values()), 2)) for p, v in phases.items()},
@@ -137,10 +162,24 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--then", default=None, help="cohort of the second fit (default: same)")
     ap.add_argument("--cache", default="off", help="persistent cache folder, or off")
+    ap.add_argument("--shape-buckets", action="store_true", help="tq.fit(shape_buckets=True)")
+    ap.add_argument("--then-only", action="store_true", help="only the --then fit")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(probe(args.problem, args.warmup, args.draws, args.then, args.cache)))
+        print(
+            json.dumps(
+                probe(
+                    args.problem,
+                    args.warmup,
+                    args.draws,
+                    args.then,
+                    args.cache,
+                    args.shape_buckets,
+                    args.then_only,
+                )
+            )
+        )
         return
     for _ in range(args.repeats):
         cmd = [
@@ -157,6 +196,8 @@ def main() -> None:
             args.cache,
         ]
         cmd += ["--then", args.then] if args.then else []  # fmt: skip
+        cmd += ["--shape-buckets"] if args.shape_buckets else []
+        cmd += ["--then-only"] if args.then_only else []
         out = subprocess.run(cmd, cwd=HERE, capture_output=True, text=True)
         if out.returncode:
             sys.exit(f"probe failed:\n{out.stderr[-3000:]}")

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -28,12 +29,22 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CohortArrays",
+    "bucket_size",
     "check_dose_compartments",
     "check_signals",
     "covariate_matrix",
+    "host_slice",
     "model_output_index",
+    "pad_cohort_arrays",
     "stack_arrays",
+    "take_cohort_arrays",
 ]
+
+#: Observation fields of :class:`CohortArrays` with shape ``(P, N)``.
+OBSERVATION_FIELDS = (
+    "obs_time", "obs_value", "obs_output", "obs_mask", "obs_censored", "obs_lloq", "obs_cens",
+    "obs_limit",
+)  # fmt: skip
 
 
 class CohortArrays(eqx.Module):
@@ -382,3 +393,89 @@ def _extended_censoring(obs: Mapping[str, np.ndarray]) -> dict[str, Array | None
         "obs_cens": jnp.asarray(cens, dtype=jnp.int32),
         "obs_limit": jnp.asarray(np.where(cens != 0, limit, np.nan), dtype=jnp.float64),
     }
+
+
+def bucket_size(n: int, smallest: int = 4) -> int:
+    """The shape bucket of ``n`` (patients or observations per patient): at least ``n``.
+
+    ``smallest`` and then four sizes per doubling, ``2^k · (1, 1.25, 1.5, 1.75)``
+    (4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, ... 96, 112, 128, 160, ...): two
+    neighbouring buckets differ by at most 25 %, so padding adds at most a quarter of the
+    real size (a gradient costs in proportion), while every size in the bucket reuses the
+    same compiled programs. Powers of two alone would waste up to 100 %.
+    """
+    if n <= smallest:
+        return smallest
+    octave = 1 << (int(n - 1).bit_length() - 1)  # the largest power of two below n
+    for quarter in (5, 6, 7, 8):
+        size = -(-octave * quarter // 4)
+        if size >= n:
+            return size
+    raise AssertionError("unreachable: 2 · octave >= n")  # pragma: no cover
+
+
+def pad_cohort_arrays(arrays: CohortArrays, n_patients: int, n_obs: int) -> CohortArrays:
+    """``arrays`` padded to ``n_patients`` patients and ``n_obs`` observations per patient.
+
+    Padding never observes anything (``obs_mask`` False) and keeps every value finite: a
+    padded observation column holds a copy of the patient's last real observation (its
+    time, so the solver's end time and fixed grids are unchanged; finite, so the gradient
+    of a masked ``where`` stays finite); a ghost patient is a copy of patient 0's schedule,
+    covariates and change times, without observations. :func:`take_cohort_arrays` undoes it.
+    """
+    P, N = arrays.obs_time.shape
+    if n_patients < P or n_obs < N:
+        raise ValueError(f"cannot pad {P} x {N} arrays to {n_patients} x {n_obs}.")
+    n_real = np.asarray(arrays.obs_mask).sum(axis=1)
+    last = np.repeat(np.maximum(n_real - 1, 0)[:, None], n_obs - N, axis=1)
+    ghosts = np.zeros(n_patients - P, dtype=int)
+    changes = {}
+    for name in OBSERVATION_FIELDS:
+        value = getattr(arrays, name)
+        if value is None:
+            continue
+        value = np.asarray(value)
+        if name in ("obs_mask", "obs_censored", "obs_cens"):
+            filled = np.zeros((P, n_obs - N), value.dtype)
+        else:
+            filled = np.take_along_axis(value, last, axis=1)
+        value = np.concatenate([value, filled], axis=1)
+        value = np.concatenate([value, value[ghosts]], axis=0)
+        if name in ("obs_mask", "obs_censored", "obs_cens"):
+            value[P:] = 0
+        changes[name] = jnp.asarray(value)
+    padded = eqx.tree_at(
+        lambda a: tuple(getattr(a, k) for k in changes),
+        arrays,
+        tuple(changes.values()),
+    )
+    # in NumPy: eager jnp operations would compile a small program for every cohort shape
+    return _map_patients(
+        padded, lambda x: jnp.asarray(np.concatenate([np.asarray(x), np.asarray(x)[ghosts]]))
+    )
+
+
+def take_cohort_arrays(arrays: CohortArrays, n_patients: int, n_obs: int) -> CohortArrays:
+    """The first ``n_patients`` patients and ``n_obs`` observation columns of ``arrays``."""
+    changes = {
+        name: host_slice(getattr(arrays, name), np.s_[:n_patients, :n_obs])
+        for name in OBSERVATION_FIELDS
+        if getattr(arrays, name) is not None
+    }
+    cut = eqx.tree_at(
+        lambda a: tuple(getattr(a, k) for k in changes), arrays, tuple(changes.values())
+    )
+    return _map_patients(cut, lambda x: host_slice(x, np.s_[:n_patients]))
+
+
+def host_slice(x: Array, index: object) -> Array:
+    """``x[index]`` cut in NumPy (eager JAX indexing compiles a program for every shape)."""
+    return jnp.asarray(np.asarray(x)[index])
+
+
+def _map_patients(arrays: CohortArrays, f) -> CohortArrays:
+    """``f`` applied to every array field not along the observations (leading axis ``P``)."""
+    fields = ("schedule", "covariates", "change_time")
+    present = tuple(k for k in fields if getattr(arrays, k) is not None)
+    new = tuple(jax.tree.map(f, getattr(arrays, k)) for k in present)
+    return eqx.tree_at(lambda a: tuple(getattr(a, k) for k in present), arrays, new)

@@ -121,11 +121,16 @@ class FitOptions:
         Random seed of the fit.
     progress
         Whether to show a progress bar.
+    shape_buckets
+        Pad the cohort to shape buckets (:mod:`twin_uq.inference.buckets`) so that a cohort
+        of another size in the same bucket reuses the compiled programs; methods that
+        cannot (``PyMC``) ignore it.
     """
 
     solver: SolverSettings | None = None
     seed: int = 0
     progress: bool = False
+    shape_buckets: bool = False
 
 
 class FitMethod(ABC):
@@ -141,6 +146,8 @@ class FitMethod(ABC):
 
     name: ClassVar[str]
     approximate: ClassVar[bool] = False
+    pads: ClassVar[bool] = True
+    """Whether the method runs a padded problem (shape buckets) as it runs any other."""
 
     @abstractmethod
     def run(
@@ -162,7 +169,8 @@ class FitMethod(ABC):
         self, spec: PopulationModel, cohort: Cohort, options: FitOptions
     ) -> CohortPosterior:
         """Prepare the problem, run the method and post-process its draws into a posterior."""
-        prepared = prepare_problem(spec, cohort, options.solver)
+        buckets = options.shape_buckets and self.pads
+        prepared = prepare_problem(spec, cohort, options.solver, shape_buckets=buckets)
         return fit_prepared(self, prepared, seed=options.seed, progress=options.progress)
 
 
@@ -308,6 +316,7 @@ class PyMC(_Hamiltonian):
     """
 
     sampler: str = "nutpie"
+    pads: ClassVar[bool] = False  # PyMC compiles its own model, of the cohort's shapes
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -361,6 +370,7 @@ def explained_invalid_start(prepared: PreparedFit, init: Mapping[str, object], m
         residual = residual_from_draw(structure, dict(init), data.error_code.shape[0])
         ll, ok = cohort_loglik(structure.model, structure.settings, theta, data, residual)
         bad_mask = ~np.asarray(ok) | ~np.isfinite(np.asarray(ll).sum(axis=1))
+        bad_mask = bad_mask[: prepared.n_real_patients]  # a ghost copies patient 0
         ids = [pid for pid, b in zip(prepared.cohort.ids, bad_mask, strict=True) if b]
         shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
         who = (

@@ -16,6 +16,7 @@ import jax
 
 from twin_uq.data.time_units import warn_assumed_time_unit
 from twin_uq.inference.backends import BackendResult
+from twin_uq.inference.buckets import take_derived, take_result
 from twin_uq.inference.data_checks import ModelDataMismatch, data_findings
 from twin_uq.inference.idata import build_idata
 from twin_uq.inference.postprocess import derive_draw_quantities
@@ -46,7 +47,11 @@ class _Method(Protocol):
 
 
 def prepare_problem(
-    spec: PopulationModel, cohort: Cohort, solver: SolverSettings | None
+    spec: PopulationModel,
+    cohort: Cohort,
+    solver: SolverSettings | None,
+    *,
+    shape_buckets: bool = False,
 ) -> PreparedFit:
     """Bind the population model to the cohort (arrays, priors, centring).
 
@@ -57,9 +62,10 @@ def prepare_problem(
     rides along as ``prepared.prior_review``. The same pooled fit feeds the data-driven
     model checks (:mod:`twin_uq.inference.data_checks`: a missing lag, a time unit that is
     not the data's), each finding a :class:`ModelDataMismatch` warning. A cohort without a declared time unit is
-    announced (:class:`~twin_uq.data.TimeUnitAssumedWarning`).
+    announced (:class:`~twin_uq.data.TimeUnitAssumedWarning`). ``shape_buckets``: padded
+    to shape buckets (:mod:`twin_uq.inference.buckets`; ``prepared.padding``).
     """
-    prepared = prepare_fit(spec, cohort, solver)
+    prepared = prepare_fit(spec, cohort, solver, shape_buckets=shape_buckets)
     model = spec.model
     warn_assumed_time_unit(
         cohort.time_unit,
@@ -79,7 +85,7 @@ def prepare_problem(
         warnings.warn(finding.message, ModelDataMismatch, stacklevel=4)
     if review.adjusted:
         adapted = dataclasses.replace(spec, priors={**spec.priors, **review.adjusted})
-        prepared = prepare_fit(adapted, cohort, solver)
+        prepared = prepare_fit(adapted, cohort, solver, shape_buckets=shape_buckets)
     return dataclasses.replace(prepared, prior_review=review)
 
 
@@ -105,12 +111,19 @@ def fit_prepared(
     derived = derive_draw_quantities(
         prepared.structure, result.samples, prepared.data, prepared.centering, k_post
     )
+    padding = prepared.padding
+    if padding is not None:  # shape buckets: only real patients from here on
+        result = take_result(result, padding)
+        derived = take_derived(derived, padding)
+        prepared = prepared.unpadded()
     result.timings["postprocess"] = time.perf_counter() - t0
     check = check_fit_draws(prepared, result.samples, derived)
     idata = build_idata(
         prepared, result, derived, settings_json=json.dumps(method.legacy_settings(seed))
     )
     idata.attrs["fit_method"] = json.dumps(method.record())
+    if padding is not None:  # provenance: the sampler ran padded (other draws, same posterior)
+        idata.attrs["shape_buckets"] = json.dumps(dataclasses.asdict(padding))
     if check is not None:
         idata.attrs["fixed_step_check"] = json.dumps(check)
     if prepared.prior_review is not None:

@@ -27,7 +27,7 @@ review (:attr:`PriorReview.findings`).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import jax.flatten_util
@@ -476,6 +476,10 @@ def review_typical_values(prepared: PreparedFit) -> PriorReview:
     """
     spec = prepared.spec
     pooled = pooled_fit(prepared)
+    padding = getattr(prepared, "padding", None)
+    if padding is not None and pooled.predictions is not None:  # the cohort's shapes
+        cut = pooled.predictions[: padding.n_patients, : padding.n_obs]
+        pooled = replace(pooled, predictions=cut)
     checks = check_typical_values(prepared, pooled)
     adjusted: dict[str, tuple[float, float]] = {}
     if spec.prior_check == "adapt" and pooled.converged:

@@ -14,6 +14,7 @@ import numpy as np
 
 from twin_uq.data import Cohort, CohortWarning
 from twin_uq.errors import InputError
+from twin_uq.inference.buckets import Padding, pad_fit_data, take_centering, take_fit_data
 from twin_uq.inference.centering import (
     AutoCentering,
     Centering,
@@ -55,6 +56,30 @@ class PreparedFit:
     prior_review: object | None = None
     """The :class:`~twin_uq.inference.prefit.PriorReview` of the pre-fit check of typical
     values (``None``: not run). Typed loosely because prefit sits above this module."""
+    padding: Padding | None = None
+    """Shape buckets (``prepare_fit(..., shape_buckets=True)``): ``data`` and ``centering``
+    hold ghost patients and padded observation columns after the real ones; ``None``: the
+    cohort's own shapes. :meth:`unpadded` gives the real problem."""
+
+    @property
+    def n_real_patients(self) -> int:
+        """Patients of the cohort (ghost patients of a bucketed fit not counted)."""
+        return self.data.n_patients if self.padding is None else self.padding.n_patients
+
+    def unpadded(self) -> PreparedFit:
+        """The problem for the real patients and observations only (itself if not padded).
+
+        What a posterior keeps: the arrays and the centring of the cohort, as a fit of its
+        own shapes (or a reloaded fit) has them.
+        """
+        if self.padding is None:
+            return self
+        return dataclasses.replace(
+            self,
+            data=take_fit_data(self.data, self.padding),
+            centering=take_centering(self.centering, self.padding),
+            padding=None,
+        )
 
     def program_args(self) -> tuple[FitData, PriorArrays, Centering]:
         """``(data, priors, centering)``: the NumPyro program's arguments after its structure."""
@@ -129,7 +154,7 @@ class PreparedFit:
         scales, 100 times apart at 100 patients.
         """
         s = self.structure
-        P = self.data.n_patients
+        P = self.n_real_patients  # ghost patients inform nothing
         omega = _initial_omega(self.priors)
         arr = self.data.arrays
         usable = np.asarray(arr.obs_mask) & ~np.asarray(arr.obs_censored)
@@ -209,6 +234,8 @@ def prepare_fit(
     settings: SolverSettings | None = None,
     centering: np.ndarray | None = None,
     auto: AutoCentering | None = None,
+    *,
+    shape_buckets: bool = False,
 ) -> PreparedFit:
     """Validate the cohort against the model and build every array the backends need.
 
@@ -216,6 +243,11 @@ def prepare_fit(
     them follow the sampled between-patient SD (a reloaded fit passes the ones it was
     fitted with; without ``auto`` the weights are fixed); by default both follow
     ``spec.centering``.
+
+    ``shape_buckets``: pad patients and observations per patient up to their buckets
+    (:mod:`twin_uq.inference.buckets`), so that the compiled programs of any cohort of the
+    same buckets serve this one; the ghost patients are non-centred (weight 0) and have
+    no linearisation (no observation). Not with ``centering`` given.
     """
     model = spec.model
     arrays = cohort.for_model(model)
@@ -245,11 +277,21 @@ def prepare_fit(
     )
     if structure.ou_outputs:
         check_correlated_residuals(model, cohort.ids, arrays, structure.ou_outputs)
-    priors = PriorArrays.from_spec(spec, structure, design.effects, arrays)
+    padding = None
+    if shape_buckets:
+        if centering is not None:
+            raise ValueError("shape_buckets=True computes the centring itself; got weights.")
+        padding = Padding.of(data)
+        data = pad_fit_data(data, padding)
+    # Padded columns and ghosts are masked: the priors and grids see what they saw before.
+    priors = PriorArrays.from_spec(spec, structure, design.effects, data.arrays)
     if settings.is_fixed_step:  # before the centring point, which solves on them too
-        data = dataclasses.replace(data, grids=cohort_grids(model, settings, arrays))
+        data = dataclasses.replace(data, grids=cohort_grids(model, settings, data.arrays))
     if centering is None:
         centering, auto = centering_weights(spec, structure, data, priors)
+        if padding is not None:  # ghosts non-centred: a centred effect without data is
+            centering = np.array(centering)  # coupled to the population (a funnel)
+            centering[padding.n_patients :] = 0.0
     expected = (data.n_patients, structure.n_params)
     if np.shape(centering) != expected:
         raise ValueError(
@@ -276,6 +318,7 @@ def prepare_fit(
         data=data,
         priors=priors,
         centering=chosen,
+        padding=padding,
     )
 
 
