@@ -6,6 +6,8 @@ lead ``h`` must be Normal with mean ``f(t0 + h) + rho a r0`` and variance ``a² 
 and independent residuals must give the marginal ``Normal(f, a²)``.
 """
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -94,3 +96,20 @@ def test_forecast_and_risk_follow_gaussian_conditioning():
         twin.forecast([0.0, 1.0])
     with pytest.raises(InputError, match="origin and value go together"):
         twin.forecast([1.0], origin=5.0)
+
+
+def test_forecasts_from_nearby_origins_share_one_compiled_solve():
+    # A fixed-step twin's horizon grows with each forecast origin; rounded to a step
+    # bucket, origins a few minutes apart reuse the compiled prediction instead of
+    # compiling one each (a CGM stream forecasts every 5 minutes).
+    from twin_uq.twin.engine import predict_draws
+
+    base = _twin(None)
+    rk4 = tq.SolverSettings("rk4", fixed_step=0.05)
+    twin = PosteriorTwin(dataclasses.replace(base.posterior, settings=rk4))
+    twin.forecast([0.5, 1.0], origin=6.0, value=float(_f(6.0)), draws=50)
+    compiled = predict_draws._cache_size()
+    for origin in (6.1, 6.25, 6.4):
+        fc = twin.forecast([0.5, 1.0], origin=origin, value=float(_f(origin)), draws=50)
+        np.testing.assert_allclose(np.median(fc.draws, 0), _f(origin + fc.horizons), rtol=0.02)
+    assert predict_draws._cache_size() == compiled

@@ -310,7 +310,7 @@ def _is_pytree(policy) -> bool:
 def _start_states(twin, start: float, idx: np.ndarray) -> np.ndarray:
     """``(S, n)`` each draw's state at ``start`` after its recorded meals and insulin."""
     times = jnp.asarray([start])
-    settings = twin.settings.covering([start])
+    settings = twin.settings.covering([start], bucketed=True)
     sched, cov = twin.schedule, jnp.asarray(twin.covariates)
 
     def one(th):

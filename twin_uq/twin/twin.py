@@ -211,7 +211,7 @@ class PosteriorTwin:
         extra = () if change_time is None else (jnp.asarray(change_time),)
         f, y, status = predict_draws(
             self.model,
-            self.settings.covering(t_pad),
+            self.settings.covering(t_pad, bucketed=True),
             jnp.asarray(theta[i_pad]),
             jnp.asarray(self.covariates),
             schedule,
