@@ -41,18 +41,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from loo_model_choice import DESIGN, TRUE, WRONG  # the same truth, design and wrong model
 from scipy.stats import spearmanr
 
 import twin_uq as tq
 
 tq.configure()  # float64 before JAX starts
 
-TRUE, WRONG = "two_compartment", "one_compartment_oral"
-DESIGN = tq.Design(
-    times=[0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 24.0],
-    doses=[tq.Bolus(0.0, 100.0, 1)],
-    covariates={"WT": ("lognormal", 70.0, 0.2)},
-)
 #: Short labels of the models (the table's row names).
 LABELS = {TRUE: "2cmt", WRONG: "1cmt"}
 
