@@ -174,6 +174,15 @@ CASES: dict[str, list[tuple[str, str, list[str], list[str]]]] = {
             ["out/loo_model_choice.json"],
         )
     ],
+    "stacking_vs_size.py": [
+        (
+            "tiny",
+            "--replicates 1 --sizes 4 --steps 200 --draws 100 --n-inner 32 "
+            "--out benchmarks/out/stacking_vs_size",
+            [],
+            ["out/stacking_vs_size/summary.md"],
+        )
+    ],
     "cgm_autocorrelation.py": [
         (
             "tiny",

@@ -1,14 +1,11 @@
 """Pointwise log-likelihood from stored draws, against a hand computation with scipy."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import scipy.stats as st
 
 import twin_uq as tq
 from twin_uq.compare import pointwise_loglik
-from twin_uq.compare.marginal import marginal_loglik
 from twin_uq.posterior import CohortPosterior
 
 
@@ -62,17 +59,3 @@ def test_censored_points_score_their_m3_probability(oral_fit, oral_sim):
 def test_unknown_unit_is_refused(oral_fit):
     with pytest.raises(tq.InputError, match="by must be"):
         pointwise_loglik(oral_fit, "visit")
-
-
-def test_autocorrelated_residuals_are_refused():
-    # A fit with OU residuals scores its observations by conditional densities along each
-    # series: comparison refuses it rather than score independent densities.
-    fake = SimpleNamespace(
-        structure=SimpleNamespace(ou_outputs=(0,)),
-        model=SimpleNamespace(name="glucose_meal", output_names=("glucose",)),
-    )
-    for by in ("observation", "patient"):
-        with pytest.raises(tq.InputError, match=r"autocorrelated residuals.*\['glucose'\]"):
-            pointwise_loglik(fake, by)
-    with pytest.raises(tq.InputError, match="autocorrelated residuals"):
-        marginal_loglik(fake, 0, None, None)

@@ -14,7 +14,10 @@ mean and covariance of the patient's posterior draws): ``M`` parameter vectors a
 once per patient, solved once, and scored at every population draw by the residual
 contract (:func:`twin_uq.inference.residual.observation_loglik`, censoring included) and by
 the population density of that draw. Unbiased for ``p(y_i | phi)`` whatever the proposal; the
-proposal only sets its Monte Carlo error. (Integrated importance sampling: Vehtari, Mononen,
+proposal only sets its Monte Carlo error. With autocorrelated (OU) residuals ``p(y_i | theta)``
+is the joint multivariate Normal density of the patient's whole series (the contract's
+conditional densities summed), so leave-one-patient-out stays exact in the same sense.
+(Integrated importance sampling: Vehtari, Mononen,
 Tolvanen, Sivula & Winther 2016, *J. Mach. Learn. Res.* 17(103).)
 """
 
@@ -28,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import gammaln, logsumexp
 
-from twin_uq.compare.pointwise import refuse_correlated_residuals, score_observations
+from twin_uq.compare.pointwise import score_observations, score_ou_patients
 from twin_uq.errors import InputError
 from twin_uq.inference.likelihood import censoring_args, patient_predictions
 from twin_uq.model.scales import to_natural, to_unconstrained
@@ -119,6 +122,51 @@ def _solve_draws(model, settings, theta, arrays):
     return jax.vmap(one)(theta)
 
 
+def _record_loglik(post: CohortPosterior, arrays, f: np.ndarray, pop: PopulationDraws):
+    """``(S, M)`` log p(y_i | theta_m, residual_s): independent observation densities."""
+    out = np.asarray(arrays.obs_output)
+    codes = np.asarray(post.error_codes)[out]
+    cens, lloq, limit = censoring_args(arrays)
+    ll = score_observations(
+        jnp.asarray(codes),
+        jnp.asarray(arrays.obs_value),
+        jnp.asarray(f)[None],  # (1, M, N)
+        jnp.asarray(pop.add[:, out])[:, None, :],  # (S, 1, N)
+        jnp.asarray(pop.prop[:, out])[:, None, :],
+        jnp.asarray(pop.nu)[:, None, None],
+        jnp.asarray(arrays.obs_mask),
+        cens,
+        lloq,
+        limit,
+    )
+    return np.asarray(ll).sum(axis=-1)
+
+
+#: Population draws scored at once by the OU path (bounds its (draws, M, N) intermediates).
+_OU_CHUNK = 64
+
+
+def _ou_record_loglik(post: CohortPosterior, arrays, f: np.ndarray, pop: PopulationDraws):
+    """``(S, M)`` joint log density of the patient's correlated series (OU residuals).
+
+    Each draw's correlation times ``pop.tau`` with its residual SDs: the record is one
+    multivariate Normal term (:func:`~twin_uq.compare.pointwise.score_ou_patients`).
+    """
+    out = np.asarray(arrays.obs_output)
+    fixed = (
+        jnp.asarray(np.asarray(post.error_codes)[out]),
+        jnp.asarray(arrays.obs_value),
+        jnp.asarray(f)[None],  # (1, M, N)
+    )
+    series = (jnp.asarray(arrays.obs_time), jnp.asarray(out), jnp.asarray(arrays.obs_mask))
+    chunks = []
+    for lo in range(0, pop.add.shape[0], _OU_CHUNK):
+        sl = slice(lo, lo + _OU_CHUNK)
+        per_draw = [jnp.asarray(v[sl][:, out])[:, None, :] for v in (pop.add, pop.prop, pop.tau)]
+        chunks.append(np.asarray(score_ou_patients(*fixed, *per_draw[:2], *series, per_draw[2])))
+    return np.concatenate(chunks, axis=0)
+
+
 def marginal_loglik(
     post: CohortPosterior,
     index: int,
@@ -137,7 +185,6 @@ def marginal_loglik(
     proposal
         The patient's inner importance sampler (:func:`patient_proposal`).
     """
-    refuse_correlated_residuals(post)
     chol_diag = np.abs(np.diagonal(np.asarray(pop.chol), axis1=1, axis2=2))
     if np.any(chol_diag <= 0):
         fixed = [
@@ -151,22 +198,10 @@ def marginal_loglik(
         )
     f, ok = _predictions(post, index, proposal.latent)  # (M, N)
     arrays = jax.tree.map(lambda a: np.asarray(a[index]), post.arrays)
-    out = np.asarray(arrays.obs_output)
-    codes = np.asarray(post.error_codes)[out]
-    cens, lloq, limit = censoring_args(arrays)
-    ll = score_observations(
-        jnp.asarray(codes),
-        jnp.asarray(arrays.obs_value),
-        jnp.asarray(f)[None],  # (1, M, N)
-        jnp.asarray(pop.add[:, out])[:, None, :],  # (S, 1, N)
-        jnp.asarray(pop.prop[:, out])[:, None, :],
-        jnp.asarray(pop.nu)[:, None, None],
-        jnp.asarray(arrays.obs_mask),
-        cens,
-        lloq,
-        limit,
-    )
-    ll = np.asarray(ll).sum(axis=-1)  # (S, M)
+    if post.structure.ou_outputs:
+        ll = _ou_record_loglik(post, arrays, f, pop)
+    else:
+        ll = _record_loglik(post, arrays, f, pop)
     ll = np.where(ok[None, :], ll, -np.inf)  # a failed solve contributes no density
     log_w = ll + _population_logpdf(pop, proposal.latent) - proposal.log_q[None, :]
     return logsumexp(log_w, axis=1) - np.log(proposal.latent.shape[0])

@@ -9,6 +9,11 @@ M3/M4 and interval censoring, every error model and several outputs are scored e
 in the likelihood that was sampled. The fit's own per-patient totals
 (``log_likelihood/y``) mark the draws whose ODE solve failed (``-inf``) and let a test
 check that the per-observation values add up to what the fit stored.
+
+A fit with autocorrelated (Ornstein-Uhlenbeck) residuals is scored per patient only: the
+patient's whole series is one multivariate Normal term (the contract's
+:func:`~twin_uq.inference.residual.ou_observation_loglik`, summed), while a single
+observation has no density of its own that leaving it out could use.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ import xarray as xr
 
 from twin_uq.errors import InputError
 from twin_uq.inference.likelihood import censoring_args
-from twin_uq.inference.postprocess import residuals_of_draws
-from twin_uq.inference.residual import observation_loglik
+from twin_uq.inference.postprocess import residuals_of_draws, tau_of_draws
+from twin_uq.inference.residual import observation_loglik, ou_observation_loglik
 
 if TYPE_CHECKING:
     from twin_uq.posterior import CohortPosterior
@@ -33,6 +38,7 @@ __all__ = [
     "pointwise_loglik",
     "refuse_correlated_residuals",
     "score_observations",
+    "score_ou_patients",
 ]
 
 
@@ -45,6 +51,21 @@ def score_observations(code, y, f, a, b, nu, mask, censored, lloq, limit=None) -
     """
     ll = observation_loglik(code, y, f, a, b, nu, censored, lloq, limit)
     return jnp.where(mask, ll, 0.0)
+
+
+@jax.jit
+def score_ou_patients(code, y, f, a, b, times, series, mask, tau) -> jax.Array:
+    """Joint log density of whole records with OU-correlated residuals.
+
+    Every argument is ``(..., N)`` (one record's padded observations on the last axis) and
+    they broadcast over the leading axes (e.g. draws x patients); the result is ``(...)``:
+    the sum of :func:`~twin_uq.inference.residual.ou_observation_loglik`'s conditional
+    densities, i.e. the multivariate Normal log density of the record (padding scores 0).
+    """
+    joint = jnp.vectorize(
+        lambda *args: ou_observation_loglik(*args).sum(), signature=",".join(["(n)"] * 9) + "->()"
+    )
+    return joint(code, y, f, a, b, times, series, mask, tau)
 
 
 def observation_table(post: CohortPosterior) -> dict[str, np.ndarray]:
@@ -90,16 +111,17 @@ def pointwise_loglik(post: CohortPosterior, by: str = "observation") -> xr.DataA
     """
     if by not in ("observation", "patient"):
         raise InputError(f"by must be 'observation' or 'patient', got {by!r}.")
-    ll = _loglik_padded(post)  # (C, D, P, N), 0 at padding
+    refuse_correlated_residuals(post, by)
     attrs = {"approximate": int(post.approximate), "method": post.method}
     if by == "patient":
         return xr.DataArray(
-            ll.sum(axis=-1),
+            _loglik_patients(post),
             dims=("chain", "draw", "patient"),
             coords={"patient": list(post.patient_ids)},
             attrs=attrs,
         )
     where = observation_table(post)
+    ll = _loglik_padded(post)  # (C, D, P, N), 0 at padding
     values = ll[:, :, where["patient"], where["obs"]]
     return xr.DataArray(
         values,
@@ -115,26 +137,63 @@ def pointwise_loglik(post: CohortPosterior, by: str = "observation") -> xr.DataA
     )
 
 
-def refuse_correlated_residuals(post: CohortPosterior) -> None:
-    """Raise :class:`~twin_uq.errors.InputError` for a fit with autocorrelated residuals.
+def refuse_correlated_residuals(post: CohortPosterior, by: str = "observation") -> None:
+    """Raise :class:`~twin_uq.errors.InputError` for leave-one-observation-out of an OU fit.
 
-    Its observations are not scored one by one (the fit's likelihood is a product of
-    conditional densities along each series), and leave-one-out of such a fit is not
-    implemented: an independent score would compare models silently on another likelihood.
+    With autocorrelated residuals an observation's neighbours in its series carry
+    information about its residual, and the fit's likelihood is a product of conditional
+    densities along each series, not of independent observation densities: leaving one
+    observation out is not what the stored terms score, and scoring independent densities
+    would compare models silently on another likelihood. Leaving a patient's whole series
+    out is well defined (``by="patient"``), so only ``by="observation"`` is refused.
     """
     ou = post.structure.ou_outputs
-    if ou:
+    if ou and by == "observation":
         names = [post.model.output_names[k] for k in ou]
         raise InputError(
-            f"Model comparison does not support autocorrelated residuals yet: this fit of "
-            f"{post.model.name!r} has residual_correlation on {names}, whose likelihood is "
-            "not a product of independent observation densities."
+            f"Leave-one-observation-out is not defined for this fit of {post.model.name!r}: "
+            f"it has autocorrelated residuals (residual_correlation) on {names}, whose "
+            "likelihood is a product of conditional densities along each series, not of "
+            "independent observation densities. Use by='patient': a patient's whole "
+            "correlated series is left out as one multivariate term."
         )
 
 
-def _loglik_padded(post: CohortPosterior) -> np.ndarray:
-    """``(C, D, P, N)`` per-observation log-likelihood, 0 at padding, -inf at failed solves."""
-    refuse_correlated_residuals(post)
+def _loglik_patients(post: CohortPosterior) -> np.ndarray:
+    """``(C, D, P)`` log-likelihood of each patient's record, -inf at failed solves."""
+    if not post.structure.ou_outputs:
+        return _loglik_padded(post).sum(axis=-1)
+    f, (a, b, _), codes = _draw_residuals(post)
+    C, D = f.shape[:2]
+    tau = tau_of_draws(post.structure, post.population_draws(), len(post.model.outputs))
+    arrays = post.arrays
+    out = np.asarray(arrays.obs_output)
+    ll = score_ou_patients(
+        jnp.asarray(codes),
+        jnp.asarray(arrays.obs_value),
+        jnp.asarray(f),
+        jnp.asarray(a),
+        jnp.asarray(b),
+        jnp.asarray(arrays.obs_time),
+        jnp.asarray(out),
+        jnp.asarray(arrays.obs_mask),
+        jnp.asarray(tau.reshape(C, D, -1)[:, :, out]),
+    )
+    return np.where(_failed(post), -np.inf, np.asarray(ll))
+
+
+def _failed(post: CohortPosterior) -> np.ndarray:
+    """``(C, D, P)``: the fit's own totals are -inf where the solve failed at that draw."""
+    stored = post.idata["log_likelihood"]["y"].transpose("chain", "draw", "patient").values
+    return ~np.isfinite(stored)
+
+
+def _draw_residuals(post: CohortPosterior):
+    """Stored predictions, residual parameters of every draw and the error codes.
+
+    Returns ``f`` ``(C, D, P, N)``; ``(add, prop, nu)``: each observation's residual SDs
+    ``(C, D, P, N)`` and ``nu`` ``(C, D, 1, 1)``; the error code of each observation ``(P, N)``.
+    """
     tree = post.idata
     if "posterior_predictive" not in tree.children or "f" not in tree["posterior_predictive"]:
         raise InputError(
@@ -146,31 +205,31 @@ def _loglik_padded(post: CohortPosterior) -> np.ndarray:
     add, prop, nu = residuals_of_draws(
         post.structure, post.population_draws(), len(post.model.outputs)
     )
-    arrays = post.arrays
-    out = np.asarray(arrays.obs_output)  # (P, N)
+    out = np.asarray(post.arrays.obs_output)  # (P, N)
     if f.shape[2:] != out.shape:
         raise InputError(
             f"posterior_predictive/f has shape {f.shape[2:]} per draw, the cohort's "
             f"observations {out.shape}: the fit file does not belong to this cohort."
         )
-    codes = np.asarray(post.error_codes)[out]
-    shape = (C, D, 1, 1)
     a = add.reshape(C, D, -1)[:, :, out]  # (C, D, P, N): each observation's output
     b = prop.reshape(C, D, -1)[:, :, out]
+    return f, (a, b, nu.reshape(C, D, 1, 1)), np.asarray(post.error_codes)[out]
+
+
+def _loglik_padded(post: CohortPosterior) -> np.ndarray:
+    """``(C, D, P, N)`` per-observation log-likelihood, 0 at padding, -inf at failed solves."""
+    f, (a, b, nu), codes = _draw_residuals(post)
+    arrays = post.arrays
     ll = score_observations(
         jnp.asarray(codes),
         jnp.asarray(arrays.obs_value),
         jnp.asarray(f),
         jnp.asarray(a),
         jnp.asarray(b),
-        jnp.asarray(nu.reshape(shape)),
+        jnp.asarray(nu),
         jnp.asarray(arrays.obs_mask),
         *censoring_args(arrays),
     )
-    ll = np.asarray(ll)
     # The fit's own totals are -inf where the solve failed at that draw (its predictions
     # there are not a solution): keep that verdict rather than score them.
-    stored = tree["log_likelihood"]["y"].transpose("chain", "draw", "patient").values
-    failed = ~np.isfinite(stored)
-    ll = np.where(failed[..., None], -np.inf, ll)
-    return ll
+    return np.where(_failed(post)[..., None], -np.inf, np.asarray(ll))
