@@ -60,6 +60,7 @@ from twin_uq.inference.centering_point import (
     CenteringPoint,
     centering_point,
     fisher_information,
+    population_step,
 )
 from twin_uq.inference.linearisation import AutoCentering
 from twin_uq.inference.reparam import Centering
@@ -79,6 +80,7 @@ __all__ = [
     "default_centering",
     "fisher_information",
     "latent_prior",
+    "population_step",
     "shrinkage_weights",
     "whitened_log_theta",
 ]

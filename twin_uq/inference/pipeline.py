@@ -13,6 +13,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Protocol
 
 import jax
+import numpy as np
 
 from twin_uq.data.time_units import warn_assumed_time_unit
 from twin_uq.inference.backends import BackendResult
@@ -20,7 +21,7 @@ from twin_uq.inference.data_checks import ModelDataMismatch, data_findings
 from twin_uq.inference.idata import build_idata
 from twin_uq.inference.postprocess import derive_draw_quantities
 from twin_uq.inference.prefit import PriorDataConflict, review_typical_values
-from twin_uq.inference.prepare import PreparedFit, prepare_fit
+from twin_uq.inference.prepare import PreparedFit, prepare_fit, with_centering
 from twin_uq.inference.solver_check import check_fit_draws
 from twin_uq.posterior.cohort import CohortPosterior
 from twin_uq.posterior.failure import FitFailedError
@@ -59,7 +60,11 @@ def prepare_problem(
     not the data's), each finding a :class:`ModelDataMismatch` warning. A cohort without a declared time unit is
     announced (:class:`~twin_uq.data.TimeUnitAssumedWarning`).
     """
-    prepared = prepare_fit(spec, cohort, solver)
+    if spec.prior_check == "off":
+        prepared = prepare_fit(spec, cohort, solver)
+    else:  # the centring is chosen once the priors are settled (below)
+        placeholder = np.zeros((cohort.n_patients, len(spec.model.parameters)))
+        prepared = prepare_fit(spec, cohort, solver, centering=placeholder)
     model = spec.model
     warn_assumed_time_unit(
         cohort.time_unit,
@@ -79,8 +84,8 @@ def prepare_problem(
         warnings.warn(finding.message, ModelDataMismatch, stacklevel=4)
     if review.adjusted:
         adapted = dataclasses.replace(spec, priors={**spec.priors, **review.adjusted})
-        prepared = prepare_fit(adapted, cohort, solver)
-    return dataclasses.replace(prepared, prior_review=review)
+        prepared = prepare_fit(adapted, cohort, solver, centering=placeholder)
+    return dataclasses.replace(with_centering(prepared), prior_review=review)
 
 
 def fit_prepared(

@@ -33,7 +33,7 @@ from twin_uq.model.base import SolverSettings
 from twin_uq.model.scales import random_index
 from twin_uq.simulate.fixed_step import cohort_grids
 
-__all__ = ["PreparedFit", "centering_weights", "prepare_fit"]
+__all__ = ["PreparedFit", "centering_weights", "prepare_fit", "with_centering"]
 
 
 @dataclass(frozen=True)
@@ -250,6 +250,36 @@ def prepare_fit(
         data = dataclasses.replace(data, grids=cohort_grids(model, settings, arrays))
     if centering is None:
         centering, auto = centering_weights(spec, structure, data, priors)
+    chosen = _centering(centering, auto, data, structure)
+    return PreparedFit(
+        spec=spec,
+        cohort=cohort,
+        design=design,
+        structure=structure,
+        data=data,
+        priors=priors,
+        centering=chosen,
+    )
+
+
+def with_centering(prepared: PreparedFit) -> PreparedFit:
+    """``prepared`` with the centring its ``spec`` asks for, chosen afresh.
+
+    For a fit prepared with placeholder weights (``prepare_fit(..., centering=zeros)``)
+    while the priors may still change: the ``"auto"`` centring point is a search over the
+    cohort, run once for the priors the fit uses.
+    """
+    centering, auto = centering_weights(
+        prepared.spec, prepared.structure, prepared.data, prepared.priors
+    )
+    chosen = _centering(centering, auto, prepared.data, prepared.structure)
+    return dataclasses.replace(prepared, centering=chosen)
+
+
+def _centering(
+    centering: np.ndarray, auto: AutoCentering | None, data: FitData, structure: ProgramStructure
+) -> Centering:
+    """Check the weights' and linearisation's shapes and bundle them as a :class:`Centering`."""
     expected = (data.n_patients, structure.n_params)
     if np.shape(centering) != expected:
         raise ValueError(
@@ -264,18 +294,9 @@ def prepare_fit(
             f"sensitivities {np.shape(auto.sensitivity)}, expected {expected} and "
             f"{(*expected, data.arrays.obs_time.shape[1])} (patients, parameters, observations)."
         )
-    chosen = Centering(
+    return Centering(
         weights=jnp.asarray(centering, dtype=float),
         auto=None if auto is None else auto.with_unit_scale(),
-    )
-    return PreparedFit(
-        spec=spec,
-        cohort=cohort,
-        design=design,
-        structure=structure,
-        data=data,
-        priors=priors,
-        centering=chosen,
     )
 
 
