@@ -31,11 +31,9 @@ from twin_uq.simulate.fixed_step import FixedGrid
 __all__ = ["CenteringPoint", "centering_point", "fisher_information", "population_step"]
 
 _LOG_STEP = 1e-3
-# The centring point has settled when a round moves no residual SD or between-patient SD
-# by more than 3 % and no population mean by more than 3 % of its between-patient SD.
+# The centring point has settled when a round moves no residual SD by more than 3 % and
+# no population mean by more than 3 % of its between-patient SD.
 _SETTLED = 0.03
-# The search for the modes starts at twice the given between-patient SD.
-_WIDEN = 2.0
 _LOGNORMAL = ERROR_CODES["lognormal"]
 
 
@@ -146,8 +144,8 @@ class CenteringPoint:
     Attributes
     ----------
     log_theta
-        ``(P, K)`` each patient's approximate posterior mode under the population
-        distribution estimated with them (``mean``, ``omega``).
+        ``(P, K)`` each patient's approximate posterior mode under ``N(mean, ω²)``, with
+        ``mean`` estimated with the modes and ``ω`` as given.
     add, prop
         ``(O,)`` residual SDs re-estimated from the residuals at those modes.
     information
@@ -159,10 +157,10 @@ class CenteringPoint:
     linearisation
         The likelihood linearised at the modes, from which ``F`` and ``h`` follow at any
         residual SD (what sampling uses).
-    mean, omega
-        ``(P, K)`` and ``(K,)``: the population mean of ``log theta`` (covariates applied)
-        and between-patient SD the modes were found under, estimated from them
-        (:func:`population_step`); the given ones with ``estimate_population=False``.
+    mean
+        ``(P, K)`` the population mean of ``log theta`` (covariates applied) the modes
+        were found under, estimated with them (:func:`population_step`); the given one
+        with ``estimate_population=False``.
     rounds
         How many rounds of modes and scales were run (at most ``rounds`` of
         :func:`centering_point`; fewer once the point settled).
@@ -175,47 +173,40 @@ class CenteringPoint:
     information_vector: np.ndarray
     linearisation: AutoCentering
     mean: np.ndarray
-    omega: np.ndarray
     rounds: int
 
 
 def population_step(
-    mean: np.ndarray, eta: np.ndarray, omega: np.ndarray, information: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One Laplace-EM update of the population mean and between-patient SD from the modes.
+    mean: np.ndarray, eta: np.ndarray, omega: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One EM step of the population mean from the patients' modes, at fixed ``ω``.
 
-    With ``eta`` each patient's mode of ``log theta - mean`` and ``V = (F + Ω⁻²)⁻¹`` its
-    Laplace posterior covariance, the mean moves by the average mode ``ē`` (``eta`` the
-    other way, so the modes stay where they are) and ``ω_k² = mean_i((eta_ik - ē_k)² +
-    V_i,kk)``. For a Gaussian likelihood with the same information ``F = diag(f)`` for
-    every patient, whose data give ``y_i``, its fixed point is the marginal maximum
-    likelihood ``mean = ȳ``, ``ω_k² = var(y_k) - 1 / f_k`` (where positive).
+    The mean moves by the average mode ``ē`` (``eta`` the other way, so the modes stay
+    where they are); fixed effects (``ω = 0``) keep their mean. For a likelihood Gaussian
+    in ``log theta`` with information ``F_i`` and peak ``y_i``, the mode is
+    ``eta_i = M_i (y_i - mean)`` with ``M_i = Ω² (Ω² + F_i⁻¹)⁻¹``, so the fixed point,
+    ``Σ_i eta_i = 0``, is the marginal maximum likelihood of the mean, reached at the
+    rate of the shrinkage: a direction the data determine moves at once, one they barely
+    inform stays near the prior (a scoring step, ``(Σ M_i)⁻¹ Σ eta_i``, jumped along the
+    weakly determined ``p2``/``SI`` ridge of the Bergman model). ``ω`` is not estimated:
+    Laplace-EM for it drifted along that ridge round after round, and the linearisation
+    with it (smallest bulk ESS 1155 -> 748 on the 12-patient Bergman fit, 2026-12-08).
 
     Parameters
     ----------
     mean
-        ``(P, K)`` population mean of ``log theta`` per patient.
+        ``(P, K)`` population mean of ``log theta`` per patient (covariates applied).
     eta
         ``(P, K)`` modes relative to ``mean``.
     omega
-        ``(K,)`` between-patient SD; 0 for a fixed effect, which keeps its mean.
-    information
-        ``(P, K, K)`` each patient's information about ``log theta``.
+        ``(K,)`` between-patient SD; 0 for a fixed effect.
 
     Returns
     -------
-    ``(mean, eta, omega)`` updated.
+    ``(mean, eta)`` updated.
     """
-    fixed = omega == 0
-    shift = np.where(fixed, 0.0, eta.mean(0))
-    eta = eta - shift
-    safe = np.where(fixed, 1.0, omega)
-    K = omega.shape[0]
-    # V = Ω (I + Ω F Ω)⁻¹ Ω, well conditioned as ω goes to 0
-    B = np.eye(K) + safe[:, None] * information * safe[None, :]
-    V = np.einsum("pkk->pk", np.linalg.inv(B)) * safe**2
-    omega = np.where(fixed, 0.0, np.sqrt(np.mean(eta**2 + V, 0)))
-    return mean + shift, eta, omega
+    shift = np.where(omega == 0, 0.0, eta.mean(0))
+    return mean + shift, eta - shift
 
 
 def centering_point(
@@ -244,21 +235,22 @@ def centering_point(
     1. each patient's mode of ``log theta`` under the population distribution
        ``N(mean, ω²)`` at the current SDs (``iterations`` Levenberg–Marquardt steps on
        the whitened residuals, a step kept only if the penalised objective falls),
-    2. with ``estimate_population``, one Laplace-EM step for ``mean`` and ``ω`` from the
+    2. with ``estimate_population``, one EM step of the population ``mean`` from the
        modes (:func:`population_step`), and
     3. one scale factor per output, ``c² = Σ r² / (n - p)``, applied to both its additive
        and proportional SD; ``p`` is the number of parameters the patients' data
        determine (the sum of their shrinkage weights),
 
     until a round moves no SD by more than 3 % and no mean by more than 3 % of its
-    ``ω`` (at most ``rounds`` rounds).
+    ``ω`` (at most ``rounds`` rounds). The clip of each step to ``±4ω`` from the mean
+    holds each round's modes near the current mean, and the mean follows them.
 
     Step 2 matters when the data sit far from the prior: the modes of a 32-patient oral
     cohort with typical V 20 L under the default prior (median 50 L, starting ``ω`` 0.15)
     stayed at 29-63 L, so the residuals there put the proportional SD at 1.1 (truth 0.1)
     and the linearisation far from the posterior, which left a funnel along ``ω_CL``
-    (13-24 divergences at the default settings, 2026-12-07). The search starts at twice
-    the given ``ω``, so that the first modes can reach the data before ``ω`` is estimated.
+    (13-24 divergences at the default settings, 2026-12-07). ``ω`` stays at the given
+    starting value (see :func:`population_step`).
 
     Parameters
     ----------
@@ -274,7 +266,7 @@ def centering_point(
         The patients' fixed-step grids (``method="rk4"``; built from the schedules when
         omitted).
     estimate_population
-        Estimate ``mean`` and ``ω`` with the modes (default), or keep the given ones.
+        Estimate ``mean`` with the modes (default), or keep the given one.
 
     Returns
     -------
@@ -289,8 +281,6 @@ def centering_point(
     # system are the identity and its gradient 0, so its step is 0 and the others' steps
     # are those of the random effects alone.
     fixed = omega == 0
-    if estimate_population:  # let the first modes reach the data (see above)
-        omega = omega * _WIDEN
     free = np.where(fixed, 1.0, omega)
     prior_precision = np.diag(1.0 / free**2)
     output = np.asarray(arrays.obs_output)
@@ -340,12 +330,9 @@ def centering_point(
         fitted = shrinkage_weights(_information(S), omega).sum(1)  # (P,)
         moves = [0.0]
         if estimate_population and not fixed.all():
-            old_mean, old_omega = mean[0], free
-            mean, eta, omega = population_step(mean, eta, omega, _information(S))
-            free = np.where(fixed, 1.0, omega)
-            prior_precision = np.diag(1.0 / free**2)
-            moves += [np.max(np.abs(mean[0] - old_mean) / old_omega)]
-            moves += [np.max(np.abs(np.log(free / old_omega)))]
+            old_mean = mean[0]
+            mean, eta = population_step(mean, eta, omega)
+            moves += [np.max(np.abs(mean[0] - old_mean) / free)]
         n_used = used.sum(1)
         for o in range(n_out):
             in_o = used & (output == o)
@@ -378,7 +365,6 @@ def centering_point(
     information, vector = linear.as_numpy().canonical(add, prop, xp=np)
     return CenteringPoint(
         mean=mean,
-        omega=omega,
         rounds=round_,
         log_theta=log_theta,
         add=add,
