@@ -40,14 +40,15 @@ patient by ``Δw · mean`` and cut the smallest population ESS of a 100-patient 
 from 640 to 120; ``h`` puts that reference where the data are.
 
 ``F`` is evaluated before the fit, at each patient's approximate mode under a population
-distribution whose mean is estimated with the modes (EM rounds from the priors' medians) and at
+distribution whose mean is estimated with the modes where they sit more than 2 ``ω``
+from the priors' medians (EM rounds; elsewhere the medians) and at
 a residual SD estimated from the residuals there (:func:`centering_point`): ``F`` scales
 with ``1/σ²``, so the residual SD must come from the data, not from the prior, and so
 must the population the modes are shrunk towards. Measured 2026-12-08: on a 32-patient
 oral cohort whose typical V (20 L) is 1.3 prior SDs from the default (50 L), modes under
 the fixed starting prior (``ω`` 0.15) stayed at 29-63 L, the proportional SD came out
 at 1.1 (truth 0.1), and the whitening linearised there left a funnel along ``ω_CL``
-(13-24 divergences at the default settings); with the population estimated, the point
+(13-24 divergences at the default settings); with the mean of V estimated, the point
 lands at the data (typical V 16.8 L, SD 0.117) and the same fits have none. It is a
 heuristic for the *parameterisation* only; the posterior does not depend on it.
 
