@@ -39,10 +39,17 @@ patient's estimate, as a first version did, had let a change of ``ω`` shift eve
 patient by ``Δw · mean`` and cut the smallest population ESS of a 100-patient oral fit
 from 640 to 120; ``h`` puts that reference where the data are.
 
-``F`` is evaluated before the fit, at each patient's approximate mode under the
-population prior (starting between-patient SD, population median of the priors) and at
+``F`` is evaluated before the fit, at each patient's approximate mode under a population
+distribution whose mean is estimated with the modes where they sit more than 2 ``ω``
+from the priors' medians (EM rounds; elsewhere the medians) and at
 a residual SD estimated from the residuals there (:func:`centering_point`): ``F`` scales
-with ``1/σ²``, so the residual SD must come from the data, not from the prior. It is a
+with ``1/σ²``, so the residual SD must come from the data, not from the prior, and so
+must the population the modes are shrunk towards. Measured 2026-12-08: on a 32-patient
+oral cohort whose typical V (20 L) is 1.3 prior SDs from the default (50 L), modes under
+the fixed starting prior (``ω`` 0.15) stayed at 29-63 L, the proportional SD came out
+at 1.1 (truth 0.1), and the whitening linearised there left a funnel along ``ω_CL``
+(13-24 divergences at the default settings); with the mean of V estimated, the point
+lands at the data (typical V 16.8 L, SD 0.117) and the same fits have none. It is a
 heuristic for the *parameterisation* only; the posterior does not depend on it.
 
 Derivatives are central finite differences of the noise-free predictions (step ``1e-3`` on
@@ -60,6 +67,7 @@ from twin_uq.inference.centering_point import (
     CenteringPoint,
     centering_point,
     fisher_information,
+    population_step,
 )
 from twin_uq.inference.linearisation import AutoCentering
 from twin_uq.inference.reparam import Centering
@@ -79,6 +87,7 @@ __all__ = [
     "default_centering",
     "fisher_information",
     "latent_prior",
+    "population_step",
     "shrinkage_weights",
     "whitened_log_theta",
 ]

@@ -21,7 +21,7 @@ from twin_uq.inference.data_checks import ModelDataMismatch, data_findings
 from twin_uq.inference.idata import build_idata
 from twin_uq.inference.postprocess import derive_draw_quantities
 from twin_uq.inference.prefit import PriorDataConflict, review_typical_values
-from twin_uq.inference.prepare import PreparedFit, prepare_fit
+from twin_uq.inference.prepare import PreparedFit, prepare_fit, with_centering
 from twin_uq.inference.solver_check import check_fit_draws
 from twin_uq.posterior.cohort import CohortPosterior
 from twin_uq.posterior.failure import FitFailedError
@@ -65,16 +65,20 @@ def prepare_problem(
     announced (:class:`~twin_uq.data.TimeUnitAssumedWarning`). ``shape_buckets``: padded
     to shape buckets (:mod:`twin_uq.inference.buckets`; ``prepared.padding``).
     """
-    prepared = prepare_fit(spec, cohort, solver, shape_buckets=shape_buckets)
+    # With the prior check, the centring point is searched once, for the final priors.
+    checked = spec.prior_check != "off"
+    prepared = prepare_fit(
+        spec, cohort, solver, shape_buckets=shape_buckets, defer_centering=checked
+    )
     model = spec.model
     warn_assumed_time_unit(
         cohort.time_unit,
         model.card.time_unit,
         model=model.name,
         source=cohort.source,
-        checked=spec.prior_check != "off",
+        checked=checked,
     )
-    if spec.prior_check == "off":
+    if not checked:
         return prepared
     review = review_typical_values(prepared)
     review = dataclasses.replace(review, findings=data_findings(prepared, review.pooled))
@@ -85,8 +89,12 @@ def prepare_problem(
         warnings.warn(finding.message, ModelDataMismatch, stacklevel=4)
     if review.adjusted:
         adapted = dataclasses.replace(spec, priors={**spec.priors, **review.adjusted})
-        prepared = prepare_fit(adapted, cohort, solver, shape_buckets=shape_buckets)
-    return dataclasses.replace(prepared, prior_review=review)
+        prepared = prepare_fit(
+            adapted, cohort, solver, shape_buckets=shape_buckets, defer_centering=True
+        )
+    # Under shape buckets the ghosts (modes at the population mean) take part in the
+    # search's mean step: they slow it but do not move its fixed point.
+    return dataclasses.replace(with_centering(prepared), prior_review=review)
 
 
 def fit_prepared(

@@ -34,7 +34,7 @@ from twin_uq.model.base import SolverSettings
 from twin_uq.model.scales import random_index
 from twin_uq.simulate.fixed_step import cohort_grids
 
-__all__ = ["PreparedFit", "centering_weights", "prepare_fit"]
+__all__ = ["PreparedFit", "centering_weights", "prepare_fit", "with_centering"]
 
 
 @dataclass(frozen=True)
@@ -236,6 +236,7 @@ def prepare_fit(
     auto: AutoCentering | None = None,
     *,
     shape_buckets: bool = False,
+    defer_centering: bool = False,
 ) -> PreparedFit:
     """Validate the cohort against the model and build every array the backends need.
 
@@ -248,6 +249,9 @@ def prepare_fit(
     (:mod:`twin_uq.inference.buckets`), so that the compiled programs of any cohort of the
     same buckets serve this one; the ghost patients are non-centred (weight 0) and have
     no linearisation (no observation). Not with ``centering`` given.
+
+    ``defer_centering``: all weights 0 for now (no centring search); :func:`with_centering`
+    chooses them once the priors are final (the pooled prior check may adapt them).
     """
     model = spec.model
     arrays = cohort.for_model(model)
@@ -287,11 +291,52 @@ def prepare_fit(
     priors = PriorArrays.from_spec(spec, structure, design.effects, data.arrays)
     if settings.is_fixed_step:  # before the centring point, which solves on them too
         data = dataclasses.replace(data, grids=cohort_grids(model, settings, data.arrays))
+    if defer_centering:  # chosen later by with_centering, once the priors are settled  # chosen later by with_centering, once the priors are settled
+        centering = np.zeros((data.n_patients, structure.n_params))
     if centering is None:
         centering, auto = centering_weights(spec, structure, data, priors)
-        if padding is not None:  # ghosts non-centred: a centred effect without data is
-            centering = np.array(centering)  # coupled to the population (a funnel)
-            centering[padding.n_patients :] = 0.0
+    chosen = _centering(centering, auto, data, structure, padding)
+    return PreparedFit(
+        spec=spec,
+        cohort=cohort,
+        design=design,
+        structure=structure,
+        data=data,
+        priors=priors,
+        centering=chosen,
+        padding=padding,
+    )
+
+
+def with_centering(prepared: PreparedFit) -> PreparedFit:
+    """``prepared`` with the centring its ``spec`` asks for, chosen afresh.
+
+    For a fit prepared with ``defer_centering=True`` while the priors may still change:
+    the ``"auto"`` centring point is a search over the cohort, run once for the priors
+    the fit uses.
+    """
+    centering, auto = centering_weights(
+        prepared.spec, prepared.structure, prepared.data, prepared.priors
+    )
+    chosen = _centering(centering, auto, prepared.data, prepared.structure, prepared.padding)
+    return dataclasses.replace(prepared, centering=chosen)
+
+
+def _centering(
+    centering: np.ndarray,
+    auto: AutoCentering | None,
+    data: FitData,
+    structure: ProgramStructure,
+    padding: Padding | None,
+) -> Centering:
+    """Check the weights' and linearisation's shapes and bundle them as a :class:`Centering`.
+
+    Ghost patients of shape buckets are non-centred: a centred effect without data is
+    coupled to the population (a funnel).
+    """
+    if padding is not None:
+        centering = np.array(centering)
+        centering[padding.n_patients :] = 0.0
     expected = (data.n_patients, structure.n_params)
     if np.shape(centering) != expected:
         raise ValueError(
@@ -306,19 +351,9 @@ def prepare_fit(
             f"sensitivities {np.shape(auto.sensitivity)}, expected {expected} and "
             f"{(*expected, data.arrays.obs_time.shape[1])} (patients, parameters, observations)."
         )
-    chosen = Centering(
+    return Centering(
         weights=jnp.asarray(centering, dtype=float),
         auto=None if auto is None else auto.with_unit_scale(),
-    )
-    return PreparedFit(
-        spec=spec,
-        cohort=cohort,
-        design=design,
-        structure=structure,
-        data=data,
-        priors=priors,
-        centering=chosen,
-        padding=padding,
     )
 
 
