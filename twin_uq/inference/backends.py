@@ -48,6 +48,7 @@ class GuideSettings(OptimisationSettings, Protocol):
 
     guide: str
 
+
 __all__ = ["BackendResult", "run_laplace", "run_nuts", "run_svi", "sample_nuts"]
 
 

@@ -183,7 +183,7 @@ class CenteringPoint:
 
 
 def population_step(
-    mean: np.ndarray, eta: np.ndarray, omega: np.ndarray
+    mean: np.ndarray, eta: np.ndarray, omega: np.ndarray, patients: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """One EM step of the population mean from the patients' modes, at fixed ``ω``.
 
@@ -206,12 +206,15 @@ def population_step(
         ``(P, K)`` modes relative to ``mean``.
     omega
         ``(K,)`` between-patient SD; 0 for a fixed effect.
+    patients
+        Only the first ``patients`` rows are patients of the cohort; the rest (ghosts of
+        shape buckets) follow the mean without moving it. Default: every row.
 
     Returns
     -------
     ``(mean, eta)`` updated.
     """
-    shift = np.where(omega == 0, 0.0, eta.mean(0))
+    shift = np.where(omega == 0, 0.0, eta[:patients].mean(0))
     return mean + shift, eta - shift
 
 
@@ -228,6 +231,7 @@ def centering_point(
     grids: FixedGrid | None = None,
     rounds: int = 12,
     iterations: int = 6,
+    patients: int | None = None,
     estimate_population: bool = True,
 ) -> CenteringPoint:
     """Patients' modes and a data-informed residual SD, for evaluating the weights.
@@ -274,6 +278,10 @@ def centering_point(
         omitted).
     estimate_population
         Estimate ``mean`` with the modes (default), or keep the given one.
+    patients
+        Only the first ``patients`` rows are the cohort's patients; the others (ghosts of
+        shape buckets, without observations) take no part in the estimate of ``mean``,
+        so that padding leaves the real patients' point unchanged. Default: every row.
 
     Returns
     -------
@@ -341,10 +349,10 @@ def centering_point(
             # A mean is estimated once the modes sit on average more than 2 ω from it;
             # below that the given mean is kept (and the point is the one of earlier
             # releases, see _FAR).
-            far |= ~fixed & (np.abs(mean[0] + eta.mean(0) - given) > _FAR * free)
+            far |= ~fixed & (np.abs(mean[0] + eta[:patients].mean(0) - given) > _FAR * free)
             if far.any():
                 old_mean = mean[0]
-                mean, eta = population_step(mean, eta, np.where(far, omega, 0.0))
+                mean, eta = population_step(mean, eta, np.where(far, omega, 0.0), patients)
                 moves += [np.max(np.abs(mean[0] - old_mean) / free)]
         n_used = used.sum(1)
         for o in range(n_out):

@@ -92,8 +92,6 @@ def prepare_problem(
         prepared = prepare_fit(
             adapted, cohort, solver, shape_buckets=shape_buckets, defer_centering=True
         )
-    # Under shape buckets the ghosts (modes at the population mean) take part in the
-    # search's mean step: they slow it but do not move its fixed point.
     return dataclasses.replace(with_centering(prepared), prior_review=review)
 
 

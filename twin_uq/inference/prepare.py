@@ -198,6 +198,7 @@ def centering_weights(
     structure: ProgramStructure,
     data: FitData,
     priors: PriorArrays,
+    patients: int | None = None,
 ) -> tuple[np.ndarray, AutoCentering | None]:
     """Partial-centring weights ``(P, K)`` and, for ``"auto"``, what they follow.
 
@@ -206,7 +207,8 @@ def centering_weights(
     evaluated at the patient's approximate mode and a residual SD estimated from the data;
     the weights returned are those at the starting between-patient SD (what a fit
     reports), the :class:`AutoCentering` (the likelihood linearised at the modes) is what
-    sampling whitens the random effects with. Fixed weights come with ``None``.
+    sampling whitens the random effects with. Fixed weights come with ``None``. Only the
+    first ``patients`` rows are the cohort's (the rest: ghosts of shape buckets).
     """
     P, K = data.n_patients, structure.n_params
     if spec.centering != "auto":
@@ -222,7 +224,7 @@ def centering_weights(
     omega = embed_omega(structure.model, _initial_omega(priors), xp=np)  # 0: fixed effects
     point = centering_point(
         structure.model, structure.settings, mean, omega, data.arrays, data.error_code, add,
-        prop, grids=data.grids,
+        prop, grids=data.grids, patients=patients,
     )  # fmt: skip
     auto = point.linearisation
     return shrinkage_weights(point.information, omega), auto
@@ -294,7 +296,9 @@ def prepare_fit(
     if defer_centering:  # chosen later by with_centering, once the priors are settled  # chosen later by with_centering, once the priors are settled
         centering = np.zeros((data.n_patients, structure.n_params))
     if centering is None:
-        centering, auto = centering_weights(spec, structure, data, priors)
+        centering, auto = centering_weights(
+            spec, structure, data, priors, None if padding is None else padding.n_patients
+        )
     chosen = _centering(centering, auto, data, structure, padding)
     return PreparedFit(
         spec=spec,
@@ -316,7 +320,11 @@ def with_centering(prepared: PreparedFit) -> PreparedFit:
     the fit uses.
     """
     centering, auto = centering_weights(
-        prepared.spec, prepared.structure, prepared.data, prepared.priors
+        prepared.spec,
+        prepared.structure,
+        prepared.data,
+        prepared.priors,
+        prepared.n_real_patients,
     )
     chosen = _centering(centering, auto, prepared.data, prepared.structure, prepared.padding)
     return dataclasses.replace(prepared, centering=chosen)
