@@ -138,8 +138,7 @@ for key in ("systolic", "diastolic", "mean"):
     true = truth.loc[pid, "whatif_" + ("mean_pressure" if key == "mean" else key)]
     print(f"{key}: {m:.0f} mmHg [{lo:.0f}, {hi:.0f}] (truth {true:.0f})")
 print(
-    f"P(mean < 65 mmHg) = {w['p_below']:.2f} ± {w['mcse']:.2f} (MCSE); "
-    f"trust: {trust[pid].status}"
+    f"P(mean < 65 mmHg) = {w['p_below']:.2f} ± {w['mcse']:.2f} (MCSE); trust: {trust[pid].status}"
 )
 
 # %% [markdown]

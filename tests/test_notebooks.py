@@ -27,7 +27,9 @@ COVERED = {
 def test_every_notebook_is_covered():
     found = {p.name for p in NOTEBOOKS.glob("*.py")}
     assert found, "no notebooks found"
-    assert found == set(COVERED), f"uncovered: {sorted(found - set(COVERED))}, missing: {sorted(set(COVERED) - found)}"
+    assert found == set(COVERED), (
+        f"uncovered: {sorted(found - set(COVERED))}, missing: {sorted(set(COVERED) - found)}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -41,7 +43,9 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
     monkeypatch.setenv("TWIN_UQ_NOTEBOOK_OUT", str(tmp_path))
     monkeypatch.setenv("TWIN_UQ_HOST_DEVICES", "2")
     # The kernelspec runs "python": make that this interpreter (the project's venv).
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv(
+        "PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    )
     monkeypatch.setenv("PYTHONWARNINGS", "ignore::DeprecationWarning")
     nb = jupytext.read(NOTEBOOKS / name)
     client = NotebookClient(

@@ -14,7 +14,7 @@ import numpy as np
 
 from twin_uq.errors import InputError
 
-__all__ = ["SolverSettings", "step_bucket"]
+__all__ = ["SolverSettings"]
 
 
 @dataclass(frozen=True)
@@ -123,19 +123,13 @@ class SolverSettings:
             max_ss_tails=self.max_ss_tails,
         )
 
-    def covering(self, *times: object, bucketed: bool = False) -> SolverSettings:
+    def covering(self, *times: object) -> SolverSettings:
         """These settings with a fixed-step horizon reaching the latest of ``times``.
 
         ``times`` are concrete arrays (numpy, lists, scalars; NaN ignored). The horizon is
         rounded up to a whole number of ``fixed_step`` so that nearby requests share one
         compiled solve, and never shrinks. Adaptive and exact settings are returned as
         they are.
-
-        ``bucketed``: round the number of steps further up, to one of four sizes per
-        doubling (:func:`step_bucket`, at most 25 % more steps), so that predictions from
-        many origins (a forecast every few minutes of a CGM trace) share a handful of
-        compiled solves instead of one each. The values at the requested times do not
-        change: grid points past the latest requested time are steps of length zero.
         """
         if not self.is_fixed_step:
             return self
@@ -143,22 +137,7 @@ class SolverSettings:
             (float(np.nanmax(np.asarray(t, dtype=float))) for t in times if np.size(t)),
             default=0.0,
         )
-        steps = math.ceil(latest / self.fixed_step - 1e-9)
-        needed = (step_bucket(steps) if bucketed else steps) * self.fixed_step
+        needed = math.ceil(latest / self.fixed_step - 1e-9) * self.fixed_step
         if self.horizon is not None and self.horizon >= needed:
             return self
         return replace(self, horizon=float(needed))
-
-
-def step_bucket(n: int) -> int:
-    """The smallest of ``16, 20, 24, 28, 32, 40, ...`` (four sizes per doubling) >= ``n``.
-
-    Used for fixed-step horizons of predictions: a compiled solve per bucket, at most 25 %
-    more (zero-length) steps than needed.
-    """
-    n = max(int(n), 1)
-    if n <= 16:
-        return 16
-    base = 1 << (n.bit_length() - 1)  # largest power of two <= n
-    quarter = base // 4
-    return base + quarter * math.ceil((n - base) / quarter)

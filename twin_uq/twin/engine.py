@@ -11,6 +11,7 @@ regimens of similar size share one compiled function.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -25,12 +26,30 @@ from twin_uq._types import (
     PerDraw,
     TimeGrid,
 )
+from twin_uq.data.arrays import bucket_size
 from twin_uq.inference.residual import sample_observations
 from twin_uq.model.base import Model, SolverSettings
 from twin_uq.simulate import SolveStatus, solve
 from twin_uq.simulate.schedule import Schedule
 
-__all__ = ["bucket_schedule", "predict_draws"]
+__all__ = ["bucket_schedule", "covering_in_buckets", "predict_draws"]
+
+
+def covering_in_buckets(settings: SolverSettings, times) -> SolverSettings:
+    """``settings.covering(times)`` with the fixed-step count rounded up to a shape bucket.
+
+    Predictions from many origins (a forecast every few minutes of a CGM trace) would
+    otherwise each grow the horizon and compile a solve of their own; with the steps in
+    :func:`~twin_uq.data.arrays.bucket_size` buckets (at least 16, then four per
+    doubling: at most 25 % more steps) a handful of compiled solves serve them all. The
+    values at the requested times do not change: grid points past the latest requested
+    time are steps of length zero.
+    """
+    if not settings.is_fixed_step:
+        return settings
+    latest = float(np.nanmax(np.asarray(times, dtype=float)))
+    steps = math.ceil(latest / settings.fixed_step - 1e-9)
+    return settings.covering(bucket_size(steps, smallest=16) * settings.fixed_step)
 
 
 def _bucket(n: int, minimum: int) -> int:

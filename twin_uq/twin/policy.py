@@ -37,6 +37,7 @@ import pandas as pd
 
 from twin_uq.errors import InputError, UnavailableError
 from twin_uq.simulate.solve import solve
+from twin_uq.twin.engine import covering_in_buckets
 from twin_uq.twin.forecast import _mcse
 
 __all__ = [
@@ -310,7 +311,7 @@ def _is_pytree(policy) -> bool:
 def _start_states(twin, start: float, idx: np.ndarray) -> np.ndarray:
     """``(S, n)`` each draw's state at ``start`` after its recorded meals and insulin."""
     times = jnp.asarray([start])
-    settings = twin.settings.covering([start], bucketed=True)
+    settings = covering_in_buckets(twin.settings, [start])
     sched, cov = twin.schedule, jnp.asarray(twin.covariates)
 
     def one(th):

@@ -27,7 +27,7 @@ from twin_uq.simulate.status import SolveStatus, describe_failures
 from twin_uq.twin.conditioning import update_twin
 from twin_uq.twin.criteria import Criterion, Event, event_grid
 from twin_uq.twin.decisions import attainment, recommend_dose, what_if
-from twin_uq.twin.engine import _bucket, bucket_schedule, predict_draws
+from twin_uq.twin.engine import _bucket, bucket_schedule, covering_in_buckets, predict_draws
 from twin_uq.twin.forecast import forecast_twin, risk_twin
 from twin_uq.twin.inputs import (
     ScheduleLike,
@@ -211,7 +211,7 @@ class PosteriorTwin:
         extra = () if change_time is None else (jnp.asarray(change_time),)
         f, y, status = predict_draws(
             self.model,
-            self.settings.covering(t_pad, bucketed=True),
+            covering_in_buckets(self.settings, t_pad),
             jnp.asarray(theta[i_pad]),
             jnp.asarray(self.covariates),
             schedule,

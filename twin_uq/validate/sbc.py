@@ -55,7 +55,9 @@ class SBCResult:
         return pd.DataFrame(rows).T
 
 
-def draw_population_from_prior(model: Model, rng: np.random.Generator) -> dict[str, dict[str, float]]:
+def draw_population_from_prior(
+    model: Model, rng: np.random.Generator
+) -> dict[str, dict[str, float]]:
     """Draw typical values, between-patient SDs and residual SDs from the default priors."""
     # Each typical value on its latent scale (log, or logit for a fraction); a fixed effect
     # (bsv=False) has no between-patient SD to draw.
@@ -70,7 +72,9 @@ def draw_population_from_prior(model: Model, rng: np.random.Generator) -> dict[s
         for p in model.parameters
     }
     sigma_add = {o.name: float(abs(rng.normal(0.0, o.sigma_prior_scale[0]))) for o in model.outputs}
-    sigma_prop = {o.name: float(abs(rng.normal(0.0, o.sigma_prior_scale[1]))) for o in model.outputs}
+    sigma_prop = {
+        o.name: float(abs(rng.normal(0.0, o.sigma_prior_scale[1]))) for o in model.outputs
+    }
     return {"typical": typical, "omega": omega, "sigma_add": sigma_add, "sigma_prop": sigma_prop}
 
 
@@ -117,9 +121,14 @@ def run_sbc(
         truth = draw_population_from_prior(model, rng)
         try:
             sim = simulate_cohort(
-                model, n_patients, design, seed=int(rng.integers(2**31)),
-                typical=truth["typical"], omega=truth["omega"],
-                sigma_add=truth["sigma_add"], sigma_prop=truth["sigma_prop"],
+                model,
+                n_patients,
+                design,
+                seed=int(rng.integers(2**31)),
+                typical=truth["typical"],
+                omega=truth["omega"],
+                sigma_add=truth["sigma_add"],
+                sigma_prop=truth["sigma_prop"],
             )
             post = fit(model, sim.cohort, seed=int(rng.integers(2**31)), **kwargs)
         except (RuntimeError, ValueError) as err:
@@ -127,16 +136,22 @@ def run_sbc(
             continue
         p = post.posterior
         row = {}
-        latent = to_unconstrained(model, np.array([truth["typical"][n] for n in model.parameter_names]))
+        latent = to_unconstrained(
+            model, np.array([truth["typical"][n] for n in model.parameter_names])
+        )
         for k, par in enumerate(model.parameters):
             name = par.name
             row[f"mu[{name}]"] = _rank(p["mu"].sel(parameter=name).values, latent[k], n_rank_draws)
             if par.bsv:
-                row[f"omega[{name}]"] = _rank(p["omega"].sel(parameter=name).values, truth["omega"][name], n_rank_draws)
+                row[f"omega[{name}]"] = _rank(
+                    p["omega"].sel(parameter=name).values, truth["omega"][name], n_rank_draws
+                )
         for var, dim in (("sigma_add", "add_output"), ("sigma_prop", "prop_output")):
             if var in p:
                 for out in p[dim].values:
-                    row[f"{var}[{out}]"] = _rank(p[var].sel({dim: out}).values, truth[var][str(out)], n_rank_draws)
+                    row[f"{var}[{out}]"] = _rank(
+                        p[var].sel({dim: out}).values, truth[var][str(out)], n_rank_draws
+                    )
         rows.append(row)
         if progress is not None:
             progress(r)
